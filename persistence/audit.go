@@ -1,0 +1,148 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// AuditKind is the grain kind whose fence guards a shard's chain.
+const AuditKind = "Audit"
+
+// AuditRow is one stored audit event with its place in the shard's chain.
+type AuditRow struct {
+	Shard            int32
+	Seq              int64
+	OccurredAt       time.Time
+	Subject          string
+	Role             string
+	Client           string
+	PurposeOfUse     string
+	BreakGlassReason string
+	RequestID        string
+	SourceAddress    string
+	Action           string
+	ResourceType     string
+	ResourceID       string
+	PatientID        string
+	Outcome          string
+	Detail           string
+	PrevHash         []byte
+	Hash             []byte
+}
+
+var auditColumns = []string{"shard", "seq", "occurred_at", "subject", "role", "client", "purpose_of_use",
+	"break_glass_reason", "request_id", "source_address", "action", "resource_type", "resource_id",
+	"patient_id", "outcome", "detail", "prev_hash", "hash"}
+
+const auditSelect = `SELECT shard, seq, occurred_at, subject, role, client, purpose_of_use,
+	break_glass_reason, request_id, source_address, action, resource_type, resource_id,
+	patient_id, outcome, detail, prev_hash, hash FROM audit_events`
+
+func (r *AuditRow) values() []any {
+	return []any{r.Shard, r.Seq, r.OccurredAt, r.Subject, r.Role, r.Client, r.PurposeOfUse,
+		r.BreakGlassReason, r.RequestID, r.SourceAddress, r.Action, r.ResourceType, r.ResourceID,
+		r.PatientID, r.Outcome, r.Detail, r.PrevHash, r.Hash}
+}
+
+// AuditHead returns the last sequence number and hash of a shard's chain;
+// (0, nil) for an empty shard.
+func (db *DB) AuditHead(ctx context.Context, shard int32) (int64, []byte, error) {
+	var (
+		seq  int64
+		hash []byte
+	)
+	err := db.Pool.QueryRow(ctx, `SELECT seq, hash FROM audit_events WHERE shard = $1 ORDER BY seq DESC LIMIT 1`, shard).Scan(&seq, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, classify(fmt.Errorf("audit head %d: %w", shard, err))
+	}
+	return seq, hash, nil
+}
+
+// AppendAudit makes a batch of chained rows durable through the shard's
+// fence. The rows must continue the chain the caller read with AuditHead;
+// the primary key (shard, seq) refuses a fork even if the fence were wrong.
+func (db *DB) AppendAudit(ctx context.Context, f Fence, rows []AuditRow) error {
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx, f); err != nil {
+			return err
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditColumns,
+			pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) { return rows[i].values(), nil }))
+		return err
+	})
+	if err != nil {
+		return classify(fmt.Errorf("append audit: %w", err))
+	}
+	return nil
+}
+
+// AuditCursor is a position in a patient's access log.
+type AuditCursor struct {
+	OccurredAt time.Time
+	Shard      int32
+	Seq        int64
+}
+
+// PatientAuditEvents returns up to limit events about one patient, oldest
+// first, after the cursor (nil: from the start).
+func (db *DB) PatientAuditEvents(ctx context.Context, patientID string, after *AuditCursor, limit int) ([]AuditRow, error) {
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if after == nil {
+		rows, err = db.Pool.Query(ctx, auditSelect+` WHERE patient_id = $1
+			ORDER BY occurred_at, shard, seq LIMIT $2`, patientID, limit)
+	} else {
+		rows, err = db.Pool.Query(ctx, auditSelect+` WHERE patient_id = $1 AND (occurred_at, shard, seq) > ($2, $3, $4)
+			ORDER BY occurred_at, shard, seq LIMIT $5`, patientID, after.OccurredAt, after.Shard, after.Seq, limit)
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[AuditRow])
+	return out, classify(err)
+}
+
+// AuditShards returns the shards that hold events.
+func (db *DB) AuditShards(ctx context.Context) ([]int32, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT DISTINCT shard FROM audit_events ORDER BY shard`)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	return out, classify(err)
+}
+
+// ScanAuditChain calls fn for every row of a shard in chain order, reading
+// in pages so a long chain does not sit in memory.
+func (db *DB) ScanAuditChain(ctx context.Context, shard int32, fn func(AuditRow) error) error {
+	const page = 5000
+	var after int64
+	for {
+		rows, err := db.Pool.Query(ctx, auditSelect+` WHERE shard = $1 AND seq > $2 ORDER BY seq LIMIT $3`, shard, after, page)
+		if err != nil {
+			return classify(err)
+		}
+		batch, err := pgx.CollectRows(rows, pgx.RowToStructByPos[AuditRow])
+		if err != nil {
+			return classify(err)
+		}
+		for _, r := range batch {
+			if err := fn(r); err != nil {
+				return err
+			}
+			after = r.Seq
+		}
+		if len(batch) < page {
+			return nil
+		}
+	}
+}

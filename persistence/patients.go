@@ -1,0 +1,225 @@
+package persistence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caregrid/caregrid/messages"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// PatientKind is the grain kind whose fence guards the patients table.
+const PatientKind = "Patient"
+
+var (
+	// ErrIDNPTaken is returned by RegisterPatient when another patient holds
+	// the IDNP; IDNPTakenError carries that patient's id.
+	ErrIDNPTaken = errors.New("idnp already registered")
+	// ErrPatientExists is returned by RegisterPatient when a patient with the
+	// same id exists: another activation registered it first.
+	ErrPatientExists = errors.New("patient already exists")
+)
+
+// IDNPTakenError names the patient who already holds an IDNP.
+type IDNPTakenError struct{ ExistingID string }
+
+func (e *IDNPTakenError) Error() string { return "idnp already registered to " + e.ExistingID }
+func (e *IDNPTakenError) Unwrap() error { return ErrIDNPTaken }
+
+// StoredPatient is a patient row: the record plus the fingerprint of the
+// registration that created it.
+type StoredPatient struct {
+	Record      *messages.PatientRecord
+	Fingerprint []byte
+}
+
+type allergyJSON struct {
+	Substance string `json:"substance"`
+	Reaction  string `json:"reaction,omitempty"`
+	Severity  string `json:"severity"`
+}
+
+const patientColumns = `id, idnp, given_name, family_name, birth_date, sex, phone, email,
+	blood_type, allergies, version, registration_fingerprint, created_at, updated_at`
+
+func scanPatient(row pgx.Row) (*StoredPatient, error) {
+	var (
+		id                      uuid.UUID
+		birth, created, updated time.Time
+		sex, blood              string
+		allergies               []byte
+		p                       = &messages.PatientRecord{}
+		fingerprint             []byte
+	)
+	err := row.Scan(&id, &p.Idnp, &p.GivenName, &p.FamilyName, &birth, &sex, &p.Phone, &p.Email,
+		&blood, &allergies, &p.Version, &fingerprint, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	p.Id = id.String()
+	p.BirthDate = birth.Format(time.DateOnly)
+	p.Sex, _ = messages.ParseSex(sex)
+	p.BloodType, _ = messages.ParseBloodType(blood)
+	var as []allergyJSON
+	if err := json.Unmarshal(allergies, &as); err != nil {
+		return nil, fmt.Errorf("patient %s allergies: %w", p.Id, err)
+	}
+	for _, a := range as {
+		sev, _ := messages.ParseAllergySeverity(a.Severity)
+		p.Allergies = append(p.Allergies, &messages.Allergy{Substance: a.Substance, Reaction: a.Reaction, Severity: sev})
+	}
+	p.CreatedAt = timestamppb.New(created)
+	p.UpdatedAt = timestamppb.New(updated)
+	return &StoredPatient{Record: p, Fingerprint: fingerprint}, nil
+}
+
+func allergiesJSON(p *messages.PatientRecord) ([]byte, error) {
+	as := make([]allergyJSON, 0, len(p.Allergies))
+	for _, a := range p.Allergies {
+		as = append(as, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name()})
+	}
+	return json.Marshal(as)
+}
+
+// LoadPatient reads patient id for a new activation. When the patient exists
+// it also claims the grain (in the same transaction, before the read it
+// returns), so the returned Fence guards later writes. A missing patient
+// returns (nil, Fence{}, nil) and claims nothing: reads of unknown ids leave
+// no trace.
+func (db *DB) LoadPatient(ctx context.Context, id, owner string) (*StoredPatient, Fence, error) {
+	var (
+		sp *StoredPatient
+		f  Fence
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		sp, f = nil, Fence{}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)`, id).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return nil
+		}
+		var err error
+		if f, err = claim(ctx, tx, PatientKind, id, owner); err != nil {
+			return err
+		}
+		sp, err = scanPatient(tx.QueryRow(ctx, `SELECT `+patientColumns+` FROM patients WHERE id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return nil, Fence{}, classify(fmt.Errorf("load patient: %w", err))
+	}
+	return sp, f, nil
+}
+
+// RegisterPatient inserts a new patient, claiming its grain and writing the
+// registration event to the outbox in the same transaction. It returns an
+// *IDNPTakenError when the IDNP belongs to another patient and
+// ErrPatientExists when the id is taken.
+func (db *DB) RegisterPatient(ctx context.Context, owner string, p *messages.PatientRecord, fingerprint []byte, event proto.Message) (Fence, error) {
+	allergies, err := allergiesJSON(p)
+	if err != nil {
+		return Fence{}, err
+	}
+	payload, err := proto.Marshal(event)
+	if err != nil {
+		return Fence{}, err
+	}
+	if fingerprint == nil {
+		fingerprint = []byte{} // no idempotency key: nothing to recognise a replay by
+	}
+	var f Fence
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if f, err = claim(ctx, tx, PatientKind, p.Id, owner); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO patients (`+patientColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			p.Id, p.Idnp, p.GivenName, p.FamilyName, p.BirthDate, p.Sex.Name(), p.Phone, p.Email,
+			p.BloodType.Name(), allergies, p.Version, fingerprint, p.CreatedAt.AsTime(), p.UpdatedAt.AsTime())
+		if err != nil {
+			return err
+		}
+		return insertOutbox(ctx, tx, PatientKind, p.Id, p.Version, event, payload)
+	})
+	switch {
+	case err == nil:
+		return f, nil
+	case isUniqueViolation(err, "patients_idnp_key"):
+		existing, lookupErr := db.PatientIDByIDNP(ctx, p.Idnp)
+		if lookupErr != nil {
+			return Fence{}, lookupErr
+		}
+		return Fence{}, &IDNPTakenError{ExistingID: existing}
+	case isUniqueViolation(err, "patients_pkey"):
+		return Fence{}, ErrPatientExists
+	default:
+		return Fence{}, classify(fmt.Errorf("register patient: %w", err))
+	}
+}
+
+// UpdatePatient writes the new state of a patient through the fence, with
+// its domain event. prevVersion is the version the change was decided on.
+func (db *DB) UpdatePatient(ctx context.Context, f Fence, p *messages.PatientRecord, prevVersion int64, event proto.Message) error {
+	allergies, err := allergiesJSON(p)
+	if err != nil {
+		return err
+	}
+	payload, err := proto.Marshal(event)
+	if err != nil {
+		return err
+	}
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx, f); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE patients SET given_name = $2, family_name = $3, birth_date = $4,
+			sex = $5, phone = $6, email = $7, blood_type = $8, allergies = $9, version = $10, updated_at = $11
+			WHERE id = $1 AND version = $12`,
+			p.Id, p.GivenName, p.FamilyName, p.BirthDate, p.Sex.Name(), p.Phone, p.Email,
+			p.BloodType.Name(), allergies, p.Version, p.UpdatedAt.AsTime(), prevVersion)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			// The fence held, so only a bug could have moved the row; refuse.
+			return fmt.Errorf("patient %s is not at version %d", p.Id, prevVersion)
+		}
+		return insertOutbox(ctx, tx, PatientKind, p.Id, p.Version, event, payload)
+	})
+	return classify(err)
+}
+
+// PatientIDByIDNP returns the id of the patient holding idnp, or
+// pgx.ErrNoRows.
+func (db *DB) PatientIDByIDNP(ctx context.Context, idnp string) (string, error) {
+	var id uuid.UUID
+	err := db.Pool.QueryRow(ctx, `SELECT id FROM patients WHERE idnp = $1`, idnp).Scan(&id)
+	if err != nil {
+		return "", classify(err)
+	}
+	return id.String(), nil
+}
+
+// PatientIDs returns up to limit patient ids; the load generator uses it to
+// pick existing patients.
+func (db *DB) PatientIDs(ctx context.Context, limit int) ([]string, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT id FROM patients ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	ids, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var id uuid.UUID
+		err := r.Scan(&id)
+		return id.String(), err
+	})
+	return ids, classify(err)
+}

@@ -1,0 +1,203 @@
+package persistence_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestMigrateFromEmptyIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	db, err := persistence.Open(ctx, pgtest.NewURL(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ms, err := persistence.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		t.Fatalf("Migrate(empty) = %v", err)
+	}
+	if len(applied) != len(ms) {
+		t.Fatalf("Migrate(empty) applied %v, want all %d migrations", applied, len(ms))
+	}
+	again, err := db.Migrate(ctx)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("Migrate(again) = %v, %v; want nothing applied", again, err)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(ms) {
+		t.Fatalf("schema_migrations rows = %d, %v; want %d", n, err, len(ms))
+	}
+}
+
+func newPatient() *messages.PatientRecord {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return &messages.PatientRecord{
+		Id: uuid.NewString(), Idnp: "2005042129809", GivenName: "Ion", FamilyName: "Popescu",
+		BirthDate: "1990-04-05", Sex: messages.Sex_SEX_MALE, Phone: "+37369123456", Email: "ion@example.md",
+		BloodType: messages.BloodType_BLOOD_TYPE_AB_NEG,
+		Allergies: []*messages.Allergy{{Substance: "penicillin", Reaction: "rash", Severity: messages.AllergySeverity_ALLERGY_SEVERITY_SEVERE}},
+		Version:   1, CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now),
+	}
+}
+
+func TestPatientRoundTripAndOutbox(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	p := newPatient()
+	fp := []byte("fingerprint")
+	if _, err := db.RegisterPatient(ctx, "node-a", p, fp, &messages.PatientRegistered{Patient: p}); err != nil {
+		t.Fatalf("RegisterPatient = %v", err)
+	}
+	got, f, err := db.LoadPatient(ctx, p.Id, "node-a")
+	if err != nil || got == nil {
+		t.Fatalf("LoadPatient = %v, %v", got, err)
+	}
+	if d := cmp.Diff(p, got.Record, protocmp.Transform()); d != "" {
+		t.Fatalf("LoadPatient round trip (-want +got):\n%s", d)
+	}
+	if string(got.Fingerprint) != "fingerprint" {
+		t.Fatalf("fingerprint = %q", got.Fingerprint)
+	}
+
+	next := proto.Clone(p).(*messages.PatientRecord)
+	next.Phone, next.Allergies, next.Version = "", nil, 2
+	if err := db.UpdatePatient(ctx, f, next, 1, &messages.PatientUpdated{Patient: next}); err != nil {
+		t.Fatalf("UpdatePatient = %v", err)
+	}
+	got, _, err = db.LoadPatient(ctx, p.Id, "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(next, got.Record, protocmp.Transform()); d != "" {
+		t.Fatalf("after update (-want +got):\n%s", d)
+	}
+	evs, err := db.OutboxEvents(ctx, persistence.PatientKind, p.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].EventType != "caregrid.v1.PatientRegistered" || evs[1].EventType != "caregrid.v1.PatientUpdated" {
+		t.Fatalf("outbox = %+v, want registered then updated", evs)
+	}
+}
+
+func TestLoadUnknownPatientClaimsNothing(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	sp, f, err := db.LoadPatient(ctx, uuid.NewString(), "node-a")
+	if err != nil || sp != nil || f != (persistence.Fence{}) {
+		t.Fatalf("LoadPatient(unknown) = %v, %v, %v; want nothing", sp, f, err)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM grain_owner`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("grain_owner rows = %d, %v; want 0", n, err)
+	}
+}
+
+func TestDuplicateIDNPNamesExistingPatient(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	first := newPatient()
+	if _, err := db.RegisterPatient(ctx, "a", first, nil, &messages.PatientRegistered{}); err != nil {
+		t.Fatal(err)
+	}
+	second := newPatient()
+	_, err := db.RegisterPatient(ctx, "a", second, nil, &messages.PatientRegistered{})
+	var taken *persistence.IDNPTakenError
+	if !errors.As(err, &taken) || taken.ExistingID != first.Id {
+		t.Fatalf("RegisterPatient(same idnp) = %v, want IDNPTakenError{%s}", err, first.Id)
+	}
+	_, err = db.RegisterPatient(ctx, "a", proto.Clone(first).(*messages.PatientRecord), nil, &messages.PatientRegistered{})
+	if !errors.Is(err, persistence.ErrPatientExists) && !errors.Is(err, persistence.ErrIDNPTaken) {
+		t.Fatalf("RegisterPatient(same id) = %v, want ErrPatientExists", err)
+	}
+	evs, _ := db.OutboxEvents(ctx, persistence.PatientKind, second.Id)
+	if len(evs) != 0 {
+		t.Fatalf("a refused registration left %d outbox events", len(evs))
+	}
+}
+
+func TestStaleActivationIsFenced(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	p := newPatient()
+	if _, err := db.RegisterPatient(ctx, "a", p, nil, &messages.PatientRegistered{}); err != nil {
+		t.Fatal(err)
+	}
+	_, old, err := db.LoadPatient(ctx, p.Id, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, live, err := db.LoadPatient(ctx, p.Id, "b") // a second activation takes over
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.Epoch <= old.Epoch {
+		t.Fatalf("second claim epoch %d, want > %d", live.Epoch, old.Epoch)
+	}
+	stale := proto.Clone(p).(*messages.PatientRecord)
+	stale.GivenName, stale.Version = "Stale", 2
+	if err := db.UpdatePatient(ctx, old, stale, 1, &messages.PatientUpdated{}); !errors.Is(err, persistence.ErrFenced) {
+		t.Fatalf("UpdatePatient(stale) = %v, want ErrFenced", err)
+	}
+	fresh := proto.Clone(p).(*messages.PatientRecord)
+	fresh.GivenName, fresh.Version = "Live", 2
+	if err := db.UpdatePatient(ctx, live, fresh, 1, &messages.PatientUpdated{}); err != nil {
+		t.Fatalf("UpdatePatient(live) = %v", err)
+	}
+	got, _, _ := db.LoadPatient(ctx, p.Id, "c")
+	if got.Record.GivenName != "Live" {
+		t.Fatalf("given name = %q, want the live activation's write", got.Record.GivenName)
+	}
+	evs, _ := db.OutboxEvents(ctx, persistence.PatientKind, p.Id)
+	if len(evs) != 2 {
+		t.Fatalf("outbox has %d events, want 2 (the stale write left none)", len(evs))
+	}
+}
+
+func TestAuditAppendIsFencedAndChainKeyed(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	f, err := db.Claim(ctx, persistence.AuditKind, "shard-0", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := persistence.AuditRow{Shard: 0, Seq: 1, OccurredAt: time.Now().UTC().Truncate(time.Microsecond),
+		Action: "read", PatientID: "p1", Outcome: "success", PrevHash: []byte{}, Hash: []byte{1}}
+	if err := db.AppendAudit(ctx, f, []persistence.AuditRow{row}); err != nil {
+		t.Fatalf("AppendAudit = %v", err)
+	}
+	if err := db.AppendAudit(ctx, f, []persistence.AuditRow{row}); err == nil {
+		t.Fatal("AppendAudit(same seq) succeeded: the chain forked")
+	}
+	if _, err := db.Claim(ctx, persistence.AuditKind, "shard-0", "b"); err != nil {
+		t.Fatal(err)
+	}
+	row.Seq = 2
+	if err := db.AppendAudit(ctx, f, []persistence.AuditRow{row}); !errors.Is(err, persistence.ErrFenced) {
+		t.Fatalf("AppendAudit(stale) = %v, want ErrFenced", err)
+	}
+	seq, hash, err := db.AuditHead(ctx, 0)
+	if err != nil || seq != 1 || len(hash) != 1 {
+		t.Fatalf("AuditHead = %d, %x, %v; want 1", seq, hash, err)
+	}
+	got, err := db.PatientAuditEvents(ctx, "p1", nil, 10)
+	if err != nil || len(got) != 1 || got[0].Action != "read" || !got[0].OccurredAt.Equal(row.OccurredAt) {
+		t.Fatalf("PatientAuditEvents = %+v, %v", got, err)
+	}
+}
