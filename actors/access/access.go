@@ -1,0 +1,79 @@
+// Package access decides who may do what to a patient's record. It is pure:
+// no I/O, no clock; grains call it and record its decision in the audit
+// trail. Relationship and consent rules join here as they arrive.
+package access
+
+import (
+	"slices"
+
+	"github.com/caregrid/caregrid/messages"
+)
+
+// Decision is an access decision with the reason for a refusal (safe to
+// show and to audit: it names no personal data).
+type Decision struct {
+	Allowed bool
+	Reason  string
+}
+
+var allow = Decision{Allowed: true}
+
+func deny(reason string) Decision { return Decision{Reason: reason} }
+
+func isStaff(r messages.Role) bool {
+	switch r {
+	case messages.Role_ROLE_DOCTOR, messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_ADMIN:
+		return true
+	}
+	return false
+}
+
+func isSelf(c *messages.Caller, patientID string) bool {
+	return c.GetRole() == messages.Role_ROLE_PATIENT && c.GetSubject() != "" && c.GetSubject() == patientID
+}
+
+// RegisterPatient: receptionists, doctors and admins register patients.
+// (Patients' self-registration arrives with the identity issue.)
+func RegisterPatient(c *messages.Caller) Decision {
+	if isStaff(c.GetRole()) {
+		return allow
+	}
+	return deny("only staff may register patients")
+}
+
+// ReadPatient: the patient themself and staff.
+func ReadPatient(c *messages.Caller, patientID string) Decision {
+	if isSelf(c, patientID) || isStaff(c.GetRole()) {
+		return allow
+	}
+	return deny("a patient may read only their own record")
+}
+
+// SelfUpdatable lists what a patient may change in their own record: how to
+// reach them. Clinical and identity fields are changed by staff.
+var SelfUpdatable = []string{"phone", "email"}
+
+// UpdatePatient: staff change any updatable field; the patient themself
+// only their contact details.
+func UpdatePatient(c *messages.Caller, patientID string, paths []string) Decision {
+	if isStaff(c.GetRole()) {
+		return allow
+	}
+	if !isSelf(c, patientID) {
+		return deny("a patient may change only their own record")
+	}
+	for _, p := range paths {
+		if !slices.Contains(SelfUpdatable, p) {
+			return deny("a patient may change only phone and email")
+		}
+	}
+	return allow
+}
+
+// ReadAccessLog: the patient themself and admins see who accessed a record.
+func ReadAccessLog(c *messages.Caller, patientID string) Decision {
+	if isSelf(c, patientID) || c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only the patient and admins may read a record's access log")
+}

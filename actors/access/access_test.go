@@ -1,0 +1,59 @@
+package access
+
+import (
+	"testing"
+
+	"github.com/caregrid/caregrid/messages"
+)
+
+func caller(role messages.Role, sub string) *messages.Caller {
+	return &messages.Caller{Role: role, Subject: sub}
+}
+
+func TestDecisions(t *testing.T) {
+	const p1 = "p1"
+	var (
+		self     = caller(messages.Role_ROLE_PATIENT, p1)
+		other    = caller(messages.Role_ROLE_PATIENT, "p2")
+		doctor   = caller(messages.Role_ROLE_DOCTOR, "d1")
+		recep    = caller(messages.Role_ROLE_RECEPTIONIST, "r1")
+		admin    = caller(messages.Role_ROLE_ADMIN, "a1")
+		service  = caller(messages.Role_ROLE_SERVICE, "svc")
+		nobody   = caller(messages.Role_ROLE_UNSPECIFIED, p1)
+		emptySub = caller(messages.Role_ROLE_PATIENT, "")
+	)
+	tests := []struct {
+		name string
+		got  Decision
+		want bool
+	}{
+		{"register by receptionist", RegisterPatient(recep), true},
+		{"register by doctor", RegisterPatient(doctor), true},
+		{"register by admin", RegisterPatient(admin), true},
+		{"register by patient", RegisterPatient(self), false},
+		{"register by service", RegisterPatient(service), false},
+		{"register by nobody", RegisterPatient(nobody), false},
+		{"read self", ReadPatient(self, p1), true},
+		{"read other patient", ReadPatient(other, p1), false},
+		{"read with empty subject", ReadPatient(emptySub, ""), false},
+		{"read by doctor", ReadPatient(doctor, p1), true},
+		{"read by receptionist", ReadPatient(recep, p1), true},
+		{"read by unspecified role with matching subject", ReadPatient(nobody, p1), false},
+		{"self updates phone", UpdatePatient(self, p1, []string{"phone", "email"}), true},
+		{"self updates allergies", UpdatePatient(self, p1, []string{"phone", "allergies"}), false},
+		{"other patient updates phone", UpdatePatient(other, p1, []string{"phone"}), false},
+		{"receptionist updates allergies", UpdatePatient(recep, p1, []string{"allergies"}), true},
+		{"access log self", ReadAccessLog(self, p1), true},
+		{"access log admin", ReadAccessLog(admin, p1), true},
+		{"access log doctor", ReadAccessLog(doctor, p1), false},
+		{"access log other patient", ReadAccessLog(other, p1), false},
+	}
+	for _, tt := range tests {
+		if tt.got.Allowed != tt.want {
+			t.Errorf("%s: allowed = %v, want %v", tt.name, tt.got.Allowed, tt.want)
+		}
+		if !tt.got.Allowed && tt.got.Reason == "" {
+			t.Errorf("%s: a refusal must say why", tt.name)
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+)
+
+// Deps are what every audit grain of a process shares.
+type Deps struct {
+	DB     *persistence.DB
+	Logger *slog.Logger
+	// WriteTimeout bounds one batch write; it must be shorter than the
+	// callers' request timeout so they hear the failure.
+	WriteTimeout time.Duration
+}
+
+// Kind registers the audit grain kind. proto.actor keeps the grain factory
+// in a package-level variable, so every member of a process shares deps.
+func Kind(deps Deps) *actorcluster.Kind {
+	if deps.WriteTimeout <= 0 {
+		deps.WriteTimeout = 3 * time.Second
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	// Shards stay active: their chain head is their state, reloading it costs a query.
+	return messages.NewAuditKind(func() messages.Audit { return &Grain{deps: deps} }, 0)
+}
+
+// ShardIdentity is the grain identity of shard n.
+func ShardIdentity(n int) string { return "shard-" + strconv.Itoa(n) }
+
+// Grain is one audit shard. It owns its shard's hash chain: it claims the
+// shard (fence) and reads the chain head on activation, then appends.
+//
+// Group commit: while one batch is being written, requests queue in
+// pending; when the write finishes, they all go out as the next batch. A
+// request is answered only after its events are durable. Any write failure
+// fails the batch and the queue, and stops the grain, so that the next
+// activation re-reads the head from the database instead of trusting memory.
+type Grain struct {
+	deps    Deps
+	shard   int32
+	owner   string
+	ready   bool
+	fence   persistence.Fence
+	seq     int64
+	hash    []byte
+	writing bool
+	pending []pendingAppend
+	stopped bool
+}
+
+type pendingAppend struct {
+	sender *actor.PID
+	events []*messages.AuditEvent
+}
+
+// flushDone reports a finished batch write to the grain.
+type flushDone struct{ err error }
+
+func (g *Grain) Init(ctx actorcluster.GrainContext) {
+	g.owner = ctx.Cluster().ActorSystem.Address()
+	n, err := strconv.Atoi(strings.TrimPrefix(ctx.Identity(), "shard-"))
+	if err != nil || !strings.HasPrefix(ctx.Identity(), "shard-") || n < 0 {
+		g.shard = -1
+		return
+	}
+	g.shard = int32(n)
+}
+
+func (g *Grain) Terminate(actorcluster.GrainContext)      {}
+func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
+
+// load claims the shard and reads its chain head, in that order (see Fence).
+func (g *Grain) load() error {
+	ctx, cancel := context.WithTimeout(context.Background(), g.deps.WriteTimeout)
+	defer cancel()
+	f, err := g.deps.DB.Claim(ctx, persistence.AuditKind, ShardIdentity(int(g.shard)), g.owner)
+	if err != nil {
+		return err
+	}
+	seq, hash, err := g.deps.DB.AuditHead(ctx, g.shard)
+	if err != nil {
+		return err
+	}
+	if hash == nil {
+		hash = []byte{}
+	}
+	g.fence, g.seq, g.hash, g.ready = f, seq, hash, true
+	return nil
+}
+
+// Append queues events for the next batch; the reply is sent when the batch is durable.
+func (g *Grain) Append(req *messages.AppendAuditRequest, _ func(*messages.AppendAuditReply), _ func(error), ctx actorcluster.GrainContext) error {
+	if g.shard < 0 {
+		return messages.ErrInvalidArgument("audit grain identity %q is not shard-N", ctx.Identity())
+	}
+	if g.stopped {
+		return messages.ErrFenced("audit shard %d is stopping", g.shard)
+	}
+	if len(req.Events) == 0 {
+		return messages.ErrInvalidArgument("no events")
+	}
+	for _, e := range req.Events {
+		if e.GetOccurredAt() == nil || e.Action == "" || e.Outcome == messages.AuditOutcome_AUDIT_OUTCOME_UNSPECIFIED {
+			return messages.ErrInvalidArgument("an audit event needs occurred_at, action and outcome")
+		}
+	}
+	if !g.ready {
+		if err := g.load(); err != nil {
+			g.deps.Logger.Error("audit shard load failed", "shard", g.shard, "error", err)
+			g.stop(ctx)
+			return messages.ErrAuditUnavailable("audit shard %d: store unavailable", g.shard)
+		}
+	}
+	g.pending = append(g.pending, pendingAppend{sender: ctx.Sender(), events: req.Events})
+	if !g.writing {
+		g.flush(ctx)
+	}
+	return nil
+}
+
+// flush writes everything pending as one batch, off the actor's goroutine,
+// and continues in the actor when the write is done (ReenterAfter).
+func (g *Grain) flush(ctx actorcluster.GrainContext) {
+	batch := g.pending
+	g.pending = nil
+	g.writing = true
+
+	rows := make([]persistence.AuditRow, 0, len(batch))
+	seqs := make([][]int64, len(batch))
+	seq, prev := g.seq, g.hash
+	for i, p := range batch {
+		for _, e := range p.events {
+			seq++
+			r := rowOf(g.shard, seq, e)
+			r.PrevHash = prev
+			r.Hash = Hash(prev, &r)
+			prev = r.Hash
+			rows = append(rows, r)
+			seqs[i] = append(seqs[i], seq)
+		}
+	}
+	fence, db, timeout := g.fence, g.deps.DB, g.deps.WriteTimeout
+	system := ctx.ActorSystem()
+	done := actor.NewFuture(system, timeout+time.Second)
+	go func() {
+		wctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		system.Root.Send(done.PID(), &flushDone{err: db.AppendAudit(wctx, fence, rows)})
+	}()
+	ctx.ReenterAfter(done, func(res interface{}, err error) {
+		g.writing = false
+		if err == nil {
+			if d, ok := res.(*flushDone); ok {
+				err = d.err
+			} else {
+				err = fmt.Errorf("unexpected flush result %T", res)
+			}
+		}
+		if err != nil {
+			g.failAll(ctx, batch, err)
+			return
+		}
+		g.seq, g.hash = seq, prev
+		for i, p := range batch {
+			if p.sender != nil {
+				ctx.Send(p.sender, &messages.AppendAuditReply{Seqs: seqs[i]})
+			}
+		}
+		if len(g.pending) > 0 {
+			g.flush(ctx)
+		}
+	})
+}
+
+// failAll answers the failed batch and everything queued behind it, and
+// stops the grain: after a failed or timed-out write the head in memory
+// may not be the head in the database.
+func (g *Grain) failAll(ctx actorcluster.GrainContext, batch []pendingAppend, err error) {
+	var reply *actorcluster.GrainErrorResponse
+	if errors.Is(err, persistence.ErrFenced) {
+		reply = messages.ErrFenced("audit shard %d moved to another activation", g.shard)
+	} else {
+		g.deps.Logger.Error("audit batch write failed", "shard", g.shard, "error", err)
+		reply = messages.ErrAuditUnavailable("audit shard %d: write failed", g.shard)
+	}
+	for _, p := range append(batch, g.pending...) {
+		if p.sender != nil {
+			ctx.Send(p.sender, reply)
+		}
+	}
+	g.pending = nil
+	g.stop(ctx)
+}
+
+func (g *Grain) stop(ctx actorcluster.GrainContext) {
+	g.ready, g.stopped = false, true
+	ctx.Poison(ctx.Self())
+}
+
+func rowOf(shard int32, seq int64, e *messages.AuditEvent) persistence.AuditRow {
+	c := e.GetCaller()
+	return persistence.AuditRow{
+		Shard: shard, Seq: seq,
+		// PostgreSQL keeps microseconds; hash what will be stored.
+		OccurredAt:       e.GetOccurredAt().AsTime().UTC().Truncate(time.Microsecond),
+		Subject:          c.GetSubject(),
+		Role:             c.GetRole().Name(),
+		Client:           c.GetClient(),
+		PurposeOfUse:     c.GetPurposeOfUse(),
+		BreakGlassReason: c.GetBreakGlassReason(),
+		RequestID:        c.GetRequestId(),
+		SourceAddress:    c.GetSourceAddress(),
+		Action:           e.Action,
+		ResourceType:     e.ResourceType,
+		ResourceID:       e.ResourceId,
+		PatientID:        e.PatientId,
+		Outcome:          e.Outcome.Name(),
+		Detail:           e.Detail,
+	}
+}

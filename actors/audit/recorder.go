@@ -1,0 +1,54 @@
+package audit
+
+import (
+	"context"
+	"hash/fnv"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultShards is the number of audit shards. Every member must use the
+// same number: it decides which shard holds a patient's events.
+const DefaultShards = 4
+
+// Recorder hands events to the audit grains and waits until they are durable.
+type Recorder struct {
+	Shards  int
+	Timeout time.Duration
+}
+
+// ShardOf is the shard that keeps the events of one patient (or resource).
+func (r Recorder) ShardOf(key string) int {
+	n := r.Shards
+	if n <= 0 {
+		n = DefaultShards
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Event builds one audit event about a patient's record.
+func Event(c *messages.Caller, action, resourceType, resourceID, patientID string, outcome messages.AuditOutcome, detail string, at time.Time) *messages.AuditEvent {
+	return &messages.AuditEvent{
+		OccurredAt: timestamppb.New(at), Caller: c, Action: action,
+		ResourceType: resourceType, ResourceId: resourceID, PatientId: patientID,
+		Outcome: outcome, Detail: detail,
+	}
+}
+
+// Record appends events that share a key (the patient id) to its shard and
+// returns once they are durable. An error means they may not be: the caller
+// must fail the access it was recording.
+func (r Recorder) Record(ctx context.Context, c *actorcluster.Cluster, key string, events ...*messages.AuditEvent) error {
+	id := ShardIdentity(r.ShardOf(key))
+	req := &messages.AppendAuditRequest{Events: events}
+	_, err := cluster.Call(ctx, c, "Audit", id, func() (*messages.AppendAuditReply, error) {
+		return messages.GetAuditGrainClient(c, id).Append(req, cluster.CallOptions(r.Timeout)...)
+	})
+	return err
+}

@@ -1,0 +1,370 @@
+package patient
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Access-log page sizes.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// Deps are what every patient grain of a process shares.
+type Deps struct {
+	DB     *persistence.DB
+	Audit  audit.Recorder
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// StoreTimeout bounds one database call.
+	StoreTimeout time.Duration
+}
+
+// Kind registers the patient grain kind; an activation idle for idle
+// passivates (its state is durable and reloads on the next request).
+// proto.actor keeps the factory in a package variable: one deps per process.
+func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.StoreTimeout <= 0 {
+		deps.StoreTimeout = 3 * time.Second
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	return messages.NewPatientKind(func() messages.Patient { return &Grain{deps: deps} }, idle)
+}
+
+// Grain is one patient. Every method follows the same steps: decide access
+// (package access, pure), load the record once per activation, decide the
+// change (record.go, pure), write it through the fence, change memory only
+// after the commit, record the access durably, reply.
+type Grain struct {
+	deps  Deps
+	id    string
+	owner string
+
+	loaded      bool
+	rec         *messages.PatientRecord // nil: no such patient (yet)
+	fingerprint []byte
+	fence       persistence.Fence
+}
+
+func (g *Grain) Init(ctx actorcluster.GrainContext) {
+	g.id = ctx.Identity()
+	g.owner = ctx.Cluster().ActorSystem.Address()
+}
+
+func (g *Grain) Terminate(actorcluster.GrainContext)      {}
+func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
+
+func (g *Grain) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.deps.StoreTimeout)
+}
+
+// load reads the record once per activation, claiming the grain when the
+// patient exists (persistence.LoadPatient).
+func (g *Grain) load() error {
+	if g.loaded {
+		return nil
+	}
+	if _, err := uuid.Parse(g.id); err != nil {
+		g.loaded = true // never a patient: ids are UUIDs
+		return nil
+	}
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	sp, f, err := g.deps.DB.LoadPatient(ctx, g.id, g.owner)
+	if err != nil {
+		return err
+	}
+	g.loaded, g.fence = true, f
+	if sp != nil {
+		g.rec, g.fingerprint = sp.Record, sp.Fingerprint
+	}
+	return nil
+}
+
+// drop forgets everything and stops the activation: after a fenced or
+// failed write, memory may disagree with the database.
+func (g *Grain) drop(ctx actorcluster.GrainContext) {
+	g.loaded, g.rec, g.fingerprint, g.fence = false, nil, nil, persistence.Fence{}
+	ctx.Poison(ctx.Self())
+}
+
+// storeError turns a persistence error into the reply, dropping state when
+// the write's outcome is unknown or another activation owns the patient.
+func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) error {
+	g.drop(ctx)
+	if errors.Is(err, persistence.ErrFenced) {
+		return messages.ErrFenced("patient %s moved to another activation", g.id)
+	}
+	g.deps.Logger.Error("patient store failed", "op", op, "patient", g.id, "error", err)
+	return messages.ErrStoreUnavailable("patient store unavailable")
+}
+
+// record makes one audit event about this patient durable. If it cannot,
+// the access fails: nothing is served unaudited.
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action, patientID string, outcome messages.AuditOutcome, detail string) error {
+	e := audit.Event(c, action, "patient", g.id, patientID, outcome, detail, g.deps.Now())
+	rctx, cancel := g.storeCtx()
+	defer cancel()
+	if err := g.deps.Audit.Record(rctx, ctx.Cluster(), patientID, e); err != nil {
+		g.deps.Logger.Error("audit failed: access refused", "patient", g.id, "action", action, "error", err)
+		return messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	return nil
+}
+
+// refuse audits a refused or failed access and returns reply, unless the
+// audit itself fails.
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action, patientID string, reply *actorcluster.GrainErrorResponse) error {
+	outcome := messages.AuditOutcome_AUDIT_OUTCOME_FAILED
+	if reply.Reason == messages.ErrorReason_PERMISSION_DENIED.String() {
+		outcome = messages.AuditOutcome_AUDIT_OUTCOME_DENIED
+	}
+	if err := g.record(ctx, c, action, patientID, outcome, reply.Reason); err != nil {
+		return err
+	}
+	return reply
+}
+
+func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.GrainContext) (*messages.PatientReply, error) {
+	c := req.GetCaller()
+	if d := access.RegisterPatient(c); !d.Allowed {
+		return nil, g.refuse(ctx, c, "create", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.rec != nil {
+		return g.registered(ctx, req)
+	}
+	if _, err := uuid.Parse(g.id); err != nil {
+		return nil, g.refuse(ctx, c, "create", "", messages.ErrInvalidArgument("patient id %q is not a UUID", g.id))
+	}
+	rec, err := NewRecord(g.id, req.GetPatient(), g.deps.Now())
+	if err != nil {
+		return nil, g.refuse(ctx, c, "create", g.id, invalid(err))
+	}
+	var fp []byte
+	if req.IdempotencyKey != "" {
+		fp = Fingerprint(req.GetPatient())
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	f, err := g.deps.DB.RegisterPatient(sctx, g.owner, rec, fp, &messages.PatientRegistered{Caller: c, Patient: rec})
+	var taken *persistence.IDNPTakenError
+	switch {
+	case errors.As(err, &taken):
+		reply := messages.ErrAlreadyExists("a patient with this IDNP is already registered").
+			WithMetadata(map[string]string{"id": taken.ExistingID})
+		// The reply names the existing patient: audit it as an access to them.
+		return nil, g.refuse(ctx, c, "create", taken.ExistingID, reply)
+	case errors.Is(err, persistence.ErrPatientExists):
+		// Another activation registered this id first; answer from its record.
+		g.loaded = false
+		if err := g.load(); err != nil {
+			return nil, g.storeError(ctx, "load", err)
+		}
+		return g.registered(ctx, req)
+	case err != nil:
+		return nil, g.storeError(ctx, "register", err)
+	}
+	g.rec, g.fingerprint, g.fence = rec, fp, f
+	if err := g.record(ctx, c, "create", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.PatientReply{Patient: rec}, nil
+}
+
+// registered answers a registration for a patient that exists: the replay
+// of the same idempotent request gets the first reply.
+func (g *Grain) registered(ctx actorcluster.GrainContext, req *messages.RegisterPatientRequest) (*messages.PatientReply, error) {
+	c := req.GetCaller()
+	if req.IdempotencyKey == "" {
+		return nil, g.refuse(ctx, c, "create", g.id, messages.ErrAlreadyExists("patient %s already exists", g.id).
+			WithMetadata(map[string]string{"id": g.id}))
+	}
+	if len(g.fingerprint) == 0 || !bytes.Equal(g.fingerprint, Fingerprint(req.GetPatient())) {
+		return nil, g.refuse(ctx, c, "create", g.id, messages.ErrIdempotencyKeyReused("the idempotency key was used for a different registration"))
+	}
+	if err := g.record(ctx, c, "create", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+		return nil, err
+	}
+	return &messages.PatientReply{Patient: g.rec, Replayed: true}, nil
+}
+
+func (g *Grain) Get(req *messages.GetPatientRequest, ctx actorcluster.GrainContext) (*messages.PatientReply, error) {
+	c := req.GetCaller()
+	if d := access.ReadPatient(c, g.id); !d.Allowed {
+		return nil, g.refuse(ctx, c, "read", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.rec == nil {
+		return nil, g.notFound(ctx, c, "read")
+	}
+	if err := g.record(ctx, c, "read", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.PatientReply{Patient: g.rec}, nil
+}
+
+// notFound audits the attempt (probing for ids is worth knowing about) and
+// passivates the empty activation.
+func (g *Grain) notFound(ctx actorcluster.GrainContext, c *messages.Caller, action string) error {
+	ctx.Poison(ctx.Self())
+	return g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no patient %s", g.id))
+}
+
+func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.GrainContext) (*messages.PatientReply, error) {
+	c := req.GetCaller()
+	if d := access.UpdatePatient(c, g.id, req.GetUpdateMask().GetPaths()); !d.Allowed {
+		return nil, g.refuse(ctx, c, "update", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.rec == nil {
+		return nil, g.notFound(ctx, c, "update")
+	}
+	next, changed, err := ApplyUpdate(g.rec, req, g.deps.Now())
+	var stale errVersion
+	switch {
+	case errors.As(err, &stale):
+		return nil, g.refuse(ctx, c, "update", g.id, messages.ErrVersionMismatch("%s", stale.Error()).
+			WithMetadata(map[string]string{"version": strconv.FormatInt(g.rec.Version, 10)}))
+	case err != nil:
+		return nil, g.refuse(ctx, c, "update", g.id, invalid(err))
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	event := &messages.PatientUpdated{Caller: c, Patient: next, ChangedFields: changed}
+	if err := g.deps.DB.UpdatePatient(sctx, g.fence, next, g.rec.Version, event); err != nil {
+		return nil, g.storeError(ctx, "update", err)
+	}
+	g.rec = next
+	if err := g.record(ctx, c, "update", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.PatientReply{Patient: next}, nil
+}
+
+func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.GrainContext) (*messages.AccessLogReply, error) {
+	c := req.GetCaller()
+	if d := access.ReadAccessLog(c, g.id); !d.Allowed {
+		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.rec == nil {
+		return nil, g.notFound(ctx, c, "read-access-log")
+	}
+	limit := int(req.Limit)
+	if limit == 0 {
+		limit = DefaultPageSize
+	}
+	if limit < 1 || limit > MaxPageSize {
+		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrInvalidArgument("limit must be 1 to %d", MaxPageSize).
+			WithMetadata(map[string]string{"field:limit": "must be 1 to 500"}))
+	}
+	after, err := decodeCursor(req.Cursor)
+	if err != nil {
+		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrInvalidArgument("bad cursor").
+			WithMetadata(map[string]string{"field:cursor": "is not a cursor this API returned"}))
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	rows, err := g.deps.DB.PatientAuditEvents(sctx, g.id, after, limit+1)
+	if err != nil {
+		g.deps.Logger.Error("access log read failed", "patient", g.id, "error", err)
+		return nil, messages.ErrStoreUnavailable("audit store unavailable")
+	}
+	reply := &messages.AccessLogReply{}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		last := rows[len(rows)-1]
+		reply.NextCursor = encodeCursor(persistence.AuditCursor{OccurredAt: last.OccurredAt, Shard: last.Shard, Seq: last.Seq})
+	}
+	for _, r := range rows {
+		reply.Events = append(reply.Events, eventOf(r))
+	}
+	if err := g.record(ctx, c, "read-access-log", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// invalid turns a ValidationError into an INVALID_ARGUMENT reply whose
+// metadata maps "field:<name>" to what is wrong with it.
+func invalid(err error) *actorcluster.GrainErrorResponse {
+	var v ValidationError
+	if !errors.As(err, &v) {
+		return messages.ErrInvalidArgument("%s", err.Error())
+	}
+	md := make(map[string]string, len(v))
+	for _, f := range v {
+		if _, dup := md["field:"+f.Field]; !dup {
+			md["field:"+f.Field] = f.Message
+		}
+	}
+	return messages.ErrInvalidArgument("the patient record is not valid").WithMetadata(md)
+}
+
+func eventOf(r persistence.AuditRow) *messages.AuditEvent {
+	role, _ := messages.ParseRole(r.Role)
+	outcome, _ := messages.ParseAuditOutcome(r.Outcome)
+	return &messages.AuditEvent{
+		OccurredAt: timestamppb.New(r.OccurredAt),
+		Caller: &messages.Caller{Subject: r.Subject, Role: role, Client: r.Client, PurposeOfUse: r.PurposeOfUse,
+			RequestId: r.RequestID, SourceAddress: r.SourceAddress, BreakGlassReason: r.BreakGlassReason},
+		Action: r.Action, ResourceType: r.ResourceType, ResourceId: r.ResourceID, PatientId: r.PatientID,
+		Outcome: outcome, Detail: r.Detail, Shard: r.Shard, Seq: r.Seq,
+	}
+}
+
+type cursorJSON struct {
+	T int64 `json:"t"`
+	S int32 `json:"s"`
+	Q int64 `json:"q"`
+}
+
+func encodeCursor(c persistence.AuditCursor) string {
+	b, _ := json.Marshal(cursorJSON{T: c.OccurredAt.UnixMicro(), S: c.Shard, Q: c.Seq})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (*persistence.AuditCursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	var c cursorJSON
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return &persistence.AuditCursor{OccurredAt: time.UnixMicro(c.T).UTC(), Shard: c.S, Seq: c.Q}, nil
+}

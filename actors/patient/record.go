@@ -1,0 +1,235 @@
+// Package patient is the patient grain: one per patient, owning the record
+// (registration, profile, blood type, allergies), deciding access through
+// package access and recording every access through the audit grains.
+package patient
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/caregrid/caregrid/messages"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Limits on a patient record; the OpenAPI document states the same.
+const (
+	MaxNameRunes      = 100
+	MaxEmailBytes     = 254
+	MaxAllergies      = 100
+	MaxSubstanceRunes = 200
+	MaxReactionRunes  = 500
+)
+
+// FieldError says what is wrong with one field, named as in the JSON API.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// ValidationError lists every problem found in a request; it is never empty.
+type ValidationError []FieldError
+
+func (v ValidationError) Error() string {
+	parts := make([]string, len(v))
+	for i, f := range v {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "invalid patient: " + strings.Join(parts, "; ")
+}
+
+// Updatable lists the update_mask paths a change may name.
+var Updatable = []string{"given_name", "family_name", "birth_date", "sex", "phone", "email", "blood_type", "allergies"}
+
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+
+var earliestBirth = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// NewRecord validates a registration and returns the record to store: the
+// fields trimmed, version 1, created now. id is the grain identity.
+func NewRecord(id string, in *messages.PatientRecord, now time.Time) (*messages.PatientRecord, error) {
+	if in == nil {
+		return nil, ValidationError{{"patient", "is required"}}
+	}
+	p := proto.Clone(in).(*messages.PatientRecord)
+	normalize(p)
+	var errs ValidationError
+	if !ValidIDNP(p.Idnp) {
+		errs = append(errs, FieldError{"idnp", "must be 13 digits with a valid check digit"})
+	}
+	errs = append(errs, validate(p, now)...)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	p.Id = id
+	p.Version = 1
+	ts := timestamppb.New(now.UTC().Truncate(time.Microsecond))
+	p.CreatedAt, p.UpdatedAt = ts, ts
+	return p, nil
+}
+
+// ApplyUpdate returns cur changed by the fields req's mask names, and those
+// fields' names. It checks the expected version and validates the result.
+func ApplyUpdate(cur *messages.PatientRecord, req *messages.UpdatePatientRequest, now time.Time) (*messages.PatientRecord, []string, error) {
+	if req.ExpectedVersion != 0 && req.ExpectedVersion != cur.Version {
+		return nil, nil, errVersion{want: req.ExpectedVersion, have: cur.Version}
+	}
+	paths := req.GetUpdateMask().GetPaths()
+	in := req.GetPatient()
+	if in == nil {
+		in = &messages.PatientRecord{}
+	}
+	var errs ValidationError
+	if len(paths) == 0 {
+		errs = append(errs, FieldError{"update_mask", "names no field to change"})
+	}
+	next := proto.Clone(cur).(*messages.PatientRecord)
+	var changed []string
+	for _, path := range paths {
+		if slices.Contains(changed, path) {
+			continue
+		}
+		switch path {
+		case "given_name":
+			next.GivenName = in.GivenName
+		case "family_name":
+			next.FamilyName = in.FamilyName
+		case "birth_date":
+			next.BirthDate = in.BirthDate
+		case "sex":
+			next.Sex = in.Sex
+		case "phone":
+			next.Phone = in.Phone
+		case "email":
+			next.Email = in.Email
+		case "blood_type":
+			next.BloodType = in.BloodType
+		case "allergies":
+			next.Allergies = in.Allergies
+		case "idnp":
+			errs = append(errs, FieldError{"idnp", "cannot be changed"})
+			continue
+		default:
+			errs = append(errs, FieldError{path, "is not a field of a patient"})
+			continue
+		}
+		changed = append(changed, path)
+	}
+	normalize(next)
+	errs = append(errs, validate(next, now)...)
+	if len(errs) > 0 {
+		return nil, nil, errs
+	}
+	next.Version = cur.Version + 1
+	next.UpdatedAt = timestamppb.New(now.UTC().Truncate(time.Microsecond))
+	return next, changed, nil
+}
+
+// errVersion is a failed optimistic-concurrency check.
+type errVersion struct{ want, have int64 }
+
+func (e errVersion) Error() string {
+	return fmt.Sprintf("patient is at version %d, not %d", e.have, e.want)
+}
+
+// Fingerprint identifies a registration request, so that a replay under the
+// same idempotency key can be told from a different request reusing it.
+func Fingerprint(in *messages.PatientRecord) []byte {
+	p := proto.Clone(in).(*messages.PatientRecord)
+	normalize(p)
+	p.Id, p.Version, p.CreatedAt, p.UpdatedAt = "", 0, nil, nil
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+func normalize(p *messages.PatientRecord) {
+	p.Idnp = strings.TrimSpace(p.Idnp)
+	p.GivenName = strings.TrimSpace(p.GivenName)
+	p.FamilyName = strings.TrimSpace(p.FamilyName)
+	p.BirthDate = strings.TrimSpace(p.BirthDate)
+	p.Phone = strings.TrimSpace(p.Phone)
+	p.Email = strings.TrimSpace(p.Email)
+	for _, a := range p.Allergies {
+		if a != nil {
+			a.Substance = strings.TrimSpace(a.Substance)
+			a.Reaction = strings.TrimSpace(a.Reaction)
+		}
+	}
+}
+
+// validate checks every field but the IDNP (fixed at registration).
+func validate(p *messages.PatientRecord, now time.Time) ValidationError {
+	var errs ValidationError
+	add := func(field, msg string) { errs = append(errs, FieldError{field, msg}) }
+	text := func(field, v string, max int, required bool) {
+		switch {
+		case v == "" && required:
+			add(field, "is required")
+		case !utf8.ValidString(v):
+			add(field, "must be valid UTF-8")
+		case utf8.RuneCountInString(v) > max:
+			add(field, fmt.Sprintf("must be at most %d characters", max))
+		case strings.ContainsFunc(v, unicode.IsControl):
+			add(field, "must not contain control characters")
+		}
+	}
+	text("given_name", p.GivenName, MaxNameRunes, true)
+	text("family_name", p.FamilyName, MaxNameRunes, true)
+
+	if p.BirthDate == "" {
+		add("birth_date", "is required")
+	} else if d, err := time.Parse(time.DateOnly, p.BirthDate); err != nil {
+		add("birth_date", "must be a date YYYY-MM-DD")
+	} else if d.After(now) {
+		add("birth_date", "must not be in the future")
+	} else if d.Before(earliestBirth) {
+		add("birth_date", "must not be before 1900-01-01")
+	}
+	if _, ok := messages.Sex_name[int32(p.Sex)]; !ok || p.Sex == messages.Sex_SEX_UNSPECIFIED {
+		add("sex", "is required: female, male, other or unknown")
+	}
+	if p.Phone != "" && !e164.MatchString(p.Phone) {
+		add("phone", "must be in E.164 form, such as +37369123456")
+	}
+	if p.Email != "" {
+		if len(p.Email) > MaxEmailBytes {
+			add("email", fmt.Sprintf("must be at most %d characters", MaxEmailBytes))
+		} else if a, err := mail.ParseAddress(p.Email); err != nil || a.Address != p.Email || a.Name != "" {
+			add("email", "must be an email address such as name@example.md")
+		}
+	}
+	if _, ok := messages.BloodType_name[int32(p.BloodType)]; !ok {
+		add("blood_type", "must be one of O-, O+, A-, A+, B-, B+, AB-, AB+")
+	}
+	if len(p.Allergies) > MaxAllergies {
+		add("allergies", fmt.Sprintf("must list at most %d allergies", MaxAllergies))
+		return errs
+	}
+	seen := map[string]int{}
+	for i, a := range p.Allergies {
+		field := fmt.Sprintf("allergies[%d]", i)
+		if a == nil {
+			add(field, "is required")
+			continue
+		}
+		text(field+".substance", a.Substance, MaxSubstanceRunes, true)
+		text(field+".reaction", a.Reaction, MaxReactionRunes, false)
+		if _, ok := messages.AllergySeverity_name[int32(a.Severity)]; !ok || a.Severity == messages.AllergySeverity_ALLERGY_SEVERITY_UNSPECIFIED {
+			add(field+".severity", "is required: mild, moderate or severe")
+		}
+		key := strings.ToLower(a.Substance)
+		if j, dup := seen[key]; dup && key != "" {
+			add(field+".substance", fmt.Sprintf("repeats allergies[%d]", j))
+		}
+		seen[key] = i
+	}
+	return errs
+}

@@ -1,0 +1,137 @@
+// Package cluster builds caregrid's actor system and proto.actor cluster,
+// and is the one place that knows how to call a grain: per-call options with
+// a real retry backoff, and a retry loop for activations that were fenced.
+//
+// Providers: this package offers the in-memory provider, for the single-node
+// embedded default and for several members inside one test process (they
+// share an Agent). Consul and static peers arrive with the multi-node work.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+)
+
+// Agent is the in-memory membership registry members of one process share.
+type Agent = test.InMemAgent
+
+// NewAgent returns an empty registry.
+func NewAgent() *Agent { return test.NewInMemAgent() }
+
+// Config says how to build one member.
+type Config struct {
+	// Name is the cluster name; members with different names never meet.
+	Name string
+	// Host and Port are the remoting address. Port 0 picks a free one.
+	// Remoting is not yet authenticated (mutual TLS arrives with the
+	// multi-node work), so it must stay on a loopback address.
+	Host string
+	Port int
+	// Agent is the membership registry; nil makes a private one (single node).
+	Agent *Agent
+	// Kinds are the grain kinds this member hosts.
+	Kinds []*actorcluster.Kind
+	// Logger receives proto.actor's own logs; nil discards below warnings.
+	Logger *slog.Logger
+}
+
+// Node is one started member.
+type Node struct {
+	System  *actor.ActorSystem
+	Cluster *actorcluster.Cluster
+}
+
+// Start builds the actor system, joins the cluster and waits until this
+// member sees itself in the topology.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("cluster: a name is required")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(cfg.Host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("cluster: remoting host %q: only loopback addresses are allowed until remoting uses mutual TLS", cfg.Host)
+	}
+	agent := cfg.Agent
+	if agent == nil {
+		agent = NewAgent()
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(discardBelowWarn{}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	provider := test.NewTestProvider(agent)
+	ccfg := actorcluster.Configure(cfg.Name, provider, disthash.New(),
+		remote.Configure(cfg.Host, cfg.Port),
+		actorcluster.WithKinds(cfg.Kinds...),
+		actorcluster.WithRequestTimeout(DefaultTimeout),
+	)
+	c := actorcluster.New(system, ccfg)
+	c.StartMember()
+	n := &Node{System: system, Cluster: c}
+	if err := n.waitMember(ctx); err != nil {
+		n.Stop(false)
+		return nil, err
+	}
+	return n, nil
+}
+
+// waitMember polls until the topology lists this member.
+func (n *Node) waitMember(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		if n.Cluster.MemberList.ContainsMemberID(n.System.ID) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: member %s did not join the topology: %w", n.System.ID, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Address is this member's remoting address (host:port).
+func (n *Node) Address() string { return n.System.Address() }
+
+// Ready reports whether this member is in the topology it sees.
+func (n *Node) Ready() error {
+	if !n.Cluster.MemberList.ContainsMemberID(n.System.ID) {
+		return errors.New("this member is not in the cluster topology")
+	}
+	return nil
+}
+
+// Members is the number of members this node sees.
+func (n *Node) Members() int { return n.Cluster.MemberList.Length() }
+
+// Stop leaves the cluster. graceful hands identities over first (slower).
+func (n *Node) Stop(graceful bool) { n.Cluster.Shutdown(graceful) }
+
+// HostPort splits an address for display.
+func HostPort(addr string) (string, int) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 0
+	}
+	port, _ := strconv.Atoi(p)
+	return h, port
+}
+
+type discardBelowWarn struct{}
+
+func (discardBelowWarn) Write(p []byte) (int, error) { return len(p), nil }

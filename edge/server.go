@@ -1,0 +1,217 @@
+// Package edge is caregrid's HTTP API: a Fiber app whose handlers decode and
+// validate requests, build the protobuf message with the Caller, call the
+// grain and map its reply or typed error to HTTP (problem.go). Handlers hold
+// no domain rules; access is decided, and audited, by the grain.
+package edge
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MaxBodyBytes bounds every request body; larger ones get 413.
+const MaxBodyBytes = 64 << 10
+
+// Config wires the edge to the rest of the node.
+type Config struct {
+	Cluster *actorcluster.Cluster
+	Auth    Authenticator
+	// Ready reports whether the node can serve (database and cluster).
+	Ready  func(context.Context) error
+	Logger *slog.Logger
+	// GrainTimeout bounds one grain request.
+	GrainTimeout time.Duration
+	// Metrics is where the edge registers its metrics; nil: a private registry.
+	Metrics *prometheus.Registry
+}
+
+// Server is the HTTP edge of one node.
+type Server struct {
+	cfg     Config
+	app     *fiber.App
+	metrics *httpMetrics
+}
+
+// route is one row of the route table. Roles says who may call it (nil:
+// anyone, no token); the grain enforces it and the finer rules, and audits.
+type route struct {
+	Method  string
+	Path    string
+	Roles   []messages.Role
+	Summary string
+	handler fiber.Handler
+}
+
+var (
+	staff    = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
+	everyone = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
+)
+
+// routes is the route table: every route the edge serves, in one place.
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/livez", nil, "Liveness: the process is up", s.livez},
+		{"GET", "/readyz", nil, "Readiness: database and cluster are reachable", s.readyz},
+		{"GET", "/metrics", nil, "Prometheus metrics", s.metricsHandler()},
+		{"GET", "/openapi.json", nil, "This API's OpenAPI 3.1 document", s.openapi},
+		{"POST", "/v1/patients", staff, "Register a patient", s.registerPatient},
+		{"GET", "/v1/patients/:id", everyone, "Read a patient (patients: only themselves)", s.getPatient},
+		{"PATCH", "/v1/patients/:id", everyone, "Change a patient (patients: only their phone and email)", s.updatePatient},
+		{"GET", "/v1/patients/:id/access-log", []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_ADMIN},
+			"Who accessed this record (the patient themself and admins)", s.accessLog},
+	}
+}
+
+// New builds the Fiber app.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.GrainTimeout <= 0 {
+		cfg.GrainTimeout = 5 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, metrics: newHTTPMetrics(cfg.Metrics)}
+	s.app = fiber.New(fiber.Config{
+		// Values from a Ctx are reused after the handler returns; immutable
+		// strings make it safe to keep them in messages and logs.
+		Immutable:             true,
+		BodyLimit:             MaxBodyBytes,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.handleError,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+	})
+	s.app.Use(s.requestID, s.observe)
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.Roles != nil {
+			s.app.Add(r.Method, r.Path, s.authenticate, h)
+		} else {
+			s.app.Add(r.Method, r.Path, h)
+		}
+	}
+	s.app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
+	return s
+}
+
+// App is the Fiber app, for Listen and for tests (app.Test).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Listen serves on addr until Shutdown.
+func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
+
+// Shutdown stops accepting connections and waits for in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	p := toProblem(err)
+	if p.Status >= 500 {
+		s.cfg.Logger.Error("request failed", "request_id", c.GetRespHeader(fiber.HeaderXRequestID),
+			"method", c.Method(), "route", c.Route().Path, "status", p.Status, "error", err)
+	}
+	if p.retryAfter != "" {
+		c.Set(fiber.HeaderRetryAfter, p.retryAfter)
+	}
+	if p.Status == fiber.StatusUnauthorized {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="caregrid"`)
+	}
+	body, _ := c.App().Config().JSONEncoder(p)
+	c.Set(fiber.HeaderContentType, "application/problem+json")
+	return c.Status(p.Status).Send(body)
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// requestID keeps a well-formed X-Request-Id from the client, or makes one,
+// and returns it on every response.
+func (s *Server) requestID(c *fiber.Ctx) error {
+	id := c.Get(fiber.HeaderXRequestID)
+	if !requestIDPattern.MatchString(id) {
+		id = uuid.NewString()
+	}
+	c.Set(fiber.HeaderXRequestID, id)
+	return c.Next()
+}
+
+const principalKey = "principal"
+
+// authenticate requires a valid bearer token and keeps its Principal.
+func (s *Server) authenticate(c *fiber.Ctx) error {
+	if s.cfg.Auth == nil {
+		return unauthenticated("this server has no authenticator configured")
+	}
+	h := c.Get(fiber.HeaderAuthorization)
+	token, ok := cutPrefixFold(h, "Bearer ")
+	if !ok || token == "" {
+		return unauthenticated("send an access token as 'Authorization: Bearer <token>'")
+	}
+	p, err := s.cfg.Auth.Authenticate(token)
+	if err != nil {
+		return unauthenticated("the access token is not valid")
+	}
+	c.Locals(principalKey, p)
+	return c.Next()
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return "", false
+	}
+	return s[len(prefix):], true
+}
+
+// purposePattern accepts HL7 PurposeOfUse codes (TREAT, ETREAT, HOPERAT, PATRQT, ...).
+var purposePattern = regexp.MustCompile(`^[A-Z]{2,16}$`)
+
+// caller builds the Caller a grain request carries.
+func (s *Server) caller(c *fiber.Ctx) (*messages.Caller, error) {
+	p, _ := c.Locals(principalKey).(Principal)
+	purpose := c.Get("X-Purpose-Of-Use")
+	switch {
+	case purpose == "" && p.Role == messages.Role_ROLE_PATIENT:
+		purpose = "PATRQT"
+	case purpose == "":
+		purpose = "TREAT"
+	case !purposePattern.MatchString(purpose):
+		return nil, malformed("X-Purpose-Of-Use must be an HL7 PurposeOfUse code such as TREAT",
+			FieldError{Field: "X-Purpose-Of-Use", Message: "must be 2 to 16 capital letters"})
+	}
+	return &messages.Caller{
+		Subject: p.Subject, Role: p.Role, Client: p.Client, PurposeOfUse: purpose,
+		RequestId: c.GetRespHeader(fiber.HeaderXRequestID), SourceAddress: c.IP(),
+	}, nil
+}
+
+func (s *Server) livez(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			p := problem(fiber.StatusServiceUnavailable, "not-ready", "Not ready", err.Error())
+			p.retryAfter = "1"
+			return p
+		}
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+// etag is a resource version as a strong entity tag.
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }

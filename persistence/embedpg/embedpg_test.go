@@ -1,0 +1,61 @@
+package embedpg
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestStartStopRestart runs the real server binaries: initialise, serve,
+// stop, and start again on the same data with the data still there.
+func TestStartStopRestart(t *testing.T) {
+	dir, err := os.MkdirTemp("", "caregrid-embedpg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// The postgres user (when we are root) must be able to reach the directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := Start(ctx, dir)
+	if err != nil {
+		t.Fatalf("Start = %v", err)
+	}
+	conn, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		_ = s.Stop()
+		t.Fatalf("connect %s: %v", s.URL, err)
+	}
+	_, err = conn.Exec(ctx, `CREATE TABLE kept (v INT); INSERT INTO kept VALUES (42)`)
+	conn.Close(ctx)
+	if err != nil {
+		_ = s.Stop()
+		t.Fatal(err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop = %v", err)
+	}
+
+	s, err = Start(ctx, dir)
+	if err != nil {
+		t.Fatalf("Start(again) = %v", err)
+	}
+	defer func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("Stop = %v", err)
+		}
+	}()
+	conn, err = pgx.Connect(ctx, s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v int
+	if err := conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != 42 {
+		t.Fatalf("after restart: v = %d, %v; want 42", v, err)
+	}
+}
