@@ -20,6 +20,8 @@ type Principal struct {
 	Subject string
 	Role    messages.Role
 	Client  string
+	// Expiry is when the token stops being valid.
+	Expiry time.Time
 }
 
 // Authenticator checks a bearer token and says who presented it. The
@@ -79,7 +81,7 @@ func (a DevAuthenticator) Authenticate(token string) (Principal, error) {
 	if !ok || std.Subject == "" {
 		return Principal{}, fmt.Errorf("%w: token lacks a subject or a known role", ErrUnauthenticated)
 	}
-	return Principal{Subject: std.Subject, Role: role, Client: custom.Client}, nil
+	return Principal{Subject: std.Subject, Role: role, Client: custom.Client, Expiry: std.Expiry.Time()}, nil
 }
 
 // MintDevToken signs a development token for subject acting as role.

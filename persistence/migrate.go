@@ -96,3 +96,36 @@ func (db *DB) Migrate(ctx context.Context) ([]string, error) {
 	}
 	return applied, nil
 }
+
+// Pending returns the names of the embedded migrations the database lacks.
+func (db *DB) Pending(ctx context.Context) ([]string, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	var exists bool
+	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_name = 'schema_migrations')`).Scan(&exists); err != nil {
+		return nil, classify(err)
+	}
+	done := map[int]bool{}
+	if exists {
+		rows, err := db.Pool.Query(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
+			return nil, classify(err)
+		}
+		vs, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return nil, classify(err)
+		}
+		for _, v := range vs {
+			done[int(v)] = true
+		}
+	}
+	var pending []string
+	for _, m := range ms {
+		if !done[m.Version] {
+			pending = append(pending, m.Name)
+		}
+	}
+	return pending, nil
+}

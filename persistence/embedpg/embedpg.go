@@ -122,6 +122,13 @@ func (s *Server) prepareForPostgresUser(parent string) error {
 	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
 		return err
 	}
+	// The postgres user must traverse (not list) our data directory to
+	// reach its own subdirectory.
+	if fi, err := os.Stat(parent); err == nil && fi.Mode().Perm()&0o011 != 0o011 {
+		if err := os.Chmod(parent, fi.Mode().Perm()|0o011); err != nil {
+			return err
+		}
+	}
 	if err := os.Chown(s.dataDir, uid, gid); err != nil {
 		return err
 	}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/valyala/fasthttp"
+)
+
+// benchResult is the one JSON line a scenario prints.
+type benchResult struct {
+	Scenario    string  `json:"scenario"`
+	RequestsPS  float64 `json:"requests_per_s"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	Errors      int64   `json:"errors"`
+	Requests    int64   `json:"requests"`
+	Concurrency int     `json:"concurrency"`
+	DurationS   float64 `json:"duration_s"`
+}
+
+func benchCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "read-patient" {
+		return errors.New("usage: caregrid bench read-patient --url URL [--concurrency N] [--duration D] [--patients N]")
+	}
+	fs := flag.NewFlagSet("bench read-patient", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "the edge to load")
+	conc := fs.Int("concurrency", 32, "concurrent clients")
+	dur := fs.Duration("duration", 10*time.Second, "how long to measure")
+	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring (activates grains, fills pools)")
+	patients := fs.Int("patients", 200, "patients to register and read at random")
+	keyFile := fs.String("dev-auth-key-file", envOr("CAREGRID_DEV_AUTH_KEY_FILE", filepath.Join(envOr("CAREGRID_DATA_DIR", ".data"), "dev-auth.key")),
+		"the server's development token key")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *conc < 1 || *dur <= 0 || *patients < 1 {
+		return errors.New("bench: --concurrency, --duration and --patients must be positive")
+	}
+	u, err := url.Parse(*base)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("bench: --url %q is not a URL", *base)
+	}
+	key, err := edge.LoadDevKey(*keyFile, false)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	r, err := benchReadPatient(ctx, benchTarget{base: *base, host: u.Host, key: key}, *conc, *patients, *warmup, *dur)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
+}
+
+type benchTarget struct {
+	base string
+	host string
+	key  []byte
+}
+
+func (t benchTarget) client(conc int) *fasthttp.HostClient {
+	return &fasthttp.HostClient{Addr: t.host, MaxConns: conc + 4, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+}
+
+// randomIDNP returns a valid IDNP.
+func randomIDNP(rng *rand.Rand) string {
+	b := make([]byte, 12, 13)
+	for i := range b {
+		b[i] = byte('0' + rng.IntN(10))
+	}
+	return string(append(b, patient.CheckDigit(string(b))))
+}
+
+// registerPatients registers n patients through the API and returns their ids.
+func registerPatients(ctx context.Context, t benchTarget, n int) ([]string, error) {
+	tok, err := edge.MintDevToken(t.key, messages.Role_ROLE_RECEPTIONIST, "bench-desk", time.Hour, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	c := t.client(8)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	var ids []string
+	for len(ids) < n {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		body, _ := json.Marshal(map[string]any{
+			"idnp": randomIDNP(rng), "given_name": "Bench", "family_name": "Patient" + strconv.Itoa(len(ids)),
+			"birth_date": "1980-01-01", "sex": "unknown", "blood_type": "O+",
+		})
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI(t.base + "/v1/patients")
+		req.Header.SetMethod("POST")
+		req.Header.SetContentType("application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.SetBody(body)
+		err := c.Do(req, resp)
+		status := resp.StatusCode()
+		var p struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(resp.Body(), &p)
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("bench: register: %w", err)
+		case status == 409:
+			continue // an IDNP another run registered
+		case status != 201:
+			return nil, fmt.Errorf("bench: register answered %d", status)
+		}
+		ids = append(ids, p.ID)
+	}
+	return ids, nil
+}
+
+func benchReadPatient(ctx context.Context, t benchTarget, conc, patients int, warmup, dur time.Duration) (benchResult, error) {
+	ids, err := registerPatients(ctx, t, patients)
+	if err != nil {
+		return benchResult{}, err
+	}
+	tok, err := edge.MintDevToken(t.key, messages.Role_ROLE_DOCTOR, "bench-doctor", time.Hour, time.Now())
+	if err != nil {
+		return benchResult{}, err
+	}
+	c := t.client(conc)
+	auth := "Bearer " + tok
+	one := func(rng *rand.Rand) (time.Duration, bool) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(t.base + "/v1/patients/" + ids[rng.IntN(len(ids))])
+		req.Header.Set("Authorization", auth)
+		start := time.Now()
+		err := c.Do(req, resp)
+		return time.Since(start), err == nil && resp.StatusCode() == 200
+	}
+	run := func(d time.Duration, record bool) ([]time.Duration, int64) {
+		var (
+			mu     sync.Mutex
+			all    []time.Duration
+			errs   int64
+			wg     sync.WaitGroup
+			cancel = time.Now().Add(d)
+		)
+		for w := 0; w < conc; w++ {
+			wg.Add(1)
+			go func(seed uint64) {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(seed, 11))
+				lat := make([]time.Duration, 0, 1<<14)
+				var e int64
+				for time.Now().Before(cancel) && ctx.Err() == nil {
+					l, ok := one(rng)
+					if !ok {
+						e++
+					}
+					if record {
+						lat = append(lat, l)
+					}
+				}
+				mu.Lock()
+				all = append(all, lat...)
+				errs += e
+				mu.Unlock()
+			}(uint64(w))
+		}
+		wg.Wait()
+		return all, errs
+	}
+	run(warmup, false)
+	start := time.Now()
+	lat, errs := run(dur, true)
+	elapsed := time.Since(start)
+	if ctx.Err() != nil {
+		return benchResult{}, ctx.Err()
+	}
+	return summarize("read-patient", lat, errs, conc, elapsed), nil
+}
+
+func summarize(scenario string, lat []time.Duration, errs int64, conc int, elapsed time.Duration) benchResult {
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		i := int(p * float64(len(lat)-1))
+		return float64(lat[i].Microseconds()) / 1000
+	}
+	return benchResult{
+		Scenario: scenario, RequestsPS: float64(len(lat)) / elapsed.Seconds(),
+		P50ms: pct(0.50), P99ms: pct(0.99), Errors: errs, Requests: int64(len(lat)),
+		Concurrency: conc, DurationS: elapsed.Seconds(),
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// nodeConfig is everything a node needs besides its database.
+type nodeConfig struct {
+	ClusterName  string
+	ClusterHost  string
+	ClusterPort  int
+	Agent        *cluster.Agent // nil: single node
+	AuditShards  int
+	GrainIdle    time.Duration
+	GrainTimeout time.Duration
+	Auth         edge.Authenticator
+	Logger       *slog.Logger
+}
+
+// node is a started member with its edge.
+type node struct {
+	member *cluster.Node
+	edge   *edge.Server
+}
+
+// kinds builds every grain kind a member hosts, registered once here.
+func kinds(db *persistence.DB, cfg nodeConfig) []*actorcluster.Kind {
+	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
+	return []*actorcluster.Kind{
+		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger}),
+		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
+	}
+}
+
+func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	member, err := cluster.Start(ctx, cluster.Config{
+		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort,
+		Agent: cfg.Agent, Kinds: kinds(db, cfg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "caregrid_cluster_members", Help: "Members this node sees in the cluster topology.",
+	}, func() float64 { return float64(member.Members()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "caregrid_db_pool_acquired_conns", Help: "Database connections in use.",
+	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
+	srv := edge.New(edge.Config{
+		Cluster: member.Cluster, Auth: cfg.Auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg,
+		Ready: func(ctx context.Context) error {
+			if err := db.Ping(ctx); err != nil {
+				return errors.New("database unreachable")
+			}
+			if err := member.Ready(); err != nil {
+				return err
+			}
+			return nil
+		},
+	})
+	return &node{member: member, edge: srv}, nil
+}
+
+// stop drains HTTP first (in-flight requests finish), then leaves the cluster.
+func (n *node) stop(graceful bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := n.edge.Shutdown(ctx)
+	n.member.Stop(graceful)
+	if err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/embedpg"
+)
+
+type serveConfig struct {
+	HTTPAddr     string
+	DatabaseURL  string
+	DataDir      string
+	Migrate      bool
+	DevAuth      bool
+	DevAuthKey   string
+	ClusterName  string
+	ClusterHost  string
+	ClusterPort  int
+	AuditShards  int
+	GrainIdle    time.Duration
+	GrainTimeout time.Duration
+	DBMaxConns   int
+	LogLevel     string
+	PprofAddr    string
+}
+
+func serveFlags(args []string) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	port, _ := strconv.Atoi(envOr("CAREGRID_CLUSTER_PORT", "0"))
+	shards, _ := strconv.Atoi(envOr("CAREGRID_AUDIT_SHARDS", strconv.Itoa(audit.DefaultShards)))
+	fs.StringVar(&c.HTTPAddr, "http-addr", envOr("CAREGRID_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env CAREGRID_HTTP_ADDR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", envOr("DATABASE_URL", ""), "PostgreSQL or CockroachDB URL; empty runs an embedded PostgreSQL under --data-dir (env DATABASE_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", envOr("CAREGRID_DATA_DIR", ".data"), "local state: the embedded database and the dev-auth key (env CAREGRID_DATA_DIR)")
+	fs.BoolVar(&c.Migrate, "migrate", false, "apply pending migrations at start (always on for the embedded database)")
+	fs.BoolVar(&c.DevAuth, "dev-auth", false, "accept development tokens from 'caregrid dev-token' (never in production)")
+	fs.StringVar(&c.DevAuthKey, "dev-auth-key-file", envOr("CAREGRID_DEV_AUTH_KEY_FILE", ""), "development token key (default <data-dir>/dev-auth.key; created if missing) (env CAREGRID_DEV_AUTH_KEY_FILE)")
+	fs.StringVar(&c.ClusterName, "cluster-name", envOr("CAREGRID_CLUSTER_NAME", "caregrid"), "cluster name (env CAREGRID_CLUSTER_NAME)")
+	fs.StringVar(&c.ClusterHost, "cluster-host", envOr("CAREGRID_CLUSTER_HOST", "127.0.0.1"), "remoting host; loopback only until remoting uses mutual TLS (env CAREGRID_CLUSTER_HOST)")
+	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
+	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
+	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
+	fs.DurationVar(&c.GrainTimeout, "grain-timeout", 5*time.Second, "bound on one grain request, retries included")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", 32, "database connection pool size")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("CAREGRID_LOG_LEVEL", "info"), "debug, info, warn or error (env CAREGRID_LOG_LEVEL)")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", envOr("CAREGRID_PPROF_ADDR", ""), "serve net/http/pprof on this loopback address (off when empty) (env CAREGRID_PPROF_ADDR)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("serve: unexpected arguments %v", fs.Args())
+	}
+	if c.AuditShards < 1 || c.AuditShards > 1024 {
+		return c, errors.New("serve: --audit-shards must be 1 to 1024")
+	}
+	if c.DevAuthKey == "" {
+		c.DevAuthKey = filepath.Join(c.DataDir, "dev-auth.key")
+	}
+	return c, nil
+}
+
+func serveCmd(ctx context.Context, args []string) error {
+	cfg, err := serveFlags(args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("serve: --log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(logger)
+	return serve(ctx, cfg, logger)
+}
+
+func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
+	if cfg.PprofAddr != "" {
+		if err := servePprof(cfg.PprofAddr, logger); err != nil {
+			return err
+		}
+	}
+	url := cfg.DatabaseURL
+	migrate := cfg.Migrate
+	if url == "" {
+		logger.Info("DATABASE_URL is not set: starting the embedded PostgreSQL", "data_dir", cfg.DataDir)
+		pg, err := embedpg.Start(ctx, cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("embedded database: %w", err)
+		}
+		defer func() {
+			if err := pg.Stop(); err != nil {
+				logger.Error("stop embedded database", "error", err)
+			}
+		}()
+		url, migrate = pg.URL, true
+	}
+	db, err := persistence.Open(ctx, url, int32(cfg.DBMaxConns))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if migrate {
+		applied, err := db.Migrate(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		logger.Info("migrations applied", "applied", applied)
+	} else if pending, err := db.Pending(ctx); err != nil {
+		return err
+	} else if len(pending) > 0 {
+		return fmt.Errorf("the database lacks migrations %v: run 'caregrid migrate' or start with --migrate", pending)
+	}
+
+	var auth edge.Authenticator
+	if cfg.DevAuth {
+		key, err := edge.LoadDevKey(cfg.DevAuthKey, true)
+		if err != nil {
+			return err
+		}
+		auth = edge.NewCachingAuthenticator(edge.DevAuthenticator{Key: key}, 10000, time.Minute)
+		logger.Warn("development tokens accepted (--dev-auth): not for production", "key_file", cfg.DevAuthKey)
+	}
+	n, err := startNode(ctx, db, nodeConfig{
+		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
+		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
+		Auth: auth, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = n.stop(false)
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	logger.Info("caregrid is serving", "api", base+"/v1/", "openapi", base+"/openapi.json",
+		"ready", base+"/readyz", "metrics", base+"/metrics", "cluster_member", n.member.Address())
+	if cfg.DevAuth {
+		fmt.Fprintf(os.Stderr, "\ncaregrid is serving on %s\n  OpenAPI: %s/openapi.json\n  token:   go run ./cmd/caregrid dev-token --role receptionist --sub desk-1\n\n", base, base)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- n.edge.App().Listener(ln) }()
+	select {
+	case err := <-errc:
+		_ = n.stop(false)
+		return err
+	case <-ctx.Done():
+		logger.Info("stopping: draining HTTP, leaving the cluster")
+		return n.stop(true)
+	}
+}
+
+func migrateCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	url := fs.String("database-url", envOr("DATABASE_URL", ""), "database to migrate (env DATABASE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" {
+		return errors.New("migrate: set DATABASE_URL or --database-url (the embedded database migrates itself at start)")
+	}
+	db, err := persistence.Open(ctx, *url, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Println("the database is up to date")
+	}
+	for _, m := range applied {
+		fmt.Println("applied", m)
+	}
+	return nil
+}
+
+// servePprof exposes the Go profiler on a loopback address, for operators.
+func servePprof(addr string, logger *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("serve: --pprof-addr %q must be a loopback address", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	go func() {
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		logger.Info("pprof serving", "addr", ln.Addr().String(), "error", srv.Serve(ln))
+	}()
+	return nil
+}
