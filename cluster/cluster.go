@@ -55,6 +55,75 @@ type Node struct {
 // Start builds the actor system, joins the cluster and waits until this
 // member sees itself in the topology.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
+	return start(ctx, cfg, nil)
+}
+
+// StartGroup starts several members in one process, for tests and tools.
+// proto.actor's remote.Start writes gRPC's global logger while other
+// members' gRPC goroutines read it (a data race), so each member's remoting
+// starts in turn and no member joins, and so talks to another, until every
+// remoting has started.
+func StartGroup(ctx context.Context, cfgs ...Config) ([]*Node, error) {
+	gate := make(chan struct{})
+	type result struct {
+		n   *Node
+		err error
+	}
+	results := make([]chan result, len(cfgs))
+	for i, cfg := range cfgs {
+		reached := make(chan struct{})
+		results[i] = make(chan result, 1)
+		go func() {
+			n, err := start(ctx, cfg, &joinGate{reached: reached, open: gate})
+			results[i] <- result{n, err}
+		}()
+		select {
+		case <-reached:
+		case r := <-results[i]: // failed before joining
+			close(gate)
+			return nil, r.err
+		}
+	}
+	close(gate)
+	nodes := make([]*Node, 0, len(cfgs))
+	var firstErr error
+	for _, ch := range results {
+		r := <-ch
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+		if r.n != nil {
+			nodes = append(nodes, r.n)
+		}
+	}
+	if firstErr != nil {
+		for _, n := range nodes {
+			n.Stop(false)
+		}
+		return nil, firstErr
+	}
+	return nodes, nil
+}
+
+// joinGate holds a member between starting its remoting and joining.
+type joinGate struct {
+	reached chan struct{}
+	open    <-chan struct{}
+}
+
+// gatedProvider waits at the join gate before registering the member.
+type gatedProvider struct {
+	actorcluster.ClusterProvider
+	gate *joinGate
+}
+
+func (p gatedProvider) StartMember(c *actorcluster.Cluster) error {
+	close(p.gate.reached)
+	<-p.gate.open
+	return p.ClusterProvider.StartMember(c)
+}
+
+func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("cluster: a name is required")
 	}
@@ -73,7 +142,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		logger = slog.New(slog.NewTextHandler(discardBelowWarn{}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	provider := test.NewTestProvider(agent)
+	var provider actorcluster.ClusterProvider = test.NewTestProvider(agent)
+	if gate != nil {
+		provider = gatedProvider{ClusterProvider: provider, gate: gate}
+	}
 	ccfg := actorcluster.Configure(cfg.Name, provider, disthash.New(),
 		remote.Configure(cfg.Host, cfg.Port),
 		actorcluster.WithKinds(cfg.Kinds...),

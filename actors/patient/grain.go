@@ -247,6 +247,13 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 	if g.rec == nil {
 		return nil, g.notFound(ctx, c, "update")
 	}
+	if req.ExpectedVersion > g.rec.Version {
+		// Versions only grow: the caller has seen a newer version than ours,
+		// so this is a stale duplicate activation. Step aside; the retry
+		// reaches an activation that loads the current record.
+		g.drop(ctx)
+		return nil, messages.ErrFenced("patient %s: this activation is behind", g.id)
+	}
 	next, changed, err := ApplyUpdate(g.rec, req, g.deps.Now())
 	var stale errVersion
 	switch {
