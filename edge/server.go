@@ -72,6 +72,23 @@ func (s *Server) routes() []route {
 	}
 }
 
+// Route describes one served route: method, Fiber path and who may call it
+// (nil: public). Tests and documentation read it.
+type Route struct {
+	Method string
+	Path   string
+	Roles  []messages.Role
+}
+
+// RouteTable lists every route the edge serves.
+func (s *Server) RouteTable() []Route {
+	var out []Route
+	for _, r := range s.routes() {
+		out = append(out, Route{Method: r.Method, Path: r.Path, Roles: r.Roles})
+	}
+	return out
+}
+
 // New builds the Fiber app.
 func New(cfg Config) *Server {
 	if cfg.Logger == nil {
@@ -119,6 +136,10 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWith
 
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	p := toProblem(err)
+	if c.GetRespHeader(fiber.HeaderXRequestID) == "" {
+		// Errors fasthttp raises before routing (body too large) skip the middleware.
+		setRequestID(c)
+	}
 	if p.Status >= 500 {
 		s.cfg.Logger.Error("request failed", "request_id", c.GetRespHeader(fiber.HeaderXRequestID),
 			"method", c.Method(), "route", c.Route().Path, "status", p.Status, "error", err)
@@ -139,12 +160,16 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 // requestID keeps a well-formed X-Request-Id from the client, or makes one,
 // and returns it on every response.
 func (s *Server) requestID(c *fiber.Ctx) error {
+	setRequestID(c)
+	return c.Next()
+}
+
+func setRequestID(c *fiber.Ctx) {
 	id := c.Get(fiber.HeaderXRequestID)
 	if !requestIDPattern.MatchString(id) {
 		id = uuid.NewString()
 	}
 	c.Set(fiber.HeaderXRequestID, id)
-	return c.Next()
 }
 
 const principalKey = "principal"

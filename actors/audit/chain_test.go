@@ -70,3 +70,11 @@ func TestVerifierFindsTampering(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkHash(b *testing.B) {
+	r := chain(1)[0]
+	prev := r.Hash
+	for b.Loop() {
+		prev = Hash(prev, &r)
+	}
+}

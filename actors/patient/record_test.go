@@ -143,3 +143,12 @@ func TestFingerprintIgnoresServerFields(t *testing.T) {
 		t.Fatal("Fingerprint is the same for different registrations")
 	}
 }
+
+func BenchmarkNewRecord(b *testing.B) {
+	in := valid()
+	for b.Loop() {
+		if _, err := NewRecord("id-1", in, today); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

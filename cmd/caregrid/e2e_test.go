@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/pgtest"
+)
+
+// testServer is one real node (member + edge) on a fresh database,
+// serving HTTP on a loopback port.
+type testServer struct {
+	t    *testing.T
+	db   *persistence.DB
+	base string
+	key  []byte
+}
+
+func startTestServer(t *testing.T) *testServer {
+	t.Helper()
+	db := pgtest.New(t)
+	key := bytes.Repeat([]byte{7}, 32)
+	n, err := startNode(context.Background(), db, nodeConfig{
+		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
+		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
+		Auth:   edge.DevAuthenticator{Key: key},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = n.edge.App().Listener(ln) }()
+	t.Cleanup(func() { _ = n.stop(false) })
+	return &testServer{t: t, db: db, base: "http://" + ln.Addr().String(), key: key}
+}
+
+func (s *testServer) token(role messages.Role, sub string) string {
+	tok, err := edge.MintDevToken(s.key, role, sub, time.Hour, time.Now())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body %q is not a JSON object: %v", r.body, err)
+	}
+	return m
+}
+
+// do sends one request; headers alternate name, value.
+func (s *testServer) do(method, path, token string, body any, headers ...string) response {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, s.base+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.Header.Get("X-Request-Id") == "" {
+		s.t.Fatalf("%s %s: no X-Request-Id", method, path)
+	}
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
+		s.t.Fatalf("%s %s: %d with Content-Type %q, want application/problem+json", method, path, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func expect(t *testing.T, what string, r response, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s = %d %s, want %d", what, r.status, r.body, status)
+	}
+}
+
+// problemFields lists the field names of a problem's errors.
+func problemFields(t *testing.T, r response) string {
+	t.Helper()
+	var p struct {
+		Type   string
+		Errors []struct{ Field string }
+	}
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatalf("problem %q: %v", r.body, err)
+	}
+	var fs []string
+	for _, e := range p.Errors {
+		fs = append(fs, e.Field)
+	}
+	return p.Type + " " + strings.Join(fs, ",")
+}
+
+func patientBody(idnp string) map[string]any {
+	return map[string]any{
+		"idnp": idnp, "given_name": "Maria", "family_name": "Ciobanu", "birth_date": "1979-08-27", "sex": "female",
+		"phone": "+37369000001", "email": "maria@example.md", "blood_type": "B-",
+		"allergies": []map[string]string{{"substance": "ibuprofen", "reaction": "hives", "severity": "moderate"}},
+	}
+}
+
+func TestHTTPPatientLifecycle(t *testing.T) {
+	s := startTestServer(t)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	doc := s.token(messages.Role_ROLE_DOCTOR, "dr-1")
+
+	r := s.do("POST", "/v1/patients", desk, patientBody("2005042129809"), "X-Request-Id", "req-register-1")
+	expect(t, "register", r, 201)
+	p := r.json(t)
+	id, _ := p["id"].(string)
+	if r.header.Get("Location") != "/v1/patients/"+id || r.header.Get("ETag") != `"1"` || r.header.Get("X-Request-Id") != "req-register-1" {
+		t.Fatalf("register headers = %v", r.header)
+	}
+	if p["blood_type"] != "B-" || p["version"] != 1.0 || p["birth_date"] != "1979-08-27" || !strings.HasSuffix(p["created_at"].(string), "Z") {
+		t.Fatalf("register body = %s", r.body)
+	}
+
+	r = s.do("GET", "/v1/patients/"+id, doc, nil)
+	expect(t, "read by doctor", r, 200)
+	if got := r.json(t); got["family_name"] != "Ciobanu" || r.header.Get("ETag") != `"1"` {
+		t.Fatalf("read = %s", r.body)
+	}
+	self := s.token(messages.Role_ROLE_PATIENT, id)
+	expect(t, "read by the patient", s.do("GET", "/v1/patients/"+id, self, nil), 200)
+	other := s.token(messages.Role_ROLE_PATIENT, "22222222-2222-4222-8222-222222222222")
+	expect(t, "read by another patient", s.do("GET", "/v1/patients/"+id, other, nil), 403)
+
+	patch := map[string]any{"phone": nil, "allergies": []map[string]string{{"substance": "latex", "severity": "severe"}}}
+	expect(t, "update without If-Match", s.do("PATCH", "/v1/patients/"+id, doc, patch), 428)
+	r = s.do("PATCH", "/v1/patients/"+id, doc, patch, "If-Match", `"1"`)
+	expect(t, "update", r, 200)
+	if got := r.json(t); got["phone"] != nil || got["version"] != 2.0 || r.header.Get("ETag") != `"2"` {
+		t.Fatalf("update = %s", r.body)
+	}
+	expect(t, "update with a stale If-Match", s.do("PATCH", "/v1/patients/"+id, doc, map[string]any{"email": "x@example.md"}, "If-Match", `"1"`), 412)
+	expect(t, "patient changes own email", s.do("PATCH", "/v1/patients/"+id, self, map[string]any{"email": "m@example.md"}, "If-Match", `"2"`), 200)
+	expect(t, "patient changes own allergies", s.do("PATCH", "/v1/patients/"+id, self, map[string]any{"allergies": nil}, "If-Match", `"3"`), 403)
+	r = s.do("PATCH", "/v1/patients/"+id, doc, map[string]any{"idnp": "0000000000000"}, "If-Match", `"3"`)
+	expect(t, "change idnp", r, 422)
+	if got := problemFields(t, r); got != "/problems/validation idnp" {
+		t.Fatalf("change idnp problem = %s", got)
+	}
+
+	r = s.do("POST", "/v1/patients", desk, patientBody("2005042129809"))
+	expect(t, "duplicate IDNP", r, 409)
+	if got := r.json(t); got["existing_id"] != id || got["type"] != "/problems/already-exists" {
+		t.Fatalf("duplicate = %s", r.body)
+	}
+
+	expect(t, "unknown id", s.do("GET", "/v1/patients/33333333-3333-4333-8333-333333333333", doc, nil), 404)
+	expect(t, "non-UUID id", s.do("GET", "/v1/patients/42", doc, nil), 404)
+
+	// The stored state matches the replies: two patients would be a half-write.
+	var n int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM patients`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("patients stored = %d, %v; want 1", n, err)
+	}
+}
+
+func TestHTTPRejectsBadInput(t *testing.T) {
+	s := startTestServer(t)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	tests := []struct {
+		name   string
+		body   any
+		ctype  string
+		status int
+		want   string // problem type and fields
+	}{
+		{"malformed JSON", `{"idnp": "2005042129809",`, "", 400, "/problems/malformed-request "},
+		{"empty body", ``, "", 400, "/problems/malformed-request "},
+		{"unknown field", `{"idnp": "2005042129809", "weight": 80}`, "", 400, "/problems/malformed-request weight"},
+		{"wrong type", `{"idnp": 2005042129809}`, "", 400, "/problems/malformed-request idnp"},
+		{"trailing data", `{} {}`, "", 400, "/problems/malformed-request "},
+		{"not JSON", `idnp=1`, "application/x-www-form-urlencoded", 415, "/problems/unsupported-media-type "},
+		{"bad IDNP", func() any { b := patientBody("2005042129808"); return b }(), "", 422, "/problems/validation idnp"},
+		{"bad date", func() any { b := patientBody("2005042129809"); b["birth_date"] = "1979-02-30"; return b }(), "", 422, "/problems/validation birth_date"},
+		{"bad enums", func() any {
+			b := patientBody("2005042129809")
+			b["sex"], b["blood_type"] = "f", "AB"
+			return b
+		}(), "", 422, "/problems/validation sex,blood_type"},
+		{"several fields", map[string]any{"idnp": "1", "sex": "male", "birth_date": "2999-01-01", "email": "no"}, "", 422,
+			"/problems/validation birth_date,email,family_name,given_name,idnp"},
+		{"oversize body", `{"given_name": "` + strings.Repeat("a", edge.MaxBodyBytes) + `"}`, "", 413, "/problems/body-too-large "},
+	}
+	for _, tt := range tests {
+		headers := []string{}
+		if tt.ctype != "" {
+			headers = append(headers, "Content-Type", tt.ctype)
+		}
+		body := tt.body
+		if body == "" {
+			body = []byte{}
+		}
+		r := s.do("POST", "/v1/patients", desk, body, headers...)
+		if r.status != tt.status {
+			t.Errorf("%s: status %d %s, want %d", tt.name, r.status, r.body, tt.status)
+			continue
+		}
+		if got := problemFields(t, r); got != tt.want {
+			t.Errorf("%s: problem %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	var n int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM patients`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("patients stored after bad input = %d, %v; want 0", n, err)
+	}
+	r := s.do("GET", "/v1/patients/"+"33333333-3333-4333-8333-333333333333"+"/access-log?limit=501", desk, nil)
+	expect(t, "limit over 500", r, 400)
+}
+
+func TestHTTPIdempotentRegistration(t *testing.T) {
+	s := startTestServer(t)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	first := s.do("POST", "/v1/patients", desk, patientBody("0000000000000"), "Idempotency-Key", "reg-42")
+	expect(t, "first", first, 201)
+	again := s.do("POST", "/v1/patients", desk, patientBody("0000000000000"), "Idempotency-Key", "reg-42")
+	expect(t, "replay", again, 201)
+	if first.json(t)["id"] != again.json(t)["id"] || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay = %s (%v), want the first reply %s", again.body, again.header, first.body)
+	}
+	other := patientBody("0000000000000")
+	other["given_name"] = "Elena"
+	expect(t, "same key, other body", s.do("POST", "/v1/patients", desk, other, "Idempotency-Key", "reg-42"), 422)
+	var n int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM patients`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("patients stored = %d, %v; want 1", n, err)
+	}
+}
+
+func TestHTTPAccessLogAndAudit(t *testing.T) {
+	s := startTestServer(t)
+	ctx := context.Background()
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody("1000000000007"))
+	expect(t, "register", r, 201)
+	id := r.json(t)["id"].(string)
+	self := s.token(messages.Role_ROLE_PATIENT, id)
+
+	for _, sub := range []string{"dr-a", "dr-b", "dr-a"} {
+		expect(t, "read", s.do("GET", "/v1/patients/"+id, s.token(messages.Role_ROLE_DOCTOR, sub), nil, "X-Purpose-Of-Use", "TREAT"), 200)
+	}
+	expect(t, "access log by a doctor", s.do("GET", "/v1/patients/"+id+"/access-log", s.token(messages.Role_ROLE_DOCTOR, "dr-a"), nil), 403)
+	expect(t, "access log without a token", s.do("GET", "/v1/patients/"+id+"/access-log", "", nil), 401)
+
+	r = s.do("GET", "/v1/patients/"+id+"/access-log?limit=3", self, nil)
+	expect(t, "access log page 1", r, 200)
+	type ev struct {
+		Subject      string `json:"subject"`
+		Role         string `json:"role"`
+		Action       string `json:"action"`
+		Outcome      string `json:"outcome"`
+		PurposeOfUse string `json:"purpose_of_use"`
+		OccurredAt   string `json:"occurred_at"`
+	}
+	var p1, p2 struct {
+		Events     []ev   `json:"events"`
+		NextCursor string `json:"next_cursor"`
+	}
+	if err := json.Unmarshal(r.body, &p1); err != nil || p1.NextCursor == "" || len(p1.Events) != 3 {
+		t.Fatalf("page 1 = %s", r.body)
+	}
+	r = s.do("GET", "/v1/patients/"+id+"/access-log?cursor="+p1.NextCursor, self, nil)
+	expect(t, "access log page 2", r, 200)
+	if err := json.Unmarshal(r.body, &p2); err != nil || p2.NextCursor != "" {
+		t.Fatalf("page 2 = %s", r.body)
+	}
+	var got []string
+	for _, e := range append(p1.Events, p2.Events...) {
+		got = append(got, e.Subject+" "+e.Action+" "+e.Outcome)
+	}
+	// Page 2 shows the patient's own read of page 1; the unauthenticated
+	// attempt never reached the record (no identity to record).
+	want := []string{"desk-1 create success", "dr-a read success", "dr-b read success", "dr-a read success",
+		"dr-a read-access-log denied", id + " read-access-log success"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("access log =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if p1.Events[1].PurposeOfUse != "TREAT" || p1.Events[1].Role != "doctor" {
+		t.Fatalf("read event = %+v", p1.Events[1])
+	}
+
+	// The chains verify, and a changed row is found.
+	if n, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err != nil || n < 7 {
+		t.Fatalf("verifyAudit = %d, %v", n, err)
+	}
+	if _, err := s.db.Pool.Exec(ctx, `UPDATE audit_events SET subject = 'someone-else' WHERE subject = 'dr-b'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err == nil || !strings.Contains(err.Error(), "was changed") {
+		t.Fatalf("verifyAudit(tampered) = %v, want a changed row", err)
+	}
+}
+
+// TestHTTPFailsClosedWithoutAudit: when the audit store cannot take the
+// event, the read is refused (503), never served unaudited.
+func TestHTTPFailsClosedWithoutAudit(t *testing.T) {
+	s := startTestServer(t)
+	ctx := context.Background()
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody("0100000000003"))
+	expect(t, "register", r, 201)
+	id := r.json(t)["id"].(string)
+
+	if _, err := s.db.Pool.Exec(ctx, `ALTER TABLE audit_events RENAME TO audit_events_away`); err != nil {
+		t.Fatal(err)
+	}
+	r = s.do("GET", "/v1/patients/"+id, desk, nil)
+	expect(t, "read while the audit store fails", r, 503)
+	if bytes.Contains(r.body, []byte("Ciobanu")) || r.json(t)["type"] != "/problems/audit-unavailable" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("fail-closed reply = %s %v", r.body, r.header)
+	}
+	if _, err := s.db.Pool.Exec(ctx, `ALTER TABLE audit_events_away RENAME TO audit_events`); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "read once the audit store is back", s.do("GET", "/v1/patients/"+id, desk, nil), 200)
+	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err != nil {
+		t.Fatalf("verifyAudit after the outage = %v", err)
+	}
+}
+
+// TestHTTPRolesPerRoute checks the route table's roles against behaviour:
+// every role a route does not list is refused, and no token is 401.
+func TestHTTPRolesPerRoute(t *testing.T) {
+	s := startTestServer(t)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody("0010000000001"))
+	expect(t, "register", r, 201)
+	id := r.json(t)["id"].(string)
+
+	all := []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
+	srv := edge.New(edge.Config{})
+	for _, rt := range srv.RouteTable() {
+		if rt.Roles == nil {
+			expect(t, rt.Method+" "+rt.Path+" (public)", s.do(rt.Method, rt.Path, "", nil), 200)
+			continue
+		}
+		path := strings.ReplaceAll(rt.Path, ":id", id)
+		var body any
+		if rt.Method != "GET" {
+			body = map[string]any{}
+		}
+		expect(t, rt.Method+" "+rt.Path+" without a token", s.do(rt.Method, path, "", body), 401)
+		expect(t, rt.Method+" "+rt.Path+" with a forged token", s.do(rt.Method, path, "x.y.z", body), 401)
+		for _, role := range all {
+			allowed := false
+			for _, a := range rt.Roles {
+				allowed = allowed || a == role
+			}
+			// The patient role acts on its own record: subject = id.
+			tok := s.token(role, map[bool]string{true: id, false: "someone"}[role == messages.Role_ROLE_PATIENT])
+			r := s.do(rt.Method, path, tok, body, "If-Match", `"1"`)
+			if allowed && r.status == 403 {
+				t.Errorf("%s %s as %s = 403, but the route table allows it", rt.Method, rt.Path, role.Name())
+			}
+			if !allowed && r.status != 403 {
+				t.Errorf("%s %s as %s = %d, want 403", rt.Method, rt.Path, role.Name(), r.status)
+			}
+		}
+	}
+}
