@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -42,7 +43,8 @@ type Config struct {
 	Agent *Agent
 	// Kinds are the grain kinds this member hosts.
 	Kinds []*actorcluster.Kind
-	// Logger receives proto.actor's own logs; nil discards below warnings.
+	// Logger receives proto.actor's own logs; nil: warnings and errors as
+	// JSON on stderr (its info logs are chatty).
 	Logger *slog.Logger
 }
 
@@ -139,7 +141,7 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	}
 	logger := cfg.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(discardBelowWarn{}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	var provider actorcluster.ClusterProvider = test.NewTestProvider(agent)
@@ -203,7 +205,3 @@ func HostPort(addr string) (string, int) {
 	port, _ := strconv.Atoi(p)
 	return h, port
 }
-
-type discardBelowWarn struct{}
-
-func (discardBelowWarn) Write(p []byte) (int, error) { return len(p), nil }

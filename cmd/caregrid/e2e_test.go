@@ -35,8 +35,9 @@ func startTestServer(t *testing.T) *testServer {
 	n, err := startNode(context.Background(), db, nodeConfig{
 		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
 		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
-		Auth:   edge.DevAuthenticator{Key: key},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Auth:        edge.DevAuthenticator{Key: key},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,8 @@ type nodeConfig struct {
 	GrainTimeout time.Duration
 	Auth         edge.Authenticator
 	Logger       *slog.Logger
+	// ActorLogger receives proto.actor's logs; nil: warnings on stderr.
+	ActorLogger *slog.Logger
 }
 
 // node is a started member with its edge.
@@ -51,7 +53,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort,
-		Agent: cfg.Agent, Kinds: kinds(db, cfg),
+		Agent: cfg.Agent, Kinds: kinds(db, cfg), Logger: cfg.ActorLogger,
 	})
 	if err != nil {
 		return nil, err

@@ -84,10 +84,12 @@ func serveCmd(ctx context.Context, args []string) error {
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
-	return serve(ctx, cfg, logger)
+	// proto.actor logs every request at info: keep it at warnings and above.
+	actorLogger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})).With("component", "protoactor")
+	return serve(ctx, cfg, logger, actorLogger)
 }
 
-func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logger) error {
 	if cfg.PprofAddr != "" {
 		if err := servePprof(cfg.PprofAddr, logger); err != nil {
 			return err
@@ -137,7 +139,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	n, err := startNode(ctx, db, nodeConfig{
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
-		Auth: auth, Logger: logger,
+		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 	})
 	if err != nil {
 		return err
