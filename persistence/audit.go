@@ -56,19 +56,23 @@ func (db *DB) AuditHead(ctx context.Context, shard int32) (int64, []byte, error)
 }
 
 // appendAuditSQL checks the fence and inserts the batch in one statement
-// (one round trip, an implicit transaction): the data-modifying CTE bumps
-// the shard's grain_owner row only while this activation's epoch holds, and
-// the insert happens only if it did.
-const appendAuditSQL = `WITH fence AS (
-	UPDATE grain_owner SET version = version + 1 WHERE kind = $1 AND id = $2 AND epoch = $3 RETURNING 1
-)
-INSERT INTO audit_events (shard, seq, occurred_at, subject, role, client, purpose_of_use,
+// (one round trip, an implicit transaction): the rows go in only while
+// grain_owner still holds this activation's epoch.
+//
+// Unlike other fenced writes it does not bump grain_owner.version: a shard
+// appends thousands of batches a second, and updating one row that often
+// left PostgreSQL walking its dead versions (reads/s fell by a quarter over
+// five minutes). The chain needs no row lock: its primary key (shard, seq)
+// lets exactly one activation write each position, so a stale activation
+// that slips past the check fails on the next seq the live one took, and
+// the chain stays linear.
+const appendAuditSQL = `INSERT INTO audit_events (shard, seq, occurred_at, subject, role, client, purpose_of_use,
 	break_glass_reason, request_id, source_address, action, resource_type, resource_id,
 	patient_id, outcome, detail, prev_hash, hash)
 SELECT * FROM unnest($4::INT[], $5::BIGINT[], $6::TIMESTAMPTZ[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[],
 	$11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[], $16::TEXT[],
 	$17::TEXT[], $18::TEXT[], $19::TEXT[], $20::BYTEA[], $21::BYTEA[])
-WHERE EXISTS (SELECT 1 FROM fence)`
+WHERE EXISTS (SELECT 1 FROM grain_owner WHERE kind = $1 AND id = $2 AND epoch = $3)`
 
 // AppendAudit makes a batch of chained rows durable through the shard's
 // fence. The rows must continue the chain the caller read with AuditHead;
