@@ -8,8 +8,8 @@ GO ?= go
 build:
 	$(GO) build -o bin/caregrid ./cmd/caregrid
 
-run:
-	$(GO) run ./cmd/caregrid serve --dev-auth
+run: build
+	./bin/caregrid serve --dev-auth
 
 # The in-process multi-member tests in actors/patient are built only without
 # -race (proto.actor shares unlocked state between members of one process;

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
@@ -175,6 +176,17 @@ func patientID(c *fiber.Ctx) (string, error) {
 	return strings.ToLower(id), nil
 }
 
+// callPatient sends one request to patient grain id with fresh call
+// options, following a fenced activation to its successor, and marks a
+// failure to deliver as retryable.
+func callPatient[T any](s *Server, c *fiber.Ctx, id string, call func(*messages.PatientGrainClient, ...actorcluster.GrainCallOption) (T, error)) (T, error) {
+	g := messages.GetPatientGrainClient(s.cfg.Cluster, id)
+	out, err := cluster.Call(c.UserContext(), s.cfg.Cluster, "Patient", id, func() (T, error) {
+		return call(g, cluster.CallOptions(s.cfg.GrainTimeout)...)
+	})
+	return out, grainError(err)
+}
+
 // idempotencyNamespace scopes patient ids derived from idempotency keys.
 var idempotencyNamespace = uuid.MustParse("6f2b1c52-52a4-4d8e-9a55-0e4a7c1d9b10")
 
@@ -218,11 +230,11 @@ func (s *Server) registerPatient(c *fiber.Ctx) error {
 	}
 	id := newPatientID(caller.Subject, key)
 	req := &messages.RegisterPatientRequest{Caller: caller, Patient: rec, IdempotencyKey: key}
-	reply, err := cluster.Call(c.UserContext(), s.cfg.Cluster, "Patient", id, func() (*messages.PatientReply, error) {
-		return messages.GetPatientGrainClient(s.cfg.Cluster, id).Register(req, cluster.CallOptions(s.cfg.GrainTimeout)...)
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.PatientReply, error) {
+		return g.Register(req, opts...)
 	})
 	if err != nil {
-		return grainError(err)
+		return err
 	}
 	if reply.Replayed {
 		c.Set("Idempotent-Replayed", "true")
@@ -242,11 +254,11 @@ func (s *Server) getPatient(c *fiber.Ctx) error {
 		return err
 	}
 	req := &messages.GetPatientRequest{Caller: caller}
-	reply, err := cluster.Call(c.UserContext(), s.cfg.Cluster, "Patient", id, func() (*messages.PatientReply, error) {
-		return messages.GetPatientGrainClient(s.cfg.Cluster, id).Get(req, cluster.CallOptions(s.cfg.GrainTimeout)...)
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.PatientReply, error) {
+		return g.Get(req, opts...)
 	})
 	if err != nil {
-		return grainError(err)
+		return err
 	}
 	c.Set(fiber.HeaderETag, etag(reply.Patient.Version))
 	c.Set(fiber.HeaderCacheControl, "no-store")
@@ -335,11 +347,11 @@ func (s *Server) updatePatient(c *fiber.Ctx) error {
 		return err
 	}
 	req := &messages.UpdatePatientRequest{Caller: caller, ExpectedVersion: version, Patient: rec, UpdateMask: mask}
-	reply, err := cluster.Call(c.UserContext(), s.cfg.Cluster, "Patient", id, func() (*messages.PatientReply, error) {
-		return messages.GetPatientGrainClient(s.cfg.Cluster, id).Update(req, cluster.CallOptions(s.cfg.GrainTimeout)...)
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.PatientReply, error) {
+		return g.Update(req, opts...)
 	})
 	if err != nil {
-		return grainError(err)
+		return err
 	}
 	c.Set(fiber.HeaderETag, etag(reply.Patient.Version))
 	return c.JSON(toPatientJSON(reply.Patient))
@@ -395,11 +407,11 @@ func (s *Server) accessLog(c *fiber.Ctx) error {
 		return err
 	}
 	req := &messages.AccessLogRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
-	reply, err := cluster.Call(c.UserContext(), s.cfg.Cluster, "Patient", id, func() (*messages.AccessLogReply, error) {
-		return messages.GetPatientGrainClient(s.cfg.Cluster, id).AccessLog(req, cluster.CallOptions(s.cfg.GrainTimeout)...)
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AccessLogReply, error) {
+		return g.AccessLog(req, opts...)
 	})
 	if err != nil {
-		return grainError(err)
+		return err
 	}
 	out := accessLogJSON{Events: make([]accessEventJSON, 0, len(reply.Events)), NextCursor: reply.NextCursor}
 	for _, e := range reply.Events {

@@ -162,6 +162,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	}
 	rec, err := NewRecord(g.id, req.GetPatient(), g.deps.Now())
 	if err != nil {
+		ctx.Poison(ctx.Self()) // nothing registered: do not keep an empty activation
 		return nil, g.refuse(ctx, c, "create", g.id, invalid(err))
 	}
 	var fp []byte
@@ -174,6 +175,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	var taken *persistence.IDNPTakenError
 	switch {
 	case errors.As(err, &taken):
+		ctx.Poison(ctx.Self())
 		reply := messages.ErrAlreadyExists("a patient with this IDNP is already registered").
 			WithMetadata(map[string]string{"id": taken.ExistingID})
 		// The reply names the existing patient: audit it as an access to them.
