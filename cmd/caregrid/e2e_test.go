@@ -409,3 +409,32 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestServeWithoutDevAuthRefusesDevTokens: development tokens work only
+// when the server was started with --dev-auth.
+func TestServeWithoutDevAuthRefusesDevTokens(t *testing.T) {
+	cfg, err := serveFlags([]string{"--data-dir", t.TempDir()})
+	if err != nil || cfg.DevAuth {
+		t.Fatalf("serveFlags(defaults) = %+v, %v; want dev-auth off", cfg, err)
+	}
+	db := pgtest.New(t)
+	n, err := startNode(context.Background(), db, nodeConfig{
+		ClusterName: fmt.Sprintf("nodev-%d", time.Now().UnixNano()), AuditShards: 2, GrainIdle: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = n.edge.App().Listener(ln) }()
+	t.Cleanup(func() { _ = n.stop(false) })
+	s := &testServer{t: t, db: db, base: "http://" + ln.Addr().String(), key: bytes.Repeat([]byte{7}, 32)}
+	r := s.do("POST", "/v1/patients", s.token(messages.Role_ROLE_ADMIN, "a-1"), patientBody("2005042129809"))
+	expect(t, "register with a dev token on a server without --dev-auth", r, 401)
+	if r.header.Get("WWW-Authenticate") == "" {
+		t.Fatal("401 without WWW-Authenticate")
+	}
+}
