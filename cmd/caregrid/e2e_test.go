@@ -30,12 +30,21 @@ type testServer struct {
 
 func startTestServer(t *testing.T) *testServer {
 	t.Helper()
+	return startTestServerWith(t, edge.DevAuthenticator{Key: testKey})
+}
+
+// testKey signs the tests' development tokens.
+var testKey = bytes.Repeat([]byte{7}, 32)
+
+// startTestServerWith starts a node whose edge uses auth (nil: none, as
+// without --dev-auth).
+func startTestServerWith(t *testing.T, auth edge.Authenticator) *testServer {
+	t.Helper()
 	db := pgtest.New(t)
-	key := bytes.Repeat([]byte{7}, 32)
 	n, err := startNode(context.Background(), db, nodeConfig{
 		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
 		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
-		Auth:        edge.DevAuthenticator{Key: key},
+		Auth:        auth,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -48,7 +57,7 @@ func startTestServer(t *testing.T) *testServer {
 	}
 	go func() { _ = n.edge.App().Listener(ln) }()
 	t.Cleanup(func() { _ = n.stop(false) })
-	return &testServer{t: t, db: db, base: "http://" + ln.Addr().String(), key: key}
+	return &testServer{t: t, db: db, base: "http://" + ln.Addr().String(), key: testKey}
 }
 
 func (s *testServer) token(role messages.Role, sub string) string {
@@ -417,21 +426,7 @@ func TestServeWithoutDevAuthRefusesDevTokens(t *testing.T) {
 	if err != nil || cfg.DevAuth {
 		t.Fatalf("serveFlags(defaults) = %+v, %v; want dev-auth off", cfg, err)
 	}
-	db := pgtest.New(t)
-	n, err := startNode(context.Background(), db, nodeConfig{
-		ClusterName: fmt.Sprintf("nodev-%d", time.Now().UnixNano()), AuditShards: 2, GrainIdle: time.Minute,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = n.edge.App().Listener(ln) }()
-	t.Cleanup(func() { _ = n.stop(false) })
-	s := &testServer{t: t, db: db, base: "http://" + ln.Addr().String(), key: bytes.Repeat([]byte{7}, 32)}
+	s := startTestServerWith(t, nil)
 	r := s.do("POST", "/v1/patients", s.token(messages.Role_ROLE_ADMIN, "a-1"), patientBody("2005042129809"))
 	expect(t, "register with a dev token on a server without --dev-auth", r, 401)
 	if r.header.Get("WWW-Authenticate") == "" {
