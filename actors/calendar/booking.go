@@ -1,0 +1,139 @@
+package calendar
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Why a booking request is refused. The grain maps each to a typed error:
+// ErrSlotTaken to 409 slot-taken, the others to 422.
+var (
+	// ErrOffGrid: the start or the length is not on the CellMinutes grid.
+	ErrOffGrid = fmt.Errorf("a booking must start and end on the %d-minute grid", CellMinutes)
+	// ErrDuration: the booking is empty or longer than MaxBookingMinute.
+	ErrDuration = fmt.Errorf("a booking lasts %d to %d minutes", CellMinutes, MaxBookingMinute)
+	// ErrInPast: the booking starts before now.
+	ErrInPast = errors.New("a booking cannot start in the past")
+	// ErrOutsideHours: some of the booking falls outside the doctor's working time.
+	ErrOutsideHours = errors.New("the booking falls outside the doctor's working hours")
+	// ErrSlotTaken: some of the booking overlaps an appointment or a live hold.
+	ErrSlotTaken = errors.New("the slot is taken")
+)
+
+// CheckRequest checks a booking of iv against the grid, the clock and the
+// doctor's working time. It does not look at other bookings (Schedule does).
+func CheckRequest(a *Availability, iv Interval, now time.Time) error {
+	grid := time.Duration(CellMinutes) * time.Minute
+	if iv.Start.Truncate(grid) != iv.Start || iv.End.Truncate(grid) != iv.End {
+		return ErrOffGrid
+	}
+	if m := iv.Minutes(); !iv.Start.Before(iv.End) || m > MaxBookingMinute {
+		return ErrDuration
+	}
+	if iv.Start.Before(now) {
+		return ErrInPast
+	}
+	if !a.Covers(iv) {
+		return ErrOutsideHours
+	}
+	return nil
+}
+
+// Cells returns the start of every grid cell iv covers; the database keeps
+// one claim per (doctor, cell).
+func Cells(iv Interval) []time.Time {
+	grid := time.Duration(CellMinutes) * time.Minute
+	var out []time.Time
+	for c := iv.Start.UTC(); c.Before(iv.End); c = c.Add(grid) {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Busy is a span of a doctor's time that is not free: an appointment, or a
+// hold placed while a booking saga runs. A hold stops counting at Expires.
+type Busy struct {
+	ID string
+	Interval
+	Hold    bool
+	Expires time.Time
+}
+
+// Live reports whether b still blocks its time at now.
+func (b Busy) Live(now time.Time) bool { return !b.Hold || now.Before(b.Expires) }
+
+// Schedule is what occupies one doctor's time, kept in start order.
+type Schedule struct {
+	items []Busy
+}
+
+// Add records b (replacing any entry with the same ID).
+func (s *Schedule) Add(b Busy) {
+	s.Remove(b.ID)
+	i := sort.Search(len(s.items), func(i int) bool { return !s.items[i].Start.Before(b.Start) })
+	s.items = append(s.items, Busy{})
+	copy(s.items[i+1:], s.items[i:])
+	s.items[i] = b
+}
+
+// Remove forgets the entry with id, if any.
+func (s *Schedule) Remove(id string) {
+	for i, b := range s.items {
+		if b.ID == id {
+			s.items = append(s.items[:i], s.items[i+1:]...)
+			return
+		}
+	}
+}
+
+// Get returns the entry with id.
+func (s *Schedule) Get(id string) (Busy, bool) {
+	for _, b := range s.items {
+		if b.ID == id {
+			return b, true
+		}
+	}
+	return Busy{}, false
+}
+
+// Conflict returns a live entry overlapping iv, other than the one with
+// ignoreID (a reschedule does not conflict with itself).
+func (s *Schedule) Conflict(iv Interval, now time.Time, ignoreID string) (Busy, bool) {
+	for _, b := range s.items {
+		if !b.Start.Before(iv.End) {
+			break
+		}
+		if b.ID != ignoreID && b.Live(now) && b.Overlaps(iv) {
+			return b, true
+		}
+	}
+	return Busy{}, false
+}
+
+// Expired returns the holds that have lapsed at now.
+func (s *Schedule) Expired(now time.Time) []Busy {
+	var out []Busy
+	for _, b := range s.items {
+		if !b.Live(now) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// FreeSlots is the doctor's slots in [from, to) that no live entry touches
+// and that have not started by now.
+func FreeSlots(a *Availability, s *Schedule, from, to, now time.Time) []Interval {
+	var out []Interval
+	for _, slot := range a.Slots(from, to) {
+		if slot.Start.Before(now) {
+			continue
+		}
+		if _, taken := s.Conflict(slot, now, ""); !taken {
+			out = append(out, slot)
+		}
+	}
+	return out
+}

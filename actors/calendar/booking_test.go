@@ -1,0 +1,100 @@
+package calendar
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestCheckRequest(t *testing.T) {
+	zone := mustZone(t, "Europe/Chisinau")
+	a := daily(zone, 30, r("08:00", "12:00")) // 06:00-10:00Z in winter
+	now := utc("2026-11-23T07:00:00Z")
+	tests := []struct {
+		start string
+		min   int
+		want  error
+	}{
+		{"2026-11-24T06:00:00Z", 30, nil},
+		{"2026-11-24T09:30:00Z", 30, nil},
+		{"2026-11-24T06:02:00Z", 30, ErrOffGrid},
+		{"2026-11-24T06:00:00Z", 31, ErrOffGrid},
+		{"2026-11-24T06:00:00Z", 0, ErrDuration},
+		{"2026-11-24T06:00:00Z", MaxBookingMinute + 5, ErrDuration},
+		{"2026-11-23T06:30:00Z", 30, ErrInPast},
+		{"2026-11-24T09:45:00Z", 30, ErrOutsideHours},
+		{"2026-11-24T05:55:00Z", 10, ErrOutsideHours},
+	}
+	for _, tt := range tests {
+		s := utc(tt.start)
+		iv := Interval{s, s.Add(time.Duration(tt.min) * time.Minute)}
+		if err := CheckRequest(a, iv, now); !errors.Is(err, tt.want) {
+			t.Errorf("CheckRequest(%s, %d min) = %v, want %v", tt.start, tt.min, err, tt.want)
+		}
+	}
+}
+
+func TestScheduleConflicts(t *testing.T) {
+	now := utc("2026-11-23T07:00:00Z")
+	at := func(s string, min int) Interval {
+		st := utc(s)
+		return Interval{st, st.Add(time.Duration(min) * time.Minute)}
+	}
+	var s Schedule
+	// Two 15-minute appointments, then a 30-minute request over both.
+	s.Add(Busy{ID: "a1", Interval: at("2026-11-24T06:00:00Z", 15)})
+	s.Add(Busy{ID: "a2", Interval: at("2026-11-24T06:15:00Z", 15)})
+	if b, ok := s.Conflict(at("2026-11-24T06:00:00Z", 30), now, ""); !ok || b.ID != "a1" {
+		t.Fatalf("30 min over two 15s: conflict = %v %v, want a1", b, ok)
+	}
+	if _, ok := s.Conflict(at("2026-11-24T06:30:00Z", 30), now, ""); ok {
+		t.Fatal("a booking right after the last one conflicts")
+	}
+	if _, ok := s.Conflict(at("2026-11-24T05:45:00Z", 15), now, ""); ok {
+		t.Fatal("a booking ending where the first starts conflicts")
+	}
+	if b, ok := s.Conflict(at("2026-11-24T06:10:00Z", 5), now, ""); !ok || b.ID != "a1" {
+		t.Fatalf("5 min inside a1: conflict = %v %v", b, ok)
+	}
+	// A reschedule of a2 onto itself, shifted, ignores a2 but not a1.
+	if _, ok := s.Conflict(at("2026-11-24T06:20:00Z", 15), now, "a2"); ok {
+		t.Fatal("a2's reschedule conflicts with a2")
+	}
+	// A hold blocks until it expires.
+	s.Add(Busy{ID: "h1", Interval: at("2026-11-24T07:00:00Z", 30), Hold: true, Expires: now.Add(time.Minute)})
+	if _, ok := s.Conflict(at("2026-11-24T07:00:00Z", 30), now, ""); !ok {
+		t.Fatal("a live hold does not block")
+	}
+	later := now.Add(2 * time.Minute)
+	if _, ok := s.Conflict(at("2026-11-24T07:00:00Z", 30), later, ""); ok {
+		t.Fatal("an expired hold still blocks")
+	}
+	if exp := s.Expired(later); len(exp) != 1 || exp[0].ID != "h1" {
+		t.Fatalf("Expired = %v, want h1", exp)
+	}
+	s.Remove("a1")
+	if _, ok := s.Conflict(at("2026-11-24T06:00:00Z", 15), now, ""); ok {
+		t.Fatal("a removed appointment still blocks")
+	}
+}
+
+func TestFreeSlots(t *testing.T) {
+	zone := mustZone(t, "Europe/Chisinau")
+	a := daily(zone, 30, r("08:00", "10:00")) // 06:00-08:00Z
+	now := utc("2026-11-24T06:10:00Z")
+	var s Schedule
+	s.Add(Busy{ID: "a", Interval: Interval{utc("2026-11-24T06:45:00Z"), utc("2026-11-24T07:15:00Z")}})
+	got := show(FreeSlots(a, &s, utc("2026-11-24T00:00:00Z"), utc("2026-11-25T00:00:00Z"), now))
+	// 06:00 has started; 06:30 and 07:00 touch the appointment.
+	if want := "11-24T07:30-08:00"; got != want {
+		t.Fatalf("FreeSlots = %s, want %s", got, want)
+	}
+}
+
+func TestCells(t *testing.T) {
+	iv := Interval{utc("2026-11-24T06:00:00Z"), utc("2026-11-24T06:20:00Z")}
+	c := Cells(iv)
+	if len(c) != 4 || !c[0].Equal(iv.Start) || !c[3].Equal(utc("2026-11-24T06:15:00Z")) {
+		t.Fatalf("Cells = %v", c)
+	}
+}
