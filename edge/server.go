@@ -15,6 +15,7 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -112,7 +113,8 @@ func New(cfg Config) *Server {
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           120 * time.Second,
 	})
-	s.app.Use(s.requestID, s.observe)
+	// A panicking handler becomes a 500 problem instead of ending the process.
+	s.app.Use(s.requestID, s.observe, recover.New())
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.Roles != nil {
