@@ -28,9 +28,16 @@ func TestMigrateFromEmptyIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pending, err := db.Pending(ctx)
+	if err != nil || len(pending) != len(ms) {
+		t.Fatalf("Pending(empty) = %v, %v; want all %d migrations", pending, err, len(ms))
+	}
 	applied, err := db.Migrate(ctx)
 	if err != nil {
 		t.Fatalf("Migrate(empty) = %v", err)
+	}
+	if pending, err := db.Pending(ctx); err != nil || len(pending) != 0 {
+		t.Fatalf("Pending(migrated) = %v, %v; want none", pending, err)
 	}
 	if len(applied) != len(ms) {
 		t.Fatalf("Migrate(empty) applied %v, want all %d migrations", applied, len(ms))
