@@ -30,14 +30,24 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto2\xa8\x02\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xa8\x02\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
 	"\x06Update\x12!.caregrid.v1.UpdatePatientRequest\x1a\x19.caregrid.v1.PatientReply\x12G\n" +
 	"\tAccessLog\x12\x1d.caregrid.v1.AccessLogRequest\x1a\x1b.caregrid.v1.AccessLogReply2Y\n" +
 	"\x05Audit\x12P\n" +
-	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x01B'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe1\x03\n" +
+	"\bCalendar\x12J\n" +
+	"\fCreateDoctor\x12 .caregrid.v1.CreateDoctorRequest\x1a\x18.caregrid.v1.DoctorReply\x12D\n" +
+	"\tGetDoctor\x12\x1d.caregrid.v1.GetDoctorRequest\x1a\x18.caregrid.v1.DoctorReply\x12J\n" +
+	"\fUpdateDoctor\x12 .caregrid.v1.UpdateDoctorRequest\x1a\x18.caregrid.v1.DoctorReply\x12V\n" +
+	"\x0fSetAvailability\x12#.caregrid.v1.SetAvailabilityRequest\x1a\x1e.caregrid.v1.AvailabilityReply\x12V\n" +
+	"\x0fGetAvailability\x12#.caregrid.v1.GetAvailabilityRequest\x1a\x1e.caregrid.v1.AvailabilityReply\x12G\n" +
+	"\tFreeSlots\x12\x1d.caregrid.v1.FreeSlotsRequest\x1a\x1b.caregrid.v1.FreeSlotsReply2\x8e\x01\n" +
+	"\x06Clinic\x12D\n" +
+	"\x06Create\x12 .caregrid.v1.CreateClinicRequest\x1a\x18.caregrid.v1.ClinicReply\x12>\n" +
+	"\x03Get\x12\x1d.caregrid.v1.GetClinicRequest\x1a\x18.caregrid.v1.ClinicReplyB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var file_services_proto_goTypes = []any{
 	(*RegisterPatientRequest)(nil), // 0: caregrid.v1.RegisterPatientRequest
@@ -45,26 +55,54 @@ var file_services_proto_goTypes = []any{
 	(*UpdatePatientRequest)(nil),   // 2: caregrid.v1.UpdatePatientRequest
 	(*AccessLogRequest)(nil),       // 3: caregrid.v1.AccessLogRequest
 	(*AppendAuditRequest)(nil),     // 4: caregrid.v1.AppendAuditRequest
-	(*PatientReply)(nil),           // 5: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),         // 6: caregrid.v1.AccessLogReply
-	(*AppendAuditReply)(nil),       // 7: caregrid.v1.AppendAuditReply
+	(*CreateDoctorRequest)(nil),    // 5: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),       // 6: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),    // 7: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil), // 8: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil), // 9: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),       // 10: caregrid.v1.FreeSlotsRequest
+	(*CreateClinicRequest)(nil),    // 11: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),       // 12: caregrid.v1.GetClinicRequest
+	(*PatientReply)(nil),           // 13: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),         // 14: caregrid.v1.AccessLogReply
+	(*AppendAuditReply)(nil),       // 15: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),            // 16: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),      // 17: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),         // 18: caregrid.v1.FreeSlotsReply
+	(*ClinicReply)(nil),            // 19: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
-	0, // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
-	1, // 1: caregrid.v1.Patient.Get:input_type -> caregrid.v1.GetPatientRequest
-	2, // 2: caregrid.v1.Patient.Update:input_type -> caregrid.v1.UpdatePatientRequest
-	3, // 3: caregrid.v1.Patient.AccessLog:input_type -> caregrid.v1.AccessLogRequest
-	4, // 4: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	5, // 5: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	5, // 6: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	5, // 7: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	6, // 8: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	7, // 9: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
+	1,  // 1: caregrid.v1.Patient.Get:input_type -> caregrid.v1.GetPatientRequest
+	2,  // 2: caregrid.v1.Patient.Update:input_type -> caregrid.v1.UpdatePatientRequest
+	3,  // 3: caregrid.v1.Patient.AccessLog:input_type -> caregrid.v1.AccessLogRequest
+	4,  // 4: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	5,  // 5: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	6,  // 6: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	7,  // 7: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	8,  // 8: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	9,  // 9: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	10, // 10: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	11, // 11: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	12, // 12: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	13, // 13: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	13, // 14: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	13, // 15: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	14, // 16: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	15, // 17: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	16, // 18: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	16, // 19: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	16, // 20: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	17, // 21: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	17, // 22: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	18, // 23: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	19, // 24: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	19, // 25: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	13, // [13:26] is the sub-list for method output_type
+	0,  // [0:13] is the sub-list for method input_type
+	0,  // [0:0] is the sub-list for extension type_name
+	0,  // [0:0] is the sub-list for extension extendee
+	0,  // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_services_proto_init() }
@@ -74,6 +112,7 @@ func file_services_proto_init() {
 	}
 	file_patient_proto_init()
 	file_audit_proto_init()
+	file_calendar_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
@@ -82,7 +121,7 @@ func file_services_proto_init() {
 			NumEnums:      0,
 			NumMessages:   0,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   4,
 		},
 		GoTypes:           file_services_proto_goTypes,
 		DependencyIndexes: file_services_proto_depIdxs,

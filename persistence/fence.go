@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
 )
 
 // ErrFenced is returned by a fenced write when another activation of the
@@ -67,3 +68,69 @@ func checkFence(ctx context.Context, tx pgx.Tx, f Fence) error {
 	}
 	return nil
 }
+
+// loadClaimed is how a new activation loads an aggregate that lives in one
+// row of table: when the row exists it claims (kind, id) and then runs load,
+// in one transaction; when it does not, it claims nothing and returns
+// found = false, so reads of unknown ids leave no trace.
+func (db *DB) loadClaimed(ctx context.Context, kind, table, id, owner string, load func(pgx.Tx) error) (f Fence, found bool, err error) {
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		f, found = Fence{}, false
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1)`, id).Scan(&found); err != nil || !found {
+			return err
+		}
+		var err error
+		if f, err = claim(ctx, tx, kind, id, owner); err != nil {
+			return err
+		}
+		return load(tx)
+	})
+	if err != nil {
+		return Fence{}, false, classify(fmt.Errorf("load %s %s: %w", kind, id, err))
+	}
+	return f, found, nil
+}
+
+// createClaimed claims (kind, id) for a new aggregate and runs insert in the
+// same transaction, followed by the event's outbox row.
+func (db *DB) createClaimed(ctx context.Context, kind, id, owner string, version int64, event proto.Message, insert func(pgx.Tx) error) (Fence, error) {
+	payload, err := proto.Marshal(event)
+	if err != nil {
+		return Fence{}, err
+	}
+	var f Fence
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if f, err = claim(ctx, tx, kind, id, owner); err != nil {
+			return err
+		}
+		if err := insert(tx); err != nil {
+			return err
+		}
+		return insertOutbox(ctx, tx, kind, id, version, event, payload)
+	})
+	return f, err
+}
+
+// writeFenced runs write after proving f still owns its grain, followed by
+// the event's outbox row, in one transaction.
+func (db *DB) writeFenced(ctx context.Context, f Fence, version int64, event proto.Message, write func(pgx.Tx) error) error {
+	payload, err := proto.Marshal(event)
+	if err != nil {
+		return err
+	}
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx, f); err != nil {
+			return err
+		}
+		if err := write(tx); err != nil {
+			return err
+		}
+		return insertOutbox(ctx, tx, f.Kind, f.ID, version, event, payload)
+	})
+	return classify(err)
+}
+
+// ErrStale is returned by a fenced update whose row is not at the version
+// the change was decided on. The fence held, so only a bug gets here.
+var ErrStale = errors.New("row is not at the expected version")

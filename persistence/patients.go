@@ -87,34 +87,18 @@ func allergiesJSON(p *messages.PatientRecord) ([]byte, error) {
 	return json.Marshal(as)
 }
 
-// LoadPatient reads patient id for a new activation. When the patient exists
-// it also claims the grain (in the same transaction, before the read it
-// returns), so the returned Fence guards later writes. A missing patient
-// returns (nil, Fence{}, nil) and claims nothing: reads of unknown ids leave
-// no trace.
+// LoadPatient reads patient id for a new activation, claiming the grain
+// when the patient exists (see loadClaimed); a missing patient returns
+// (nil, Fence{}, nil).
 func (db *DB) LoadPatient(ctx context.Context, id, owner string) (*StoredPatient, Fence, error) {
-	var (
-		sp *StoredPatient
-		f  Fence
-	)
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		sp, f = nil, Fence{}
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)`, id).Scan(&exists); err != nil {
-			return err
-		}
-		if !exists {
-			return nil
-		}
+	var sp *StoredPatient
+	f, found, err := db.loadClaimed(ctx, PatientKind, "patients", id, owner, func(tx pgx.Tx) error {
 		var err error
-		if f, err = claim(ctx, tx, PatientKind, id, owner); err != nil {
-			return err
-		}
 		sp, err = scanPatient(tx.QueryRow(ctx, `SELECT `+patientColumns+` FROM patients WHERE id = $1`, id))
 		return err
 	})
-	if err != nil {
-		return nil, Fence{}, classify(fmt.Errorf("load patient: %w", err))
+	if err != nil || !found {
+		return nil, Fence{}, err
 	}
 	return sp, f, nil
 }
@@ -128,27 +112,15 @@ func (db *DB) RegisterPatient(ctx context.Context, owner string, p *messages.Pat
 	if err != nil {
 		return Fence{}, err
 	}
-	payload, err := proto.Marshal(event)
-	if err != nil {
-		return Fence{}, err
-	}
 	if fingerprint == nil {
 		fingerprint = []byte{} // no idempotency key: nothing to recognise a replay by
 	}
-	var f Fence
-	err = db.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if f, err = claim(ctx, tx, PatientKind, p.Id, owner); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO patients (`+patientColumns+`)
+	f, err := db.createClaimed(ctx, PatientKind, p.Id, owner, p.Version, event, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO patients (`+patientColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			p.Id, p.Idnp, p.GivenName, p.FamilyName, p.BirthDate, p.Sex.Name(), p.Phone, p.Email,
 			p.BloodType.Name(), allergies, p.Version, fingerprint, p.CreatedAt.AsTime(), p.UpdatedAt.AsTime())
-		if err != nil {
-			return err
-		}
-		return insertOutbox(ctx, tx, PatientKind, p.Id, p.Version, event, payload)
+		return err
 	})
 	switch {
 	case err == nil:
@@ -173,29 +145,17 @@ func (db *DB) UpdatePatient(ctx context.Context, f Fence, p *messages.PatientRec
 	if err != nil {
 		return err
 	}
-	payload, err := proto.Marshal(event)
-	if err != nil {
-		return err
-	}
-	err = db.inTx(ctx, func(tx pgx.Tx) error {
-		if err := checkFence(ctx, tx, f); err != nil {
-			return err
-		}
+	return db.writeFenced(ctx, f, p.Version, event, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE patients SET given_name = $2, family_name = $3, birth_date = $4,
 			sex = $5, phone = $6, email = $7, blood_type = $8, allergies = $9, version = $10, updated_at = $11
 			WHERE id = $1 AND version = $12`,
 			p.Id, p.GivenName, p.FamilyName, p.BirthDate, p.Sex.Name(), p.Phone, p.Email,
 			p.BloodType.Name(), allergies, p.Version, p.UpdatedAt.AsTime(), prevVersion)
-		if err != nil {
-			return err
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fmt.Errorf("patient %s: %w %d", p.Id, ErrStale, prevVersion)
 		}
-		if tag.RowsAffected() == 0 {
-			// The fence held, so only a bug could have moved the row; refuse.
-			return fmt.Errorf("patient %s is not at version %d", p.Id, prevVersion)
-		}
-		return insertOutbox(ctx, tx, PatientKind, p.Id, p.Version, event, payload)
+		return err
 	})
-	return classify(err)
 }
 
 // PatientIDByIDNP returns the id of the patient holding idnp, or

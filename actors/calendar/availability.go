@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caregrid/caregrid/actors/validate"
 )
 
 // CellMinutes is the booking grid: every booking starts and ends on it, and
@@ -81,13 +83,10 @@ type Availability struct {
 	Exceptions map[string][]Range
 }
 
-// FieldError names one invalid field, as the JSON API names it.
-type FieldError struct{ Field, Message string }
-
 // Validate lists what is wrong with a; nil when it is valid.
-func (a *Availability) Validate() []FieldError {
-	var errs []FieldError
-	add := func(f, m string) { errs = append(errs, FieldError{f, m}) }
+func (a *Availability) Validate() validate.Errors {
+	var errs validate.Errors
+	add := errs.Add
 	if a.Zone == nil {
 		add("time_zone", "is required")
 	}
@@ -111,20 +110,21 @@ func (a *Availability) Validate() []FieldError {
 	return errs
 }
 
-func validRanges(field string, rs []Range) []FieldError {
+func validRanges(field string, rs []Range) validate.Errors {
+	one := func(msg string) validate.Errors { return validate.Errors{{Field: field, Message: msg}} }
 	if len(rs) > MaxRangesPerDay {
-		return []FieldError{{field, fmt.Sprintf("must have at most %d ranges", MaxRangesPerDay)}}
+		return one(fmt.Sprintf("must have at most %d ranges", MaxRangesPerDay))
 	}
 	sorted := append([]Range(nil), rs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
 	for i, r := range sorted {
 		switch {
 		case r.Start < 0 || r.End > 24*60 || r.Start >= r.End:
-			return []FieldError{{field, fmt.Sprintf("range %s-%s must start before it ends, within the day", r.Start, r.End)}}
+			return one(fmt.Sprintf("range %s-%s must start before it ends, within the day", r.Start, r.End))
 		case r.Start%CellMinutes != 0 || r.End%CellMinutes != 0:
-			return []FieldError{{field, fmt.Sprintf("range %s-%s must be on the %d-minute grid", r.Start, r.End, CellMinutes)}}
+			return one(fmt.Sprintf("range %s-%s must be on the %d-minute grid", r.Start, r.End, CellMinutes))
 		case i > 0 && r.Start < sorted[i-1].End:
-			return []FieldError{{field, fmt.Sprintf("ranges %s-%s and %s-%s overlap", sorted[i-1].Start, sorted[i-1].End, r.Start, r.End)}}
+			return one(fmt.Sprintf("ranges %s-%s and %s-%s overlap", sorted[i-1].Start, sorted[i-1].End, r.Start, r.End))
 		}
 	}
 	return nil

@@ -6,14 +6,11 @@ package patient
 import (
 	"crypto/sha256"
 	"fmt"
-	"net/mail"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -22,33 +19,19 @@ import (
 // Limits on a patient record; the OpenAPI document states the same.
 const (
 	MaxNameRunes      = 100
-	MaxEmailBytes     = 254
 	MaxAllergies      = 100
 	MaxSubstanceRunes = 200
 	MaxReactionRunes  = 500
 )
 
-// FieldError says what is wrong with one field, named as in the JSON API.
-type FieldError struct {
-	Field   string
-	Message string
-}
+// ValidationError lists every problem found in a request.
+type ValidationError = validate.Errors
 
-// ValidationError lists every problem found in a request; it is never empty.
-type ValidationError []FieldError
-
-func (v ValidationError) Error() string {
-	parts := make([]string, len(v))
-	for i, f := range v {
-		parts[i] = f.Field + ": " + f.Message
-	}
-	return "invalid patient: " + strings.Join(parts, "; ")
-}
+// FieldError says what is wrong with one field.
+type FieldError = validate.FieldError
 
 // Updatable lists the update_mask paths a change may name.
 var Updatable = []string{"given_name", "family_name", "birth_date", "sex", "phone", "email", "blood_type", "allergies"}
-
-var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 
 var earliestBirth = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -56,15 +39,15 @@ var earliestBirth = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
 // fields trimmed, version 1, created now. id is the grain identity.
 func NewRecord(id string, in *messages.PatientRecord, now time.Time) (*messages.PatientRecord, error) {
 	if in == nil {
-		return nil, ValidationError{{"patient", "is required"}}
+		return nil, ValidationError{{Field: "patient", Message: "is required"}}
 	}
 	p := proto.Clone(in).(*messages.PatientRecord)
 	normalize(p)
 	var errs ValidationError
 	if !ValidIDNP(p.Idnp) {
-		errs = append(errs, FieldError{"idnp", "must be 13 digits with a valid check digit"})
+		errs.Add("idnp", "must be 13 digits with a valid check digit")
 	}
-	errs = append(errs, validate(p, now)...)
+	errs = append(errs, checkFields(p, now)...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -88,7 +71,7 @@ func ApplyUpdate(cur *messages.PatientRecord, req *messages.UpdatePatientRequest
 	}
 	var errs ValidationError
 	if len(paths) == 0 {
-		errs = append(errs, FieldError{"update_mask", "names no field to change"})
+		errs.Add("update_mask", "names no field to change")
 	}
 	next := proto.Clone(cur).(*messages.PatientRecord)
 	var changed []string
@@ -114,16 +97,16 @@ func ApplyUpdate(cur *messages.PatientRecord, req *messages.UpdatePatientRequest
 		case "allergies":
 			next.Allergies = in.Allergies
 		case "idnp":
-			errs = append(errs, FieldError{"idnp", "cannot be changed"})
+			errs.Add("idnp", "cannot be changed")
 			continue
 		default:
-			errs = append(errs, FieldError{path, "is not a field of a patient"})
+			errs.Add(path, "is not a field of a patient")
 			continue
 		}
 		changed = append(changed, path)
 	}
 	normalize(next)
-	errs = append(errs, validate(next, now)...)
+	errs = append(errs, checkFields(next, now)...)
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
@@ -165,69 +148,47 @@ func normalize(p *messages.PatientRecord) {
 	}
 }
 
-// validate checks every field but the IDNP (fixed at registration).
-func validate(p *messages.PatientRecord, now time.Time) ValidationError {
-	var errs ValidationError
-	add := func(field, msg string) { errs = append(errs, FieldError{field, msg}) }
-	text := func(field, v string, max int, required bool) {
-		switch {
-		case v == "" && required:
-			add(field, "is required")
-		case !utf8.ValidString(v):
-			add(field, "must be valid UTF-8")
-		case utf8.RuneCountInString(v) > max:
-			add(field, fmt.Sprintf("must be at most %d characters", max))
-		case strings.ContainsFunc(v, unicode.IsControl):
-			add(field, "must not contain control characters")
-		}
-	}
-	text("given_name", p.GivenName, MaxNameRunes, true)
-	text("family_name", p.FamilyName, MaxNameRunes, true)
-
+// checkFields checks every field but the IDNP (fixed at registration).
+func checkFields(p *messages.PatientRecord, now time.Time) ValidationError {
+	var errs validate.Errors
+	errs.Text("given_name", p.GivenName, MaxNameRunes, true)
+	errs.Text("family_name", p.FamilyName, MaxNameRunes, true)
 	if p.BirthDate == "" {
-		add("birth_date", "is required")
+		errs.Add("birth_date", "is required")
 	} else if d, err := time.Parse(time.DateOnly, p.BirthDate); err != nil {
-		add("birth_date", "must be a date YYYY-MM-DD")
+		errs.Add("birth_date", "must be a date YYYY-MM-DD")
 	} else if d.After(now) {
-		add("birth_date", "must not be in the future")
+		errs.Add("birth_date", "must not be in the future")
 	} else if d.Before(earliestBirth) {
-		add("birth_date", "must not be before 1900-01-01")
+		errs.Add("birth_date", "must not be before 1900-01-01")
 	}
 	if _, ok := messages.Sex_name[int32(p.Sex)]; !ok || p.Sex == messages.Sex_SEX_UNSPECIFIED {
-		add("sex", "is required: female, male, other or unknown")
+		errs.Add("sex", "is required: female, male, other or unknown")
 	}
-	if p.Phone != "" && !e164.MatchString(p.Phone) {
-		add("phone", "must be in E.164 form, such as +37369123456")
-	}
-	if p.Email != "" {
-		if len(p.Email) > MaxEmailBytes {
-			add("email", fmt.Sprintf("must be at most %d characters", MaxEmailBytes))
-		} else if a, err := mail.ParseAddress(p.Email); err != nil || a.Address != p.Email || a.Name != "" {
-			add("email", "must be an email address such as name@example.md")
-		}
-	}
+	errs.Phone("phone", p.Phone)
+	errs.Email("email", p.Email)
 	if _, ok := messages.BloodType_name[int32(p.BloodType)]; !ok {
-		add("blood_type", "must be one of O-, O+, A-, A+, B-, B+, AB-, AB+")
+		errs.Add("blood_type", "must be one of O-, O+, A-, A+, B-, B+, AB-, AB+")
 	}
 	if len(p.Allergies) > MaxAllergies {
-		add("allergies", fmt.Sprintf("must list at most %d allergies", MaxAllergies))
+		errs.Add("allergies", fmt.Sprintf("must list at most %d allergies", MaxAllergies))
 		return errs
 	}
 	seen := map[string]int{}
 	for i, a := range p.Allergies {
 		field := fmt.Sprintf("allergies[%d]", i)
 		if a == nil {
-			add(field, "is required")
+			errs.Add(field, "is required")
 			continue
 		}
-		text(field+".substance", a.Substance, MaxSubstanceRunes, true)
-		text(field+".reaction", a.Reaction, MaxReactionRunes, false)
+		errs.Text(field+".substance", a.Substance, MaxSubstanceRunes, true)
+		errs.Text(field+".reaction", a.Reaction, MaxReactionRunes, false)
 		if _, ok := messages.AllergySeverity_name[int32(a.Severity)]; !ok || a.Severity == messages.AllergySeverity_ALLERGY_SEVERITY_UNSPECIFIED {
-			add(field+".severity", "is required: mild, moderate or severe")
+			errs.Add(field+".severity", "is required: mild, moderate or severe")
 		}
 		key := strings.ToLower(a.Substance)
 		if j, dup := seen[key]; dup && key != "" {
-			add(field+".substance", fmt.Sprintf("repeats allergies[%d]", j))
+			errs.Add(field+".substance", fmt.Sprintf("repeats allergies[%d]", j))
 		}
 		seen[key] = i
 	}

@@ -1,0 +1,95 @@
+// Package validate holds the field checks every grain's pure rules share,
+// and the error that lists what is wrong with a request, field by field,
+// with fields named as the JSON API names them.
+package validate
+
+import (
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// FieldError says what is wrong with one field.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// Errors lists every problem found in a request; a non-nil Errors is never empty.
+type Errors []FieldError
+
+func (v Errors) Error() string {
+	parts := make([]string, len(v))
+	for i, f := range v {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// Add records a problem with field.
+func (v *Errors) Add(field, message string) { *v = append(*v, FieldError{field, message}) }
+
+// Err returns v as an error, or nil when it is empty.
+func (v Errors) Err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// Text checks a free-text field: valid UTF-8, at most max characters, no
+// control characters, and present when required.
+func (v *Errors) Text(field, s string, max int, required bool) {
+	switch {
+	case s == "" && required:
+		v.Add(field, "is required")
+	case !utf8.ValidString(s):
+		v.Add(field, "must be valid UTF-8")
+	case utf8.RuneCountInString(s) > max:
+		v.Add(field, fmt.Sprintf("must be at most %d characters", max))
+	case strings.ContainsFunc(s, unicode.IsControl):
+		v.Add(field, "must not contain control characters")
+	}
+}
+
+// MaxEmailBytes bounds an email address.
+const MaxEmailBytes = 254
+
+// Email checks an optional email address (a bare address, no display name).
+func (v *Errors) Email(field, s string) {
+	if s == "" {
+		return
+	}
+	if len(s) > MaxEmailBytes {
+		v.Add(field, fmt.Sprintf("must be at most %d characters", MaxEmailBytes))
+	} else if a, err := mail.ParseAddress(s); err != nil || a.Address != s || a.Name != "" {
+		v.Add(field, "must be an email address such as name@example.md")
+	}
+}
+
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+
+// Phone checks an optional E.164 phone number.
+func (v *Errors) Phone(field, s string) {
+	if s != "" && !e164.MatchString(s) {
+		v.Add(field, "must be in E.164 form, such as +37369123456")
+	}
+}
+
+// Zone checks a required IANA time zone name and returns the zone.
+func (v *Errors) Zone(field, s string) *time.Location {
+	if s == "" {
+		v.Add(field, "is required")
+		return nil
+	}
+	loc, err := time.LoadLocation(s)
+	if err != nil || s == "Local" {
+		v.Add(field, "must be an IANA time zone such as Europe/Chisinau")
+		return nil
+	}
+	return loc
+}
