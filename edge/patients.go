@@ -168,23 +168,31 @@ func jsonKind(goKind string) string {
 }
 
 // patientID reads and checks the :id route parameter.
-func patientID(c *fiber.Ctx) (string, error) {
+func patientID(c *fiber.Ctx) (string, error) { return uuidParam(c, "patient") }
+
+// uuidParam reads the :id route parameter, which names a resource by UUID.
+func uuidParam(c *fiber.Ctx, what string) (string, error) {
 	id := c.Params("id")
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return "", problem(fiber.StatusNotFound, "not-found", "Not found", "patient ids are UUIDs")
+		return "", problem(fiber.StatusNotFound, "not-found", "Not found", what+" ids are UUIDs")
 	}
 	return strings.ToLower(id), nil
 }
 
-// callPatient sends one request to patient grain id with fresh call
+// callGrain sends one request to grain id of a kind with fresh call
 // options, following a fenced activation to its successor, and marks a
 // failure to deliver as retryable.
-func callPatient[T any](s *Server, c *fiber.Ctx, id string, call func(*messages.PatientGrainClient, ...actorcluster.GrainCallOption) (T, error)) (T, error) {
-	g := messages.GetPatientGrainClient(s.cfg.Cluster, id)
-	out, err := cluster.Call(c.UserContext(), s.cfg.Cluster, "Patient", id, func() (T, error) {
+func callGrain[G, T any](s *Server, c *fiber.Ctx, kind, id string, client func(*actorcluster.Cluster, string) G,
+	call func(G, ...actorcluster.GrainCallOption) (T, error)) (T, error) {
+	g := client(s.cfg.Cluster, id)
+	out, err := cluster.Call(c.UserContext(), s.cfg.Cluster, kind, id, func() (T, error) {
 		return call(g, cluster.CallOptions(s.cfg.GrainTimeout)...)
 	})
 	return out, grainError(err)
+}
+
+func callPatient[T any](s *Server, c *fiber.Ctx, id string, call func(*messages.PatientGrainClient, ...actorcluster.GrainCallOption) (T, error)) (T, error) {
+	return callGrain(s, c, "Patient", id, messages.GetPatientGrainClient, call)
 }
 
 // idempotencyNamespace scopes patient ids derived from idempotency keys.
@@ -193,11 +201,25 @@ var idempotencyNamespace = uuid.MustParse("6f2b1c52-52a4-4d8e-9a55-0e4a7c1d9b10"
 // newPatientID is the new patient's grain identity. With an Idempotency-Key
 // it is derived from the caller and the key, so a replay reaches the same
 // grain, which answers it from the first registration.
-func newPatientID(subject, key string) string {
+func newPatientID(subject, key string) string { return newID("patient", subject, key) }
+
+// newID is a new resource's id: random, or derived from the caller and the
+// Idempotency-Key so that a replay reaches the grain that answered first.
+func newID(kind, subject, key string) string {
 	if key == "" {
 		return uuid.NewString()
 	}
-	return uuid.NewSHA1(idempotencyNamespace, []byte(subject+"\x00"+key)).String()
+	return uuid.NewSHA1(idempotencyNamespace, []byte(kind+"\x00"+subject+"\x00"+key)).String()
+}
+
+// idempotencyKey reads and checks the Idempotency-Key header.
+func idempotencyKey(c *fiber.Ctx) (string, error) {
+	key := c.Get("Idempotency-Key")
+	if len(key) > idempotencyKeyMax || strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return "", malformed("Idempotency-Key must be 1 to 255 visible ASCII characters",
+			FieldError{"Idempotency-Key", "must be 1 to 255 visible ASCII characters"})
+	}
+	return key, nil
 }
 
 var idempotencyKeyMax = 255
@@ -219,10 +241,9 @@ func (s *Server) registerPatient(c *fiber.Ctx) error {
 	if len(bad) > 0 {
 		return invalidInput(bad)
 	}
-	key := c.Get("Idempotency-Key")
-	if len(key) > idempotencyKeyMax || strings.ContainsFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
-		return malformed("Idempotency-Key must be 1 to 255 visible ASCII characters",
-			FieldError{"Idempotency-Key", "must be 1 to 255 visible ASCII characters"})
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
 	}
 	caller, err := s.caller(c)
 	if err != nil {

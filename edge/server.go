@@ -56,6 +56,9 @@ type route struct {
 var (
 	staff    = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 	everyone = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
+	admins   = []messages.Role{messages.Role_ROLE_ADMIN}
+	// hoursKeepers: a doctor may set only their own hours (the grain checks).
+	hoursKeepers = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 )
 
 // routes is the route table: every route the edge serves, in one place.
@@ -70,6 +73,14 @@ func (s *Server) routes() []route {
 		{"PATCH", "/v1/patients/:id", everyone, "Change a patient (patients: only their phone and email)", s.updatePatient},
 		{"GET", "/v1/patients/:id/access-log", []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_ADMIN},
 			"Who accessed this record (the patient themself and admins)", s.accessLog},
+		{"POST", "/v1/clinics", admins, "Create a clinic", s.createClinic},
+		{"GET", "/v1/clinics/:id", everyone, "Read a clinic", s.getClinic},
+		{"POST", "/v1/doctors", admins, "Create a doctor", s.createDoctor},
+		{"GET", "/v1/doctors/:id", everyone, "Read a doctor", s.getDoctor},
+		{"PATCH", "/v1/doctors/:id", admins, "Change a doctor's profile", s.updateDoctor},
+		{"PUT", "/v1/doctors/:id/availability", hoursKeepers, "Set a doctor's working hours (the doctor themself, receptionists, admins)", s.setAvailability},
+		{"GET", "/v1/doctors/:id/availability", everyone, "Read a doctor's working hours", s.getAvailability},
+		{"GET", "/v1/doctors/:id/slots", everyone, "A doctor's free slots between from and to", s.doctorSlots},
 	}
 }
 

@@ -77,3 +77,36 @@ func ReadAccessLog(c *messages.Caller, patientID string) Decision {
 	}
 	return deny("only the patient and admins may read a record's access log")
 }
+
+// known reports whether c acts as any known role.
+func known(c *messages.Caller) bool {
+	return c.GetRole() != messages.Role_ROLE_UNSPECIFIED && c.GetSubject() != ""
+}
+
+// ReadDirectory: every signed-in user sees doctors, their hours and free
+// slots, and clinics: patients choose whom to book with.
+func ReadDirectory(c *messages.Caller) Decision {
+	if known(c) {
+		return allow
+	}
+	return deny("sign in to read the directory")
+}
+
+// ManageDirectory: admins create clinics and doctors and change profiles.
+func ManageDirectory(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins manage clinics and doctors")
+}
+
+// SetAvailability: admins, receptionists, and the doctor themself.
+func SetAvailability(c *messages.Caller, doctorID string) Decision {
+	switch {
+	case c.GetRole() == messages.Role_ROLE_ADMIN, c.GetRole() == messages.Role_ROLE_RECEPTIONIST:
+		return allow
+	case c.GetRole() == messages.Role_ROLE_DOCTOR && c.GetSubject() != "" && c.GetSubject() == doctorID:
+		return allow
+	}
+	return deny("only admins, receptionists and the doctor themself set working hours")
+}

@@ -47,6 +47,14 @@ func TestDecisions(t *testing.T) {
 		{"access log admin", ReadAccessLog(admin, p1), true},
 		{"access log doctor", ReadAccessLog(doctor, p1), false},
 		{"access log other patient", ReadAccessLog(other, p1), false},
+		{"directory by patient", ReadDirectory(self), true},
+		{"directory by nobody", ReadDirectory(nobody), false},
+		{"manage directory by admin", ManageDirectory(admin), true},
+		{"manage directory by receptionist", ManageDirectory(recep), false},
+		{"hours by receptionist", SetAvailability(recep, "d1"), true},
+		{"hours by the doctor", SetAvailability(doctor, "d1"), true},
+		{"hours by another doctor", SetAvailability(doctor, "d2"), false},
+		{"hours by patient", SetAvailability(self, "d1"), false},
 	}
 	for _, tt := range tests {
 		if tt.got.Allowed != tt.want {

@@ -54,3 +54,32 @@ func (r Recorder) Record(ctx context.Context, c *actorcluster.Cluster, key strin
 	})
 	return err
 }
+
+// Access records one access durably for a grain, keyed by key (the patient,
+// or the resource when there is no patient). When it cannot, it returns the
+// AUDIT_UNAVAILABLE reply the grain must give instead of serving the
+// access: nothing is served unaudited.
+func (r Recorder) Access(ctx actorcluster.GrainContext, key string, e *messages.AuditEvent) error {
+	rctx, cancel := context.WithTimeout(context.Background(), r.timeout())
+	defer cancel()
+	if err := r.Record(rctx, ctx.Cluster(), key, e); err != nil {
+		return messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	return nil
+}
+
+func (r Recorder) timeout() time.Duration {
+	if r.Timeout <= 0 {
+		return cluster.DefaultTimeout
+	}
+	return r.Timeout
+}
+
+// OutcomeOf is the audit outcome of a grain's refusal: denied for a
+// permission refusal, failed for anything else.
+func OutcomeOf(reply *actorcluster.GrainErrorResponse) messages.AuditOutcome {
+	if reply.Reason == messages.ErrorReason_PERMISSION_DENIED.String() {
+		return messages.AuditOutcome_AUDIT_OUTCOME_DENIED
+	}
+	return messages.AuditOutcome_AUDIT_OUTCOME_FAILED
+}

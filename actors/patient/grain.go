@@ -124,11 +124,9 @@ func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) 
 // the access fails: nothing is served unaudited.
 func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action, patientID string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, "patient", g.id, patientID, outcome, detail, g.deps.Now())
-	rctx, cancel := g.storeCtx()
-	defer cancel()
-	if err := g.deps.Audit.Record(rctx, ctx.Cluster(), patientID, e); err != nil {
-		g.deps.Logger.Error("audit failed: access refused", "patient", g.id, "action", action, "error", err)
-		return messages.ErrAuditUnavailable("the access could not be audited")
+	if err := g.deps.Audit.Access(ctx, patientID, e); err != nil {
+		g.deps.Logger.Error("audit failed: access refused", "patient", g.id, "action", action)
+		return err
 	}
 	return nil
 }
@@ -136,11 +134,7 @@ func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action
 // refuse audits a refused or failed access and returns reply, unless the
 // audit itself fails.
 func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action, patientID string, reply *actorcluster.GrainErrorResponse) error {
-	outcome := messages.AuditOutcome_AUDIT_OUTCOME_FAILED
-	if reply.Reason == messages.ErrorReason_PERMISSION_DENIED.String() {
-		outcome = messages.AuditOutcome_AUDIT_OUTCOME_DENIED
-	}
-	if err := g.record(ctx, c, action, patientID, outcome, reply.Reason); err != nil {
+	if err := g.record(ctx, c, action, patientID, audit.OutcomeOf(reply), reply.Reason); err != nil {
 		return err
 	}
 	return reply

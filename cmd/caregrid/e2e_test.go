@@ -387,6 +387,17 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 	expect(t, "register", r, 201)
 	id := r.json(t)["id"].(string)
 
+	clinicID, doctorID := directory(t, s)
+	// Each route's :id names a resource of its kind; patients and doctors act on their own.
+	idFor := func(path string) string {
+		switch {
+		case strings.HasPrefix(path, "/v1/doctors"):
+			return doctorID
+		case strings.HasPrefix(path, "/v1/clinics"):
+			return clinicID
+		}
+		return id
+	}
 	all := []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 	srv := edge.New(edge.Config{})
 	for _, rt := range srv.RouteTable() {
@@ -394,7 +405,7 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 			expect(t, rt.Method+" "+rt.Path+" (public)", s.do(rt.Method, rt.Path, "", nil), 200)
 			continue
 		}
-		path := strings.ReplaceAll(rt.Path, ":id", id)
+		path := strings.ReplaceAll(rt.Path, ":id", idFor(rt.Path))
 		var body any
 		if rt.Method != "GET" {
 			body = map[string]any{}
@@ -406,8 +417,14 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 			for _, a := range rt.Roles {
 				allowed = allowed || a == role
 			}
-			// The patient role acts on its own record: subject = id.
-			tok := s.token(role, map[bool]string{true: id, false: "someone"}[role == messages.Role_ROLE_PATIENT])
+			sub := "someone"
+			switch role {
+			case messages.Role_ROLE_PATIENT:
+				sub = id
+			case messages.Role_ROLE_DOCTOR:
+				sub = doctorID
+			}
+			tok := s.token(role, sub)
 			r := s.do(rt.Method, path, tok, body, "If-Match", `"1"`)
 			if allowed && r.status == 403 {
 				t.Errorf("%s %s as %s = 403, but the route table allows it", rt.Method, rt.Path, role.Name())

@@ -13,6 +13,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// Doctors' working hours are kept in IANA zones: carry the zone data so
+	// a static binary in a bare container still knows them.
+	_ "time/tzdata"
 )
 
 const usage = `usage: caregrid <command> [flags]

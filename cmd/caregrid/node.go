@@ -9,6 +9,8 @@ import (
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/calendar"
+	"github.com/caregrid/caregrid/actors/clinic"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge"
@@ -44,6 +46,8 @@ func kinds(db *persistence.DB, cfg nodeConfig) []*actorcluster.Kind {
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
+		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
+		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
 	}
 }
 

@@ -1,0 +1,338 @@
+package calendar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Deps are what every calendar grain of a process shares.
+type Deps struct {
+	DB           *persistence.DB
+	Audit        audit.Recorder
+	Logger       *slog.Logger
+	Now          func() time.Time
+	StoreTimeout time.Duration
+}
+
+// Kind registers the calendar grain kind (one per doctor).
+func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.StoreTimeout <= 0 {
+		deps.StoreTimeout = 3 * time.Second
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	return messages.NewCalendarKind(func() messages.Calendar { return &Grain{deps: deps} }, idle)
+}
+
+// Grain is one doctor's calendar: their profile and working hours (and,
+// as booking arrives, their appointments), decided one request at a time.
+type Grain struct {
+	deps  Deps
+	id    string
+	owner string
+
+	loaded      bool
+	doc         *messages.DoctorRecord // nil: no such doctor
+	hoursMsg    *messages.Availability
+	hours       *Availability
+	fingerprint []byte
+	fence       persistence.Fence
+}
+
+func (g *Grain) Init(ctx actorcluster.GrainContext) {
+	g.id = ctx.Identity()
+	g.owner = ctx.Cluster().ActorSystem.Address()
+}
+
+func (g *Grain) Terminate(actorcluster.GrainContext)      {}
+func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
+
+func (g *Grain) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.deps.StoreTimeout)
+}
+
+func (g *Grain) load() error {
+	if g.loaded {
+		return nil
+	}
+	if _, err := uuid.Parse(g.id); err != nil {
+		g.loaded = true
+		return nil
+	}
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	sd, f, err := g.deps.DB.LoadDoctor(ctx, g.id, g.owner)
+	if err != nil {
+		return err
+	}
+	g.loaded, g.fence = true, f
+	if sd != nil {
+		return g.set(sd.Record, sd.Availability, sd.Fingerprint)
+	}
+	return nil
+}
+
+// set installs a loaded or written state.
+func (g *Grain) set(d *messages.DoctorRecord, hours *messages.Availability, fp []byte) error {
+	zone, err := time.LoadLocation(d.TimeZone)
+	if err != nil {
+		return err
+	}
+	parsed, err := ParseAvailability(hours, zone, int(d.SlotMinutes))
+	if err != nil {
+		return err
+	}
+	g.doc, g.hoursMsg, g.hours, g.fingerprint = d, hours, parsed, fp
+	return nil
+}
+
+func (g *Grain) drop(ctx actorcluster.GrainContext) {
+	g.loaded, g.doc, g.hoursMsg, g.hours, g.fence = false, nil, nil, nil, persistence.Fence{}
+	ctx.Poison(ctx.Self())
+}
+
+func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) error {
+	g.drop(ctx)
+	if errors.Is(err, persistence.ErrFenced) {
+		return messages.ErrFenced("calendar %s moved to another activation", g.id)
+	}
+	g.deps.Logger.Error("calendar store failed", "op", op, "doctor", g.id, "error", err)
+	return messages.ErrStoreUnavailable("calendar store unavailable")
+}
+
+// record audits a change to the doctor's data (staff data: resource doctor).
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action, resource string, outcome messages.AuditOutcome, detail string) error {
+	e := audit.Event(c, action, resource, g.id, "", outcome, detail, g.deps.Now())
+	return g.deps.Audit.Access(ctx, g.id, e)
+}
+
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action, resource string, reply *actorcluster.GrainErrorResponse) error {
+	if err := g.record(ctx, c, action, resource, audit.OutcomeOf(reply), reply.Reason); err != nil {
+		return err
+	}
+	return reply
+}
+
+// invalid turns validation errors into an INVALID_ARGUMENT reply whose
+// metadata maps "field:<name>" to the problem.
+func invalid(err error) *actorcluster.GrainErrorResponse {
+	var v validate.Errors
+	if !errors.As(err, &v) {
+		return messages.ErrInvalidArgument("%s", err.Error())
+	}
+	md := map[string]string{}
+	for _, f := range v {
+		if _, dup := md["field:"+f.Field]; !dup {
+			md["field:"+f.Field] = f.Message
+		}
+	}
+	return messages.ErrInvalidArgument("the request is not valid").WithMetadata(md)
+}
+
+func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster.GrainContext) (*messages.DoctorReply, error) {
+	c := req.GetCaller()
+	if d := access.ManageDirectory(c); !d.Allowed {
+		return nil, g.refuse(ctx, c, "create", "doctor", messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	fp := Fingerprint(req.GetDoctor())
+	if g.doc != nil {
+		if req.IdempotencyKey == "" || !bytes.Equal(g.fingerprint, fp) {
+			return nil, g.refuse(ctx, c, "create", "doctor", messages.ErrAlreadyExists("doctor %s already exists", g.id).
+				WithMetadata(map[string]string{"id": g.id}))
+		}
+		if err := g.record(ctx, c, "create", "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+			return nil, err
+		}
+		return &messages.DoctorReply{Doctor: g.doc, Replayed: true}, nil
+	}
+	doc, err := NewDoctor(g.id, req.GetDoctor(), g.deps.Now())
+	if err == nil {
+		_, err = uuid.Parse(g.id)
+	}
+	if err != nil {
+		ctx.Poison(ctx.Self())
+		return nil, g.refuse(ctx, c, "create", "doctor", invalid(err))
+	}
+	hours := &messages.Availability{SlotMinutes: doc.SlotMinutes}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	f, err := g.deps.DB.CreateDoctor(sctx, g.owner, doc, hours, fp, &messages.DoctorChanged{Caller: c, Doctor: doc, Availability: hours})
+	switch {
+	case errors.Is(err, persistence.ErrNoClinic):
+		ctx.Poison(ctx.Self())
+		return nil, g.refuse(ctx, c, "create", "doctor", messages.ErrInvalidArgument("no such clinic").
+			WithMetadata(map[string]string{"field:clinic_id": "names no clinic"}))
+	case errors.Is(err, persistence.ErrExists):
+		g.loaded = false // another activation created it: answer from its row
+		if err := g.load(); err != nil {
+			return nil, g.storeError(ctx, "load", err)
+		}
+		return g.CreateDoctor(req, ctx)
+	case err != nil:
+		return nil, g.storeError(ctx, "create", err)
+	}
+	if err := g.set(doc, hours, fp); err != nil {
+		return nil, g.storeError(ctx, "create", err)
+	}
+	g.fence = f
+	if err := g.record(ctx, c, "create", "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.DoctorReply{Doctor: doc}, nil
+}
+
+// found loads the doctor for a read and says whether there is one.
+func (g *Grain) found(ctx actorcluster.GrainContext) (bool, error) {
+	if err := g.load(); err != nil {
+		return false, g.storeError(ctx, "load", err)
+	}
+	if g.doc == nil {
+		ctx.Poison(ctx.Self())
+		return false, messages.ErrNotFound("no doctor %s", g.id)
+	}
+	return true, nil
+}
+
+func (g *Grain) GetDoctor(req *messages.GetDoctorRequest, ctx actorcluster.GrainContext) (*messages.DoctorReply, error) {
+	if d := access.ReadDirectory(req.GetCaller()); !d.Allowed {
+		return nil, messages.ErrPermissionDenied("%s", d.Reason)
+	}
+	if ok, err := g.found(ctx); !ok {
+		return nil, err
+	}
+	return &messages.DoctorReply{Doctor: g.doc}, nil
+}
+
+// save writes the doctor's new profile and hours through the fence.
+func (g *Grain) save(ctx actorcluster.GrainContext, c *messages.Caller, doc *messages.DoctorRecord, hours *messages.Availability) error {
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	event := &messages.DoctorChanged{Caller: c, Doctor: doc, Availability: hours}
+	err := g.deps.DB.UpdateDoctor(sctx, g.fence, doc, hours, g.doc.Version, event)
+	if errors.Is(err, persistence.ErrNoClinic) {
+		return messages.ErrInvalidArgument("no such clinic").WithMetadata(map[string]string{"field:clinic_id": "names no clinic"})
+	}
+	if err != nil {
+		return g.storeError(ctx, "update", err)
+	}
+	if err := g.set(doc, hours, g.fingerprint); err != nil {
+		return g.storeError(ctx, "update", err)
+	}
+	return nil
+}
+
+func (g *Grain) UpdateDoctor(req *messages.UpdateDoctorRequest, ctx actorcluster.GrainContext) (*messages.DoctorReply, error) {
+	c := req.GetCaller()
+	if d := access.ManageDirectory(c); !d.Allowed {
+		return nil, g.refuse(ctx, c, "update", "doctor", messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if ok, err := g.found(ctx); !ok {
+		return nil, err
+	}
+	if req.ExpectedVersion > g.doc.Version { // we are a stale duplicate: step aside
+		g.drop(ctx)
+		return nil, messages.ErrFenced("calendar %s: this activation is behind", g.id)
+	}
+	next, err := ApplyDoctorUpdate(g.doc, req, g.deps.Now())
+	var stale VersionError
+	switch {
+	case errors.As(err, &stale):
+		return nil, g.refuse(ctx, c, "update", "doctor", messages.ErrVersionMismatch("%s", stale.Error()).
+			WithMetadata(map[string]string{"version": strconv.FormatInt(g.doc.Version, 10)}))
+	case err != nil:
+		return nil, g.refuse(ctx, c, "update", "doctor", invalid(err))
+	}
+	// The hours are kept in the doctor's zone: check they still parse there.
+	if _, err := time.LoadLocation(next.TimeZone); err != nil {
+		return nil, g.refuse(ctx, c, "update", "doctor", invalid(err))
+	}
+	if err := g.save(ctx, c, next, g.hoursMsg); err != nil {
+		var ge *actorcluster.GrainErrorResponse
+		if errors.As(err, &ge) && ge.Reason == messages.ErrorReason_INVALID_ARGUMENT.String() {
+			return nil, g.refuse(ctx, c, "update", "doctor", ge)
+		}
+		return nil, err
+	}
+	if err := g.record(ctx, c, "update", "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.DoctorReply{Doctor: g.doc}, nil
+}
+
+func (g *Grain) SetAvailability(req *messages.SetAvailabilityRequest, ctx actorcluster.GrainContext) (*messages.AvailabilityReply, error) {
+	c := req.GetCaller()
+	if d := access.SetAvailability(c, g.id); !d.Allowed {
+		return nil, g.refuse(ctx, c, "update", "availability", messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if ok, err := g.found(ctx); !ok {
+		return nil, err
+	}
+	hours := proto.Clone(req.GetAvailability()).(*messages.Availability)
+	if hours.SlotMinutes == 0 {
+		hours.SlotMinutes = g.doc.SlotMinutes
+	}
+	if _, err := ParseAvailability(hours, g.hours.Zone, int(g.doc.SlotMinutes)); err != nil {
+		return nil, g.refuse(ctx, c, "update", "availability", invalid(err))
+	}
+	next := proto.Clone(g.doc).(*messages.DoctorRecord)
+	next.Version++
+	next.UpdatedAt = timestamppb.New(g.deps.Now().UTC().Truncate(time.Microsecond))
+	if err := g.save(ctx, c, next, hours); err != nil {
+		return nil, err
+	}
+	if err := g.record(ctx, c, "update", "availability", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.AvailabilityReply{Availability: g.hoursMsg, Version: g.doc.Version}, nil
+}
+
+func (g *Grain) GetAvailability(req *messages.GetAvailabilityRequest, ctx actorcluster.GrainContext) (*messages.AvailabilityReply, error) {
+	if d := access.ReadDirectory(req.GetCaller()); !d.Allowed {
+		return nil, messages.ErrPermissionDenied("%s", d.Reason)
+	}
+	if ok, err := g.found(ctx); !ok {
+		return nil, err
+	}
+	return &messages.AvailabilityReply{Availability: g.hoursMsg, Version: g.doc.Version}, nil
+}
+
+func (g *Grain) FreeSlots(req *messages.FreeSlotsRequest, ctx actorcluster.GrainContext) (*messages.FreeSlotsReply, error) {
+	if d := access.ReadDirectory(req.GetCaller()); !d.Allowed {
+		return nil, messages.ErrPermissionDenied("%s", d.Reason)
+	}
+	if ok, err := g.found(ctx); !ok {
+		return nil, err
+	}
+	from, to := req.GetFrom().AsTime(), req.GetTo().AsTime()
+	if req.GetFrom() == nil || req.GetTo() == nil || !from.Before(to) || to.Sub(from) > MaxSlotsWindow {
+		return nil, messages.ErrInvalidArgument("from must be before to, at most 31 days apart").
+			WithMetadata(map[string]string{"field:to": "must be after from and at most 31 days later"})
+	}
+	var busy Schedule // appointments and holds join with booking
+	reply := &messages.FreeSlotsReply{}
+	for _, s := range FreeSlots(g.hours, &busy, from, to, g.deps.Now()) {
+		reply.Slots = append(reply.Slots, &messages.Slot{Start: timestamppb.New(s.Start), End: timestamppb.New(s.End)})
+	}
+	return reply, nil
+}
