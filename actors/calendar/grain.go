@@ -131,22 +131,6 @@ func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action
 	return reply
 }
 
-// invalid turns validation errors into an INVALID_ARGUMENT reply whose
-// metadata maps "field:<name>" to the problem.
-func invalid(err error) *actorcluster.GrainErrorResponse {
-	var v validate.Errors
-	if !errors.As(err, &v) {
-		return messages.ErrInvalidArgument("%s", err.Error())
-	}
-	md := map[string]string{}
-	for _, f := range v {
-		if _, dup := md["field:"+f.Field]; !dup {
-			md["field:"+f.Field] = f.Message
-		}
-	}
-	return messages.ErrInvalidArgument("the request is not valid").WithMetadata(md)
-}
-
 func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster.GrainContext) (*messages.DoctorReply, error) {
 	c := req.GetCaller()
 	if d := access.ManageDirectory(c); !d.Allowed {
@@ -172,7 +156,7 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 	}
 	if err != nil {
 		ctx.Poison(ctx.Self())
-		return nil, g.refuse(ctx, c, "create", "doctor", invalid(err))
+		return nil, g.refuse(ctx, c, "create", "doctor", validate.Reply(err))
 	}
 	hours := &messages.Availability{SlotMinutes: doc.SlotMinutes}
 	sctx, cancel := g.storeCtx()
@@ -261,11 +245,11 @@ func (g *Grain) UpdateDoctor(req *messages.UpdateDoctorRequest, ctx actorcluster
 		return nil, g.refuse(ctx, c, "update", "doctor", messages.ErrVersionMismatch("%s", stale.Error()).
 			WithMetadata(map[string]string{"version": strconv.FormatInt(g.doc.Version, 10)}))
 	case err != nil:
-		return nil, g.refuse(ctx, c, "update", "doctor", invalid(err))
+		return nil, g.refuse(ctx, c, "update", "doctor", validate.Reply(err))
 	}
 	// The hours are kept in the doctor's zone: check they still parse there.
 	if _, err := time.LoadLocation(next.TimeZone); err != nil {
-		return nil, g.refuse(ctx, c, "update", "doctor", invalid(err))
+		return nil, g.refuse(ctx, c, "update", "doctor", validate.Reply(err))
 	}
 	if err := g.save(ctx, c, next, g.hoursMsg); err != nil {
 		var ge *actorcluster.GrainErrorResponse
@@ -293,7 +277,7 @@ func (g *Grain) SetAvailability(req *messages.SetAvailabilityRequest, ctx actorc
 		hours.SlotMinutes = g.doc.SlotMinutes
 	}
 	if _, err := ParseAvailability(hours, g.hours.Zone, int(g.doc.SlotMinutes)); err != nil {
-		return nil, g.refuse(ctx, c, "update", "availability", invalid(err))
+		return nil, g.refuse(ctx, c, "update", "availability", validate.Reply(err))
 	}
 	next := proto.Clone(g.doc).(*messages.DoctorRecord)
 	next.Version++

@@ -141,13 +141,7 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 	rec, err := New(g.id, req.GetClinic(), g.deps.Now())
 	if err != nil {
 		ctx.Poison(ctx.Self())
-		var v validate.Errors
-		errors.As(err, &v)
-		md := map[string]string{}
-		for _, f := range v {
-			md["field:"+f.Field] = f.Message
-		}
-		return nil, g.refuse(ctx, c, messages.ErrInvalidArgument("the clinic is not valid").WithMetadata(md))
+		return nil, g.refuse(ctx, c, validate.Reply(err))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
@@ -157,7 +158,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	rec, err := NewRecord(g.id, req.GetPatient(), g.deps.Now())
 	if err != nil {
 		ctx.Poison(ctx.Self()) // nothing registered: do not keep an empty activation
-		return nil, g.refuse(ctx, c, "create", g.id, invalid(err))
+		return nil, g.refuse(ctx, c, "create", g.id, validate.Reply(err))
 	}
 	var fp []byte
 	if req.IdempotencyKey != "" {
@@ -257,7 +258,7 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 		return nil, g.refuse(ctx, c, "update", g.id, messages.ErrVersionMismatch("%s", stale.Error()).
 			WithMetadata(map[string]string{"version": strconv.FormatInt(g.rec.Version, 10)}))
 	case err != nil:
-		return nil, g.refuse(ctx, c, "update", g.id, invalid(err))
+		return nil, g.refuse(ctx, c, "update", g.id, validate.Reply(err))
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
@@ -316,22 +317,6 @@ func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.Grain
 		return nil, err
 	}
 	return reply, nil
-}
-
-// invalid turns a ValidationError into an INVALID_ARGUMENT reply whose
-// metadata maps "field:<name>" to what is wrong with it.
-func invalid(err error) *actorcluster.GrainErrorResponse {
-	var v ValidationError
-	if !errors.As(err, &v) {
-		return messages.ErrInvalidArgument("%s", err.Error())
-	}
-	md := make(map[string]string, len(v))
-	for _, f := range v {
-		if _, dup := md["field:"+f.Field]; !dup {
-			md["field:"+f.Field] = f.Message
-		}
-	}
-	return messages.ErrInvalidArgument("the patient record is not valid").WithMetadata(md)
 }
 
 func eventOf(r persistence.AuditRow) *messages.AuditEvent {

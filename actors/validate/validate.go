@@ -4,6 +4,7 @@
 package validate
 
 import (
+	"errors"
 	"fmt"
 	"net/mail"
 	"regexp"
@@ -11,6 +12,9 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/messages"
 )
 
 // FieldError says what is wrong with one field.
@@ -92,4 +96,21 @@ func (v *Errors) Zone(field, s string) *time.Location {
 		return nil
 	}
 	return loc
+}
+
+// Reply turns err into the INVALID_ARGUMENT reply a grain gives: for
+// Errors, metadata maps "field:<name>" to the first problem with that field
+// (the edge turns it into the problem's errors list).
+func Reply(err error) *actorcluster.GrainErrorResponse {
+	var v Errors
+	if !errors.As(err, &v) {
+		return messages.ErrInvalidArgument("%s", err.Error())
+	}
+	md := make(map[string]string, len(v))
+	for _, f := range v {
+		if _, dup := md["field:"+f.Field]; !dup {
+			md["field:"+f.Field] = f.Message
+		}
+	}
+	return messages.ErrInvalidArgument("the request is not valid").WithMetadata(md)
 }
