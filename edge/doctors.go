@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"encoding/json"
 	"time"
 
@@ -261,45 +260,24 @@ func (s *Server) updateDoctor(c *fiber.Ctx) error {
 	d := &messages.DoctorRecord{}
 	mask := &fieldmaskpb.FieldMask{}
 	var bad []FieldError
+	stringFields := map[string]*string{"given_name": &d.GivenName, "family_name": &d.FamilyName, "specialty": &d.Specialty,
+		"clinic_id": &d.ClinicId, "email": &d.Email, "phone": &d.Phone, "time_zone": &d.TimeZone}
 	for name, raw := range fields {
-		isNull := string(bytes.TrimSpace(raw)) == "null"
-		var str string
-		var num int32
 		var err error
-		switch name {
-		case "slot_minutes":
-			if !isNull {
-				err = json.Unmarshal(raw, &num)
-			}
-			d.SlotMinutes = num
-		case "given_name", "family_name", "specialty", "clinic_id", "email", "phone", "time_zone":
-			if !isNull {
-				err = json.Unmarshal(raw, &str)
-			}
-			switch name {
-			case "given_name":
-				d.GivenName = str
-			case "family_name":
-				d.FamilyName = str
-			case "specialty":
-				d.Specialty = str
-			case "clinic_id":
-				d.ClinicId = str
-			case "email":
-				d.Email = str
-			case "phone":
-				d.Phone = str
-			case "time_zone":
-				d.TimeZone = str
-			}
-		case "id", "version", "created_at", "updated_at":
+		target, isString := stringFields[name]
+		switch {
+		case isString:
+			err = mergeValue(name, raw, target)
+		case name == "slot_minutes":
+			err = mergeValue(name, raw, &d.SlotMinutes)
+		case name == "id", name == "version", name == "created_at", name == "updated_at":
 			bad = append(bad, FieldError{name, "cannot be changed"})
 			continue
 		default:
 			return malformed("the body has a field this API does not know", FieldError{name, "is not a known field"})
 		}
 		if err != nil {
-			return malformed("a field has the wrong JSON type", FieldError{name, "has the wrong JSON type"})
+			return err
 		}
 		mask.Paths = append(mask.Paths, name)
 	}

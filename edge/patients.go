@@ -167,6 +167,18 @@ func jsonKind(goKind string) string {
 	return "number"
 }
 
+// mergeValue reads one field of a JSON merge patch into v: null leaves v
+// at its zero value (the field is cleared), anything else must have v's type.
+func mergeValue(name string, raw json.RawMessage, v any) error {
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return malformed("a field has the wrong JSON type", FieldError{name, "has the wrong JSON type"})
+	}
+	return nil
+}
+
 // patientID reads and checks the :id route parameter.
 func patientID(c *fiber.Ctx) (string, error) { return uuidParam(c, "patient") }
 
@@ -323,10 +335,9 @@ func (s *Server) updatePatient(c *fiber.Ctx) error {
 	var bad enumErrors
 	for name, raw := range fields {
 		var str string
-		isNull := string(bytes.TrimSpace(raw)) == "null"
-		if name != "allergies" && !isNull {
-			if err := json.Unmarshal(raw, &str); err != nil {
-				return malformed("a field has the wrong JSON type", FieldError{name, "must be a JSON string or null"})
+		if name != "allergies" {
+			if err := mergeValue(name, raw, &str); err != nil {
+				return err
 			}
 		}
 		switch name {
@@ -346,8 +357,8 @@ func (s *Server) updatePatient(c *fiber.Ctx) error {
 			rec.BloodType = bad.bloodType(name, str)
 		case "allergies":
 			var as []allergyJSON
-			if !isNull {
-				if err := decodeStrict(raw, &as); err != nil {
+			if string(bytes.TrimSpace(raw)) != "null" {
+				if err := decodeStrict(raw, &as); err != nil { // strict: unknown allergy fields are refused
 					return err
 				}
 			}
