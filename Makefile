@@ -16,7 +16,7 @@ run: build
 # see actors/patient/cluster_test.go), so that package runs a second time.
 test: lint check-generated
 	$(GO) test -race -count=1 ./...
-	$(GO) test -count=1 ./actors/patient/
+	$(GO) test -count=1 ./actors/patient/ ./actors/calendar/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

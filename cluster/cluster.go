@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -52,6 +53,7 @@ type Config struct {
 type Node struct {
 	System  *actor.ActorSystem
 	Cluster *actorcluster.Cluster
+	stop    sync.Once
 }
 
 // Start builds the actor system, joins the cluster and waits until this
@@ -194,7 +196,8 @@ func (n *Node) Ready() error {
 func (n *Node) Members() int { return n.Cluster.MemberList.Length() }
 
 // Stop leaves the cluster. graceful hands identities over first (slower).
-func (n *Node) Stop(graceful bool) { n.Cluster.Shutdown(graceful) }
+// Stopping twice is harmless (proto.actor's own Shutdown panics).
+func (n *Node) Stop(graceful bool) { n.stop.Do(func() { n.Cluster.Shutdown(graceful) }) }
 
 // HostPort splits an address for display.
 func HostPort(addr string) (string, int) {

@@ -191,6 +191,14 @@ func uuidParam(c *fiber.Ctx, what string) (string, error) {
 	return strings.ToLower(id), nil
 }
 
+func isUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
+}
+
+// normalUUID is the canonical (lower-case) form of a checked UUID.
+func normalUUID(s string) string { return strings.ToLower(s) }
+
 // callGrain sends one request to grain id of a kind with fresh call
 // options, following a fenced activation to its successor, and marks a
 // failure to deliver as retryable.

@@ -71,6 +71,10 @@ var grainProblems = map[string]struct {
 	messages.ErrorReason_AUDIT_UNAVAILABLE.String():      {503, "audit-unavailable", "Audit trail unavailable"},
 	messages.ErrorReason_STORE_UNAVAILABLE.String():      {503, "store-unavailable", "Database unavailable"},
 	messages.ErrorReason_IDEMPOTENCY_KEY_REUSED.String(): {422, "idempotency-key-reused", "Idempotency key reused"},
+	messages.ErrorReason_SLOT_TAKEN.String():             {409, "slot-taken", "Slot taken"},
+	messages.ErrorReason_PATIENT_OVERLAP.String():        {409, "patient-overlap", "Patient already booked then"},
+	messages.ErrorReason_UNBOOKABLE.String():             {422, "unbookable", "Time cannot be booked"},
+	messages.ErrorReason_WRONG_STATE.String():            {409, "wrong-state", "Not allowed in the current state"},
 }
 
 // toProblem maps any error a handler returns to a problem.

@@ -34,6 +34,8 @@ type Config struct {
 	GrainTimeout time.Duration
 	// Metrics is where the edge registers its metrics; nil: a private registry.
 	Metrics *prometheus.Registry
+	// Directory finds the calendar of an appointment.
+	Directory Directory
 }
 
 // Server is the HTTP edge of one node.
@@ -41,6 +43,7 @@ type Server struct {
 	cfg     Config
 	app     *fiber.App
 	metrics *httpMetrics
+	owners  *appointmentOwners
 }
 
 // route is one row of the route table. Roles says who may call it (nil:
@@ -59,6 +62,8 @@ var (
 	admins   = []messages.Role{messages.Role_ROLE_ADMIN}
 	// hoursKeepers: a doctor may set only their own hours (the grain checks).
 	hoursKeepers = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
+	// closers: the appointment's doctor (the grain checks) and admins.
+	closers = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 )
 
 // routes is the route table: every route the edge serves, in one place.
@@ -81,6 +86,15 @@ func (s *Server) routes() []route {
 		{"PUT", "/v1/doctors/:id/availability", hoursKeepers, "Set a doctor's working hours (the doctor themself, receptionists, admins)", s.setAvailability},
 		{"GET", "/v1/doctors/:id/availability", everyone, "Read a doctor's working hours", s.getAvailability},
 		{"GET", "/v1/doctors/:id/slots", everyone, "A doctor's free slots between from and to", s.doctorSlots},
+		{"POST", "/v1/appointments", everyone, "Book an appointment (patients: only for themselves)", s.book},
+		{"GET", "/v1/appointments/:id", everyone, "Read an appointment (its patient, its doctor, receptionists, admins)", s.getAppointment},
+		{"POST", "/v1/appointments/:id/cancel", everyone, "Cancel an appointment before it starts (patients: only their own)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL)},
+		{"POST", "/v1/appointments/:id/reschedule", everyone, "Move an appointment to another start (patients: only their own)", s.reschedule},
+		{"POST", "/v1/appointments/:id/check-in", staff, "Record the patient's arrival (receptionists, admins, the appointment's doctor)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN)},
+		{"POST", "/v1/appointments/:id/complete", closers, "Complete a checked-in appointment (its doctor, admins)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE)},
+		{"POST", "/v1/appointments/:id/no-show", staff, "Record that the patient did not come (receptionists, admins, the appointment's doctor)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_NO_SHOW)},
+		{"GET", "/v1/patients/:id/appointments", everyone, "A patient's appointments in start order (patients: only their own)", s.patientAppointments},
+		{"GET", "/v1/doctors/:id/appointments", staff, "A doctor's agenda between from and to (other doctors see times only)", s.doctorAgenda},
 	}
 }
 
@@ -112,7 +126,7 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, metrics: newHTTPMetrics(cfg.Metrics)}
+	s := &Server{cfg: cfg, metrics: newHTTPMetrics(cfg.Metrics), owners: newAppointmentOwners(cfg.Directory)}
 	s.app = fiber.New(fiber.Config{
 		// Values from a Ctx are reused after the handler returns; immutable
 		// strings make it safe to keep them in messages and logs.

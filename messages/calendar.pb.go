@@ -23,6 +23,205 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AppointmentStatus is where an appointment is in its life:
+// HELD -> BOOKED | RELEASED | EXPIRED; BOOKED -> CHECKED_IN | CANCELLED |
+// NO_SHOW; CHECKED_IN -> COMPLETED.
+type AppointmentStatus int32
+
+const (
+	AppointmentStatus_APPOINTMENT_STATUS_UNSPECIFIED AppointmentStatus = 0
+	// HELD: a booking saga is running; the hold lapses at hold_expires_at.
+	AppointmentStatus_APPOINTMENT_STATUS_HELD       AppointmentStatus = 1
+	AppointmentStatus_APPOINTMENT_STATUS_BOOKED     AppointmentStatus = 2
+	AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN AppointmentStatus = 3
+	AppointmentStatus_APPOINTMENT_STATUS_COMPLETED  AppointmentStatus = 4
+	AppointmentStatus_APPOINTMENT_STATUS_NO_SHOW    AppointmentStatus = 5
+	AppointmentStatus_APPOINTMENT_STATUS_CANCELLED  AppointmentStatus = 6
+	// RELEASED: the saga failed (the patient could not take it); never booked.
+	AppointmentStatus_APPOINTMENT_STATUS_RELEASED AppointmentStatus = 7
+	// EXPIRED: the saga stalled and the hold lapsed; never booked.
+	AppointmentStatus_APPOINTMENT_STATUS_EXPIRED AppointmentStatus = 8
+)
+
+// Enum value maps for AppointmentStatus.
+var (
+	AppointmentStatus_name = map[int32]string{
+		0: "APPOINTMENT_STATUS_UNSPECIFIED",
+		1: "APPOINTMENT_STATUS_HELD",
+		2: "APPOINTMENT_STATUS_BOOKED",
+		3: "APPOINTMENT_STATUS_CHECKED_IN",
+		4: "APPOINTMENT_STATUS_COMPLETED",
+		5: "APPOINTMENT_STATUS_NO_SHOW",
+		6: "APPOINTMENT_STATUS_CANCELLED",
+		7: "APPOINTMENT_STATUS_RELEASED",
+		8: "APPOINTMENT_STATUS_EXPIRED",
+	}
+	AppointmentStatus_value = map[string]int32{
+		"APPOINTMENT_STATUS_UNSPECIFIED": 0,
+		"APPOINTMENT_STATUS_HELD":        1,
+		"APPOINTMENT_STATUS_BOOKED":      2,
+		"APPOINTMENT_STATUS_CHECKED_IN":  3,
+		"APPOINTMENT_STATUS_COMPLETED":   4,
+		"APPOINTMENT_STATUS_NO_SHOW":     5,
+		"APPOINTMENT_STATUS_CANCELLED":   6,
+		"APPOINTMENT_STATUS_RELEASED":    7,
+		"APPOINTMENT_STATUS_EXPIRED":     8,
+	}
+)
+
+func (x AppointmentStatus) Enum() *AppointmentStatus {
+	p := new(AppointmentStatus)
+	*p = x
+	return p
+}
+
+func (x AppointmentStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AppointmentStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_calendar_proto_enumTypes[0].Descriptor()
+}
+
+func (AppointmentStatus) Type() protoreflect.EnumType {
+	return &file_calendar_proto_enumTypes[0]
+}
+
+func (x AppointmentStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AppointmentStatus.Descriptor instead.
+func (AppointmentStatus) EnumDescriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{0}
+}
+
+type AppointmentAction int32
+
+const (
+	AppointmentAction_APPOINTMENT_ACTION_UNSPECIFIED AppointmentAction = 0
+	AppointmentAction_APPOINTMENT_ACTION_CANCEL      AppointmentAction = 1
+	AppointmentAction_APPOINTMENT_ACTION_CHECK_IN    AppointmentAction = 2
+	AppointmentAction_APPOINTMENT_ACTION_COMPLETE    AppointmentAction = 3
+	AppointmentAction_APPOINTMENT_ACTION_NO_SHOW     AppointmentAction = 4
+)
+
+// Enum value maps for AppointmentAction.
+var (
+	AppointmentAction_name = map[int32]string{
+		0: "APPOINTMENT_ACTION_UNSPECIFIED",
+		1: "APPOINTMENT_ACTION_CANCEL",
+		2: "APPOINTMENT_ACTION_CHECK_IN",
+		3: "APPOINTMENT_ACTION_COMPLETE",
+		4: "APPOINTMENT_ACTION_NO_SHOW",
+	}
+	AppointmentAction_value = map[string]int32{
+		"APPOINTMENT_ACTION_UNSPECIFIED": 0,
+		"APPOINTMENT_ACTION_CANCEL":      1,
+		"APPOINTMENT_ACTION_CHECK_IN":    2,
+		"APPOINTMENT_ACTION_COMPLETE":    3,
+		"APPOINTMENT_ACTION_NO_SHOW":     4,
+	}
+)
+
+func (x AppointmentAction) Enum() *AppointmentAction {
+	p := new(AppointmentAction)
+	*p = x
+	return p
+}
+
+func (x AppointmentAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AppointmentAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_calendar_proto_enumTypes[1].Descriptor()
+}
+
+func (AppointmentAction) Type() protoreflect.EnumType {
+	return &file_calendar_proto_enumTypes[1]
+}
+
+func (x AppointmentAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AppointmentAction.Descriptor instead.
+func (AppointmentAction) EnumDescriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{1}
+}
+
+// AppointmentChange names a domain event about an appointment.
+type AppointmentChange int32
+
+const (
+	AppointmentChange_APPOINTMENT_CHANGE_UNSPECIFIED AppointmentChange = 0
+	AppointmentChange_APPOINTMENT_CHANGE_HELD        AppointmentChange = 1
+	AppointmentChange_APPOINTMENT_CHANGE_BOOKED      AppointmentChange = 2
+	AppointmentChange_APPOINTMENT_CHANGE_RELEASED    AppointmentChange = 3
+	AppointmentChange_APPOINTMENT_CHANGE_EXPIRED     AppointmentChange = 4
+	AppointmentChange_APPOINTMENT_CHANGE_CANCELLED   AppointmentChange = 5
+	AppointmentChange_APPOINTMENT_CHANGE_RESCHEDULED AppointmentChange = 6
+	AppointmentChange_APPOINTMENT_CHANGE_CHECKED_IN  AppointmentChange = 7
+	AppointmentChange_APPOINTMENT_CHANGE_COMPLETED   AppointmentChange = 8
+	AppointmentChange_APPOINTMENT_CHANGE_NO_SHOW     AppointmentChange = 9
+)
+
+// Enum value maps for AppointmentChange.
+var (
+	AppointmentChange_name = map[int32]string{
+		0: "APPOINTMENT_CHANGE_UNSPECIFIED",
+		1: "APPOINTMENT_CHANGE_HELD",
+		2: "APPOINTMENT_CHANGE_BOOKED",
+		3: "APPOINTMENT_CHANGE_RELEASED",
+		4: "APPOINTMENT_CHANGE_EXPIRED",
+		5: "APPOINTMENT_CHANGE_CANCELLED",
+		6: "APPOINTMENT_CHANGE_RESCHEDULED",
+		7: "APPOINTMENT_CHANGE_CHECKED_IN",
+		8: "APPOINTMENT_CHANGE_COMPLETED",
+		9: "APPOINTMENT_CHANGE_NO_SHOW",
+	}
+	AppointmentChange_value = map[string]int32{
+		"APPOINTMENT_CHANGE_UNSPECIFIED": 0,
+		"APPOINTMENT_CHANGE_HELD":        1,
+		"APPOINTMENT_CHANGE_BOOKED":      2,
+		"APPOINTMENT_CHANGE_RELEASED":    3,
+		"APPOINTMENT_CHANGE_EXPIRED":     4,
+		"APPOINTMENT_CHANGE_CANCELLED":   5,
+		"APPOINTMENT_CHANGE_RESCHEDULED": 6,
+		"APPOINTMENT_CHANGE_CHECKED_IN":  7,
+		"APPOINTMENT_CHANGE_COMPLETED":   8,
+		"APPOINTMENT_CHANGE_NO_SHOW":     9,
+	}
+)
+
+func (x AppointmentChange) Enum() *AppointmentChange {
+	p := new(AppointmentChange)
+	*p = x
+	return p
+}
+
+func (x AppointmentChange) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AppointmentChange) Descriptor() protoreflect.EnumDescriptor {
+	return file_calendar_proto_enumTypes[2].Descriptor()
+}
+
+func (AppointmentChange) Type() protoreflect.EnumType {
+	return &file_calendar_proto_enumTypes[2]
+}
+
+func (x AppointmentChange) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AppointmentChange.Descriptor instead.
+func (AppointmentChange) EnumDescriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{2}
+}
+
 type ClinicRecord struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1270,6 +1469,979 @@ func (x *ClinicCreated) GetClinic() *ClinicRecord {
 	return nil
 }
 
+type AppointmentRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DoctorId      string                 `protobuf:"bytes,2,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	PatientId     string                 `protobuf:"bytes,3,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
+	Status        AppointmentStatus      `protobuf:"varint,6,opt,name=status,proto3,enum=caregrid.v1.AppointmentStatus" json:"status,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Version       int64                  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	HoldExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=hold_expires_at,json=holdExpiresAt,proto3" json:"hold_expires_at,omitempty"`
+	// booked_by is the subject who booked it.
+	BookedBy      string                 `protobuf:"bytes,10,opt,name=booked_by,json=bookedBy,proto3" json:"booked_by,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppointmentRecord) Reset() {
+	*x = AppointmentRecord{}
+	mi := &file_calendar_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppointmentRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppointmentRecord) ProtoMessage() {}
+
+func (x *AppointmentRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppointmentRecord.ProtoReflect.Descriptor instead.
+func (*AppointmentRecord) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AppointmentRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AppointmentRecord) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *AppointmentRecord) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *AppointmentRecord) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *AppointmentRecord) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *AppointmentRecord) GetStatus() AppointmentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return AppointmentStatus_APPOINTMENT_STATUS_UNSPECIFIED
+}
+
+func (x *AppointmentRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AppointmentRecord) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AppointmentRecord) GetHoldExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HoldExpiresAt
+	}
+	return nil
+}
+
+func (x *AppointmentRecord) GetBookedBy() string {
+	if x != nil {
+		return x.BookedBy
+	}
+	return ""
+}
+
+func (x *AppointmentRecord) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *AppointmentRecord) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// BookRequest asks a doctor's calendar (identity: doctor_id) for an appointment.
+type BookRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Caller *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	// appointment_id is chosen by the caller (from its idempotency key), so
+	// that a replay names the same appointment.
+	AppointmentId   string                 `protobuf:"bytes,2,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	PatientId       string                 `protobuf:"bytes,3,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	Start           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	DurationMinutes int32                  `protobuf:"varint,5,opt,name=duration_minutes,json=durationMinutes,proto3" json:"duration_minutes,omitempty"`
+	Reason          string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BookRequest) Reset() {
+	*x = BookRequest{}
+	mi := &file_calendar_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BookRequest) ProtoMessage() {}
+
+func (x *BookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BookRequest.ProtoReflect.Descriptor instead.
+func (*BookRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *BookRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *BookRequest) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *BookRequest) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *BookRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *BookRequest) GetDurationMinutes() int32 {
+	if x != nil {
+		return x.DurationMinutes
+	}
+	return 0
+}
+
+func (x *BookRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type AppointmentReply struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Appointment *AppointmentRecord     `protobuf:"bytes,1,opt,name=appointment,proto3" json:"appointment,omitempty"`
+	// replayed: the request was a replay of one already done.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppointmentReply) Reset() {
+	*x = AppointmentReply{}
+	mi := &file_calendar_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppointmentReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppointmentReply) ProtoMessage() {}
+
+func (x *AppointmentReply) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppointmentReply.ProtoReflect.Descriptor instead.
+func (*AppointmentReply) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AppointmentReply) GetAppointment() *AppointmentRecord {
+	if x != nil {
+		return x.Appointment
+	}
+	return nil
+}
+
+func (x *AppointmentReply) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type TransitionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	AppointmentId string                 `protobuf:"bytes,2,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	Action        AppointmentAction      `protobuf:"varint,3,opt,name=action,proto3,enum=caregrid.v1.AppointmentAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitionRequest) Reset() {
+	*x = TransitionRequest{}
+	mi := &file_calendar_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitionRequest) ProtoMessage() {}
+
+func (x *TransitionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitionRequest.ProtoReflect.Descriptor instead.
+func (*TransitionRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TransitionRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *TransitionRequest) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *TransitionRequest) GetAction() AppointmentAction {
+	if x != nil {
+		return x.Action
+	}
+	return AppointmentAction_APPOINTMENT_ACTION_UNSPECIFIED
+}
+
+type RescheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	AppointmentId string                 `protobuf:"bytes,2,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RescheduleRequest) Reset() {
+	*x = RescheduleRequest{}
+	mi := &file_calendar_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RescheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RescheduleRequest) ProtoMessage() {}
+
+func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RescheduleRequest.ProtoReflect.Descriptor instead.
+func (*RescheduleRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RescheduleRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *RescheduleRequest) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *RescheduleRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+type GetAppointmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	AppointmentId string                 `protobuf:"bytes,2,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAppointmentRequest) Reset() {
+	*x = GetAppointmentRequest{}
+	mi := &file_calendar_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAppointmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAppointmentRequest) ProtoMessage() {}
+
+func (x *GetAppointmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAppointmentRequest.ProtoReflect.Descriptor instead.
+func (*GetAppointmentRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetAppointmentRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *GetAppointmentRequest) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+type AgendaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgendaRequest) Reset() {
+	*x = AgendaRequest{}
+	mi := &file_calendar_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgendaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgendaRequest) ProtoMessage() {}
+
+func (x *AgendaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgendaRequest.ProtoReflect.Descriptor instead.
+func (*AgendaRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AgendaRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *AgendaRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *AgendaRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+type AgendaReply struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Appointments []*AppointmentRecord   `protobuf:"bytes,1,rep,name=appointments,proto3" json:"appointments,omitempty"`
+	// redacted: the caller sees times and status only (another doctor).
+	Redacted      bool `protobuf:"varint,2,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgendaReply) Reset() {
+	*x = AgendaReply{}
+	mi := &file_calendar_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgendaReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgendaReply) ProtoMessage() {}
+
+func (x *AgendaReply) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgendaReply.ProtoReflect.Descriptor instead.
+func (*AgendaReply) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AgendaReply) GetAppointments() []*AppointmentRecord {
+	if x != nil {
+		return x.Appointments
+	}
+	return nil
+}
+
+func (x *AgendaReply) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
+}
+
+// AppointmentChanged is the domain event written with every change to an
+// appointment, in the same transaction.
+type AppointmentChanged struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Caller      *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Change      AppointmentChange      `protobuf:"varint,2,opt,name=change,proto3,enum=caregrid.v1.AppointmentChange" json:"change,omitempty"`
+	Appointment *AppointmentRecord     `protobuf:"bytes,3,opt,name=appointment,proto3" json:"appointment,omitempty"`
+	// previous is the time before a reschedule.
+	Previous      *Slot `protobuf:"bytes,4,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppointmentChanged) Reset() {
+	*x = AppointmentChanged{}
+	mi := &file_calendar_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppointmentChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppointmentChanged) ProtoMessage() {}
+
+func (x *AppointmentChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppointmentChanged.ProtoReflect.Descriptor instead.
+func (*AppointmentChanged) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AppointmentChanged) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *AppointmentChanged) GetChange() AppointmentChange {
+	if x != nil {
+		return x.Change
+	}
+	return AppointmentChange_APPOINTMENT_CHANGE_UNSPECIFIED
+}
+
+func (x *AppointmentChanged) GetAppointment() *AppointmentRecord {
+	if x != nil {
+		return x.Appointment
+	}
+	return nil
+}
+
+func (x *AppointmentChanged) GetPrevious() *Slot {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+// ReserveRequest asks a patient's grain to take on an appointment's time
+// (a booking, or a new time for a rescheduled one). The grain refuses with
+// PATIENT_OVERLAP when the patient is busy then.
+type ReserveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	AppointmentId string                 `protobuf:"bytes,2,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	DoctorId      string                 `protobuf:"bytes,3,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
+	// pending_until: until then the reservation holds even though its
+	// appointment is not (yet) active; the calendar confirms before it.
+	PendingUntil  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=pending_until,json=pendingUntil,proto3" json:"pending_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveRequest) Reset() {
+	*x = ReserveRequest{}
+	mi := &file_calendar_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveRequest) ProtoMessage() {}
+
+func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveRequest.ProtoReflect.Descriptor instead.
+func (*ReserveRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReserveRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *ReserveRequest) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *ReserveRequest) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *ReserveRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ReserveRequest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *ReserveRequest) GetPendingUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PendingUntil
+	}
+	return nil
+}
+
+type ReserveReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveReply) Reset() {
+	*x = ReserveReply{}
+	mi := &file_calendar_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveReply) ProtoMessage() {}
+
+func (x *ReserveReply) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveReply.ProtoReflect.Descriptor instead.
+func (*ReserveReply) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{31}
+}
+
+// SettleRequest tells a patient's grain how a reservation ended, so that
+// it need not wait for pending_until. Losing it only delays that.
+type SettleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AppointmentId string                 `protobuf:"bytes,1,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	// active: the appointment holds this time; otherwise it holds none.
+	Active        bool                   `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleRequest) Reset() {
+	*x = SettleRequest{}
+	mi := &file_calendar_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleRequest) ProtoMessage() {}
+
+func (x *SettleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleRequest.ProtoReflect.Descriptor instead.
+func (*SettleRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SettleRequest) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *SettleRequest) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *SettleRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *SettleRequest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+type SettleReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleReply) Reset() {
+	*x = SettleReply{}
+	mi := &file_calendar_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleReply) ProtoMessage() {}
+
+func (x *SettleReply) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleReply.ProtoReflect.Descriptor instead.
+func (*SettleReply) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{33}
+}
+
+type PatientAppointmentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatientAppointmentsRequest) Reset() {
+	*x = PatientAppointmentsRequest{}
+	mi := &file_calendar_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatientAppointmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatientAppointmentsRequest) ProtoMessage() {}
+
+func (x *PatientAppointmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatientAppointmentsRequest.ProtoReflect.Descriptor instead.
+func (*PatientAppointmentsRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PatientAppointmentsRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *PatientAppointmentsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *PatientAppointmentsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type AppointmentsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Appointments  []*AppointmentRecord   `protobuf:"bytes,1,rep,name=appointments,proto3" json:"appointments,omitempty"`
+	NextCursor    string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppointmentsReply) Reset() {
+	*x = AppointmentsReply{}
+	mi := &file_calendar_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppointmentsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppointmentsReply) ProtoMessage() {}
+
+func (x *AppointmentsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppointmentsReply.ProtoReflect.Descriptor instead.
+func (*AppointmentsReply) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AppointmentsReply) GetAppointments() []*AppointmentRecord {
+	if x != nil {
+		return x.Appointments
+	}
+	return nil
+}
+
+func (x *AppointmentsReply) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
 var File_calendar_proto protoreflect.FileDescriptor
 
 const file_calendar_proto_rawDesc = "" +
@@ -1365,7 +2537,107 @@ const file_calendar_proto_rawDesc = "" +
 	"\favailability\x18\x03 \x01(\v2\x19.caregrid.v1.AvailabilityR\favailability\"o\n" +
 	"\rClinicCreated\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x121\n" +
-	"\x06clinic\x18\x02 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinicB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\x06clinic\x18\x02 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\"\x80\x04\n" +
+	"\x11AppointmentRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tdoctor_id\x18\x02 \x01(\tR\bdoctorId\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x03 \x01(\tR\tpatientId\x120\n" +
+	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x126\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x1e.caregrid.v1.AppointmentStatusR\x06status\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x18\n" +
+	"\aversion\x18\b \x01(\x03R\aversion\x12B\n" +
+	"\x0fhold_expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rholdExpiresAt\x12\x1b\n" +
+	"\tbooked_by\x18\n" +
+	" \x01(\tR\bbookedBy\x129\n" +
+	"\n" +
+	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xf5\x01\n" +
+	"\vBookRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
+	"\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x03 \x01(\tR\tpatientId\x120\n" +
+	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12)\n" +
+	"\x10duration_minutes\x18\x05 \x01(\x05R\x0fdurationMinutes\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"p\n" +
+	"\x10AppointmentReply\x12@\n" +
+	"\vappointment\x18\x01 \x01(\v2\x1e.caregrid.v1.AppointmentRecordR\vappointment\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\x9f\x01\n" +
+	"\x11TransitionRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
+	"\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x126\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x1e.caregrid.v1.AppointmentActionR\x06action\"\x99\x01\n" +
+	"\x11RescheduleRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
+	"\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x120\n" +
+	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\"k\n" +
+	"\x15GetAppointmentRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
+	"\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\"\x98\x01\n" +
+	"\rAgendaRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"m\n" +
+	"\vAgendaReply\x12B\n" +
+	"\fappointments\x18\x01 \x03(\v2\x1e.caregrid.v1.AppointmentRecordR\fappointments\x12\x1a\n" +
+	"\bredacted\x18\x02 \x01(\bR\bredacted\"\xea\x01\n" +
+	"\x12AppointmentChanged\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x126\n" +
+	"\x06change\x18\x02 \x01(\x0e2\x1e.caregrid.v1.AppointmentChangeR\x06change\x12@\n" +
+	"\vappointment\x18\x03 \x01(\v2\x1e.caregrid.v1.AppointmentRecordR\vappointment\x12-\n" +
+	"\bprevious\x18\x04 \x01(\v2\x11.caregrid.v1.SlotR\bprevious\"\xa2\x02\n" +
+	"\x0eReserveRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
+	"\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x1b\n" +
+	"\tdoctor_id\x18\x03 \x01(\tR\bdoctorId\x120\n" +
+	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12?\n" +
+	"\rpending_until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fpendingUntil\"\x0e\n" +
+	"\fReserveReply\"\xae\x01\n" +
+	"\rSettleRequest\x12%\n" +
+	"\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x120\n" +
+	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\"\r\n" +
+	"\vSettleReply\"w\n" +
+	"\x1aPatientAppointmentsRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"x\n" +
+	"\x11AppointmentsReply\x12B\n" +
+	"\fappointments\x18\x01 \x03(\v2\x1e.caregrid.v1.AppointmentRecordR\fappointments\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor*\xbb\x02\n" +
+	"\x11AppointmentStatus\x12\"\n" +
+	"\x1eAPPOINTMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17APPOINTMENT_STATUS_HELD\x10\x01\x12\x1d\n" +
+	"\x19APPOINTMENT_STATUS_BOOKED\x10\x02\x12!\n" +
+	"\x1dAPPOINTMENT_STATUS_CHECKED_IN\x10\x03\x12 \n" +
+	"\x1cAPPOINTMENT_STATUS_COMPLETED\x10\x04\x12\x1e\n" +
+	"\x1aAPPOINTMENT_STATUS_NO_SHOW\x10\x05\x12 \n" +
+	"\x1cAPPOINTMENT_STATUS_CANCELLED\x10\x06\x12\x1f\n" +
+	"\x1bAPPOINTMENT_STATUS_RELEASED\x10\a\x12\x1e\n" +
+	"\x1aAPPOINTMENT_STATUS_EXPIRED\x10\b*\xb8\x01\n" +
+	"\x11AppointmentAction\x12\"\n" +
+	"\x1eAPPOINTMENT_ACTION_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19APPOINTMENT_ACTION_CANCEL\x10\x01\x12\x1f\n" +
+	"\x1bAPPOINTMENT_ACTION_CHECK_IN\x10\x02\x12\x1f\n" +
+	"\x1bAPPOINTMENT_ACTION_COMPLETE\x10\x03\x12\x1e\n" +
+	"\x1aAPPOINTMENT_ACTION_NO_SHOW\x10\x04*\xdf\x02\n" +
+	"\x11AppointmentChange\x12\"\n" +
+	"\x1eAPPOINTMENT_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17APPOINTMENT_CHANGE_HELD\x10\x01\x12\x1d\n" +
+	"\x19APPOINTMENT_CHANGE_BOOKED\x10\x02\x12\x1f\n" +
+	"\x1bAPPOINTMENT_CHANGE_RELEASED\x10\x03\x12\x1e\n" +
+	"\x1aAPPOINTMENT_CHANGE_EXPIRED\x10\x04\x12 \n" +
+	"\x1cAPPOINTMENT_CHANGE_CANCELLED\x10\x05\x12\"\n" +
+	"\x1eAPPOINTMENT_CHANGE_RESCHEDULED\x10\x06\x12!\n" +
+	"\x1dAPPOINTMENT_CHANGE_CHECKED_IN\x10\a\x12 \n" +
+	"\x1cAPPOINTMENT_CHANGE_COMPLETED\x10\b\x12\x1e\n" +
+	"\x1aAPPOINTMENT_CHANGE_NO_SHOW\x10\tB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var (
 	file_calendar_proto_rawDescOnce sync.Once
@@ -1379,73 +2651,122 @@ func file_calendar_proto_rawDescGZIP() []byte {
 	return file_calendar_proto_rawDescData
 }
 
-var file_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_calendar_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_calendar_proto_goTypes = []any{
-	(*ClinicRecord)(nil),           // 0: caregrid.v1.ClinicRecord
-	(*DoctorRecord)(nil),           // 1: caregrid.v1.DoctorRecord
-	(*TimeRange)(nil),              // 2: caregrid.v1.TimeRange
-	(*WeeklyHours)(nil),            // 3: caregrid.v1.WeeklyHours
-	(*DateException)(nil),          // 4: caregrid.v1.DateException
-	(*Availability)(nil),           // 5: caregrid.v1.Availability
-	(*Slot)(nil),                   // 6: caregrid.v1.Slot
-	(*CreateClinicRequest)(nil),    // 7: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),       // 8: caregrid.v1.GetClinicRequest
-	(*ClinicReply)(nil),            // 9: caregrid.v1.ClinicReply
-	(*CreateDoctorRequest)(nil),    // 10: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),       // 11: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),    // 12: caregrid.v1.UpdateDoctorRequest
-	(*DoctorReply)(nil),            // 13: caregrid.v1.DoctorReply
-	(*SetAvailabilityRequest)(nil), // 14: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil), // 15: caregrid.v1.GetAvailabilityRequest
-	(*AvailabilityReply)(nil),      // 16: caregrid.v1.AvailabilityReply
-	(*FreeSlotsRequest)(nil),       // 17: caregrid.v1.FreeSlotsRequest
-	(*FreeSlotsReply)(nil),         // 18: caregrid.v1.FreeSlotsReply
-	(*DoctorChanged)(nil),          // 19: caregrid.v1.DoctorChanged
-	(*ClinicCreated)(nil),          // 20: caregrid.v1.ClinicCreated
-	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
-	(*Caller)(nil),                 // 22: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),  // 23: google.protobuf.FieldMask
+	(AppointmentStatus)(0),             // 0: caregrid.v1.AppointmentStatus
+	(AppointmentAction)(0),             // 1: caregrid.v1.AppointmentAction
+	(AppointmentChange)(0),             // 2: caregrid.v1.AppointmentChange
+	(*ClinicRecord)(nil),               // 3: caregrid.v1.ClinicRecord
+	(*DoctorRecord)(nil),               // 4: caregrid.v1.DoctorRecord
+	(*TimeRange)(nil),                  // 5: caregrid.v1.TimeRange
+	(*WeeklyHours)(nil),                // 6: caregrid.v1.WeeklyHours
+	(*DateException)(nil),              // 7: caregrid.v1.DateException
+	(*Availability)(nil),               // 8: caregrid.v1.Availability
+	(*Slot)(nil),                       // 9: caregrid.v1.Slot
+	(*CreateClinicRequest)(nil),        // 10: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 11: caregrid.v1.GetClinicRequest
+	(*ClinicReply)(nil),                // 12: caregrid.v1.ClinicReply
+	(*CreateDoctorRequest)(nil),        // 13: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 14: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 15: caregrid.v1.UpdateDoctorRequest
+	(*DoctorReply)(nil),                // 16: caregrid.v1.DoctorReply
+	(*SetAvailabilityRequest)(nil),     // 17: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 18: caregrid.v1.GetAvailabilityRequest
+	(*AvailabilityReply)(nil),          // 19: caregrid.v1.AvailabilityReply
+	(*FreeSlotsRequest)(nil),           // 20: caregrid.v1.FreeSlotsRequest
+	(*FreeSlotsReply)(nil),             // 21: caregrid.v1.FreeSlotsReply
+	(*DoctorChanged)(nil),              // 22: caregrid.v1.DoctorChanged
+	(*ClinicCreated)(nil),              // 23: caregrid.v1.ClinicCreated
+	(*AppointmentRecord)(nil),          // 24: caregrid.v1.AppointmentRecord
+	(*BookRequest)(nil),                // 25: caregrid.v1.BookRequest
+	(*AppointmentReply)(nil),           // 26: caregrid.v1.AppointmentReply
+	(*TransitionRequest)(nil),          // 27: caregrid.v1.TransitionRequest
+	(*RescheduleRequest)(nil),          // 28: caregrid.v1.RescheduleRequest
+	(*GetAppointmentRequest)(nil),      // 29: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 30: caregrid.v1.AgendaRequest
+	(*AgendaReply)(nil),                // 31: caregrid.v1.AgendaReply
+	(*AppointmentChanged)(nil),         // 32: caregrid.v1.AppointmentChanged
+	(*ReserveRequest)(nil),             // 33: caregrid.v1.ReserveRequest
+	(*ReserveReply)(nil),               // 34: caregrid.v1.ReserveReply
+	(*SettleRequest)(nil),              // 35: caregrid.v1.SettleRequest
+	(*SettleReply)(nil),                // 36: caregrid.v1.SettleReply
+	(*PatientAppointmentsRequest)(nil), // 37: caregrid.v1.PatientAppointmentsRequest
+	(*AppointmentsReply)(nil),          // 38: caregrid.v1.AppointmentsReply
+	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
+	(*Caller)(nil),                     // 40: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),      // 41: google.protobuf.FieldMask
 }
 var file_calendar_proto_depIdxs = []int32{
-	21, // 0: caregrid.v1.ClinicRecord.created_at:type_name -> google.protobuf.Timestamp
-	21, // 1: caregrid.v1.ClinicRecord.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 2: caregrid.v1.DoctorRecord.created_at:type_name -> google.protobuf.Timestamp
-	21, // 3: caregrid.v1.DoctorRecord.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 4: caregrid.v1.WeeklyHours.ranges:type_name -> caregrid.v1.TimeRange
-	2,  // 5: caregrid.v1.DateException.ranges:type_name -> caregrid.v1.TimeRange
-	3,  // 6: caregrid.v1.Availability.weekly:type_name -> caregrid.v1.WeeklyHours
-	4,  // 7: caregrid.v1.Availability.exceptions:type_name -> caregrid.v1.DateException
-	21, // 8: caregrid.v1.Slot.start:type_name -> google.protobuf.Timestamp
-	21, // 9: caregrid.v1.Slot.end:type_name -> google.protobuf.Timestamp
-	22, // 10: caregrid.v1.CreateClinicRequest.caller:type_name -> caregrid.v1.Caller
-	0,  // 11: caregrid.v1.CreateClinicRequest.clinic:type_name -> caregrid.v1.ClinicRecord
-	22, // 12: caregrid.v1.GetClinicRequest.caller:type_name -> caregrid.v1.Caller
-	0,  // 13: caregrid.v1.ClinicReply.clinic:type_name -> caregrid.v1.ClinicRecord
-	22, // 14: caregrid.v1.CreateDoctorRequest.caller:type_name -> caregrid.v1.Caller
-	1,  // 15: caregrid.v1.CreateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
-	22, // 16: caregrid.v1.GetDoctorRequest.caller:type_name -> caregrid.v1.Caller
-	22, // 17: caregrid.v1.UpdateDoctorRequest.caller:type_name -> caregrid.v1.Caller
-	1,  // 18: caregrid.v1.UpdateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
-	23, // 19: caregrid.v1.UpdateDoctorRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 20: caregrid.v1.DoctorReply.doctor:type_name -> caregrid.v1.DoctorRecord
-	22, // 21: caregrid.v1.SetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
-	5,  // 22: caregrid.v1.SetAvailabilityRequest.availability:type_name -> caregrid.v1.Availability
-	22, // 23: caregrid.v1.GetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
-	5,  // 24: caregrid.v1.AvailabilityReply.availability:type_name -> caregrid.v1.Availability
-	22, // 25: caregrid.v1.FreeSlotsRequest.caller:type_name -> caregrid.v1.Caller
-	21, // 26: caregrid.v1.FreeSlotsRequest.from:type_name -> google.protobuf.Timestamp
-	21, // 27: caregrid.v1.FreeSlotsRequest.to:type_name -> google.protobuf.Timestamp
-	6,  // 28: caregrid.v1.FreeSlotsReply.slots:type_name -> caregrid.v1.Slot
-	22, // 29: caregrid.v1.DoctorChanged.caller:type_name -> caregrid.v1.Caller
-	1,  // 30: caregrid.v1.DoctorChanged.doctor:type_name -> caregrid.v1.DoctorRecord
-	5,  // 31: caregrid.v1.DoctorChanged.availability:type_name -> caregrid.v1.Availability
-	22, // 32: caregrid.v1.ClinicCreated.caller:type_name -> caregrid.v1.Caller
-	0,  // 33: caregrid.v1.ClinicCreated.clinic:type_name -> caregrid.v1.ClinicRecord
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	39, // 0: caregrid.v1.ClinicRecord.created_at:type_name -> google.protobuf.Timestamp
+	39, // 1: caregrid.v1.ClinicRecord.updated_at:type_name -> google.protobuf.Timestamp
+	39, // 2: caregrid.v1.DoctorRecord.created_at:type_name -> google.protobuf.Timestamp
+	39, // 3: caregrid.v1.DoctorRecord.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 4: caregrid.v1.WeeklyHours.ranges:type_name -> caregrid.v1.TimeRange
+	5,  // 5: caregrid.v1.DateException.ranges:type_name -> caregrid.v1.TimeRange
+	6,  // 6: caregrid.v1.Availability.weekly:type_name -> caregrid.v1.WeeklyHours
+	7,  // 7: caregrid.v1.Availability.exceptions:type_name -> caregrid.v1.DateException
+	39, // 8: caregrid.v1.Slot.start:type_name -> google.protobuf.Timestamp
+	39, // 9: caregrid.v1.Slot.end:type_name -> google.protobuf.Timestamp
+	40, // 10: caregrid.v1.CreateClinicRequest.caller:type_name -> caregrid.v1.Caller
+	3,  // 11: caregrid.v1.CreateClinicRequest.clinic:type_name -> caregrid.v1.ClinicRecord
+	40, // 12: caregrid.v1.GetClinicRequest.caller:type_name -> caregrid.v1.Caller
+	3,  // 13: caregrid.v1.ClinicReply.clinic:type_name -> caregrid.v1.ClinicRecord
+	40, // 14: caregrid.v1.CreateDoctorRequest.caller:type_name -> caregrid.v1.Caller
+	4,  // 15: caregrid.v1.CreateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
+	40, // 16: caregrid.v1.GetDoctorRequest.caller:type_name -> caregrid.v1.Caller
+	40, // 17: caregrid.v1.UpdateDoctorRequest.caller:type_name -> caregrid.v1.Caller
+	4,  // 18: caregrid.v1.UpdateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
+	41, // 19: caregrid.v1.UpdateDoctorRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 20: caregrid.v1.DoctorReply.doctor:type_name -> caregrid.v1.DoctorRecord
+	40, // 21: caregrid.v1.SetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
+	8,  // 22: caregrid.v1.SetAvailabilityRequest.availability:type_name -> caregrid.v1.Availability
+	40, // 23: caregrid.v1.GetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
+	8,  // 24: caregrid.v1.AvailabilityReply.availability:type_name -> caregrid.v1.Availability
+	40, // 25: caregrid.v1.FreeSlotsRequest.caller:type_name -> caregrid.v1.Caller
+	39, // 26: caregrid.v1.FreeSlotsRequest.from:type_name -> google.protobuf.Timestamp
+	39, // 27: caregrid.v1.FreeSlotsRequest.to:type_name -> google.protobuf.Timestamp
+	9,  // 28: caregrid.v1.FreeSlotsReply.slots:type_name -> caregrid.v1.Slot
+	40, // 29: caregrid.v1.DoctorChanged.caller:type_name -> caregrid.v1.Caller
+	4,  // 30: caregrid.v1.DoctorChanged.doctor:type_name -> caregrid.v1.DoctorRecord
+	8,  // 31: caregrid.v1.DoctorChanged.availability:type_name -> caregrid.v1.Availability
+	40, // 32: caregrid.v1.ClinicCreated.caller:type_name -> caregrid.v1.Caller
+	3,  // 33: caregrid.v1.ClinicCreated.clinic:type_name -> caregrid.v1.ClinicRecord
+	39, // 34: caregrid.v1.AppointmentRecord.start:type_name -> google.protobuf.Timestamp
+	39, // 35: caregrid.v1.AppointmentRecord.end:type_name -> google.protobuf.Timestamp
+	0,  // 36: caregrid.v1.AppointmentRecord.status:type_name -> caregrid.v1.AppointmentStatus
+	39, // 37: caregrid.v1.AppointmentRecord.hold_expires_at:type_name -> google.protobuf.Timestamp
+	39, // 38: caregrid.v1.AppointmentRecord.created_at:type_name -> google.protobuf.Timestamp
+	39, // 39: caregrid.v1.AppointmentRecord.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 40: caregrid.v1.BookRequest.caller:type_name -> caregrid.v1.Caller
+	39, // 41: caregrid.v1.BookRequest.start:type_name -> google.protobuf.Timestamp
+	24, // 42: caregrid.v1.AppointmentReply.appointment:type_name -> caregrid.v1.AppointmentRecord
+	40, // 43: caregrid.v1.TransitionRequest.caller:type_name -> caregrid.v1.Caller
+	1,  // 44: caregrid.v1.TransitionRequest.action:type_name -> caregrid.v1.AppointmentAction
+	40, // 45: caregrid.v1.RescheduleRequest.caller:type_name -> caregrid.v1.Caller
+	39, // 46: caregrid.v1.RescheduleRequest.start:type_name -> google.protobuf.Timestamp
+	40, // 47: caregrid.v1.GetAppointmentRequest.caller:type_name -> caregrid.v1.Caller
+	40, // 48: caregrid.v1.AgendaRequest.caller:type_name -> caregrid.v1.Caller
+	39, // 49: caregrid.v1.AgendaRequest.from:type_name -> google.protobuf.Timestamp
+	39, // 50: caregrid.v1.AgendaRequest.to:type_name -> google.protobuf.Timestamp
+	24, // 51: caregrid.v1.AgendaReply.appointments:type_name -> caregrid.v1.AppointmentRecord
+	40, // 52: caregrid.v1.AppointmentChanged.caller:type_name -> caregrid.v1.Caller
+	2,  // 53: caregrid.v1.AppointmentChanged.change:type_name -> caregrid.v1.AppointmentChange
+	24, // 54: caregrid.v1.AppointmentChanged.appointment:type_name -> caregrid.v1.AppointmentRecord
+	9,  // 55: caregrid.v1.AppointmentChanged.previous:type_name -> caregrid.v1.Slot
+	40, // 56: caregrid.v1.ReserveRequest.caller:type_name -> caregrid.v1.Caller
+	39, // 57: caregrid.v1.ReserveRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 58: caregrid.v1.ReserveRequest.end:type_name -> google.protobuf.Timestamp
+	39, // 59: caregrid.v1.ReserveRequest.pending_until:type_name -> google.protobuf.Timestamp
+	39, // 60: caregrid.v1.SettleRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 61: caregrid.v1.SettleRequest.end:type_name -> google.protobuf.Timestamp
+	40, // 62: caregrid.v1.PatientAppointmentsRequest.caller:type_name -> caregrid.v1.Caller
+	24, // 63: caregrid.v1.AppointmentsReply.appointments:type_name -> caregrid.v1.AppointmentRecord
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_calendar_proto_init() }
@@ -1459,13 +2780,14 @@ func file_calendar_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_calendar_proto_rawDesc), len(file_calendar_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   21,
+			NumEnums:      3,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_calendar_proto_goTypes,
 		DependencyIndexes: file_calendar_proto_depIdxs,
+		EnumInfos:         file_calendar_proto_enumTypes,
 		MessageInfos:      file_calendar_proto_msgTypes,
 	}.Build()
 	File_calendar_proto = out.File

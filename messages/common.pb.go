@@ -113,20 +113,35 @@ const (
 	// IDEMPOTENCY_KEY_REUSED: the idempotency key was used before with a
 	// different request.
 	ErrorReason_IDEMPOTENCY_KEY_REUSED ErrorReason = 8
+	// SLOT_TAKEN: some of the requested time overlaps another appointment or
+	// a live hold of the same doctor.
+	ErrorReason_SLOT_TAKEN ErrorReason = 9
+	// PATIENT_OVERLAP: the patient already has an appointment at that time.
+	ErrorReason_PATIENT_OVERLAP ErrorReason = 10
+	// UNBOOKABLE: the time cannot be booked at all (outside working hours, in
+	// the past, off the grid).
+	ErrorReason_UNBOOKABLE ErrorReason = 11
+	// WRONG_STATE: the resource's state does not allow the action (cancel a
+	// completed appointment).
+	ErrorReason_WRONG_STATE ErrorReason = 12
 )
 
 // Enum value maps for ErrorReason.
 var (
 	ErrorReason_name = map[int32]string{
-		0: "INVALID_ARGUMENT",
-		1: "NOT_FOUND",
-		2: "ALREADY_EXISTS",
-		3: "PERMISSION_DENIED",
-		4: "VERSION_MISMATCH",
-		5: "FENCED",
-		6: "AUDIT_UNAVAILABLE",
-		7: "STORE_UNAVAILABLE",
-		8: "IDEMPOTENCY_KEY_REUSED",
+		0:  "INVALID_ARGUMENT",
+		1:  "NOT_FOUND",
+		2:  "ALREADY_EXISTS",
+		3:  "PERMISSION_DENIED",
+		4:  "VERSION_MISMATCH",
+		5:  "FENCED",
+		6:  "AUDIT_UNAVAILABLE",
+		7:  "STORE_UNAVAILABLE",
+		8:  "IDEMPOTENCY_KEY_REUSED",
+		9:  "SLOT_TAKEN",
+		10: "PATIENT_OVERLAP",
+		11: "UNBOOKABLE",
+		12: "WRONG_STATE",
 	}
 	ErrorReason_value = map[string]int32{
 		"INVALID_ARGUMENT":       0,
@@ -138,6 +153,10 @@ var (
 		"AUDIT_UNAVAILABLE":      6,
 		"STORE_UNAVAILABLE":      7,
 		"IDEMPOTENCY_KEY_REUSED": 8,
+		"SLOT_TAKEN":             9,
+		"PATIENT_OVERLAP":        10,
+		"UNBOOKABLE":             11,
+		"WRONG_STATE":            12,
 	}
 )
 
@@ -289,7 +308,7 @@ const file_common_proto_rawDesc = "" +
 	"\x11ROLE_RECEPTIONIST\x10\x03\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x04\x12\x10\n" +
-	"\fROLE_SERVICE\x10\x05*\xc9\x01\n" +
+	"\fROLE_SERVICE\x10\x05*\x8f\x02\n" +
 	"\vErrorReason\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x12\n" +
@@ -300,7 +319,14 @@ const file_common_proto_rawDesc = "" +
 	"\x06FENCED\x10\x05\x12\x15\n" +
 	"\x11AUDIT_UNAVAILABLE\x10\x06\x12\x15\n" +
 	"\x11STORE_UNAVAILABLE\x10\a\x12\x1a\n" +
-	"\x16IDEMPOTENCY_KEY_REUSED\x10\bB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\x16IDEMPOTENCY_KEY_REUSED\x10\b\x12\x0e\n" +
+	"\n" +
+	"SLOT_TAKEN\x10\t\x12\x13\n" +
+	"\x0fPATIENT_OVERLAP\x10\n" +
+	"\x12\x0e\n" +
+	"\n" +
+	"UNBOOKABLE\x10\v\x12\x0f\n" +
+	"\vWRONG_STATE\x10\fB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var (
 	file_common_proto_rawDescOnce sync.Once

@@ -144,3 +144,65 @@ func IsIdempotencyKeyReused(err error) bool {
 	e := cluster.FromError(err)
 	return e.Reason == ErrorReason_IDEMPOTENCY_KEY_REUSED.String()
 }
+
+// SLOT_TAKEN: some of the requested time overlaps another appointment or
+// a live hold of the same doctor.
+func ErrSlotTaken(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_SLOT_TAKEN.String(), fmt.Sprintf(format, args...))
+}
+
+// SLOT_TAKEN: some of the requested time overlaps another appointment or
+// a live hold of the same doctor.
+func IsSlotTaken(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_SLOT_TAKEN.String()
+}
+
+// PATIENT_OVERLAP: the patient already has an appointment at that time.
+func ErrPatientOverlap(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_PATIENT_OVERLAP.String(), fmt.Sprintf(format, args...))
+}
+
+// PATIENT_OVERLAP: the patient already has an appointment at that time.
+func IsPatientOverlap(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_PATIENT_OVERLAP.String()
+}
+
+// UNBOOKABLE: the time cannot be booked at all (outside working hours, in
+// the past, off the grid).
+func ErrUnbookable(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_UNBOOKABLE.String(), fmt.Sprintf(format, args...))
+}
+
+// UNBOOKABLE: the time cannot be booked at all (outside working hours, in
+// the past, off the grid).
+func IsUnbookable(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_UNBOOKABLE.String()
+}
+
+// WRONG_STATE: the resource's state does not allow the action (cancel a
+// completed appointment).
+func ErrWrongState(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_WRONG_STATE.String(), fmt.Sprintf(format, args...))
+}
+
+// WRONG_STATE: the resource's state does not allow the action (cancel a
+// completed appointment).
+func IsWrongState(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_WRONG_STATE.String()
+}

@@ -85,3 +85,20 @@ func (o AuditOutcome) Name() string { return outcomeNames[o] }
 
 // ParseAuditOutcome reads an external name.
 func ParseAuditOutcome(s string) (AuditOutcome, bool) { return parse(outcomeNames, s) }
+
+var appointmentStatusNames = map[AppointmentStatus]string{
+	AppointmentStatus_APPOINTMENT_STATUS_HELD:       "held",
+	AppointmentStatus_APPOINTMENT_STATUS_BOOKED:     "booked",
+	AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN: "checked_in",
+	AppointmentStatus_APPOINTMENT_STATUS_COMPLETED:  "completed",
+	AppointmentStatus_APPOINTMENT_STATUS_NO_SHOW:    "no_show",
+	AppointmentStatus_APPOINTMENT_STATUS_CANCELLED:  "cancelled",
+	AppointmentStatus_APPOINTMENT_STATUS_RELEASED:   "released",
+	AppointmentStatus_APPOINTMENT_STATUS_EXPIRED:    "expired",
+}
+
+// Name is the external name of s ("checked_in"); "" when unspecified.
+func (s AppointmentStatus) Name() string { return appointmentStatusNames[s] }
+
+// ParseAppointmentStatus reads an external name.
+func ParseAppointmentStatus(s string) (AppointmentStatus, bool) { return parse(appointmentStatusNames, s) }

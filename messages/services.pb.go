@@ -30,76 +30,115 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xa8\x02\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\x84\x04\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
 	"\x06Update\x12!.caregrid.v1.UpdatePatientRequest\x1a\x19.caregrid.v1.PatientReply\x12G\n" +
-	"\tAccessLog\x12\x1d.caregrid.v1.AccessLogRequest\x1a\x1b.caregrid.v1.AccessLogReply2Y\n" +
+	"\tAccessLog\x12\x1d.caregrid.v1.AccessLogRequest\x1a\x1b.caregrid.v1.AccessLogReply\x12A\n" +
+	"\aReserve\x12\x1b.caregrid.v1.ReserveRequest\x1a\x19.caregrid.v1.ReserveReply\x12>\n" +
+	"\x06Settle\x12\x1a.caregrid.v1.SettleRequest\x1a\x18.caregrid.v1.SettleReply\x12W\n" +
+	"\fAppointments\x12'.caregrid.v1.PatientAppointmentsRequest\x1a\x1e.caregrid.v1.AppointmentsReply2Y\n" +
 	"\x05Audit\x12P\n" +
-	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe1\x03\n" +
+	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
 	"\fCreateDoctor\x12 .caregrid.v1.CreateDoctorRequest\x1a\x18.caregrid.v1.DoctorReply\x12D\n" +
 	"\tGetDoctor\x12\x1d.caregrid.v1.GetDoctorRequest\x1a\x18.caregrid.v1.DoctorReply\x12J\n" +
 	"\fUpdateDoctor\x12 .caregrid.v1.UpdateDoctorRequest\x1a\x18.caregrid.v1.DoctorReply\x12V\n" +
 	"\x0fSetAvailability\x12#.caregrid.v1.SetAvailabilityRequest\x1a\x1e.caregrid.v1.AvailabilityReply\x12V\n" +
 	"\x0fGetAvailability\x12#.caregrid.v1.GetAvailabilityRequest\x1a\x1e.caregrid.v1.AvailabilityReply\x12G\n" +
-	"\tFreeSlots\x12\x1d.caregrid.v1.FreeSlotsRequest\x1a\x1b.caregrid.v1.FreeSlotsReply2\x8e\x01\n" +
+	"\tFreeSlots\x12\x1d.caregrid.v1.FreeSlotsRequest\x1a\x1b.caregrid.v1.FreeSlotsReply\x12G\n" +
+	"\x04Book\x12\x18.caregrid.v1.BookRequest\x1a\x1d.caregrid.v1.AppointmentReply\"\x06\x82\xb5\x18\x02\b\x01\x12S\n" +
+	"\n" +
+	"Reschedule\x12\x1e.caregrid.v1.RescheduleRequest\x1a\x1d.caregrid.v1.AppointmentReply\"\x06\x82\xb5\x18\x02\b\x01\x12S\n" +
+	"\n" +
+	"Transition\x12\x1e.caregrid.v1.TransitionRequest\x1a\x1d.caregrid.v1.AppointmentReply\"\x06\x82\xb5\x18\x02\b\x01\x12S\n" +
+	"\x0eGetAppointment\x12\".caregrid.v1.GetAppointmentRequest\x1a\x1d.caregrid.v1.AppointmentReply\x12>\n" +
+	"\x06Agenda\x12\x1a.caregrid.v1.AgendaRequest\x1a\x18.caregrid.v1.AgendaReply2\x8e\x01\n" +
 	"\x06Clinic\x12D\n" +
 	"\x06Create\x12 .caregrid.v1.CreateClinicRequest\x1a\x18.caregrid.v1.ClinicReply\x12>\n" +
 	"\x03Get\x12\x1d.caregrid.v1.GetClinicRequest\x1a\x18.caregrid.v1.ClinicReplyB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var file_services_proto_goTypes = []any{
-	(*RegisterPatientRequest)(nil), // 0: caregrid.v1.RegisterPatientRequest
-	(*GetPatientRequest)(nil),      // 1: caregrid.v1.GetPatientRequest
-	(*UpdatePatientRequest)(nil),   // 2: caregrid.v1.UpdatePatientRequest
-	(*AccessLogRequest)(nil),       // 3: caregrid.v1.AccessLogRequest
-	(*AppendAuditRequest)(nil),     // 4: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),    // 5: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),       // 6: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),    // 7: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil), // 8: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil), // 9: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),       // 10: caregrid.v1.FreeSlotsRequest
-	(*CreateClinicRequest)(nil),    // 11: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),       // 12: caregrid.v1.GetClinicRequest
-	(*PatientReply)(nil),           // 13: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),         // 14: caregrid.v1.AccessLogReply
-	(*AppendAuditReply)(nil),       // 15: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),            // 16: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),      // 17: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),         // 18: caregrid.v1.FreeSlotsReply
-	(*ClinicReply)(nil),            // 19: caregrid.v1.ClinicReply
+	(*RegisterPatientRequest)(nil),     // 0: caregrid.v1.RegisterPatientRequest
+	(*GetPatientRequest)(nil),          // 1: caregrid.v1.GetPatientRequest
+	(*UpdatePatientRequest)(nil),       // 2: caregrid.v1.UpdatePatientRequest
+	(*AccessLogRequest)(nil),           // 3: caregrid.v1.AccessLogRequest
+	(*ReserveRequest)(nil),             // 4: caregrid.v1.ReserveRequest
+	(*SettleRequest)(nil),              // 5: caregrid.v1.SettleRequest
+	(*PatientAppointmentsRequest)(nil), // 6: caregrid.v1.PatientAppointmentsRequest
+	(*AppendAuditRequest)(nil),         // 7: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 8: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 9: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 10: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 11: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 12: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 13: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 14: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 15: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 16: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 17: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 18: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 19: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 20: caregrid.v1.GetClinicRequest
+	(*PatientReply)(nil),               // 21: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 22: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 23: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 24: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 25: caregrid.v1.AppointmentsReply
+	(*AppendAuditReply)(nil),           // 26: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 27: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 28: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 29: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 30: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 31: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 32: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
 	1,  // 1: caregrid.v1.Patient.Get:input_type -> caregrid.v1.GetPatientRequest
 	2,  // 2: caregrid.v1.Patient.Update:input_type -> caregrid.v1.UpdatePatientRequest
 	3,  // 3: caregrid.v1.Patient.AccessLog:input_type -> caregrid.v1.AccessLogRequest
-	4,  // 4: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	5,  // 5: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	6,  // 6: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	7,  // 7: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	8,  // 8: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	9,  // 9: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	10, // 10: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	11, // 11: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	12, // 12: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	13, // 13: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	13, // 14: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	13, // 15: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	14, // 16: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	15, // 17: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	16, // 18: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	16, // 19: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	16, // 20: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	17, // 21: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	17, // 22: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	18, // 23: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	19, // 24: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	19, // 25: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	13, // [13:26] is the sub-list for method output_type
-	0,  // [0:13] is the sub-list for method input_type
+	4,  // 4: caregrid.v1.Patient.Reserve:input_type -> caregrid.v1.ReserveRequest
+	5,  // 5: caregrid.v1.Patient.Settle:input_type -> caregrid.v1.SettleRequest
+	6,  // 6: caregrid.v1.Patient.Appointments:input_type -> caregrid.v1.PatientAppointmentsRequest
+	7,  // 7: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	8,  // 8: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	9,  // 9: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	10, // 10: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	11, // 11: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	12, // 12: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	13, // 13: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	14, // 14: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	15, // 15: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	16, // 16: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	17, // 17: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	18, // 18: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	19, // 19: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	20, // 20: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	21, // 21: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	21, // 22: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	21, // 23: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	22, // 24: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	23, // 25: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	24, // 26: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	25, // 27: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	26, // 28: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	27, // 29: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	27, // 30: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	27, // 31: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	28, // 32: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	28, // 33: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	29, // 34: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	30, // 35: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	30, // 36: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	30, // 37: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	30, // 38: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	31, // 39: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	32, // 40: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	32, // 41: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	21, // [21:42] is the sub-list for method output_type
+	0,  // [0:21] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

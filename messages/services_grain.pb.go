@@ -65,6 +65,9 @@ type Patient interface {
 	Get(req *GetPatientRequest, ctx cluster.GrainContext) (*PatientReply, error)
 	Update(req *UpdatePatientRequest, ctx cluster.GrainContext) (*PatientReply, error)
 	AccessLog(req *AccessLogRequest, ctx cluster.GrainContext) (*AccessLogReply, error)
+	Reserve(req *ReserveRequest, ctx cluster.GrainContext) (*ReserveReply, error)
+	Settle(req *SettleRequest, ctx cluster.GrainContext) (*SettleReply, error)
+	Appointments(req *PatientAppointmentsRequest, ctx cluster.GrainContext) (*AppointmentsReply, error)
 }
 
 // PatientGrainClient holds the base data for the PatientGrain
@@ -181,6 +184,87 @@ func (g *PatientGrainClient) AccessLog(r *AccessLogRequest, opts ...cluster.Grai
 	}
 }
 
+// Reserve requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Reserve(r *ReserveRequest, opts ...cluster.GrainCallOption) (*ReserveReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Reserve"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 4, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *ReserveReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Settle requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Settle(r *SettleRequest, opts ...cluster.GrainCallOption) (*SettleReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Settle"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 5, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *SettleReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Appointments requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Appointments(r *PatientAppointmentsRequest, opts ...cluster.GrainCallOption) (*AppointmentsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Appointments"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 6, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *AppointmentsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // PatientActor represents the actor structure
 type PatientActor struct {
 	ctx     cluster.GrainContext
@@ -283,6 +367,66 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.AccessLog(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 4:
+			req := &ReserveRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Reserve(ReserveRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Reserve(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 5:
+			req := &SettleRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Settle(SettleRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Settle(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 6:
+			req := &PatientAppointmentsRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Appointments(PatientAppointmentsRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Appointments(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)
@@ -495,6 +639,11 @@ type Calendar interface {
 	SetAvailability(req *SetAvailabilityRequest, ctx cluster.GrainContext) (*AvailabilityReply, error)
 	GetAvailability(req *GetAvailabilityRequest, ctx cluster.GrainContext) (*AvailabilityReply, error)
 	FreeSlots(req *FreeSlotsRequest, ctx cluster.GrainContext) (*FreeSlotsReply, error)
+	Book(req *BookRequest, respond func(*AppointmentReply), onError func(error), ctx cluster.GrainContext) error
+	Reschedule(req *RescheduleRequest, respond func(*AppointmentReply), onError func(error), ctx cluster.GrainContext) error
+	Transition(req *TransitionRequest, respond func(*AppointmentReply), onError func(error), ctx cluster.GrainContext) error
+	GetAppointment(req *GetAppointmentRequest, ctx cluster.GrainContext) (*AppointmentReply, error)
+	Agenda(req *AgendaRequest, ctx cluster.GrainContext) (*AgendaReply, error)
 }
 
 // CalendarGrainClient holds the base data for the CalendarGrain
@@ -665,6 +814,141 @@ func (g *CalendarGrainClient) FreeSlots(r *FreeSlotsRequest, opts ...cluster.Gra
 	}
 }
 
+// Book requests the execution on to the cluster with CallOptions
+func (g *CalendarGrainClient) Book(r *BookRequest, opts ...cluster.GrainCallOption) (*AppointmentReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Calendar"), slog.String("method", "Book"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 6, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Calendar", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *AppointmentReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Reschedule requests the execution on to the cluster with CallOptions
+func (g *CalendarGrainClient) Reschedule(r *RescheduleRequest, opts ...cluster.GrainCallOption) (*AppointmentReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Calendar"), slog.String("method", "Reschedule"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 7, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Calendar", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *AppointmentReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Transition requests the execution on to the cluster with CallOptions
+func (g *CalendarGrainClient) Transition(r *TransitionRequest, opts ...cluster.GrainCallOption) (*AppointmentReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Calendar"), slog.String("method", "Transition"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 8, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Calendar", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *AppointmentReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// GetAppointment requests the execution on to the cluster with CallOptions
+func (g *CalendarGrainClient) GetAppointment(r *GetAppointmentRequest, opts ...cluster.GrainCallOption) (*AppointmentReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Calendar"), slog.String("method", "GetAppointment"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 9, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Calendar", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *AppointmentReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Agenda requests the execution on to the cluster with CallOptions
+func (g *CalendarGrainClient) Agenda(r *AgendaRequest, opts ...cluster.GrainCallOption) (*AgendaReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Calendar"), slog.String("method", "Agenda"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 10, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Calendar", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *AgendaReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // CalendarActor represents the actor structure
 type CalendarActor struct {
 	ctx     cluster.GrainContext
@@ -807,6 +1091,100 @@ func (a *CalendarActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.FreeSlots(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 6:
+			req := &BookRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Book(BookRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+			err = a.inner.Book(req, respond[*AppointmentReply](a.ctx), a.onError, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+		case 7:
+			req := &RescheduleRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Reschedule(RescheduleRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+			err = a.inner.Reschedule(req, respond[*AppointmentReply](a.ctx), a.onError, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+		case 8:
+			req := &TransitionRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Transition(TransitionRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+			err = a.inner.Transition(req, respond[*AppointmentReply](a.ctx), a.onError, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+		case 9:
+			req := &GetAppointmentRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] GetAppointment(GetAppointmentRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.GetAppointment(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 10:
+			req := &AgendaRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Agenda(AgendaRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Agenda(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)

@@ -83,6 +83,8 @@ type StoredDoctor struct {
 	Record       *messages.DoctorRecord
 	Availability *messages.Availability
 	Fingerprint  []byte
+	// Appointments are those that hold time ending after LoadDoctor's since.
+	Appointments []StoredAppointment
 }
 
 const doctorColumns = `id, given_name, family_name, specialty, clinic_id, email, phone, time_zone,
@@ -90,8 +92,9 @@ const doctorColumns = `id, given_name, family_name, specialty, clinic_id, email,
 
 var availabilityJSON = protojson.MarshalOptions{UseProtoNames: true}
 
-// LoadDoctor reads a doctor for a new activation (see loadClaimed).
-func (db *DB) LoadDoctor(ctx context.Context, id, owner string) (*StoredDoctor, Fence, error) {
+// LoadDoctor reads a doctor for a new activation (see loadClaimed), with
+// the appointments that hold time ending after since.
+func (db *DB) LoadDoctor(ctx context.Context, id, owner string, since time.Time) (*StoredDoctor, Fence, error) {
 	var sd *StoredDoctor
 	f, found, err := db.loadClaimed(ctx, CalendarKind, "doctors", id, owner, func(tx pgx.Tx) error {
 		var (
@@ -112,7 +115,11 @@ func (db *DB) LoadDoctor(ctx context.Context, id, owner string) (*StoredDoctor, 
 		if err := protojson.Unmarshal(avail, a); err != nil {
 			return fmt.Errorf("doctor %s availability: %w", id, err)
 		}
-		sd = &StoredDoctor{Record: d, Availability: a, Fingerprint: fp}
+		appts, err := loadCalendarAppointments(ctx, tx, id, since)
+		if err != nil {
+			return fmt.Errorf("doctor %s appointments: %w", id, err)
+		}
+		sd = &StoredDoctor{Record: d, Availability: a, Fingerprint: fp, Appointments: appts}
 		return nil
 	})
 	if err != nil || !found {

@@ -119,16 +119,22 @@ func (db *DB) writeFenced(ctx context.Context, f Fence, version int64, event pro
 	if err != nil {
 		return err
 	}
-	err = db.inTx(ctx, func(tx pgx.Tx) error {
-		if err := checkFence(ctx, tx, f); err != nil {
-			return err
-		}
+	return classify(db.fenced(ctx, f, func(tx pgx.Tx) error {
 		if err := write(tx); err != nil {
 			return err
 		}
 		return insertOutbox(ctx, tx, f.Kind, f.ID, version, event, payload)
+	}))
+}
+
+// fenced runs write after proving f still owns its grain, in one transaction.
+func (db *DB) fenced(ctx context.Context, f Fence, write func(pgx.Tx) error) error {
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		if err := checkFence(ctx, tx, f); err != nil {
+			return err
+		}
+		return write(tx)
 	})
-	return classify(err)
 }
 
 // ErrStale is returned by a fenced update whose row is not at the version

@@ -110,3 +110,69 @@ func SetAvailability(c *messages.Caller, doctorID string) Decision {
 	}
 	return deny("only admins, receptionists and the doctor themself set working hours")
 }
+
+// BookFor: a patient books, reschedules and cancels for themself;
+// receptionists, doctors and admins for any patient.
+func BookFor(c *messages.Caller, patientID string) Decision {
+	if isSelf(c, patientID) || isStaff(c.GetRole()) {
+		return allow
+	}
+	return deny("a patient may book only for themself")
+}
+
+func isDoctor(c *messages.Caller, doctorID string) bool {
+	return c.GetRole() == messages.Role_ROLE_DOCTOR && c.GetSubject() != "" && c.GetSubject() == doctorID
+}
+
+// ReadAppointment: the patient, the appointment's doctor, receptionists
+// and admins. Other doctors see it only as busy time on an agenda.
+func ReadAppointment(c *messages.Caller, patientID, doctorID string) Decision {
+	switch {
+	case isSelf(c, patientID), isDoctor(c, doctorID),
+		c.GetRole() == messages.Role_ROLE_RECEPTIONIST, c.GetRole() == messages.Role_ROLE_ADMIN:
+		return allow
+	}
+	return deny("only the patient, their doctor, receptionists and admins see an appointment")
+}
+
+// CheckIn and NoShow: the front desk (receptionists), admins and the
+// appointment's doctor record arrivals and absences.
+func CheckIn(c *messages.Caller, doctorID string) Decision {
+	switch {
+	case isDoctor(c, doctorID), c.GetRole() == messages.Role_ROLE_RECEPTIONIST, c.GetRole() == messages.Role_ROLE_ADMIN:
+		return allow
+	}
+	return deny("only receptionists, admins and the appointment's doctor record arrivals")
+}
+
+// Complete: the appointment's doctor (or an admin correcting a record)
+// closes a visit.
+func Complete(c *messages.Caller, doctorID string) Decision {
+	if isDoctor(c, doctorID) || c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only the appointment's doctor completes it")
+}
+
+// AgendaView is how much of a doctor's agenda a caller sees.
+type AgendaView int
+
+const (
+	AgendaDenied AgendaView = iota
+	// AgendaBusy: times and status only (another doctor planning).
+	AgendaBusy
+	// AgendaFull: patients and reasons too.
+	AgendaFull
+)
+
+// ReadAgenda: a doctor sees their own agenda in full, receptionists and
+// admins every agenda in full, other doctors only busy times; patients none.
+func ReadAgenda(c *messages.Caller, doctorID string) (AgendaView, Decision) {
+	switch {
+	case isDoctor(c, doctorID), c.GetRole() == messages.Role_ROLE_RECEPTIONIST, c.GetRole() == messages.Role_ROLE_ADMIN:
+		return AgendaFull, allow
+	case c.GetRole() == messages.Role_ROLE_DOCTOR:
+		return AgendaBusy, allow
+	}
+	return AgendaDenied, deny("patients do not read doctors' agendas")
+}

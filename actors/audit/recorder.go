@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 	"hash/fnv"
 	"time"
 
@@ -82,4 +84,23 @@ func OutcomeOf(reply *actorcluster.GrainErrorResponse) messages.AuditOutcome {
 		return messages.AuditOutcome_AUDIT_OUTCOME_DENIED
 	}
 	return messages.AuditOutcome_AUDIT_OUTCOME_FAILED
+}
+
+// AnswerAfter makes events durable and then sends reply to sender, without
+// blocking the calling grain: a grain that keeps deciding while its
+// replies wait for the audit trail (the calendar) answers this way. If the
+// events cannot be recorded, sender gets AUDIT_UNAVAILABLE instead.
+func (r Recorder) AnswerAfter(ctx actorcluster.GrainContext, sender *actor.PID, reply proto.Message, key string, events ...*messages.AuditEvent) {
+	if sender == nil {
+		return
+	}
+	system, c := ctx.ActorSystem(), ctx.Cluster()
+	go func() {
+		rctx, cancel := context.WithTimeout(context.Background(), r.timeout())
+		defer cancel()
+		if err := r.Record(rctx, c, key, events...); err != nil {
+			reply = messages.ErrAuditUnavailable("the access could not be audited")
+		}
+		system.Root.Send(sender, reply)
+	}()
 }

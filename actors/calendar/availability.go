@@ -70,6 +70,10 @@ func (iv Interval) Contains(o Interval) bool {
 }
 
 // Minutes is the interval's length in whole minutes.
+// Has reports whether t falls in [Start, End).
+func (iv Interval) Has(t time.Time) bool { return !t.Before(iv.Start) && t.Before(iv.End) }
+
+// Minutes is the length of iv in whole minutes.
 func (iv Interval) Minutes() int { return int(iv.End.Sub(iv.Start) / time.Minute) }
 
 // Availability is a doctor's working time.

@@ -2,8 +2,10 @@ package calendar
 
 import (
 	"bytes"
+
 	"context"
 	"errors"
+	"github.com/asynkron/protoactor-go/actor"
 	"log/slog"
 	"strconv"
 	"time"
@@ -26,6 +28,8 @@ type Deps struct {
 	Logger       *slog.Logger
 	Now          func() time.Time
 	StoreTimeout time.Duration
+	// HoldTTL is how long a booking hold lasts (DefaultHoldTTL when zero).
+	HoldTTL time.Duration
 }
 
 // Kind registers the calendar grain kind (one per doctor).
@@ -39,15 +43,19 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
+	if deps.HoldTTL <= 0 {
+		deps.HoldTTL = DefaultHoldTTL
+	}
 	return messages.NewCalendarKind(func() messages.Calendar { return &Grain{deps: deps} }, idle)
 }
 
-// Grain is one doctor's calendar: their profile and working hours (and,
-// as booking arrives, their appointments), decided one request at a time.
+// Grain is one doctor's calendar: their profile, working hours and
+// appointments, decided one request at a time (booking: booking_grain.go).
 type Grain struct {
-	deps  Deps
-	id    string
-	owner string
+	deps   Deps
+	id     string
+	owner  string
+	system *actor.ActorSystem
 
 	loaded      bool
 	doc         *messages.DoctorRecord // nil: no such doctor
@@ -55,11 +63,35 @@ type Grain struct {
 	hours       *Availability
 	fingerprint []byte
 	fence       persistence.Fence
+
+	appts map[string]*messages.AppointmentRecord // those that hold time, from LoadSince on
+	fps   map[string][]byte                      // their request fingerprints
+	busy  Schedule
+	ops   map[string]*op // by appointment id
+
+	batch   *persistence.CalendarBatch // the next group commit
+	dones   []func(taken map[string]bool)
+	writing bool
+	gen     int // bumped when state is dropped: older continuations do nothing
 }
+
+// LoadSince is how far back an activation keeps appointments in memory:
+// the day's work (check-in, complete) is decided from memory, older
+// appointments are read from the database when asked for.
+const LoadSince = 24 * time.Hour
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
 	g.id = ctx.Identity()
 	g.owner = ctx.Cluster().ActorSystem.Address()
+	g.system = ctx.ActorSystem()
+	g.reset()
+}
+
+func (g *Grain) reset() {
+	g.loaded, g.doc, g.hoursMsg, g.hours, g.fence = false, nil, nil, nil, persistence.Fence{}
+	g.appts, g.fps, g.busy, g.ops = map[string]*messages.AppointmentRecord{}, map[string][]byte{}, Schedule{}, map[string]*op{}
+	g.batch, g.dones, g.writing = nil, nil, false
+	g.gen++
 }
 
 func (g *Grain) Terminate(actorcluster.GrainContext)      {}
@@ -79,15 +111,18 @@ func (g *Grain) load() error {
 	}
 	ctx, cancel := g.storeCtx()
 	defer cancel()
-	sd, f, err := g.deps.DB.LoadDoctor(ctx, g.id, g.owner)
+	sd, f, err := g.deps.DB.LoadDoctor(ctx, g.id, g.owner, g.deps.Now().Add(-LoadSince))
 	if err != nil {
 		return err
 	}
 	g.loaded, g.fence = true, f
-	if sd != nil {
-		return g.set(sd.Record, sd.Availability, sd.Fingerprint)
+	if sd == nil {
+		return nil
 	}
-	return nil
+	for _, sa := range sd.Appointments {
+		g.place(sa.Record, sa.Fingerprint)
+	}
+	return g.set(sd.Record, sd.Availability, sd.Fingerprint)
 }
 
 // set installs a loaded or written state.
@@ -104,18 +139,30 @@ func (g *Grain) set(d *messages.DoctorRecord, hours *messages.Availability, fp [
 	return nil
 }
 
+// drop forgets everything and stops the activation; operations in flight
+// must have been answered (fail).
 func (g *Grain) drop(ctx actorcluster.GrainContext) {
-	g.loaded, g.doc, g.hoursMsg, g.hours, g.fence = false, nil, nil, nil, persistence.Fence{}
+	g.reset()
 	ctx.Poison(ctx.Self())
 }
 
+// storeError turns a persistence error into the reply, answers every
+// operation in flight with it, and drops the activation: after a failed or
+// fenced write, memory may not match the database.
 func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) error {
-	g.drop(ctx)
+	reply := messages.ErrStoreUnavailable("calendar store unavailable")
 	if errors.Is(err, persistence.ErrFenced) {
-		return messages.ErrFenced("calendar %s moved to another activation", g.id)
+		reply = messages.ErrFenced("calendar %s moved to another activation", g.id)
+	} else {
+		g.deps.Logger.Error("calendar store failed", "op", op, "doctor", g.id, "error", err)
 	}
-	g.deps.Logger.Error("calendar store failed", "op", op, "doctor", g.id, "error", err)
-	return messages.ErrStoreUnavailable("calendar store unavailable")
+	for _, o := range g.ops {
+		for _, w := range o.waiters {
+			ctx.Send(w.sender, reply)
+		}
+	}
+	g.drop(ctx)
+	return reply
 }
 
 // record audits a change to the doctor's data (staff data: resource doctor).
@@ -313,9 +360,8 @@ func (g *Grain) FreeSlots(req *messages.FreeSlotsRequest, ctx actorcluster.Grain
 		return nil, messages.ErrInvalidArgument("from must be before to, at most 31 days apart").
 			WithMetadata(map[string]string{"field:to": "must be after from and at most 31 days later"})
 	}
-	var busy Schedule // appointments and holds join with booking
 	reply := &messages.FreeSlotsReply{}
-	for _, s := range FreeSlots(g.hours, &busy, from, to, g.deps.Now()) {
+	for _, s := range FreeSlots(g.hours, &g.busy, from, to, g.deps.Now()) {
 		reply.Slots = append(reply.Slots, &messages.Slot{Start: timestamppb.New(s.Start), End: timestamppb.New(s.End)})
 	}
 	return reply, nil

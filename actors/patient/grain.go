@@ -66,6 +66,8 @@ type Grain struct {
 	rec         *messages.PatientRecord // nil: no such patient (yet)
 	fingerprint []byte
 	fence       persistence.Fence
+	// reservations: loaded on the first booking (appointments_grain.go).
+	reservations *Reservations
 }
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
@@ -106,7 +108,7 @@ func (g *Grain) load() error {
 // drop forgets everything and stops the activation: after a fenced or
 // failed write, memory may disagree with the database.
 func (g *Grain) drop(ctx actorcluster.GrainContext) {
-	g.loaded, g.rec, g.fingerprint, g.fence = false, nil, nil, persistence.Fence{}
+	g.loaded, g.rec, g.fingerprint, g.fence, g.reservations = false, nil, nil, persistence.Fence{}, nil
 	ctx.Poison(ctx.Self())
 }
 

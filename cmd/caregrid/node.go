@@ -71,7 +71,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		Name: "caregrid_db_pool_acquired_conns", Help: "Database connections in use.",
 	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
 	srv := edge.New(edge.Config{
-		Cluster: member.Cluster, Auth: cfg.Auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg,
+		Cluster: member.Cluster, Auth: cfg.Auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return errors.New("database unreachable")

@@ -1,0 +1,367 @@
+//go:build !race
+
+// Booking through real members (real remoting on loopback) in one process,
+// against real PostgreSQL. Not under the race detector, for the reasons in
+// actors/patient/cluster_test.go; `make test` runs this package again
+// without -race.
+
+package calendar_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/calendar"
+	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+var (
+	admin = &messages.Caller{Subject: "admin-1", Role: messages.Role_ROLE_ADMIN}
+	desk  = &messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"}
+)
+
+// holdTTL is short so that the hold-expiry test need not wait long; the
+// proto.actor factories are per process, so every test shares it.
+const holdTTL = 3 * time.Second
+
+func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
+	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
+	return cluster.Config{
+		Name: name, Agent: agent,
+		Kinds: []*actorcluster.Kind{
+			audit.Kind(audit.Deps{DB: db}),
+			patient.Kind(patient.Deps{DB: db, Audit: rec}, time.Minute),
+			calendar.Kind(calendar.Deps{DB: db, Audit: rec, HoldTTL: holdTTL}, time.Minute),
+		},
+	}
+}
+
+func stopAll(nodes []*cluster.Node) {
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Stop(true) }()
+	}
+	wg.Wait()
+}
+
+func startGroup(t *testing.T, cfgs ...cluster.Config) []*cluster.Node {
+	t.Helper()
+	nodes, err := cluster.StartGroup(context.Background(), cfgs...)
+	if err != nil {
+		t.Fatalf("start members: %v", err)
+	}
+	t.Cleanup(func() { stopAll(nodes) })
+	return nodes
+}
+
+func waitMembers(t *testing.T, nodes []*cluster.Node, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range nodes {
+		for n.Members() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("member sees %d members, want %d", n.Members(), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// newDoctor stores a clinic and creates a doctor who works around the clock
+// in 15-minute slots, so that tests can book any future time.
+func newDoctor(t *testing.T, db *persistence.DB, c *actorcluster.Cluster) string {
+	t.Helper()
+	ctx := context.Background()
+	now := timestamppb.Now()
+	clinic := &messages.ClinicRecord{Id: uuid.NewString(), Name: "Clinic", TimeZone: "Europe/Chisinau", Version: 1, CreatedAt: now, UpdatedAt: now}
+	if _, err := db.CreateClinic(ctx, "test", clinic, nil, &messages.ClinicCreated{Clinic: clinic}); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	cal := messages.GetCalendarGrainClient(c, id)
+	_, err := cal.CreateDoctor(&messages.CreateDoctorRequest{Caller: admin, Doctor: &messages.DoctorRecord{
+		GivenName: "Ana", FamilyName: "Rusu", Specialty: "cardiology", ClinicId: clinic.Id,
+		TimeZone: "Europe/Chisinau", SlotMinutes: 15}}, cluster.CallOptions(0)...)
+	if err != nil {
+		t.Fatalf("create doctor: %v", err)
+	}
+	hours := &messages.Availability{SlotMinutes: 15}
+	for _, d := range []string{"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"} {
+		hours.Weekly = append(hours.Weekly, &messages.WeeklyHours{Weekday: d, Ranges: []*messages.TimeRange{{Start: "00:00", End: "24:00"}}})
+	}
+	if _, err := cal.SetAvailability(&messages.SetAvailabilityRequest{Caller: admin, Availability: hours}, cluster.CallOptions(0)...); err != nil {
+		t.Fatalf("set availability: %v", err)
+	}
+	return id
+}
+
+var idnpSeq atomic.Int64
+
+func newPatients(t *testing.T, c *actorcluster.Cluster, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := fmt.Sprintf("%012d", 100000+idnpSeq.Add(1)+time.Now().UnixNano()%1e9*1000)
+			req := &messages.RegisterPatientRequest{Caller: desk, Patient: &messages.PatientRecord{
+				Idnp: s + string(patient.CheckDigit(s)), GivenName: "Ion", FamilyName: "Rusu", BirthDate: "1970-01-01", Sex: messages.Sex_SEX_MALE}}
+			_, err := cluster.Call(context.Background(), c, "Patient", ids[i], func() (*messages.PatientReply, error) {
+				return messages.GetPatientGrainClient(c, ids[i]).Register(req, cluster.CallOptions(0)...)
+			})
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("register patient: %v", err)
+	}
+	return ids
+}
+
+func book(c *actorcluster.Cluster, caller *messages.Caller, doctor, apptID, patientID string, start time.Time, minutes int32) (*messages.AppointmentReply, error) {
+	req := &messages.BookRequest{Caller: caller, AppointmentId: apptID, PatientId: patientID,
+		Start: timestamppb.New(start), DurationMinutes: minutes, Reason: "checkup"}
+	return cluster.Call(context.Background(), c, "Calendar", doctor, func() (*messages.AppointmentReply, error) {
+		return messages.GetCalendarGrainClient(c, doctor).Book(req, cluster.CallOptions(0)...)
+	})
+}
+
+// firstSlot is a grid-aligned time safely in the future.
+func firstSlot() time.Time {
+	return time.Now().UTC().Add(48 * time.Hour).Truncate(time.Hour)
+}
+
+func reason(err error) string {
+	var ge *actorcluster.GrainErrorResponse
+	if errors.As(err, &ge) {
+		return ge.Reason
+	}
+	if err != nil {
+		return "transport: " + err.Error()
+	}
+	return "ok"
+}
+
+// checkClaims asserts the database's view: every booked appointment owns
+// exactly its cells, no cell has two owners (the primary key), and nothing
+// else holds a claim.
+func checkClaims(t *testing.T, db *persistence.DB, doctor string) []*messages.AppointmentRecord {
+	t.Helper()
+	ctx := context.Background()
+	appts, err := db.DoctorAgenda(ctx, doctor, time.Now(), time.Now().Add(365*24*time.Hour), 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := db.DoctorClaims(ctx, doctor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[time.Time]string{}
+	for _, c := range claims {
+		owner[c.Cell.UTC()] = c.AppointmentID
+	}
+	want := 0
+	for i, a := range appts {
+		if a.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED {
+			continue
+		}
+		for _, b := range appts[i+1:] {
+			if b.Status == messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED && a.Start.AsTime().Before(b.End.AsTime()) && b.Start.AsTime().Before(a.End.AsTime()) {
+				t.Fatalf("double booking: %s and %s overlap", a.Id, b.Id)
+			}
+		}
+		for _, cell := range calendar.Cells(calendar.IntervalOf(a)) {
+			want++
+			if owner[cell] != a.Id {
+				t.Fatalf("cell %s of %s is claimed by %q", cell, a.Id, owner[cell])
+			}
+		}
+	}
+	if len(claims) != want {
+		t.Fatalf("%d claims in the database, want %d (the booked appointments' cells)", len(claims), want)
+	}
+	return appts
+}
+
+func TestConcurrentBookingsOfFiftySlots(t *testing.T) {
+	db := pgtest.New(t)
+	agent := cluster.NewAgent()
+	name := fmt.Sprintf("book-%d", time.Now().UnixNano())
+	nodes := startGroup(t, memberConfig(db, name, agent), memberConfig(db, name, agent), memberConfig(db, name, agent))
+	waitMembers(t, nodes, 3)
+	doctor := newDoctor(t, db, nodes[0].Cluster)
+	patients := newPatients(t, nodes[0].Cluster, 10)
+
+	const slots, attempts = 50, 500
+	first := firstSlot()
+	type result struct {
+		slot int
+		id   string
+		err  error
+	}
+	results := make(chan result, attempts)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range attempts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			slot, id := i%slots, uuid.NewString()
+			// Patient i/50 tries every slot once: never a patient overlap.
+			_, err := book(nodes[i%3].Cluster, desk, doctor, id, patients[i/slots], first.Add(time.Duration(slot)*15*time.Minute), 15)
+			results <- result{slot, id, err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	won := map[int]string{}
+	counts := map[string]int{}
+	for r := range results {
+		counts[reason(r.err)]++
+		if r.err == nil {
+			if prev, ok := won[r.slot]; ok {
+				t.Fatalf("slot %d booked twice: %s and %s", r.slot, prev, r.id)
+			}
+			won[r.slot] = r.id
+		}
+	}
+	if counts["ok"] != slots || counts[messages.ErrorReason_SLOT_TAKEN.String()] != attempts-slots {
+		t.Fatalf("outcomes %v, want %d ok and %d SLOT_TAKEN", counts, slots, attempts-slots)
+	}
+	appts := checkClaims(t, db, doctor)
+	for slot, id := range won {
+		found := false
+		for _, a := range appts {
+			found = found || (a.Id == id && a.Status == messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED)
+		}
+		if !found {
+			t.Fatalf("the 201 for slot %d (%s) is not booked in the database", slot, id)
+		}
+	}
+	if len(appts) != slots {
+		t.Fatalf("%d appointments stored, want %d", len(appts), slots)
+	}
+}
+
+// TestBookingsWhileMembersJoinAndLeave books while a fourth member joins and
+// one of the first three leaves: calendars and patients move, duplicate
+// activations happen, and the fence and the claims' key must keep every
+// slot single. Two clients race for every slot, and some patients are asked
+// for two doctors at once.
+func TestBookingsWhileMembersJoinAndLeave(t *testing.T) {
+	db := pgtest.New(t)
+	agent := cluster.NewAgent()
+	name := fmt.Sprintf("churn-%d", time.Now().UnixNano())
+	nodes := startGroup(t, memberConfig(db, name, agent), memberConfig(db, name, agent), memberConfig(db, name, agent))
+	waitMembers(t, nodes, 3)
+	const doctors = 4
+	ds := make([]string, doctors)
+	for i := range ds {
+		ds[i] = newDoctor(t, db, nodes[0].Cluster)
+	}
+	patients := newPatients(t, nodes[0].Cluster, 6)
+	first := firstSlot()
+
+	var (
+		mu      sync.Mutex
+		won     = map[string]string{} // appointment id -> doctor
+		outcome = map[string]int{}
+		seq     atomic.Int64
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	clients := []*actorcluster.Cluster{nodes[0].Cluster, nodes[1].Cluster} // node 2 leaves
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Requests n and n+1 race for one slot of one doctor; the
+				// same time at the four doctors goes to 8 requests of 6
+				// patients, so some patients collide with themselves.
+				n := seq.Add(1)
+				pair := n / 2
+				d, slot, p := ds[pair%doctors], pair/doctors, patients[n%int64(len(patients))]
+				id := uuid.NewString()
+				_, err := book(clients[w%2], desk, d, id, p, first.Add(time.Duration(slot)*15*time.Minute), 15)
+				mu.Lock()
+				outcome[reason(err)]++
+				if err == nil {
+					won[id] = d
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	joined, err := cluster.Start(context.Background(), memberConfig(db, name, agent))
+	if err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	t.Cleanup(func() { joined.Stop(true) })
+	time.Sleep(2 * time.Second)
+	nodes[2].Stop(true)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	t.Logf("outcomes: %v", outcome)
+	if outcome["ok"] < 100 || outcome[messages.ErrorReason_SLOT_TAKEN.String()] == 0 || outcome[messages.ErrorReason_PATIENT_OVERLAP.String()] == 0 {
+		t.Fatalf("outcomes %v: the run did not exercise bookings, slot races and patient overlaps", outcome)
+	}
+	byID := map[string]*messages.AppointmentRecord{}
+	for _, d := range ds {
+		for _, a := range checkClaims(t, db, d) {
+			byID[a.Id] = a
+		}
+	}
+	for id, d := range won {
+		a := byID[id]
+		if a == nil || a.DoctorId != d || a.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED {
+			t.Fatalf("appointment %s answered 201 but is %v in the database", id, a)
+		}
+	}
+	// No patient has two overlapping booked appointments.
+	for _, p := range patients {
+		appts, err := db.PatientAppointments(context.Background(), p, time.Unix(0, 0), "", 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, a := range appts {
+			for _, b := range appts[i+1:] {
+				if a.Start.AsTime().Before(b.End.AsTime()) && b.Start.AsTime().Before(a.End.AsTime()) {
+					t.Fatalf("patient %s double-booked: %s and %s", p, a.Id, b.Id)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,466 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caregrid/caregrid/messages"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// ErrNoAppointment is returned when an appointment id names no row.
+var ErrNoAppointment = errors.New("no such appointment")
+
+// ErrClaimTaken is returned when a calendar batch claims a cell that
+// another appointment holds. The calendar grain decides bookings so that
+// this never happens; the primary key of slot_claims refuses it anyway.
+var ErrClaimTaken = errors.New("slot cell already claimed")
+
+// Claim is one grid cell of a doctor's time held by an appointment.
+type Claim struct {
+	Cell          time.Time
+	AppointmentID string
+}
+
+// AppointmentUpdate is a new state of an existing appointment, written only
+// if the row is still at PrevVersion.
+type AppointmentUpdate struct {
+	Record      *messages.AppointmentRecord
+	PrevVersion int64
+}
+
+// NewHold is a new appointment in status held with its cells.
+type NewHold struct {
+	Record      *messages.AppointmentRecord
+	Fingerprint []byte
+	Cells       []time.Time
+}
+
+// CalendarBatch is everything one calendar grain writes in one transaction
+// (group commit): holds, status and time changes, claims gained and lost,
+// and the events that describe them.
+type CalendarBatch struct {
+	DoctorID string
+	Holds    []NewHold
+	Updates  []AppointmentUpdate
+	Claims   []Claim // for existing appointments (a reschedule's new cells)
+	Unclaims []Claim
+	// Drops are holds that ended without a booking (released or expired):
+	// their rows go, so that a retry with the same id starts afresh. Their
+	// cells must be in Unclaims.
+	Drops []string
+	Events   []*messages.AppointmentChanged
+}
+
+// Empty reports whether the batch writes nothing.
+func (b *CalendarBatch) Empty() bool {
+	return len(b.Holds)+len(b.Updates)+len(b.Claims)+len(b.Unclaims)+len(b.Drops)+len(b.Events) == 0
+}
+
+const appointmentColumns = `id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
+	reason, booked_by, version, created_at, updated_at`
+
+func scanAppointment(row pgx.Row, extra ...any) (*messages.AppointmentRecord, error) {
+	var (
+		id, doctor, patient      uuid.UUID
+		start, end, created, upd time.Time
+		status                   string
+		holdExpires              pgtype.Timestamptz
+		a                        = &messages.AppointmentRecord{}
+	)
+	dest := append([]any{&id, &doctor, &patient, &start, &end, &status, &holdExpires,
+		&a.Reason, &a.BookedBy, &a.Version, &created, &upd}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	a.Id, a.DoctorId, a.PatientId = id.String(), doctor.String(), patient.String()
+	a.Start, a.End = timestamppb.New(start), timestamppb.New(end)
+	a.Status, _ = messages.ParseAppointmentStatus(status)
+	if holdExpires.Valid {
+		a.HoldExpiresAt = timestamppb.New(holdExpires.Time)
+	}
+	a.CreatedAt, a.UpdatedAt = timestamppb.New(created), timestamppb.New(upd)
+	return a, nil
+}
+
+func holdExpiry(a *messages.AppointmentRecord) pgtype.Timestamptz {
+	if a.HoldExpiresAt == nil {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: a.HoldExpiresAt.AsTime(), Valid: true}
+}
+
+// WriteCalendar writes one calendar batch through the fence, in one
+// transaction. It returns the ids of holds that were not inserted because
+// their id was taken (a reused idempotency key, or a replay of an
+// appointment the grain no longer keeps in memory): those holds claimed
+// nothing. A claim on a taken cell fails the whole batch with ErrClaimTaken.
+func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (taken []string, err error) {
+	payloads := make([][]byte, len(b.Events))
+	for i, e := range b.Events {
+		if payloads[i], err = proto.Marshal(e); err != nil {
+			return nil, err
+		}
+	}
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		taken = nil
+		if err := checkFence(ctx, tx, f); err != nil {
+			return err
+		}
+		if err := unclaimCells(ctx, tx, b.DoctorID, b.Unclaims); err != nil {
+			return err
+		}
+		if err := dropHolds(ctx, tx, b.Drops); err != nil {
+			return err
+		}
+		if err := updateAppointments(ctx, tx, b.Updates); err != nil {
+			return err
+		}
+		var err error
+		if taken, err = insertHolds(ctx, tx, b.DoctorID, b.Holds); err != nil {
+			return err
+		}
+		if err := claimCells(ctx, tx, b.DoctorID, b.Claims); err != nil {
+			return err
+		}
+		return insertAppointmentEvents(ctx, tx, b.Events, payloads)
+	})
+	if isUniqueViolation(err, "slot_claims_pkey") {
+		return nil, ErrClaimTaken
+	}
+	return taken, classify(err)
+}
+
+func unclaimCells(ctx context.Context, tx pgx.Tx, doctor string, cs []Claim) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	cells, appts := splitClaims(cs)
+	_, err := tx.Exec(ctx, `DELETE FROM slot_claims s USING unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)
+		WHERE s.doctor_id = $1 AND s.cell_start = u.cell AND s.appointment_id = u.appt`, doctor, cells, appts)
+	return err
+}
+
+func claimCells(ctx context.Context, tx pgx.Tx, doctor string, cs []Claim) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	cells, appts := splitClaims(cs)
+	_, err := tx.Exec(ctx, `INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
+		SELECT $1, u.cell, u.appt FROM unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)`, doctor, cells, appts)
+	return err
+}
+
+func dropHolds(ctx context.Context, tx pgx.Tx, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	tag, err := tx.Exec(ctx, `DELETE FROM appointments WHERE id = ANY($1::UUID[]) AND status = $2`,
+		ids, messages.AppointmentStatus_APPOINTMENT_STATUS_HELD.Name())
+	if err == nil && int(tag.RowsAffected()) != len(ids) {
+		err = fmt.Errorf("drop holds: %w (%d of %d deleted)", ErrStale, tag.RowsAffected(), len(ids))
+	}
+	return err
+}
+
+func splitClaims(cs []Claim) ([]time.Time, []string) {
+	cells, appts := make([]time.Time, len(cs)), make([]string, len(cs))
+	for i, c := range cs {
+		cells[i], appts[i] = c.Cell, c.AppointmentID
+	}
+	return cells, appts
+}
+
+func updateAppointments(ctx context.Context, tx pgx.Tx, us []AppointmentUpdate) error {
+	if len(us) == 0 {
+		return nil
+	}
+	n := len(us)
+	ids, statuses := make([]string, n), make([]string, n)
+	starts, ends, updated := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	holds := make([]pgtype.Timestamptz, n)
+	versions, prevs := make([]int64, n), make([]int64, n)
+	for i, u := range us {
+		a := u.Record
+		ids[i], statuses[i] = a.Id, a.Status.Name()
+		starts[i], ends[i], updated[i] = a.Start.AsTime(), a.End.AsTime(), a.UpdatedAt.AsTime()
+		holds[i], versions[i], prevs[i] = holdExpiry(a), a.Version, u.PrevVersion
+	}
+	tag, err := tx.Exec(ctx, `UPDATE appointments a SET status = u.status, start_at = u.start_at, end_at = u.end_at,
+			hold_expires_at = u.hold, version = u.version, updated_at = u.updated
+		FROM unnest($1::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::TIMESTAMPTZ[], $8::BIGINT[])
+			AS u (id, status, start_at, end_at, hold, version, updated, prev)
+		WHERE a.id = u.id AND a.version = u.prev`, ids, statuses, starts, ends, holds, versions, updated, prevs)
+	if err != nil {
+		return err
+	}
+	if int(tag.RowsAffected()) != n {
+		return fmt.Errorf("appointments: %w (%d of %d updated)", ErrStale, tag.RowsAffected(), n)
+	}
+	return nil
+}
+
+// insertHolds inserts new held appointments and, only for those whose id
+// was free, their claims; it returns the ids that were taken.
+func insertHolds(ctx context.Context, tx pgx.Tx, doctor string, hs []NewHold) ([]string, error) {
+	if len(hs) == 0 {
+		return nil, nil
+	}
+	n := len(hs)
+	ids, patients, statuses, reasons, bookedBy := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	starts, ends, created := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	holds := make([]pgtype.Timestamptz, n)
+	versions := make([]int64, n)
+	fps := make([][]byte, n)
+	var cells []time.Time
+	var cellAppts []string
+	for i, h := range hs {
+		a := h.Record
+		ids[i], patients[i], statuses[i], reasons[i], bookedBy[i] = a.Id, a.PatientId, a.Status.Name(), a.Reason, a.BookedBy
+		starts[i], ends[i], created[i] = a.Start.AsTime(), a.End.AsTime(), a.CreatedAt.AsTime()
+		holds[i], versions[i], fps[i] = holdExpiry(a), a.Version, nonNil(h.Fingerprint)
+		for _, c := range h.Cells {
+			cells, cellAppts = append(cells, c), append(cellAppts, a.Id)
+		}
+	}
+	rows, err := tx.Query(ctx, `WITH ins AS (
+			INSERT INTO appointments (id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
+				reason, fingerprint, booked_by, version, created_at, updated_at)
+			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.created
+			FROM unnest($2::UUID[], $3::UUID[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TIMESTAMPTZ[],
+				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[])
+				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created)
+			ON CONFLICT (id) DO NOTHING
+			RETURNING id
+		), claimed AS (
+			INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
+			SELECT $1, c.cell, c.appt FROM unnest($13::TIMESTAMPTZ[], $14::UUID[]) AS c (cell, appt)
+			WHERE c.appt IN (SELECT id FROM ins)
+			RETURNING 1
+		)
+		SELECT id::TEXT FROM ins`,
+		doctor, ids, patients, starts, ends, statuses, holds, reasons, fps, bookedBy, versions, created, cells, cellAppts)
+	if err != nil {
+		return nil, err
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	if len(inserted) == n {
+		return nil, nil
+	}
+	got := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		got[id] = true
+	}
+	var taken []string
+	for _, id := range ids {
+		if !got[id] {
+			taken = append(taken, id)
+		}
+	}
+	return taken, nil
+}
+
+func insertAppointmentEvents(ctx context.Context, tx pgx.Tx, events []*messages.AppointmentChanged, payloads [][]byte) error {
+	if len(events) == 0 {
+		return nil
+	}
+	n := len(events)
+	ids, aggs, types := make([]uuid.UUID, n), make([]string, n), make([]string, n)
+	versions := make([]int64, n)
+	typeName := string(proto.MessageName(events[0]))
+	for i, e := range events {
+		ids[i], aggs[i], types[i], versions[i] = uuid.New(), e.GetAppointment().GetDoctorId(), typeName, e.GetAppointment().GetVersion()
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO outbox (id, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at)
+		SELECT u.id, $1, u.agg, u.version, u.type, u.payload, $2
+		FROM unnest($3::UUID[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::BYTEA[]) AS u (id, agg, version, type, payload)`,
+		CalendarKind, time.Now().UTC(), ids, aggs, versions, types, payloads)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// LiveStatuses are the statuses whose appointment occupies its time.
+var LiveStatuses = []string{
+	messages.AppointmentStatus_APPOINTMENT_STATUS_HELD.Name(),
+	messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED.Name(),
+	messages.AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN.Name(),
+}
+
+// loadCalendarAppointments reads the appointments a new calendar
+// activation keeps in memory: those that hold time ending after since.
+func loadCalendarAppointments(ctx context.Context, tx pgx.Tx, doctor string, since time.Time) ([]StoredAppointment, error) {
+	rows, err := tx.Query(ctx, `SELECT `+appointmentColumns+`, fingerprint FROM appointments
+		WHERE doctor_id = $1 AND end_at > $2 AND status = ANY($3) ORDER BY start_at`, doctor, since, LiveStatuses)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (StoredAppointment, error) {
+		var sa StoredAppointment
+		var err error
+		sa.Record, err = scanAppointment(r, &sa.Fingerprint)
+		return sa, err
+	})
+}
+
+// StoredAppointment is an appointment with the fingerprint of the request
+// that created it.
+type StoredAppointment struct {
+	Record      *messages.AppointmentRecord
+	Fingerprint []byte
+}
+
+// GetAppointment reads one appointment and the fingerprint of the request
+// that created it; ErrNoAppointment when there is none.
+func (db *DB) GetAppointment(ctx context.Context, id string) (*messages.AppointmentRecord, []byte, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, nil, ErrNoAppointment
+	}
+	var fp []byte
+	a, err := scanAppointment(db.Pool.QueryRow(ctx, `SELECT `+appointmentColumns+`, fingerprint FROM appointments WHERE id = $1`, id), &fp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, ErrNoAppointment
+	}
+	if err != nil {
+		return nil, nil, classify(err)
+	}
+	return a, fp, nil
+}
+
+// AppointmentDoctor returns the doctor whose calendar owns an appointment
+// (it never changes); ErrNoAppointment when there is none.
+func (db *DB) AppointmentDoctor(ctx context.Context, id string) (string, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return "", ErrNoAppointment
+	}
+	var doctor uuid.UUID
+	err := db.Pool.QueryRow(ctx, `SELECT doctor_id FROM appointments WHERE id = $1`, id).Scan(&doctor)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNoAppointment
+	}
+	if err != nil {
+		return "", classify(err)
+	}
+	return doctor.String(), nil
+}
+
+// agendaStatuses are what an agenda and a patient's list show: appointments
+// that were booked, whatever became of them (not holds that never were).
+var agendaStatuses = []string{
+	messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED.Name(),
+	messages.AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN.Name(),
+	messages.AppointmentStatus_APPOINTMENT_STATUS_COMPLETED.Name(),
+	messages.AppointmentStatus_APPOINTMENT_STATUS_NO_SHOW.Name(),
+	messages.AppointmentStatus_APPOINTMENT_STATUS_CANCELLED.Name(),
+}
+
+// DoctorAgenda lists a doctor's booked appointments that start in [from, to).
+func (db *DB) DoctorAgenda(ctx context.Context, doctor string, from, to time.Time, limit int) ([]*messages.AppointmentRecord, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT `+appointmentColumns+` FROM appointments
+		WHERE doctor_id = $1 AND start_at >= $2 AND start_at < $3 AND status = ANY($4)
+		ORDER BY start_at, id LIMIT $5`, doctor, from, to, agendaStatuses, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*messages.AppointmentRecord, error) { return scanAppointment(r) })
+	return out, classify(err)
+}
+
+// PatientAppointments lists a patient's booked appointments in start order,
+// after the (start, id) position `after` (keyset paging).
+func (db *DB) PatientAppointments(ctx context.Context, patient string, afterStart time.Time, afterID string, limit int) ([]*messages.AppointmentRecord, error) {
+	if afterID == "" {
+		afterID = uuid.Nil.String()
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT `+appointmentColumns+` FROM appointments
+		WHERE patient_id = $1 AND status = ANY($2) AND (start_at, id) > ($3, $4::UUID)
+		ORDER BY start_at, id LIMIT $5`, patient, agendaStatuses, afterStart, afterID, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*messages.AppointmentRecord, error) { return scanAppointment(r) })
+	return out, classify(err)
+}
+
+// DoctorClaims returns every claim of a doctor (tests and operators check
+// that no two appointments share a cell and that claims match appointments).
+func (db *DB) DoctorClaims(ctx context.Context, doctor string) ([]Claim, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT cell_start, appointment_id::TEXT FROM slot_claims WHERE doctor_id = $1 ORDER BY cell_start`, doctor)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Claim])
+	return out, classify(err)
+}
+
+// Reservation is a patient's reservation row joined with what became of
+// its appointment (Appointment is nil when the calendar never wrote it).
+type Reservation struct {
+	AppointmentID string
+	DoctorID      string
+	Start, End    time.Time
+	PendingUntil  time.Time
+	Appointment   *messages.AppointmentRecord
+}
+
+// ReservePatient records, through the patient's fence, that the patient
+// took on an appointment's time (replacing the earlier time of the same
+// appointment).
+func (db *DB) ReservePatient(ctx context.Context, f Fence, patient string, r Reservation) error {
+	return classify(db.fenced(ctx, f, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO patient_reservations (appointment_id, patient_id, doctor_id, start_at, end_at, pending_until)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (appointment_id) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at,
+				pending_until = excluded.pending_until
+			WHERE patient_reservations.patient_id = excluded.patient_id`,
+			r.AppointmentID, patient, r.DoctorID, r.Start, r.End, r.PendingUntil)
+		return err
+	}))
+}
+
+// PatientReservations reads a patient's reservations that may still hold
+// time after since, each with its appointment. The patient grain reads them
+// after claiming its identity, so no reservation that can still commit is missed.
+func (db *DB) PatientReservations(ctx context.Context, patient string, since time.Time) ([]Reservation, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT r.appointment_id::TEXT, r.doctor_id::TEXT, r.start_at, r.end_at, r.pending_until, a.id IS NOT NULL,
+			COALESCE(a.status, ''), COALESCE(a.start_at, r.start_at), COALESCE(a.end_at, r.end_at), a.hold_expires_at
+		FROM patient_reservations r LEFT JOIN appointments a ON a.id = r.appointment_id
+		WHERE r.patient_id = $1 AND (r.end_at > $2 OR a.end_at > $2)`, patient, since)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Reservation, error) {
+		var (
+			r          Reservation
+			found      bool
+			status     string
+			start, end time.Time
+			hold       pgtype.Timestamptz
+		)
+		if err := row.Scan(&r.AppointmentID, &r.DoctorID, &r.Start, &r.End, &r.PendingUntil, &found, &status, &start, &end, &hold); err != nil {
+			return r, err
+		}
+		if found {
+			r.Appointment = &messages.AppointmentRecord{Id: r.AppointmentID, DoctorId: r.DoctorID, PatientId: patient,
+				Status: must(messages.ParseAppointmentStatus(status)),
+				Start:  timestamppb.New(start), End: timestamppb.New(end)}
+			if hold.Valid {
+				r.Appointment.HoldExpiresAt = timestamppb.New(hold.Time)
+			}
+		}
+		return r, nil
+	})
+	return out, classify(err)
+}
+
+func must[T any](v T, _ bool) T { return v }

@@ -1,0 +1,163 @@
+package persistence_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// newDoctor stores a clinic and a doctor and returns the doctor's fence.
+func newDoctor(t *testing.T, db *persistence.DB) (string, persistence.Fence) {
+	t.Helper()
+	ctx := context.Background()
+	now := timestamppb.Now()
+	c := &messages.ClinicRecord{Id: uuid.NewString(), Name: "Clinic", TimeZone: "Europe/Chisinau", Version: 1, CreatedAt: now, UpdatedAt: now}
+	if _, err := db.CreateClinic(ctx, "node-a", c, nil, &messages.ClinicCreated{Clinic: c}); err != nil {
+		t.Fatal(err)
+	}
+	d := &messages.DoctorRecord{Id: uuid.NewString(), GivenName: "Ana", FamilyName: "Rusu", Specialty: "cardiology",
+		ClinicId: c.Id, TimeZone: "Europe/Chisinau", SlotMinutes: 15, Version: 1, CreatedAt: now, UpdatedAt: now}
+	f, err := db.CreateDoctor(ctx, "node-a", d, &messages.Availability{SlotMinutes: 15}, nil, &messages.DoctorChanged{Doctor: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Id, f
+}
+
+func hold(doctor string, start time.Time, minutes int) persistence.NewHold {
+	end := start.Add(time.Duration(minutes) * time.Minute)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	a := &messages.AppointmentRecord{Id: uuid.NewString(), DoctorId: doctor, PatientId: uuid.NewString(),
+		Start: timestamppb.New(start), End: timestamppb.New(end), Status: messages.AppointmentStatus_APPOINTMENT_STATUS_HELD,
+		HoldExpiresAt: timestamppb.New(now.Add(time.Minute)), Reason: "checkup", BookedBy: "desk-1", Version: 1,
+		CreatedAt: timestamppb.New(now), UpdatedAt: timestamppb.New(now)}
+	var cells []time.Time
+	for c := start; c.Before(end); c = c.Add(5 * time.Minute) {
+		cells = append(cells, c)
+	}
+	return persistence.NewHold{Record: a, Fingerprint: []byte("fp"), Cells: cells}
+}
+
+func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	doctor, f := newDoctor(t, db)
+	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
+
+	a, b := hold(doctor, start, 30), hold(doctor, start.Add(time.Hour), 15)
+	taken, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{a, b},
+		Events: []*messages.AppointmentChanged{{Change: messages.AppointmentChange_APPOINTMENT_CHANGE_HELD, Appointment: a.Record}}})
+	if err != nil || len(taken) != 0 {
+		t.Fatalf("WriteCalendar(holds) = %v, %v", taken, err)
+	}
+	claims, err := db.DoctorClaims(ctx, doctor)
+	if err != nil || len(claims) != 9 {
+		t.Fatalf("claims = %d, %v; want 6 + 3 cells", len(claims), err)
+	}
+
+	// The same id again claims nothing and is reported as taken.
+	again := hold(doctor, start.Add(2*time.Hour), 15)
+	again.Record.Id = a.Record.Id
+	taken, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{again}})
+	if err != nil || len(taken) != 1 || taken[0] != a.Record.Id {
+		t.Fatalf("WriteCalendar(taken id) = %v, %v; want the id reported", taken, err)
+	}
+	if claims, _ := db.DoctorClaims(ctx, doctor); len(claims) != 9 {
+		t.Fatalf("claims after a taken id = %d, want 9", len(claims))
+	}
+
+	// A cell held by another appointment is refused by the database, and
+	// nothing of that batch is written.
+	clash := hold(doctor, start.Add(10*time.Minute), 15)
+	confirmed := proto.Clone(b.Record).(*messages.AppointmentRecord)
+	confirmed.Status, confirmed.HoldExpiresAt, confirmed.Version = messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED, nil, 2
+	_, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{clash},
+		Updates: []persistence.AppointmentUpdate{{Record: confirmed, PrevVersion: 1}}})
+	if !errors.Is(err, persistence.ErrClaimTaken) {
+		t.Fatalf("WriteCalendar(overlapping claim) = %v, want ErrClaimTaken", err)
+	}
+	if got, _, err := db.GetAppointment(ctx, b.Record.Id); err != nil || got.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_HELD {
+		t.Fatalf("after refused batch b = %v, %v; want still held", got, err)
+	}
+
+	// Drop a (its saga failed) and confirm b; a new activation loads only live ones.
+	var unclaims []persistence.Claim
+	for _, c := range a.Cells {
+		unclaims = append(unclaims, persistence.Claim{Cell: c, AppointmentID: a.Record.Id})
+	}
+	_, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Unclaims: unclaims, Drops: []string{a.Record.Id},
+		Updates: []persistence.AppointmentUpdate{{Record: confirmed, PrevVersion: 1}}})
+	if err != nil {
+		t.Fatalf("WriteCalendar(release, confirm) = %v", err)
+	}
+	sd, _, err := db.LoadDoctor(ctx, doctor, "node-b", time.Now())
+	if err != nil || len(sd.Appointments) != 1 || sd.Appointments[0].Record.Id != b.Record.Id || string(sd.Appointments[0].Fingerprint) != "fp" ||
+		sd.Appointments[0].Record.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED || sd.Appointments[0].Record.HoldExpiresAt != nil {
+		t.Fatalf("LoadDoctor appointments = %v, %v; want only b, booked", sd, err)
+	}
+	if claims, _ := db.DoctorClaims(ctx, doctor); len(claims) != 3 {
+		t.Fatalf("claims after release = %d, want 3", len(claims))
+	}
+	if _, _, err := db.GetAppointment(ctx, a.Record.Id); !errors.Is(err, persistence.ErrNoAppointment) {
+		t.Fatalf("dropped hold = %v, want ErrNoAppointment", err)
+	}
+	// node-b claimed the calendar: the old fence writes nothing.
+	if _, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{hold(doctor, start.Add(3*time.Hour), 5)}}); !errors.Is(err, persistence.ErrFenced) {
+		t.Fatalf("stale fence write = %v, want ErrFenced", err)
+	}
+	if evs, _ := db.OutboxEvents(ctx, persistence.CalendarKind, doctor); len(evs) != 2 || evs[1].EventType != "caregrid.v1.AppointmentChanged" {
+		t.Fatalf("outbox = %+v, want doctor created then one appointment event", evs)
+	}
+}
+
+func TestPatientReservationsJoinTheirAppointments(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	doctor, df := newDoctor(t, db)
+	p := newPatient()
+	pf, err := db.RegisterPatient(ctx, "node-a", p, nil, &messages.PatientRegistered{Patient: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().UTC().Add(48 * time.Hour).Truncate(time.Hour)
+	h := hold(doctor, start, 20)
+	h.Record.PatientId = p.Id
+	if _, err := db.WriteCalendar(ctx, df, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{h}}); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Minute)
+	for _, r := range []persistence.Reservation{
+		{AppointmentID: h.Record.Id, DoctorID: doctor, Start: start, End: start.Add(20 * time.Minute), PendingUntil: until},
+		{AppointmentID: uuid.NewString(), DoctorID: doctor, Start: start.Add(time.Hour), End: start.Add(80 * time.Minute), PendingUntil: until},
+	} {
+		if err := db.ReservePatient(ctx, pf, p.Id, r); err != nil {
+			t.Fatalf("ReservePatient = %v", err)
+		}
+	}
+	rs, err := db.PatientReservations(ctx, p.Id, time.Now())
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("PatientReservations = %v, %v", rs, err)
+	}
+	for _, r := range rs {
+		if (r.AppointmentID == h.Record.Id) != (r.Appointment != nil) {
+			t.Fatalf("reservation %s joined %v; only the written appointment should join", r.AppointmentID, r.Appointment)
+		}
+		if r.Appointment != nil && r.Appointment.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_HELD {
+			t.Fatalf("joined status = %v", r.Appointment.Status)
+		}
+	}
+	if _, _, err := db.LoadPatient(ctx, p.Id, "node-b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ReservePatient(ctx, pf, p.Id, rs[0]); !errors.Is(err, persistence.ErrFenced) {
+		t.Fatalf("stale patient fence = %v, want ErrFenced", err)
+	}
+}
