@@ -11,7 +11,7 @@ build:
 run: build
 	./bin/caregrid serve --dev-auth
 
-# The in-process multi-member tests in actors/patient are built only without
+# The in-process multi-member tests in actors/patient and actors/calendar are built only without
 # -race (proto.actor shares unlocked state between members of one process;
 # see actors/patient/cluster_test.go), so that package runs a second time.
 test: lint check-generated

@@ -101,4 +101,6 @@ var appointmentStatusNames = map[AppointmentStatus]string{
 func (s AppointmentStatus) Name() string { return appointmentStatusNames[s] }
 
 // ParseAppointmentStatus reads an external name.
-func ParseAppointmentStatus(s string) (AppointmentStatus, bool) { return parse(appointmentStatusNames, s) }
+func ParseAppointmentStatus(s string) (AppointmentStatus, bool) {
+	return parse(appointmentStatusNames, s)
+}

@@ -54,8 +54,8 @@ type CalendarBatch struct {
 	// Drops are holds that ended without a booking (released or expired):
 	// their rows go, so that a retry with the same id starts afresh. Their
 	// cells must be in Unclaims.
-	Drops []string
-	Events   []*messages.AppointmentChanged
+	Drops  []string
+	Events []*messages.AppointmentChanged
 }
 
 // Empty reports whether the batch writes nothing.
