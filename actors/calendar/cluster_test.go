@@ -35,7 +35,7 @@ var (
 
 // holdTTL is short so that the hold-expiry test need not wait long; the
 // proto.actor factories are per process, so every test shares it.
-const holdTTL = 3 * time.Second
+const holdTTL = 4 * time.Second
 
 func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
 	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
@@ -363,5 +363,130 @@ func TestBookingsWhileMembersJoinAndLeave(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// strandHold writes a hold as a booking saga would and then dies: another
+// "node" claims the calendar (fencing the live activation) and writes the
+// hold, and nothing ever confirms it.
+func strandHold(t *testing.T, db *persistence.DB, doctor, apptID, patientID string, start time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	f, err := db.Claim(ctx, persistence.CalendarKind, doctor, "dead-node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv := calendar.Interval{Start: start, End: start.Add(15 * time.Minute)}
+	a := calendar.NewHold(apptID, doctor, patientID, "desk-1", "checkup", iv, time.Now(), holdTTL)
+	fp := calendar.BookingFingerprint(patientID, start, 15, "checkup")
+	if _, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor,
+		Holds: []persistence.NewHold{{Record: a, Fingerprint: fp, Cells: calendar.Cells(iv)}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStrandedHoldExpires: a hold whose saga died keeps its slot until it
+// expires, also for an activation that starts after it was written, and
+// then frees it; the replay of the stranded request itself resumes it.
+func TestStrandedHoldExpires(t *testing.T) {
+	db := pgtest.New(t)
+	nodes := startGroup(t, memberConfig(db, fmt.Sprintf("hold-%d", time.Now().UnixNano()), nil))
+	c := nodes[0].Cluster
+	doctor := newDoctor(t, db, c)
+	ps := newPatients(t, c, 3)
+	slot := firstSlot()
+
+	stranded := uuid.NewString()
+	strandHold(t, db, doctor, stranded, ps[0], slot)
+	// The live activation is fenced; the retry reaches one that loads the hold.
+	if _, err := book(c, desk, doctor, uuid.NewString(), ps[1], slot, 15); reason(err) != messages.ErrorReason_SLOT_TAKEN.String() {
+		t.Fatalf("booking a held slot = %v, want SLOT_TAKEN", err)
+	}
+	time.Sleep(holdTTL + 200*time.Millisecond)
+	got, err := book(c, desk, doctor, uuid.NewString(), ps[1], slot, 15)
+	if err != nil {
+		t.Fatalf("booking after the hold expired = %v", err)
+	}
+	if _, _, err := db.GetAppointment(context.Background(), stranded); !errors.Is(err, persistence.ErrNoAppointment) {
+		t.Fatalf("the expired hold is still stored: %v", err)
+	}
+	checkClaims(t, db, doctor)
+
+	// A stranded hold whose request is replayed in time is finished, not lost.
+	again, next := uuid.NewString(), slot.Add(time.Hour)
+	strandHold(t, db, doctor, again, ps[2], next)
+	reply, err := book(c, desk, doctor, again, ps[2], next, 15)
+	if err != nil || !reply.Replayed || reply.Appointment.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED {
+		t.Fatalf("replay of a stranded booking = %v, %v; want it booked, replayed", reply, err)
+	}
+	appts := checkClaims(t, db, doctor)
+	if len(appts) != 2 || got.Appointment.Id == again {
+		t.Fatalf("appointments = %d, want the two bookings", len(appts))
+	}
+}
+
+func reschedule(c *actorcluster.Cluster, doctor, id string, start time.Time) (*messages.AppointmentReply, error) {
+	req := &messages.RescheduleRequest{Caller: desk, AppointmentId: id, Start: timestamppb.New(start)}
+	return cluster.Call(context.Background(), c, "Calendar", doctor, func() (*messages.AppointmentReply, error) {
+		return messages.GetCalendarGrainClient(c, doctor).Reschedule(req, cluster.CallOptions(0)...)
+	})
+}
+
+// TestRescheduleRaces: many appointments race to move onto one free slot
+// (one wins), and one appointment is moved to many places at once (it ends
+// at exactly one of them); the claims match the appointments throughout.
+func TestRescheduleRaces(t *testing.T) {
+	db := pgtest.New(t)
+	agent := cluster.NewAgent()
+	name := fmt.Sprintf("move-%d", time.Now().UnixNano())
+	nodes := startGroup(t, memberConfig(db, name, agent), memberConfig(db, name, agent))
+	waitMembers(t, nodes, 2)
+	doctor := newDoctor(t, db, nodes[0].Cluster)
+	ps := newPatients(t, nodes[0].Cluster, 8)
+	first := firstSlot()
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		reply, err := book(nodes[0].Cluster, desk, doctor, uuid.NewString(), p, first.Add(time.Duration(i)*15*time.Minute), 15)
+		if err != nil {
+			t.Fatalf("book %d: %v", i, err)
+		}
+		ids[i] = reply.Appointment.Id
+	}
+
+	target := first.Add(10 * time.Hour)
+	var wg sync.WaitGroup
+	var moved atomic.Int32
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := reschedule(nodes[i%2].Cluster, doctor, id, target); err == nil {
+				moved.Add(1)
+			} else if r := reason(err); r != messages.ErrorReason_SLOT_TAKEN.String() && r != messages.ErrorReason_WRONG_STATE.String() {
+				t.Errorf("reschedule %d = %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if moved.Load() != 1 {
+		t.Fatalf("%d appointments moved onto one slot, want 1", moved.Load())
+	}
+	checkClaims(t, db, doctor)
+
+	// One appointment, many destinations at once.
+	var ok atomic.Int32
+	for k := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := reschedule(nodes[k%2].Cluster, doctor, ids[0], first.Add(time.Duration(20+k)*time.Hour)); err == nil {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	appts := checkClaims(t, db, doctor)
+	if len(appts) != len(ids) || ok.Load() == 0 {
+		t.Fatalf("after concurrent moves: %d appointments, %d moves succeeded", len(appts), ok.Load())
 	}
 }
