@@ -109,27 +109,24 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 		}
 	}
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
-		taken = nil
-		if err := checkFence(ctx, tx, f); err != nil {
-			return err
-		}
-		if err := unclaimCells(ctx, tx, b.DoctorID, b.Unclaims); err != nil {
-			return err
-		}
-		if err := dropHolds(ctx, tx, b.Drops); err != nil {
-			return err
-		}
-		if err := updateAppointments(ctx, tx, b.Updates); err != nil {
-			return err
-		}
+		// Every statement goes out in one pipelined round trip; the fence
+		// is checked on the results, and if it failed the transaction,
+		// with everything after it, rolls back.
+		var q pgx.Batch
+		q.Queue(checkFenceSQL, f.Kind, f.ID, f.Epoch)
+		queueUnclaims(&q, b.DoctorID, b.Unclaims)
+		queueDrops(&q, b.Drops)
+		queueUpdates(&q, b.Updates)
+		queueHolds(&q, b.DoctorID, b.Holds)
+		queueClaims(&q, b.DoctorID, b.Claims)
+		queueAppointmentEvents(&q, b.Events, payloads)
+		res := tx.SendBatch(ctx, &q)
 		var err error
-		if taken, err = insertHolds(ctx, tx, b.DoctorID, b.Holds); err != nil {
-			return err
+		taken, err = readCalendarResults(res, f, b)
+		if cerr := res.Close(); err == nil {
+			err = cerr
 		}
-		if err := claimCells(ctx, tx, b.DoctorID, b.Claims); err != nil {
-			return err
-		}
-		return insertAppointmentEvents(ctx, tx, b.Events, payloads)
+		return err
 	})
 	if isUniqueViolation(err, "slot_claims_pkey") {
 		return nil, ErrClaimTaken
@@ -137,36 +134,35 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 	return taken, classify(err)
 }
 
-func unclaimCells(ctx context.Context, tx pgx.Tx, doctor string, cs []Claim) error {
+// The calendar batch's statements, queued in this order: the fence, then
+// claims lost, holds dropped, updates, new holds (with their claims) and
+// claims gained, then the events. readCalendarResults reads them in the
+// same order.
+
+func queueUnclaims(q *pgx.Batch, doctor string, cs []Claim) {
 	if len(cs) == 0 {
-		return nil
+		return
 	}
 	cells, appts := splitClaims(cs)
-	_, err := tx.Exec(ctx, `DELETE FROM slot_claims s USING unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)
+	q.Queue(`DELETE FROM slot_claims s USING unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)
 		WHERE s.doctor_id = $1 AND s.cell_start = u.cell AND s.appointment_id = u.appt`, doctor, cells, appts)
-	return err
 }
 
-func claimCells(ctx context.Context, tx pgx.Tx, doctor string, cs []Claim) error {
+func queueClaims(q *pgx.Batch, doctor string, cs []Claim) {
 	if len(cs) == 0 {
-		return nil
+		return
 	}
 	cells, appts := splitClaims(cs)
-	_, err := tx.Exec(ctx, `INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
+	q.Queue(`INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
 		SELECT $1, u.cell, u.appt FROM unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)`, doctor, cells, appts)
-	return err
 }
 
-func dropHolds(ctx context.Context, tx pgx.Tx, ids []string) error {
+func queueDrops(q *pgx.Batch, ids []string) {
 	if len(ids) == 0 {
-		return nil
+		return
 	}
-	tag, err := tx.Exec(ctx, `DELETE FROM appointments WHERE id = ANY($1::UUID[]) AND status = $2`,
+	q.Queue(`DELETE FROM appointments WHERE id = ANY($1::UUID[]) AND status = $2`,
 		ids, messages.AppointmentStatus_APPOINTMENT_STATUS_HELD.Name())
-	if err == nil && int(tag.RowsAffected()) != len(ids) {
-		err = fmt.Errorf("drop holds: %w (%d of %d deleted)", ErrStale, tag.RowsAffected(), len(ids))
-	}
-	return err
 }
 
 func splitClaims(cs []Claim) ([]time.Time, []string) {
@@ -177,9 +173,9 @@ func splitClaims(cs []Claim) ([]time.Time, []string) {
 	return cells, appts
 }
 
-func updateAppointments(ctx context.Context, tx pgx.Tx, us []AppointmentUpdate) error {
+func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
 	if len(us) == 0 {
-		return nil
+		return
 	}
 	n := len(us)
 	ids, statuses := make([]string, n), make([]string, n)
@@ -192,25 +188,18 @@ func updateAppointments(ctx context.Context, tx pgx.Tx, us []AppointmentUpdate) 
 		starts[i], ends[i], updated[i] = a.Start.AsTime(), a.End.AsTime(), a.UpdatedAt.AsTime()
 		holds[i], versions[i], prevs[i] = holdExpiry(a), a.Version, u.PrevVersion
 	}
-	tag, err := tx.Exec(ctx, `UPDATE appointments a SET status = u.status, start_at = u.start_at, end_at = u.end_at,
+	q.Queue(`UPDATE appointments a SET status = u.status, start_at = u.start_at, end_at = u.end_at,
 			hold_expires_at = u.hold, version = u.version, updated_at = u.updated
 		FROM unnest($1::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::TIMESTAMPTZ[], $8::BIGINT[])
 			AS u (id, status, start_at, end_at, hold, version, updated, prev)
 		WHERE a.id = u.id AND a.version = u.prev`, ids, statuses, starts, ends, holds, versions, updated, prevs)
-	if err != nil {
-		return err
-	}
-	if int(tag.RowsAffected()) != n {
-		return fmt.Errorf("appointments: %w (%d of %d updated)", ErrStale, tag.RowsAffected(), n)
-	}
-	return nil
 }
 
-// insertHolds inserts new held appointments and, only for those whose id
-// was free, their claims; it returns the ids that were taken.
-func insertHolds(ctx context.Context, tx pgx.Tx, doctor string, hs []NewHold) ([]string, error) {
+// queueHolds inserts new held appointments and, only for those whose id
+// was free, their claims; the statement returns the ids it inserted.
+func queueHolds(q *pgx.Batch, doctor string, hs []NewHold) {
 	if len(hs) == 0 {
-		return nil, nil
+		return
 	}
 	n := len(hs)
 	ids, patients, statuses, reasons, bookedBy := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -229,7 +218,7 @@ func insertHolds(ctx context.Context, tx pgx.Tx, doctor string, hs []NewHold) ([
 			cells, cellAppts = append(cells, c), append(cellAppts, a.Id)
 		}
 	}
-	rows, err := tx.Query(ctx, `WITH ins AS (
+	q.Queue(`WITH ins AS (
 			INSERT INTO appointments (id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
 				reason, fingerprint, booked_by, version, created_at, updated_at)
 			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.created
@@ -246,32 +235,11 @@ func insertHolds(ctx context.Context, tx pgx.Tx, doctor string, hs []NewHold) ([
 		)
 		SELECT id::TEXT FROM ins`,
 		doctor, ids, patients, starts, ends, statuses, holds, reasons, fps, bookedBy, versions, created, cells, cellAppts)
-	if err != nil {
-		return nil, err
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	if len(inserted) == n {
-		return nil, nil
-	}
-	got := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		got[id] = true
-	}
-	var taken []string
-	for _, id := range ids {
-		if !got[id] {
-			taken = append(taken, id)
-		}
-	}
-	return taken, nil
 }
 
-func insertAppointmentEvents(ctx context.Context, tx pgx.Tx, events []*messages.AppointmentChanged, payloads [][]byte) error {
+func queueAppointmentEvents(q *pgx.Batch, events []*messages.AppointmentChanged, payloads [][]byte) {
 	if len(events) == 0 {
-		return nil
+		return
 	}
 	n := len(events)
 	ids, aggs, types := make([]uuid.UUID, n), make([]string, n), make([]string, n)
@@ -280,14 +248,78 @@ func insertAppointmentEvents(ctx context.Context, tx pgx.Tx, events []*messages.
 	for i, e := range events {
 		ids[i], aggs[i], types[i], versions[i] = uuid.New(), e.GetAppointment().GetDoctorId(), typeName, e.GetAppointment().GetVersion()
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO outbox (id, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at)
+	q.Queue(`INSERT INTO outbox (id, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at)
 		SELECT u.id, $1, u.agg, u.version, u.type, u.payload, $2
 		FROM unnest($3::UUID[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::BYTEA[]) AS u (id, agg, version, type, payload)`,
 		CalendarKind, time.Now().UTC(), ids, aggs, versions, types, payloads)
+}
+
+// readCalendarResults checks each queued statement's result in queue
+// order and returns the ids of holds that were not inserted.
+func readCalendarResults(res pgx.BatchResults, f Fence, b *CalendarBatch) ([]string, error) {
+	tag, err := res.Exec()
 	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
+		return nil, fmt.Errorf("fence %s/%s: %w", f.Kind, f.ID, err)
 	}
-	return nil
+	if tag.RowsAffected() == 0 {
+		return nil, ErrFenced
+	}
+	if len(b.Unclaims) > 0 {
+		if _, err := res.Exec(); err != nil {
+			return nil, fmt.Errorf("unclaim: %w", err)
+		}
+	}
+	if len(b.Drops) > 0 {
+		tag, err := res.Exec()
+		if err == nil && int(tag.RowsAffected()) != len(b.Drops) {
+			err = fmt.Errorf("%w (%d of %d deleted)", ErrStale, tag.RowsAffected(), len(b.Drops))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("drop holds: %w", err)
+		}
+	}
+	if len(b.Updates) > 0 {
+		tag, err := res.Exec()
+		if err == nil && int(tag.RowsAffected()) != len(b.Updates) {
+			err = fmt.Errorf("%w (%d of %d updated)", ErrStale, tag.RowsAffected(), len(b.Updates))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("appointments: %w", err)
+		}
+	}
+	var taken []string
+	if len(b.Holds) > 0 {
+		rows, err := res.Query()
+		if err != nil {
+			return nil, fmt.Errorf("holds: %w", err)
+		}
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("holds: %w", err)
+		}
+		if len(inserted) != len(b.Holds) {
+			got := make(map[string]bool, len(inserted))
+			for _, id := range inserted {
+				got[id] = true
+			}
+			for _, h := range b.Holds {
+				if !got[h.Record.Id] {
+					taken = append(taken, h.Record.Id)
+				}
+			}
+		}
+	}
+	if len(b.Claims) > 0 {
+		if _, err := res.Exec(); err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+	}
+	if len(b.Events) > 0 {
+		if _, err := res.Exec(); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+	}
+	return taken, nil
 }
 
 // LiveStatuses are the statuses whose appointment occupies its time.
@@ -415,17 +447,32 @@ type Reservation struct {
 
 // ReservePatient records, through the patient's fence, that the patient
 // took on an appointment's time (replacing the earlier time of the same
-// appointment).
+// appointment). It is one statement, so one round trip per booking: the
+// fence's UPDATE locks grain_owner's row (a new activation's claim waits
+// for it) and the insert happens only if that UPDATE found this epoch.
 func (db *DB) ReservePatient(ctx context.Context, f Fence, patient string, r Reservation) error {
-	return classify(db.fenced(ctx, f, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO patient_reservations (appointment_id, patient_id, doctor_id, start_at, end_at, pending_until)
-			VALUES ($1, $2, $3, $4, $5, $6)
+	var fenced, written int
+	err := db.Pool.QueryRow(ctx, `WITH f AS (
+			UPDATE grain_owner SET version = version + 1 WHERE kind = $1 AND id = $2 AND epoch = $3 RETURNING 1
+		), ins AS (
+			INSERT INTO patient_reservations (appointment_id, patient_id, doctor_id, start_at, end_at, pending_until)
+			SELECT $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM f)
 			ON CONFLICT (appointment_id) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at,
 				pending_until = excluded.pending_until
-			WHERE patient_reservations.patient_id = excluded.patient_id`,
-			r.AppointmentID, patient, r.DoctorID, r.Start, r.End, r.PendingUntil)
-		return err
-	}))
+			WHERE patient_reservations.patient_id = excluded.patient_id
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM ins)`,
+		f.Kind, f.ID, f.Epoch, r.AppointmentID, patient, r.DoctorID, r.Start, r.End, r.PendingUntil).Scan(&fenced, &written)
+	switch {
+	case err != nil:
+		return classify(fmt.Errorf("reserve: %w", err))
+	case fenced == 0:
+		return ErrFenced
+	case written == 0:
+		return fmt.Errorf("reserve: appointment %s belongs to another patient", r.AppointmentID)
+	}
+	return nil
 }
 
 // PatientReservations reads a patient's reservations that may still hold

@@ -55,11 +55,12 @@ func (db *DB) Claim(ctx context.Context, kind, id, owner string) (Fence, error) 
 	return f, classify(err)
 }
 
+const checkFenceSQL = `UPDATE grain_owner SET version = version + 1 WHERE kind = $1 AND id = $2 AND epoch = $3`
+
 // checkFence is the first statement of every fenced write: it proves the
 // activation still owns the grain and counts the write.
 func checkFence(ctx context.Context, tx pgx.Tx, f Fence) error {
-	tag, err := tx.Exec(ctx, `UPDATE grain_owner SET version = version + 1
-		WHERE kind = $1 AND id = $2 AND epoch = $3`, f.Kind, f.ID, f.Epoch)
+	tag, err := tx.Exec(ctx, checkFenceSQL, f.Kind, f.ID, f.Epoch)
 	if err != nil {
 		return fmt.Errorf("fence %s/%s: %w", f.Kind, f.ID, err)
 	}

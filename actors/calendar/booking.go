@@ -64,44 +64,78 @@ type Busy struct {
 // Live reports whether b still blocks its time at now.
 func (b Busy) Live(now time.Time) bool { return !b.Hold || now.Before(b.Expires) }
 
-// Schedule is what occupies one doctor's time, kept in start order.
+// Schedule is what occupies one doctor's time, kept in start order, with
+// an index by id and the set of holds, so that a calendar with thousands of
+// appointments decides a booking in logarithmic time.
+//
+// Invariant: no entry is longer than MaxBookingMinute (CheckRequest refuses
+// longer bookings), which bounds how far back Conflict looks.
 type Schedule struct {
 	items []Busy
+	start map[string]time.Time // id -> start of its entry
+	holds map[string]bool
+}
+
+// search is the index of the first entry starting at or after t.
+func (s *Schedule) search(t time.Time) int {
+	return sort.Search(len(s.items), func(i int) bool { return !s.items[i].Start.Before(t) })
 }
 
 // Add records b (replacing any entry with the same ID).
 func (s *Schedule) Add(b Busy) {
 	s.Remove(b.ID)
-	i := sort.Search(len(s.items), func(i int) bool { return !s.items[i].Start.Before(b.Start) })
+	if s.start == nil {
+		s.start, s.holds = map[string]time.Time{}, map[string]bool{}
+	}
+	i := s.search(b.Start)
 	s.items = append(s.items, Busy{})
 	copy(s.items[i+1:], s.items[i:])
 	s.items[i] = b
+	s.start[b.ID] = b.Start
+	if b.Hold {
+		s.holds[b.ID] = true
+	}
+}
+
+// find is the index of the entry with id, or -1.
+func (s *Schedule) find(id string) int {
+	st, ok := s.start[id]
+	if !ok {
+		return -1
+	}
+	for i := s.search(st); i < len(s.items) && s.items[i].Start.Equal(st); i++ {
+		if s.items[i].ID == id {
+			return i
+		}
+	}
+	return -1
 }
 
 // Remove forgets the entry with id, if any.
 func (s *Schedule) Remove(id string) {
-	for i, b := range s.items {
-		if b.ID == id {
-			s.items = append(s.items[:i], s.items[i+1:]...)
-			return
-		}
+	if i := s.find(id); i >= 0 {
+		s.items = append(s.items[:i], s.items[i+1:]...)
+		delete(s.start, id)
+		delete(s.holds, id)
 	}
 }
 
 // Get returns the entry with id.
 func (s *Schedule) Get(id string) (Busy, bool) {
-	for _, b := range s.items {
-		if b.ID == id {
-			return b, true
-		}
+	if i := s.find(id); i >= 0 {
+		return s.items[i], true
 	}
 	return Busy{}, false
 }
 
+// Len is the number of entries.
+func (s *Schedule) Len() int { return len(s.items) }
+
 // Conflict returns a live entry overlapping iv, other than the one with
 // ignoreID (a reschedule does not conflict with itself).
 func (s *Schedule) Conflict(iv Interval, now time.Time, ignoreID string) (Busy, bool) {
-	for _, b := range s.items {
+	for i := s.search(iv.Start.Add(-MaxBookingMinute * time.Minute)); i < len(s.items); i++ {
+		b := s.items[i]
 		if !b.Start.Before(iv.End) {
 			break
 		}
@@ -115,8 +149,8 @@ func (s *Schedule) Conflict(iv Interval, now time.Time, ignoreID string) (Busy, 
 // Expired returns the holds that have lapsed at now.
 func (s *Schedule) Expired(now time.Time) []Busy {
 	var out []Busy
-	for _, b := range s.items {
-		if !b.Live(now) {
+	for id := range s.holds {
+		if b, ok := s.Get(id); ok && !b.Live(now) {
 			out = append(out, b)
 		}
 	}

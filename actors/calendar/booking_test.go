@@ -98,3 +98,28 @@ func TestCells(t *testing.T) {
 		t.Fatalf("Cells = %v", c)
 	}
 }
+
+func TestScheduleFindsLongEntriesAndManyEntries(t *testing.T) {
+	now := utc("2026-11-23T00:00:00Z")
+	var s Schedule
+	day := utc("2026-11-24T00:00:00Z")
+	s.Add(Busy{ID: "long", Interval: Interval{day, day.Add(MaxBookingMinute * time.Minute)}})
+	for i := range 1000 { // many short entries after it
+		st := day.Add(time.Duration(MaxBookingMinute+5*i) * time.Minute)
+		s.Add(Busy{ID: "s" + string(rune('a'+i%26)) + time.Duration(i).String(), Interval: Interval{st, st.Add(5 * time.Minute)}})
+	}
+	late := day.Add((MaxBookingMinute - 5) * time.Minute)
+	if b, ok := s.Conflict(Interval{late, late.Add(5 * time.Minute)}, now, ""); !ok || b.ID != "long" {
+		t.Fatalf("the last cell of an 8-hour entry: conflict = %v %v, want long", b, ok)
+	}
+	if s.Len() != 1001 {
+		t.Fatalf("Len = %d", s.Len())
+	}
+	s.Remove("long")
+	if _, ok := s.Get("long"); ok || s.Len() != 1000 {
+		t.Fatal("Remove(long) kept it")
+	}
+	if _, ok := s.Conflict(Interval{late, late.Add(5 * time.Minute)}, now, ""); ok {
+		t.Fatal("a removed entry still conflicts")
+	}
+}

@@ -34,8 +34,15 @@ type benchResult struct {
 }
 
 func benchCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "read-patient" {
-		return errors.New("usage: caregrid bench read-patient --url URL [--concurrency N] [--duration D] [--patients N]")
+	if len(args) == 0 {
+		return errors.New(benchUsage)
+	}
+	switch args[0] {
+	case "read-patient":
+	case "booking-hot", "booking-spread", "booking-sql-baseline":
+		return benchBooking(ctx, args[0], args[1:])
+	default:
+		return errors.New(benchUsage)
 	}
 	fs := flag.NewFlagSet("bench read-patient", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the edge to load")

@@ -26,7 +26,7 @@ commands:
   migrate     apply the database migrations (DATABASE_URL)
   dev-token   mint a development access token (servers started with --dev-auth)
   audit       audit trail tools: 'audit verify' checks every shard's hash chain
-  bench       load generator: 'bench read-patient --url URL'
+  bench       load generator: 'bench read-patient|booking-hot|booking-spread|booking-sql-baseline --url URL'
 
 'caregrid <command> -h' lists a command's flags.
 `
