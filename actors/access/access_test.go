@@ -65,3 +65,40 @@ func TestDecisions(t *testing.T) {
 		}
 	}
 }
+
+func TestAppointmentRules(t *testing.T) {
+	const patientID, doctorID = "p-1", "d-1"
+	self := &messages.Caller{Subject: patientID, Role: messages.Role_ROLE_PATIENT}
+	otherPatient := &messages.Caller{Subject: "p-2", Role: messages.Role_ROLE_PATIENT}
+	ownDoctor := &messages.Caller{Subject: doctorID, Role: messages.Role_ROLE_DOCTOR}
+	otherDoctor := &messages.Caller{Subject: "d-2", Role: messages.Role_ROLE_DOCTOR}
+	desk := &messages.Caller{Subject: "desk", Role: messages.Role_ROLE_RECEPTIONIST}
+	admin := &messages.Caller{Subject: "admin", Role: messages.Role_ROLE_ADMIN}
+	for _, tt := range []struct {
+		name string
+		d    Decision
+		want bool
+	}{
+		{"patient books for self", BookFor(self, patientID), true},
+		{"patient books for another", BookFor(otherPatient, patientID), false},
+		{"desk books for anyone", BookFor(desk, patientID), true},
+		{"other doctor reads an appointment", ReadAppointment(otherDoctor, patientID, doctorID), false},
+		{"own doctor reads it", ReadAppointment(ownDoctor, patientID, doctorID), true},
+		{"patient reads own", ReadAppointment(self, patientID, doctorID), true},
+		{"desk checks in", CheckIn(desk, doctorID), true},
+		{"patient checks in", CheckIn(self, doctorID), false},
+		{"other doctor checks in", CheckIn(otherDoctor, doctorID), false},
+		{"own doctor completes", Complete(ownDoctor, doctorID), true},
+		{"desk completes", Complete(desk, doctorID), false},
+		{"admin completes", Complete(admin, doctorID), true},
+	} {
+		if tt.d.Allowed != tt.want {
+			t.Errorf("%s: allowed = %v, want %v", tt.name, tt.d.Allowed, tt.want)
+		}
+	}
+	for c, want := range map[*messages.Caller]AgendaView{self: AgendaDenied, ownDoctor: AgendaFull, otherDoctor: AgendaBusy, desk: AgendaFull, admin: AgendaFull} {
+		if v, _ := ReadAgenda(c, doctorID); v != want {
+			t.Errorf("ReadAgenda(%s %s) = %v, want %v", c.Role.Name(), c.Subject, v, want)
+		}
+	}
+}
