@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,6 +211,7 @@ func benchBookingEdge(ctx context.Context, scenario string, f bookingFlags) (boo
 	}
 	c, auth := f.target.client(f.conc), "Bearer "+tok
 	plan := slotPlan{first: planStart(), doctors: len(doctors)}
+	run := uuid.NewString() // idempotency keys are unique per run
 	var seq atomic.Int64
 	var firstErr atomic.Value
 	one := func() (time.Duration, bool) {
@@ -224,7 +226,7 @@ func benchBookingEdge(ctx context.Context, scenario string, f bookingFlags) (boo
 		req.Header.SetMethod("POST")
 		req.Header.SetContentType("application/json")
 		req.Header.Set("Authorization", auth)
-		req.Header.Set("Idempotency-Key", fmt.Sprintf("%s-%d-%d", scenario, time.Now().Unix()/3600, n))
+		req.Header.Set("Idempotency-Key", run+"-"+strconv.FormatInt(n, 10))
 		req.SetBody(body)
 		t0 := time.Now()
 		err := c.Do(req, resp)
