@@ -242,23 +242,11 @@ func (s *Server) patientAppointments(c *fiber.Ctx) error {
 }
 
 func (s *Server) doctorAgenda(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "doctor")
+	id, from, to, caller, err := s.doctorRange(c)
 	if err != nil {
 		return err
 	}
-	from, err := instantParam(c, "from")
-	if err != nil {
-		return err
-	}
-	to, err := instantParam(c, "to")
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.AgendaRequest{Caller: caller, From: timestamppb.New(from), To: timestamppb.New(to)}
+	req := &messages.AgendaRequest{Caller: caller, From: from, To: to}
 	reply, err := calendarCall(s, c, id, func(g *messages.CalendarGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AgendaReply, error) {
 		return g.Agenda(req, opts...)
 	})

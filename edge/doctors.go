@@ -356,24 +356,28 @@ func instantParam(c *fiber.Ctx, name string) (time.Time, error) {
 	return t, nil
 }
 
+// doctorRange reads a doctor route's :id, from and to, and the caller.
+func (s *Server) doctorRange(c *fiber.Ctx) (id string, from, to *timestamppb.Timestamp, caller *messages.Caller, err error) {
+	if id, err = uuidParam(c, "doctor"); err != nil {
+		return
+	}
+	var f, t time.Time
+	if f, err = instantParam(c, "from"); err != nil {
+		return
+	}
+	if t, err = instantParam(c, "to"); err != nil {
+		return
+	}
+	caller, err = s.caller(c)
+	return id, timestamppb.New(f), timestamppb.New(t), caller, err
+}
+
 func (s *Server) doctorSlots(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "doctor")
+	id, from, to, caller, err := s.doctorRange(c)
 	if err != nil {
 		return err
 	}
-	from, err := instantParam(c, "from")
-	if err != nil {
-		return err
-	}
-	to, err := instantParam(c, "to")
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.FreeSlotsRequest{Caller: caller, From: timestamppb.New(from), To: timestamppb.New(to)}
+	req := &messages.FreeSlotsRequest{Caller: caller, From: from, To: to}
 	reply, err := calendarCall(s, c, id, func(g *messages.CalendarGrainClient, opts ...actorcluster.GrainCallOption) (*messages.FreeSlotsReply, error) {
 		return g.FreeSlots(req, opts...)
 	})
