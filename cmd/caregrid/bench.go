@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/patient"
@@ -147,53 +146,17 @@ func benchReadPatient(ctx context.Context, t benchTarget, conc, patients int, wa
 	}
 	c := t.client(conc)
 	auth := "Bearer " + tok
-	one := func(rng *rand.Rand) (time.Duration, bool) {
+	one := func() (time.Duration, bool) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
-		req.SetRequestURI(t.base + "/v1/patients/" + ids[rng.IntN(len(ids))])
+		req.SetRequestURI(t.base + "/v1/patients/" + ids[rand.IntN(len(ids))])
 		req.Header.Set("Authorization", auth)
 		start := time.Now()
 		err := c.Do(req, resp)
 		return time.Since(start), err == nil && resp.StatusCode() == 200
 	}
-	run := func(d time.Duration, record bool) ([]time.Duration, int64) {
-		var (
-			mu     sync.Mutex
-			all    []time.Duration
-			errs   int64
-			wg     sync.WaitGroup
-			cancel = time.Now().Add(d)
-		)
-		for w := 0; w < conc; w++ {
-			wg.Add(1)
-			go func(seed uint64) {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(seed, 11))
-				lat := make([]time.Duration, 0, 1<<14)
-				var e int64
-				for time.Now().Before(cancel) && ctx.Err() == nil {
-					l, ok := one(rng)
-					if !ok {
-						e++
-					}
-					if record {
-						lat = append(lat, l)
-					}
-				}
-				mu.Lock()
-				all = append(all, lat...)
-				errs += e
-				mu.Unlock()
-			}(uint64(w))
-		}
-		wg.Wait()
-		return all, errs
-	}
-	run(warmup, false)
-	start := time.Now()
-	lat, errs := run(dur, true)
-	elapsed := time.Since(start)
+	lat, errs, elapsed := loadLoop(ctx, conc, warmup, dur, one)
 	if ctx.Err() != nil {
 		return benchResult{}, ctx.Err()
 	}
