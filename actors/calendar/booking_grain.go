@@ -467,13 +467,16 @@ func (g *Grain) Reschedule(req *messages.RescheduleRequest, _ func(*messages.App
 		gained, lost := cellDiff(id, iv, old)
 		event := &messages.AppointmentChanged{Caller: c, Change: messages.AppointmentChange_APPOINTMENT_CHANGE_RESCHEDULED,
 			Appointment: moved, Previous: &messages.Slot{Start: a.Start, End: a.End}}
+		// Memory takes the new time at once (the tentative hold is gone): a
+		// booking decided before the move commits must see it, or its claim
+		// would collide in the database. A failed write drops the state.
+		g.place(moved, nil)
 		g.enqueue(ctx, func(b *persistence.CalendarBatch) {
 			b.Updates = append(b.Updates, persistence.AppointmentUpdate{Record: moved, PrevVersion: a.Version})
 			b.Claims = append(b.Claims, gained...)
 			b.Unclaims = append(b.Unclaims, lost...)
 			b.Events = append(b.Events, event)
 		}, func(map[string]bool) {
-			g.place(moved, nil)
 			g.settle(ctx, moved)
 			g.finish(ctx, id, "reschedule", moved, nil, a.PatientId)
 		})
