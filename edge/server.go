@@ -36,6 +36,8 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Directory finds the calendar of an appointment.
 	Directory Directory
+	// Slots answers GET /v1/slots from the slot finder's read model.
+	Slots SlotFinder
 }
 
 // Server is the HTTP edge of one node.
@@ -86,6 +88,7 @@ func (s *Server) routes() []route {
 		{"PUT", "/v1/doctors/:id/availability", hoursKeepers, "Set a doctor's working hours (the doctor themself, receptionists, admins)", s.setAvailability},
 		{"GET", "/v1/doctors/:id/availability", everyone, "Read a doctor's working hours", s.getAvailability},
 		{"GET", "/v1/doctors/:id/slots", everyone, "A doctor's free slots between from and to", s.doctorSlots},
+		{"GET", "/v1/slots", everyone, "The earliest free slots across doctors, by specialty and clinic (from the read model)", s.findSlots},
 		{"POST", "/v1/appointments", everyone, "Book an appointment (patients: only for themselves)", s.book},
 		{"GET", "/v1/appointments/:id", everyone, "Read an appointment (its patient, its doctor, receptionists, admins)", s.getAppointment},
 		{"POST", "/v1/appointments/:id/cancel", everyone, "Cancel an appointment before it starts (patients: only their own)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL)},

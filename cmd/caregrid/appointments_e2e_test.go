@@ -14,13 +14,19 @@ import (
 func workingDoctor(t *testing.T, s *testServer) string {
 	t.Helper()
 	_, doctorID := directory(t, s)
+	workEveryDay(t, s, doctorID)
+	return doctorID
+}
+
+// workEveryDay sets a doctor's hours to 08:00-18:00 every day, 15-minute slots.
+func workEveryDay(t *testing.T, s *testServer, doctorID string) {
+	t.Helper()
 	var weekly []map[string]any
 	for _, d := range []string{"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"} {
 		weekly = append(weekly, map[string]any{"weekday": d, "ranges": []map[string]string{{"start": "08:00", "end": "18:00"}}})
 	}
 	admin := s.token(messages.Role_ROLE_ADMIN, "admin-1")
 	expect(t, "set hours", s.do("PUT", "/v1/doctors/"+doctorID+"/availability", admin, map[string]any{"slot_minutes": 15, "weekly": weekly}), 200)
-	return doctorID
 }
 
 // localDay is 10:00 in Chisinau, days from now.

@@ -34,10 +34,12 @@ type nodeConfig struct {
 	ActorLogger *slog.Logger
 }
 
-// node is a started member with its edge.
+// node is a started member with its edge and its outbox relay.
 type node struct {
-	member *cluster.Node
-	edge   *edge.Server
+	member    *cluster.Node
+	edge      *edge.Server
+	stopRelay context.CancelFunc
+	relayDone chan struct{}
 }
 
 // kinds builds every grain kind a member hosts, registered once here.
@@ -70,8 +72,11 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "caregrid_db_pool_acquired_conns", Help: "Database connections in use.",
 	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
+	relay := &persistence.Relay{DB: db, Project: calendar.Project, Logger: cfg.Logger}
+	registerRelayMetrics(reg, relay)
 	srv := edge.New(edge.Config{
 		Cluster: member.Cluster, Auth: cfg.Auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
+		Slots: &calendar.Finder{Store: db},
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
@@ -82,7 +87,25 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			return nil
 		},
 	})
-	return &node{member: member, edge: srv}, nil
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{})}
+	go func() {
+		defer close(n.relayDone)
+		relay.Run(relayCtx)
+	}()
+	return n, nil
+}
+
+func registerRelayMetrics(reg *prometheus.Registry, r *persistence.Relay) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "caregrid_outbox_relayed_total", Help: "Outbox events this node's relay delivered to the read models.",
+	}, func() float64 { return float64(r.Delivered()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "caregrid_outbox_refused_total", Help: "Outbox events that could not be projected (malformed); each is logged.",
+	}, func() float64 { return float64(r.Refused()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "caregrid_outbox_relay_lag_seconds", Help: "Age of the oldest event in the relay's latest batch: how far read models trail (0 when caught up).",
+	}, func() float64 { return r.Lag().Seconds() }))
 }
 
 // stop drains HTTP first (in-flight requests finish), then leaves the cluster.
@@ -90,6 +113,8 @@ func (n *node) stop(graceful bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := n.edge.Shutdown(ctx)
+	n.stopRelay()
+	<-n.relayDone
 	n.member.Stop(graceful)
 	if err != nil {
 		return fmt.Errorf("http shutdown: %w", err)
