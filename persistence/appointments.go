@@ -139,13 +139,18 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 // claims gained, then the events. readCalendarResults reads them in the
 // same order.
 
+// The joins with unnest below also name their keys with = ANY: a cached
+// generic plan otherwise may hash-join a sequential scan of the whole table
+// (seen: every confirm scanned all appointments, slower as the table grew).
+
 func queueUnclaims(q *pgx.Batch, doctor string, cs []Claim) {
 	if len(cs) == 0 {
 		return
 	}
 	cells, appts := splitClaims(cs)
 	q.Queue(`DELETE FROM slot_claims s USING unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)
-		WHERE s.doctor_id = $1 AND s.cell_start = u.cell AND s.appointment_id = u.appt`, doctor, cells, appts)
+		WHERE s.doctor_id = $1 AND s.cell_start = ANY($2::TIMESTAMPTZ[]) AND s.cell_start = u.cell AND s.appointment_id = u.appt`,
+		doctor, cells, appts)
 }
 
 func queueClaims(q *pgx.Batch, doctor string, cs []Claim) {
@@ -174,25 +179,15 @@ func splitClaims(cs []Claim) ([]time.Time, []string) {
 }
 
 func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
-	if len(us) == 0 {
-		return
-	}
-	n := len(us)
-	ids, statuses := make([]string, n), make([]string, n)
-	starts, ends, updated := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-	holds := make([]pgtype.Timestamptz, n)
-	versions, prevs := make([]int64, n), make([]int64, n)
-	for i, u := range us {
+	// One statement per row, pipelined in the batch: a primary-key update
+	// always plans as an index lookup, where a join with unnest was planned
+	// as a scan of every appointment while the table had no statistics yet.
+	for _, u := range us {
 		a := u.Record
-		ids[i], statuses[i] = a.Id, a.Status.Name()
-		starts[i], ends[i], updated[i] = a.Start.AsTime(), a.End.AsTime(), a.UpdatedAt.AsTime()
-		holds[i], versions[i], prevs[i] = holdExpiry(a), a.Version, u.PrevVersion
+		q.Queue(`UPDATE appointments SET status = $2, start_at = $3, end_at = $4, hold_expires_at = $5, version = $6, updated_at = $7
+			WHERE id = $1 AND version = $8`,
+			a.Id, a.Status.Name(), a.Start.AsTime(), a.End.AsTime(), holdExpiry(a), a.Version, a.UpdatedAt.AsTime(), u.PrevVersion)
 	}
-	q.Queue(`UPDATE appointments a SET status = u.status, start_at = u.start_at, end_at = u.end_at,
-			hold_expires_at = u.hold, version = u.version, updated_at = u.updated
-		FROM unnest($1::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::TIMESTAMPTZ[], $8::BIGINT[])
-			AS u (id, status, start_at, end_at, hold, version, updated, prev)
-		WHERE a.id = u.id AND a.version = u.prev`, ids, statuses, starts, ends, holds, versions, updated, prevs)
 }
 
 // queueHolds inserts new held appointments and, only for those whose id
@@ -278,10 +273,10 @@ func readCalendarResults(res pgx.BatchResults, f Fence, b *CalendarBatch) ([]str
 			return nil, fmt.Errorf("drop holds: %w", err)
 		}
 	}
-	if len(b.Updates) > 0 {
+	for _, u := range b.Updates {
 		tag, err := res.Exec()
-		if err == nil && int(tag.RowsAffected()) != len(b.Updates) {
-			err = fmt.Errorf("%w (%d of %d updated)", ErrStale, tag.RowsAffected(), len(b.Updates))
+		if err == nil && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("%w: appointment %s not at version %d", ErrStale, u.Record.Id, u.PrevVersion)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("appointments: %w", err)
@@ -443,36 +438,6 @@ type Reservation struct {
 	Start, End    time.Time
 	PendingUntil  time.Time
 	Appointment   *messages.AppointmentRecord
-}
-
-// ReservePatient records, through the patient's fence, that the patient
-// took on an appointment's time (replacing the earlier time of the same
-// appointment). It is one statement, so one round trip per booking: the
-// fence's UPDATE locks grain_owner's row (a new activation's claim waits
-// for it) and the insert happens only if that UPDATE found this epoch.
-func (db *DB) ReservePatient(ctx context.Context, f Fence, patient string, r Reservation) error {
-	var fenced, written int
-	err := db.Pool.QueryRow(ctx, `WITH f AS (
-			UPDATE grain_owner SET version = version + 1 WHERE kind = $1 AND id = $2 AND epoch = $3 RETURNING 1
-		), ins AS (
-			INSERT INTO patient_reservations (appointment_id, patient_id, doctor_id, start_at, end_at, pending_until)
-			SELECT $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM f)
-			ON CONFLICT (appointment_id) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at,
-				pending_until = excluded.pending_until
-			WHERE patient_reservations.patient_id = excluded.patient_id
-			RETURNING 1
-		)
-		SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM ins)`,
-		f.Kind, f.ID, f.Epoch, r.AppointmentID, patient, r.DoctorID, r.Start, r.End, r.PendingUntil).Scan(&fenced, &written)
-	switch {
-	case err != nil:
-		return classify(fmt.Errorf("reserve: %w", err))
-	case fenced == 0:
-		return ErrFenced
-	case written == 0:
-		return fmt.Errorf("reserve: appointment %s belongs to another patient", r.AppointmentID)
-	}
-	return nil
 }
 
 // PatientReservations reads a patient's reservations that may still hold

@@ -19,7 +19,8 @@ var ErrUnavailable = errors.New("database unavailable")
 
 // DB is the pool every store shares.
 type DB struct {
-	Pool *pgxpool.Pool
+	Pool    *pgxpool.Pool
+	reserve reserveBatcher
 }
 
 // Open connects to url (PostgreSQL or CockroachDB) and checks the connection.
@@ -45,8 +46,16 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 	return &DB{Pool: pool}, nil
 }
 
-// Close releases every connection.
-func (db *DB) Close() { db.Pool.Close() }
+// Close stops the reservation writer and releases every connection.
+func (db *DB) Close() {
+	db.reserve.once.Do(func() {}) // no writer may start after this
+	db.reserve.stop.Do(func() {
+		if db.reserve.quit != nil {
+			close(db.reserve.quit)
+		}
+	})
+	db.Pool.Close()
+}
 
 // Ping reports whether the database answers; /readyz uses it.
 func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
