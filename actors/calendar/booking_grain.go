@@ -27,9 +27,9 @@ import (
 // grain runs off the actor; both come back through ReenterAfter. A booking
 // is a saga:
 //
-//	hold (memory, then durable with its cell claims)
-//	-> the patient's grain reserves the time (or refuses: PATIENT_OVERLAP)
-//	-> confirm (durable) -> reply 201
+//	hold (memory; then, at the same time, durable with its cell claims
+//	      and the patient's grain reserves the time or refuses: PATIENT_OVERLAP)
+//	-> confirm (durable, once both are done) -> reply 201
 //	on refusal or failure: drop the hold and its claims -> reply the error
 //
 // Invariant (enforced in place and decide): an appointment in appts that
@@ -314,6 +314,11 @@ func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentRepl
 	a := NewHold(id, g.id, req.GetPatientId(), c.GetSubject(), req.GetReason(), iv, now, g.deps.HoldTTL)
 	g.place(a, fp)
 	g.ops[id] = &op{waiters: []waiter{{sender: sender, caller: c}}}
+	// The hold is decided; making it durable and asking the patient's grain
+	// run at the same time (one wait instead of two). The booking goes on
+	// only once both are done: no confirm without a durable hold.
+	var held, asked bool
+	var reserveErr error
 	g.enqueue(ctx, func(b *persistence.CalendarBatch) {
 		b.Holds = append(b.Holds, persistence.NewHold{Record: a, Fingerprint: fp, Cells: Cells(iv)})
 	}, func(taken map[string]bool) {
@@ -321,11 +326,21 @@ func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentRepl
 			return // expired meanwhile; already answered
 		}
 		if taken[id] {
+			// Another request's appointment has this id; it is answered from
+			// the store, and the reservation just asked for ends by itself
+			// (pending_until) unless that appointment is this booking.
 			g.forget(id)
 			g.replayStored(ctx, id, fp)
 			return
 		}
-		g.reserve(ctx, c, a, iv, func(err error) { g.reserved(ctx, a, err) })
+		if held = true; asked {
+			g.reserved(ctx, a, reserveErr)
+		}
+	})
+	g.reserve(ctx, c, a, iv, func(err error) {
+		if asked, reserveErr = true, err; held {
+			g.reserved(ctx, a, err)
+		}
 	})
 	return nil
 }
