@@ -444,9 +444,14 @@ type Reservation struct {
 // time after since, each with its appointment. The patient grain reads them
 // after claiming its identity, so no reservation that can still commit is missed.
 func (db *DB) PatientReservations(ctx context.Context, patient string, since time.Time) ([]Reservation, error) {
+	// The lateral subquery with OFFSET 0 is not merged into a join, so each
+	// reservation looks its appointment up by primary key; as a plain join,
+	// a plan made while the table had no statistics hashed every appointment.
 	rows, err := db.Pool.Query(ctx, `SELECT r.appointment_id::TEXT, r.doctor_id::TEXT, r.start_at, r.end_at, r.pending_until, a.id IS NOT NULL,
 			COALESCE(a.status, ''), COALESCE(a.start_at, r.start_at), COALESCE(a.end_at, r.end_at), a.hold_expires_at
-		FROM patient_reservations r LEFT JOIN appointments a ON a.id = r.appointment_id
+		FROM patient_reservations r
+		LEFT JOIN LATERAL (SELECT id, status, start_at, end_at, hold_expires_at FROM appointments
+			WHERE id = r.appointment_id OFFSET 0) a ON true
 		WHERE r.patient_id = $1 AND (r.end_at > $2 OR a.end_at > $2)`, patient, since)
 	if err != nil {
 		return nil, classify(err)

@@ -23,7 +23,8 @@ func insertOutbox(ctx context.Context, tx pgx.Tx, kind, id string, version int64
 	return nil
 }
 
-// OutboxEvent is one undelivered domain event.
+// OutboxEvent is one domain event not yet delivered (the relay deletes
+// what it delivers).
 type OutboxEvent struct {
 	ID               string
 	AggregateKind    string
@@ -33,8 +34,9 @@ type OutboxEvent struct {
 	Payload          []byte
 }
 
-// OutboxEvents returns the events of one aggregate in version order; tests
-// and operators use it to check that every change produced its event.
+// OutboxEvents returns the undelivered events of one aggregate in version
+// order; tests without a relay use it to check that every change produced
+// its event.
 func (db *DB) OutboxEvents(ctx context.Context, kind, id string) ([]OutboxEvent, error) {
 	rows, err := db.Pool.Query(ctx, `SELECT id::TEXT, aggregate_kind, aggregate_id, aggregate_version, event_type, payload
 		FROM outbox WHERE aggregate_kind = $1 AND aggregate_id = $2 ORDER BY aggregate_version`, kind, id)

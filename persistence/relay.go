@@ -13,8 +13,9 @@ import (
 )
 
 // Projection is what a batch of outbox events changes in the read models.
-// A Projector fills it; RelayOutbox writes it in the transaction that marks
-// the events delivered, so a read model never misses or half-applies one.
+// A Projector fills it; RelayOutbox writes it in the transaction that
+// deletes the events from the outbox, so a read model never misses or
+// half-applies one.
 type Projection struct {
 	Doctors []DoctorView
 	Busy    []BusyView
@@ -45,16 +46,16 @@ type BusyView struct {
 // be projected (malformed); the relay logs it and delivers it anyway.
 type Projector func(ev OutboxEvent, p *Projection) error
 
-// RelayOutbox delivers up to limit undelivered events, oldest first, in one
+// RelayOutbox delivers up to limit events, oldest first, in one
 // transaction: it locks them (SKIP LOCKED, so relays on other nodes take
 // other events at the same time), writes what project makes of them, and
-// marks them delivered. It returns how many it delivered, the creation time
+// deletes them from the outbox. It returns how many it delivered, the creation time
 // of the oldest, and the events project refused.
 func (db *DB) RelayOutbox(ctx context.Context, limit int, project Projector) (n int, oldest time.Time, refused []error, err error) {
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
 		n, oldest, refused = 0, time.Time{}, nil
 		rows, err := tx.Query(ctx, `SELECT id::TEXT, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at
-			FROM outbox WHERE delivered_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+			FROM outbox ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 		if err != nil {
 			return err
 		}
@@ -88,7 +89,7 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, project Projector) (n 
 			return err
 		}
 		queueBusyViews(&q, p.Busy)
-		q.Queue(`UPDATE outbox SET delivered_at = $1 WHERE id = ANY($2::UUID[])`, time.Now().UTC(), ids)
+		q.Queue(`DELETE FROM outbox WHERE id = ANY($1::UUID[])`, ids)
 		if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package calendar
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -100,5 +103,76 @@ func TestProjectMapsCalendarEvents(t *testing.T) {
 	}
 	if err := Project(ev(&messages.DoctorChanged{}), &p); err == nil {
 		t.Fatal("a doctor event without a doctor was projected")
+	}
+}
+
+// BenchmarkFinder searches a read model of 200 doctors (4 specialties,
+// 08:00-18:00 on weekdays, 15-minute slots, 40 appointments each in the
+// coming week) on the real database: the first page of one specialty, and
+// of everyone.
+func BenchmarkFinder(b *testing.B) {
+	db := pgtest.New(b)
+	ctx := context.Background()
+	zone := "Europe/Chisinau"
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var weekly []*messages.WeeklyHours
+	for _, d := range []string{"monday", "tuesday", "wednesday", "thursday", "friday"} {
+		weekly = append(weekly, &messages.WeeklyHours{Weekday: d, Ranges: []*messages.TimeRange{{Start: "08:00", End: "18:00"}}})
+	}
+	now := time.Now()
+	day0 := time.Date(now.Year(), now.Month(), now.Day()+1, 8, 0, 0, 0, loc)
+	specialties := []string{"cardiology", "neurology", "dermatology", "family medicine"}
+	var events []persistence.OutboxEvent
+	add := func(m proto.Message) {
+		payload, err := proto.Marshal(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events = append(events, persistence.OutboxEvent{EventType: string(proto.MessageName(m)), Payload: payload})
+	}
+	for i := range 200 {
+		id := uuid.NewString()
+		add(&messages.DoctorChanged{Doctor: &messages.DoctorRecord{Id: id, Specialty: specialties[i%4], ClinicId: uuid.NewString(),
+			TimeZone: zone, SlotMinutes: 15, Version: 1}, Availability: &messages.Availability{SlotMinutes: 15, Weekly: weekly}})
+		for j := range 40 {
+			start := day0.AddDate(0, 0, j/8).Add(time.Duration(j%8) * time.Hour)
+			add(&messages.AppointmentChanged{Appointment: &messages.AppointmentRecord{Id: uuid.NewString(), DoctorId: id,
+				Start: timestamppb.New(start), End: timestamppb.New(start.Add(30 * time.Minute)), Status: booked, Version: 2}})
+		}
+	}
+	// Into the outbox as the grains would write them, then through the relay.
+	types, payloads := make([]string, len(events)), make([][]byte, len(events))
+	for i, e := range events {
+		types[i], payloads[i] = e.EventType, e.Payload
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO outbox (id, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at)
+		SELECT gen_random_uuid(), 'Calendar', 'bench', 1, u.type, u.payload, now() FROM unnest($1::TEXT[], $2::BYTEA[]) AS u (type, payload)`,
+		types, payloads); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		n, _, refused, err := db.RelayOutbox(ctx, 1000, Project)
+		if err != nil || len(refused) > 0 {
+			b.Fatal(err, refused)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	f := &Finder{Store: db}
+	c := &messages.Caller{Subject: "p", Role: messages.Role_ROLE_PATIENT}
+	for _, tc := range []struct{ name, specialty string }{{"one-specialty", "neurology"}, {"everyone", ""}} {
+		b.Run(tc.name, func(b *testing.B) {
+			q := SlotQuery{Specialty: tc.specialty, From: day0.Add(-time.Hour), To: day0.AddDate(0, 0, 7), Limit: 50}
+			for b.Loop() {
+				got, _, err := f.Find(ctx, c, q)
+				if err != nil || len(got) != 50 {
+					b.Fatalf("found %d, %v", len(got), err)
+				}
+			}
+		})
 	}
 }
