@@ -1,0 +1,116 @@
+package persistence_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestTransactionsAreAtomicRetriedAndChecked: the transaction every store
+// writes through is one: a later failure undoes the first statement, a
+// serialization failure retries from crdb's savepoint, a failed COMMIT is
+// reported as a failure, and the connections go back to the pool.
+func TestTransactionsAreAtomicRetriedAndChecked(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE tx_probe (k INT, CONSTRAINT tx_probe_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		var n int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM tx_probe`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// A failure after the first statement rolls the first one back too.
+	err := db.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO tx_probe VALUES (1)`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO tx_probe VALUES ('not a number')`)
+		return err
+	})
+	if err == nil || count() != 0 {
+		t.Fatalf("failed transaction = %v, rows %d; want an error and no rows", err, count())
+	}
+
+	// The same when the first statements go as a batch.
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		var b pgx.Batch
+		b.Queue(`INSERT INTO tx_probe VALUES (1)`)
+		b.Queue(`INSERT INTO tx_probe VALUES (2)`)
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return err
+		}
+		return errors.New("changed my mind")
+	})
+	if err == nil || count() != 0 {
+		t.Fatalf("abandoned batch transaction = %v, rows %d; want no rows", err, count())
+	}
+
+	// A serialization failure (40001) on the first attempt is retried from
+	// the savepoint that went with BEGIN; the retry commits once.
+	attempts := 0
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		attempts++
+		if _, err := tx.Exec(ctx, `INSERT INTO tx_probe VALUES (3)`); err != nil {
+			return err
+		}
+		if attempts == 1 {
+			_, err := tx.Exec(ctx, `DO $$ BEGIN RAISE EXCEPTION 'retry me' USING ERRCODE = '40001'; END $$`)
+			return err
+		}
+		return nil
+	})
+	if err != nil || attempts != 2 || count() != 1 {
+		t.Fatalf("retried transaction = %v after %d attempts, %d rows; want it committed once on the second", err, attempts, count())
+	}
+
+	// A COMMIT that fails (a deferred constraint) is an error, not a success.
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO tx_probe VALUES (3)`)
+		return err
+	})
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" || count() != 1 {
+		t.Fatalf("commit violating a deferred constraint = %v, rows %d; want 23505 and 1 row", err, count())
+	}
+
+	// A transaction that never ran a statement commits nothing and fails nothing.
+	if err := db.InTx(ctx, func(pgx.Tx) error { return nil }); err != nil {
+		t.Fatalf("empty transaction = %v", err)
+	}
+	// Every connection went back to the pool.
+	if n := db.Pool.Stat().AcquiredConns(); n != 0 {
+		t.Fatalf("%d connections still acquired", n)
+	}
+}
+
+// BenchmarkSmallTransaction is one small write transaction (a two-statement
+// batch) through the path every store uses: mostly round trips.
+func BenchmarkSmallTransaction(b *testing.B) {
+	db := pgtest.New(b)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE tx_bench (k BIGINT PRIMARY KEY, v INT NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	var k int64
+	for b.Loop() {
+		k++
+		err := db.InTx(ctx, func(tx pgx.Tx) error {
+			var q pgx.Batch
+			q.Queue(`INSERT INTO tx_bench VALUES ($1, 1)`, k)
+			q.Queue(`UPDATE tx_bench SET v = v + 1 WHERE k = $1`, k)
+			return tx.SendBatch(ctx, &q).Close()
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
