@@ -84,13 +84,13 @@ func TestRelayKeepsTheNewestVersion(t *testing.T) {
 		t.Fatalf("delivered %d late events, want 2", n)
 	}
 
-	if ds, err := db.FinderDoctors(ctx, "neurology", ""); err != nil || len(ds) != 1 || ds[0].Version != 2 || ds[0].Specialty != "Neurology" {
+	if ds, err := db.FinderDoctors(ctx, "neurology", "", nil); err != nil || len(ds) != 1 || ds[0].Version != 2 || ds[0].Specialty != "Neurology" {
 		t.Fatalf("neurology doctors = %+v, %v; want the doctor at version 2", ds, err)
 	}
-	if ds, err := db.FinderDoctors(ctx, "cardiology", ""); err != nil || len(ds) != 0 {
+	if ds, err := db.FinderDoctors(ctx, "cardiology", "", nil); err != nil || len(ds) != 0 {
 		t.Fatalf("cardiology doctors = %+v, %v; the doctor moved to neurology", ds, err)
 	}
-	if ds, err := db.FinderDoctors(ctx, "", clinic); err != nil || len(ds) != 1 || len(ds[0].Availability.GetWeekly()) != 1 {
+	if ds, err := db.FinderDoctors(ctx, "", clinic, nil); err != nil || len(ds) != 1 || len(ds[0].Availability.GetWeekly()) != 1 {
 		t.Fatalf("clinic's doctors = %+v, %v; want one with Monday hours", ds, err)
 	}
 	busy, err := db.FinderBusy(ctx, []string{doctor}, start.Add(-time.Hour), start.Add(time.Hour))
@@ -152,7 +152,7 @@ func TestRelayDeliversUnprojectableEvents(t *testing.T) {
 	if err != nil || n != 2 || len(refused) != 1 || !oldest.Equal(t0.Truncate(time.Microsecond)) {
 		t.Fatalf("relay = %d, oldest %v, refused %v, %v; want 2 delivered, 1 refused, oldest %v", n, oldest, refused, err, t0)
 	}
-	if ds, err := db.FinderDoctors(context.Background(), "cardiology", ""); err != nil || len(ds) != 1 {
+	if ds, err := db.FinderDoctors(context.Background(), "cardiology", "", nil); err != nil || len(ds) != 1 {
 		t.Fatalf("doctors = %+v, %v; the good event behind the bad one must be projected", ds, err)
 	}
 }

@@ -15,8 +15,10 @@ import (
 func SpecialtyKey(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 // FinderDoctors lists the projected doctors with this specialty and clinic
-// ("" matches any), in id order.
-func (db *DB) FinderDoctors(ctx context.Context, specialty, clinic string) ([]DoctorView, error) {
+// ("" matches any), in id order. Each doctor's hours are decoded only if
+// known(id, version) is false (nil: always); otherwise Availability is nil
+// and the caller uses what it decoded before.
+func (db *DB) FinderDoctors(ctx context.Context, specialty, clinic string, known func(id string, version int64) bool) ([]DoctorView, error) {
 	var clinicArg any
 	if clinic != "" {
 		clinicArg = clinic
@@ -33,6 +35,9 @@ func (db *DB) FinderDoctors(ctx context.Context, specialty, clinic string) ([]Do
 		var hours string
 		if err := r.Scan(&v.DoctorID, &v.Specialty, &v.ClinicID, &v.TimeZone, &v.SlotMinutes, &hours, &v.Version); err != nil {
 			return v, err
+		}
+		if known != nil && known(v.DoctorID, v.Version) {
+			return v, nil
 		}
 		v.Availability = &messages.Availability{}
 		return v, protojson.Unmarshal([]byte(hours), v.Availability)

@@ -1,11 +1,11 @@
 package calendar
 
 import (
+	"container/heap"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,7 +66,7 @@ func Project(ev persistence.OutboxEvent, p *persistence.Projection) error {
 
 // FinderStore is the read model the Finder queries (persistence.DB).
 type FinderStore interface {
-	FinderDoctors(ctx context.Context, specialty, clinic string) ([]persistence.DoctorView, error)
+	FinderDoctors(ctx context.Context, specialty, clinic string, known func(id string, version int64) bool) ([]persistence.DoctorView, error)
 	FinderBusy(ctx context.Context, doctors []string, from, to time.Time) ([]persistence.BusyView, error)
 }
 
@@ -116,10 +116,19 @@ func parseCursor(c string) (time.Time, string, error) {
 	return time.Unix(0, n).UTC(), doctor, nil
 }
 
-// Finder answers slot searches from the read model.
+// Finder answers slot searches from the read model. It keeps each
+// doctor's parsed hours by version, so a search decodes only what changed.
 type Finder struct {
 	Store FinderStore
 	Now   func() time.Time // nil: time.Now
+
+	mu    sync.Mutex
+	hours map[string]parsedHours // doctor id ->
+}
+
+type parsedHours struct {
+	version int64
+	hours   *Availability // nil: the projected hours do not parse
 }
 
 // Find returns the earliest free slots matching q in (start, doctor id)
@@ -151,11 +160,11 @@ func (f *Finder) Find(ctx context.Context, c *messages.Caller, q SlotQuery) ([]F
 	if !from.Before(q.To) {
 		return nil, false, nil
 	}
-	views, err := f.Store.FinderDoctors(ctx, q.Specialty, q.Clinic)
+	views, err := f.Store.FinderDoctors(ctx, q.Specialty, q.Clinic, f.known)
 	if err != nil {
 		return nil, false, messages.ErrStoreUnavailable("slot finder unavailable")
 	}
-	doctors, ids := finderDoctors(views)
+	doctors, ids := f.finderDoctors(views)
 	// Search day by day, then over doubling spans: slots found in one span
 	// all start before those of the next, so the first spans that yield
 	// Limit+1 slots decide the answer; usually the first day does.
@@ -211,22 +220,41 @@ type finderDoctor struct {
 	hours *Availability
 }
 
-// finderDoctors parses each doctor's hours. A doctor whose projected hours
-// no longer parse (a zone this binary does not know) offers no slots
-// rather than failing every search.
-func finderDoctors(views []persistence.DoctorView) ([]finderDoctor, []string) {
+// known reports whether the doctor's hours at this version are parsed.
+func (f *Finder) known(id string, version int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h, ok := f.hours[id]
+	return ok && h.version == version
+}
+
+// finderDoctors pairs each doctor with their parsed hours, parsing what the
+// store decoded. A doctor whose projected hours no longer parse (a zone this
+// binary does not know) offers no slots rather than failing every search.
+func (f *Finder) finderDoctors(views []persistence.DoctorView) ([]finderDoctor, []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hours == nil {
+		f.hours = map[string]parsedHours{}
+	}
 	out := make([]finderDoctor, 0, len(views))
 	ids := make([]string, 0, len(views))
 	for _, v := range views {
-		zone, err := loadZone(v.TimeZone)
-		if err != nil {
+		h, ok := f.hours[v.DoctorID]
+		switch {
+		case v.Availability != nil:
+			h = parsedHours{version: v.Version}
+			if zone, err := loadZone(v.TimeZone); err == nil {
+				h.hours, _ = ParseAvailability(v.Availability, zone, int(v.SlotMinutes))
+			}
+			f.hours[v.DoctorID] = h
+		case !ok || h.version != v.Version:
+			continue // a concurrent search cached a newer version meanwhile; rare
+		}
+		if h.hours == nil {
 			continue
 		}
-		hours, err := ParseAvailability(v.Availability, zone, int(v.SlotMinutes))
-		if err != nil {
-			continue
-		}
-		out = append(out, finderDoctor{view: v, hours: hours})
+		out = append(out, finderDoctor{view: v, hours: h.hours})
 		ids = append(ids, v.DoctorID)
 	}
 	return out, ids
@@ -260,33 +288,68 @@ func freeIn(doctors []finderDoctor, busy []persistence.BusyView, from, to, now, 
 		}
 		s.Add(Busy{ID: b.AppointmentID, Interval: Interval{b.Start, b.End}})
 	}
-	var out []FoundSlot
+	lists := make([][]FoundSlot, 0, len(doctors))
 	for _, d := range doctors {
 		s := byDoctor[d.view.DoctorID]
 		if s == nil {
 			s = &Schedule{}
 		}
-		n := 0
+		var list []FoundSlot
 		for _, iv := range FreeSlots(d.hours, s, from, to, now) {
 			fs := FoundSlot{DoctorID: d.view.DoctorID, ClinicID: d.view.ClinicID, Specialty: d.view.Specialty, Interval: iv}
 			if afterDoctor != "" && !fs.after(afterStart, afterDoctor) {
 				continue
 			}
-			out = append(out, fs)
 			// A doctor's slots come in time order: past limit of them, the rest cannot make the page.
-			if n++; n == limit {
+			if list = append(list, fs); len(list) == limit {
 				break
 			}
 		}
-	}
-	slices.SortFunc(out, func(a, b FoundSlot) int {
-		if c := a.Start.Compare(b.Start); c != 0 {
-			return c
+		if len(list) > 0 {
+			lists = append(lists, list)
 		}
-		return strings.Compare(a.DoctorID, b.DoctorID)
-	})
-	if len(out) > limit {
-		out = out[:limit]
+	}
+	return mergeFound(lists, limit)
+}
+
+// mergeFound merges lists, each in (start, doctor) order, into the first
+// limit of them all, in that order: a heap of the lists' heads, so a page
+// costs limit steps whatever the number of doctors.
+func mergeFound(lists [][]FoundSlot, limit int) []FoundSlot {
+	h := &foundHeap{lists: lists}
+	for i := range lists {
+		h.heads = append(h.heads, foundHead{list: i})
+	}
+	heap.Init(h)
+	var out []FoundSlot
+	for len(out) < limit && h.Len() > 0 {
+		top := &h.heads[0]
+		out = append(out, lists[top.list][top.pos])
+		if top.pos++; top.pos < len(lists[top.list]) {
+			heap.Fix(h, 0)
+		} else {
+			heap.Pop(h)
+		}
 	}
 	return out
+}
+
+type foundHead struct{ list, pos int }
+
+type foundHeap struct {
+	lists [][]FoundSlot
+	heads []foundHead
+}
+
+func (h *foundHeap) Len() int { return len(h.heads) }
+func (h *foundHeap) Less(i, j int) bool {
+	a, b := h.lists[h.heads[i].list][h.heads[i].pos], h.lists[h.heads[j].list][h.heads[j].pos]
+	return a.Start.Before(b.Start) || (a.Start.Equal(b.Start) && a.DoctorID < b.DoctorID)
+}
+func (h *foundHeap) Swap(i, j int) { h.heads[i], h.heads[j] = h.heads[j], h.heads[i] }
+func (h *foundHeap) Push(x any)    { h.heads = append(h.heads, x.(foundHead)) }
+func (h *foundHeap) Pop() any {
+	last := h.heads[len(h.heads)-1]
+	h.heads = h.heads[:len(h.heads)-1]
+	return last
 }
