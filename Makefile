@@ -41,5 +41,5 @@ check-generated:
 
 # Go micro-benchmarks, then the HTTP load generator against a fresh node.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./actors/... ./edge/...
+	$(GO) test -run '^$$' -bench . -benchmem ./actors/... ./edge/... ./persistence/
 	bash deploy/bench-read-patient.sh
