@@ -99,18 +99,18 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, project Projector) (n 
 	return n, oldest, refused, classify(err)
 }
 
-// latestDoctors keeps one view per doctor, the newest: one INSERT ... ON
-// CONFLICT DO UPDATE may not touch a row twice.
-func latestDoctors(vs []DoctorView) []DoctorView {
+// latest keeps one view per key, the newest: one INSERT ... ON CONFLICT DO
+// UPDATE may not touch a row twice.
+func latest[V any](vs []V, key func(V) string, version func(V) int64) []V {
 	sort.SliceStable(vs, func(i, j int) bool {
-		if vs[i].DoctorID != vs[j].DoctorID {
-			return vs[i].DoctorID < vs[j].DoctorID
+		if ki, kj := key(vs[i]), key(vs[j]); ki != kj {
+			return ki < kj
 		}
-		return vs[i].Version > vs[j].Version
+		return version(vs[i]) > version(vs[j])
 	})
 	out := vs[:0:0]
 	for i, v := range vs {
-		if i == 0 || v.DoctorID != vs[i-1].DoctorID {
+		if i == 0 || key(v) != key(vs[i-1]) {
 			out = append(out, v)
 		}
 	}
@@ -121,7 +121,7 @@ func queueDoctorViews(q *pgx.Batch, vs []DoctorView) error {
 	if len(vs) == 0 {
 		return nil
 	}
-	vs = latestDoctors(vs)
+	vs = latest(vs, func(v DoctorView) string { return v.DoctorID }, func(v DoctorView) int64 { return v.Version })
 	n := len(vs)
 	ids, specialties, keys, clinics, zones := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	slots, hours, versions := make([]int32, n), make([]string, n), make([]int64, n)
@@ -146,27 +146,11 @@ func queueDoctorViews(q *pgx.Batch, vs []DoctorView) error {
 	return nil
 }
 
-func latestBusy(vs []BusyView) []BusyView {
-	sort.SliceStable(vs, func(i, j int) bool {
-		if vs[i].AppointmentID != vs[j].AppointmentID {
-			return vs[i].AppointmentID < vs[j].AppointmentID
-		}
-		return vs[i].Version > vs[j].Version
-	})
-	out := vs[:0:0]
-	for i, v := range vs {
-		if i == 0 || v.AppointmentID != vs[i-1].AppointmentID {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 func queueBusyViews(q *pgx.Batch, vs []BusyView) {
 	if len(vs) == 0 {
 		return
 	}
-	vs = latestBusy(vs)
+	vs = latest(vs, func(v BusyView) string { return v.AppointmentID }, func(v BusyView) int64 { return v.Version })
 	n := len(vs)
 	ids, doctors := make([]string, n), make([]string, n)
 	starts, ends := make([]time.Time, n), make([]time.Time, n)
