@@ -291,7 +291,7 @@ func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentRepl
 		switch {
 		case !bytes.Equal(g.fps[id], fp):
 			return refuse(messages.ErrIdempotencyKeyReused("the idempotency key was used for another booking"))
-		case g.ops[id] != nil && a.Status == held: // the first request is still running: wait for it
+		case g.ops[id] != nil: // the first request is still running (its confirm may not be durable yet): wait for it
 			g.ops[id].waiters = append(g.ops[id].waiters, waiter{sender: sender, caller: c, replayed: true})
 			return nil
 		case a.Status == held && BusyOf(a).Live(now): // orphaned by a restart: take the saga up again
