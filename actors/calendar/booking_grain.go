@@ -96,8 +96,8 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 		taken, err = db.WriteCalendar(wctx, fence, b)
 		return err
 	}, func(err error) {
-		g.writing = false
 		if err != nil {
+			g.writing = false
 			_ = g.storeError(ctx, "write", err)
 			return
 		}
@@ -105,10 +105,14 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 		for _, id := range taken {
 			set[id] = true
 		}
+		// writing stays set while the continuations run, so that what they
+		// enqueue (the confirms of the holds just written) gathers into one
+		// next batch instead of the first of them leaving alone.
 		for _, d := range dones {
 			d(set)
 		}
-		if g.batch != nil && !g.writing {
+		g.writing = false
+		if g.batch != nil {
 			g.flush(ctx)
 		}
 	})
