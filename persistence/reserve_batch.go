@@ -47,8 +47,8 @@ func (db *DB) reserveQueue() chan *reserveCall {
 // ReservePatient records, through the patient's fence, that the patient
 // took on an appointment's time (replacing the earlier time of the same
 // appointment). It returns once the batch it joined has committed. Per row,
-// the fence's UPDATE locks grain_owner's row (a new activation's claim waits
-// for it) and the insert happens only if that UPDATE found this epoch.
+// the fence share-locks grain_owner's row (a new activation's claim waits
+// for it, see checkFenceSQL) and the insert happens only if it found this epoch.
 func (db *DB) ReservePatient(ctx context.Context, f Fence, patient string, r Reservation) error {
 	call := &reserveCall{f: f, patient: patient, r: r, done: make(chan error, 1)}
 	select {
@@ -125,9 +125,10 @@ func (db *DB) reserveBatch(ctx context.Context, calls []*reserveCall) []error {
 			SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::UUID[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[], $8::TIMESTAMPTZ[], $9::INT[])
 				AS r (kind, patient, epoch, appt, doctor, start_at, end_at, pending_until, i)
 		), f AS (
-			UPDATE grain_owner g SET version = g.version + 1 FROM req
-			WHERE g.id = ANY($2::TEXT[]) AND g.kind = req.kind AND g.id = req.patient AND g.epoch = req.epoch
-			RETURNING g.kind, g.id, g.epoch
+			SELECT g.kind, g.id, g.epoch FROM grain_owner g JOIN req
+				ON g.kind = req.kind AND g.id = req.patient AND g.epoch = req.epoch
+			WHERE g.id = ANY($2::TEXT[])
+			FOR SHARE OF g
 		), ins AS (
 			INSERT INTO patient_reservations (appointment_id, patient_id, doctor_id, start_at, end_at, pending_until)
 			SELECT req.appt, req.patient::UUID, req.doctor, req.start_at, req.end_at, req.pending_until FROM req

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -112,5 +114,67 @@ func BenchmarkSmallTransaction(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClaimWaitsForAFencedWrite: a new activation's claim waits while a
+// write that passed the old epoch's fence is open, and takes the grain
+// once it commits; the old epoch then fails its next fence.
+func TestClaimWaitsForAFencedWrite(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	old, err := db.Claim(ctx, "Probe", "p1", "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked, release, written := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		written <- db.InTx(ctx, func(tx pgx.Tx) error {
+			if err := persistence.CheckFence(ctx, tx, old); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			return nil
+		})
+	}()
+	<-locked
+	claimed := make(chan persistence.Fence, 1)
+	go func() {
+		f, err := db.Claim(ctx, "Probe", "p1", "node-b")
+		if err != nil {
+			t.Error(err)
+		}
+		claimed <- f
+	}()
+	// The claim is seen waiting on the row lock before the write is let go.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var waiting int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO grain_owner%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the claim never waited for the fenced write")
+		}
+		select {
+		case <-claimed:
+			t.Fatal("the claim went through while a write holding the old fence was open")
+		default:
+		}
+	}
+	close(release)
+	if err := <-written; err != nil {
+		t.Fatalf("the fenced write = %v", err)
+	}
+	if f := <-claimed; f.Epoch != old.Epoch+1 {
+		t.Fatalf("new epoch = %d, want %d", f.Epoch, old.Epoch+1)
+	}
+	err = db.InTx(ctx, func(tx pgx.Tx) error { return persistence.CheckFence(ctx, tx, old) })
+	if !errors.Is(err, persistence.ErrFenced) {
+		t.Fatalf("old fence after the claim = %v, want ErrFenced", err)
 	}
 }
