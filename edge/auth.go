@@ -20,6 +20,8 @@ type Principal struct {
 	Subject string
 	Role    messages.Role
 	Client  string
+	// Session is the login session the token belongs to ("" for development tokens).
+	Session string
 	// Expiry is when the token stops being valid.
 	Expiry time.Time
 }

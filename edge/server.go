@@ -6,6 +6,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -38,6 +39,10 @@ type Config struct {
 	Directory Directory
 	// Slots answers GET /v1/slots from the slot finder's read model.
 	Slots SlotFinder
+	// Sessions serves /v1/me/sessions (nil: no identity provider).
+	Sessions Sessions
+	// Mounts are net/http handlers served beside the API (the OpenID Provider).
+	Mounts []Mount
 }
 
 // Server is the HTTP edge of one node.
@@ -98,6 +103,9 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/appointments/:id/no-show", staff, "Record that the patient did not come (receptionists, admins, the appointment's doctor)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_NO_SHOW)},
 		{"GET", "/v1/patients/:id/appointments", everyone, "A patient's appointments in start order (patients: only their own)", s.patientAppointments},
 		{"GET", "/v1/doctors/:id/appointments", staff, "A doctor's agenda between from and to (other doctors see times only)", s.doctorAgenda},
+		{"GET", "/v1/me", everyone, "Who the access token is for", s.me},
+		{"GET", "/v1/me/sessions", everyone, "The caller's live login sessions", s.mySessions},
+		{"DELETE", "/v1/me/sessions/:id", everyone, "End one of the caller's own sessions (and every token of it)", s.endMySession},
 	}
 }
 
@@ -150,6 +158,9 @@ func New(cfg Config) *Server {
 		} else {
 			s.app.Add(r.Method, r.Path, h)
 		}
+	}
+	for _, m := range cfg.Mounts {
+		s.mount(m)
 	}
 	s.app.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	return s
@@ -212,8 +223,15 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		return unauthenticated("send an access token as 'Authorization: Bearer <token>'")
 	}
 	p, err := s.cfg.Auth.Authenticate(token)
-	if err != nil {
+	if errors.Is(err, ErrUnauthenticated) {
 		return unauthenticated("the access token is not valid")
+	}
+	if err != nil {
+		// The token could not be checked (its session's store is down): not the caller's fault.
+		s.cfg.Logger.Error("authenticate", "error", err)
+		p := problem(fiber.StatusServiceUnavailable, "auth-unavailable", "Authentication unavailable", "the access token could not be checked; retry")
+		p.retryAfter = "1"
+		return p
 	}
 	c.Locals(principalKey, p)
 	return c.Next()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
@@ -41,24 +42,37 @@ var testKey = bytes.Repeat([]byte{7}, 32)
 // without --dev-auth).
 func startTestServerWith(t *testing.T, auth edge.Authenticator) *testServer {
 	t.Helper()
+	return startTestServerWithIdentity(t, auth, nil)
+}
+
+// startTestServerWithIdentity also runs the embedded OpenID Provider when
+// ic is not nil; its issuer is <base>/oidc on the test's port.
+func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *identity.Config) *testServer {
+	t.Helper()
 	db := pgtest.New(t)
-	n, err := startNode(context.Background(), db, nodeConfig{
-		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
-		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
-		Auth:        auth,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := "http://" + ln.Addr().String()
+	if ic != nil {
+		ic.DB, ic.Issuer = db, base+identity.PathPrefix
+	}
+	n, err := startNode(context.Background(), db, nodeConfig{
+		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
+		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
+		Auth:        auth,
+		Identity:    ic,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		_ = ln.Close()
+		t.Fatal(err)
+	}
 	go func() { _ = n.edge.App().Listener(ln) }()
 	t.Cleanup(func() { _ = n.stop(false) })
-	return &testServer{t: t, db: db, base: "http://" + ln.Addr().String(), key: testKey}
+	return &testServer{t: t, db: db, base: base, key: testKey}
 }
 
 func (s *testServer) token(role messages.Role, sub string) string {

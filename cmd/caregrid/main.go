@@ -26,6 +26,7 @@ commands:
   migrate     apply the database migrations (DATABASE_URL)
   dev-token   mint a development access token (servers started with --dev-auth)
   audit       audit trail tools: 'audit verify' checks every shard's hash chain
+  admin       accounts and clients: 'admin bootstrap', 'admin account create', 'admin client create'
   bench       load generator: 'bench read-patient|booking-hot|booking-spread|booking-sql-baseline --url URL'
 
 'caregrid <command> -h' lists a command's flags.
@@ -51,6 +52,8 @@ func main() {
 		err = auditCmd(ctx, args)
 	case "bench":
 		err = benchCmd(ctx, args)
+	case "admin":
+		err = adminCmd(ctx, args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -14,6 +14,7 @@ import (
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,7 +30,10 @@ type nodeConfig struct {
 	GrainIdle    time.Duration
 	GrainTimeout time.Duration
 	Auth         edge.Authenticator
-	Logger       *slog.Logger
+	// Identity configures the embedded OpenID Provider (nil: none); its
+	// access tokens are accepted beside Auth's.
+	Identity *identity.Config
+	Logger   *slog.Logger
 	// ActorLogger receives proto.actor's logs; nil: warnings on stderr.
 	ActorLogger *slog.Logger
 }
@@ -74,9 +78,26 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
 	relay := &persistence.Relay{DB: db, Project: calendar.Project, Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
+	auth, mounts, sessions := cfg.Auth, []edge.Mount(nil), edge.Sessions(nil)
+	if cfg.Identity != nil {
+		ic := *cfg.Identity
+		ic.Events = identity.AuditEvents{Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}, Logger: cfg.Logger}
+		provider, err := identity.New(ic)
+		if err != nil {
+			member.Stop(false)
+			return nil, err
+		}
+		mounts = append(mounts, edge.Mount{Prefix: identity.PathPrefix, Handler: provider.Handler()})
+		sessions = provider.Sessions()
+		if auth == nil {
+			auth = provider.Verifier()
+		} else {
+			auth = edge.AnyOf(auth, provider.Verifier())
+		}
+	}
 	srv := edge.New(edge.Config{
-		Cluster: member.Cluster, Auth: cfg.Auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
-		Slots: &calendar.Finder{Store: db},
+		Cluster: member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
+		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions,
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return errors.New("database unreachable")

@@ -12,12 +12,16 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/embedpg"
+	"github.com/caregrid/caregrid/persistence/seal"
 )
 
 type serveConfig struct {
@@ -36,6 +40,9 @@ type serveConfig struct {
 	DBMaxConns   int
 	LogLevel     string
 	PprofAddr    string
+	PublicURL    string
+	MasterKey    string
+	RedisURL     string
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -58,11 +65,17 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 32, "database connection pool size")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("CAREGRID_LOG_LEVEL", "info"), "debug, info, warn or error (env CAREGRID_LOG_LEVEL)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", envOr("CAREGRID_PPROF_ADDR", ""), "serve net/http/pprof on this loopback address (off when empty) (env CAREGRID_PPROF_ADDR)")
+	fs.StringVar(&c.PublicURL, "public-url", envOr("CAREGRID_PUBLIC_URL", ""), "the URL clients reach this API at; the OpenID issuer is <public-url>/oidc (default http://<http-addr>; https unless on loopback) (env CAREGRID_PUBLIC_URL)")
+	fs.StringVar(&c.MasterKey, "master-key-file", envOr("CAREGRID_MASTER_KEY_FILE", ""), "hex master key that seals secrets at rest; every node needs the same (default <data-dir>/master.key, created if missing) (env CAREGRID_MASTER_KEY_FILE)")
+	fs.StringVar(&c.RedisURL, "redis-url", envOr("REDIS_URL", ""), "Redis for rate limits shared by every node; empty: per-process limits (env REDIS_URL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected arguments %v", fs.Args())
+	}
+	if c.MasterKey == "" {
+		c.MasterKey = filepath.Join(c.DataDir, "master.key")
 	}
 	if c.AuditShards < 1 || c.AuditShards > 1024 {
 		return c, errors.New("serve: --audit-shards must be 1 to 1024")
@@ -127,6 +140,27 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		return fmt.Errorf("the database lacks migrations %v: run 'caregrid migrate' or start with --migrate", pending)
 	}
 
+	master, err := seal.LoadKeyFile(cfg.MasterKey, true)
+	if err != nil {
+		return err
+	}
+	var limiter ratelimit.Limiter = ratelimit.NewLocal(100_000)
+	if cfg.RedisURL != "" {
+		r, closeRedis, err := ratelimit.NewRedis(ctx, cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		defer func() { _ = closeRedis() }()
+		limiter = r
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	if cfg.PublicURL != "" {
+		base = strings.TrimSuffix(cfg.PublicURL, "/")
+	}
 	var auth edge.Authenticator
 	if cfg.DevAuth {
 		key, err := edge.LoadDevKey(cfg.DevAuthKey, true)
@@ -140,17 +174,13 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
+		Identity: &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger},
 	})
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		_ = n.stop(false)
-		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
-	}
-	base := "http://" + ln.Addr().String()
-	logger.Info("caregrid is serving", "api", base+"/v1/", "openapi", base+"/openapi.json",
+	logger.Info("caregrid is serving", "api", base+"/v1/", "openapi", base+"/openapi.json", "issuer", base+identity.PathPrefix,
 		"ready", base+"/readyz", "metrics", base+"/metrics", "cluster_member", n.member.Address())
 	if cfg.DevAuth {
 		fmt.Fprintf(os.Stderr, "\ncaregrid is serving on %s\n  OpenAPI: %s/openapi.json\n  token:   go run ./cmd/caregrid dev-token --role receptionist --sub desk-1\n\n", base, base)

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/embedpg"
+	"github.com/google/uuid"
+)
+
+const adminUsage = `usage: caregrid admin <command> [flags]
+
+commands:
+  bootstrap       create the first admin account and print its one-time password
+  account create  create an account: --username U --role R [--id ID] (prints a one-time password)
+  client create   register an OAuth client: --name N --kind service --role R (prints id and secret),
+                  or --kind public|confidential --redirect-uri URI ...
+
+Every command takes --database-url (env DATABASE_URL); without it, the
+embedded database under --data-dir (stop 'caregrid serve' first).
+`
+
+func adminCmd(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, adminUsage)
+		return flag.ErrHelp
+	}
+	switch {
+	case args[0] == "bootstrap":
+		return withAdminDB(ctx, "admin bootstrap", args[1:], nil, func(db *persistence.DB) error {
+			return bootstrap(ctx, db, os.Stdout)
+		})
+	case args[0] == "account" && len(args) > 1 && args[1] == "create":
+		var a accountFlags
+		return withAdminDB(ctx, "admin account create", args[2:], a.register, func(db *persistence.DB) error {
+			return createAccount(ctx, db, a, os.Stdout)
+		})
+	case args[0] == "client" && len(args) > 1 && args[1] == "create":
+		var c clientFlags
+		return withAdminDB(ctx, "admin client create", args[2:], c.register, func(db *persistence.DB) error {
+			return createClient(ctx, db, c, os.Stdout)
+		})
+	}
+	fmt.Fprint(os.Stderr, adminUsage)
+	return fmt.Errorf("admin: unknown command %q", strings.Join(args, " "))
+}
+
+func withAdminDB(ctx context.Context, name string, args []string, register func(*flag.FlagSet), run func(*persistence.DB) error) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	url := fs.String("database-url", envOr("DATABASE_URL", ""), "database (env DATABASE_URL); empty: the embedded one under --data-dir")
+	dataDir := fs.String("data-dir", envOr("CAREGRID_DATA_DIR", ".data"), "the embedded database's directory (env CAREGRID_DATA_DIR)")
+	if register != nil {
+		register(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" {
+		pg, err := embedpg.Start(ctx, *dataDir)
+		if err != nil {
+			return fmt.Errorf("%s: embedded database (is 'caregrid serve' running on it? stop it first, or pass --database-url): %w", name, err)
+		}
+		defer func() { _ = pg.Stop() }()
+		*url = pg.URL
+	}
+	db, err := persistence.Open(ctx, *url, 2)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if pending, err := db.Pending(ctx); err != nil {
+		return err
+	} else if len(pending) > 0 {
+		if _, err := db.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	return run(db)
+}
+
+// oneTimePassword is a random password the account must replace at its
+// first login (the login pages ask for a new one).
+func oneTimePassword() string {
+	b := make([]byte, 15)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// bootstrap creates the first admin. It refuses once any admin exists, so
+// it cannot be used to take over a running system.
+func bootstrap(ctx context.Context, db *persistence.DB, out io.Writer) error {
+	n, err := db.CountAccounts(ctx, "admin")
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return errors.New("admin bootstrap: an admin account exists already; admins create further accounts")
+	}
+	pw := oneTimePassword()
+	hash, err := identity.HashPassword(pw)
+	if err != nil {
+		return err
+	}
+	a := persistence.Account{ID: uuid.NewString(), Username: "admin", Role: "admin", PasswordHash: hash, MustChangePassword: true}
+	if err := db.CreateAccount(ctx, a); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "username: admin\none-time password: %s\nThe first sign-in asks for a new password and sets up an authenticator app.\n", pw)
+	return nil
+}
+
+type accountFlags struct {
+	username, role, id, email string
+}
+
+func (a *accountFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.username, "username", "", "login name")
+	fs.StringVar(&a.role, "role", "", "patient, doctor, receptionist or admin")
+	fs.StringVar(&a.id, "id", "", "account id; for a doctor or patient, the id of their record (default: a new id)")
+	fs.StringVar(&a.email, "email", "", "email address")
+}
+
+func createAccount(ctx context.Context, db *persistence.DB, f accountFlags, out io.Writer) error {
+	role, ok := messages.ParseRole(f.role)
+	if !ok || role == messages.Role_ROLE_SERVICE || strings.TrimSpace(f.username) == "" {
+		return errors.New("admin account create: --username and --role (patient, doctor, receptionist or admin) are required")
+	}
+	if (role == messages.Role_ROLE_DOCTOR || role == messages.Role_ROLE_PATIENT) && f.id == "" {
+		return errors.New("admin account create: a doctor or patient account needs --id, the id of their record")
+	}
+	id := f.id
+	if id == "" {
+		id = uuid.NewString()
+	} else if uuid.Validate(id) != nil {
+		return errors.New("admin account create: --id must be a UUID")
+	}
+	pw := oneTimePassword()
+	hash, err := identity.HashPassword(pw)
+	if err != nil {
+		return err
+	}
+	err = db.CreateAccount(ctx, persistence.Account{ID: strings.ToLower(id), Username: strings.TrimSpace(f.username), Email: f.email,
+		Role: role.Name(), PasswordHash: hash, MustChangePassword: true})
+	if errors.Is(err, persistence.ErrExists) {
+		return errors.New("admin account create: the username or id is taken")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "account id: %s\nusername: %s\none-time password: %s\n", strings.ToLower(id), strings.TrimSpace(f.username), pw)
+	return nil
+}
+
+type clientFlags struct {
+	name, kind, role string
+	redirects        stringList
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.name, "name", "", "what the client is (shown in sessions and the audit trail)")
+	fs.StringVar(&c.kind, "kind", "service", "service (client credentials), public (app with PKCE) or confidential (web app with a secret)")
+	fs.StringVar(&c.role, "role", "", "service clients: the role their account is granted")
+	fs.Var(&c.redirects, "redirect-uri", "public and confidential clients: an allowed redirect URI (repeat for more)")
+}
+
+func createClient(ctx context.Context, db *persistence.DB, f clientFlags, out io.Writer) error {
+	if strings.TrimSpace(f.name) == "" {
+		return errors.New("admin client create: --name is required")
+	}
+	c := persistence.Client{ID: uuid.NewString(), Name: strings.TrimSpace(f.name), Kind: f.kind, RedirectURIs: f.redirects}
+	secret := ""
+	var role messages.Role
+	switch f.kind {
+	case "service":
+		var ok bool
+		role, ok = messages.ParseRole(f.role)
+		if !ok || role == messages.Role_ROLE_SERVICE {
+			return errors.New("admin client create: a service client needs --role (patient, doctor, receptionist or admin)")
+		}
+		c.AccountID = uuid.NewString()
+	case "public", "confidential":
+		if len(f.redirects) == 0 {
+			return errors.New("admin client create: a public or confidential client needs at least one --redirect-uri")
+		}
+	default:
+		return errors.New("admin client create: --kind must be service, public or confidential")
+	}
+	if f.kind != "public" {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		secret = base64.RawURLEncoding.EncodeToString(b)
+		h := sha256.Sum256([]byte(secret))
+		c.SecretHash = h[:]
+	}
+	var err error
+	if f.kind == "service" {
+		err = db.CreateServiceClient(ctx, persistence.Account{ID: c.AccountID, Username: "service:" + c.ID, Role: role.Name()}, c)
+	} else {
+		err = db.CreateClient(ctx, c)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "client id: %s\n", c.ID)
+	if secret != "" {
+		fmt.Fprintf(out, "client secret: %s\n(shown once: store it in the client's secret store)\n", secret)
+	}
+	return nil
+}

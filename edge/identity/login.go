@@ -1,0 +1,425 @@
+package identity
+
+import (
+	"context"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/google/uuid"
+	"github.com/zitadel/oidc/v3/pkg/op"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+// login serves the login pages. Each step reads the authorization request
+// from the database and acts only on what it records: a second-factor step
+// needs the password step's mark on the same request, so skipping a page
+// skips nothing. The request id is the only state the browser carries.
+type login struct {
+	p        *Provider
+	callback func(context.Context, string) string
+}
+
+func newLogin(p *Provider) *login {
+	return &login{p: p, callback: op.AuthCallbackURL(p.op)}
+}
+
+// maxFormBytes bounds a login form.
+const maxFormBytes = 8 << 10
+
+// rolesNeedingTOTP must enrol a second factor before they get tokens.
+var rolesNeedingTOTP = map[string]bool{"doctor": true, "admin": true}
+
+func (l *login) routes() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		path := strings.TrimSuffix(r.URL.Path, "/")
+		switch {
+		case path == "/logged-out" && r.Method == http.MethodGet:
+			l.render(w, http.StatusOK, "message.html", page{Title: "Signed out", Message: "You have signed out."})
+		case path == "" && r.Method == http.MethodGet:
+			l.showPassword(w, r)
+		case path == "" && r.Method == http.MethodPost:
+			l.checkPassword(w, r)
+		case path == "/new-password" && r.Method == http.MethodPost:
+			l.changePassword(w, r)
+		case path == "/totp" && r.Method == http.MethodPost:
+			l.checkTOTP(w, r)
+		case path == "/enrol" && r.Method == http.MethodPost:
+			l.enrolTOTP(w, r)
+		default:
+			l.render(w, http.StatusNotFound, "message.html", page{Title: "Not found", Message: "There is no such page."})
+		}
+	})
+}
+
+// page is what every template gets.
+type page struct {
+	Title, Message, Error string
+	ID                    string
+	Username              string
+	// TOTP enrolment
+	Secret, SecretURI, Sealed string
+	RecoveryCodes             []string
+	Continue                  string
+	Base                      string
+}
+
+func (l *login) render(w http.ResponseWriter, status int, name string, p page) {
+	p.Base = l.p.cfg.loginPath()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := pages.ExecuteTemplate(w, name, p); err != nil {
+		l.p.cfg.Logger.Error("login page", "template", name, "error", err)
+	}
+}
+
+// request loads the authorization request a form or link names.
+func (l *login) request(w http.ResponseWriter, r *http.Request) (persistence.AuthRequest, bool) {
+	id := r.FormValue("id")
+	if uuid.Validate(id) == nil {
+		req, err := l.p.cfg.DB.AuthRequestByID(r.Context(), id)
+		if err == nil && !req.Done {
+			return req, true
+		}
+		if err != nil && !errors.Is(err, persistence.ErrNotFound) {
+			l.fail(w, err)
+			return req, false
+		}
+	}
+	l.render(w, http.StatusBadRequest, "message.html", page{Title: "Sign-in expired",
+		Message: "This sign-in has expired or is unknown. Go back to the application and sign in again."})
+	return persistence.AuthRequest{}, false
+}
+
+func (l *login) fail(w http.ResponseWriter, err error) {
+	l.p.cfg.Logger.Error("login failed", "error", err)
+	l.render(w, http.StatusServiceUnavailable, "message.html", page{Title: "Try again", Message: "Signing in is not possible right now. Try again in a moment."})
+}
+
+func (l *login) showPassword(w http.ResponseWriter, r *http.Request) {
+	if req, ok := l.request(w, r); ok {
+		l.render(w, http.StatusOK, "password.html", page{Title: "Sign in", ID: req.ID})
+	}
+}
+
+func sourceAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// throttle takes one attempt from each key's budget; false (and a 429 page)
+// when one is spent.
+func (l *login) throttle(w http.ResponseWriter, r *http.Request, keys map[string]ratelimit.Limit) bool {
+	for key, limit := range keys {
+		d, err := l.p.cfg.Limiter.Allow(r.Context(), key, limit)
+		if err != nil {
+			l.fail(w, err)
+			return false
+		}
+		if !d.Allowed {
+			secs := int(d.RetryAfter.Round(time.Second) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+			l.render(w, http.StatusTooManyRequests, "message.html", page{Title: "Too many attempts",
+				Message: "Too many sign-in attempts. Wait " + strconv.Itoa(max(secs, 1)) + " seconds and try again."})
+			return false
+		}
+	}
+	return true
+}
+
+func (l *login) audit(r *http.Request, req persistence.AuthRequest, a persistence.Account, outcome, detail string) error {
+	return l.p.cfg.Events.Login(r.Context(), LoginEvent{AccountID: a.ID, Role: a.Role, Client: req.ClientID,
+		Outcome: outcome, Detail: detail, SourceAddress: sourceAddress(r)})
+}
+
+func (l *login) checkPassword(w http.ResponseWriter, r *http.Request) {
+	req, ok := l.request(w, r)
+	if !ok {
+		return
+	}
+	username := strings.TrimSpace(r.PostFormValue("username"))
+	password := r.PostFormValue("password")
+	if !l.throttle(w, r, map[string]ratelimit.Limit{
+		"login:addr:" + sourceAddress(r):             l.p.cfg.PerAddress,
+		"login:account:" + strings.ToLower(username): l.p.cfg.PerAccount,
+	}) {
+		return
+	}
+	retry := func(msg string) {
+		l.render(w, http.StatusUnauthorized, "password.html", page{Title: "Sign in", ID: req.ID, Username: username, Error: msg})
+	}
+	acct, err := l.p.cfg.DB.AccountByUsername(r.Context(), username)
+	if errors.Is(err, persistence.ErrNotFound) || (err == nil && acct.PasswordHash == "") {
+		VerifyPassword(password, "") // as slow as a real check
+		if err := l.audit(r, req, persistence.Account{}, "failed", "unknown account"); err != nil {
+			l.fail(w, err)
+			return
+		}
+		retry("The username or password is wrong.")
+		return
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	now := l.p.cfg.now()
+	if acct.Disabled || (acct.LockedUntil != nil && now.Before(*acct.LockedUntil)) {
+		VerifyPassword(password, "")
+		if err := l.audit(r, req, acct, "denied", "account locked or disabled"); err != nil {
+			l.fail(w, err)
+			return
+		}
+		l.render(w, http.StatusForbidden, "message.html", page{Title: "Account locked",
+			Message: "This account is locked after too many failed sign-ins. Try again later or ask an administrator."})
+		return
+	}
+	if !VerifyPassword(password, acct.PasswordHash) {
+		l.failedAttempt(w, r, req, acct, "wrong password", func() { retry("The username or password is wrong.") })
+		return
+	}
+	if err := l.p.cfg.DB.PasswordChecked(r.Context(), req.ID, acct.ID); err != nil {
+		l.fail(w, err)
+		return
+	}
+	l.next(w, r, req.ID, acct)
+}
+
+// failedAttempt counts a failure towards the lock, audits it, and either
+// says the account is now locked or lets the user retry.
+func (l *login) failedAttempt(w http.ResponseWriter, r *http.Request, req persistence.AuthRequest, acct persistence.Account, why string, retry func()) {
+	locked, err := l.p.cfg.DB.RecordLoginFailure(r.Context(), acct.ID, l.p.cfg.LockAfter, l.p.cfg.LockFor)
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	detail := why
+	if locked != nil {
+		detail += "; account locked"
+	}
+	if err := l.audit(r, req, acct, "failed", detail); err != nil {
+		l.fail(w, err)
+		return
+	}
+	if locked != nil {
+		l.render(w, http.StatusForbidden, "message.html", page{Title: "Account locked",
+			Message: "This account is now locked after too many failed sign-ins. Try again later or ask an administrator."})
+		return
+	}
+	retry()
+}
+
+// next shows the step the account owes after its password: a new password
+// (first login), its second factor, the second factor's enrolment, or none.
+func (l *login) next(w http.ResponseWriter, r *http.Request, id string, acct persistence.Account) {
+	switch {
+	case acct.MustChangePassword:
+		l.render(w, http.StatusOK, "new-password.html", page{Title: "Choose a new password", ID: id})
+	case acct.TOTPSealed != nil:
+		l.render(w, http.StatusOK, "totp.html", page{Title: "Enter your code", ID: id})
+	case rolesNeedingTOTP[acct.Role]:
+		l.showEnrol(w, id, acct, "")
+	default:
+		l.complete(w, r, id, acct, []string{"pwd"}, nil)
+	}
+}
+
+// passwordDone loads the request and its account for a step after the password.
+func (l *login) passwordDone(w http.ResponseWriter, r *http.Request) (persistence.AuthRequest, persistence.Account, bool) {
+	req, ok := l.request(w, r)
+	if !ok {
+		return req, persistence.Account{}, false
+	}
+	if !req.PasswordOK || req.AccountID == "" {
+		l.render(w, http.StatusBadRequest, "message.html", page{Title: "Sign in first", Message: "Enter your password first."})
+		return req, persistence.Account{}, false
+	}
+	acct, err := l.p.cfg.DB.AccountByID(r.Context(), req.AccountID)
+	if err != nil {
+		l.fail(w, err)
+		return req, acct, false
+	}
+	return req, acct, true
+}
+
+func (l *login) changePassword(w http.ResponseWriter, r *http.Request) {
+	req, acct, ok := l.passwordDone(w, r)
+	if !ok {
+		return
+	}
+	if !acct.MustChangePassword {
+		l.next(w, r, req.ID, acct)
+		return
+	}
+	pw, again := r.PostFormValue("password"), r.PostFormValue("confirm")
+	msg := ""
+	if err := CheckPasswordRules(pw); err != nil {
+		msg = strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
+	} else if pw != again {
+		msg = "The two passwords differ."
+	}
+	if msg != "" {
+		l.render(w, http.StatusBadRequest, "new-password.html", page{Title: "Choose a new password", ID: req.ID, Error: msg})
+		return
+	}
+	hash, err := HashPassword(pw)
+	if err == nil {
+		err = l.p.cfg.DB.SetPassword(r.Context(), acct.ID, hash, false)
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	acct.MustChangePassword = false
+	l.next(w, r, req.ID, acct)
+}
+
+func (l *login) checkTOTP(w http.ResponseWriter, r *http.Request) {
+	req, acct, ok := l.passwordDone(w, r)
+	if !ok {
+		return
+	}
+	if acct.TOTPSealed == nil {
+		l.next(w, r, req.ID, acct)
+		return
+	}
+	if !l.throttle(w, r, map[string]ratelimit.Limit{"login:totp:" + acct.ID: l.p.cfg.PerAccount}) {
+		return
+	}
+	secret, err := l.p.cfg.Seal.Open(acct.TOTPSealed, "totp/"+acct.ID)
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	code := strings.TrimSpace(r.PostFormValue("code"))
+	amr := []string{"pwd", "otp"}
+	valid := ValidTOTP(code, string(secret), l.p.cfg.now())
+	if !valid && len(code) > 6 {
+		// Not a six-digit code: perhaps a recovery code.
+		valid, err = l.p.cfg.DB.UseRecoveryCode(r.Context(), acct.ID, hashRecoveryCode(code))
+		if err != nil {
+			l.fail(w, err)
+			return
+		}
+		amr = []string{"pwd", "otp", "recovery"}
+	}
+	if !valid {
+		l.failedAttempt(w, r, req, acct, "wrong second factor", func() {
+			l.render(w, http.StatusUnauthorized, "totp.html", page{Title: "Enter your code", ID: req.ID, Error: "The code is wrong or has expired."})
+		})
+		return
+	}
+	l.complete(w, r, req.ID, acct, amr, nil)
+}
+
+// showEnrol offers a new TOTP secret. The secret travels in the form sealed
+// to this request, so the browser cannot choose its own.
+func (l *login) showEnrol(w http.ResponseWriter, id string, acct persistence.Account, errMsg string) {
+	key, err := NewTOTPKey("caregrid", acct.Username)
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	sealed := base64.RawURLEncoding.EncodeToString(l.p.cfg.Seal.Seal([]byte(key.Secret()), "enrol/"+id))
+	status := http.StatusOK
+	if errMsg != "" {
+		status = http.StatusBadRequest
+	}
+	l.render(w, status, "enrol.html", page{Title: "Set up your authenticator app", ID: id, Secret: key.Secret(), SecretURI: key.URL(), Sealed: sealed, Error: errMsg})
+}
+
+func (l *login) enrolTOTP(w http.ResponseWriter, r *http.Request) {
+	req, acct, ok := l.passwordDone(w, r)
+	if !ok {
+		return
+	}
+	if acct.TOTPSealed != nil {
+		l.next(w, r, req.ID, acct) // enrolled meanwhile: ask for the code
+		return
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(r.PostFormValue("sealed"))
+	var secret []byte
+	if err == nil {
+		secret, err = l.p.cfg.Seal.Open(raw, "enrol/"+req.ID)
+	}
+	if err != nil {
+		l.render(w, http.StatusBadRequest, "message.html", page{Title: "Start again", Message: "This set-up form is not valid. Go back to the application and sign in again."})
+		return
+	}
+	if !ValidTOTP(r.PostFormValue("code"), string(secret), l.p.cfg.now()) {
+		l.showEnrol(w, req.ID, acct, "The code did not match. Scan the new secret below and enter the code it shows.")
+		return
+	}
+	codes, hashes := NewRecoveryCodes()
+	if err := l.p.cfg.DB.EnrolTOTP(r.Context(), acct.ID, l.p.cfg.Seal.Seal(secret, "totp/"+acct.ID), hashes); err != nil {
+		l.fail(w, err)
+		return
+	}
+	l.complete(w, r, req.ID, acct, []string{"pwd", "otp"}, codes)
+}
+
+// complete opens the session and sends the browser back through the
+// provider's callback, which issues the code. With recovery codes to show,
+// the page shows them with a link to continue instead of redirecting.
+func (l *login) complete(w http.ResponseWriter, r *http.Request, id string, acct persistence.Account, amr []string, recovery []string) {
+	now := l.p.cfg.now()
+	req := persistence.AuthRequest{ID: id}
+	if stored, err := l.p.cfg.DB.AuthRequestByID(r.Context(), id); err == nil {
+		req = stored
+	}
+	sess := persistence.Session{ID: uuid.NewString(), AccountID: acct.ID, ClientID: req.ClientID, AMR: amr, AuthTime: now,
+		ExpiresAt: now.Add(l.p.cfg.SessionTTL), SourceAddress: sourceAddress(r), UserAgent: truncate(r.UserAgent(), 256)}
+	if err := l.p.cfg.DB.RecordLoginSuccess(r.Context(), acct.ID); err != nil {
+		l.fail(w, err)
+		return
+	}
+	if err := l.audit(r, req, acct, "success", strings.Join(amr, "+")); err != nil {
+		l.fail(w, err)
+		return
+	}
+	if err := l.p.cfg.DB.CompleteLogin(r.Context(), id, sess); err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			l.render(w, http.StatusBadRequest, "message.html", page{Title: "Sign-in expired", Message: "This sign-in has expired. Go back to the application and sign in again."})
+			return
+		}
+		l.fail(w, err)
+		return
+	}
+	next := l.callback(r.Context(), id)
+	if len(recovery) > 0 {
+		l.render(w, http.StatusOK, "recovery.html", page{Title: "Keep your recovery codes", RecoveryCodes: recovery, Continue: next})
+		return
+	}
+	http.Redirect(w, r, next, http.StatusFound)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// LoginURL is the login page of an authorization request (tests, links).
+func LoginURL(issuer, id string) string {
+	return strings.TrimSuffix(issuer, "/") + "/login?id=" + url.QueryEscape(id)
+}

@@ -1,0 +1,209 @@
+// Package identity is caregrid's embedded OpenID Provider (zitadel/oidc's
+// op package): discovery, JWKS, authorization code with PKCE, refresh
+// tokens with rotation and reuse detection, client credentials, revocation
+// and end session, with server-rendered login pages (password, then TOTP)
+// and the verifier the edge checks access tokens with. Its state lives in
+// the database (persistence/identity.go), so any node can serve any step.
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/seal"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/text/language"
+)
+
+// PathPrefix is where the provider is mounted on the edge; the issuer is
+// the public base URL plus this path.
+const PathPrefix = "/oidc"
+
+// Config configures the provider. Zero durations take the defaults.
+type Config struct {
+	DB   *persistence.DB
+	Seal *seal.Key
+	// Issuer is the public URL of the provider, <public base URL>/oidc.
+	Issuer string
+	// Audience is the API audience every access token carries.
+	Audience string
+	// AccessTokenTTL bounds access and ID tokens (default 15m).
+	AccessTokenTTL time.Duration
+	// SessionTTL bounds a login session and its refresh tokens (default 12h).
+	SessionTTL time.Duration
+	// LoginTimeout bounds the time from /authorize to finishing the login (default 10m).
+	LoginTimeout time.Duration
+	// KeyRotation is how long one signing key signs (default 24h).
+	KeyRotation time.Duration
+	// Limiter throttles login attempts (default: per process).
+	Limiter ratelimit.Limiter
+	// Login attempts allowed per account and per source address.
+	PerAccount, PerAddress ratelimit.Limit
+	// LockAfter failed logins in a row lock the account for LockFor.
+	LockAfter int
+	LockFor   time.Duration
+	// Events hears logins and ended sessions (the node audits them).
+	Events Events
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	// Insecure is set for an http issuer on loopback (development, tests).
+	Insecure bool
+}
+
+// Events is told what the audit trail must record. Implementations must
+// not block for long: they run inside the login request.
+type Events interface {
+	// Login is a login attempt's outcome: "success", "failed" or "denied".
+	Login(ctx context.Context, e LoginEvent) error
+	// SessionEnded is a session revoked (logout, revocation, reuse).
+	SessionEnded(ctx context.Context, sessionID, accountID, reason string)
+}
+
+// LoginEvent is one login attempt. AccountID is empty for an unknown name.
+type LoginEvent struct {
+	AccountID, Role, Client, Outcome, Detail, SourceAddress string
+}
+
+type noEvents struct{}
+
+func (noEvents) Login(context.Context, LoginEvent) error              { return nil }
+func (noEvents) SessionEnded(context.Context, string, string, string) {}
+
+func (c *Config) now() time.Time { return c.Now() }
+
+func (c *Config) loginPath() string {
+	u, _ := url.Parse(c.Issuer)
+	return strings.TrimSuffix(u.Path, "/") + "/login"
+}
+
+func (c *Config) defaults() error {
+	if c.DB == nil || c.Seal == nil {
+		return errors.New("identity: a database and a master key are required")
+	}
+	u, err := url.Parse(c.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.HasSuffix(u.Path, PathPrefix) {
+		return fmt.Errorf("identity: issuer %q must be an absolute URL ending in %s", c.Issuer, PathPrefix)
+	}
+	if u.Scheme == "http" {
+		if !isLoopback(u.Hostname()) {
+			return fmt.Errorf("identity: issuer %q must use https (http is allowed on loopback only)", c.Issuer)
+		}
+		c.Insecure = true
+	}
+	if c.Audience == "" {
+		c.Audience = "caregrid"
+	}
+	setDefault(&c.AccessTokenTTL, 15*time.Minute)
+	setDefault(&c.SessionTTL, 12*time.Hour)
+	setDefault(&c.LoginTimeout, 10*time.Minute)
+	setDefault(&c.KeyRotation, 24*time.Hour)
+	setDefault(&c.LockFor, 15*time.Minute)
+	if c.LockAfter <= 0 {
+		c.LockAfter = 10
+	}
+	if c.PerAccount.Rate == 0 {
+		c.PerAccount = ratelimit.PerMinute(5)
+	}
+	if c.PerAddress.Rate == 0 {
+		c.PerAddress = ratelimit.PerMinute(30)
+	}
+	if c.Limiter == nil {
+		c.Limiter = ratelimit.NewLocal(100_000)
+	}
+	if c.Events == nil {
+		c.Events = noEvents{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// Provider is the OpenID Provider with its login pages.
+type Provider struct {
+	cfg      Config
+	op       *op.Provider
+	verifier *Verifier
+	storage  *storage
+	keys     *Keys
+	handler  http.Handler
+}
+
+// New builds the provider; its Handler serves everything under the issuer's path.
+func New(cfg Config) (*Provider, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	keys := newKeys(cfg.DB, cfg.Seal, cfg.KeyRotation, cfg.SessionTTL+cfg.AccessTokenTTL, cfg.now)
+	p := &Provider{cfg: cfg, keys: keys}
+	p.verifier = p.newVerifier()
+	p.cfg.Events = forgetting{Events: cfg.Events, v: p.verifier}
+	p.storage = &storage{db: cfg.DB, keys: keys, cfg: &p.cfg}
+	opts := []op.Option{}
+	if cfg.Insecure {
+		opts = append(opts, op.WithAllowInsecure())
+	}
+	provider, err := op.NewProvider(&op.Config{
+		// Codes are the request id sealed with a key derived from the master key.
+		CryptoKey:                cfg.Seal.Derive("oidc-code"),
+		DefaultLogoutRedirectURI: cfg.loginPath() + "/logged-out",
+		CodeMethodS256:           true,
+		AuthMethodPost:           true,
+		GrantTypeRefreshToken:    true,
+		SupportedUILocales:       []language.Tag{language.English},
+		SupportedScopes:          []string{"openid", "profile", "email", "offline_access"},
+		SupportedClaims:          []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "azp", "sid", ClaimRole, "preferred_username", "email"},
+	}, p.storage, op.StaticIssuer(cfg.Issuer), opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.op = provider
+	login := newLogin(p)
+	mux := http.NewServeMux()
+	intercept := op.NewIssuerInterceptor(provider.IssuerFromRequest)
+	loginPages := intercept.Handler(http.StripPrefix("/login", login.routes()))
+	mux.Handle("/login", loginPages)
+	mux.Handle("/login/", loginPages)
+	mux.Handle("/", provider)
+	p.handler = http.StripPrefix(strings.TrimSuffix(mustPath(cfg.Issuer), "/"), mux)
+	return p, nil
+}
+
+func mustPath(issuer string) string {
+	u, _ := url.Parse(issuer)
+	return u.Path
+}
+
+// Handler serves the provider and its login pages at the issuer's path.
+func (p *Provider) Handler() http.Handler { return p.handler }
+
+// Verifier checks the provider's access tokens for the edge.
+func (p *Provider) Verifier() *Verifier { return p.verifier }
+
+// Keys is the provider's signing keys (the verifier reads them).
+func (p *Provider) Keys() *Keys { return p.keys }
+
+// Config is the provider's configuration with defaults applied.
+func (p *Provider) Config() Config { return p.cfg }
