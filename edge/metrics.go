@@ -11,8 +11,10 @@ import (
 )
 
 type httpMetrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	limited       prometheus.Counter
+	limiterErrors prometheus.Counter
 }
 
 func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
@@ -26,8 +28,16 @@ func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
 			Help:    "Time to answer an HTTP request, by route template and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "caregrid_http_rate_limited_total",
+			Help: "Requests refused with 429 because a rate limit was spent.",
+		}),
+		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "caregrid_http_rate_limiter_errors_total",
+			Help: "Requests let through unlimited because the rate limiter (Redis) did not answer.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration)
+	reg.MustRegister(m.requests, m.duration, m.limited, m.limiterErrors)
 	return m
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
@@ -43,6 +44,8 @@ type Config struct {
 	Sessions Sessions
 	// Mounts are net/http handlers served beside the API (the OpenID Provider).
 	Mounts []Mount
+	// RateLimits are the request budgets (nil: none).
+	RateLimits *RateLimits
 }
 
 // Server is the HTTP edge of one node.
@@ -137,6 +140,11 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	if cfg.RateLimits != nil && cfg.RateLimits.Limiter == nil {
+		limits := *cfg.RateLimits
+		limits.Limiter = ratelimit.NewLocal(100_000)
+		cfg.RateLimits = &limits
+	}
 	s := &Server{cfg: cfg, metrics: newHTTPMetrics(cfg.Metrics), owners: newAppointmentOwners(cfg.Directory)}
 	s.app = fiber.New(fiber.Config{
 		// Values from a Ctx are reused after the handler returns; immutable
@@ -150,11 +158,11 @@ func New(cfg Config) *Server {
 		IdleTimeout:           120 * time.Second,
 	})
 	// A panicking handler becomes a 500 problem instead of ending the process.
-	s.app.Use(s.requestID, s.observe, recover.New())
+	s.app.Use(s.requestID, s.observe, recover.New(), s.limitAddress)
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.Roles != nil {
-			s.app.Add(r.Method, r.Path, s.authenticate, h)
+			s.app.Add(r.Method, r.Path, s.authenticate, s.limitSubject, h)
 		} else {
 			s.app.Add(r.Method, r.Path, h)
 		}

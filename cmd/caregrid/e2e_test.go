@@ -47,7 +47,7 @@ func startTestServerWith(t *testing.T, auth edge.Authenticator) *testServer {
 
 // startTestServerWithIdentity also runs the embedded OpenID Provider when
 // ic is not nil; its issuer is <base>/oidc on the test's port.
-func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *identity.Config) *testServer {
+func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *identity.Config, tune ...func(*nodeConfig)) *testServer {
 	t.Helper()
 	db := pgtest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,14 +58,18 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 	if ic != nil {
 		ic.DB, ic.Issuer = db, base+identity.PathPrefix
 	}
-	n, err := startNode(context.Background(), db, nodeConfig{
+	cfg := nodeConfig{
 		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
 		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
 		Auth:        auth,
 		Identity:    ic,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	n, err := startNode(context.Background(), db, cfg)
 	if err != nil {
 		_ = ln.Close()
 		t.Fatal(err)

@@ -33,7 +33,9 @@ type nodeConfig struct {
 	// Identity configures the embedded OpenID Provider (nil: none); its
 	// access tokens are accepted beside Auth's.
 	Identity *identity.Config
-	Logger   *slog.Logger
+	// RateLimits are the API's request budgets (nil: none).
+	RateLimits *edge.RateLimits
+	Logger     *slog.Logger
 	// ActorLogger receives proto.actor's logs; nil: warnings on stderr.
 	ActorLogger *slog.Logger
 }
@@ -97,7 +99,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	srv := edge.New(edge.Config{
 		Cluster: member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
-		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions,
+		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, RateLimits: cfg.RateLimits,
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return errors.New("database unreachable")

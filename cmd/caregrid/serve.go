@@ -43,6 +43,8 @@ type serveConfig struct {
 	PublicURL    string
 	MasterKey    string
 	RedisURL     string
+	LimitAddress string
+	LimitSubject string
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -68,11 +70,18 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.PublicURL, "public-url", envOr("CAREGRID_PUBLIC_URL", ""), "the URL clients reach this API at; the OpenID issuer is <public-url>/oidc (default http://<http-addr>; https unless on loopback) (env CAREGRID_PUBLIC_URL)")
 	fs.StringVar(&c.MasterKey, "master-key-file", envOr("CAREGRID_MASTER_KEY_FILE", ""), "hex master key that seals secrets at rest; every node needs the same (default <data-dir>/master.key, created if missing) (env CAREGRID_MASTER_KEY_FILE)")
 	fs.StringVar(&c.RedisURL, "redis-url", envOr("REDIS_URL", ""), "Redis for rate limits shared by every node; empty: per-process limits (env REDIS_URL)")
+	fs.StringVar(&c.LimitAddress, "rate-limit-address", envOr("CAREGRID_RATE_LIMIT_ADDRESS", "500/s"), "API requests allowed per source address, N/s, N/m or N/h (bursts of 2N); 0: off (env CAREGRID_RATE_LIMIT_ADDRESS)")
+	fs.StringVar(&c.LimitSubject, "rate-limit-subject", envOr("CAREGRID_RATE_LIMIT_SUBJECT", "50/s"), "API requests allowed per authenticated subject; 0: off (env CAREGRID_RATE_LIMIT_SUBJECT)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected arguments %v", fs.Args())
+	}
+	for _, l := range []string{c.LimitAddress, c.LimitSubject} {
+		if _, err := edge.ParseLimit(l); err != nil {
+			return c, fmt.Errorf("serve: %w", err)
+		}
 	}
 	if c.MasterKey == "" {
 		c.MasterKey = filepath.Join(c.DataDir, "master.key")
@@ -174,7 +183,8 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
-		Identity: &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger},
+		RateLimits: rateLimits(cfg, limiter),
+		Identity:   &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger},
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -245,4 +255,10 @@ func servePprof(addr string, logger *slog.Logger) error {
 		logger.Info("pprof serving", "addr", ln.Addr().String(), "error", srv.Serve(ln))
 	}()
 	return nil
+}
+
+func rateLimits(cfg serveConfig, limiter ratelimit.Limiter) *edge.RateLimits {
+	addr, _ := edge.ParseLimit(cfg.LimitAddress) // checked by serveFlags
+	sub, _ := edge.ParseLimit(cfg.LimitSubject)
+	return &edge.RateLimits{Limiter: limiter, PerAddress: addr, PerSubject: sub}
 }

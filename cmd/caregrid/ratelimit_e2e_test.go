@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/google/uuid"
+)
+
+func testRedis(t *testing.T) *ratelimit.Redis {
+	t.Helper()
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	r, closeRedis, err := ratelimit.NewRedis(context.Background(), url)
+	if err != nil {
+		t.Fatalf("Redis at %s: %v (start it, or set REDIS_URL)", url, err)
+	}
+	t.Cleanup(func() { _ = closeRedis() })
+	return r
+}
+
+// Two nodes share one Redis: a subject's budget spent on one is spent on both.
+func TestRateLimitsAreSharedAcrossNodesAndAnswer429(t *testing.T) {
+	// (The address budget is off here: every test shares 127.0.0.1 and Redis keeps budgets between runs.)
+	limits := &edge.RateLimits{Limiter: testRedis(t), PerSubject: ratelimit.Limit{Rate: 1, Burst: 3, Period: time.Minute}}
+	a := startTestServerWithLimits(t, limits)
+	b := startTestServerWithLimits(t, limits)
+	// Keys are per subject and address; a fresh subject keeps runs apart.
+	sub := uuid.NewString()
+	tok := a.token(messages.Role_ROLE_ADMIN, sub)
+	for i, s := range []*testServer{a, b, a} {
+		r := s.do("GET", "/v1/me", tok, nil)
+		if r.status != 200 {
+			t.Fatalf("request %d: %d %s", i+1, r.status, r.body)
+		}
+		if got := r.header.Get("RateLimit-Remaining"); got != strconv.Itoa(2-i) {
+			t.Errorf("request %d: RateLimit-Remaining %q, want %d", i+1, got, 2-i)
+		}
+		if r.header.Get("RateLimit-Limit") != "1" || r.header.Get("RateLimit-Reset") == "" {
+			t.Errorf("request %d: RateLimit-Limit %q, RateLimit-Reset %q", i+1, r.header.Get("RateLimit-Limit"), r.header.Get("RateLimit-Reset"))
+		}
+	}
+	r := b.do("GET", "/v1/me", tok, nil)
+	if r.status != 429 || r.header.Get("Retry-After") == "" || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("fourth request: %d (Retry-After %q, %s) %s", r.status, r.header.Get("Retry-After"), r.header.Get("Content-Type"), r.body)
+	}
+	if p := r.json(t); p["type"] != "/problems/rate-limited" {
+		t.Fatalf("problem = %v", p)
+	}
+	if r := b.do("GET", "/v1/me", a.token(messages.Role_ROLE_ADMIN, uuid.NewString()), nil); r.status != 200 {
+		t.Fatalf("another subject: %d", r.status)
+	}
+	// Probes are never limited.
+	for range 10 {
+		if r := a.do("GET", "/livez", "", nil); r.status != 200 {
+			t.Fatalf("/livez: %d", r.status)
+		}
+	}
+}
+
+func startTestServerWithLimits(t *testing.T, limits *edge.RateLimits) *testServer {
+	t.Helper()
+	return startTestServerWithIdentity(t, edge.DevAuthenticator{Key: testKey}, nil, func(c *nodeConfig) { c.RateLimits = limits })
+}
+
+func TestRateLimitPerAddressCoversUnauthenticatedRequests(t *testing.T) {
+	s := startTestServerWithLimits(t, &edge.RateLimits{Limiter: ratelimit.NewLocal(10),
+		PerAddress: ratelimit.Limit{Rate: 1, Burst: 3, Period: time.Minute}})
+	for i := range 3 {
+		if r := s.do("GET", "/openapi.json", "", nil); r.status != 200 {
+			t.Fatalf("request %d: %d", i+1, r.status)
+		}
+	}
+	if r := s.do("GET", "/v1/patients/"+uuid.NewString(), "", nil); r.status != 429 {
+		t.Fatalf("fourth request from the address (no token): %d, want 429 before authentication", r.status)
+	}
+	if r := s.do("GET", "/readyz", "", nil); r.status != 200 {
+		t.Fatalf("/readyz is limited: %d", r.status)
+	}
+}
