@@ -28,19 +28,22 @@ type allergyJSON struct {
 
 // patientJSON is a patient as the API shows it.
 type patientJSON struct {
-	ID         string        `json:"id"`
-	IDNP       string        `json:"idnp"`
-	GivenName  string        `json:"given_name"`
-	FamilyName string        `json:"family_name"`
-	BirthDate  string        `json:"birth_date"`
-	Sex        string        `json:"sex"`
-	Phone      string        `json:"phone,omitempty"`
-	Email      string        `json:"email,omitempty"`
-	BloodType  string        `json:"blood_type,omitempty"`
-	Allergies  []allergyJSON `json:"allergies"`
-	Version    int64         `json:"version"`
-	CreatedAt  string        `json:"created_at"`
-	UpdatedAt  string        `json:"updated_at"`
+	ID         string `json:"id"`
+	IDNP       string `json:"idnp"`
+	GivenName  string `json:"given_name"`
+	FamilyName string `json:"family_name"`
+	BirthDate  string `json:"birth_date"`
+	Sex        string `json:"sex"`
+	Phone      string `json:"phone,omitempty"`
+	Email      string `json:"email,omitempty"`
+	BloodType  string `json:"blood_type,omitempty"`
+	// Allergies is absent (not empty) when clinical data is withheld: an
+	// empty list would read as "no known allergies".
+	Allergies        *[]allergyJSON `json:"allergies,omitempty"`
+	ClinicalWithheld bool           `json:"clinical_withheld,omitempty"`
+	Version          int64          `json:"version"`
+	CreatedAt        string         `json:"created_at"`
+	UpdatedAt        string         `json:"updated_at"`
 }
 
 // registerJSON is the body of POST /v1/patients.
@@ -58,15 +61,20 @@ type registerJSON struct {
 
 func instant(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
-func toPatientJSON(p *messages.PatientRecord) patientJSON {
+func toPatientJSON(reply *messages.PatientReply) patientJSON {
+	p := reply.Patient
 	out := patientJSON{
 		ID: p.Id, IDNP: p.Idnp, GivenName: p.GivenName, FamilyName: p.FamilyName, BirthDate: p.BirthDate,
 		Sex: p.Sex.Name(), Phone: p.Phone, Email: p.Email, BloodType: p.BloodType.Name(),
-		Allergies: make([]allergyJSON, 0, len(p.Allergies)), Version: p.Version,
+		ClinicalWithheld: reply.ClinicalWithheld, Version: p.Version,
 		CreatedAt: instant(p.CreatedAt.AsTime()), UpdatedAt: instant(p.UpdatedAt.AsTime()),
 	}
-	for _, a := range p.Allergies {
-		out.Allergies = append(out.Allergies, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name()})
+	if !reply.ClinicalWithheld {
+		allergies := make([]allergyJSON, 0, len(p.Allergies))
+		for _, a := range p.Allergies {
+			allergies = append(allergies, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name()})
+		}
+		out.Allergies = &allergies
 	}
 	return out
 }
@@ -282,7 +290,7 @@ func (s *Server) registerPatient(c *fiber.Ctx) error {
 	}
 	c.Location("/v1/patients/" + reply.Patient.Id)
 	c.Set(fiber.HeaderETag, etag(reply.Patient.Version))
-	return c.Status(fiber.StatusCreated).JSON(toPatientJSON(reply.Patient))
+	return c.Status(fiber.StatusCreated).JSON(toPatientJSON(reply))
 }
 
 func (s *Server) getPatient(c *fiber.Ctx) error {
@@ -303,7 +311,7 @@ func (s *Server) getPatient(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderETag, etag(reply.Patient.Version))
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.JSON(toPatientJSON(reply.Patient))
+	return c.JSON(toPatientJSON(reply))
 }
 
 // ifMatchVersion reads the version from a strong If-Match entity tag.
@@ -394,7 +402,7 @@ func (s *Server) updatePatient(c *fiber.Ctx) error {
 		return err
 	}
 	c.Set(fiber.HeaderETag, etag(reply.Patient.Version))
-	return c.JSON(toPatientJSON(reply.Patient))
+	return c.JSON(toPatientJSON(reply))
 }
 
 // accessEventJSON is one entry of a patient's access log.

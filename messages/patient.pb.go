@@ -587,9 +587,12 @@ type PatientReply struct {
 	Patient *PatientRecord         `protobuf:"bytes,1,opt,name=patient,proto3" json:"patient,omitempty"`
 	// replayed is true when an idempotent registration was answered from its
 	// first outcome.
-	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replayed bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// clinical_withheld is true when the caller may not see clinical data
+	// (blood type, allergies) and the record comes without them.
+	ClinicalWithheld bool `protobuf:"varint,3,opt,name=clinical_withheld,json=clinicalWithheld,proto3" json:"clinical_withheld,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PatientReply) Reset() {
@@ -632,6 +635,13 @@ func (x *PatientReply) GetPatient() *PatientRecord {
 func (x *PatientReply) GetReplayed() bool {
 	if x != nil {
 		return x.Replayed
+	}
+	return false
+}
+
+func (x *PatientReply) GetClinicalWithheld() bool {
+	if x != nil {
+		return x.ClinicalWithheld
 	}
 	return false
 }
@@ -905,10 +915,11 @@ const file_patient_proto_rawDesc = "" +
 	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x124\n" +
 	"\apatient\x18\x03 \x01(\v2\x1a.caregrid.v1.PatientRecordR\apatient\x12;\n" +
 	"\vupdate_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"`\n" +
+	"updateMask\"\x8d\x01\n" +
 	"\fPatientReply\x124\n" +
 	"\apatient\x18\x01 \x01(\v2\x1a.caregrid.v1.PatientRecordR\apatient\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"m\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\x12+\n" +
+	"\x11clinical_withheld\x18\x03 \x01(\bR\x10clinicalWithheld\"m\n" +
 	"\x10AccessLogRequest\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +

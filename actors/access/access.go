@@ -32,34 +32,70 @@ func isSelf(c *messages.Caller, patientID string) bool {
 	return c.GetRole() == messages.Role_ROLE_PATIENT && c.GetSubject() != "" && c.GetSubject() == patientID
 }
 
-// RegisterPatient: receptionists, doctors and admins register patients.
-// (Patients' self-registration arrives with the identity issue.)
-func RegisterPatient(c *messages.Caller) Decision {
-	if isStaff(c.GetRole()) {
-		return allow
+// ClinicalFields are the patient record's fields that are clinical data.
+// Receptionists and admins work with the rest (demographics) only.
+var ClinicalFields = []string{"blood_type", "allergies"}
+
+func isClinical(path string) bool { return slices.Contains(ClinicalFields, path) }
+
+// PatientView is how much of a patient's record a caller may see.
+type PatientView int
+
+const (
+	ViewNone PatientView = iota
+	// ViewDemographics: identity and contact, no clinical fields.
+	ViewDemographics
+	// ViewFull: the whole record.
+	ViewFull
+)
+
+// RegisterPatient: receptionists, doctors and admins register patients;
+// only doctors may record clinical data while doing so. (Patients'
+// self-registration links an account to an existing record.)
+func RegisterPatient(c *messages.Caller, withClinical bool) Decision {
+	switch {
+	case !isStaff(c.GetRole()):
+		return deny("only staff may register patients")
+	case withClinical && c.GetRole() != messages.Role_ROLE_DOCTOR:
+		return deny("only doctors record clinical data (blood type, allergies)")
 	}
-	return deny("only staff may register patients")
+	return allow
 }
 
-// ReadPatient: the patient themself and staff.
-func ReadPatient(c *messages.Caller, patientID string) Decision {
-	if isSelf(c, patientID) || isStaff(c.GetRole()) {
-		return allow
+// ReadPatient: the patient themself and a doctor who treats them (has an
+// appointment with them) see the whole record; receptionists and admins
+// see demographics; other doctors nothing.
+func ReadPatient(c *messages.Caller, patientID string, treats bool) (PatientView, Decision) {
+	switch {
+	case isSelf(c, patientID), c.GetRole() == messages.Role_ROLE_DOCTOR && treats:
+		return ViewFull, allow
+	case c.GetRole() == messages.Role_ROLE_RECEPTIONIST, c.GetRole() == messages.Role_ROLE_ADMIN:
+		return ViewDemographics, allow
+	case c.GetRole() == messages.Role_ROLE_DOCTOR:
+		return ViewNone, deny("a doctor reads only the records of patients they have an appointment with")
 	}
-	return deny("a patient may read only their own record")
+	return ViewNone, deny("a patient may read only their own record")
 }
 
 // SelfUpdatable lists what a patient may change in their own record: how to
 // reach them. Clinical and identity fields are changed by staff.
 var SelfUpdatable = []string{"phone", "email"}
 
-// UpdatePatient: staff change any updatable field; the patient themself
-// only their contact details.
-func UpdatePatient(c *messages.Caller, patientID string, paths []string) Decision {
-	if isStaff(c.GetRole()) {
+// UpdatePatient: a doctor who treats the patient changes any field;
+// receptionists and admins the demographics; the patient themself only
+// their contact details.
+func UpdatePatient(c *messages.Caller, patientID string, paths []string, treats bool) Decision {
+	switch {
+	case c.GetRole() == messages.Role_ROLE_DOCTOR && treats:
 		return allow
-	}
-	if !isSelf(c, patientID) {
+	case c.GetRole() == messages.Role_ROLE_DOCTOR:
+		return deny("a doctor changes only the records of patients they have an appointment with")
+	case c.GetRole() == messages.Role_ROLE_RECEPTIONIST, c.GetRole() == messages.Role_ROLE_ADMIN:
+		if slices.ContainsFunc(paths, isClinical) {
+			return deny("only a treating doctor changes clinical data (blood type, allergies)")
+		}
+		return allow
+	case !isSelf(c, patientID):
 		return deny("a patient may change only their own record")
 	}
 	for _, p := range paths {
@@ -68,6 +104,17 @@ func UpdatePatient(c *messages.Caller, patientID string, paths []string) Decisio
 		}
 	}
 	return allow
+}
+
+// ReadPatientAppointments: the patient, receptionists, admins and a doctor
+// who treats the patient.
+func ReadPatientAppointments(c *messages.Caller, patientID string, treats bool) Decision {
+	switch {
+	case isSelf(c, patientID), c.GetRole() == messages.Role_ROLE_DOCTOR && treats,
+		c.GetRole() == messages.Role_ROLE_RECEPTIONIST, c.GetRole() == messages.Role_ROLE_ADMIN:
+		return allow
+	}
+	return deny("only the patient, their doctors, receptionists and admins list a patient's appointments")
 }
 
 // ReadAccessLog: the patient themself and admins see who accessed a record.

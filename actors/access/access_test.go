@@ -27,22 +27,33 @@ func TestDecisions(t *testing.T) {
 		got  Decision
 		want bool
 	}{
-		{"register by receptionist", RegisterPatient(recep), true},
-		{"register by doctor", RegisterPatient(doctor), true},
-		{"register by admin", RegisterPatient(admin), true},
-		{"register by patient", RegisterPatient(self), false},
-		{"register by service", RegisterPatient(service), false},
-		{"register by nobody", RegisterPatient(nobody), false},
-		{"read self", ReadPatient(self, p1), true},
-		{"read other patient", ReadPatient(other, p1), false},
-		{"read with empty subject", ReadPatient(emptySub, ""), false},
-		{"read by doctor", ReadPatient(doctor, p1), true},
-		{"read by receptionist", ReadPatient(recep, p1), true},
-		{"read by unspecified role with matching subject", ReadPatient(nobody, p1), false},
-		{"self updates phone", UpdatePatient(self, p1, []string{"phone", "email"}), true},
-		{"self updates allergies", UpdatePatient(self, p1, []string{"phone", "allergies"}), false},
-		{"other patient updates phone", UpdatePatient(other, p1, []string{"phone"}), false},
-		{"receptionist updates allergies", UpdatePatient(recep, p1, []string{"allergies"}), true},
+		{"register by receptionist", RegisterPatient(recep, false), true},
+		{"register with allergies by receptionist", RegisterPatient(recep, true), false},
+		{"register with allergies by doctor", RegisterPatient(doctor, true), true},
+		{"register by admin", RegisterPatient(admin, false), true},
+		{"register with allergies by admin", RegisterPatient(admin, true), false},
+		{"register by patient", RegisterPatient(self, false), false},
+		{"register by service", RegisterPatient(service, false), false},
+		{"register by nobody", RegisterPatient(nobody, false), false},
+		{"read self", read(ReadPatient(self, p1, false)), true},
+		{"read other patient", read(ReadPatient(other, p1, false)), false},
+		{"read with empty subject", read(ReadPatient(emptySub, "", false)), false},
+		{"read by a treating doctor", read(ReadPatient(doctor, p1, true)), true},
+		{"read by another doctor", read(ReadPatient(doctor, p1, false)), false},
+		{"read by receptionist", read(ReadPatient(recep, p1, false)), true},
+		{"read by unspecified role with matching subject", read(ReadPatient(nobody, p1, true)), false},
+		{"self updates phone", UpdatePatient(self, p1, []string{"phone", "email"}, false), true},
+		{"self updates allergies", UpdatePatient(self, p1, []string{"phone", "allergies"}, false), false},
+		{"other patient updates phone", UpdatePatient(other, p1, []string{"phone"}, false), false},
+		{"receptionist updates phone", UpdatePatient(recep, p1, []string{"phone", "family_name"}, false), true},
+		{"receptionist updates allergies", UpdatePatient(recep, p1, []string{"allergies"}, false), false},
+		{"admin updates blood type", UpdatePatient(admin, p1, []string{"blood_type"}, false), false},
+		{"treating doctor updates allergies", UpdatePatient(doctor, p1, []string{"allergies"}, true), true},
+		{"another doctor updates phone", UpdatePatient(doctor, p1, []string{"phone"}, false), false},
+		{"appointments by treating doctor", ReadPatientAppointments(doctor, p1, true), true},
+		{"appointments by another doctor", ReadPatientAppointments(doctor, p1, false), false},
+		{"appointments by receptionist", ReadPatientAppointments(recep, p1, false), true},
+		{"appointments by other patient", ReadPatientAppointments(other, p1, false), false},
 		{"access log self", ReadAccessLog(self, p1), true},
 		{"access log admin", ReadAccessLog(admin, p1), true},
 		{"access log doctor", ReadAccessLog(doctor, p1), false},
@@ -62,6 +73,28 @@ func TestDecisions(t *testing.T) {
 		}
 		if !tt.got.Allowed && tt.got.Reason == "" {
 			t.Errorf("%s: a refusal must say why", tt.name)
+		}
+	}
+}
+
+// read keeps the decision of a (view, decision) pair.
+func read(_ PatientView, d Decision) Decision { return d }
+
+func TestPatientViews(t *testing.T) {
+	for _, tt := range []struct {
+		c      *messages.Caller
+		treats bool
+		want   PatientView
+	}{
+		{caller(messages.Role_ROLE_PATIENT, "p1"), false, ViewFull},
+		{caller(messages.Role_ROLE_DOCTOR, "d1"), true, ViewFull},
+		{caller(messages.Role_ROLE_DOCTOR, "d1"), false, ViewNone},
+		{caller(messages.Role_ROLE_RECEPTIONIST, "r1"), true, ViewDemographics},
+		{caller(messages.Role_ROLE_ADMIN, "a1"), true, ViewDemographics},
+		{caller(messages.Role_ROLE_PATIENT, "p2"), false, ViewNone},
+	} {
+		if v, _ := ReadPatient(tt.c, "p1", tt.treats); v != tt.want {
+			t.Errorf("ReadPatient(%s, treats=%v) view = %v, want %v", tt.c.Role.Name(), tt.treats, v, tt.want)
 		}
 	}
 }

@@ -98,7 +98,11 @@ func (g *Grain) Settle(req *messages.SettleRequest, _ actorcluster.GrainContext)
 func (g *Grain) Appointments(req *messages.PatientAppointmentsRequest, ctx actorcluster.GrainContext) (*messages.AppointmentsReply, error) {
 	c := req.GetCaller()
 	const action = "list-appointments"
-	if d := access.ReadPatient(c, g.id); !d.Allowed {
+	treats, err := g.treats(c)
+	if err != nil {
+		return nil, g.storeError(ctx, "relationship", err)
+	}
+	if d := access.ReadPatientAppointments(c, g.id, treats); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {

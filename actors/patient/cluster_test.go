@@ -89,7 +89,7 @@ func register(c *actorcluster.Cluster, id, idnp string) (*messages.PatientReply,
 }
 
 func get(c *actorcluster.Cluster, id string) (*messages.PatientReply, error) {
-	req := &messages.GetPatientRequest{Caller: doctor}
+	req := &messages.GetPatientRequest{Caller: desk}
 	return cluster.Call(context.Background(), c, "Patient", id, func() (*messages.PatientReply, error) {
 		return messages.GetPatientGrainClient(c, id).Get(req, cluster.CallOptions(0)...)
 	})

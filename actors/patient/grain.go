@@ -17,6 +17,7 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -68,6 +69,9 @@ type Grain struct {
 	fence       persistence.Fence
 	// reservations: loaded on the first booking (appointments_grain.go).
 	reservations *Reservations
+	// treating: doctors known to have an appointment with this patient. A
+	// relationship is never undone, so only positive answers are kept.
+	treating map[string]bool
 }
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
@@ -108,7 +112,7 @@ func (g *Grain) load() error {
 // drop forgets everything and stops the activation: after a fenced or
 // failed write, memory may disagree with the database.
 func (g *Grain) drop(ctx actorcluster.GrainContext) {
-	g.loaded, g.rec, g.fingerprint, g.fence, g.reservations = false, nil, nil, persistence.Fence{}, nil
+	g.loaded, g.rec, g.fingerprint, g.fence, g.reservations, g.treating = false, nil, nil, persistence.Fence{}, nil, nil
 	ctx.Poison(ctx.Self())
 }
 
@@ -121,6 +125,47 @@ func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) 
 	}
 	g.deps.Logger.Error("patient store failed", "op", op, "patient", g.id, "error", err)
 	return messages.ErrStoreUnavailable("patient store unavailable")
+}
+
+// treats reports whether the caller is a doctor who treats this patient
+// (access.ReadPatient). Only doctors are looked up.
+func (g *Grain) treats(c *messages.Caller) (bool, error) {
+	if c.GetRole() != messages.Role_ROLE_DOCTOR || c.GetSubject() == "" {
+		return false, nil
+	}
+	if g.treating[c.GetSubject()] {
+		return true, nil
+	}
+	if uuid.Validate(g.id) != nil || uuid.Validate(c.GetSubject()) != nil {
+		return false, nil
+	}
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	ok, err := g.deps.DB.DoctorTreats(ctx, c.GetSubject(), g.id)
+	if ok {
+		if g.treating == nil {
+			g.treating = map[string]bool{}
+		}
+		g.treating[c.GetSubject()] = true
+	}
+	return ok, err
+}
+
+// viewOf is the record as view allows: without clinical fields for
+// demographics. The second result says whether anything was withheld.
+func viewOf(rec *messages.PatientRecord, view access.PatientView) (*messages.PatientRecord, bool) {
+	if view == access.ViewFull || rec == nil {
+		return rec, false
+	}
+	out := proto.Clone(rec).(*messages.PatientRecord)
+	out.BloodType, out.Allergies = messages.BloodType_BLOOD_TYPE_UNSPECIFIED, nil
+	return out, true
+}
+
+// reply answers with the record as the caller may see it.
+func reply(rec *messages.PatientRecord, view access.PatientView, replayed bool) *messages.PatientReply {
+	shown, withheld := viewOf(rec, view)
+	return &messages.PatientReply{Patient: shown, Replayed: replayed, ClinicalWithheld: withheld}
 }
 
 // record makes one audit event about this patient durable. If it cannot,
@@ -145,7 +190,8 @@ func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action
 
 func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.GrainContext) (*messages.PatientReply, error) {
 	c := req.GetCaller()
-	if d := access.RegisterPatient(c); !d.Allowed {
+	withClinical := req.GetPatient().GetBloodType() != messages.BloodType_BLOOD_TYPE_UNSPECIFIED || len(req.GetPatient().GetAllergies()) > 0
+	if d := access.RegisterPatient(c, withClinical); !d.Allowed {
 		return nil, g.refuse(ctx, c, "create", g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
@@ -191,7 +237,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	if err := g.record(ctx, c, "create", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
-	return &messages.PatientReply{Patient: rec}, nil
+	return reply(rec, registrarView(c), false), nil
 }
 
 // registered answers a registration for a patient that exists: the replay
@@ -208,12 +254,26 @@ func (g *Grain) registered(ctx actorcluster.GrainContext, req *messages.Register
 	if err := g.record(ctx, c, "create", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
 		return nil, err
 	}
-	return &messages.PatientReply{Patient: g.rec, Replayed: true}, nil
+	return reply(g.rec, registrarView(c), true), nil
+}
+
+// registrarView is what the registering caller sees of the record: a doctor
+// the whole of it, others its demographics.
+func registrarView(c *messages.Caller) access.PatientView {
+	if c.GetRole() == messages.Role_ROLE_DOCTOR {
+		return access.ViewFull
+	}
+	return access.ViewDemographics
 }
 
 func (g *Grain) Get(req *messages.GetPatientRequest, ctx actorcluster.GrainContext) (*messages.PatientReply, error) {
 	c := req.GetCaller()
-	if d := access.ReadPatient(c, g.id); !d.Allowed {
+	treats, err := g.treats(c)
+	if err != nil {
+		return nil, g.storeError(ctx, "relationship", err)
+	}
+	view, d := access.ReadPatient(c, g.id, treats)
+	if !d.Allowed {
 		return nil, g.refuse(ctx, c, "read", g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
@@ -225,7 +285,7 @@ func (g *Grain) Get(req *messages.GetPatientRequest, ctx actorcluster.GrainConte
 	if err := g.record(ctx, c, "read", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
-	return &messages.PatientReply{Patient: g.rec}, nil
+	return reply(g.rec, view, false), nil
 }
 
 // notFound audits the attempt (probing for ids is worth knowing about) and
@@ -237,7 +297,11 @@ func (g *Grain) notFound(ctx actorcluster.GrainContext, c *messages.Caller, acti
 
 func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.GrainContext) (*messages.PatientReply, error) {
 	c := req.GetCaller()
-	if d := access.UpdatePatient(c, g.id, req.GetUpdateMask().GetPaths()); !d.Allowed {
+	treats, err := g.treats(c)
+	if err != nil {
+		return nil, g.storeError(ctx, "relationship", err)
+	}
+	if d := access.UpdatePatient(c, g.id, req.GetUpdateMask().GetPaths(), treats); !d.Allowed {
 		return nil, g.refuse(ctx, c, "update", g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
@@ -272,7 +336,8 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 	if err := g.record(ctx, c, "update", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
-	return &messages.PatientReply{Patient: next}, nil
+	view, _ := access.ReadPatient(c, g.id, treats)
+	return reply(next, view, false), nil
 }
 
 func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.GrainContext) (*messages.AccessLogReply, error) {

@@ -106,7 +106,7 @@ func registerPatients(ctx context.Context, t benchTarget, n int) ([]string, erro
 		}
 		body, _ := json.Marshal(map[string]any{
 			"idnp": randomIDNP(rng), "given_name": "Bench", "family_name": "Patient" + strconv.Itoa(len(ids)),
-			"birth_date": "1980-01-01", "sex": "unknown", "blood_type": "O+",
+			"birth_date": "1980-01-01", "sex": "unknown",
 		})
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		req.SetRequestURI(t.base + "/v1/patients")
@@ -140,7 +140,9 @@ func benchReadPatient(ctx context.Context, t benchTarget, conc, patients int, wa
 	if err != nil {
 		return benchResult{}, err
 	}
-	tok, err := edge.MintDevToken(t.key, messages.Role_ROLE_DOCTOR, "bench-doctor", time.Hour, time.Now())
+	// A receptionist reads demographics: a doctor would need an appointment
+	// with each patient first (access.ReadPatient).
+	tok, err := edge.MintDevToken(t.key, messages.Role_ROLE_RECEPTIONIST, "bench-reader", time.Hour, time.Now())
 	if err != nil {
 		return benchResult{}, err
 	}

@@ -168,20 +168,31 @@ func problemFields(t *testing.T, r response) string {
 	return p.Type + " " + strings.Join(fs, ",")
 }
 
+// patientBody is a registration with demographics only, as a receptionist makes it.
 func patientBody(idnp string) map[string]any {
 	return map[string]any{
 		"idnp": idnp, "given_name": "Maria", "family_name": "Ciobanu", "birth_date": "1979-08-27", "sex": "female",
-		"phone": "+37369000001", "email": "maria@example.md", "blood_type": "B-",
-		"allergies": []map[string]string{{"substance": "ibuprofen", "reaction": "hives", "severity": "moderate"}},
+		"phone": "+37369000001", "email": "maria@example.md",
 	}
+}
+
+// clinicalPatientBody adds clinical data, which only doctors record.
+func clinicalPatientBody(idnp string) map[string]any {
+	b := patientBody(idnp)
+	b["blood_type"] = "B-"
+	b["allergies"] = []map[string]string{{"substance": "ibuprofen", "reaction": "hives", "severity": "moderate"}}
+	return b
 }
 
 func TestHTTPPatientLifecycle(t *testing.T) {
 	s := startTestServer(t)
 	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
-	doc := s.token(messages.Role_ROLE_DOCTOR, "dr-1")
+	doctorID := workingDoctor(t, s)
+	doc := s.token(messages.Role_ROLE_DOCTOR, doctorID)
+	otherDoc := s.token(messages.Role_ROLE_DOCTOR, workingDoctor(t, s))
 
-	r := s.do("POST", "/v1/patients", desk, patientBody("2005042129809"), "X-Request-Id", "req-register-1")
+	expect(t, "a receptionist records clinical data", s.do("POST", "/v1/patients", desk, clinicalPatientBody("2005042129809")), 403)
+	r := s.do("POST", "/v1/patients", doc, clinicalPatientBody("2005042129809"), "X-Request-Id", "req-register-1")
 	expect(t, "register", r, 201)
 	p := r.json(t)
 	id, _ := p["id"].(string)
@@ -192,18 +203,35 @@ func TestHTTPPatientLifecycle(t *testing.T) {
 		t.Fatalf("register body = %s", r.body)
 	}
 
-	r = s.do("GET", "/v1/patients/"+id, doc, nil)
-	expect(t, "read by doctor", r, 200)
-	if got := r.json(t); got["family_name"] != "Ciobanu" || r.header.Get("ETag") != `"1"` {
-		t.Fatalf("read = %s", r.body)
+	// Receptionists see demographics only; the allergies are absent, never an empty list.
+	r = s.do("GET", "/v1/patients/"+id, desk, nil)
+	expect(t, "read by receptionist", r, 200)
+	if got := r.json(t); got["family_name"] != "Ciobanu" || got["clinical_withheld"] != true || got["blood_type"] != nil || got["allergies"] != nil {
+		t.Fatalf("receptionist read = %s", r.body)
 	}
+	// A doctor reads only patients they have an appointment with.
+	expect(t, "read by a doctor without an appointment", s.do("GET", "/v1/patients/"+id, doc, nil), 403)
+	book := map[string]any{"doctor_id": doctorID, "patient_id": id, "start": rfc(localDay(t, 1)), "duration_minutes": 15, "reason": "control"}
+	expect(t, "book", s.do("POST", "/v1/appointments", desk, book), 201)
+	r = s.do("GET", "/v1/patients/"+id, doc, nil)
+	expect(t, "read by the patient's doctor", r, 200)
+	if got := r.json(t); got["blood_type"] != "B-" || got["clinical_withheld"] != nil || r.header.Get("ETag") != `"1"` {
+		t.Fatalf("doctor read = %s", r.body)
+	}
+	expect(t, "read by another doctor", s.do("GET", "/v1/patients/"+id, otherDoc, nil), 403)
 	self := s.token(messages.Role_ROLE_PATIENT, id)
-	expect(t, "read by the patient", s.do("GET", "/v1/patients/"+id, self, nil), 200)
+	r = s.do("GET", "/v1/patients/"+id, self, nil)
+	expect(t, "read by the patient", r, 200)
+	if allergies, _ := r.json(t)["allergies"].([]any); len(allergies) != 1 {
+		t.Fatalf("the patient's own read = %s", r.body)
+	}
 	other := s.token(messages.Role_ROLE_PATIENT, "22222222-2222-4222-8222-222222222222")
 	expect(t, "read by another patient", s.do("GET", "/v1/patients/"+id, other, nil), 403)
 
 	patch := map[string]any{"phone": nil, "allergies": []map[string]string{{"substance": "latex", "severity": "severe"}}}
 	expect(t, "update without If-Match", s.do("PATCH", "/v1/patients/"+id, doc, patch), 428)
+	expect(t, "receptionist changes allergies", s.do("PATCH", "/v1/patients/"+id, desk, patch, "If-Match", `"1"`), 403)
+	expect(t, "another doctor changes allergies", s.do("PATCH", "/v1/patients/"+id, otherDoc, patch, "If-Match", `"1"`), 403)
 	r = s.do("PATCH", "/v1/patients/"+id, doc, patch, "If-Match", `"1"`)
 	expect(t, "update", r, 200)
 	if got := r.json(t); got["phone"] != nil || got["version"] != 2.0 || r.header.Get("ETag") != `"2"` {
@@ -212,7 +240,12 @@ func TestHTTPPatientLifecycle(t *testing.T) {
 	expect(t, "update with a stale If-Match", s.do("PATCH", "/v1/patients/"+id, doc, map[string]any{"email": "x@example.md"}, "If-Match", `"1"`), 412)
 	expect(t, "patient changes own email", s.do("PATCH", "/v1/patients/"+id, self, map[string]any{"email": "m@example.md"}, "If-Match", `"2"`), 200)
 	expect(t, "patient changes own allergies", s.do("PATCH", "/v1/patients/"+id, self, map[string]any{"allergies": nil}, "If-Match", `"3"`), 403)
-	r = s.do("PATCH", "/v1/patients/"+id, doc, map[string]any{"idnp": "0000000000000"}, "If-Match", `"3"`)
+	r = s.do("PATCH", "/v1/patients/"+id, desk, map[string]any{"family_name": "Ciobanu-Rusu"}, "If-Match", `"3"`)
+	expect(t, "receptionist changes the family name", r, 200)
+	if got := r.json(t); got["clinical_withheld"] != true || got["allergies"] != nil {
+		t.Fatalf("receptionist's update reply shows clinical data: %s", r.body)
+	}
+	r = s.do("PATCH", "/v1/patients/"+id, doc, map[string]any{"idnp": "0000000000000"}, "If-Match", `"4"`)
 	expect(t, "change idnp", r, 422)
 	if got := problemFields(t, r); got != "/problems/validation idnp" {
 		t.Fatalf("change idnp problem = %s", got)
@@ -224,8 +257,8 @@ func TestHTTPPatientLifecycle(t *testing.T) {
 		t.Fatalf("duplicate = %s", r.body)
 	}
 
-	expect(t, "unknown id", s.do("GET", "/v1/patients/33333333-3333-4333-8333-333333333333", doc, nil), 404)
-	expect(t, "non-UUID id", s.do("GET", "/v1/patients/42", doc, nil), 404)
+	expect(t, "unknown id", s.do("GET", "/v1/patients/33333333-3333-4333-8333-333333333333", desk, nil), 404)
+	expect(t, "non-UUID id", s.do("GET", "/v1/patients/42", desk, nil), 404)
 
 	// The stored state matches the replies: two patients would be a half-write.
 	var n int
@@ -339,9 +372,11 @@ func TestHTTPAccessLogAndAudit(t *testing.T) {
 	id := r.json(t)["id"].(string)
 	self := s.token(messages.Role_ROLE_PATIENT, id)
 
-	for _, sub := range []string{"dr-a", "dr-b", "dr-a"} {
-		expect(t, "read", s.do("GET", "/v1/patients/"+id, s.token(messages.Role_ROLE_DOCTOR, sub), nil, "X-Purpose-Of-Use", "TREAT"), 200)
+	for _, sub := range []string{"desk-a", "desk-b", "desk-a"} {
+		expect(t, "read", s.do("GET", "/v1/patients/"+id, s.token(messages.Role_ROLE_RECEPTIONIST, sub), nil, "X-Purpose-Of-Use", "TREAT"), 200)
 	}
+	// A refusal is an access too: the patient sees the attempt.
+	expect(t, "read by a doctor without an appointment", s.do("GET", "/v1/patients/"+id, s.token(messages.Role_ROLE_DOCTOR, "dr-a"), nil), 403)
 	expect(t, "access log by a doctor", s.do("GET", "/v1/patients/"+id+"/access-log", s.token(messages.Role_ROLE_DOCTOR, "dr-a"), nil), 403)
 	expect(t, "access log without a token", s.do("GET", "/v1/patients/"+id+"/access-log", "", nil), 401)
 
@@ -373,12 +408,12 @@ func TestHTTPAccessLogAndAudit(t *testing.T) {
 	}
 	// Page 2 shows the patient's own read of page 1; the unauthenticated
 	// attempt never reached the record (no identity to record).
-	want := []string{"desk-1 create success", "dr-a read success", "dr-b read success", "dr-a read success",
-		"dr-a read-access-log denied", id + " read-access-log success"}
+	want := []string{"desk-1 create success", "desk-a read success", "desk-b read success", "desk-a read success",
+		"dr-a read denied", "dr-a read-access-log denied", id + " read-access-log success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("access log =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if p1.Events[1].PurposeOfUse != "TREAT" || p1.Events[1].Role != "doctor" {
+	if p1.Events[1].PurposeOfUse != "TREAT" || p1.Events[1].Role != "receptionist" {
 		t.Fatalf("read event = %+v", p1.Events[1])
 	}
 
@@ -386,7 +421,7 @@ func TestHTTPAccessLogAndAudit(t *testing.T) {
 	if n, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err != nil || n < 7 {
 		t.Fatalf("verifyAudit = %d, %v", n, err)
 	}
-	if _, err := s.db.Pool.Exec(ctx, `UPDATE audit_events SET subject = 'someone-else' WHERE subject = 'dr-b'`); err != nil {
+	if _, err := s.db.Pool.Exec(ctx, `UPDATE audit_events SET subject = 'someone-else' WHERE subject = 'desk-b'`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err == nil || !strings.Contains(err.Error(), "was changed") {
