@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/google/uuid"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// The authorization matrix: for every route in the OpenAPI document, for
+// every caller, on the caller's own records and on someone else's, the
+// status the API must answer. Tokens come from the real provider (client
+// credentials for accounts whose ids are the records': a patient's
+// account is the patient). A documented route missing here fails the test,
+// and so does a row for a route that is not documented.
+//
+// Columns: anonymous, patient, doctor, receptionist, admin. Each cell is
+// {own, other}: the patient's own record vs another patient's; the
+// doctor's own calendar and patient (with an appointment) vs another
+// doctor's; staff without own records see both alike. A 409 marks an
+// allowed action the appointment's state refuses (a no-show before the
+// start): the access check has passed.
+type cell [2]int
+
+var matrix = map[string][5]cell{
+	"GET /livez":        {{200, 200}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /readyz":       {{200, 200}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /metrics":      {{200, 200}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /openapi.json": {{200, 200}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+
+	"POST /v1/patients":                  {{401, 401}, {403, 403}, {201, 201}, {201, 201}, {201, 201}},
+	"GET /v1/patients/{id}":              {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"PATCH /v1/patients/{id}":            {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"GET /v1/patients/{id}/access-log":   {{401, 401}, {200, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"GET /v1/patients/{id}/appointments": {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+
+	"POST /v1/clinics":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
+	"GET /v1/clinics/{id}": {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+
+	"POST /v1/doctors":                  {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
+	"GET /v1/doctors/{id}":              {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"PATCH /v1/doctors/{id}":            {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"PUT /v1/doctors/{id}/availability": {{401, 401}, {403, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"GET /v1/doctors/{id}/availability": {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/doctors/{id}/slots":        {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/doctors/{id}/appointments": {{401, 401}, {403, 403}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/slots":                     {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+
+	"POST /v1/appointments":                 {{401, 401}, {201, 403}, {201, 201}, {201, 201}, {201, 201}},
+	"GET /v1/appointments/{id}":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"POST /v1/appointments/{id}/cancel":     {{401, 401}, {200, 403}, {200, 200}, {200, 200}, {200, 200}},
+	"POST /v1/appointments/{id}/reschedule": {{401, 401}, {200, 403}, {200, 200}, {200, 200}, {200, 200}},
+	"POST /v1/appointments/{id}/check-in":   {{401, 401}, {403, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"POST /v1/appointments/{id}/complete":   {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {200, 200}},
+	"POST /v1/appointments/{id}/no-show":    {{401, 401}, {403, 403}, {409, 403}, {409, 409}, {409, 409}},
+
+	"GET /v1/me":                  {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/me/sessions":         {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"DELETE /v1/me/sessions/{id}": {{401, 401}, {204, 404}, {204, 404}, {204, 404}, {204, 404}},
+}
+
+var callerNames = [5]string{"anonymous", "patient", "doctor", "receptionist", "admin"}
+
+// matrixFixture is the world the matrix runs in.
+type matrixFixture struct {
+	is                *identityServer
+	t                 *testing.T
+	clinic            string
+	doctors, patients [2]string // own, other
+	appointments      [2]string // own patient with own doctor; other patient with other doctor
+	slot              int       // next free slot index (see nextStart)
+	clients           map[string]clientcredentials.Config
+	accounts          [5]string
+	tokens            [5]string
+	desk              string // a receptionist token for setting up
+}
+
+// nextStart is a fresh 15-minute slot, never used before in this test.
+func (f *matrixFixture) nextStart() time.Time {
+	day, n := 1+f.slot/40, f.slot%40
+	f.slot++
+	return localDay(f.t, day).Add(-2*time.Hour + time.Duration(n)*15*time.Minute) // 08:00 + n slots
+}
+
+// serviceToken registers a client-credentials client acting as account id
+// with role, and returns a token from the provider's token endpoint.
+func (f *matrixFixture) serviceToken(id, role string) string {
+	f.t.Helper()
+	ctx := context.Background()
+	cfg, ok := f.clients[id]
+	if !ok {
+		secret := uuid.NewString()
+		h := hashSecret(secret)
+		c := persistence.Client{ID: "svc-" + id, Name: role + " " + id, Kind: "service", SecretHash: h}
+		if err := f.is.db.CreateServiceClient(ctx, persistence.Account{ID: id, Username: "svc-" + id, Role: role}, c); err != nil {
+			f.t.Fatal(err)
+		}
+		cfg = clientcredentials.Config{ClientID: c.ID, ClientSecret: secret, TokenURL: f.is.provider.Endpoint().TokenURL}
+		f.clients[id] = cfg
+	}
+	tok, err := cfg.Token(ctx)
+	if err != nil {
+		f.t.Fatalf("token for %s %s: %v", role, id, err)
+	}
+	return tok.AccessToken
+}
+
+func (f *matrixFixture) book(doctor, patient string) string {
+	f.t.Helper()
+	r := f.is.do("POST", "/v1/appointments", f.desk, map[string]any{"doctor_id": doctor, "patient_id": patient,
+		"start": rfc(f.nextStart()), "duration_minutes": 15, "reason": "control"})
+	expect(f.t, "fixture booking", r, 201)
+	return r.json(f.t)["id"].(string)
+}
+
+func (f *matrixFixture) etag(path string) string {
+	f.t.Helper()
+	r := f.is.do("GET", path, f.tokens[4], nil)
+	expect(f.t, "fixture read "+path, r, 200)
+	return r.header.Get("ETag")
+}
+
+var idnpSeq = 100
+
+func (f *matrixFixture) register() string {
+	f.t.Helper()
+	r := f.is.do("POST", "/v1/patients", f.desk, patientBody(nextIDNP()))
+	expect(f.t, "fixture patient", r, 201)
+	return r.json(f.t)["id"].(string)
+}
+
+func nextIDNP() string {
+	idnpSeq++
+	base := fmt.Sprintf("200504%06d", idnpSeq)
+	return base + string(patientCheckDigit(base))
+}
+
+func TestAuthorizationMatrix(t *testing.T) {
+	is := startIdentityServer(t, nil)
+	f := &matrixFixture{is: is, t: t, clients: map[string]clientcredentials.Config{}}
+	// Set up as admin and receptionist through the provider too.
+	f.accounts[3], f.accounts[4] = uuid.NewString(), uuid.NewString()
+	f.tokens[3], f.tokens[4] = f.serviceToken(f.accounts[3], "receptionist"), f.serviceToken(f.accounts[4], "admin")
+	f.desk = f.tokens[3]
+	s := is.testServer
+	r := s.do("POST", "/v1/clinics", f.tokens[4], map[string]any{"name": "Clinica", "address": "Chisinau", "time_zone": "Europe/Chisinau"})
+	expect(t, "clinic", r, 201)
+	f.clinic = r.json(t)["id"].(string)
+	for i := range f.doctors {
+		r := s.do("POST", "/v1/doctors", f.tokens[4], map[string]any{"given_name": "Ana", "family_name": fmt.Sprint("Doctor", i),
+			"specialty": "Cardiology", "clinic_id": f.clinic, "time_zone": "Europe/Chisinau"})
+		expect(t, "doctor", r, 201)
+		f.doctors[i] = r.json(t)["id"].(string)
+		expect(t, "hours", s.do("PUT", "/v1/doctors/"+f.doctors[i]+"/availability", f.tokens[4], everyDayHours()), 200)
+		f.patients[i] = f.register()
+		f.appointments[i] = f.book(f.doctors[i], f.patients[i])
+	}
+	f.accounts[1], f.accounts[2] = f.patients[0], f.doctors[0]
+	f.tokens[1], f.tokens[2] = f.serviceToken(f.patients[0], "patient"), f.serviceToken(f.doctors[0], "doctor")
+
+	// The routes come from the published document, not from the table.
+	r = s.do("GET", "/openapi.json", "", nil)
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			routes = append(routes, strings.ToUpper(method)+" "+path)
+		}
+	}
+	sort.Strings(routes)
+	for key := range matrix {
+		found := false
+		for _, r := range routes {
+			found = found || r == key
+		}
+		if !found {
+			t.Errorf("the matrix has %s, which openapi.json does not document", key)
+		}
+	}
+	for _, route := range routes {
+		want, ok := matrix[route]
+		if !ok {
+			t.Errorf("%s is documented but has no row in the authorization matrix", route)
+			continue
+		}
+		for who := range 5 {
+			for side, name := range []string{"own", "other"} {
+				method, path, body, headers := f.request(route, who, side == 0)
+				got := s.do(method, path, f.tokens[who], body, headers...)
+				if got.status != want[who][side] {
+					t.Errorf("%s as %s on %s: %d, want %d (%s)", route, callerNames[who], name, got.status, want[who][side], truncateBody(got.body))
+				}
+			}
+		}
+	}
+}
+
+func truncateBody(b []byte) string {
+	if len(b) > 160 {
+		return string(b[:160]) + "..."
+	}
+	return string(b)
+}
+
+var pathParam = regexp.MustCompile(`\{id\}`)
+
+// request builds the call for one cell: own picks the caller's records.
+func (f *matrixFixture) request(route string, who int, own bool) (method, path string, body any, headers []string) {
+	method, tmpl, _ := strings.Cut(route, " ")
+	side := 1
+	if own {
+		side = 0
+	}
+	from, to := url.QueryEscape(rfc(localDay(f.t, 1).Add(-3*time.Hour))), url.QueryEscape(rfc(localDay(f.t, 3)))
+	id := ""
+	switch {
+	case strings.HasPrefix(tmpl, "/v1/patients/{id}"):
+		id = f.patients[side]
+	case strings.HasPrefix(tmpl, "/v1/doctors/{id}"):
+		id = f.doctors[side]
+	case tmpl == "/v1/clinics/{id}":
+		id = f.clinic
+	case tmpl == "/v1/appointments/{id}":
+		id = f.appointments[side]
+	case strings.HasPrefix(tmpl, "/v1/appointments/{id}/"):
+		// Transitions change the appointment: each cell gets a fresh one.
+		id = f.book(f.doctors[side], f.patients[side])
+		if strings.HasSuffix(tmpl, "/complete") {
+			expect(f.t, "fixture check-in", f.is.do("POST", "/v1/appointments/"+id+"/check-in", f.desk, nil), 200)
+		}
+	case tmpl == "/v1/me/sessions/{id}":
+		id = f.sessionToEnd(who, own)
+	}
+	path = pathParam.ReplaceAllString(tmpl, id)
+	switch route {
+	case "POST /v1/patients":
+		body = patientBody(nextIDNP())
+	case "PATCH /v1/patients/{id}":
+		body, headers = map[string]any{"email": fmt.Sprintf("p%d@example.md", f.slot)}, []string{"If-Match", f.etag(path)}
+	case "POST /v1/clinics":
+		body = map[string]any{"name": "Another", "address": "Balti", "time_zone": "Europe/Chisinau"}
+	case "POST /v1/doctors":
+		body = map[string]any{"given_name": "Ion", "family_name": "Nou", "specialty": "Neurology", "clinic_id": f.clinic, "time_zone": "Europe/Chisinau"}
+	case "PATCH /v1/doctors/{id}":
+		body, headers = map[string]any{"phone": "+37360000001"}, []string{"If-Match", f.etag(path), "Content-Type", "application/merge-patch+json"}
+	case "PUT /v1/doctors/{id}/availability":
+		body = everyDayHours()
+	case "GET /v1/doctors/{id}/slots", "GET /v1/doctors/{id}/appointments":
+		path += "?from=" + from + "&to=" + to
+	case "GET /v1/slots":
+		path += "?specialty=cardiology&from=" + from + "&to=" + to
+	case "POST /v1/appointments":
+		patient := f.patients[side]
+		body = map[string]any{"doctor_id": f.doctors[side], "patient_id": patient, "start": rfc(f.nextStart()), "duration_minutes": 15, "reason": "matrix"}
+	case "POST /v1/appointments/{id}/reschedule":
+		body = map[string]any{"start": rfc(f.nextStart())}
+	}
+	return method, path, body, headers
+}
+
+// sessionToEnd is, for own, another live session of the caller's own
+// account (ending it must not end the session the request comes with);
+// otherwise a session of someone else's account.
+func (f *matrixFixture) sessionToEnd(who int, own bool) string {
+	f.t.Helper()
+	if who == 0 {
+		return uuid.NewString()
+	}
+	account := f.accounts[who]
+	if !own {
+		account = f.accounts[1+(who%4)] // the next caller's account
+	}
+	role := callerNames[who]
+	if !own {
+		role = callerNames[1+(who%4)]
+	}
+	tok := f.serviceToken(account, role)
+	r := f.is.do("GET", "/v1/me", tok, nil)
+	expect(f.t, "fixture session", r, 200)
+	return r.json(f.t)["session_id"].(string)
+}
+
+func everyDayHours() map[string]any {
+	var weekly []map[string]any
+	for _, d := range []string{"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"} {
+		weekly = append(weekly, map[string]any{"weekday": d, "ranges": []map[string]string{{"start": "08:00", "end": "18:00"}}})
+	}
+	return map[string]any{"slot_minutes": 15, "weekly": weekly}
+}
+
+func hashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+func patientCheckDigit(twelve string) byte { return patient.CheckDigit(twelve) }
