@@ -38,15 +38,17 @@ type Account struct {
 	FailedLogins       int
 	LockedUntil        *time.Time
 	Disabled           bool
-	CreatedAt          time.Time
+	// Verified is false for a self-registration whose email link is unused.
+	Verified  bool
+	CreatedAt time.Time
 }
 
-const accountColumns = `id::text, username, email, role, password_hash, totp_sealed, must_change_password, failed_logins, locked_until, disabled, created_at`
+const accountColumns = `id::text, username, email, role, password_hash, totp_sealed, must_change_password, failed_logins, locked_until, disabled, verified, created_at`
 
 func scanAccount(row pgx.Row) (Account, error) {
 	var a Account
 	err := row.Scan(&a.ID, &a.Username, &a.Email, &a.Role, &a.PasswordHash, &a.TOTPSealed,
-		&a.MustChangePassword, &a.FailedLogins, &a.LockedUntil, &a.Disabled, &a.CreatedAt)
+		&a.MustChangePassword, &a.FailedLogins, &a.LockedUntil, &a.Disabled, &a.Verified, &a.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, ErrNotFound
 	}
@@ -464,4 +466,115 @@ func (db *DB) CreateServiceClient(ctx context.Context, a Account, c Client) erro
 			c.ID, c.Name, c.SecretHash, c.AccountID)
 		return err
 	}))
+}
+
+// Purposes of account tokens (emailed links).
+const (
+	TokenReset  = "reset"
+	TokenVerify = "verify"
+)
+
+// CreateAccountToken stores the hash of an emailed link.
+func (db *DB) CreateAccountToken(ctx context.Context, hash []byte, accountID, purpose string, expires time.Time) error {
+	_, err := db.Pool.Exec(ctx, `INSERT INTO account_tokens (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, $3, $4)`,
+		hash, accountID, purpose, expires)
+	return classify(err)
+}
+
+// AccountTokenLive reports the account of an unused, unexpired link, or ErrNotFound.
+func (db *DB) AccountTokenLive(ctx context.Context, hash []byte, purpose string) (string, error) {
+	var id string
+	err := db.Pool.QueryRow(ctx, `SELECT account_id::text FROM account_tokens
+		WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()`, hash, purpose).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return id, classify(err)
+}
+
+// useAccountToken spends a link inside tx. Invariant: a link works once;
+// the conditional UPDATE decides between two concurrent uses.
+func useAccountToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose string) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, `UPDATE account_tokens SET used_at = now()
+		WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() RETURNING account_id::text`, hash, purpose).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return id, err
+}
+
+// ResetPassword spends a reset link and sets the account's password; the
+// lock and failure count are cleared and every session of the account is
+// ended, in one transaction. It returns the account and the ended sessions.
+func (db *DB) ResetPassword(ctx context.Context, hash []byte, passwordHash string) (string, []string, error) {
+	var (
+		account string
+		ended   []string
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if account, err = useAccountToken(ctx, tx, hash, TokenReset); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET password_hash = $2, must_change_password = FALSE, failed_logins = 0, locked_until = NULL
+			WHERE id = $1`, account, passwordHash); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `UPDATE oidc_sessions SET revoked_at = now(), revoked_reason = 'password reset'
+			WHERE account_id = $1 AND revoked_at IS NULL RETURNING id::text`, account)
+		if err != nil {
+			return err
+		}
+		ended, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return account, ended, classify(err)
+}
+
+// VerifyAccount spends a verification link and lets the account sign in.
+func (db *DB) VerifyAccount(ctx context.Context, hash []byte) (string, error) {
+	var account string
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if account, err = useAccountToken(ctx, tx, hash, TokenVerify); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE accounts SET verified = TRUE WHERE id = $1`, account)
+		return err
+	})
+	return account, classify(err)
+}
+
+// CreatePendingAccount creates an unverified account with its verification
+// link, in one transaction. A pending account for the same id whose links
+// all expired is replaced, so a patient who missed the mail can try again.
+func (db *DB) CreatePendingAccount(ctx context.Context, a Account, hash []byte, expires time.Time) error {
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM accounts WHERE id = $1 AND NOT verified
+			AND NOT EXISTS (SELECT 1 FROM account_tokens WHERE account_id = $1 AND used_at IS NULL AND expires_at > now())`, a.ID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, username, email, role, password_hash, verified) VALUES ($1, $2, $3, $4, $5, FALSE)`,
+			a.ID, a.Username, a.Email, a.Role, a.PasswordHash); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO account_tokens (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, $3, $4)`,
+			hash, a.ID, TokenVerify, expires)
+		return err
+	})
+	if isUniqueViolation(err, "accounts_pkey") || isUniqueViolation(err, "accounts_username") {
+		return ErrExists
+	}
+	return classify(err)
+}
+
+// PatientContact finds a registered patient's id and email by IDNP, for a
+// self-registration: the link goes to the email the hospital has on file.
+func (db *DB) PatientContact(ctx context.Context, idnp string) (id, email string, err error) {
+	err = db.Pool.QueryRow(ctx, `SELECT id::text, email FROM patients WHERE idnp = $1`, idnp).Scan(&id, &email)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	return id, email, classify(err)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/persistence"
@@ -47,7 +48,8 @@ func startIdentityServer(t *testing.T, tune func(*identity.Config)) *identitySer
 	if tune != nil {
 		tune(ic)
 	}
-	s := startTestServerWithIdentity(t, nil, ic)
+	// Development tokens work beside the provider's, for setting up records.
+	s := startTestServerWithIdentity(t, edge.DevAuthenticator{Key: testKey}, ic)
 	is := &identityServer{testServer: s, issuer: s.base + identity.PathPrefix, clientID: "test-app"}
 	ctx := context.Background()
 	if err := s.db.CreateClient(ctx, persistence.Client{ID: is.clientID, Name: "test app", Kind: "public", RedirectURIs: []string{testRedirect}}); err != nil {

@@ -45,6 +45,9 @@ type serveConfig struct {
 	RedisURL     string
 	LimitAddress string
 	LimitSubject string
+	SMTPAddr     string
+	SMTPFrom     string
+	SMTPUser     string
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -72,6 +75,9 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.RedisURL, "redis-url", envOr("REDIS_URL", ""), "Redis for rate limits shared by every node; empty: per-process limits (env REDIS_URL)")
 	fs.StringVar(&c.LimitAddress, "rate-limit-address", envOr("CAREGRID_RATE_LIMIT_ADDRESS", "500/s"), "API requests allowed per source address, N/s, N/m or N/h (bursts of 2N); 0: off (env CAREGRID_RATE_LIMIT_ADDRESS)")
 	fs.StringVar(&c.LimitSubject, "rate-limit-subject", envOr("CAREGRID_RATE_LIMIT_SUBJECT", "50/s"), "API requests allowed per authenticated subject; 0: off (env CAREGRID_RATE_LIMIT_SUBJECT)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", envOr("CAREGRID_SMTP_ADDR", ""), "SMTP server (host:port) for password-reset and sign-up links; STARTTLS when offered; empty: no mail (env CAREGRID_SMTP_ADDR)")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", envOr("CAREGRID_SMTP_FROM", "caregrid <no-reply@localhost>"), "sender of those mails (env CAREGRID_SMTP_FROM)")
+	fs.StringVar(&c.SMTPUser, "smtp-username", envOr("CAREGRID_SMTP_USERNAME", ""), "SMTP user; the password comes from CAREGRID_SMTP_PASSWORD only")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -261,4 +267,17 @@ func rateLimits(cfg serveConfig, limiter ratelimit.Limiter) *edge.RateLimits {
 	addr, _ := edge.ParseLimit(cfg.LimitAddress) // checked by serveFlags
 	sub, _ := edge.ParseLimit(cfg.LimitSubject)
 	return &edge.RateLimits{Limiter: limiter, PerAddress: addr, PerSubject: sub}
+}
+
+// mailer is the SMTP client, or on a development node without SMTP the
+// log (the links then show in the node's log), or none.
+func mailer(cfg serveConfig, logger *slog.Logger) identity.Mailer {
+	switch {
+	case cfg.SMTPAddr != "":
+		return identity.SMTPMailer{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUser, Password: os.Getenv("CAREGRID_SMTP_PASSWORD")}
+	case cfg.DevAuth:
+		logger.Warn("no SMTP server (--smtp-addr): reset and sign-up links are written to this log (development only)")
+		return identity.LogMailer{Logger: logger}
+	}
+	return nil
 }

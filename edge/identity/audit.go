@@ -30,14 +30,20 @@ var loginOutcomes = map[string]messages.AuditOutcome{
 func (a AuditEvents) Login(ctx context.Context, e LoginEvent) error {
 	role, _ := messages.ParseRole(e.Role)
 	caller := &messages.Caller{Subject: e.AccountID, Role: role, Client: e.Client, SourceAddress: e.SourceAddress}
-	patient, key := "", e.AccountID
-	if role == messages.Role_ROLE_PATIENT {
+	patient, key, action := e.PatientID, e.AccountID, e.Action
+	if role == messages.Role_ROLE_PATIENT && patient == "" {
 		patient = e.AccountID
+	}
+	if patient != "" {
+		key = patient // a patient's events go to the shard of their record
 	}
 	if key == "" {
 		key = "login:" + e.SourceAddress
 	}
-	ev := audit.Event(caller, "login", "account", e.AccountID, patient, loginOutcomes[e.Outcome], e.Detail, time.Now())
+	if action == "" {
+		action = "login"
+	}
+	ev := audit.Event(caller, action, "account", e.AccountID, patient, loginOutcomes[e.Outcome], e.Detail, time.Now())
 	return a.Recorder.Record(ctx, a.Cluster, key, ev)
 }
 

@@ -63,6 +63,22 @@ func (l *login) routes() http.Handler {
 			l.checkTOTP(w, r)
 		case path == "/enrol" && r.Method == http.MethodPost:
 			l.enrolTOTP(w, r)
+		case path == "/forgot" && r.Method == http.MethodGet:
+			l.showForgot(w, r)
+		case path == "/forgot" && r.Method == http.MethodPost:
+			l.sendReset(w, r)
+		case path == "/reset" && r.Method == http.MethodGet:
+			l.showReset(w, r)
+		case path == "/reset" && r.Method == http.MethodPost:
+			l.resetPassword(w, r)
+		case path == "/register" && r.Method == http.MethodGet:
+			l.showRegister(w, r)
+		case path == "/register" && r.Method == http.MethodPost:
+			l.register(w, r)
+		case path == "/verify" && r.Method == http.MethodGet:
+			l.showVerify(w, r)
+		case path == "/verify" && r.Method == http.MethodPost:
+			l.verify(w, r)
 		default:
 			l.render(w, http.StatusNotFound, "message.html", page{Title: "Not found", Message: "There is no such page."})
 		}
@@ -74,6 +90,9 @@ type page struct {
 	Title, Message, Error string
 	ID                    string
 	Username              string
+	IDNP                  string
+	// Token is an emailed link's secret, carried by its form.
+	Token string
 	// TOTP enrolment
 	Secret, SecretURI, Sealed string
 	RecoveryCodes             []string
@@ -183,6 +202,16 @@ func (l *login) checkPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := l.p.cfg.now()
+	if !acct.Verified {
+		VerifyPassword(password, "")
+		if err := l.audit(r, req, acct, "denied", "email not confirmed"); err != nil {
+			l.fail(w, err)
+			return
+		}
+		l.render(w, http.StatusForbidden, "message.html", page{Title: "Confirm your email first",
+			Message: "Follow the link we sent to your email address to finish creating your account, then sign in."})
+		return
+	}
 	if acct.Disabled || (acct.LockedUntil != nil && now.Before(*acct.LockedUntil)) {
 		VerifyPassword(password, "")
 		if err := l.audit(r, req, acct, "denied", "account locked or disabled"); err != nil {
@@ -271,13 +300,7 @@ func (l *login) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pw, again := r.PostFormValue("password"), r.PostFormValue("confirm")
-	msg := ""
-	if err := CheckPasswordRules(pw); err != nil {
-		msg = strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
-	} else if pw != again {
-		msg = "The two passwords differ."
-	}
-	if msg != "" {
+	if msg := newPasswordProblem(pw, again); msg != "" {
 		l.render(w, http.StatusBadRequest, "new-password.html", page{Title: "Choose a new password", ID: req.ID, Error: msg})
 		return
 	}

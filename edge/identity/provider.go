@@ -52,8 +52,14 @@ type Config struct {
 	LockFor   time.Duration
 	// Events hears logins and ended sessions (the node audits them).
 	Events Events
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Mailer sends reset and verification links (nil: those pages say to
+	// ask the hospital instead).
+	Mailer Mailer
+	// ResetTTL bounds a password-reset link (default 30m); VerifyTTL a
+	// self-registration's email link (default 24h).
+	ResetTTL, VerifyTTL time.Duration
+	Logger              *slog.Logger
+	Now                 func() time.Time
 
 	// Insecure is set for an http issuer on loopback (development, tests).
 	Insecure bool
@@ -68,9 +74,11 @@ type Events interface {
 	SessionEnded(ctx context.Context, sessionID, accountID, reason string)
 }
 
-// LoginEvent is one login attempt. AccountID is empty for an unknown name.
+// LoginEvent is one login-page event: a login attempt (Action "login",
+// the default), a password reset, a self-registration or an email check.
+// AccountID is empty for an unknown name.
 type LoginEvent struct {
-	AccountID, Role, Client, Outcome, Detail, SourceAddress string
+	Action, AccountID, PatientID, Role, Client, Outcome, Detail, SourceAddress string
 }
 
 type noEvents struct{}
@@ -107,6 +115,8 @@ func (c *Config) defaults() error {
 	setDefault(&c.LoginTimeout, 10*time.Minute)
 	setDefault(&c.KeyRotation, 24*time.Hour)
 	setDefault(&c.LockFor, 15*time.Minute)
+	setDefault(&c.ResetTTL, 30*time.Minute)
+	setDefault(&c.VerifyTTL, 24*time.Hour)
 	if c.LockAfter <= 0 {
 		c.LockAfter = 10
 	}

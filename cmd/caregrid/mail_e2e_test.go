@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"mime/quotedprintable"
+	"net"
+	"net/http"
+	"net/mail"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/emersion/go-smtp"
+)
+
+// mailbox is a real SMTP server on loopback (go-smtp) that keeps what it receives.
+type mailbox struct {
+	addr string
+	got  chan received
+}
+
+type received struct {
+	from, to, subject, body string
+}
+
+func startMailbox(t *testing.T) *mailbox {
+	t.Helper()
+	mb := &mailbox{got: make(chan received, 10)}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &mailSession{mb: mb}, nil }))
+	srv.Domain, srv.AllowInsecureAuth = "localhost", true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb.addr = ln.Addr().String()
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return mb
+}
+
+type mailSession struct {
+	mb       *mailbox
+	from, to string
+}
+
+func (s *mailSession) Reset()        {}
+func (s *mailSession) Logout() error { return nil }
+func (s *mailSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+func (s *mailSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.to = to
+	return nil
+}
+func (s *mailSession) Data(r io.Reader) error {
+	m, err := mail.ReadMessage(r)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(quotedprintable.NewReader(m.Body))
+	if err != nil {
+		return err
+	}
+	s.mb.got <- received{from: s.from, to: s.to, subject: m.Header.Get("Subject"), body: string(body)}
+	return nil
+}
+
+// next waits for the next message.
+func (mb *mailbox) next(t *testing.T) received {
+	t.Helper()
+	select {
+	case m := <-mb.got:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no mail arrived")
+		return received{}
+	}
+}
+
+func (mb *mailbox) none(t *testing.T) {
+	t.Helper()
+	select {
+	case m := <-mb.got:
+		t.Fatalf("unexpected mail to %s: %s", m.to, m.subject)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+var linkPattern = regexp.MustCompile(`https?://\S+/login/(reset|verify)\?token=\S+`)
+
+func startMailServer(t *testing.T, tune func(*identity.Config)) (*identityServer, *mailbox) {
+	mb := startMailbox(t)
+	is := startIdentityServer(t, func(c *identity.Config) {
+		c.Mailer = identity.SMTPMailer{Addr: mb.addr, From: "caregrid <no-reply@hospital.example>"}
+		if tune != nil {
+			tune(c)
+		}
+	})
+	return is, mb
+}
+
+func TestPasswordResetLinkIsSingleUseAndEndsSessions(t *testing.T) {
+	is, mb := startMailServer(t, nil)
+	ctx := context.Background()
+	const deskID = "0b6a7f3e-5b7c-4d1e-9f00-1c2d3e4f5a6b"
+	is.account(deskID, "desk-ana", "receptionist", "old-password-123", false)
+	if _, err := is.db.Pool.Exec(ctx, `UPDATE accounts SET email = 'ana@hospital.example' WHERE id = $1`, deskID); err != nil {
+		t.Fatal(err)
+	}
+	// A session from before the reset.
+	b := newBrowser(t)
+	p, verifier, nonce := is.login(b)
+	before := is.exchange(b.submit(p, map[string]string{"username": "desk-ana", "password": "old-password-123"}), verifier, nonce)
+
+	b = newBrowser(t)
+	p, _, _ = is.login(b)
+	forgot := b.get(is.issuer + "/login/forgot?id=" + textOf(p, `name="id" value="([^"]+)"`))
+	if done := b.submit(forgot, map[string]string{"username": "nobody-here"}); done.status != 200 || !strings.Contains(done.body, "If the account exists") {
+		t.Fatalf("reset for an unknown name: %d %s", done.status, done.body)
+	}
+	mb.none(t)
+	if done := b.submit(forgot, map[string]string{"username": "DESK-ANA"}); done.status != 200 || !strings.Contains(done.body, "If the account exists") {
+		t.Fatalf("reset: %d %s", done.status, done.body)
+	}
+	m := mb.next(t)
+	link := linkPattern.FindString(m.body)
+	if m.to != "ana@hospital.example" || m.subject != "Reset your caregrid password" || link == "" {
+		t.Fatalf("mail = %+v", m)
+	}
+	reset := b.get(link)
+	if short := b.submit(reset, map[string]string{"password": "short", "confirm": "short"}); short.status != http.StatusBadRequest {
+		t.Fatalf("a short password: %d", short.status)
+	}
+	if done := b.submit(reset, map[string]string{"password": "brand-new-password-1", "confirm": "brand-new-password-1"}); done.status != 200 || !strings.Contains(done.body, "Password changed") {
+		t.Fatalf("reset: %d %s", done.status, done.body)
+	}
+	if again := b.get(link); again.status != http.StatusBadRequest || !strings.Contains(again.body, "expired") {
+		t.Fatalf("the link used twice: %d %s", again.status, again.body)
+	}
+	if again := b.submit(reset, map[string]string{"password": "another-password-22", "confirm": "another-password-22"}); again.status != http.StatusBadRequest {
+		t.Fatalf("the reset form posted twice: %d", again.status)
+	}
+	if r := is.do("GET", "/v1/me", before.AccessToken, nil); r.status != 401 {
+		t.Fatalf("a session from before the reset: %d, want 401", r.status)
+	}
+	b = newBrowser(t)
+	p, verifier, nonce = is.login(b)
+	if old := b.submit(p, map[string]string{"username": "desk-ana", "password": "old-password-123"}); old.status != http.StatusUnauthorized {
+		t.Fatalf("the old password: %d", old.status)
+	}
+	after := is.exchange(b.submit(p, map[string]string{"username": "desk-ana", "password": "brand-new-password-1"}), verifier, nonce)
+	if r := is.do("GET", "/v1/me", after.AccessToken, nil); r.status != 200 {
+		t.Fatalf("after the reset: %d", r.status)
+	}
+}
+
+func TestResetLinksExpire(t *testing.T) {
+	is, mb := startMailServer(t, func(c *identity.Config) { c.ResetTTL = time.Millisecond })
+	is.account("7c1f0e2d-3b4a-4c5d-8e6f-708192a3b4c5", "doc-ion", "receptionist", "old-password-123", false)
+	if _, err := is.db.Pool.Exec(context.Background(), `UPDATE accounts SET email = 'ion@hospital.example' WHERE username = 'doc-ion'`); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	p, _, _ := is.login(b)
+	forgot := b.get(is.issuer + "/login/forgot?id=" + textOf(p, `name="id" value="([^"]+)"`))
+	b.submit(forgot, map[string]string{"username": "doc-ion"})
+	link := linkPattern.FindString(mb.next(t).body)
+	time.Sleep(10 * time.Millisecond)
+	if r := b.get(link); r.status != http.StatusBadRequest || !strings.Contains(r.body, "expired") {
+		t.Fatalf("an expired link: %d %s", r.status, r.body)
+	}
+}
+
+func TestPatientSelfRegistrationConfirmedByTheEmailOnFile(t *testing.T) {
+	is, mb := startMailServer(t, nil)
+	s := is.testServer
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody("2005042129809")) // email maria@example.md on file
+	expect(t, "register the record", r, 201)
+	patientID := r.json(t)["id"].(string)
+	noEmail := patientBody("1000000000007")
+	delete(noEmail, "email")
+	expect(t, "a record without email", s.do("POST", "/v1/patients", desk, noEmail), 201)
+
+	b := newBrowser(t)
+	p, verifier, nonce := is.login(b)
+	reg := b.get(is.issuer + "/login/register?id=" + textOf(p, `name="id" value="([^"]+)"`))
+	if bad := b.submit(reg, map[string]string{"idnp": "2005042129808", "username": "maria", "password": "maria-password-1", "confirm": "maria-password-1"}); bad.status != http.StatusBadRequest || !strings.Contains(bad.body, "IDNP") {
+		t.Fatalf("a bad IDNP: %d %s", bad.status, bad.body)
+	}
+	for _, idnp := range []string{"0010000000001", "1000000000007"} { // no such record; a record without email
+		if same := b.submit(reg, map[string]string{"idnp": idnp, "username": "someone" + idnp[:3], "password": "maria-password-1", "confirm": "maria-password-1"}); same.status != 200 || !strings.Contains(same.body, "If the hospital has your record") {
+			t.Fatalf("IDNP %s: %d %s", idnp, same.status, same.body)
+		}
+	}
+	mb.none(t)
+	done := b.submit(reg, map[string]string{"idnp": "2005042129809", "username": "maria", "password": "maria-password-1", "confirm": "maria-password-1"})
+	if done.status != 200 || !strings.Contains(done.body, "If the hospital has your record") {
+		t.Fatalf("register: %d %s", done.status, done.body)
+	}
+	m := mb.next(t)
+	link := linkPattern.FindString(m.body)
+	if m.to != "maria@example.md" || link == "" || !strings.Contains(link, "/login/verify") {
+		t.Fatalf("mail = %+v", m)
+	}
+	// Before the link is followed, the account cannot sign in.
+	if early := b.submit(p, map[string]string{"username": "maria", "password": "maria-password-1"}); early.status != http.StatusForbidden || !strings.Contains(early.body, "Confirm your email") {
+		t.Fatalf("sign-in before confirming: %d %s", early.status, early.body)
+	}
+	// Opening the link only shows a button (mail scanners open links).
+	confirm := b.get(link)
+	if confirm.status != 200 || !strings.Contains(confirm.body, "Confirm my account") {
+		t.Fatalf("verify page: %d %s", confirm.status, confirm.body)
+	}
+	if again := b.get(link); again.status != 200 {
+		t.Fatalf("opening the link twice: %d", again.status)
+	}
+	if ok := b.submit(confirm, nil); ok.status != 200 || !strings.Contains(ok.body, "Account ready") {
+		t.Fatalf("confirm: %d %s", ok.status, ok.body)
+	}
+	if twice := b.submit(confirm, nil); twice.status != http.StatusBadRequest {
+		t.Fatalf("confirming twice: %d", twice.status)
+	}
+	// A second registration for the same record says nothing new and sends nothing.
+	b2 := newBrowser(t)
+	p2, _, _ := is.login(b2)
+	reg2 := b2.get(is.issuer + "/login/register?id=" + textOf(p2, `name="id" value="([^"]+)"`))
+	if dup := b2.submit(reg2, map[string]string{"idnp": "2005042129809", "username": "maria2", "password": "maria-password-2", "confirm": "maria-password-2"}); dup.status != 200 {
+		t.Fatalf("a second registration: %d", dup.status)
+	}
+	mb.none(t)
+
+	tok := is.exchange(b.submit(p, map[string]string{"username": "maria", "password": "maria-password-1"}), verifier, nonce)
+	me := is.do("GET", "/v1/me", tok.AccessToken, nil)
+	if m := me.json(t); me.status != 200 || m["subject"] != patientID || m["role"] != "patient" {
+		t.Fatalf("/v1/me = %d %s", me.status, me.body)
+	}
+	// The patient reads their own record, allergies and all, and sees their account's history.
+	expect(t, "own record", s.do("GET", "/v1/patients/"+patientID, tok.AccessToken, nil), 200)
+	r = s.do("GET", "/v1/patients/"+patientID+"/access-log", tok.AccessToken, nil)
+	expect(t, "own access log", r, 200)
+	for _, action := range []string{"self-register", "verify-email", "login"} {
+		if !bytes.Contains(r.body, []byte(`"action":"`+action+`"`)) {
+			t.Errorf("the access log lacks %q: %s", action, r.body)
+		}
+	}
+}

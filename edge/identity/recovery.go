@@ -1,0 +1,252 @@
+package identity
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/persistence"
+)
+
+// Pages reached from the login form: a forgotten password (a single-use,
+// expiring link by email) and a patient's self-registration (linked to
+// the hospital's record by IDNP, confirmed through the email address the
+// hospital has on file, never one the visitor types). Neither page says
+// whether an account or a record exists.
+
+var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9._@-]{3,64}$`)
+
+// newLinkToken makes a link's secret and the hash that is stored.
+func newLinkToken() (string, []byte) {
+	t := randomToken()
+	return t, hashToken(t)
+}
+
+func (l *login) linkURL(page, token string) string {
+	return strings.TrimSuffix(l.p.cfg.Issuer, "/") + "/login/" + page + "?token=" + token
+}
+
+func (l *login) showForgot(w http.ResponseWriter, r *http.Request) {
+	l.render(w, http.StatusOK, "forgot.html", page{Title: "Reset your password", ID: r.FormValue("id")})
+}
+
+func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
+	username := strings.TrimSpace(r.PostFormValue("username"))
+	if !l.throttle(w, r, map[string]ratelimit.Limit{
+		"reset:addr:" + sourceAddress(r):             l.p.cfg.PerAccount,
+		"reset:account:" + strings.ToLower(username): l.p.cfg.PerAccount,
+	}) {
+		return
+	}
+	sent := page{Title: "Check your email", ID: r.PostFormValue("id"),
+		Message: "If the account exists and has an email address, a link to choose a new password is on its way. It works once, within 30 minutes."}
+	if l.p.cfg.Mailer == nil {
+		l.render(w, http.StatusServiceUnavailable, "message.html", page{Title: "Ask for help", Message: "This hospital resets passwords at its help desk: ask an administrator."})
+		return
+	}
+	acct, err := l.p.cfg.DB.AccountByUsername(r.Context(), username)
+	if errors.Is(err, persistence.ErrNotFound) || (err == nil && (acct.Email == "" || acct.PasswordHash == "" || acct.Disabled || !acct.Verified)) {
+		l.render(w, http.StatusOK, "message.html", sent) // the same answer: no account enumeration
+		return
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	token, hash := newLinkToken()
+	if err := l.p.cfg.DB.CreateAccountToken(r.Context(), hash, acct.ID, persistence.TokenReset, l.p.cfg.now().Add(l.p.cfg.ResetTTL)); err != nil {
+		l.fail(w, err)
+		return
+	}
+	body := "Someone asked to reset the password of your caregrid account " + acct.Username + ".\n\n" +
+		"To choose a new password, open this link within 30 minutes (it works once):\n\n" + l.linkURL("reset", token) +
+		"\n\nIf it was not you, ignore this message: your password stays as it is.\n"
+	if err := l.p.cfg.Mailer.Send(r.Context(), acct.Email, "Reset your caregrid password", body); err != nil {
+		l.fail(w, err)
+		return
+	}
+	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "password-reset-requested", AccountID: acct.ID, Role: acct.Role,
+		Outcome: "success", SourceAddress: sourceAddress(r)}); err != nil {
+		l.fail(w, err)
+		return
+	}
+	l.render(w, http.StatusOK, "message.html", sent)
+}
+
+func (l *login) linkExpired(w http.ResponseWriter) {
+	l.render(w, http.StatusBadRequest, "message.html", page{Title: "Link expired",
+		Message: "This link has expired or was already used. Ask for a new one from the sign-in page."})
+}
+
+func (l *login) showReset(w http.ResponseWriter, r *http.Request) {
+	token := r.FormValue("token")
+	if _, err := l.p.cfg.DB.AccountTokenLive(r.Context(), hashToken(token), persistence.TokenReset); err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			l.linkExpired(w)
+			return
+		}
+		l.fail(w, err)
+		return
+	}
+	l.render(w, http.StatusOK, "reset.html", page{Title: "Choose a new password", Token: token})
+}
+
+func (l *login) resetPassword(w http.ResponseWriter, r *http.Request) {
+	token := r.PostFormValue("token")
+	pw, again := r.PostFormValue("password"), r.PostFormValue("confirm")
+	if msg := newPasswordProblem(pw, again); msg != "" {
+		l.render(w, http.StatusBadRequest, "reset.html", page{Title: "Choose a new password", Token: token, Error: msg})
+		return
+	}
+	hash, err := HashPassword(pw)
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	account, ended, err := l.p.cfg.DB.ResetPassword(r.Context(), hashToken(token), hash)
+	if errors.Is(err, persistence.ErrNotFound) {
+		l.linkExpired(w)
+		return
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	for _, sid := range ended {
+		l.p.cfg.Events.SessionEnded(r.Context(), sid, account, "password reset")
+	}
+	acct, err := l.p.cfg.DB.AccountByID(r.Context(), account)
+	if err == nil {
+		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "password-reset", AccountID: account, Role: acct.Role,
+			Outcome: "success", SourceAddress: sourceAddress(r)})
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	l.render(w, http.StatusOK, "message.html", page{Title: "Password changed",
+		Message: "Your password is changed and every session of your account has ended. Sign in again from your application."})
+}
+
+// newPasswordProblem says what is wrong with a new password and its repetition.
+func newPasswordProblem(pw, again string) string {
+	if err := CheckPasswordRules(pw); err != nil {
+		return strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
+	}
+	if pw != again {
+		return "The two passwords differ."
+	}
+	return ""
+}
+
+func (l *login) showRegister(w http.ResponseWriter, r *http.Request) {
+	l.render(w, http.StatusOK, "register.html", page{Title: "Create your patient account", ID: r.FormValue("id")})
+}
+
+func (l *login) register(w http.ResponseWriter, r *http.Request) {
+	form := page{Title: "Create your patient account", ID: r.PostFormValue("id"),
+		IDNP: strings.TrimSpace(r.PostFormValue("idnp")), Username: strings.TrimSpace(r.PostFormValue("username"))}
+	if !l.throttle(w, r, map[string]ratelimit.Limit{"register:addr:" + sourceAddress(r): l.p.cfg.PerAccount}) {
+		return
+	}
+	pw, again := r.PostFormValue("password"), r.PostFormValue("confirm")
+	switch {
+	case !patient.ValidIDNP(form.IDNP):
+		form.Error = "The IDNP must be the 13 digits of your identity card."
+	case !usernamePattern.MatchString(form.Username):
+		form.Error = "The username must be 3 to 64 letters, digits, dots, dashes, underscores or @."
+	default:
+		form.Error = newPasswordProblem(pw, again)
+	}
+	if form.Error != "" {
+		l.render(w, http.StatusBadRequest, "register.html", form)
+		return
+	}
+	if l.p.cfg.Mailer == nil {
+		l.render(w, http.StatusServiceUnavailable, "message.html", page{Title: "Ask at the desk", Message: "This hospital creates patient accounts at its reception desk."})
+		return
+	}
+	sent := page{Title: "Check your email", ID: form.ID,
+		Message: "If the hospital has your record with an email address, we sent a link to that address. Follow it within 24 hours to finish; then sign in. If nothing arrives, ask the reception desk to check your email address."}
+	patientID, email, err := l.p.cfg.DB.PatientContact(r.Context(), form.IDNP)
+	if errors.Is(err, persistence.ErrNotFound) || (err == nil && email == "") {
+		l.render(w, http.StatusOK, "message.html", sent)
+		return
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	hash, err := HashPassword(pw)
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	token, tokenHash := newLinkToken()
+	err = l.p.cfg.DB.CreatePendingAccount(r.Context(), persistence.Account{ID: patientID, Username: form.Username, Email: email, Role: "patient", PasswordHash: hash},
+		tokenHash, l.p.cfg.now().Add(l.p.cfg.VerifyTTL))
+	if errors.Is(err, persistence.ErrExists) {
+		if taken, lookupErr := l.p.cfg.DB.AccountByUsername(r.Context(), form.Username); lookupErr == nil && taken.ID != patientID {
+			form.Error = "This username is taken: choose another."
+			l.render(w, http.StatusConflict, "register.html", form)
+			return
+		}
+		// The record has an account already: say nothing more than for a new one.
+		_ = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
+			Outcome: "denied", Detail: "the record has an account", SourceAddress: sourceAddress(r)})
+		l.render(w, http.StatusOK, "message.html", sent)
+		return
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	body := "Someone asked to create a caregrid account for your patient record, with the username " + form.Username + ".\n\n" +
+		"To confirm it is you, open this link within 24 hours:\n\n" + l.linkURL("verify", token) +
+		"\n\nIf it was not you, ignore this message: no account is created, and tell the reception desk.\n"
+	if err := l.p.cfg.Mailer.Send(r.Context(), email, "Confirm your caregrid account", body); err != nil {
+		l.fail(w, err)
+		return
+	}
+	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
+		Outcome: "success", Detail: "email link sent", SourceAddress: sourceAddress(r)}); err != nil {
+		l.fail(w, err)
+		return
+	}
+	l.render(w, http.StatusOK, "message.html", sent)
+}
+
+// showVerify asks for a click: a GET must not use the link, or a mail
+// scanner that opens links would confirm accounts on its own.
+func (l *login) showVerify(w http.ResponseWriter, r *http.Request) {
+	token := r.FormValue("token")
+	if _, err := l.p.cfg.DB.AccountTokenLive(r.Context(), hashToken(token), persistence.TokenVerify); err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			l.linkExpired(w)
+			return
+		}
+		l.fail(w, err)
+		return
+	}
+	l.render(w, http.StatusOK, "verify.html", page{Title: "Confirm your account", Token: token})
+}
+
+func (l *login) verify(w http.ResponseWriter, r *http.Request) {
+	account, err := l.p.cfg.DB.VerifyAccount(r.Context(), hashToken(r.PostFormValue("token")))
+	if errors.Is(err, persistence.ErrNotFound) {
+		l.linkExpired(w)
+		return
+	}
+	if err == nil {
+		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "verify-email", AccountID: account, Role: "patient",
+			Outcome: "success", SourceAddress: sourceAddress(r)})
+	}
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	l.render(w, http.StatusOK, "message.html", page{Title: "Account ready", Message: "Your email address is confirmed. Sign in from your application."})
+}
