@@ -42,6 +42,8 @@ type Config struct {
 	Slots SlotFinder
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
 	Sessions Sessions
+	// Accounts serves /v1/accounts (nil: no identity provider).
+	Accounts Accounts
 	// Mounts are net/http handlers served beside the API (the OpenID Provider).
 	Mounts []Mount
 	// RateLimits are the request budgets (nil: none).
@@ -109,6 +111,13 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/me", everyone, "Who the access token is for", s.me},
 		{"GET", "/v1/me/sessions", everyone, "The caller's live login sessions", s.mySessions},
 		{"DELETE", "/v1/me/sessions/:id", everyone, "End one of the caller's own sessions (and every token of it)", s.endMySession},
+		{"POST", "/v1/accounts", admins, "Create an account; its owner gets an email link to choose a password", s.createAccount},
+		{"GET", "/v1/accounts/:id", admins, "Read an account (no secrets)", s.getAccount},
+		{"POST", "/v1/accounts/:id/unlock", admins, "Lift a lock after failed logins", s.accountAction("unlock")},
+		{"POST", "/v1/accounts/:id/disable", admins, "Disable an account and end its sessions", s.accountAction("disable")},
+		{"POST", "/v1/accounts/:id/enable", admins, "Enable a disabled account", s.accountAction("enable")},
+		{"POST", "/v1/accounts/:id/reset-totp", admins, "Remove the second factor; the next login enrols a new one", s.accountAction("reset-totp")},
+		{"POST", "/v1/accounts/:id/send-reset", admins, "Email the owner a new link to choose a password", s.accountAction("send-reset")},
 	}
 }
 

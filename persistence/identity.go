@@ -578,3 +578,110 @@ func (db *DB) PatientContact(ctx context.Context, idnp string) (id, email string
 	}
 	return id, email, classify(err)
 }
+
+// CreateAccountWithLink creates an account without a password and the
+// link that lets its owner choose one, in one transaction. key and
+// fingerprint record an Idempotency-Key (empty: none).
+func (db *DB) CreateAccountWithLink(ctx context.Context, a Account, key string, fingerprint, linkHash []byte, expires time.Time) error {
+	var k *string
+	if key != "" {
+		k = &key
+	}
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, username, email, role, creation_key, creation_fingerprint) VALUES ($1, $2, $3, $4, $5, $6)`,
+			a.ID, a.Username, a.Email, a.Role, k, fingerprint); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO account_tokens (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, $3, $4)`,
+			linkHash, a.ID, TokenReset, expires)
+		return err
+	})
+	switch {
+	case isUniqueViolation(err, "accounts_creation_key_key"):
+		return ErrKeyUsed
+	case isUniqueViolation(err, "accounts_pkey") || isUniqueViolation(err, "accounts_username"):
+		return ErrExists
+	}
+	return classify(err)
+}
+
+// ErrKeyUsed is returned when an Idempotency-Key already created an account.
+var ErrKeyUsed = errors.New("idempotency key used")
+
+// AccountByCreationKey finds the account an Idempotency-Key created, with
+// the fingerprint of that request.
+func (db *DB) AccountByCreationKey(ctx context.Context, key string) (Account, []byte, error) {
+	var fp []byte
+	row := db.Pool.QueryRow(ctx, `SELECT `+accountColumns+`, creation_fingerprint FROM accounts WHERE creation_key = $1`, key)
+	var a Account
+	err := row.Scan(&a.ID, &a.Username, &a.Email, &a.Role, &a.PasswordHash, &a.TOTPSealed,
+		&a.MustChangePassword, &a.FailedLogins, &a.LockedUntil, &a.Disabled, &a.Verified, &a.CreatedAt, &fp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Account{}, nil, ErrNotFound
+	}
+	return a, fp, classify(err)
+}
+
+// UnlockAccount clears an account's lock and failure count.
+func (db *DB) UnlockAccount(ctx context.Context, id string) error {
+	tag, err := db.Pool.Exec(ctx, `UPDATE accounts SET locked_until = NULL, failed_logins = 0 WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return classify(err)
+}
+
+// SetAccountDisabled disables or enables an account; disabling ends its
+// sessions in the same transaction and returns them.
+func (db *DB) SetAccountDisabled(ctx context.Context, id string, disabled bool) ([]string, error) {
+	var ended []string
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		ended = nil
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET disabled = $2 WHERE id = $1`, id, disabled)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		if !disabled {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `UPDATE oidc_sessions SET revoked_at = now(), revoked_reason = 'account disabled'
+			WHERE account_id = $1 AND revoked_at IS NULL RETURNING id::text`, id)
+		if err != nil {
+			return err
+		}
+		ended, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return ended, classify(err)
+}
+
+// ResetTOTP removes an account's second factor and recovery codes; its next
+// login enrols again (doctors and admins must).
+func (db *DB) ResetTOTP(ctx context.Context, id string) error {
+	return classify(db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET totp_sealed = NULL WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM recovery_codes WHERE account_id = $1`, id)
+		return err
+	}))
+}
+
+// RecordExists reports whether a doctor ("doctor") or patient ("patient")
+// record with id exists: what an account of that role is linked to.
+func (db *DB) RecordExists(ctx context.Context, role, id string) (bool, error) {
+	table := map[string]string{"doctor": "doctors", "patient": "patients"}[role]
+	if table == "" {
+		return false, fmt.Errorf("no records for role %q", role)
+	}
+	var ok bool
+	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1)`, id).Scan(&ok)
+	return ok, classify(err)
+}

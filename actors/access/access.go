@@ -223,3 +223,11 @@ func ReadAgenda(c *messages.Caller, doctorID string) (AgendaView, Decision) {
 	}
 	return AgendaDenied, deny("patients do not read doctors' agendas")
 }
+
+// ManageAccounts: admins create, lock, unlock and reset accounts.
+func ManageAccounts(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins manage accounts")
+}

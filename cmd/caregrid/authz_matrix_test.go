@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"sort"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
 	"golang.org/x/oauth2/clientcredentials"
@@ -65,9 +68,16 @@ var matrix = map[string][5]cell{
 	"POST /v1/appointments/{id}/complete":   {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {200, 200}},
 	"POST /v1/appointments/{id}/no-show":    {{401, 401}, {403, 403}, {409, 403}, {409, 409}, {409, 409}},
 
-	"GET /v1/me":                  {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
-	"GET /v1/me/sessions":         {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
-	"DELETE /v1/me/sessions/{id}": {{401, 401}, {204, 404}, {204, 404}, {204, 404}, {204, 404}},
+	"GET /v1/me":                        {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/me/sessions":               {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"POST /v1/accounts":                 {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
+	"GET /v1/accounts/{id}":             {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/accounts/{id}/unlock":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/accounts/{id}/disable":    {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/accounts/{id}/enable":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/accounts/{id}/reset-totp": {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/accounts/{id}/send-reset": {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"DELETE /v1/me/sessions/{id}":       {{401, 401}, {204, 404}, {204, 404}, {204, 404}, {204, 404}},
 }
 
 var callerNames = [5]string{"anonymous", "patient", "doctor", "receptionist", "admin"}
@@ -147,7 +157,9 @@ func nextIDNP() string {
 }
 
 func TestAuthorizationMatrix(t *testing.T) {
-	is := startIdentityServer(t, nil)
+	is := startIdentityServer(t, func(c *identity.Config) {
+		c.Mailer = identity.LogMailer{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	})
 	f := &matrixFixture{is: is, t: t, clients: map[string]clientcredentials.Config{}}
 	// Set up as admin and receptionist through the provider too.
 	f.accounts[3], f.accounts[4] = uuid.NewString(), uuid.NewString()
@@ -246,6 +258,17 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		}
 	case tmpl == "/v1/me/sessions/{id}":
 		id = f.sessionToEnd(who, own)
+	case tmpl == "/v1/accounts/{id}":
+		id = f.accounts[1+(who%4)] // another caller's account
+		if own && who > 0 {
+			id = f.accounts[who]
+		}
+	case strings.HasPrefix(tmpl, "/v1/accounts/{id}/"):
+		// Actions change the account (disable would lock the caller out): a fresh one per cell.
+		id = uuid.NewString()
+		if err := f.is.db.CreateAccount(context.Background(), persistence.Account{ID: id, Username: "acct-" + id[:8], Email: id[:8] + "@hospital.example", Role: "receptionist"}); err != nil {
+			f.t.Fatal(err)
+		}
 	}
 	path = pathParam.ReplaceAllString(tmpl, id)
 	switch route {
@@ -268,6 +291,8 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 	case "POST /v1/appointments":
 		patient := f.patients[side]
 		body = map[string]any{"doctor_id": f.doctors[side], "patient_id": patient, "start": rfc(f.nextStart()), "duration_minutes": 15, "reason": "matrix"}
+	case "POST /v1/accounts":
+		body = map[string]any{"username": "new-" + uuid.NewString()[:8], "role": "receptionist", "email": "new@hospital.example"}
 	case "POST /v1/appointments/{id}/reschedule":
 		body = map[string]any{"start": rfc(f.nextStart())}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
 	"github.com/caregrid/caregrid/persistence/seal"
@@ -313,6 +314,18 @@ func TestOIDCLoginWithPKCEAndTOTPThenRefreshAndLogout(t *testing.T) {
 		t.Fatalf("access token after logout: %d, want 401", r.status)
 	}
 
+	// An admin who lost the authenticator: another admin removes the second
+	// factor (POST .../reset-totp) and the next login enrols a new one.
+	other := is.token(messages.Role_ROLE_ADMIN, "admin-2")
+	if r := is.do("POST", "/v1/accounts/"+adminID+"/reset-totp", other, nil); r.status != 200 || r.json(t)["totp_enrolled"] != false {
+		t.Fatalf("reset-totp: %d %s", r.status, r.body)
+	}
+	b4 := newBrowser(t)
+	p, _, _ = is.login(b4)
+	if p = b4.submit(p, map[string]string{"username": "chief", "password": "the-new-password-456"}); !strings.Contains(p.body, `name="sealed"`) {
+		t.Fatalf("after reset-totp, want the enrolment page: %d %s", p.status, p.body)
+	}
+
 	// Every login attempt is in the audit trail, failures included.
 	var logins, failed int
 	err = is.db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE action = 'login'), count(*) FILTER (WHERE action = 'login' AND outcome <> 'success')
@@ -320,7 +333,8 @@ func TestOIDCLoginWithPKCEAndTOTPThenRefreshAndLogout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two logins succeeded; a wrong password, a wrong code and a spent recovery code failed.
+	// Two logins succeeded; a wrong password, a wrong code and a spent
+	// recovery code failed (the last login stopped at enrolment).
 	if logins != 5 || failed != 3 {
 		t.Errorf("audit holds %d logins, %d failed; want 5 and 3", logins, failed)
 	}

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/emersion/go-smtp"
+	"github.com/google/uuid"
 )
 
 // mailbox is a real SMTP server on loopback (go-smtp) that keeps what it receives.
@@ -249,5 +251,101 @@ func TestPatientSelfRegistrationConfirmedByTheEmailOnFile(t *testing.T) {
 		if !bytes.Contains(r.body, []byte(`"action":"`+action+`"`)) {
 			t.Errorf("the access log lacks %q: %s", action, r.body)
 		}
+	}
+}
+
+func TestAdminManagesAccountsOverTheAPI(t *testing.T) {
+	is, mb := startMailServer(t, func(c *identity.Config) { c.LockAfter, c.PerAccount = 2, ratelimit.PerMinute(100) })
+	s := is.testServer
+	admin := s.token(messages.Role_ROLE_ADMIN, "admin-1")
+	doctorID := workingDoctor(t, s)
+
+	for name, body := range map[string]map[string]any{
+		"bad email":               {"username": "ana", "role": "doctor", "email": "not-an-email", "record_id": doctorID},
+		"doctor without a record": {"username": "ana", "role": "doctor", "email": "ana@hospital.example"},
+		"unknown doctor":          {"username": "ana", "role": "doctor", "email": "ana@hospital.example", "record_id": "99999999-9999-4999-8999-999999999999"},
+		"unknown role":            {"username": "ana", "role": "nurse", "email": "ana@hospital.example"},
+		"desk with a record":      {"username": "ana", "role": "receptionist", "email": "ana@hospital.example", "record_id": doctorID},
+	} {
+		if r := s.do("POST", "/v1/accounts", admin, body); r.status != 422 {
+			t.Errorf("%s: %d %s, want 422", name, r.status, r.body)
+		}
+	}
+	mb.none(t)
+	body := map[string]any{"username": "dr.ana", "role": "doctor", "email": "ana@hospital.example", "record_id": doctorID}
+	r := s.do("POST", "/v1/accounts", admin, body, "Idempotency-Key", "acct-1")
+	expect(t, "create", r, 201)
+	a := r.json(t)
+	if a["id"] != doctorID || a["password_set"] != false || a["totp_enrolled"] != false || r.header.Get("Location") != "/v1/accounts/"+doctorID {
+		t.Fatalf("created = %s", r.body)
+	}
+	if replay := s.do("POST", "/v1/accounts", admin, body, "Idempotency-Key", "acct-1"); replay.status != 201 || replay.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %v", replay.status, replay.header)
+	}
+	if reuse := s.do("POST", "/v1/accounts", admin, map[string]any{"username": "other", "role": "admin", "email": "o@hospital.example"}, "Idempotency-Key", "acct-1"); reuse.status != 422 {
+		t.Fatalf("key reused: %d", reuse.status)
+	}
+	if dup := s.do("POST", "/v1/accounts", admin, map[string]any{"username": "DR.ANA", "role": "receptionist", "email": "x@hospital.example"}); dup.status != 409 {
+		t.Fatalf("a taken username: %d", dup.status)
+	}
+	m := mb.next(t)
+	mb.none(t) // one mail, not one per replay
+	link := linkPattern.FindString(m.body)
+	if m.to != "ana@hospital.example" || link == "" {
+		t.Fatalf("setup mail = %+v", m)
+	}
+	b := newBrowser(t)
+	if done := b.submit(b.get(link), map[string]string{"password": "ana-chooses-this-1", "confirm": "ana-chooses-this-1"}); done.status != 200 {
+		t.Fatalf("choose a password: %d %s", done.status, done.body)
+	}
+
+	// The doctor signs in: password, then TOTP enrolment, and gets their own subject.
+	login := func(password string) page {
+		b := newBrowser(t)
+		p, _, _ := is.login(b)
+		return b.submit(p, map[string]string{"username": "dr.ana", "password": password})
+	}
+	p := login("ana-chooses-this-1")
+	if !strings.Contains(p.body, `name="sealed"`) {
+		t.Fatalf("a new doctor must enrol TOTP: %d %s", p.status, p.body)
+	}
+
+	// Two wrong passwords lock the account (LockAfter 2); an admin lifts the lock.
+	login("wrong-password-000")
+	if locked := login("wrong-password-000"); locked.status != http.StatusForbidden {
+		t.Fatalf("second failure: %d", locked.status)
+	}
+	r = s.do("GET", "/v1/accounts/"+doctorID, admin, nil)
+	if r.status != 200 || r.json(t)["locked_until"] == nil {
+		t.Fatalf("account after the lock: %d %s", r.status, r.body)
+	}
+	expect(t, "unlock", s.do("POST", "/v1/accounts/"+doctorID+"/unlock", admin, nil), 200)
+	if p := login("ana-chooses-this-1"); !strings.Contains(p.body, `name="sealed"`) {
+		t.Fatalf("after unlock: %d", p.status)
+	}
+
+	// Disabled: no login; enabled again: login.
+	expect(t, "disable", s.do("POST", "/v1/accounts/"+doctorID+"/disable", admin, nil), 200)
+	if p := login("ana-chooses-this-1"); p.status != http.StatusForbidden {
+		t.Fatalf("a disabled account signs in: %d", p.status)
+	}
+	expect(t, "enable", s.do("POST", "/v1/accounts/"+doctorID+"/enable", admin, nil), 200)
+	if p := login("ana-chooses-this-1"); p.status != 200 {
+		t.Fatalf("after enable: %d", p.status)
+	}
+	expect(t, "send a reset link", s.do("POST", "/v1/accounts/"+doctorID+"/send-reset", admin, nil), 200)
+	if m := mb.next(t); m.to != "ana@hospital.example" || linkPattern.FindString(m.body) == "" {
+		t.Fatalf("reset mail = %+v", m)
+	}
+	expect(t, "unknown account", s.do("GET", "/v1/accounts/"+uuid.NewString(), admin, nil), 404)
+	expect(t, "a receptionist reads an account", s.do("GET", "/v1/accounts/"+doctorID, s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1"), nil), 403)
+
+	// Every admin action is audited.
+	var n int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE action LIKE 'account-%' AND resource_id = $1`, doctorID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n < 7 {
+		t.Errorf("audited admin actions on the account: %d, want at least 7", n)
 	}
 }

@@ -80,7 +80,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
 	relay := &persistence.Relay{DB: db, Project: calendar.Project, Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
-	auth, mounts, sessions := cfg.Auth, []edge.Mount(nil), edge.Sessions(nil)
+	auth, mounts, sessions, accounts := cfg.Auth, []edge.Mount(nil), edge.Sessions(nil), edge.Accounts(nil)
 	if cfg.Identity != nil {
 		ic := *cfg.Identity
 		ic.Events = identity.AuditEvents{Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}, Logger: cfg.Logger}
@@ -90,7 +90,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			return nil, err
 		}
 		mounts = append(mounts, edge.Mount{Prefix: identity.PathPrefix, Handler: provider.Handler()})
-		sessions = provider.Sessions()
+		sessions, accounts = provider.Sessions(), provider.Accounts()
 		if auth == nil {
 			auth = provider.Verifier()
 		} else {
@@ -99,7 +99,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	srv := edge.New(edge.Config{
 		Cluster: member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
-		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, RateLimits: cfg.RateLimits,
+		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits,
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return errors.New("database unreachable")

@@ -55,6 +55,15 @@ func (a AuditEvents) SessionEnded(ctx context.Context, sessionID, accountID, rea
 	}
 }
 
+func (a AuditEvents) Admin(ctx context.Context, c *messages.Caller, action, accountID, patientID, outcome, detail string) error {
+	key := patientID
+	if key == "" {
+		key = accountID
+	}
+	ev := audit.Event(c, action, "account", accountID, patientID, loginOutcomes[outcome], detail, time.Now())
+	return a.Recorder.Record(ctx, a.Cluster, key, ev)
+}
+
 // forgetting tells the node's verifier at once about sessions ended here.
 type forgetting struct {
 	Events

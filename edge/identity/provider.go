@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -72,6 +73,9 @@ type Events interface {
 	Login(ctx context.Context, e LoginEvent) error
 	// SessionEnded is a session revoked (logout, revocation, reuse).
 	SessionEnded(ctx context.Context, sessionID, accountID, reason string)
+	// Admin is an admin's action on an account (or its refusal); an error
+	// fails the action.
+	Admin(ctx context.Context, c *messages.Caller, action, accountID, patientID, outcome, detail string) error
 }
 
 // LoginEvent is one login-page event: a login attempt (Action "login",
@@ -85,6 +89,9 @@ type noEvents struct{}
 
 func (noEvents) Login(context.Context, LoginEvent) error              { return nil }
 func (noEvents) SessionEnded(context.Context, string, string, string) {}
+func (noEvents) Admin(context.Context, *messages.Caller, string, string, string, string, string) error {
+	return nil
+}
 
 func (c *Config) now() time.Time { return c.Now() }
 

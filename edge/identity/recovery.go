@@ -48,7 +48,7 @@ func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	acct, err := l.p.cfg.DB.AccountByUsername(r.Context(), username)
-	if errors.Is(err, persistence.ErrNotFound) || (err == nil && (acct.Email == "" || acct.PasswordHash == "" || acct.Disabled || !acct.Verified)) {
+	if errors.Is(err, persistence.ErrNotFound) || (err == nil && (acct.Email == "" || acct.Disabled || !acct.Verified)) {
 		l.render(w, http.StatusOK, "message.html", sent) // the same answer: no account enumeration
 		return
 	}

@@ -14,3 +14,8 @@ CREATE INDEX account_tokens_account ON account_tokens (account_id);
 -- A self-registered patient account signs in only after its email link was
 -- followed. Accounts made by admins or the CLI are verified from the start.
 ALTER TABLE accounts ADD COLUMN verified BOOLEAN NOT NULL DEFAULT TRUE;
+
+-- POST /v1/accounts with an Idempotency-Key: a replay finds the account it
+-- made by the key and compares the request's fingerprint.
+ALTER TABLE accounts ADD COLUMN creation_key TEXT UNIQUE;
+ALTER TABLE accounts ADD COLUMN creation_fingerprint BYTEA;

@@ -1,0 +1,209 @@
+package identity
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/google/uuid"
+)
+
+// Accounts serves /v1/accounts: admins create staff and patient accounts
+// and lift locks, disable, reset second factors and send reset links. An
+// account never gets a password from an admin: its owner chooses one
+// through an emailed single-use link (valid SetupTTL).
+type Accounts struct{ p *Provider }
+
+// Accounts is the edge's view of account management.
+func (p *Provider) Accounts() Accounts { return Accounts{p} }
+
+// SetupTTL bounds the link a new account's owner chooses a password with.
+const SetupTTL = 72 * time.Hour
+
+func info(a persistence.Account) edge.AccountInfo {
+	out := edge.AccountInfo{ID: a.ID, Username: a.Username, Role: a.Role, Email: a.Email, PasswordSet: a.PasswordHash != "",
+		TOTPEnrolled: a.TOTPSealed != nil, Disabled: a.Disabled, Verified: a.Verified, CreatedAt: a.CreatedAt.UTC()}
+	if a.LockedUntil != nil {
+		t := a.LockedUntil.UTC()
+		out.LockedUntil = &t
+	}
+	return out
+}
+
+// patientOf is the record an account's events belong to.
+func patientOf(a persistence.Account) string {
+	if a.Role == "patient" {
+		return a.ID
+	}
+	return ""
+}
+
+// refuse audits a denied admin action and returns the grain error for it.
+func (s Accounts) refuse(ctx context.Context, c *messages.Caller, action, id string, reason string) error {
+	if err := s.p.cfg.Events.Admin(ctx, c, action, id, "", "denied", reason); err != nil {
+		return messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	return messages.ErrPermissionDenied("%s", reason)
+}
+
+func fingerprint(in edge.AccountInput) []byte {
+	h := sha256.Sum256([]byte(strings.Join([]string{in.Username, in.Role, in.Email, in.RecordID}, "\x00")))
+	return h[:]
+}
+
+func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.AccountInput, key string) (edge.AccountInfo, bool, error) {
+	if d := access.ManageAccounts(c); !d.Allowed {
+		return edge.AccountInfo{}, false, s.refuse(ctx, c, "account-create", "", d.Reason)
+	}
+	in.Username, in.Email, in.RecordID = strings.TrimSpace(in.Username), strings.TrimSpace(in.Email), strings.ToLower(strings.TrimSpace(in.RecordID))
+	if key != "" {
+		prior, fp, err := s.p.cfg.DB.AccountByCreationKey(ctx, key)
+		switch {
+		case err == nil && bytes.Equal(fp, fingerprint(in)):
+			return info(prior), true, nil
+		case err == nil:
+			return edge.AccountInfo{}, false, messages.ErrIdempotencyKeyReused("the idempotency key was used for a different account")
+		case !errors.Is(err, persistence.ErrNotFound):
+			return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("account store unavailable")
+		}
+	}
+	fields := map[string]string{}
+	role, ok := messages.ParseRole(in.Role)
+	if !ok || role == messages.Role_ROLE_SERVICE {
+		fields["field:role"] = "must be patient, doctor, receptionist or admin"
+	}
+	if !usernamePattern.MatchString(in.Username) {
+		fields["field:username"] = "must be 3 to 64 letters, digits, dots, dashes, underscores or @"
+	}
+	if addr, err := mail.ParseAddress(in.Email); err != nil || addr.Address != in.Email {
+		fields["field:email"] = "must be an email address (the link to choose a password goes there)"
+	}
+	linked := role == messages.Role_ROLE_DOCTOR || role == messages.Role_ROLE_PATIENT
+	switch {
+	case linked && uuid.Validate(in.RecordID) != nil:
+		fields["field:record_id"] = "a doctor or patient account needs the id of its record"
+	case !linked && in.RecordID != "":
+		fields["field:record_id"] = "only doctor and patient accounts link to a record"
+	}
+	if len(fields) > 0 {
+		return edge.AccountInfo{}, false, messages.ErrInvalidArgument("the account is not valid").WithMetadata(fields)
+	}
+	id := uuid.NewString()
+	if linked {
+		exists, err := s.p.cfg.DB.RecordExists(ctx, role.Name(), in.RecordID)
+		if err != nil {
+			return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("account store unavailable")
+		}
+		if !exists {
+			return edge.AccountInfo{}, false, messages.ErrInvalidArgument("no %s record %s", role.Name(), in.RecordID).
+				WithMetadata(map[string]string{"field:record_id": "names no " + role.Name()})
+		}
+		id = in.RecordID
+	}
+	if s.p.cfg.Mailer == nil {
+		return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("this node sends no mail: create the account with 'caregrid admin account create'")
+	}
+	token, hash := newLinkToken()
+	a := persistence.Account{ID: id, Username: in.Username, Email: in.Email, Role: role.Name()}
+	err := s.p.cfg.DB.CreateAccountWithLink(ctx, a, key, fingerprint(in), hash, s.p.cfg.now().Add(SetupTTL))
+	switch {
+	case errors.Is(err, persistence.ErrKeyUsed):
+		return s.Create(ctx, c, in, key) // a concurrent request with the key won: answer as its replay
+	case errors.Is(err, persistence.ErrExists):
+		return edge.AccountInfo{}, false, messages.ErrAlreadyExists("the username or the record already has an account")
+	case err != nil:
+		return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	if err := s.p.cfg.Events.Admin(ctx, c, "account-create", id, patientOf(a), "success", role.Name()); err != nil {
+		return edge.AccountInfo{}, false, messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	body := "An account was created for you in caregrid, with the username " + a.Username + ".\n\n" +
+		"Choose your password with this link within 72 hours (it works once):\n\n" + s.linkURL(token) + "\n"
+	if err := s.p.cfg.Mailer.Send(ctx, a.Email, "Your caregrid account", body); err != nil {
+		// The account exists; an admin can send a new link (send-reset).
+		s.p.cfg.Logger.Error("account created, setup mail failed", "account", id, "error", err)
+	}
+	created, err := s.p.cfg.DB.AccountByID(ctx, id)
+	if err != nil {
+		return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	return info(created), false, nil
+}
+
+func (s Accounts) linkURL(token string) string {
+	return strings.TrimSuffix(s.p.cfg.Issuer, "/") + "/login/reset?token=" + token
+}
+
+func (s Accounts) Get(ctx context.Context, c *messages.Caller, id string) (edge.AccountInfo, error) {
+	if d := access.ManageAccounts(c); !d.Allowed {
+		return edge.AccountInfo{}, s.refuse(ctx, c, "account-read", id, d.Reason)
+	}
+	a, err := s.p.cfg.DB.AccountByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return edge.AccountInfo{}, messages.ErrNotFound("no account %s", id)
+	}
+	if err != nil {
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	if err := s.p.cfg.Events.Admin(ctx, c, "account-read", id, patientOf(a), "success", ""); err != nil {
+		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	return info(a), nil
+}
+
+func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string) (edge.AccountInfo, error) {
+	if d := access.ManageAccounts(c); !d.Allowed {
+		return edge.AccountInfo{}, s.refuse(ctx, c, "account-"+action, id, d.Reason)
+	}
+	a, err := s.p.cfg.DB.AccountByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return edge.AccountInfo{}, messages.ErrNotFound("no account %s", id)
+	}
+	if err != nil {
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	var ended []string
+	switch action {
+	case "unlock":
+		err = s.p.cfg.DB.UnlockAccount(ctx, id)
+	case "disable":
+		ended, err = s.p.cfg.DB.SetAccountDisabled(ctx, id, true)
+	case "enable":
+		_, err = s.p.cfg.DB.SetAccountDisabled(ctx, id, false)
+	case "reset-totp":
+		err = s.p.cfg.DB.ResetTOTP(ctx, id)
+	case "send-reset":
+		if a.Email == "" || s.p.cfg.Mailer == nil {
+			return edge.AccountInfo{}, messages.ErrWrongState("the account has no email address, or this node sends no mail")
+		}
+		token, hash := newLinkToken()
+		if err = s.p.cfg.DB.CreateAccountToken(ctx, hash, id, persistence.TokenReset, s.p.cfg.now().Add(SetupTTL)); err == nil {
+			err = s.p.cfg.Mailer.Send(ctx, a.Email, "Choose your caregrid password",
+				"An administrator sent you a link to choose a new password for "+a.Username+".\n\nIt works once, within 72 hours:\n\n"+s.linkURL(token)+"\n")
+		}
+	default:
+		return edge.AccountInfo{}, messages.ErrInvalidArgument("unknown action %q", action)
+	}
+	if err != nil {
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	for _, sid := range ended {
+		s.p.cfg.Events.SessionEnded(ctx, sid, id, "account disabled")
+	}
+	if err := s.p.cfg.Events.Admin(ctx, c, "account-"+action, id, patientOf(a), "success", ""); err != nil {
+		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	a, err = s.p.cfg.DB.AccountByID(ctx, id)
+	if err != nil {
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	return info(a), nil
+}
