@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -22,6 +26,8 @@ import (
 	"github.com/caregrid/caregrid/persistence/pgtest"
 	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -458,4 +464,34 @@ func TestAdminBootstrapOnlyOnce(t *testing.T) {
 	if err := bootstrap(context.Background(), db, &out); err == nil {
 		t.Fatal("a second bootstrap succeeded")
 	}
+}
+
+// A node configured with an external issuer accepts its tokens beside the
+// provider's (the issuer is faked at its wire protocol: JWKS over HTTP).
+func TestNodeAcceptsAConfiguredExternalIssuer(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	defer jwks.Close()
+	issuer := jwks.URL + "/idp"
+	master, _ := seal.NewKey(bytes.Repeat([]byte{3}, seal.KeySize))
+	s := startTestServerWithIdentity(t, nil, &identity.Config{Seal: master}, func(c *nodeConfig) {
+		c.ExternalIssuers = []identity.ExternalIssuer{{Issuer: issuer, Audience: "caregrid", JWKSURL: jwks.URL, RoleClaim: "roles",
+			Roles: []identity.RoleMapping{{Value: "desk", Role: "receptionist"}}}}
+	})
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k"))
+	tok, _ := jwt.Signed(signer).Claims(map[string]any{"iss": issuer, "aud": "caregrid", "sub": "desk-9", "roles": []string{"desk"},
+		"exp": time.Now().Add(time.Minute).Unix()}).Serialize()
+	r := s.do("GET", "/v1/me", tok, nil)
+	if m := r.json(t); r.status != 200 || m["subject"] != "desk-9" || m["role"] != "receptionist" {
+		t.Fatalf("/v1/me with an external token: %d %s", r.status, r.body)
+	}
+	expect(t, "register a patient with an external desk token", s.do("POST", "/v1/patients", tok, patientBody("2005042129809")), 201)
+	bad, _ := jwt.Signed(signer).Claims(map[string]any{"iss": issuer, "aud": "caregrid", "sub": "x", "roles": []string{"nurse"},
+		"exp": time.Now().Add(time.Minute).Unix()}).Serialize()
+	expect(t, "an unmapped role", s.do("GET", "/v1/me", bad, nil), 401)
 }

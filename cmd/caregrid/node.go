@@ -33,6 +33,8 @@ type nodeConfig struct {
 	// Identity configures the embedded OpenID Provider (nil: none); its
 	// access tokens are accepted beside Auth's.
 	Identity *identity.Config
+	// ExternalIssuers are identity providers whose tokens are accepted too.
+	ExternalIssuers []identity.ExternalIssuer
 	// RateLimits are the API's request budgets (nil: none).
 	RateLimits *edge.RateLimits
 	Logger     *slog.Logger
@@ -91,11 +93,17 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		}
 		mounts = append(mounts, edge.Mount{Prefix: identity.PathPrefix, Handler: provider.Handler()})
 		sessions, accounts = provider.Sessions(), provider.Accounts()
-		if auth == nil {
-			auth = provider.Verifier()
-		} else {
-			auth = edge.AnyOf(auth, provider.Verifier())
+		auth = chain(auth, provider.Verifier())
+	}
+	if len(cfg.ExternalIssuers) > 0 {
+		external, err := identity.NewExternal(context.Background(), cfg.ExternalIssuers)
+		if err != nil {
+			member.Stop(false)
+			return nil, err
 		}
+		// Before the provider's verifier: it turns away other issuers' tokens
+		// after one look at their iss, without a key lookup.
+		auth = chain(external, auth)
 	}
 	srv := edge.New(edge.Config{
 		Cluster: member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
@@ -117,6 +125,23 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		relay.Run(relayCtx)
 	}()
 	return n, nil
+}
+
+// chain accepts what any of auths accepts; nil ones are skipped.
+func chain(auths ...edge.Authenticator) edge.Authenticator {
+	var live []edge.Authenticator
+	for _, a := range auths {
+		if a != nil {
+			live = append(live, a)
+		}
+	}
+	switch len(live) {
+	case 0:
+		return nil
+	case 1:
+		return live[0]
+	}
+	return edge.AnyOf(live...)
 }
 
 func registerRelayMetrics(reg *prometheus.Registry, r *persistence.Relay) {

@@ -48,6 +48,7 @@ type serveConfig struct {
 	SMTPAddr     string
 	SMTPFrom     string
 	SMTPUser     string
+	External     string
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -78,6 +79,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", envOr("CAREGRID_SMTP_ADDR", ""), "SMTP server (host:port) for password-reset and sign-up links; STARTTLS when offered; empty: no mail (env CAREGRID_SMTP_ADDR)")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", envOr("CAREGRID_SMTP_FROM", "caregrid <no-reply@localhost>"), "sender of those mails (env CAREGRID_SMTP_FROM)")
 	fs.StringVar(&c.SMTPUser, "smtp-username", envOr("CAREGRID_SMTP_USERNAME", ""), "SMTP user; the password comes from CAREGRID_SMTP_PASSWORD only")
+	fs.StringVar(&c.External, "external-issuers", envOr("CAREGRID_EXTERNAL_ISSUERS", ""), "JSON file of external identity providers whose access tokens are accepted (see README) (env CAREGRID_EXTERNAL_ISSUERS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -168,6 +170,12 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		defer func() { _ = closeRedis() }()
 		limiter = r
 	}
+	var external []identity.ExternalIssuer
+	if cfg.External != "" {
+		if external, err = identity.LoadExternalIssuers(cfg.External); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
@@ -189,8 +197,8 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
-		RateLimits: rateLimits(cfg, limiter),
-		Identity:   &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger},
+		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external,
+		Identity: &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger},
 	})
 	if err != nil {
 		_ = ln.Close()
