@@ -115,9 +115,10 @@ func (db *DB) SetPassword(ctx context.Context, id, hash string, mustChange bool)
 
 // EnrolTOTP stores a sealed TOTP secret and replaces the account's recovery
 // codes, in one transaction: a second factor is never without its codes.
-func (db *DB) EnrolTOTP(ctx context.Context, id string, sealed []byte, recoveryHashes [][]byte) error {
+// step is the time step of the code that confirmed the enrolment (spent).
+func (db *DB) EnrolTOTP(ctx context.Context, id string, sealed []byte, recoveryHashes [][]byte, step int64) error {
 	return db.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE accounts SET totp_sealed = $2 WHERE id = $1`, id, sealed)
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET totp_sealed = $2, totp_last_step = $3 WHERE id = $1`, id, sealed, step)
 		if err != nil {
 			return err
 		}
@@ -684,4 +685,11 @@ func (db *DB) RecordExists(ctx context.Context, role, id string) (bool, error) {
 	var ok bool
 	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1)`, id).Scan(&ok)
 	return ok, classify(err)
+}
+
+// UseTOTPStep records that a login used the TOTP code of step; false when
+// that step or a later one was used already (a replayed code).
+func (db *DB) UseTOTPStep(ctx context.Context, id string, step int64) (bool, error) {
+	tag, err := db.Pool.Exec(ctx, `UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2`, id, step)
+	return err == nil && tag.RowsAffected() == 1, classify(err)
 }

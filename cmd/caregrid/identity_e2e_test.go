@@ -268,6 +268,10 @@ func TestOIDCLoginWithPKCEAndTOTPThenRefreshAndLogout(t *testing.T) {
 	if wrong := b2.submit(p, map[string]string{"code": "123456"}); wrong.status != http.StatusUnauthorized {
 		t.Fatalf("a wrong code: %d", wrong.status)
 	}
+	// The code that confirmed the enrolment is spent: within its 30 s it is refused.
+	if replay := b2.submit(p, map[string]string{"code": code}); replay.status != http.StatusUnauthorized {
+		t.Fatalf("a replayed TOTP code: %d, want 401", replay.status)
+	}
 	tok2 := is.exchange(b2.submit(p, map[string]string{"code": recovery[0][1]}), verifier2, nonce2)
 	b3 := newBrowser(t)
 	p, _, _ = is.login(b3)
@@ -339,10 +343,10 @@ func TestOIDCLoginWithPKCEAndTOTPThenRefreshAndLogout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two logins succeeded; a wrong password, a wrong code and a spent
-	// recovery code failed (the last login stopped at enrolment).
-	if logins != 5 || failed != 3 {
-		t.Errorf("audit holds %d logins, %d failed; want 5 and 3", logins, failed)
+	// Two logins succeeded; a wrong password, a wrong code, a replayed code
+	// and a spent recovery code failed (the last login stopped at enrolment).
+	if logins != 6 || failed != 4 {
+		t.Errorf("audit holds %d logins, %d failed; want 6 and 4", logins, failed)
 	}
 }
 

@@ -335,7 +335,14 @@ func (l *login) checkTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	code := strings.TrimSpace(r.PostFormValue("code"))
 	amr := []string{"pwd", "otp"}
-	valid := ValidTOTP(code, string(secret), l.p.cfg.now())
+	step, valid := TOTPStep(code, string(secret), l.p.cfg.now())
+	if valid {
+		// A code works once: a replay within its step is a wrong code.
+		if valid, err = l.p.cfg.DB.UseTOTPStep(r.Context(), acct.ID, step); err != nil {
+			l.fail(w, err)
+			return
+		}
+	}
 	if !valid && len(code) > 6 {
 		// Not a six-digit code: perhaps a recovery code.
 		valid, err = l.p.cfg.DB.UseRecoveryCode(r.Context(), acct.ID, hashRecoveryCode(code))
@@ -388,12 +395,13 @@ func (l *login) enrolTOTP(w http.ResponseWriter, r *http.Request) {
 		l.render(w, http.StatusBadRequest, "message.html", page{Title: "Start again", Message: "This set-up form is not valid. Go back to the application and sign in again."})
 		return
 	}
-	if !ValidTOTP(r.PostFormValue("code"), string(secret), l.p.cfg.now()) {
+	step, ok := TOTPStep(r.PostFormValue("code"), string(secret), l.p.cfg.now())
+	if !ok {
 		l.showEnrol(w, req.ID, acct, "The code did not match. Scan the new secret below and enter the code it shows.")
 		return
 	}
 	codes, hashes := NewRecoveryCodes()
-	if err := l.p.cfg.DB.EnrolTOTP(r.Context(), acct.ID, l.p.cfg.Seal.Seal(secret, "totp/"+acct.ID), hashes); err != nil {
+	if err := l.p.cfg.DB.EnrolTOTP(r.Context(), acct.ID, l.p.cfg.Seal.Seal(secret, "totp/"+acct.ID), hashes, step); err != nil {
 		l.fail(w, err)
 		return
 	}

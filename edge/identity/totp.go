@@ -13,7 +13,6 @@ import (
 
 // TOTP follows RFC 6238 with the authenticator apps' defaults (SHA-1, six
 // digits, 30 s), accepting one step either side for clock drift.
-var totpOpts = totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
 
 // NewTOTPKey makes a secret for account, named for the authenticator app.
 func NewTOTPKey(issuer, account string) (*otp.Key, error) {
@@ -27,9 +26,25 @@ func TOTPKeyFromSecret(issuer, account, secret string) (*otp.Key, error) {
 
 // ValidTOTP reports whether code is the secret's code at now (±1 step).
 func ValidTOTP(code, secret string, now time.Time) bool {
+	_, ok := TOTPStep(code, secret, now)
+	return ok
+}
+
+// TOTPStep finds the time step (now-1, now, now+1) whose code code is.
+// The login stores the last step used, so a code cannot serve twice.
+func TOTPStep(code, secret string, now time.Time) (int64, bool) {
 	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
-	ok, err := totp.ValidateCustom(code, secret, now.UTC(), totpOpts)
-	return err == nil && ok
+	if len(code) != 6 {
+		return 0, false
+	}
+	step := now.UTC().Unix() / 30
+	for _, s := range []int64{step - 1, step, step + 1} {
+		ok, err := totp.ValidateCustom(code, secret, time.Unix(s*30, 0).UTC(), totp.ValidateOpts{Period: 30, Skew: 0, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err == nil && ok {
+			return s, true
+		}
+	}
+	return 0, false
 }
 
 // TOTPCode is the secret's code at now (tests and the enrolment check).

@@ -19,3 +19,7 @@ ALTER TABLE accounts ADD COLUMN verified BOOLEAN NOT NULL DEFAULT TRUE;
 -- made by the key and compares the request's fingerprint.
 ALTER TABLE accounts ADD COLUMN creation_key TEXT UNIQUE;
 ALTER TABLE accounts ADD COLUMN creation_fingerprint BYTEA;
+
+-- The last TOTP time step a login used: a code is accepted only for a later
+-- step, so one seen over a shoulder or replayed within its 30 s is refused.
+ALTER TABLE accounts ADD COLUMN totp_last_step BIGINT NOT NULL DEFAULT 0;
