@@ -5,10 +5,13 @@ GO ?= go
 
 .PHONY: run test lint generate check-generated bench build
 
+# The production binary: no development tokens.
 build:
 	$(GO) build -o bin/caregrid ./cmd/caregrid
 
-run: build
+# make run builds with development tokens (-tags devauth) for trying things.
+run:
+	$(GO) build -tags devauth -o bin/caregrid ./cmd/caregrid
 	./bin/caregrid serve --dev-auth
 
 # The in-process multi-member tests in actors/patient and actors/calendar are built only without
@@ -17,11 +20,13 @@ run: build
 test: lint check-generated
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 ./actors/patient/ ./actors/calendar/
+	$(GO) test -count=1 -tags devauth -run Dev ./edge/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags devauth ./...
 
 generate:
 	bash messages/generate.sh

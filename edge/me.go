@@ -38,8 +38,21 @@ type Mount struct {
 	Handler http.Handler
 }
 
+// mountTimeout bounds one request to a mounted handler.
+const mountTimeout = 30 * time.Second
+
 func (s *Server) mount(m Mount) {
-	h := adaptor.HTTPHandler(m.Handler)
+	// The adaptor's request context is fasthttp's RequestCtx, whose Done
+	// races with Server.Shutdown (seen under -race when a database call
+	// watched it). The handler gets a context of its own instead: the
+	// request's values, its own deadline, no fasthttp cancellation.
+	inner := m.Handler
+	detached := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), mountTimeout)
+		defer cancel()
+		inner.ServeHTTP(w, r.WithContext(ctx))
+	})
+	h := adaptor.HTTPHandler(detached)
 	s.app.All(m.Prefix, h)
 	s.app.All(m.Prefix+"/*", h)
 }

@@ -9,15 +9,15 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/patient"
-	"github.com/caregrid/caregrid/edge"
-	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // benchResult is the one JSON line a scenario prints.
@@ -49,8 +49,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	dur := fs.Duration("duration", 10*time.Second, "how long to measure")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring (activates grains, fills pools)")
 	patients := fs.Int("patients", 200, "patients to register and read at random")
-	keyFile := fs.String("dev-auth-key-file", envOr("CAREGRID_DEV_AUTH_KEY_FILE", filepath.Join(envOr("CAREGRID_DATA_DIR", ".data"), "dev-auth.key")),
-		"the server's development token key")
+	creds := benchCredentialFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -61,11 +60,11 @@ func benchCmd(ctx context.Context, args []string) error {
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("bench: --url %q is not a URL", *base)
 	}
-	key, err := edge.LoadDevKey(*keyFile, false)
+	tok, err := creds.token(ctx, *base)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	r, err := benchReadPatient(ctx, benchTarget{base: *base, host: u.Host, key: key}, *conc, *patients, *warmup, *dur)
+	r, err := benchReadPatient(ctx, benchTarget{base: *base, host: u.Host, token: tok}, *conc, *patients, *warmup, *dur)
 	if err != nil {
 		return err
 	}
@@ -73,9 +72,32 @@ func benchCmd(ctx context.Context, args []string) error {
 }
 
 type benchTarget struct {
-	base string
-	host string
-	key  []byte
+	base  string
+	host  string
+	token string // an admin service client's access token
+}
+
+// benchCredentials are a service client's, for the client-credentials
+// grant: the load generator signs in like any integration would.
+type benchCredentials struct{ id, secret *string }
+
+func benchCredentialFlags(fs *flag.FlagSet) benchCredentials {
+	return benchCredentials{
+		id:     fs.String("client-id", os.Getenv("CAREGRID_BENCH_CLIENT_ID"), "service client (admin role) to sign in as (env CAREGRID_BENCH_CLIENT_ID)"),
+		secret: fs.String("client-secret", os.Getenv("CAREGRID_BENCH_CLIENT_SECRET"), "its secret (env CAREGRID_BENCH_CLIENT_SECRET)"),
+	}
+}
+
+func (c benchCredentials) token(ctx context.Context, base string) (string, error) {
+	if *c.id == "" || *c.secret == "" {
+		return "", errors.New("bench: --client-id and --client-secret are required (caregrid admin client create --kind service --role admin --name bench)")
+	}
+	cc := clientcredentials.Config{ClientID: *c.id, ClientSecret: *c.secret, TokenURL: strings.TrimSuffix(base, "/") + identity.PathPrefix + "/oauth/token"}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		return "", fmt.Errorf("bench: sign in: %w", err)
+	}
+	return tok.AccessToken, nil
 }
 
 func (t benchTarget) client(conc int) *fasthttp.HostClient {
@@ -93,10 +115,7 @@ func randomIDNP(rng *rand.Rand) string {
 
 // registerPatients registers n patients through the API and returns their ids.
 func registerPatients(ctx context.Context, t benchTarget, n int) ([]string, error) {
-	tok, err := edge.MintDevToken(t.key, messages.Role_ROLE_RECEPTIONIST, "bench-desk", time.Hour, time.Now())
-	if err != nil {
-		return nil, err
-	}
+	tok := t.token
 	c := t.client(8)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	var ids []string
@@ -140,14 +159,10 @@ func benchReadPatient(ctx context.Context, t benchTarget, conc, patients int, wa
 	if err != nil {
 		return benchResult{}, err
 	}
-	// A receptionist reads demographics: a doctor would need an appointment
-	// with each patient first (access.ReadPatient).
-	tok, err := edge.MintDevToken(t.key, messages.Role_ROLE_RECEPTIONIST, "bench-reader", time.Hour, time.Now())
-	if err != nil {
-		return benchResult{}, err
-	}
+	// The admin reads demographics (a doctor would need an appointment with
+	// each patient first: access.ReadPatient); the path is the same audited read.
 	c := t.client(conc)
-	auth := "Bearer " + tok
+	auth := "Bearer " + t.token
 	one := func() (time.Duration, bool) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)

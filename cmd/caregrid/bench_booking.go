@@ -8,15 +8,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/caregrid/caregrid/edge"
-	"github.com/caregrid/caregrid/messages"
 	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -58,8 +55,7 @@ func parseBookingFlags(name string, args []string, doctors int) (bookingFlags, e
 	fs.DurationVar(&f.dur, "duration", 10*time.Second, "how long to measure")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "load before measuring")
 	fs.StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "booking-sql-baseline: the database to book in directly")
-	keyFile := fs.String("dev-auth-key-file", envOr("CAREGRID_DEV_AUTH_KEY_FILE", filepath.Join(envOr("CAREGRID_DATA_DIR", ".data"), "dev-auth.key")),
-		"the server's development token key")
+	creds := benchCredentialFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -76,11 +72,11 @@ func parseBookingFlags(name string, args []string, doctors int) (bookingFlags, e
 	if err != nil || u.Host == "" {
 		return f, fmt.Errorf("bench: --url %q is not a URL", *base)
 	}
-	key, err := edge.LoadDevKey(*keyFile, false)
+	tok, err := creds.token(context.Background(), *base)
 	if err != nil {
-		return f, fmt.Errorf("bench: %w", err)
+		return f, err
 	}
-	f.target = benchTarget{base: *base, host: u.Host, key: key}
+	f.target = benchTarget{base: *base, host: u.Host, token: tok}
 	return f, nil
 }
 
@@ -148,10 +144,7 @@ func toBookingResult(scenario string, lat []time.Duration, errs, retries int64, 
 
 // setupDoctors creates a clinic and doctors who work around the clock, as an admin.
 func setupDoctors(t benchTarget, n int) ([]string, error) {
-	tok, err := edge.MintDevToken(t.key, messages.Role_ROLE_ADMIN, "bench-admin", time.Hour, time.Now())
-	if err != nil {
-		return nil, err
-	}
+	tok := t.token
 	c := t.client(4)
 	post := func(method, path string, body any) (map[string]any, error) {
 		b, _ := json.Marshal(body)
@@ -205,11 +198,7 @@ func benchBookingEdge(ctx context.Context, scenario string, f bookingFlags) (boo
 	if err != nil {
 		return bookingResult{}, err
 	}
-	tok, err := edge.MintDevToken(f.target.key, messages.Role_ROLE_RECEPTIONIST, "bench-desk", time.Hour, time.Now())
-	if err != nil {
-		return bookingResult{}, err
-	}
-	c, auth := f.target.client(f.conc), "Bearer "+tok
+	c, auth := f.target.client(f.conc), "Bearer "+f.target.token
 	plan := slotPlan{first: planStart(), doctors: len(doctors)}
 	run := uuid.NewString() // idempotency keys are unique per run
 	var seq atomic.Int64
@@ -319,7 +308,9 @@ usage: caregrid bench SCENARIO [flags]
   booking-hot           distinct slots of one doctor through the edge
   booking-spread        distinct slots over --doctors N (default 50) through the edge
   booking-sql-baseline  the hot-doctor workload as SERIALIZABLE check-then-insert on --database-url
-common flags: --url URL --concurrency N --duration D --warmup D --dev-auth-key-file F`)
+common flags: --url URL --concurrency N --duration D --warmup D --client-id ID --client-secret S
+  (a service client with the admin role: caregrid admin client create --kind service --role admin --name bench;
+   or CAREGRID_BENCH_CLIENT_ID and CAREGRID_BENCH_CLIENT_SECRET)`)
 
 func benchBooking(ctx context.Context, scenario string, args []string) error {
 	doctors := 1

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,37 +17,43 @@ import (
 
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/caregrid/caregrid/persistence/seal"
+	"github.com/google/uuid"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // testServer is one real node (member + edge) on a fresh database,
-// serving HTTP on a loopback port.
+// serving HTTP on a loopback port, with the embedded OpenID Provider: the
+// tests' tokens come from its token endpoint, as an integration's would.
 type testServer struct {
 	t    *testing.T
 	db   *persistence.DB
 	base string
-	key  []byte
+	// tokens caches one access token per role and subject.
+	tokens map[string]string
 }
 
 func startTestServer(t *testing.T) *testServer {
 	t.Helper()
-	return startTestServerWith(t, edge.DevAuthenticator{Key: testKey})
+	return startTestServerWithIdentity(t, nil, nil)
 }
 
-// testKey signs the tests' development tokens.
-var testKey = bytes.Repeat([]byte{7}, 32)
+// testMaster is the tests' master key.
+var testMaster = func() *seal.Key {
+	k, err := seal.NewKey(bytes.Repeat([]byte{3}, seal.KeySize))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
-// startTestServerWith starts a node whose edge uses auth (nil: none, as
-// without --dev-auth).
-func startTestServerWith(t *testing.T, auth edge.Authenticator) *testServer {
-	t.Helper()
-	return startTestServerWithIdentity(t, auth, nil)
-}
-
-// startTestServerWithIdentity also runs the embedded OpenID Provider when
-// ic is not nil; its issuer is <base>/oidc on the test's port.
+// startTestServerWithIdentity starts a node whose edge accepts the
+// provider's tokens and auth's (nil: none besides). ic configures the
+// provider (nil: defaults); its issuer is <base>/oidc on the test's port.
 func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *identity.Config, tune ...func(*nodeConfig)) *testServer {
 	t.Helper()
 	db := pgtest.New(t)
@@ -55,9 +62,13 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	if ic != nil {
-		ic.DB, ic.Issuer = db, base+identity.PathPrefix
+	if ic == nil {
+		ic = &identity.Config{Limiter: ratelimit.NewLocal(1000)}
 	}
+	if ic.Seal == nil {
+		ic.Seal = testMaster
+	}
+	ic.DB, ic.Issuer = db, base+identity.PathPrefix
 	cfg := nodeConfig{
 		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
 		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
@@ -76,15 +87,41 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 	}
 	go func() { _ = n.edge.App().Listener(ln) }()
 	t.Cleanup(func() { _ = n.stop(false) })
-	return &testServer{t: t, db: db, base: base, key: testKey}
+	return &testServer{t: t, db: db, base: base, tokens: map[string]string{}}
 }
 
-func (s *testServer) token(role messages.Role, sub string) string {
-	tok, err := edge.MintDevToken(s.key, role, sub, time.Hour, time.Now())
-	if err != nil {
-		s.t.Fatal(err)
+// subject is the account id a test's sub names: sub itself when it is a
+// UUID (a patient's or doctor's record), else a UUID derived from role and
+// sub, so "desk-1" is one receptionist throughout a test.
+func subject(role messages.Role, sub string) string {
+	if uuid.Validate(sub) == nil && len(sub) == 36 {
+		return strings.ToLower(sub)
 	}
-	return tok
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("caregrid-test/"+role.Name()+"/"+sub)).String()
+}
+
+// token signs in as sub with role through the provider's client-credentials
+// grant, registering a service client for that account on first use.
+func (s *testServer) token(role messages.Role, sub string) string {
+	s.t.Helper()
+	key := role.Name() + "/" + sub
+	if tok, ok := s.tokens[key]; ok {
+		return tok
+	}
+	id := subject(role, sub)
+	secret := uuid.NewString()
+	h := sha256.Sum256([]byte(secret))
+	client := persistence.Client{ID: "test-" + id, Name: key, Kind: "service", SecretHash: h[:]}
+	if err := s.db.CreateServiceClient(context.Background(), persistence.Account{ID: id, Username: "test-" + id, Role: role.Name()}, client); err != nil {
+		s.t.Fatalf("service client for %s: %v", key, err)
+	}
+	cc := clientcredentials.Config{ClientID: client.ID, ClientSecret: secret, TokenURL: s.base + identity.PathPrefix + "/oauth/token"}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		s.t.Fatalf("token for %s: %v", key, err)
+	}
+	s.tokens[key] = tok.AccessToken
+	return tok.AccessToken
 }
 
 type response struct {
@@ -408,8 +445,10 @@ func TestHTTPAccessLogAndAudit(t *testing.T) {
 	}
 	// Page 2 shows the patient's own read of page 1; the unauthenticated
 	// attempt never reached the record (no identity to record).
-	want := []string{"desk-1 create success", "desk-a read success", "desk-b read success", "desk-a read success",
-		"dr-a read denied", "dr-a read-access-log denied", id + " read-access-log success"}
+	deskID := func(sub string) string { return subject(messages.Role_ROLE_RECEPTIONIST, sub) }
+	dr := subject(messages.Role_ROLE_DOCTOR, "dr-a")
+	want := []string{deskID("desk-1") + " create success", deskID("desk-a") + " read success", deskID("desk-b") + " read success",
+		deskID("desk-a") + " read success", dr + " read denied", dr + " read-access-log denied", id + " read-access-log success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("access log =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -421,7 +460,7 @@ func TestHTTPAccessLogAndAudit(t *testing.T) {
 	if n, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err != nil || n < 7 {
 		t.Fatalf("verifyAudit = %d, %v", n, err)
 	}
-	if _, err := s.db.Pool.Exec(ctx, `UPDATE audit_events SET subject = 'someone-else' WHERE subject = 'desk-b'`); err != nil {
+	if _, err := s.db.Pool.Exec(ctx, `UPDATE audit_events SET subject = 'someone-else' WHERE subject = $1`, deskID("desk-b")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err == nil || !strings.Contains(err.Error(), "was changed") {
@@ -482,6 +521,9 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 			return doctorID
 		case strings.HasPrefix(path, "/v1/clinics"):
 			return clinicID
+		case strings.HasPrefix(path, "/v1/accounts"):
+			// Not the patient's own account: disabling it would end the test's token.
+			return "66666666-6666-4666-8666-666666666666"
 		}
 		return id
 	}
@@ -522,20 +564,5 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 				t.Errorf("%s %s as %s = %d, want 403", rt.Method, rt.Path, role.Name(), r.status)
 			}
 		}
-	}
-}
-
-// TestServeWithoutDevAuthRefusesDevTokens: development tokens work only
-// when the server was started with --dev-auth.
-func TestServeWithoutDevAuthRefusesDevTokens(t *testing.T) {
-	cfg, err := serveFlags([]string{"--data-dir", t.TempDir()})
-	if err != nil || cfg.DevAuth {
-		t.Fatalf("serveFlags(defaults) = %+v, %v; want dev-auth off", cfg, err)
-	}
-	s := startTestServerWith(t, nil)
-	r := s.do("POST", "/v1/patients", s.token(messages.Role_ROLE_ADMIN, "a-1"), patientBody("2005042129809"))
-	expect(t, "register with a dev token on a server without --dev-auth", r, 401)
-	if r.header.Get("WWW-Authenticate") == "" {
-		t.Fatal("401 without WWW-Authenticate")
 	}
 }

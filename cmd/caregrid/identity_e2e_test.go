@@ -18,13 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
-	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -47,21 +45,17 @@ const testRedirect = "http://127.0.0.1:1/callback" // never dialled: the browser
 
 func startIdentityServer(t *testing.T, tune func(*identity.Config)) *identityServer {
 	t.Helper()
-	master, err := seal.NewKey(bytes.Repeat([]byte{3}, seal.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ic := &identity.Config{Seal: master, Limiter: ratelimit.NewLocal(1000)}
+	ic := &identity.Config{Limiter: ratelimit.NewLocal(1000)}
 	if tune != nil {
 		tune(ic)
 	}
-	// Development tokens work beside the provider's, for setting up records.
-	s := startTestServerWithIdentity(t, edge.DevAuthenticator{Key: testKey}, ic)
+	s := startTestServerWithIdentity(t, nil, ic)
 	is := &identityServer{testServer: s, issuer: s.base + identity.PathPrefix, clientID: "test-app"}
 	ctx := context.Background()
 	if err := s.db.CreateClient(ctx, persistence.Client{ID: is.clientID, Name: "test app", Kind: "public", RedirectURIs: []string{testRedirect}}); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	is.provider, err = oidc.NewProvider(ctx, is.issuer)
 	if err != nil {
 		t.Fatalf("discovery: %v", err)
@@ -482,8 +476,7 @@ func TestNodeAcceptsAConfiguredExternalIssuer(t *testing.T) {
 	}))
 	defer jwks.Close()
 	issuer := jwks.URL + "/idp"
-	master, _ := seal.NewKey(bytes.Repeat([]byte{3}, seal.KeySize))
-	s := startTestServerWithIdentity(t, nil, &identity.Config{Seal: master}, func(c *nodeConfig) {
+	s := startTestServerWithIdentity(t, nil, nil, func(c *nodeConfig) {
 		c.ExternalIssuers = []identity.ExternalIssuer{{Issuer: issuer, Audience: "caregrid", JWKSURL: jwks.URL, RoleClaim: "roles",
 			Roles: []identity.RoleMapping{{Value: "desk", Role: "receptionist"}}}}
 	})

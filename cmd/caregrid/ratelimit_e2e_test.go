@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/google/uuid"
@@ -35,7 +36,7 @@ func TestRateLimitsAreSharedAcrossNodesAndAnswer429(t *testing.T) {
 	// (The address budget is off here: every test shares 127.0.0.1 and Redis keeps budgets between runs.)
 	limits := &edge.RateLimits{Limiter: testRedis(t), PerSubject: ratelimit.Limit{Rate: 1, Burst: 3, Period: time.Minute}}
 	a := startTestServerWithLimits(t, limits)
-	b := startBareEdge(t, limits)
+	b := startBareEdge(t, a, limits)
 	// Keys are per subject and address; a fresh subject keeps runs apart.
 	sub := uuid.NewString()
 	tok := a.token(messages.Role_ROLE_ADMIN, sub)
@@ -71,20 +72,25 @@ func TestRateLimitsAreSharedAcrossNodesAndAnswer429(t *testing.T) {
 
 func startTestServerWithLimits(t *testing.T, limits *edge.RateLimits) *testServer {
 	t.Helper()
-	return startTestServerWithIdentity(t, edge.DevAuthenticator{Key: testKey}, nil, func(c *nodeConfig) { c.RateLimits = limits })
+	return startTestServerWithIdentity(t, nil, nil, func(c *nodeConfig) { c.RateLimits = limits })
 }
 
-// startBareEdge serves an edge with no cluster behind it (enough for /v1/me).
-func startBareEdge(t *testing.T, limits *edge.RateLimits) *testServer {
+// startBareEdge serves an edge with no cluster behind it (enough for
+// /v1/me) that checks tokens against of's provider, as a second node would.
+func startBareEdge(t *testing.T, of *testServer, limits *edge.RateLimits) *testServer {
 	t.Helper()
-	srv := edge.New(edge.Config{Auth: edge.DevAuthenticator{Key: testKey}, RateLimits: limits})
+	p, err := identity.New(identity.Config{DB: of.db, Seal: testMaster, Issuer: of.base + identity.PathPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := edge.New(edge.Config{Auth: p.Verifier(), RateLimits: limits})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = srv.App().Listener(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	return &testServer{t: t, base: "http://" + ln.Addr().String(), key: testKey}
+	return &testServer{t: t, db: of.db, base: "http://" + ln.Addr().String(), tokens: of.tokens}
 }
 
 func TestRateLimitPerAddressCoversUnauthenticatedRequests(t *testing.T) {

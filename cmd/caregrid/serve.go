@@ -60,7 +60,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.DatabaseURL, "database-url", envOr("DATABASE_URL", ""), "PostgreSQL or CockroachDB URL; empty runs an embedded PostgreSQL under --data-dir (env DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", envOr("CAREGRID_DATA_DIR", ".data"), "local state: the embedded database and the dev-auth key (env CAREGRID_DATA_DIR)")
 	fs.BoolVar(&c.Migrate, "migrate", false, "apply pending migrations at start (always on for the embedded database)")
-	fs.BoolVar(&c.DevAuth, "dev-auth", false, "accept development tokens from 'caregrid dev-token' (never in production)")
+	fs.BoolVar(&c.DevAuth, "dev-auth", false, "accept development tokens from 'caregrid dev-token' (binaries built with -tags devauth only, as by make run)")
 	fs.StringVar(&c.DevAuthKey, "dev-auth-key-file", envOr("CAREGRID_DEV_AUTH_KEY_FILE", ""), "development token key (default <data-dir>/dev-auth.key; created if missing) (env CAREGRID_DEV_AUTH_KEY_FILE)")
 	fs.StringVar(&c.ClusterName, "cluster-name", envOr("CAREGRID_CLUSTER_NAME", "caregrid"), "cluster name (env CAREGRID_CLUSTER_NAME)")
 	fs.StringVar(&c.ClusterHost, "cluster-host", envOr("CAREGRID_CLUSTER_HOST", "127.0.0.1"), "remoting host; loopback only until remoting uses mutual TLS (env CAREGRID_CLUSTER_HOST)")
@@ -186,11 +186,10 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	}
 	var auth edge.Authenticator
 	if cfg.DevAuth {
-		key, err := edge.LoadDevKey(cfg.DevAuthKey, true)
-		if err != nil {
+		if auth, err = devAuthenticator(cfg.DevAuthKey); err != nil {
+			_ = ln.Close()
 			return err
 		}
-		auth = edge.NewCachingAuthenticator(edge.DevAuthenticator{Key: key}, 10000, time.Minute)
 		logger.Warn("development tokens accepted (--dev-auth): not for production", "key_file", cfg.DevAuthKey)
 	}
 	n, err := startNode(ctx, db, nodeConfig{
@@ -207,7 +206,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	logger.Info("caregrid is serving", "api", base+"/v1/", "openapi", base+"/openapi.json", "issuer", base+identity.PathPrefix,
 		"ready", base+"/readyz", "metrics", base+"/metrics", "cluster_member", n.member.Address())
 	if cfg.DevAuth {
-		fmt.Fprintf(os.Stderr, "\ncaregrid is serving on %s\n  OpenAPI: %s/openapi.json\n  token:   go run ./cmd/caregrid dev-token --role receptionist --sub desk-1\n\n", base, base)
+		fmt.Fprintf(os.Stderr, "\ncaregrid is serving on %s\n  OpenAPI: %s/openapi.json\n  token:   ./bin/caregrid dev-token --role receptionist --sub desk-1\n\n", base, base)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- n.edge.App().Listener(ln) }()
