@@ -492,3 +492,49 @@ func TestNodeAcceptsAConfiguredExternalIssuer(t *testing.T) {
 		"exp": time.Now().Add(time.Minute).Unix()}).Serialize()
 	expect(t, "an unmapped role", s.do("GET", "/v1/me", bad, nil), 401)
 }
+
+// Patients may add a second factor: asked for at sign-in, skippable, and
+// once set up, required at every later sign-in.
+func TestPatientsMayChooseTOTP(t *testing.T) {
+	is := startIdentityServer(t, nil)
+	is.account("5b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d", "radu", "patient", "radu-password-123", false)
+	b := newBrowser(t)
+	p, verifier, nonce := is.login(b)
+	plain := b.submit(p, map[string]string{"username": "radu", "password": "radu-password-123", "setup_totp": "on"})
+	if !strings.Contains(plain.body, "Not now") || !strings.Contains(plain.body, `name="sealed"`) {
+		t.Fatalf("a patient asking for TOTP: %d %s", plain.status, plain.body)
+	}
+	// "Not now" (the page's second form) signs in without it.
+	skipForm := plain
+	skipForm.body = plain.body[strings.LastIndex(plain.body[:strings.Index(plain.body, "/skip-totp")], "<form"):]
+	is.exchange(b.submit(skipForm, nil), verifier, nonce)
+
+	// Asked again, and set up this time: from then on the code is required.
+	b = newBrowser(t)
+	p, verifier, nonce = is.login(b)
+	enrol := b.submit(p, map[string]string{"username": "radu", "password": "radu-password-123", "setup_totp": "on"})
+	secret := textOf(enrol, `<code id="secret">([A-Z2-7]+)</code>`)
+	code, _ := identity.TOTPCode(secret, time.Now())
+	done := b.submit(enrol, map[string]string{"code": code})
+	is.exchange(b.get(textOf(done, `<a id="continue" href="([^"]+)"`)), verifier, nonce)
+	b = newBrowser(t)
+	p, _, _ = is.login(b)
+	if next := b.submit(p, map[string]string{"username": "radu", "password": "radu-password-123"}); !strings.Contains(next.body, `name="code"`) || strings.Contains(next.body, "sealed") {
+		t.Fatalf("after enrolling, want the code page: %d %s", next.status, next.body)
+	}
+
+	// A doctor cannot skip: the page offers no "Not now", and posting it anyway
+	// leads back to the enrolment.
+	is.account("6c2e3d4f-5061-4b7c-8d9e-0f1a2b3c4d5e", "dr-radu", "doctor", "doctor-password-12", false)
+	b = newBrowser(t)
+	p, _, _ = is.login(b)
+	enrol = b.submit(p, map[string]string{"username": "dr-radu", "password": "doctor-password-12"})
+	if strings.Contains(enrol.body, "Not now") {
+		t.Fatal("a doctor is offered to skip TOTP")
+	}
+	forged := enrol
+	forged.body = strings.Replace(enrol.body, `action="`+is.issuer[len(is.base):]+`/login/enrol"`, `action="`+is.issuer[len(is.base):]+`/login/skip-totp"`, 1)
+	if after := b.submit(forged, nil); after.status != 200 || !strings.Contains(after.body, `name="sealed"`) {
+		t.Fatalf("a doctor posting skip-totp: %d %s", after.status, after.body)
+	}
+}

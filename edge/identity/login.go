@@ -63,6 +63,8 @@ func (l *login) routes() http.Handler {
 			l.checkTOTP(w, r)
 		case path == "/enrol" && r.Method == http.MethodPost:
 			l.enrolTOTP(w, r)
+		case path == "/skip-totp" && r.Method == http.MethodPost:
+			l.skipTOTP(w, r)
 		case path == "/forgot" && r.Method == http.MethodGet:
 			l.showForgot(w, r)
 		case path == "/forgot" && r.Method == http.MethodPost:
@@ -96,8 +98,10 @@ type page struct {
 	// TOTP enrolment
 	Secret, SecretURI, Sealed string
 	RecoveryCodes             []string
-	Continue                  string
-	Base                      string
+	// Optional: the role may sign in without a second factor.
+	Optional bool
+	Continue string
+	Base     string
 }
 
 func (l *login) render(w http.ResponseWriter, status int, name string, p page) {
@@ -265,11 +269,26 @@ func (l *login) next(w http.ResponseWriter, r *http.Request, id string, acct per
 		l.render(w, http.StatusOK, "new-password.html", page{Title: "Choose a new password", ID: id})
 	case acct.TOTPSealed != nil:
 		l.render(w, http.StatusOK, "totp.html", page{Title: "Enter your code", ID: id})
-	case rolesNeedingTOTP[acct.Role]:
+	case rolesNeedingTOTP[acct.Role], r.PostFormValue("setup_totp") == "on":
+		// Required for doctors and admins; anyone else may ask for it.
 		l.showEnrol(w, id, acct, "")
 	default:
 		l.complete(w, r, id, acct, []string{"pwd"}, nil)
 	}
+}
+
+// skipTOTP finishes a login whose owner asked for a second factor and then
+// chose not to set it up: allowed only where it is optional.
+func (l *login) skipTOTP(w http.ResponseWriter, r *http.Request) {
+	req, acct, ok := l.passwordDone(w, r)
+	if !ok {
+		return
+	}
+	if acct.TOTPSealed != nil || rolesNeedingTOTP[acct.Role] || acct.MustChangePassword {
+		l.next(w, r, req.ID, acct)
+		return
+	}
+	l.complete(w, r, req.ID, acct, []string{"pwd"}, nil)
 }
 
 // passwordDone loads the request and its account for a step after the password.
@@ -374,7 +393,8 @@ func (l *login) showEnrol(w http.ResponseWriter, id string, acct persistence.Acc
 	if errMsg != "" {
 		status = http.StatusBadRequest
 	}
-	l.render(w, status, "enrol.html", page{Title: "Set up your authenticator app", ID: id, Secret: key.Secret(), SecretURI: key.URL(), Sealed: sealed, Error: errMsg})
+	l.render(w, status, "enrol.html", page{Title: "Set up your authenticator app", ID: id, Secret: key.Secret(), SecretURI: key.URL(), Sealed: sealed, Error: errMsg,
+		Optional: !rolesNeedingTOTP[acct.Role]})
 }
 
 func (l *login) enrolTOTP(w http.ResponseWriter, r *http.Request) {
