@@ -7,16 +7,12 @@ package edge
 // accept these tokens, whatever its flags say.
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
@@ -89,26 +85,9 @@ func MintDevToken(key []byte, role messages.Role, subject string, ttl time.Durat
 // LoadDevKey reads the development signing key from path, creating a random
 // one (mode 0600) when create is set and the file does not exist.
 func LoadDevKey(path string, create bool) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && create {
-		key := make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-			return nil, err
-		}
-		return key, nil
-	}
+	key, err := seal.ReadHexKey(path, 32, create)
 	if err != nil {
-		return nil, fmt.Errorf("read dev-auth key: %w", err)
-	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(key) < 32 {
-		return nil, fmt.Errorf("dev-auth key %s: want at least 32 hex-encoded bytes", path)
+		return nil, fmt.Errorf("dev-auth key: %w", err)
 	}
 	return key, nil
 }

@@ -522,15 +522,21 @@ func (db *DB) ResetPassword(ctx context.Context, hash []byte, passwordHash strin
 			WHERE id = $1`, account, passwordHash); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `UPDATE oidc_sessions SET revoked_at = now(), revoked_reason = 'password reset'
-			WHERE account_id = $1 AND revoked_at IS NULL RETURNING id::text`, account)
-		if err != nil {
-			return err
-		}
-		ended, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		ended, err = endAccountSessions(ctx, tx, account, "password reset")
 		return err
 	})
 	return account, ended, classify(err)
+}
+
+// endAccountSessions revokes every live session of an account inside tx
+// and returns their ids (the nodes' verifiers are told of them).
+func endAccountSessions(ctx context.Context, tx pgx.Tx, account, reason string) ([]string, error) {
+	rows, err := tx.Query(ctx, `UPDATE oidc_sessions SET revoked_at = now(), revoked_reason = $2
+		WHERE account_id = $1 AND revoked_at IS NULL RETURNING id::text`, account, reason)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // VerifyAccount spends a verification link and lets the account sign in.
@@ -648,12 +654,7 @@ func (db *DB) SetAccountDisabled(ctx context.Context, id string, disabled bool) 
 		if !disabled {
 			return nil
 		}
-		rows, err := tx.Query(ctx, `UPDATE oidc_sessions SET revoked_at = now(), revoked_reason = 'account disabled'
-			WHERE account_id = $1 AND revoked_at IS NULL RETURNING id::text`, id)
-		if err != nil {
-			return err
-		}
-		ended, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		ended, err = endAccountSessions(ctx, tx, id, "account disabled")
 		return err
 	})
 	return ended, classify(err)

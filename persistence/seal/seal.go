@@ -89,26 +89,39 @@ func (k *Key) Open(sealed []byte, aad string) ([]byte, error) {
 // missing file is made with a new random key (mode 0600): the embedded
 // default's convenience. Production passes a key file it manages.
 func LoadKeyFile(path string, create bool) (*Key, error) {
+	master, err := ReadHexKey(path, KeySize, create)
+	if err != nil {
+		return nil, err
+	}
+	if len(master) != KeySize {
+		return nil, fmt.Errorf("master key %s: want %d hex-encoded bytes", path, KeySize)
+	}
+	return NewKey(master)
+}
+
+// ReadHexKey reads a key of at least size bytes, hex-encoded, from path;
+// with create set, a missing file is made (mode 0600) with size random bytes.
+func ReadHexKey(path string, size int, create bool) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && create {
-		master := make([]byte, KeySize)
-		if _, err := rand.Read(master); err != nil {
+		key := make([]byte, size)
+		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(path, []byte(hex.EncodeToString(master)+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
 			return nil, err
 		}
-		return NewKey(master)
+		return key, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read master key: %w", err)
+		return nil, fmt.Errorf("read key: %w", err)
 	}
-	master, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("master key %s: want %d hex-encoded bytes", path, KeySize)
+	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) < size {
+		return nil, fmt.Errorf("key %s: want at least %d hex-encoded bytes", path, size)
 	}
-	return NewKey(master)
+	return key, nil
 }
