@@ -74,6 +74,8 @@ var (
 	admins   = []messages.Role{messages.Role_ROLE_ADMIN}
 	// hoursKeepers: a doctor may set only their own hours (the grain checks).
 	hoursKeepers = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
+	// deskAndAdmins: receptionists and admins (care teams: not doctors, who would grant themselves access).
+	deskAndAdmins = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_ADMIN}
 	// closers: the appointment's doctor (the grain checks) and admins.
 	closers = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 )
@@ -107,6 +109,9 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/appointments/:id/complete", closers, "Complete a checked-in appointment (its doctor, admins)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE)},
 		{"POST", "/v1/appointments/:id/no-show", staff, "Record that the patient did not come (receptionists, admins, the appointment's doctor)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_NO_SHOW)},
 		{"GET", "/v1/patients/:id/appointments", everyone, "A patient's appointments in start order (patients: their own; doctors: patients they have an appointment with)", s.patientAppointments},
+		{"GET", "/v1/patients/:id/care-team", everyone, "The doctors with a care relationship to the patient (who may list the patient's appointments)", s.careTeam},
+		{"PUT", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Add a doctor to the patient's care team (lets them read the record)", s.changeCareTeam(false)},
+		{"DELETE", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Remove a doctor from the patient's care team", s.changeCareTeam(true)},
 		{"GET", "/v1/doctors/:id/appointments", staff, "A doctor's agenda between from and to (other doctors see times only)", s.doctorAgenda},
 		{"GET", "/v1/me", everyone, "Who the access token is for", s.me},
 		{"GET", "/v1/me/sessions", everyone, "The caller's live login sessions", s.mySessions},

@@ -874,6 +874,219 @@ func (x *PatientUpdated) GetChangedFields() []string {
 	return nil
 }
 
+// CareTeamMember is a doctor in a patient's care relationship (a family
+// doctor, a treating specialist): like an appointment, it lets the doctor
+// read the patient's record.
+type CareTeamMember struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DoctorId string                 `protobuf:"bytes,1,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	Since    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	// added_by is the subject who added the doctor.
+	AddedBy       string `protobuf:"bytes,3,opt,name=added_by,json=addedBy,proto3" json:"added_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CareTeamMember) Reset() {
+	*x = CareTeamMember{}
+	mi := &file_patient_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CareTeamMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CareTeamMember) ProtoMessage() {}
+
+func (x *CareTeamMember) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CareTeamMember.ProtoReflect.Descriptor instead.
+func (*CareTeamMember) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CareTeamMember) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *CareTeamMember) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *CareTeamMember) GetAddedBy() string {
+	if x != nil {
+		return x.AddedBy
+	}
+	return ""
+}
+
+type CareTeamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CareTeamRequest) Reset() {
+	*x = CareTeamRequest{}
+	mi := &file_patient_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CareTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CareTeamRequest) ProtoMessage() {}
+
+func (x *CareTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CareTeamRequest.ProtoReflect.Descriptor instead.
+func (*CareTeamRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CareTeamRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+type ChangeCareTeamRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Caller   *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	DoctorId string                 `protobuf:"bytes,2,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	// remove ends the relationship; otherwise it is added (adding twice is a no-op).
+	Remove        bool `protobuf:"varint,3,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeCareTeamRequest) Reset() {
+	*x = ChangeCareTeamRequest{}
+	mi := &file_patient_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeCareTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeCareTeamRequest) ProtoMessage() {}
+
+func (x *ChangeCareTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeCareTeamRequest.ProtoReflect.Descriptor instead.
+func (*ChangeCareTeamRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ChangeCareTeamRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *ChangeCareTeamRequest) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *ChangeCareTeamRequest) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+type CareTeamReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*CareTeamMember      `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CareTeamReply) Reset() {
+	*x = CareTeamReply{}
+	mi := &file_patient_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CareTeamReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CareTeamReply) ProtoMessage() {}
+
+func (x *CareTeamReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CareTeamReply.ProtoReflect.Descriptor instead.
+func (*CareTeamReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CareTeamReply) GetMembers() []*CareTeamMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -934,7 +1147,19 @@ const file_patient_proto_rawDesc = "" +
 	"\x0ePatientUpdated\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x124\n" +
 	"\apatient\x18\x02 \x01(\v2\x1a.caregrid.v1.PatientRecordR\apatient\x12%\n" +
-	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields*X\n" +
+	"\x0echanged_fields\x18\x03 \x03(\tR\rchangedFields\"z\n" +
+	"\x0eCareTeamMember\x12\x1b\n" +
+	"\tdoctor_id\x18\x01 \x01(\tR\bdoctorId\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x19\n" +
+	"\badded_by\x18\x03 \x01(\tR\aaddedBy\">\n" +
+	"\x0fCareTeamRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"y\n" +
+	"\x15ChangeCareTeamRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x1b\n" +
+	"\tdoctor_id\x18\x02 \x01(\tR\bdoctorId\x12\x16\n" +
+	"\x06remove\x18\x03 \x01(\bR\x06remove\"F\n" +
+	"\rCareTeamReply\x125\n" +
+	"\amembers\x18\x01 \x03(\v2\x1b.caregrid.v1.CareTeamMemberR\amembers*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -971,7 +1196,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                       // 0: caregrid.v1.Sex
 	(BloodType)(0),                 // 1: caregrid.v1.BloodType
@@ -986,36 +1211,44 @@ var file_patient_proto_goTypes = []any{
 	(*AccessLogReply)(nil),         // 10: caregrid.v1.AccessLogReply
 	(*PatientRegistered)(nil),      // 11: caregrid.v1.PatientRegistered
 	(*PatientUpdated)(nil),         // 12: caregrid.v1.PatientUpdated
-	(*timestamppb.Timestamp)(nil),  // 13: google.protobuf.Timestamp
-	(*Caller)(nil),                 // 14: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),  // 15: google.protobuf.FieldMask
-	(*AuditEvent)(nil),             // 16: caregrid.v1.AuditEvent
+	(*CareTeamMember)(nil),         // 13: caregrid.v1.CareTeamMember
+	(*CareTeamRequest)(nil),        // 14: caregrid.v1.CareTeamRequest
+	(*ChangeCareTeamRequest)(nil),  // 15: caregrid.v1.ChangeCareTeamRequest
+	(*CareTeamReply)(nil),          // 16: caregrid.v1.CareTeamReply
+	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
+	(*Caller)(nil),                 // 18: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),  // 19: google.protobuf.FieldMask
+	(*AuditEvent)(nil),             // 20: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	3,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	13, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	13, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	17, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	17, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	4,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	14, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	14, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	18, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	18, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	4,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	15, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	19, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	4,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	14, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	16, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	14, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	18, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	20, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	18, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	4,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	14, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	18, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	4,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	18, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	18, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	13, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -1031,7 +1264,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,7 +30,7 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\x84\x04\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\x9c\x05\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -38,7 +38,9 @@ const file_services_proto_rawDesc = "" +
 	"\tAccessLog\x12\x1d.caregrid.v1.AccessLogRequest\x1a\x1b.caregrid.v1.AccessLogReply\x12A\n" +
 	"\aReserve\x12\x1b.caregrid.v1.ReserveRequest\x1a\x19.caregrid.v1.ReserveReply\x12>\n" +
 	"\x06Settle\x12\x1a.caregrid.v1.SettleRequest\x1a\x18.caregrid.v1.SettleReply\x12W\n" +
-	"\fAppointments\x12'.caregrid.v1.PatientAppointmentsRequest\x1a\x1e.caregrid.v1.AppointmentsReply2Y\n" +
+	"\fAppointments\x12'.caregrid.v1.PatientAppointmentsRequest\x1a\x1e.caregrid.v1.AppointmentsReply\x12D\n" +
+	"\bCareTeam\x12\x1c.caregrid.v1.CareTeamRequest\x1a\x1a.caregrid.v1.CareTeamReply\x12P\n" +
+	"\x0eChangeCareTeam\x12\".caregrid.v1.ChangeCareTeamRequest\x1a\x1a.caregrid.v1.CareTeamReply2Y\n" +
 	"\x05Audit\x12P\n" +
 	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
@@ -67,32 +69,35 @@ var file_services_proto_goTypes = []any{
 	(*ReserveRequest)(nil),             // 4: caregrid.v1.ReserveRequest
 	(*SettleRequest)(nil),              // 5: caregrid.v1.SettleRequest
 	(*PatientAppointmentsRequest)(nil), // 6: caregrid.v1.PatientAppointmentsRequest
-	(*AppendAuditRequest)(nil),         // 7: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 8: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 9: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 10: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 11: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 12: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 13: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 14: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 15: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 16: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 17: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 18: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 19: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 20: caregrid.v1.GetClinicRequest
-	(*PatientReply)(nil),               // 21: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 22: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 23: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 24: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 25: caregrid.v1.AppointmentsReply
-	(*AppendAuditReply)(nil),           // 26: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 27: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 28: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 29: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 30: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 31: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 32: caregrid.v1.ClinicReply
+	(*CareTeamRequest)(nil),            // 7: caregrid.v1.CareTeamRequest
+	(*ChangeCareTeamRequest)(nil),      // 8: caregrid.v1.ChangeCareTeamRequest
+	(*AppendAuditRequest)(nil),         // 9: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 10: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 11: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 12: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 13: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 14: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 15: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 16: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 17: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 18: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 19: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 20: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 21: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 22: caregrid.v1.GetClinicRequest
+	(*PatientReply)(nil),               // 23: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 24: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 25: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 26: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 27: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 28: caregrid.v1.CareTeamReply
+	(*AppendAuditReply)(nil),           // 29: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 30: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 31: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 32: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 33: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 34: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 35: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -102,43 +107,47 @@ var file_services_proto_depIdxs = []int32{
 	4,  // 4: caregrid.v1.Patient.Reserve:input_type -> caregrid.v1.ReserveRequest
 	5,  // 5: caregrid.v1.Patient.Settle:input_type -> caregrid.v1.SettleRequest
 	6,  // 6: caregrid.v1.Patient.Appointments:input_type -> caregrid.v1.PatientAppointmentsRequest
-	7,  // 7: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	8,  // 8: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	9,  // 9: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	10, // 10: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	11, // 11: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	12, // 12: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	13, // 13: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	14, // 14: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	15, // 15: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	16, // 16: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	17, // 17: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	18, // 18: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	19, // 19: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	20, // 20: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	21, // 21: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	21, // 22: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	21, // 23: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	22, // 24: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	23, // 25: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	24, // 26: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	25, // 27: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	26, // 28: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	27, // 29: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	27, // 30: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	27, // 31: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	28, // 32: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	28, // 33: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	29, // 34: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	30, // 35: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	30, // 36: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	30, // 37: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	30, // 38: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	31, // 39: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	32, // 40: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	32, // 41: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	21, // [21:42] is the sub-list for method output_type
-	0,  // [0:21] is the sub-list for method input_type
+	7,  // 7: caregrid.v1.Patient.CareTeam:input_type -> caregrid.v1.CareTeamRequest
+	8,  // 8: caregrid.v1.Patient.ChangeCareTeam:input_type -> caregrid.v1.ChangeCareTeamRequest
+	9,  // 9: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	10, // 10: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	11, // 11: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	12, // 12: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	13, // 13: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	14, // 14: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	15, // 15: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	16, // 16: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	17, // 17: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	18, // 18: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	19, // 19: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	20, // 20: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	21, // 21: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	22, // 22: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	23, // 23: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	23, // 24: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	23, // 25: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	24, // 26: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	25, // 27: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	26, // 28: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	27, // 29: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	28, // 30: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	28, // 31: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	29, // 32: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	30, // 33: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	30, // 34: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	30, // 35: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	31, // 36: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	31, // 37: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	32, // 38: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	33, // 39: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	33, // 40: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	33, // 41: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	33, // 42: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	34, // 43: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	35, // 44: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	35, // 45: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	23, // [23:46] is the sub-list for method output_type
+	0,  // [0:23] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

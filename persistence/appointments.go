@@ -482,13 +482,15 @@ func (db *DB) PatientReservations(ctx context.Context, patient string, since tim
 
 func must[T any](v T, _ bool) T { return v }
 
-// DoctorTreats reports whether a doctor has, or had, an appointment with a
-// patient that took place or is to take place (booked, checked in,
-// completed or missed): the care relationship that lets the doctor read
-// the patient's record. Holds, cancellations and expiries do not count.
+// DoctorTreats reports whether a doctor is on a patient's care team, or has
+// or had an appointment with the patient that took place or is to take
+// place (booked, checked in, completed or missed): the relationship that
+// lets the doctor read the record. Holds, cancellations and expiries do
+// not count.
 func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string) (bool, error) {
 	var ok bool
 	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM appointments WHERE patient_id = $1 AND doctor_id = $2
-		AND status IN ('booked', 'checked_in', 'completed', 'no_show'))`, patientID, doctorID).Scan(&ok)
+		AND status IN ('booked', 'checked_in', 'completed', 'no_show'))
+		OR EXISTS (SELECT 1 FROM care_team WHERE patient_id = $1 AND doctor_id = $2)`, patientID, doctorID).Scan(&ok)
 	return ok, classify(err)
 }

@@ -231,3 +231,12 @@ func ManageAccounts(c *messages.Caller) Decision {
 	}
 	return deny("only admins manage accounts")
 }
+
+// ChangeCareTeam: receptionists and admins record care relationships. Not
+// doctors: a doctor adding themself would grant their own access.
+func ChangeCareTeam(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_RECEPTIONIST || c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only receptionists and admins change a patient's care team")
+}

@@ -48,6 +48,10 @@ var matrix = map[string][5]cell{
 	"GET /v1/patients/{id}/access-log":   {{401, 401}, {200, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"GET /v1/patients/{id}/appointments": {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 
+	"GET /v1/patients/{id}/care-team":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
+
 	"POST /v1/clinics":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
 	"GET /v1/clinics/{id}": {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
 
@@ -270,7 +274,7 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 			f.t.Fatal(err)
 		}
 	}
-	path = pathParam.ReplaceAllString(tmpl, id)
+	path = strings.ReplaceAll(pathParam.ReplaceAllString(tmpl, id), "{doctor}", f.doctors[side])
 	switch route {
 	case "POST /v1/patients":
 		body = patientBody(nextIDNP())

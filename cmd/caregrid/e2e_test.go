@@ -226,7 +226,8 @@ func TestHTTPPatientLifecycle(t *testing.T) {
 	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
 	doctorID := workingDoctor(t, s)
 	doc := s.token(messages.Role_ROLE_DOCTOR, doctorID)
-	otherDoc := s.token(messages.Role_ROLE_DOCTOR, workingDoctor(t, s))
+	otherDocID := workingDoctor(t, s)
+	otherDoc := s.token(messages.Role_ROLE_DOCTOR, otherDocID)
 
 	expect(t, "a receptionist records clinical data", s.do("POST", "/v1/patients", desk, clinicalPatientBody("2005042129809")), 403)
 	r := s.do("POST", "/v1/patients", doc, clinicalPatientBody("2005042129809"), "X-Request-Id", "req-register-1")
@@ -256,6 +257,24 @@ func TestHTTPPatientLifecycle(t *testing.T) {
 		t.Fatalf("doctor read = %s", r.body)
 	}
 	expect(t, "read by another doctor", s.do("GET", "/v1/patients/"+id, otherDoc, nil), 403)
+	// A care relationship gives another doctor the same access; removing it takes it away.
+	careTeam := "/v1/patients/" + id + "/care-team/"
+	expect(t, "a doctor adds themself to the care team", s.do("PUT", careTeam+otherDocID, otherDoc, nil), 403)
+	expect(t, "an unknown doctor", s.do("PUT", careTeam+"99999999-9999-4999-8999-999999999999", desk, nil), 404)
+	r = s.do("PUT", careTeam+otherDocID, desk, nil)
+	expect(t, "add to the care team", r, 200)
+	if members, _ := r.json(t)["members"].([]any); len(members) != 1 {
+		t.Fatalf("care team = %s", r.body)
+	}
+	expect(t, "adding twice", s.do("PUT", careTeam+otherDocID, desk, nil), 200)
+	expect(t, "read by a care-team doctor", s.do("GET", "/v1/patients/"+id, otherDoc, nil), 200)
+	expect(t, "the care team as seen by the patient's doctor", s.do("GET", "/v1/patients/"+id+"/care-team", doc, nil), 200)
+	r = s.do("DELETE", careTeam+otherDocID, desk, nil)
+	expect(t, "remove from the care team", r, 200)
+	if members, _ := r.json(t)["members"].([]any); len(members) != 0 {
+		t.Fatalf("care team after removal = %s", r.body)
+	}
+	expect(t, "read after removal", s.do("GET", "/v1/patients/"+id, otherDoc, nil), 403)
 	self := s.token(messages.Role_ROLE_PATIENT, id)
 	r = s.do("GET", "/v1/patients/"+id, self, nil)
 	expect(t, "read by the patient", r, 200)
@@ -534,7 +553,7 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 			expect(t, rt.Method+" "+rt.Path+" (public)", s.do(rt.Method, rt.Path, "", nil), 200)
 			continue
 		}
-		path := strings.ReplaceAll(rt.Path, ":id", idFor(rt.Path))
+		path := strings.ReplaceAll(strings.ReplaceAll(rt.Path, ":id", idFor(rt.Path)), ":doctor", doctorID)
 		var body any
 		if rt.Method != "GET" {
 			body = map[string]any{}

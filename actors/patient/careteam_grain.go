@@ -1,0 +1,85 @@
+package patient
+
+import (
+	"errors"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// CareTeam lists the doctors with a care relationship to the patient. Who
+// may see it: whoever may list the patient's appointments.
+func (g *Grain) CareTeam(req *messages.CareTeamRequest, ctx actorcluster.GrainContext) (*messages.CareTeamReply, error) {
+	c := req.GetCaller()
+	const action = "read-care-team"
+	treats, err := g.treats(c)
+	if err != nil {
+		return nil, g.storeError(ctx, "relationship", err)
+	}
+	if d := access.ReadPatientAppointments(c, g.id, treats); !d.Allowed {
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	return g.careTeamReply(ctx, c, action)
+}
+
+// ChangeCareTeam adds a doctor to the care team or removes one.
+func (g *Grain) ChangeCareTeam(req *messages.ChangeCareTeamRequest, ctx actorcluster.GrainContext) (*messages.CareTeamReply, error) {
+	c := req.GetCaller()
+	action := "add-care-team"
+	if req.Remove {
+		action = "remove-care-team"
+	}
+	if d := access.ChangeCareTeam(c); !d.Allowed {
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.rec == nil {
+		return nil, g.notFound(ctx, c, action)
+	}
+	doctor := req.GetDoctorId()
+	if uuid.Validate(doctor) != nil {
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no doctor %s", doctor))
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	err := g.deps.DB.ChangeCareTeam(sctx, g.fence, g.id, doctor, c.GetSubject(), req.Remove)
+	switch {
+	case errors.Is(err, persistence.ErrNoDoctor):
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no doctor %s", doctor))
+	case err != nil:
+		return nil, g.storeError(ctx, "care team", err)
+	}
+	// The relationship cache follows: an appointment may still make the
+	// doctor a treating one, so a removal only forgets the cached answer.
+	delete(g.treating, doctor)
+	return g.careTeamReply(ctx, c, action)
+}
+
+func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller, action string) (*messages.CareTeamReply, error) {
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.rec == nil {
+		return nil, g.notFound(ctx, c, action)
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	members, err := g.deps.DB.CareTeam(sctx, g.id)
+	if err != nil {
+		return nil, g.storeError(ctx, "care team", err)
+	}
+	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	reply := &messages.CareTeamReply{}
+	for _, m := range members {
+		reply.Members = append(reply.Members, &messages.CareTeamMember{DoctorId: m.DoctorID, Since: timestamppb.New(m.Since), AddedBy: m.AddedBy})
+	}
+	return reply, nil
+}
