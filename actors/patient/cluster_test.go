@@ -29,10 +29,7 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 )
 
-var (
-	desk   = &messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"}
-	doctor = &messages.Caller{Subject: "dr-1", Role: messages.Role_ROLE_DOCTOR, PurposeOfUse: "TREAT"}
-)
+var desk = &messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"}
 
 // memberConfig is one real member (real remoting on loopback) hosting the
 // patient and audit kinds. Members sharing an agent form one cluster.

@@ -197,7 +197,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external,
-		Identity: &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger},
+		Identity: identityConfig(cfg, db, master, base, limiter, logger),
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -274,6 +274,13 @@ func rateLimits(cfg serveConfig, limiter ratelimit.Limiter) *edge.RateLimits {
 	addr, _ := edge.ParseLimit(cfg.LimitAddress) // checked by serveFlags
 	sub, _ := edge.ParseLimit(cfg.LimitSubject)
 	return &edge.RateLimits{Limiter: limiter, PerAddress: addr, PerSubject: sub}
+}
+
+// identityConfig configures the embedded OpenID Provider of a node whose
+// public base URL is base.
+func identityConfig(cfg serveConfig, db *persistence.DB, master *seal.Key, base string, limiter ratelimit.Limiter, logger *slog.Logger) *identity.Config {
+	return &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger,
+		Mailer: mailer(cfg, logger)}
 }
 
 // mailer is the SMTP client, or on a development node without SMTP the
