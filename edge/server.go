@@ -76,6 +76,9 @@ var (
 	hoursKeepers = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 	// deskAndAdmins: receptionists and admins (care teams: not doctors, who would grant themselves access).
 	deskAndAdmins = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_ADMIN}
+	// doctors and patientsAndDoctors: clinical records (the grain checks the relationship).
+	doctors            = []messages.Role{messages.Role_ROLE_DOCTOR}
+	patientsAndDoctors = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_DOCTOR}
 	// closers: the appointment's doctor (the grain checks) and admins.
 	closers = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 )
@@ -109,6 +112,8 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/appointments/:id/complete", closers, "Complete a checked-in appointment (its doctor, admins)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE)},
 		{"POST", "/v1/appointments/:id/no-show", staff, "Record that the patient did not come (receptionists, admins, the appointment's doctor)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_NO_SHOW)},
 		{"GET", "/v1/patients/:id/appointments", everyone, "A patient's appointments in start order (patients: their own; doctors: patients they have an appointment with)", s.patientAppointments},
+		{"POST", "/v1/patients/:id/visits", doctors, "Record a visit with its diagnoses (a doctor who treats the patient)", s.recordVisit},
+		{"GET", "/v1/patients/:id/visits", patientsAndDoctors, "The patient's visits, newest first (the patient, doctors who treat them)", s.listVisits},
 		{"GET", "/v1/patients/:id/care-team", everyone, "The doctors with a care relationship to the patient (who may list the patient's appointments)", s.careTeam},
 		{"PUT", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Add a doctor to the patient's care team (lets them read the record)", s.changeCareTeam(false)},
 		{"DELETE", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Remove a doctor from the patient's care team", s.changeCareTeam(true)},

@@ -104,3 +104,14 @@ func (s AppointmentStatus) Name() string { return appointmentStatusNames[s] }
 func ParseAppointmentStatus(s string) (AppointmentStatus, bool) {
 	return parse(appointmentStatusNames, s)
 }
+
+var diagnosisStatusNames = map[DiagnosisStatus]string{
+	DiagnosisStatus_DIAGNOSIS_STATUS_ACTIVE:   "active",
+	DiagnosisStatus_DIAGNOSIS_STATUS_RESOLVED: "resolved",
+}
+
+// Name is the external name of s ("active"); "" when unspecified.
+func (s DiagnosisStatus) Name() string { return diagnosisStatusNames[s] }
+
+// ParseDiagnosisStatus reads an external name.
+func ParseDiagnosisStatus(s string) (DiagnosisStatus, bool) { return parse(diagnosisStatusNames, s) }

@@ -198,6 +198,55 @@ func (AllergySeverity) EnumDescriptor() ([]byte, []int) {
 	return file_patient_proto_rawDescGZIP(), []int{2}
 }
 
+type DiagnosisStatus int32
+
+const (
+	DiagnosisStatus_DIAGNOSIS_STATUS_UNSPECIFIED DiagnosisStatus = 0
+	DiagnosisStatus_DIAGNOSIS_STATUS_ACTIVE      DiagnosisStatus = 1
+	DiagnosisStatus_DIAGNOSIS_STATUS_RESOLVED    DiagnosisStatus = 2
+)
+
+// Enum value maps for DiagnosisStatus.
+var (
+	DiagnosisStatus_name = map[int32]string{
+		0: "DIAGNOSIS_STATUS_UNSPECIFIED",
+		1: "DIAGNOSIS_STATUS_ACTIVE",
+		2: "DIAGNOSIS_STATUS_RESOLVED",
+	}
+	DiagnosisStatus_value = map[string]int32{
+		"DIAGNOSIS_STATUS_UNSPECIFIED": 0,
+		"DIAGNOSIS_STATUS_ACTIVE":      1,
+		"DIAGNOSIS_STATUS_RESOLVED":    2,
+	}
+)
+
+func (x DiagnosisStatus) Enum() *DiagnosisStatus {
+	p := new(DiagnosisStatus)
+	*p = x
+	return p
+}
+
+func (x DiagnosisStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DiagnosisStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_patient_proto_enumTypes[3].Descriptor()
+}
+
+func (DiagnosisStatus) Type() protoreflect.EnumType {
+	return &file_patient_proto_enumTypes[3]
+}
+
+func (x DiagnosisStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DiagnosisStatus.Descriptor instead.
+func (DiagnosisStatus) EnumDescriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{3}
+}
+
 type Allergy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Substance     string                 `protobuf:"bytes,1,opt,name=substance,proto3" json:"substance,omitempty"`
@@ -1087,6 +1136,422 @@ func (x *CareTeamReply) GetMembers() []*CareTeamMember {
 	return nil
 }
 
+// Diagnosis is an ICD-10 coded diagnosis, recorded on a visit.
+type Diagnosis struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// code is ICD-10 (A00-Z99, optionally a dot and up to four characters).
+	Code   string          `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	Text   string          `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Status DiagnosisStatus `protobuf:"varint,4,opt,name=status,proto3,enum=caregrid.v1.DiagnosisStatus" json:"status,omitempty"`
+	// onset is YYYY-MM-DD; empty when unknown.
+	Onset         string `protobuf:"bytes,5,opt,name=onset,proto3" json:"onset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Diagnosis) Reset() {
+	*x = Diagnosis{}
+	mi := &file_patient_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Diagnosis) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Diagnosis) ProtoMessage() {}
+
+func (x *Diagnosis) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Diagnosis.ProtoReflect.Descriptor instead.
+func (*Diagnosis) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Diagnosis) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Diagnosis) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Diagnosis) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Diagnosis) GetStatus() DiagnosisStatus {
+	if x != nil {
+		return x.Status
+	}
+	return DiagnosisStatus_DIAGNOSIS_STATUS_UNSPECIFIED
+}
+
+func (x *Diagnosis) GetOnset() string {
+	if x != nil {
+		return x.Onset
+	}
+	return ""
+}
+
+// Visit is a doctor's encounter with the patient. reason, notes and the
+// diagnoses' text are clinical text: stored sealed with the patient's data key.
+type Visit struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PatientId string                 `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	DoctorId  string                 `protobuf:"bytes,3,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	// appointment_id links the visit to its appointment; empty for none.
+	AppointmentId string                 `protobuf:"bytes,4,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Notes         string                 `protobuf:"bytes,7,opt,name=notes,proto3" json:"notes,omitempty"`
+	Diagnoses     []*Diagnosis           `protobuf:"bytes,8,rep,name=diagnoses,proto3" json:"diagnoses,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Visit) Reset() {
+	*x = Visit{}
+	mi := &file_patient_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Visit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Visit) ProtoMessage() {}
+
+func (x *Visit) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Visit.ProtoReflect.Descriptor instead.
+func (*Visit) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Visit) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Visit) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *Visit) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *Visit) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *Visit) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *Visit) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Visit) GetNotes() string {
+	if x != nil {
+		return x.Notes
+	}
+	return ""
+}
+
+func (x *Visit) GetDiagnoses() []*Diagnosis {
+	if x != nil {
+		return x.Diagnoses
+	}
+	return nil
+}
+
+func (x *Visit) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type RecordVisitRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Caller *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	// visit: id, patient_id, doctor_id (the caller) and created_at are set by the grain.
+	Visit          *Visit `protobuf:"bytes,2,opt,name=visit,proto3" json:"visit,omitempty"`
+	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecordVisitRequest) Reset() {
+	*x = RecordVisitRequest{}
+	mi := &file_patient_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordVisitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordVisitRequest) ProtoMessage() {}
+
+func (x *RecordVisitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordVisitRequest.ProtoReflect.Descriptor instead.
+func (*RecordVisitRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecordVisitRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *RecordVisitRequest) GetVisit() *Visit {
+	if x != nil {
+		return x.Visit
+	}
+	return nil
+}
+
+func (x *RecordVisitRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type VisitReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Visit         *Visit                 `protobuf:"bytes,1,opt,name=visit,proto3" json:"visit,omitempty"`
+	Replayed      bool                   `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisitReply) Reset() {
+	*x = VisitReply{}
+	mi := &file_patient_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisitReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisitReply) ProtoMessage() {}
+
+func (x *VisitReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisitReply.ProtoReflect.Descriptor instead.
+func (*VisitReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *VisitReply) GetVisit() *Visit {
+	if x != nil {
+		return x.Visit
+	}
+	return nil
+}
+
+func (x *VisitReply) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type VisitsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisitsRequest) Reset() {
+	*x = VisitsRequest{}
+	mi := &file_patient_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisitsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisitsRequest) ProtoMessage() {}
+
+func (x *VisitsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisitsRequest.ProtoReflect.Descriptor instead.
+func (*VisitsRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *VisitsRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *VisitsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *VisitsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type VisitsReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// visits, newest first.
+	Visits        []*Visit `protobuf:"bytes,1,rep,name=visits,proto3" json:"visits,omitempty"`
+	NextCursor    string   `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisitsReply) Reset() {
+	*x = VisitsReply{}
+	mi := &file_patient_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisitsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisitsReply) ProtoMessage() {}
+
+func (x *VisitsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisitsReply.ProtoReflect.Descriptor instead.
+func (*VisitsReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *VisitsReply) GetVisits() []*Visit {
+	if x != nil {
+		return x.Visits
+	}
+	return nil
+}
+
+func (x *VisitsReply) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -1159,7 +1624,42 @@ const file_patient_proto_rawDesc = "" +
 	"\tdoctor_id\x18\x02 \x01(\tR\bdoctorId\x12\x16\n" +
 	"\x06remove\x18\x03 \x01(\bR\x06remove\"F\n" +
 	"\rCareTeamReply\x125\n" +
-	"\amembers\x18\x01 \x03(\v2\x1b.caregrid.v1.CareTeamMemberR\amembers*X\n" +
+	"\amembers\x18\x01 \x03(\v2\x1b.caregrid.v1.CareTeamMemberR\amembers\"\x8f\x01\n" +
+	"\tDiagnosis\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\x124\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1c.caregrid.v1.DiagnosisStatusR\x06status\x12\x14\n" +
+	"\x05onset\x18\x05 \x01(\tR\x05onset\"\xd6\x02\n" +
+	"\x05Visit\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\tR\tpatientId\x12\x1b\n" +
+	"\tdoctor_id\x18\x03 \x01(\tR\bdoctorId\x12%\n" +
+	"\x0eappointment_id\x18\x04 \x01(\tR\rappointmentId\x12;\n" +
+	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05notes\x18\a \x01(\tR\x05notes\x124\n" +
+	"\tdiagnoses\x18\b \x03(\v2\x16.caregrid.v1.DiagnosisR\tdiagnoses\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x94\x01\n" +
+	"\x12RecordVisitRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12(\n" +
+	"\x05visit\x18\x02 \x01(\v2\x12.caregrid.v1.VisitR\x05visit\x12'\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"R\n" +
+	"\n" +
+	"VisitReply\x12(\n" +
+	"\x05visit\x18\x01 \x01(\v2\x12.caregrid.v1.VisitR\x05visit\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"j\n" +
+	"\rVisitsRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"Z\n" +
+	"\vVisitsReply\x12*\n" +
+	"\x06visits\x18\x01 \x03(\v2\x12.caregrid.v1.VisitR\x06visits\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1181,7 +1681,11 @@ const file_patient_proto_rawDesc = "" +
 	"\x1cALLERGY_SEVERITY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ALLERGY_SEVERITY_MILD\x10\x01\x12\x1d\n" +
 	"\x19ALLERGY_SEVERITY_MODERATE\x10\x02\x12\x1b\n" +
-	"\x17ALLERGY_SEVERITY_SEVERE\x10\x03B'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\x17ALLERGY_SEVERITY_SEVERE\x10\x03*o\n" +
+	"\x0fDiagnosisStatus\x12 \n" +
+	"\x1cDIAGNOSIS_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17DIAGNOSIS_STATUS_ACTIVE\x10\x01\x12\x1d\n" +
+	"\x19DIAGNOSIS_STATUS_RESOLVED\x10\x02B'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var (
 	file_patient_proto_rawDescOnce sync.Once
@@ -1195,60 +1699,76 @@ func file_patient_proto_rawDescGZIP() []byte {
 	return file_patient_proto_rawDescData
 }
 
-var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                       // 0: caregrid.v1.Sex
 	(BloodType)(0),                 // 1: caregrid.v1.BloodType
 	(AllergySeverity)(0),           // 2: caregrid.v1.AllergySeverity
-	(*Allergy)(nil),                // 3: caregrid.v1.Allergy
-	(*PatientRecord)(nil),          // 4: caregrid.v1.PatientRecord
-	(*RegisterPatientRequest)(nil), // 5: caregrid.v1.RegisterPatientRequest
-	(*GetPatientRequest)(nil),      // 6: caregrid.v1.GetPatientRequest
-	(*UpdatePatientRequest)(nil),   // 7: caregrid.v1.UpdatePatientRequest
-	(*PatientReply)(nil),           // 8: caregrid.v1.PatientReply
-	(*AccessLogRequest)(nil),       // 9: caregrid.v1.AccessLogRequest
-	(*AccessLogReply)(nil),         // 10: caregrid.v1.AccessLogReply
-	(*PatientRegistered)(nil),      // 11: caregrid.v1.PatientRegistered
-	(*PatientUpdated)(nil),         // 12: caregrid.v1.PatientUpdated
-	(*CareTeamMember)(nil),         // 13: caregrid.v1.CareTeamMember
-	(*CareTeamRequest)(nil),        // 14: caregrid.v1.CareTeamRequest
-	(*ChangeCareTeamRequest)(nil),  // 15: caregrid.v1.ChangeCareTeamRequest
-	(*CareTeamReply)(nil),          // 16: caregrid.v1.CareTeamReply
-	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
-	(*Caller)(nil),                 // 18: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),  // 19: google.protobuf.FieldMask
-	(*AuditEvent)(nil),             // 20: caregrid.v1.AuditEvent
+	(DiagnosisStatus)(0),           // 3: caregrid.v1.DiagnosisStatus
+	(*Allergy)(nil),                // 4: caregrid.v1.Allergy
+	(*PatientRecord)(nil),          // 5: caregrid.v1.PatientRecord
+	(*RegisterPatientRequest)(nil), // 6: caregrid.v1.RegisterPatientRequest
+	(*GetPatientRequest)(nil),      // 7: caregrid.v1.GetPatientRequest
+	(*UpdatePatientRequest)(nil),   // 8: caregrid.v1.UpdatePatientRequest
+	(*PatientReply)(nil),           // 9: caregrid.v1.PatientReply
+	(*AccessLogRequest)(nil),       // 10: caregrid.v1.AccessLogRequest
+	(*AccessLogReply)(nil),         // 11: caregrid.v1.AccessLogReply
+	(*PatientRegistered)(nil),      // 12: caregrid.v1.PatientRegistered
+	(*PatientUpdated)(nil),         // 13: caregrid.v1.PatientUpdated
+	(*CareTeamMember)(nil),         // 14: caregrid.v1.CareTeamMember
+	(*CareTeamRequest)(nil),        // 15: caregrid.v1.CareTeamRequest
+	(*ChangeCareTeamRequest)(nil),  // 16: caregrid.v1.ChangeCareTeamRequest
+	(*CareTeamReply)(nil),          // 17: caregrid.v1.CareTeamReply
+	(*Diagnosis)(nil),              // 18: caregrid.v1.Diagnosis
+	(*Visit)(nil),                  // 19: caregrid.v1.Visit
+	(*RecordVisitRequest)(nil),     // 20: caregrid.v1.RecordVisitRequest
+	(*VisitReply)(nil),             // 21: caregrid.v1.VisitReply
+	(*VisitsRequest)(nil),          // 22: caregrid.v1.VisitsRequest
+	(*VisitsReply)(nil),            // 23: caregrid.v1.VisitsReply
+	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*Caller)(nil),                 // 25: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),  // 26: google.protobuf.FieldMask
+	(*AuditEvent)(nil),             // 27: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
-	3,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	17, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	17, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	18, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
-	4,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	18, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	18, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
-	4,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	19, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	18, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	20, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	18, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
-	4,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	18, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
-	4,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	17, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	18, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	18, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	13, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
+	24, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	24, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
+	25, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	25, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
+	26, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
+	25, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	27, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	25, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	5,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
+	25, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	5,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
+	24, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	25, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	25, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	14, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
+	3,  // 23: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
+	24, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	18, // 25: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
+	24, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	25, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	19, // 28: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
+	19, // 29: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
+	25, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	19, // 31: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -1263,8 +1783,8 @@ func file_patient_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   14,
+			NumEnums:      4,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,7 +30,7 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\x9c\x05\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xa5\x06\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -40,7 +40,9 @@ const file_services_proto_rawDesc = "" +
 	"\x06Settle\x12\x1a.caregrid.v1.SettleRequest\x1a\x18.caregrid.v1.SettleReply\x12W\n" +
 	"\fAppointments\x12'.caregrid.v1.PatientAppointmentsRequest\x1a\x1e.caregrid.v1.AppointmentsReply\x12D\n" +
 	"\bCareTeam\x12\x1c.caregrid.v1.CareTeamRequest\x1a\x1a.caregrid.v1.CareTeamReply\x12P\n" +
-	"\x0eChangeCareTeam\x12\".caregrid.v1.ChangeCareTeamRequest\x1a\x1a.caregrid.v1.CareTeamReply2Y\n" +
+	"\x0eChangeCareTeam\x12\".caregrid.v1.ChangeCareTeamRequest\x1a\x1a.caregrid.v1.CareTeamReply\x12G\n" +
+	"\vRecordVisit\x12\x1f.caregrid.v1.RecordVisitRequest\x1a\x17.caregrid.v1.VisitReply\x12>\n" +
+	"\x06Visits\x12\x1a.caregrid.v1.VisitsRequest\x1a\x18.caregrid.v1.VisitsReply2Y\n" +
 	"\x05Audit\x12P\n" +
 	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
@@ -71,33 +73,37 @@ var file_services_proto_goTypes = []any{
 	(*PatientAppointmentsRequest)(nil), // 6: caregrid.v1.PatientAppointmentsRequest
 	(*CareTeamRequest)(nil),            // 7: caregrid.v1.CareTeamRequest
 	(*ChangeCareTeamRequest)(nil),      // 8: caregrid.v1.ChangeCareTeamRequest
-	(*AppendAuditRequest)(nil),         // 9: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 10: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 11: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 12: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 13: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 14: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 15: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 16: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 17: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 18: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 19: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 20: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 21: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 22: caregrid.v1.GetClinicRequest
-	(*PatientReply)(nil),               // 23: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 24: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 25: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 26: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 27: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 28: caregrid.v1.CareTeamReply
-	(*AppendAuditReply)(nil),           // 29: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 30: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 31: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 32: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 33: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 34: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 35: caregrid.v1.ClinicReply
+	(*RecordVisitRequest)(nil),         // 9: caregrid.v1.RecordVisitRequest
+	(*VisitsRequest)(nil),              // 10: caregrid.v1.VisitsRequest
+	(*AppendAuditRequest)(nil),         // 11: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 12: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 13: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 14: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 15: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 16: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 17: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 18: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 19: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 20: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 21: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 22: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 23: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 24: caregrid.v1.GetClinicRequest
+	(*PatientReply)(nil),               // 25: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 26: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 27: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 28: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 29: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 30: caregrid.v1.CareTeamReply
+	(*VisitReply)(nil),                 // 31: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                // 32: caregrid.v1.VisitsReply
+	(*AppendAuditReply)(nil),           // 33: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 34: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 35: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 36: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 37: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 38: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 39: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -109,45 +115,49 @@ var file_services_proto_depIdxs = []int32{
 	6,  // 6: caregrid.v1.Patient.Appointments:input_type -> caregrid.v1.PatientAppointmentsRequest
 	7,  // 7: caregrid.v1.Patient.CareTeam:input_type -> caregrid.v1.CareTeamRequest
 	8,  // 8: caregrid.v1.Patient.ChangeCareTeam:input_type -> caregrid.v1.ChangeCareTeamRequest
-	9,  // 9: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	10, // 10: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	11, // 11: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	12, // 12: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	13, // 13: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	14, // 14: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	15, // 15: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	16, // 16: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	17, // 17: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	18, // 18: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	19, // 19: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	20, // 20: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	21, // 21: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	22, // 22: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	23, // 23: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	23, // 24: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	23, // 25: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	24, // 26: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	25, // 27: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	26, // 28: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	27, // 29: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	28, // 30: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	28, // 31: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	29, // 32: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	30, // 33: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	30, // 34: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	30, // 35: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	31, // 36: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	31, // 37: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	32, // 38: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	33, // 39: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	33, // 40: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	33, // 41: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	33, // 42: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	34, // 43: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	35, // 44: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	35, // 45: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	23, // [23:46] is the sub-list for method output_type
-	0,  // [0:23] is the sub-list for method input_type
+	9,  // 9: caregrid.v1.Patient.RecordVisit:input_type -> caregrid.v1.RecordVisitRequest
+	10, // 10: caregrid.v1.Patient.Visits:input_type -> caregrid.v1.VisitsRequest
+	11, // 11: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	12, // 12: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	13, // 13: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	14, // 14: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	15, // 15: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	16, // 16: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	17, // 17: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	18, // 18: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	19, // 19: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	20, // 20: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	21, // 21: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	22, // 22: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	23, // 23: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	24, // 24: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	25, // 25: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	25, // 26: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	25, // 27: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	26, // 28: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	27, // 29: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	28, // 30: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	29, // 31: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	30, // 32: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	30, // 33: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	31, // 34: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	32, // 35: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	33, // 36: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	34, // 37: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	34, // 38: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	34, // 39: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	35, // 40: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	35, // 41: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	36, // 42: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	37, // 43: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	37, // 44: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	37, // 45: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	37, // 46: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	38, // 47: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	39, // 48: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	39, // 49: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	25, // [25:50] is the sub-list for method output_type
+	0,  // [0:25] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

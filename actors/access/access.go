@@ -240,3 +240,21 @@ func ChangeCareTeam(c *messages.Caller) Decision {
 	}
 	return deny("only receptionists and admins change a patient's care team")
 }
+
+// RecordClinical: a doctor who treats the patient records visits,
+// diagnoses and other clinical data.
+func RecordClinical(c *messages.Caller, treats bool) Decision {
+	if c.GetRole() == messages.Role_ROLE_DOCTOR && treats {
+		return allow
+	}
+	return deny("only a doctor who treats the patient records clinical data")
+}
+
+// ReadClinical: the patient themself and doctors who treat them read
+// clinical records; receptionists and admins do not.
+func ReadClinical(c *messages.Caller, patientID string, treats bool) Decision {
+	if isSelf(c, patientID) || (c.GetRole() == messages.Role_ROLE_DOCTOR && treats) {
+		return allow
+	}
+	return deny("only the patient and doctors who treat them read clinical records")
+}

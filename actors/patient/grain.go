@@ -16,6 +16,7 @@ import (
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -36,6 +37,8 @@ type Deps struct {
 	Now func() time.Time
 	// StoreTimeout bounds one database call.
 	StoreTimeout time.Duration
+	// Master wraps the patients' data keys (nil: clinical records refused).
+	Master *seal.Key
 }
 
 // Kind registers the patient grain kind; an activation idle for idle
@@ -69,9 +72,11 @@ type Grain struct {
 	fence       persistence.Fence
 	// reservations: loaded on the first booking (appointments_grain.go).
 	reservations *Reservations
-	// treating: doctors known to have an appointment with this patient. A
-	// relationship is never undone, so only positive answers are kept.
+	// treating: doctors known to have an appointment with this patient, or
+	// to be on the care team (a removal from the team forgets its entry).
 	treating map[string]bool
+	// dataKey seals this patient's clinical text; loaded on first use.
+	dataKey *seal.Key
 }
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
@@ -112,7 +117,7 @@ func (g *Grain) load() error {
 // drop forgets everything and stops the activation: after a fenced or
 // failed write, memory may disagree with the database.
 func (g *Grain) drop(ctx actorcluster.GrainContext) {
-	g.loaded, g.rec, g.fingerprint, g.fence, g.reservations, g.treating = false, nil, nil, persistence.Fence{}, nil, nil
+	g.loaded, g.rec, g.fingerprint, g.fence, g.reservations, g.treating, g.dataKey = false, nil, nil, persistence.Fence{}, nil, nil, nil
 	ctx.Poison(ctx.Self())
 }
 

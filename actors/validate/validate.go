@@ -114,3 +114,14 @@ func Reply(err error) *actorcluster.GrainErrorResponse {
 	}
 	return messages.ErrInvalidArgument("the request is not valid").WithMetadata(md)
 }
+
+// LongText checks multi-line free text (notes): like Text, but line breaks
+// and tabs are allowed.
+func (v *Errors) LongText(field, s string, max int, required bool) {
+	v.Text(field, strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s), max, required)
+}

@@ -48,6 +48,8 @@ var matrix = map[string][5]cell{
 	"GET /v1/patients/{id}/access-log":   {{401, 401}, {200, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"GET /v1/patients/{id}/appointments": {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 
+	"POST /v1/patients/{id}/visits":               {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/visits":                {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/care-team":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
@@ -295,6 +297,9 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 	case "POST /v1/appointments":
 		patient := f.patients[side]
 		body = map[string]any{"doctor_id": f.doctors[side], "patient_id": patient, "start": rfc(f.nextStart()), "duration_minutes": 15, "reason": "matrix"}
+	case "POST /v1/patients/{id}/visits":
+		body = map[string]any{"occurred_at": rfc(time.Now().Add(-time.Hour)), "reason": "control",
+			"diagnoses": []map[string]string{{"code": "I10", "text": "essential hypertension"}}}
 	case "POST /v1/accounts":
 		body = map[string]any{"username": "new-" + uuid.NewString()[:8], "role": "receptionist", "email": "new@hospital.example"}
 	case "POST /v1/appointments/{id}/reschedule":

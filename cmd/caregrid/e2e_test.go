@@ -74,6 +74,7 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
 		Auth:        auth,
 		Identity:    ic,
+		Master:      testMaster,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

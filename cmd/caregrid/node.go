@@ -16,6 +16,7 @@ import (
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -33,6 +34,9 @@ type nodeConfig struct {
 	// Identity configures the embedded OpenID Provider (nil: none); its
 	// access tokens are accepted beside Auth's.
 	Identity *identity.Config
+	// Master is the master key: it wraps the patients' data keys (nil:
+	// clinical records are refused).
+	Master *seal.Key
 	// ExternalIssuers are identity providers whose tokens are accepted too.
 	ExternalIssuers []identity.ExternalIssuer
 	// RateLimits are the API's request budgets (nil: none).
@@ -55,7 +59,7 @@ func kinds(db *persistence.DB, cfg nodeConfig) []*actorcluster.Kind {
 	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger}),
-		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
+		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master}, cfg.GrainIdle),
 		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
 		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
 	}

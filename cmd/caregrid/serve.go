@@ -196,7 +196,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
-		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external,
+		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master,
 		Identity: identityConfig(cfg, db, master, base, limiter, logger),
 	})
 	if err != nil {

@@ -1,0 +1,95 @@
+package patient
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Limits of a visit record.
+const (
+	MaxReasonChars    = 500
+	MaxNotesChars     = 20000
+	MaxDiagnoses      = 20
+	MaxDiagnosisChars = 500
+	// visitClockSkew is how far in the future a visit may be dated (clocks differ).
+	visitClockSkew = 5 * time.Minute
+)
+
+// icd10Pattern is the shape of an ICD-10 code: a letter (not U, reserved
+// for special purposes), two characters of which the first is a digit,
+// and optionally a dot and up to four more (WHO and national extensions).
+var icd10Pattern = regexp.MustCompile(`^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`)
+
+// ValidICD10 reports whether code has the shape of an ICD-10 code.
+func ValidICD10(code string) bool { return icd10Pattern.MatchString(code) }
+
+// NewVisit checks a visit a doctor records and completes it: ids, the
+// doctor (the caller), the patient, the creation time. Codes are upper-cased,
+// a diagnosis without status is active.
+func NewVisit(in *messages.Visit, patientID, doctorID string, now time.Time) (*messages.Visit, error) {
+	var v validate.Errors
+	v.Text("reason", in.GetReason(), MaxReasonChars, true)
+	v.LongText("notes", in.GetNotes(), MaxNotesChars, false)
+	occurred := in.GetOccurredAt().AsTime()
+	switch {
+	case in.GetOccurredAt() == nil:
+		v.Add("occurred_at", "is required")
+	case in.GetOccurredAt().CheckValid() != nil:
+		v.Add("occurred_at", "must be an RFC 3339 instant such as 2026-11-23T08:00:00Z")
+	case occurred.After(now.Add(visitClockSkew)):
+		v.Add("occurred_at", "must not be in the future")
+	case occurred.Year() < 1900:
+		v.Add("occurred_at", "must be after 1900")
+	}
+	if a := in.GetAppointmentId(); a != "" && uuid.Validate(a) != nil {
+		v.Add("appointment_id", "must be an appointment id (UUID)")
+	}
+	if len(in.GetDiagnoses()) > MaxDiagnoses {
+		v.Add("diagnoses", fmt.Sprintf("at most %d per visit", MaxDiagnoses))
+	}
+	out := &messages.Visit{Id: uuid.NewString(), PatientId: patientID, DoctorId: doctorID, AppointmentId: strings.ToLower(in.GetAppointmentId()),
+		OccurredAt: timestamppb.New(occurred.UTC()), Reason: in.GetReason(), Notes: in.GetNotes(), CreatedAt: timestamppb.New(now.UTC())}
+	for i, d := range in.GetDiagnoses() {
+		field := fmt.Sprintf("diagnoses[%d]", i)
+		code := strings.ToUpper(strings.TrimSpace(d.GetCode()))
+		if !ValidICD10(code) {
+			v.Add(field+".code", "must be an ICD-10 code such as J45 or J45.0")
+		}
+		v.Text(field+".text", d.GetText(), MaxDiagnosisChars, true)
+		status := d.GetStatus()
+		if status == messages.DiagnosisStatus_DIAGNOSIS_STATUS_UNSPECIFIED {
+			status = messages.DiagnosisStatus_DIAGNOSIS_STATUS_ACTIVE
+		} else if status.Name() == "" {
+			v.Add(field+".status", "must be active or resolved")
+		}
+		if on := d.GetOnset(); on != "" {
+			if t, err := time.Parse(time.DateOnly, on); err != nil {
+				v.Add(field+".onset", "must be a date YYYY-MM-DD")
+			} else if t.After(occurred) {
+				v.Add(field+".onset", "must not be after the visit")
+			}
+		}
+		out.Diagnoses = append(out.Diagnoses, &messages.Diagnosis{Id: uuid.NewString(), Code: code, Text: d.GetText(), Status: status, Onset: d.GetOnset()})
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// VisitFingerprint identifies what a visit request asked for, so an
+// idempotency key replayed with another visit is told apart.
+func VisitFingerprint(in *messages.Visit) []byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(in)
+	h := sha256.Sum256(b)
+	return h[:]
+}

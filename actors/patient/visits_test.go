@@ -1,0 +1,60 @@
+package patient
+
+import (
+	"errors"
+	"math"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/messages"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func TestICD10Shape(t *testing.T) {
+	for code, want := range map[string]bool{"J45": true, "J45.0": true, "S72.001A": true, "C4A.9": true, "Z99.89": true,
+		"U07.1": false, "j45": false, "J4": false, "J45.": false, "J45.12345": false, "145": false, "J45 0": false} {
+		if got := ValidICD10(code); got != want {
+			t.Errorf("ValidICD10(%q) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+func TestNewVisitChecksEveryField(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	good := &messages.Visit{OccurredAt: timestamppb.New(now.Add(-time.Hour)), Reason: "cough", Notes: "line one\nline two",
+		Diagnoses: []*messages.Diagnosis{{Code: " j45.0 ", Text: "asthma", Onset: "2026-11-01"}}}
+	v, err := NewVisit(good, "p-1", "d-1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Id == "" || v.DoctorId != "d-1" || v.PatientId != "p-1" || v.Diagnoses[0].Code != "J45.0" ||
+		v.Diagnoses[0].Status != messages.DiagnosisStatus_DIAGNOSIS_STATUS_ACTIVE || v.Diagnoses[0].Id == "" || !v.CreatedAt.AsTime().Equal(now) {
+		t.Fatalf("visit = %v", v)
+	}
+	bad := &messages.Visit{OccurredAt: timestamppb.New(now.Add(time.Hour)), Reason: "", Notes: strings.Repeat("x", MaxNotesChars+1),
+		AppointmentId: "nope", Diagnoses: []*messages.Diagnosis{{Code: "XYZ", Text: "", Status: -1, Onset: "2027-01-01"}}}
+	_, err = NewVisit(bad, "p-1", "d-1", now)
+	var ve validate.Errors
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v", err)
+	}
+	var fields []string
+	for _, f := range ve {
+		fields = append(fields, f.Field)
+	}
+	sort.Strings(fields)
+	want := "appointment_id diagnoses[0].code diagnoses[0].onset diagnoses[0].status diagnoses[0].text notes occurred_at reason"
+	if strings.Join(fields, " ") != want {
+		t.Fatalf("fields = %v, want %s", fields, want)
+	}
+	unparsable := &messages.Visit{OccurredAt: &timestamppb.Timestamp{Seconds: math.MinInt64}, Reason: "x"}
+	if _, err := NewVisit(unparsable, "p", "d", now); err == nil || !strings.Contains(err.Error(), "RFC 3339") {
+		t.Fatalf("an unparsable instant: %v", err)
+	}
+	if _, err := NewVisit(&messages.Visit{Reason: "x"}, "p", "d", now); err == nil || !strings.Contains(err.Error(), "occurred_at: is required") {
+		t.Fatalf("no instant: %v", err)
+	}
+}

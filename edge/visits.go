@@ -1,0 +1,133 @@
+package edge
+
+import (
+	"math"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/gofiber/fiber/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+type diagnosisJSON struct {
+	ID     string `json:"id,omitempty"`
+	Code   string `json:"code"`
+	Text   string `json:"text"`
+	Status string `json:"status,omitempty"`
+	Onset  string `json:"onset,omitempty"`
+}
+
+type visitJSON struct {
+	ID            string          `json:"id"`
+	PatientID     string          `json:"patient_id"`
+	DoctorID      string          `json:"doctor_id"`
+	AppointmentID string          `json:"appointment_id,omitempty"`
+	OccurredAt    string          `json:"occurred_at"`
+	Reason        string          `json:"reason"`
+	Notes         string          `json:"notes"`
+	Diagnoses     []diagnosisJSON `json:"diagnoses"`
+	CreatedAt     string          `json:"created_at"`
+}
+
+// visitInput is the body of POST /v1/patients/{id}/visits; the doctor is the caller.
+type visitInput struct {
+	OccurredAt    string          `json:"occurred_at"`
+	AppointmentID string          `json:"appointment_id"`
+	Reason        string          `json:"reason"`
+	Notes         string          `json:"notes"`
+	Diagnoses     []diagnosisJSON `json:"diagnoses"`
+}
+
+func toVisitJSON(v *messages.Visit) visitJSON {
+	out := visitJSON{ID: v.Id, PatientID: v.PatientId, DoctorID: v.DoctorId, AppointmentID: v.AppointmentId,
+		OccurredAt: instant(v.OccurredAt.AsTime()), Reason: v.Reason, Notes: v.Notes,
+		Diagnoses: make([]diagnosisJSON, 0, len(v.Diagnoses)), CreatedAt: instant(v.CreatedAt.AsTime())}
+	for _, d := range v.Diagnoses {
+		out.Diagnoses = append(out.Diagnoses, diagnosisJSON{ID: d.Id, Code: d.Code, Text: d.Text, Status: d.Status.Name(), Onset: d.Onset})
+	}
+	return out
+}
+
+func (s *Server) recordVisit(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(c); err != nil {
+		return err
+	}
+	var in visitInput
+	if err := decodeStrict(c.Body(), &in); err != nil {
+		return err
+	}
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	// The grain validates, after its access check: a caller who may not
+	// record visits learns that (and is audited), not what is malformed.
+	// Values that do not parse travel as invalid ones the grain names.
+	v := &messages.Visit{AppointmentId: in.AppointmentID, Reason: in.Reason, Notes: in.Notes}
+	if in.OccurredAt != "" {
+		if at, err := time.Parse(time.RFC3339, in.OccurredAt); err == nil {
+			v.OccurredAt = timestamppb.New(at)
+		} else {
+			v.OccurredAt = &timestamppb.Timestamp{Seconds: math.MinInt64}
+		}
+	}
+	for _, d := range in.Diagnoses {
+		status, ok := messages.ParseDiagnosisStatus(d.Status)
+		if !ok && d.Status != "" {
+			status = -1
+		}
+		v.Diagnoses = append(v.Diagnoses, &messages.Diagnosis{Code: d.Code, Text: d.Text, Status: status, Onset: d.Onset})
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.RecordVisitRequest{Caller: caller, Visit: v, IdempotencyKey: key}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.VisitReply, error) {
+		return g.RecordVisit(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	if reply.Replayed {
+		c.Set("Idempotent-Replayed", "true")
+	}
+	c.Location("/v1/patients/" + id + "/visits/" + reply.Visit.Id)
+	return c.Status(fiber.StatusCreated).JSON(toVisitJSON(reply.Visit))
+}
+
+func (s *Server) listVisits(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.VisitsRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.VisitsReply, error) {
+		return g.Visits(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Visits     []visitJSON `json:"visits"`
+		NextCursor string      `json:"next_cursor,omitempty"`
+	}{Visits: make([]visitJSON, 0, len(reply.Visits)), NextCursor: reply.NextCursor}
+	for _, v := range reply.Visits {
+		out.Visits = append(out.Visits, toVisitJSON(v))
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}
