@@ -131,3 +131,96 @@ func (s *Server) listVisits(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
 }
+
+type vaccinationJSON struct {
+	ID          string `json:"id"`
+	PatientID   string `json:"patient_id"`
+	ATCCode     string `json:"atc_code"`
+	VaccineName string `json:"vaccine_name"`
+	Date        string `json:"date"`
+	DoseNumber  int32  `json:"dose_number"`
+	Lot         string `json:"lot,omitempty"`
+	GivenBy     string `json:"given_by"`
+	CreatedAt   string `json:"created_at"`
+}
+
+// vaccinationInput is the body of POST /v1/patients/{id}/vaccinations; the
+// doctor who gave the dose is the caller.
+type vaccinationInput struct {
+	ATCCode     string `json:"atc_code"`
+	VaccineName string `json:"vaccine_name"`
+	Date        string `json:"date"`
+	DoseNumber  int32  `json:"dose_number"`
+	Lot         string `json:"lot"`
+}
+
+func toVaccinationJSON(v *messages.Vaccination) vaccinationJSON {
+	return vaccinationJSON{ID: v.Id, PatientID: v.PatientId, ATCCode: v.AtcCode, VaccineName: v.VaccineName, Date: v.Date,
+		DoseNumber: v.DoseNumber, Lot: v.Lot, GivenBy: v.GivenBy, CreatedAt: instant(v.CreatedAt.AsTime())}
+}
+
+func (s *Server) recordVaccination(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(c); err != nil {
+		return err
+	}
+	var in vaccinationInput
+	if err := decodeStrict(c.Body(), &in); err != nil {
+		return err
+	}
+	key, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.RecordVaccinationRequest{Caller: caller, IdempotencyKey: key, Vaccination: &messages.Vaccination{
+		AtcCode: in.ATCCode, VaccineName: in.VaccineName, Date: in.Date, DoseNumber: in.DoseNumber, Lot: in.Lot}}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.VaccinationReply, error) {
+		return g.RecordVaccination(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	if reply.Replayed {
+		c.Set("Idempotent-Replayed", "true")
+	}
+	c.Location("/v1/patients/" + id + "/vaccinations/" + reply.Vaccination.Id)
+	return c.Status(fiber.StatusCreated).JSON(toVaccinationJSON(reply.Vaccination))
+}
+
+func (s *Server) listVaccinations(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.VaccinationsRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.VaccinationsReply, error) {
+		return g.Vaccinations(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Vaccinations []vaccinationJSON `json:"vaccinations"`
+		NextCursor   string            `json:"next_cursor,omitempty"`
+	}{Vaccinations: make([]vaccinationJSON, 0, len(reply.Vaccinations)), NextCursor: reply.NextCursor}
+	for _, v := range reply.Vaccinations {
+		out.Vaccinations = append(out.Vaccinations, toVaccinationJSON(v))
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}

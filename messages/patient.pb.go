@@ -1552,6 +1552,344 @@ func (x *VisitsReply) GetNextCursor() string {
 	return ""
 }
 
+// Vaccination is a dose given to the patient.
+type Vaccination struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PatientId string                 `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	// atc_code is the vaccine's ATC code in group J07 (J07BX03, or J07B, J07BX).
+	AtcCode     string `protobuf:"bytes,3,opt,name=atc_code,json=atcCode,proto3" json:"atc_code,omitempty"`
+	VaccineName string `protobuf:"bytes,4,opt,name=vaccine_name,json=vaccineName,proto3" json:"vaccine_name,omitempty"`
+	// date is YYYY-MM-DD.
+	Date       string `protobuf:"bytes,5,opt,name=date,proto3" json:"date,omitempty"`
+	DoseNumber int32  `protobuf:"varint,6,opt,name=dose_number,json=doseNumber,proto3" json:"dose_number,omitempty"`
+	Lot        string `protobuf:"bytes,7,opt,name=lot,proto3" json:"lot,omitempty"`
+	// given_by is the subject of the doctor who recorded the dose.
+	GivenBy       string                 `protobuf:"bytes,8,opt,name=given_by,json=givenBy,proto3" json:"given_by,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vaccination) Reset() {
+	*x = Vaccination{}
+	mi := &file_patient_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vaccination) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vaccination) ProtoMessage() {}
+
+func (x *Vaccination) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vaccination.ProtoReflect.Descriptor instead.
+func (*Vaccination) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Vaccination) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Vaccination) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *Vaccination) GetAtcCode() string {
+	if x != nil {
+		return x.AtcCode
+	}
+	return ""
+}
+
+func (x *Vaccination) GetVaccineName() string {
+	if x != nil {
+		return x.VaccineName
+	}
+	return ""
+}
+
+func (x *Vaccination) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *Vaccination) GetDoseNumber() int32 {
+	if x != nil {
+		return x.DoseNumber
+	}
+	return 0
+}
+
+func (x *Vaccination) GetLot() string {
+	if x != nil {
+		return x.Lot
+	}
+	return ""
+}
+
+func (x *Vaccination) GetGivenBy() string {
+	if x != nil {
+		return x.GivenBy
+	}
+	return ""
+}
+
+func (x *Vaccination) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type RecordVaccinationRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Caller *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	// vaccination: id, patient_id, given_by and created_at are set by the grain.
+	Vaccination    *Vaccination `protobuf:"bytes,2,opt,name=vaccination,proto3" json:"vaccination,omitempty"`
+	IdempotencyKey string       `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecordVaccinationRequest) Reset() {
+	*x = RecordVaccinationRequest{}
+	mi := &file_patient_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordVaccinationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordVaccinationRequest) ProtoMessage() {}
+
+func (x *RecordVaccinationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordVaccinationRequest.ProtoReflect.Descriptor instead.
+func (*RecordVaccinationRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RecordVaccinationRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *RecordVaccinationRequest) GetVaccination() *Vaccination {
+	if x != nil {
+		return x.Vaccination
+	}
+	return nil
+}
+
+func (x *RecordVaccinationRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type VaccinationReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vaccination   *Vaccination           `protobuf:"bytes,1,opt,name=vaccination,proto3" json:"vaccination,omitempty"`
+	Replayed      bool                   `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaccinationReply) Reset() {
+	*x = VaccinationReply{}
+	mi := &file_patient_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaccinationReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaccinationReply) ProtoMessage() {}
+
+func (x *VaccinationReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaccinationReply.ProtoReflect.Descriptor instead.
+func (*VaccinationReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *VaccinationReply) GetVaccination() *Vaccination {
+	if x != nil {
+		return x.Vaccination
+	}
+	return nil
+}
+
+func (x *VaccinationReply) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type VaccinationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaccinationsRequest) Reset() {
+	*x = VaccinationsRequest{}
+	mi := &file_patient_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaccinationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaccinationsRequest) ProtoMessage() {}
+
+func (x *VaccinationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaccinationsRequest.ProtoReflect.Descriptor instead.
+func (*VaccinationsRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *VaccinationsRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *VaccinationsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *VaccinationsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type VaccinationsReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// vaccinations, newest first.
+	Vaccinations  []*Vaccination `protobuf:"bytes,1,rep,name=vaccinations,proto3" json:"vaccinations,omitempty"`
+	NextCursor    string         `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VaccinationsReply) Reset() {
+	*x = VaccinationsReply{}
+	mi := &file_patient_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VaccinationsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VaccinationsReply) ProtoMessage() {}
+
+func (x *VaccinationsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VaccinationsReply.ProtoReflect.Descriptor instead.
+func (*VaccinationsReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *VaccinationsReply) GetVaccinations() []*Vaccination {
+	if x != nil {
+		return x.Vaccinations
+	}
+	return nil
+}
+
+func (x *VaccinationsReply) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -1659,6 +1997,34 @@ const file_patient_proto_rawDesc = "" +
 	"\vVisitsReply\x12*\n" +
 	"\x06visits\x18\x01 \x03(\v2\x12.caregrid.v1.VisitR\x06visits\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\"\x97\x02\n" +
+	"\vVaccination\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\tR\tpatientId\x12\x19\n" +
+	"\batc_code\x18\x03 \x01(\tR\aatcCode\x12!\n" +
+	"\fvaccine_name\x18\x04 \x01(\tR\vvaccineName\x12\x12\n" +
+	"\x04date\x18\x05 \x01(\tR\x04date\x12\x1f\n" +
+	"\vdose_number\x18\x06 \x01(\x05R\n" +
+	"doseNumber\x12\x10\n" +
+	"\x03lot\x18\a \x01(\tR\x03lot\x12\x19\n" +
+	"\bgiven_by\x18\b \x01(\tR\agivenBy\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xac\x01\n" +
+	"\x18RecordVaccinationRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12:\n" +
+	"\vvaccination\x18\x02 \x01(\v2\x18.caregrid.v1.VaccinationR\vvaccination\x12'\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"j\n" +
+	"\x10VaccinationReply\x12:\n" +
+	"\vvaccination\x18\x01 \x01(\v2\x18.caregrid.v1.VaccinationR\vvaccination\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"p\n" +
+	"\x13VaccinationsRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"r\n" +
+	"\x11VaccinationsReply\x12<\n" +
+	"\fvaccinations\x18\x01 \x03(\v2\x18.caregrid.v1.VaccinationR\fvaccinations\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -1700,75 +2066,86 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_patient_proto_goTypes = []any{
-	(Sex)(0),                       // 0: caregrid.v1.Sex
-	(BloodType)(0),                 // 1: caregrid.v1.BloodType
-	(AllergySeverity)(0),           // 2: caregrid.v1.AllergySeverity
-	(DiagnosisStatus)(0),           // 3: caregrid.v1.DiagnosisStatus
-	(*Allergy)(nil),                // 4: caregrid.v1.Allergy
-	(*PatientRecord)(nil),          // 5: caregrid.v1.PatientRecord
-	(*RegisterPatientRequest)(nil), // 6: caregrid.v1.RegisterPatientRequest
-	(*GetPatientRequest)(nil),      // 7: caregrid.v1.GetPatientRequest
-	(*UpdatePatientRequest)(nil),   // 8: caregrid.v1.UpdatePatientRequest
-	(*PatientReply)(nil),           // 9: caregrid.v1.PatientReply
-	(*AccessLogRequest)(nil),       // 10: caregrid.v1.AccessLogRequest
-	(*AccessLogReply)(nil),         // 11: caregrid.v1.AccessLogReply
-	(*PatientRegistered)(nil),      // 12: caregrid.v1.PatientRegistered
-	(*PatientUpdated)(nil),         // 13: caregrid.v1.PatientUpdated
-	(*CareTeamMember)(nil),         // 14: caregrid.v1.CareTeamMember
-	(*CareTeamRequest)(nil),        // 15: caregrid.v1.CareTeamRequest
-	(*ChangeCareTeamRequest)(nil),  // 16: caregrid.v1.ChangeCareTeamRequest
-	(*CareTeamReply)(nil),          // 17: caregrid.v1.CareTeamReply
-	(*Diagnosis)(nil),              // 18: caregrid.v1.Diagnosis
-	(*Visit)(nil),                  // 19: caregrid.v1.Visit
-	(*RecordVisitRequest)(nil),     // 20: caregrid.v1.RecordVisitRequest
-	(*VisitReply)(nil),             // 21: caregrid.v1.VisitReply
-	(*VisitsRequest)(nil),          // 22: caregrid.v1.VisitsRequest
-	(*VisitsReply)(nil),            // 23: caregrid.v1.VisitsReply
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
-	(*Caller)(nil),                 // 25: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),  // 26: google.protobuf.FieldMask
-	(*AuditEvent)(nil),             // 27: caregrid.v1.AuditEvent
+	(Sex)(0),                         // 0: caregrid.v1.Sex
+	(BloodType)(0),                   // 1: caregrid.v1.BloodType
+	(AllergySeverity)(0),             // 2: caregrid.v1.AllergySeverity
+	(DiagnosisStatus)(0),             // 3: caregrid.v1.DiagnosisStatus
+	(*Allergy)(nil),                  // 4: caregrid.v1.Allergy
+	(*PatientRecord)(nil),            // 5: caregrid.v1.PatientRecord
+	(*RegisterPatientRequest)(nil),   // 6: caregrid.v1.RegisterPatientRequest
+	(*GetPatientRequest)(nil),        // 7: caregrid.v1.GetPatientRequest
+	(*UpdatePatientRequest)(nil),     // 8: caregrid.v1.UpdatePatientRequest
+	(*PatientReply)(nil),             // 9: caregrid.v1.PatientReply
+	(*AccessLogRequest)(nil),         // 10: caregrid.v1.AccessLogRequest
+	(*AccessLogReply)(nil),           // 11: caregrid.v1.AccessLogReply
+	(*PatientRegistered)(nil),        // 12: caregrid.v1.PatientRegistered
+	(*PatientUpdated)(nil),           // 13: caregrid.v1.PatientUpdated
+	(*CareTeamMember)(nil),           // 14: caregrid.v1.CareTeamMember
+	(*CareTeamRequest)(nil),          // 15: caregrid.v1.CareTeamRequest
+	(*ChangeCareTeamRequest)(nil),    // 16: caregrid.v1.ChangeCareTeamRequest
+	(*CareTeamReply)(nil),            // 17: caregrid.v1.CareTeamReply
+	(*Diagnosis)(nil),                // 18: caregrid.v1.Diagnosis
+	(*Visit)(nil),                    // 19: caregrid.v1.Visit
+	(*RecordVisitRequest)(nil),       // 20: caregrid.v1.RecordVisitRequest
+	(*VisitReply)(nil),               // 21: caregrid.v1.VisitReply
+	(*VisitsRequest)(nil),            // 22: caregrid.v1.VisitsRequest
+	(*VisitsReply)(nil),              // 23: caregrid.v1.VisitsReply
+	(*Vaccination)(nil),              // 24: caregrid.v1.Vaccination
+	(*RecordVaccinationRequest)(nil), // 25: caregrid.v1.RecordVaccinationRequest
+	(*VaccinationReply)(nil),         // 26: caregrid.v1.VaccinationReply
+	(*VaccinationsRequest)(nil),      // 27: caregrid.v1.VaccinationsRequest
+	(*VaccinationsReply)(nil),        // 28: caregrid.v1.VaccinationsReply
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 30: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 31: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 32: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	24, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	24, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	29, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	29, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	25, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	25, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	30, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	30, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	26, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	31, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	25, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	27, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	25, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	30, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	30, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	25, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	30, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	24, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	25, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	25, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	29, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	30, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	30, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
 	3,  // 23: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	24, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	29, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
 	18, // 25: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	24, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	25, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	29, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	30, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 28: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
 	19, // 29: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	25, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	30, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 31: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	29, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	30, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	24, // 34: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
+	24, // 35: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
+	30, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	24, // 37: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -1784,7 +2161,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   20,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -72,6 +72,8 @@ type Patient interface {
 	ChangeCareTeam(req *ChangeCareTeamRequest, ctx cluster.GrainContext) (*CareTeamReply, error)
 	RecordVisit(req *RecordVisitRequest, ctx cluster.GrainContext) (*VisitReply, error)
 	Visits(req *VisitsRequest, ctx cluster.GrainContext) (*VisitsReply, error)
+	RecordVaccination(req *RecordVaccinationRequest, ctx cluster.GrainContext) (*VaccinationReply, error)
+	Vaccinations(req *VaccinationsRequest, ctx cluster.GrainContext) (*VaccinationsReply, error)
 }
 
 // PatientGrainClient holds the base data for the PatientGrain
@@ -377,6 +379,60 @@ func (g *PatientGrainClient) Visits(r *VisitsRequest, opts ...cluster.GrainCallO
 	}
 }
 
+// RecordVaccination requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) RecordVaccination(r *RecordVaccinationRequest, opts ...cluster.GrainCallOption) (*VaccinationReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "RecordVaccination"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 11, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *VaccinationReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Vaccinations requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Vaccinations(r *VaccinationsRequest, opts ...cluster.GrainCallOption) (*VaccinationsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Vaccinations"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 12, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *VaccinationsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // PatientActor represents the actor structure
 type PatientActor struct {
 	ctx     cluster.GrainContext
@@ -619,6 +675,46 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.Visits(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 11:
+			req := &RecordVaccinationRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] RecordVaccination(RecordVaccinationRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.RecordVaccination(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 12:
+			req := &VaccinationsRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Vaccinations(VaccinationsRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Vaccinations(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)

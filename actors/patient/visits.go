@@ -86,10 +86,48 @@ func NewVisit(in *messages.Visit, patientID, doctorID string, now time.Time) (*m
 	return out, nil
 }
 
-// VisitFingerprint identifies what a visit request asked for, so an
-// idempotency key replayed with another visit is told apart.
-func VisitFingerprint(in *messages.Visit) []byte {
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(in)
+// VisitFingerprint identifies what a visit request asked for.
+func VisitFingerprint(in *messages.Visit) []byte { return clinicalFingerprint(in) }
+
+// Limits of a vaccination record.
+const (
+	MaxVaccineNameChars = 200
+	MaxLotChars         = 64
+	MaxDoseNumber       = 20
+)
+
+// atcVaccinePattern is an ATC code in group J07 (vaccines), at level 3, 4 or 5.
+var atcVaccinePattern = regexp.MustCompile(`^J07[A-Z]([A-Z]([0-9]{2})?)?$`)
+
+// NewVaccination checks a dose a doctor records and completes it; the
+// code is upper-cased.
+func NewVaccination(in *messages.Vaccination, patientID, givenBy string, now time.Time) (*messages.Vaccination, error) {
+	var v validate.Errors
+	code := strings.ToUpper(strings.TrimSpace(in.GetAtcCode()))
+	if !atcVaccinePattern.MatchString(code) {
+		v.Add("atc_code", "must be an ATC code in group J07 (vaccines), such as J07BX03")
+	}
+	v.Text("vaccine_name", in.GetVaccineName(), MaxVaccineNameChars, true)
+	v.Text("lot", in.GetLot(), MaxLotChars, false)
+	if d, err := time.Parse(time.DateOnly, in.GetDate()); err != nil {
+		v.Add("date", "must be a date YYYY-MM-DD")
+	} else if d.After(now) || d.Year() < 1900 {
+		v.Add("date", "must not be in the future, nor before 1900")
+	}
+	if n := in.GetDoseNumber(); n < 1 || n > MaxDoseNumber {
+		v.Add("dose_number", fmt.Sprintf("must be 1 to %d", MaxDoseNumber))
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return &messages.Vaccination{Id: uuid.NewString(), PatientId: patientID, AtcCode: code, VaccineName: in.GetVaccineName(),
+		Date: in.GetDate(), DoseNumber: in.GetDoseNumber(), Lot: in.GetLot(), GivenBy: givenBy, CreatedAt: timestamppb.New(now.UTC())}, nil
+}
+
+// clinicalFingerprint identifies what a clinical write asked for, so an
+// idempotency key replayed with another request is told apart.
+func clinicalFingerprint(m proto.Message) []byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	h := sha256.Sum256(b)
 	return h[:]
 }

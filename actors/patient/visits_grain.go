@@ -6,7 +6,6 @@ import (
 	"errors"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
@@ -89,18 +88,8 @@ func openVisit(k *seal.Key, s persistence.StoredVisit) (*messages.Visit, error) 
 func (g *Grain) RecordVisit(req *messages.RecordVisitRequest, ctx actorcluster.GrainContext) (*messages.VisitReply, error) {
 	c := req.GetCaller()
 	const action = "create-visit"
-	treats, err := g.treats(c)
-	if err != nil {
-		return nil, g.storeError(ctx, "relationship", err)
-	}
-	if d := access.RecordClinical(c, treats); !d.Allowed {
-		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
-	}
-	if err := g.load(); err != nil {
-		return nil, g.storeError(ctx, "load", err)
-	}
-	if g.rec == nil {
-		return nil, g.notFound(ctx, c, action)
+	if err := g.clinicalWrite(ctx, c, action); err != nil {
+		return nil, err
 	}
 	k, err := g.key()
 	if err != nil {
@@ -164,31 +153,9 @@ func (g *Grain) replayVisit(ctx actorcluster.GrainContext, c *messages.Caller, k
 func (g *Grain) Visits(req *messages.VisitsRequest, ctx actorcluster.GrainContext) (*messages.VisitsReply, error) {
 	c := req.GetCaller()
 	const action = "list-visits"
-	treats, err := g.treats(c)
+	limit, after, err := g.clinicalRead(ctx, c, action, req.Limit, req.Cursor)
 	if err != nil {
-		return nil, g.storeError(ctx, "relationship", err)
-	}
-	if d := access.ReadClinical(c, g.id, treats); !d.Allowed {
-		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
-	}
-	if err := g.load(); err != nil {
-		return nil, g.storeError(ctx, "load", err)
-	}
-	if g.rec == nil {
-		return nil, g.notFound(ctx, c, action)
-	}
-	limit := int(req.Limit)
-	if limit == 0 {
-		limit = DefaultPageSize
-	}
-	if limit < 1 || limit > MaxPageSize {
-		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInvalidArgument("limit must be 1 to %d", MaxPageSize).
-			WithMetadata(map[string]string{"field:limit": "must be 1 to 500"}))
-	}
-	after, err := decodeAppointmentCursor(req.Cursor)
-	if err != nil {
-		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInvalidArgument("bad cursor").
-			WithMetadata(map[string]string{"field:cursor": "is not a cursor this API returned"}))
+		return nil, err
 	}
 	k, err := g.key()
 	if err != nil {

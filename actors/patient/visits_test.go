@@ -58,3 +58,16 @@ func TestNewVisitChecksEveryField(t *testing.T) {
 		t.Fatalf("no instant: %v", err)
 	}
 }
+
+func TestNewVaccinationChecksTheATCGroupAndDates(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for code, ok := range map[string]bool{"J07BX03": true, "j07bb02": true, "J07B": true, "J07BX": true, "J07": false, "J01CA04": false, "J07BX3": false} {
+		_, err := NewVaccination(&messages.Vaccination{AtcCode: code, VaccineName: "v", Date: "2026-11-23", DoseNumber: 1}, "p", "d", now)
+		if (err == nil) != ok {
+			t.Errorf("code %s: err = %v, want ok=%v", code, err, ok)
+		}
+	}
+	if _, err := NewVaccination(&messages.Vaccination{AtcCode: "J07BX03", VaccineName: "v", Date: "2026-11-24", DoseNumber: 1}, "p", "d", now); err == nil {
+		t.Error("a dose dated tomorrow was accepted")
+	}
+}

@@ -50,6 +50,8 @@ var matrix = map[string][5]cell{
 
 	"POST /v1/patients/{id}/visits":               {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/visits":                {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/patients/{id}/vaccinations":         {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/vaccinations":          {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/care-team":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
@@ -300,6 +302,8 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 	case "POST /v1/patients/{id}/visits":
 		body = map[string]any{"occurred_at": rfc(time.Now().Add(-time.Hour)), "reason": "control",
 			"diagnoses": []map[string]string{{"code": "I10", "text": "essential hypertension"}}}
+	case "POST /v1/patients/{id}/vaccinations":
+		body = map[string]any{"atc_code": "J07BB02", "vaccine_name": "Influenza, inactivated", "date": time.Now().Format(time.DateOnly), "dose_number": 1}
 	case "POST /v1/accounts":
 		body = map[string]any{"username": "new-" + uuid.NewString()[:8], "role": "receptionist", "email": "new@hospital.example"}
 	case "POST /v1/appointments/{id}/reschedule":

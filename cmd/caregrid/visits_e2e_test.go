@@ -115,3 +115,51 @@ func TestHTTPVisitsAreClinicalRecordsSealedPerPatient(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPVaccinations(t *testing.T) {
+	s := startTestServer(t)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	doctorID := workingDoctor(t, s)
+	doc := s.token(messages.Role_ROLE_DOCTOR, doctorID)
+	r := s.do("POST", "/v1/patients", desk, patientBody("2005042129809"))
+	expect(t, "register", r, 201)
+	id := r.json(t)["id"].(string)
+	expect(t, "book", s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doctorID, "patient_id": id,
+		"start": rfc(localDay(t, 1)), "duration_minutes": 15, "reason": "vaccination"}), 201)
+	path := "/v1/patients/" + id + "/vaccinations"
+
+	r = s.do("POST", path, doc, map[string]any{"atc_code": "N02BE01", "vaccine_name": "", "date": "2099-01-01", "dose_number": 0})
+	expect(t, "a malformed dose", r, 422)
+	if got := problemFields(t, r); got != "/problems/validation atc_code,date,dose_number,vaccine_name" {
+		t.Fatalf("problem = %s", got)
+	}
+	first := map[string]any{"atc_code": "j07bb02", "vaccine_name": "Influenza, inactivated", "date": "2025-10-01", "dose_number": 1, "lot": "FLU-25-113"}
+	r = s.do("POST", path, doc, first, "Idempotency-Key", "flu-2025")
+	expect(t, "record", r, 201)
+	if v := r.json(t); v["atc_code"] != "J07BB02" || v["given_by"] != doctorID || v["dose_number"] != 1.0 {
+		t.Fatalf("vaccination = %s", r.body)
+	}
+	if replay := s.do("POST", path, doc, first, "Idempotency-Key", "flu-2025"); replay.status != 201 || replay.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d", replay.status)
+	}
+	expect(t, "a second dose", s.do("POST", path, doc, map[string]any{"atc_code": "J07BX03", "vaccine_name": "COVID-19, mRNA", "date": "2026-02-10", "dose_number": 3}), 201)
+	expect(t, "a receptionist records a dose", s.do("POST", path, desk, first), 403)
+	expect(t, "a receptionist reads them", s.do("GET", path, desk, nil), 403)
+
+	r = s.do("GET", path+"?limit=1", s.token(messages.Role_ROLE_PATIENT, id), nil)
+	expect(t, "the patient's page 1", r, 200)
+	var page struct {
+		Vaccinations []struct {
+			ATCCode string `json:"atc_code"`
+		} `json:"vaccinations"`
+		NextCursor string `json:"next_cursor"`
+	}
+	if err := json.Unmarshal(r.body, &page); err != nil || len(page.Vaccinations) != 1 || page.Vaccinations[0].ATCCode != "J07BX03" || page.NextCursor == "" {
+		t.Fatalf("page 1 = %s", r.body)
+	}
+	r = s.do("GET", path+"?limit=1&cursor="+page.NextCursor, doc, nil)
+	page.NextCursor = "" // absent on the last page
+	if err := json.Unmarshal(r.body, &page); err != nil || len(page.Vaccinations) != 1 || page.Vaccinations[0].ATCCode != "J07BB02" || page.NextCursor != "" {
+		t.Fatalf("page 2 = %s", r.body)
+	}
+}
