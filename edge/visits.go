@@ -224,3 +224,46 @@ func (s *Server) listVaccinations(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
 }
+
+func (s *Server) clinicalHistory(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.ClinicalHistoryRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.ClinicalHistoryReply, error) {
+		return g.ClinicalHistory(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	type change struct {
+		Version   int64         `json:"version"`
+		ChangedAt string        `json:"changed_at"`
+		ChangedBy string        `json:"changed_by"`
+		BloodType string        `json:"blood_type,omitempty"`
+		Allergies []allergyJSON `json:"allergies"`
+	}
+	out := struct {
+		Changes    []change `json:"changes"`
+		NextCursor string   `json:"next_cursor,omitempty"`
+	}{Changes: make([]change, 0, len(reply.Changes)), NextCursor: reply.NextCursor}
+	for _, ch := range reply.Changes {
+		allergies := make([]allergyJSON, 0, len(ch.Allergies))
+		for _, a := range ch.Allergies {
+			allergies = append(allergies, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name()})
+		}
+		out.Changes = append(out.Changes, change{Version: ch.Version, ChangedAt: instant(ch.ChangedAt.AsTime()), ChangedBy: ch.ChangedBy,
+			BloodType: ch.BloodType.Name(), Allergies: allergies})
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}

@@ -1890,6 +1890,197 @@ func (x *VaccinationsReply) GetNextCursor() string {
 	return ""
 }
 
+// ClinicalChange is the patient's blood type and allergies as one change
+// left them.
+type ClinicalChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       int64                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	ChangedBy     string                 `protobuf:"bytes,3,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"`
+	BloodType     BloodType              `protobuf:"varint,4,opt,name=blood_type,json=bloodType,proto3,enum=caregrid.v1.BloodType" json:"blood_type,omitempty"`
+	Allergies     []*Allergy             `protobuf:"bytes,5,rep,name=allergies,proto3" json:"allergies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClinicalChange) Reset() {
+	*x = ClinicalChange{}
+	mi := &file_patient_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClinicalChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClinicalChange) ProtoMessage() {}
+
+func (x *ClinicalChange) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClinicalChange.ProtoReflect.Descriptor instead.
+func (*ClinicalChange) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ClinicalChange) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ClinicalChange) GetChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedAt
+	}
+	return nil
+}
+
+func (x *ClinicalChange) GetChangedBy() string {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return ""
+}
+
+func (x *ClinicalChange) GetBloodType() BloodType {
+	if x != nil {
+		return x.BloodType
+	}
+	return BloodType_BLOOD_TYPE_UNSPECIFIED
+}
+
+func (x *ClinicalChange) GetAllergies() []*Allergy {
+	if x != nil {
+		return x.Allergies
+	}
+	return nil
+}
+
+type ClinicalHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClinicalHistoryRequest) Reset() {
+	*x = ClinicalHistoryRequest{}
+	mi := &file_patient_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClinicalHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClinicalHistoryRequest) ProtoMessage() {}
+
+func (x *ClinicalHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClinicalHistoryRequest.ProtoReflect.Descriptor instead.
+func (*ClinicalHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ClinicalHistoryRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *ClinicalHistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ClinicalHistoryRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type ClinicalHistoryReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// changes, newest first.
+	Changes       []*ClinicalChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	NextCursor    string            `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClinicalHistoryReply) Reset() {
+	*x = ClinicalHistoryReply{}
+	mi := &file_patient_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClinicalHistoryReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClinicalHistoryReply) ProtoMessage() {}
+
+func (x *ClinicalHistoryReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClinicalHistoryReply.ProtoReflect.Descriptor instead.
+func (*ClinicalHistoryReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ClinicalHistoryReply) GetChanges() []*ClinicalChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ClinicalHistoryReply) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -2025,6 +2216,23 @@ const file_patient_proto_rawDesc = "" +
 	"\x11VaccinationsReply\x12<\n" +
 	"\fvaccinations\x18\x01 \x03(\v2\x18.caregrid.v1.VaccinationR\fvaccinations\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\"\xef\x01\n" +
+	"\x0eClinicalChange\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"changed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12\x1d\n" +
+	"\n" +
+	"changed_by\x18\x03 \x01(\tR\tchangedBy\x125\n" +
+	"\n" +
+	"blood_type\x18\x04 \x01(\x0e2\x16.caregrid.v1.BloodTypeR\tbloodType\x122\n" +
+	"\tallergies\x18\x05 \x03(\v2\x14.caregrid.v1.AllergyR\tallergies\"s\n" +
+	"\x16ClinicalHistoryRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"n\n" +
+	"\x14ClinicalHistoryReply\x125\n" +
+	"\achanges\x18\x01 \x03(\v2\x1b.caregrid.v1.ClinicalChangeR\achanges\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -2066,7 +2274,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                         // 0: caregrid.v1.Sex
 	(BloodType)(0),                   // 1: caregrid.v1.BloodType
@@ -2097,55 +2305,63 @@ var file_patient_proto_goTypes = []any{
 	(*VaccinationReply)(nil),         // 26: caregrid.v1.VaccinationReply
 	(*VaccinationsRequest)(nil),      // 27: caregrid.v1.VaccinationsRequest
 	(*VaccinationsReply)(nil),        // 28: caregrid.v1.VaccinationsReply
-	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 30: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 31: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 32: caregrid.v1.AuditEvent
+	(*ClinicalChange)(nil),           // 29: caregrid.v1.ClinicalChange
+	(*ClinicalHistoryRequest)(nil),   // 30: caregrid.v1.ClinicalHistoryRequest
+	(*ClinicalHistoryReply)(nil),     // 31: caregrid.v1.ClinicalHistoryReply
+	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 33: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 34: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 35: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	29, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	29, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	30, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	32, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	30, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	30, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	33, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	33, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	31, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	34, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	30, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	32, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	30, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	33, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	33, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	30, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	33, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	29, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	30, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	30, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	33, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	33, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
 	3,  // 23: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	29, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	32, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
 	18, // 25: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	29, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	30, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	33, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 28: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
 	19, // 29: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	30, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	33, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 31: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	29, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	30, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	33, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
 	24, // 34: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
 	24, // 35: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	30, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	33, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
 	24, // 37: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	32, // 38: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 39: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
+	4,  // 40: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
+	33, // 41: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	29, // 42: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -2161,7 +2377,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,7 +30,7 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xd2\a\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xad\b\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -44,7 +44,8 @@ const file_services_proto_rawDesc = "" +
 	"\vRecordVisit\x12\x1f.caregrid.v1.RecordVisitRequest\x1a\x17.caregrid.v1.VisitReply\x12>\n" +
 	"\x06Visits\x12\x1a.caregrid.v1.VisitsRequest\x1a\x18.caregrid.v1.VisitsReply\x12Y\n" +
 	"\x11RecordVaccination\x12%.caregrid.v1.RecordVaccinationRequest\x1a\x1d.caregrid.v1.VaccinationReply\x12P\n" +
-	"\fVaccinations\x12 .caregrid.v1.VaccinationsRequest\x1a\x1e.caregrid.v1.VaccinationsReply2Y\n" +
+	"\fVaccinations\x12 .caregrid.v1.VaccinationsRequest\x1a\x1e.caregrid.v1.VaccinationsReply\x12Y\n" +
+	"\x0fClinicalHistory\x12#.caregrid.v1.ClinicalHistoryRequest\x1a!.caregrid.v1.ClinicalHistoryReply2Y\n" +
 	"\x05Audit\x12P\n" +
 	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
@@ -79,37 +80,39 @@ var file_services_proto_goTypes = []any{
 	(*VisitsRequest)(nil),              // 10: caregrid.v1.VisitsRequest
 	(*RecordVaccinationRequest)(nil),   // 11: caregrid.v1.RecordVaccinationRequest
 	(*VaccinationsRequest)(nil),        // 12: caregrid.v1.VaccinationsRequest
-	(*AppendAuditRequest)(nil),         // 13: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 14: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 15: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 16: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 17: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 18: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 19: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 20: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 21: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 22: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 23: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 24: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 25: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 26: caregrid.v1.GetClinicRequest
-	(*PatientReply)(nil),               // 27: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 28: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 29: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 30: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 31: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 32: caregrid.v1.CareTeamReply
-	(*VisitReply)(nil),                 // 33: caregrid.v1.VisitReply
-	(*VisitsReply)(nil),                // 34: caregrid.v1.VisitsReply
-	(*VaccinationReply)(nil),           // 35: caregrid.v1.VaccinationReply
-	(*VaccinationsReply)(nil),          // 36: caregrid.v1.VaccinationsReply
-	(*AppendAuditReply)(nil),           // 37: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 38: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 39: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 40: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 41: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 42: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 43: caregrid.v1.ClinicReply
+	(*ClinicalHistoryRequest)(nil),     // 13: caregrid.v1.ClinicalHistoryRequest
+	(*AppendAuditRequest)(nil),         // 14: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 15: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 16: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 17: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 18: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 19: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 20: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 21: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 22: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 23: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 24: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 25: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 26: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 27: caregrid.v1.GetClinicRequest
+	(*PatientReply)(nil),               // 28: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 29: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 30: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 31: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 32: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 33: caregrid.v1.CareTeamReply
+	(*VisitReply)(nil),                 // 34: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                // 35: caregrid.v1.VisitsReply
+	(*VaccinationReply)(nil),           // 36: caregrid.v1.VaccinationReply
+	(*VaccinationsReply)(nil),          // 37: caregrid.v1.VaccinationsReply
+	(*ClinicalHistoryReply)(nil),       // 38: caregrid.v1.ClinicalHistoryReply
+	(*AppendAuditReply)(nil),           // 39: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 40: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 41: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 42: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 43: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 44: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 45: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -125,49 +128,51 @@ var file_services_proto_depIdxs = []int32{
 	10, // 10: caregrid.v1.Patient.Visits:input_type -> caregrid.v1.VisitsRequest
 	11, // 11: caregrid.v1.Patient.RecordVaccination:input_type -> caregrid.v1.RecordVaccinationRequest
 	12, // 12: caregrid.v1.Patient.Vaccinations:input_type -> caregrid.v1.VaccinationsRequest
-	13, // 13: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	14, // 14: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	15, // 15: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	16, // 16: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	17, // 17: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	18, // 18: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	19, // 19: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	20, // 20: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	21, // 21: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	22, // 22: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	23, // 23: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	24, // 24: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	25, // 25: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	26, // 26: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	27, // 27: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	27, // 28: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	27, // 29: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	28, // 30: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	29, // 31: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	30, // 32: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	31, // 33: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	32, // 34: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	32, // 35: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	33, // 36: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
-	34, // 37: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
-	35, // 38: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
-	36, // 39: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
-	37, // 40: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	38, // 41: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	38, // 42: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	38, // 43: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	39, // 44: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	39, // 45: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	40, // 46: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	41, // 47: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	41, // 48: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	41, // 49: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	41, // 50: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	42, // 51: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	43, // 52: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	43, // 53: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	27, // [27:54] is the sub-list for method output_type
-	0,  // [0:27] is the sub-list for method input_type
+	13, // 13: caregrid.v1.Patient.ClinicalHistory:input_type -> caregrid.v1.ClinicalHistoryRequest
+	14, // 14: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	15, // 15: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	16, // 16: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	17, // 17: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	18, // 18: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	19, // 19: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	20, // 20: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	21, // 21: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	22, // 22: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	23, // 23: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	24, // 24: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	25, // 25: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	26, // 26: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	27, // 27: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	28, // 28: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	28, // 29: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	28, // 30: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	29, // 31: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	30, // 32: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	31, // 33: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	32, // 34: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	33, // 35: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	33, // 36: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	34, // 37: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	35, // 38: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	36, // 39: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
+	37, // 40: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
+	38, // 41: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
+	39, // 42: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	40, // 43: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	40, // 44: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	40, // 45: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	41, // 46: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	41, // 47: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	42, // 48: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	43, // 49: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	43, // 50: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	43, // 51: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	43, // 52: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	44, // 53: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	45, // 54: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	45, // 55: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	28, // [28:56] is the sub-list for method output_type
+	0,  // [0:28] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -66,17 +66,25 @@ func scanPatient(row pgx.Row) (*StoredPatient, error) {
 	p.BirthDate = birth.Format(time.DateOnly)
 	p.Sex, _ = messages.ParseSex(sex)
 	p.BloodType, _ = messages.ParseBloodType(blood)
-	var as []allergyJSON
-	if err := json.Unmarshal(allergies, &as); err != nil {
+	if p.Allergies, err = parseAllergies(allergies); err != nil {
 		return nil, fmt.Errorf("patient %s allergies: %w", p.Id, err)
-	}
-	for _, a := range as {
-		sev, _ := messages.ParseAllergySeverity(a.Severity)
-		p.Allergies = append(p.Allergies, &messages.Allergy{Substance: a.Substance, Reaction: a.Reaction, Severity: sev})
 	}
 	p.CreatedAt = timestamppb.New(created)
 	p.UpdatedAt = timestamppb.New(updated)
 	return &StoredPatient{Record: p, Fingerprint: fingerprint}, nil
+}
+
+func parseAllergies(raw []byte) ([]*messages.Allergy, error) {
+	var as []allergyJSON
+	if err := json.Unmarshal(raw, &as); err != nil {
+		return nil, err
+	}
+	var out []*messages.Allergy
+	for _, a := range as {
+		sev, _ := messages.ParseAllergySeverity(a.Severity)
+		out = append(out, &messages.Allergy{Substance: a.Substance, Reaction: a.Reaction, Severity: sev})
+	}
+	return out, nil
 }
 
 func allergiesJSON(p *messages.PatientRecord) ([]byte, error) {
@@ -116,11 +124,16 @@ func (db *DB) RegisterPatient(ctx context.Context, owner string, p *messages.Pat
 		fingerprint = []byte{} // no idempotency key: nothing to recognise a replay by
 	}
 	f, err := db.createClaimed(ctx, PatientKind, p.Id, owner, p.Version, event, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO patients (`+patientColumns+`)
+		if _, err := tx.Exec(ctx, `INSERT INTO patients (`+patientColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 			p.Id, p.Idnp, p.GivenName, p.FamilyName, p.BirthDate, p.Sex.Name(), p.Phone, p.Email,
-			p.BloodType.Name(), allergies, p.Version, fingerprint, p.CreatedAt.AsTime(), p.UpdatedAt.AsTime())
-		return err
+			p.BloodType.Name(), allergies, p.Version, fingerprint, p.CreatedAt.AsTime(), p.UpdatedAt.AsTime()); err != nil {
+			return err
+		}
+		if p.BloodType == messages.BloodType_BLOOD_TYPE_UNSPECIFIED && len(p.Allergies) == 0 {
+			return nil // nothing clinical yet
+		}
+		return insertClinicalHistory(ctx, tx, p, allergies, changedBy(event))
 	})
 	switch {
 	case err == nil:
@@ -146,6 +159,13 @@ func (db *DB) UpdatePatient(ctx context.Context, f Fence, p *messages.PatientRec
 		return err
 	}
 	return db.writeFenced(ctx, f, p.Version, event, func(tx pgx.Tx) error {
+		// History first, while the row still holds the old values: a row
+		// only when blood type or allergies differ from them.
+		if _, err := tx.Exec(ctx, `INSERT INTO patient_clinical_history (patient_id, version, changed_at, changed_by, blood_type, allergies)
+			SELECT $1, $2, $3, $4, $5, $6 FROM patients WHERE id = $1 AND (blood_type <> $5 OR allergies <> $6::jsonb)`,
+			p.Id, p.Version, p.UpdatedAt.AsTime(), changedBy(event), p.BloodType.Name(), allergies); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `UPDATE patients SET given_name = $2, family_name = $3, birth_date = $4,
 			sex = $5, phone = $6, email = $7, blood_type = $8, allergies = $9, version = $10, updated_at = $11
 			WHERE id = $1 AND version = $12`,
@@ -182,4 +202,51 @@ func (db *DB) PatientIDs(ctx context.Context, limit int) ([]string, error) {
 		return id.String(), err
 	})
 	return ids, classify(err)
+}
+
+// insertClinicalHistory records the patient's clinical values at p.Version.
+func insertClinicalHistory(ctx context.Context, tx pgx.Tx, p *messages.PatientRecord, allergies []byte, by string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO patient_clinical_history (patient_id, version, changed_at, changed_by, blood_type, allergies)
+		VALUES ($1, $2, $3, $4, $5, $6)`, p.Id, p.Version, p.UpdatedAt.AsTime(), by, p.BloodType.Name(), allergies)
+	return err
+}
+
+// changedBy is the subject a domain event names, "" when none.
+func changedBy(event proto.Message) string {
+	if e, ok := event.(interface{ GetCaller() *messages.Caller }); ok {
+		return e.GetCaller().GetSubject()
+	}
+	return ""
+}
+
+// ClinicalChange is one entry of a patient's blood type and allergy history.
+type ClinicalChange struct {
+	Version   int64
+	ChangedAt time.Time
+	ChangedBy string
+	BloodType string
+	Allergies []*messages.Allergy
+}
+
+// ClinicalHistory lists a patient's clinical changes, newest first, below
+// version before (0: from the newest), at most limit.
+func (db *DB) ClinicalHistory(ctx context.Context, patientID string, before int64, limit int) ([]ClinicalChange, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT version, changed_at, changed_by, blood_type, allergies FROM patient_clinical_history
+		WHERE patient_id = $1 AND ($2 = 0 OR version < $2) ORDER BY version DESC LIMIT $3`, patientID, before, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ClinicalChange, error) {
+		var (
+			c   ClinicalChange
+			raw []byte
+		)
+		if err := r.Scan(&c.Version, &c.ChangedAt, &c.ChangedBy, &c.BloodType, &raw); err != nil {
+			return c, err
+		}
+		var err error
+		c.Allergies, err = parseAllergies(raw)
+		return c, err
+	})
+	return out, classify(err)
 }

@@ -3,6 +3,7 @@ package patient
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -10,6 +11,7 @@ import (
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // clinicalWrite is the access check and load every clinical write starts
@@ -138,6 +140,44 @@ func (g *Grain) Vaccinations(req *messages.VaccinationsRequest, ctx actorcluster
 		last := rows[limit-1]
 		day, _ := time.Parse(time.DateOnly, last.Date)
 		reply.Vaccinations, reply.NextCursor = rows[:limit], encodeAppointmentCursor(day, last.Id)
+	}
+	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// ClinicalHistory lists the changes of blood type and allergies, newest
+// first; the cursor is the last version seen.
+func (g *Grain) ClinicalHistory(req *messages.ClinicalHistoryRequest, ctx actorcluster.GrainContext) (*messages.ClinicalHistoryReply, error) {
+	c := req.GetCaller()
+	const action = "read-clinical-history"
+	limit, _, err := g.clinicalRead(ctx, c, action, req.Limit, "")
+	if err != nil {
+		return nil, err
+	}
+	var before int64
+	if req.Cursor != "" {
+		if before, err = strconv.ParseInt(req.Cursor, 10, 64); err != nil || before < 1 {
+			return nil, g.refuse(ctx, c, action, g.id, messages.ErrInvalidArgument("bad cursor").
+				WithMetadata(map[string]string{"field:cursor": "is not a cursor this API returned"}))
+		}
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	rows, err := g.deps.DB.ClinicalHistory(sctx, g.id, before, limit+1)
+	if err != nil {
+		return nil, g.storeError(ctx, "clinical history", err)
+	}
+	reply := &messages.ClinicalHistoryReply{}
+	for i, r := range rows {
+		if i == limit {
+			reply.NextCursor = strconv.FormatInt(rows[limit-1].Version, 10)
+			break
+		}
+		blood, _ := messages.ParseBloodType(r.BloodType)
+		reply.Changes = append(reply.Changes, &messages.ClinicalChange{Version: r.Version, ChangedAt: timestamppb.New(r.ChangedAt),
+			ChangedBy: r.ChangedBy, BloodType: blood, Allergies: r.Allergies})
 	}
 	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err

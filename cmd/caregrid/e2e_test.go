@@ -308,6 +308,27 @@ func TestHTTPPatientLifecycle(t *testing.T) {
 		t.Fatalf("change idnp problem = %s", got)
 	}
 
+	// The clinical history keeps each change of blood type and allergies
+	// (registration, the doctor's patch), not the demographic ones.
+	r = s.do("GET", "/v1/patients/"+id+"/clinical-history", self, nil)
+	expect(t, "clinical history", r, 200)
+	var hist struct {
+		Changes []struct {
+			Version   int64  `json:"version"`
+			ChangedBy string `json:"changed_by"`
+			BloodType string `json:"blood_type"`
+			Allergies []struct {
+				Substance string `json:"substance"`
+			} `json:"allergies"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal(r.body, &hist); err != nil || len(hist.Changes) != 2 || hist.Changes[0].Version != 2 ||
+		hist.Changes[0].ChangedBy != doctorID || hist.Changes[0].Allergies[0].Substance != "latex" ||
+		hist.Changes[1].Version != 1 || hist.Changes[1].BloodType != "B-" || hist.Changes[1].Allergies[0].Substance != "ibuprofen" {
+		t.Fatalf("clinical history = %s", r.body)
+	}
+	expect(t, "clinical history read by a receptionist", s.do("GET", "/v1/patients/"+id+"/clinical-history", desk, nil), 403)
+
 	r = s.do("POST", "/v1/patients", desk, patientBody("2005042129809"))
 	expect(t, "duplicate IDNP", r, 409)
 	if got := r.json(t); got["existing_id"] != id || got["type"] != "/problems/already-exists" {
