@@ -1,0 +1,90 @@
+package interactions
+
+import (
+	"encoding/csv"
+	"os"
+	"strings"
+	"testing"
+)
+
+// For every row of the table, a pair of its members warns, either way round
+// and with any member on each side; an unrelated pair does not.
+func TestEveryRowWarnsForItsPairs(t *testing.T) {
+	table := HighPriority()
+	f, err := os.Open("ddi-high-priority.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if table.Rules() != len(rows)-1 || table.Rules() != 15 {
+		t.Fatalf("rules = %d, rows = %d", table.Rules(), len(rows)-1)
+	}
+	for _, row := range rows[1:] {
+		id, as, bs := row[0], strings.Split(row[2], "|"), strings.Split(row[4], "|")
+		if row[2] == "" || row[4] == "" {
+			// Row 8 (QT-prolonging agents): no ATC group exists, so no code can meet it.
+			if w := table.Check(Drug{ATC: "C01BD01"}, []Drug{{ATC: "J01FA09"}}); hasRule(w, id) {
+				t.Errorf("row %s without codes matched", id)
+			}
+			continue
+		}
+		// The first and the last member of each side, in both orders; a group
+		// code (N06AA) stands for a substance under it.
+		for _, a := range []string{as[0], as[len(as)-1]} {
+			for _, b := range []string{bs[0], bs[len(bs)-1]} {
+				a5, b5 := substance(a), substance(b)
+				if w := table.Check(Drug{ATC: a5, Name: "a"}, []Drug{{ATC: b5, Name: "b"}}); !hasRule(w, id) {
+					t.Errorf("row %s: %s with %s does not warn", id, a5, b5)
+				}
+				w := table.Check(Drug{ATC: b5}, []Drug{{ATC: a5}})
+				if !hasRule(w, id) {
+					t.Errorf("row %s: %s with %s (reversed) does not warn", id, b5, a5)
+				} else if w[0].Severity != "contraindicated" || w[0].Effect == "" || w[0].Advice == "" {
+					t.Errorf("row %s: warning %+v", id, w[0])
+				}
+			}
+		}
+	}
+	// Paracetamol with amoxicillin, and a drug with itself class-wise unrelated.
+	if w := table.Check(Drug{ATC: "N02BE01"}, []Drug{{ATC: "J01CA04"}, {ATC: "C09AA05"}}); len(w) != 0 {
+		t.Errorf("unrelated drugs warn: %+v", w)
+	}
+	// The row lists members, not whole groups: another SSRI-class sibling
+	// outside the list does not match row 4's MAO side.
+	if w := table.Check(Drug{ATC: "N06AB03"}, []Drug{{ATC: "N06AF02"}}); hasRule(w, "4") {
+		t.Error("row 4 matched an MAO inhibitor its list does not name")
+	}
+}
+
+// substance makes a group code (level 4, N06AA) into a substance under it.
+func substance(code string) string {
+	if len(code) == 5 {
+		return code + "09"
+	}
+	return code
+}
+
+func hasRule(ws []Warning, id string) bool {
+	for _, w := range ws {
+		if w.Rule == id {
+			return true
+		}
+	}
+	return false
+}
+
+func TestLoadRefusesMalformedTables(t *testing.T) {
+	for name, csv := range map[string]string{
+		"wrong header": "id,a,b\n1,x,y\n",
+		"bad code":     "id,drug_a,atc_a,drug_b,atc_b,severity,effect,management,source\n1,A,N06-AB,B,J01CA04,contraindicated,e,m,s\n",
+		"bad id":       "id,drug_a,atc_a,drug_b,atc_b,severity,effect,management,source\nx,A,N06AB03,B,J01CA04,contraindicated,e,m,s\n",
+	} {
+		if _, err := Load(strings.NewReader(csv)); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+	}
+}
