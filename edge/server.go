@@ -117,6 +117,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/patients/:id/vaccinations", doctors, "Record a vaccination (a doctor who treats the patient gave it)", s.recordVaccination},
 		{"GET", "/v1/patients/:id/vaccinations", patientsAndDoctors, "The patient's vaccinations, newest first (the patient, doctors who treat them)", s.listVaccinations},
 		{"GET", "/v1/patients/:id/clinical-history", patientsAndDoctors, "Every change of blood type and allergies, newest first (the patient, doctors who treat them)", s.clinicalHistory},
+		{"GET", "/v1/patients/:id/timeline", patientsAndDoctors, "Visits, diagnoses, vaccinations and appointments merged, newest first (the patient, doctors who treat them)", s.timeline},
 		{"GET", "/v1/patients/:id/care-team", everyone, "The doctors with a care relationship to the patient (who may list the patient's appointments)", s.careTeam},
 		{"PUT", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Add a doctor to the patient's care team (lets them read the record)", s.changeCareTeam(false)},
 		{"DELETE", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Remove a doctor from the patient's care team", s.changeCareTeam(true)},

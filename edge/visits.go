@@ -267,3 +267,42 @@ func (s *Server) clinicalHistory(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
 }
+
+func (s *Server) timeline(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.TimelineRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.TimelineReply, error) {
+		return g.Timeline(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		Kind     string `json:"kind"`
+		ID       string `json:"id"`
+		At       string `json:"at"`
+		Summary  string `json:"summary"`
+		DoctorID string `json:"doctor_id,omitempty"`
+		VisitID  string `json:"visit_id,omitempty"`
+	}
+	out := struct {
+		Entries    []entry `json:"entries"`
+		NextCursor string  `json:"next_cursor,omitempty"`
+	}{Entries: make([]entry, 0, len(reply.Entries)), NextCursor: reply.NextCursor}
+	for _, e := range reply.Entries {
+		out.Entries = append(out.Entries, entry{Kind: e.Kind, ID: e.Id, At: instant(e.At.AsTime()), Summary: e.Summary, DoctorID: e.DoctorId, VisitID: e.VisitId})
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}

@@ -2081,6 +2081,209 @@ func (x *ClinicalHistoryReply) GetNextCursor() string {
 	return ""
 }
 
+// TimelineEntry is one event of a patient's history.
+type TimelineEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is visit, diagnosis, vaccination or appointment.
+	Kind string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id   string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	At   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// summary is a line to show: a visit's reason, a diagnosis' code and text,
+	// a vaccine and dose, an appointment's status.
+	Summary string `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
+	// doctor_id is the doctor involved, when there is one.
+	DoctorId string `protobuf:"bytes,5,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	// visit_id links a diagnosis to its visit.
+	VisitId       string `protobuf:"bytes,6,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineEntry) Reset() {
+	*x = TimelineEntry{}
+	mi := &file_patient_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineEntry) ProtoMessage() {}
+
+func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
+func (*TimelineEntry) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TimelineEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *TimelineEntry) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *TimelineEntry) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+type TimelineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineRequest) Reset() {
+	*x = TimelineRequest{}
+	mi := &file_patient_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineRequest) ProtoMessage() {}
+
+func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineRequest.ProtoReflect.Descriptor instead.
+func (*TimelineRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *TimelineRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *TimelineRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *TimelineRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type TimelineReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entries, newest first.
+	Entries       []*TimelineEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	NextCursor    string           `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimelineReply) Reset() {
+	*x = TimelineReply{}
+	mi := &file_patient_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimelineReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimelineReply) ProtoMessage() {}
+
+func (x *TimelineReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimelineReply.ProtoReflect.Descriptor instead.
+func (*TimelineReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TimelineReply) GetEntries() []*TimelineEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *TimelineReply) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -2233,6 +2436,21 @@ const file_patient_proto_rawDesc = "" +
 	"\x14ClinicalHistoryReply\x125\n" +
 	"\achanges\x18\x01 \x03(\v2\x1b.caregrid.v1.ClinicalChangeR\achanges\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\"\xb1\x01\n" +
+	"\rTimelineEntry\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x18\n" +
+	"\asummary\x18\x04 \x01(\tR\asummary\x12\x1b\n" +
+	"\tdoctor_id\x18\x05 \x01(\tR\bdoctorId\x12\x19\n" +
+	"\bvisit_id\x18\x06 \x01(\tR\avisitId\"l\n" +
+	"\x0fTimelineRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"f\n" +
+	"\rTimelineReply\x124\n" +
+	"\aentries\x18\x01 \x03(\v2\x1a.caregrid.v1.TimelineEntryR\aentries\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
 	"nextCursor*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -2274,7 +2492,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                         // 0: caregrid.v1.Sex
 	(BloodType)(0),                   // 1: caregrid.v1.BloodType
@@ -2308,60 +2526,66 @@ var file_patient_proto_goTypes = []any{
 	(*ClinicalChange)(nil),           // 29: caregrid.v1.ClinicalChange
 	(*ClinicalHistoryRequest)(nil),   // 30: caregrid.v1.ClinicalHistoryRequest
 	(*ClinicalHistoryReply)(nil),     // 31: caregrid.v1.ClinicalHistoryReply
-	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 33: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 34: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 35: caregrid.v1.AuditEvent
+	(*TimelineEntry)(nil),            // 32: caregrid.v1.TimelineEntry
+	(*TimelineRequest)(nil),          // 33: caregrid.v1.TimelineRequest
+	(*TimelineReply)(nil),            // 34: caregrid.v1.TimelineReply
+	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 36: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 37: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 38: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	32, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	32, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	33, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	35, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	33, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	33, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	36, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	36, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	34, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	37, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	33, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	33, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	36, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	38, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	36, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	33, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	36, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	32, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	33, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	33, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	36, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	36, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
 	3,  // 23: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	32, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	35, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
 	18, // 25: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	32, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	33, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	36, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 28: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
 	19, // 29: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	33, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	36, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 31: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	32, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	33, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	36, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
 	24, // 34: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
 	24, // 35: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	33, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	36, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
 	24, // 37: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	32, // 38: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	35, // 38: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
 	1,  // 39: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 40: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	33, // 41: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	36, // 41: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
 	29, // 42: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	35, // 43: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	36, // 44: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 45: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -2377,7 +2601,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,7 +30,7 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xad\b\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xf3\b\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -45,7 +45,8 @@ const file_services_proto_rawDesc = "" +
 	"\x06Visits\x12\x1a.caregrid.v1.VisitsRequest\x1a\x18.caregrid.v1.VisitsReply\x12Y\n" +
 	"\x11RecordVaccination\x12%.caregrid.v1.RecordVaccinationRequest\x1a\x1d.caregrid.v1.VaccinationReply\x12P\n" +
 	"\fVaccinations\x12 .caregrid.v1.VaccinationsRequest\x1a\x1e.caregrid.v1.VaccinationsReply\x12Y\n" +
-	"\x0fClinicalHistory\x12#.caregrid.v1.ClinicalHistoryRequest\x1a!.caregrid.v1.ClinicalHistoryReply2Y\n" +
+	"\x0fClinicalHistory\x12#.caregrid.v1.ClinicalHistoryRequest\x1a!.caregrid.v1.ClinicalHistoryReply\x12D\n" +
+	"\bTimeline\x12\x1c.caregrid.v1.TimelineRequest\x1a\x1a.caregrid.v1.TimelineReply2Y\n" +
 	"\x05Audit\x12P\n" +
 	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
@@ -81,38 +82,40 @@ var file_services_proto_goTypes = []any{
 	(*RecordVaccinationRequest)(nil),   // 11: caregrid.v1.RecordVaccinationRequest
 	(*VaccinationsRequest)(nil),        // 12: caregrid.v1.VaccinationsRequest
 	(*ClinicalHistoryRequest)(nil),     // 13: caregrid.v1.ClinicalHistoryRequest
-	(*AppendAuditRequest)(nil),         // 14: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 15: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 16: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 17: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 18: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 19: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 20: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 21: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 22: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 23: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 24: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 25: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 26: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 27: caregrid.v1.GetClinicRequest
-	(*PatientReply)(nil),               // 28: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 29: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 30: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 31: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 32: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 33: caregrid.v1.CareTeamReply
-	(*VisitReply)(nil),                 // 34: caregrid.v1.VisitReply
-	(*VisitsReply)(nil),                // 35: caregrid.v1.VisitsReply
-	(*VaccinationReply)(nil),           // 36: caregrid.v1.VaccinationReply
-	(*VaccinationsReply)(nil),          // 37: caregrid.v1.VaccinationsReply
-	(*ClinicalHistoryReply)(nil),       // 38: caregrid.v1.ClinicalHistoryReply
-	(*AppendAuditReply)(nil),           // 39: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 40: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 41: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 42: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 43: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 44: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 45: caregrid.v1.ClinicReply
+	(*TimelineRequest)(nil),            // 14: caregrid.v1.TimelineRequest
+	(*AppendAuditRequest)(nil),         // 15: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 16: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 17: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 18: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 19: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 20: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 21: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 22: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 23: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 24: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 25: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 26: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 27: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 28: caregrid.v1.GetClinicRequest
+	(*PatientReply)(nil),               // 29: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 30: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 31: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 32: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 33: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 34: caregrid.v1.CareTeamReply
+	(*VisitReply)(nil),                 // 35: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                // 36: caregrid.v1.VisitsReply
+	(*VaccinationReply)(nil),           // 37: caregrid.v1.VaccinationReply
+	(*VaccinationsReply)(nil),          // 38: caregrid.v1.VaccinationsReply
+	(*ClinicalHistoryReply)(nil),       // 39: caregrid.v1.ClinicalHistoryReply
+	(*TimelineReply)(nil),              // 40: caregrid.v1.TimelineReply
+	(*AppendAuditReply)(nil),           // 41: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 42: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 43: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 44: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 45: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 46: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 47: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -129,50 +132,52 @@ var file_services_proto_depIdxs = []int32{
 	11, // 11: caregrid.v1.Patient.RecordVaccination:input_type -> caregrid.v1.RecordVaccinationRequest
 	12, // 12: caregrid.v1.Patient.Vaccinations:input_type -> caregrid.v1.VaccinationsRequest
 	13, // 13: caregrid.v1.Patient.ClinicalHistory:input_type -> caregrid.v1.ClinicalHistoryRequest
-	14, // 14: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	15, // 15: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	16, // 16: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	17, // 17: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	18, // 18: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	19, // 19: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	20, // 20: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	21, // 21: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	22, // 22: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	23, // 23: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	24, // 24: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	25, // 25: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	26, // 26: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	27, // 27: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	28, // 28: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	28, // 29: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	28, // 30: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	29, // 31: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	30, // 32: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	31, // 33: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	32, // 34: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	33, // 35: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	33, // 36: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	34, // 37: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
-	35, // 38: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
-	36, // 39: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
-	37, // 40: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
-	38, // 41: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
-	39, // 42: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	40, // 43: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	40, // 44: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	40, // 45: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	41, // 46: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	41, // 47: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	42, // 48: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	43, // 49: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	43, // 50: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	43, // 51: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	43, // 52: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	44, // 53: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	45, // 54: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	45, // 55: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	28, // [28:56] is the sub-list for method output_type
-	0,  // [0:28] is the sub-list for method input_type
+	14, // 14: caregrid.v1.Patient.Timeline:input_type -> caregrid.v1.TimelineRequest
+	15, // 15: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	16, // 16: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	17, // 17: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	18, // 18: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	19, // 19: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	20, // 20: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	21, // 21: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	22, // 22: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	23, // 23: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	24, // 24: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	25, // 25: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	26, // 26: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	27, // 27: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	28, // 28: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	29, // 29: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	29, // 30: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	29, // 31: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	30, // 32: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	31, // 33: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	32, // 34: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	33, // 35: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	34, // 36: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	34, // 37: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	35, // 38: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	36, // 39: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	37, // 40: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
+	38, // 41: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
+	39, // 42: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
+	40, // 43: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
+	41, // 44: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	42, // 45: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	42, // 46: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	42, // 47: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	43, // 48: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	43, // 49: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	44, // 50: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	45, // 51: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	45, // 52: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	45, // 53: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	45, // 54: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	46, // 55: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	47, // 56: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	47, // 57: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	29, // [29:58] is the sub-list for method output_type
+	0,  // [0:29] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -75,6 +75,7 @@ type Patient interface {
 	RecordVaccination(req *RecordVaccinationRequest, ctx cluster.GrainContext) (*VaccinationReply, error)
 	Vaccinations(req *VaccinationsRequest, ctx cluster.GrainContext) (*VaccinationsReply, error)
 	ClinicalHistory(req *ClinicalHistoryRequest, ctx cluster.GrainContext) (*ClinicalHistoryReply, error)
+	Timeline(req *TimelineRequest, ctx cluster.GrainContext) (*TimelineReply, error)
 }
 
 // PatientGrainClient holds the base data for the PatientGrain
@@ -461,6 +462,33 @@ func (g *PatientGrainClient) ClinicalHistory(r *ClinicalHistoryRequest, opts ...
 	}
 }
 
+// Timeline requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Timeline(r *TimelineRequest, opts ...cluster.GrainCallOption) (*TimelineReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Timeline"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *TimelineReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // PatientActor represents the actor structure
 type PatientActor struct {
 	ctx     cluster.GrainContext
@@ -763,6 +791,26 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.ClinicalHistory(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 14:
+			req := &TimelineRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Timeline(TimelineRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Timeline(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)

@@ -53,6 +53,7 @@ var matrix = map[string][5]cell{
 	"POST /v1/patients/{id}/vaccinations":         {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/vaccinations":          {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/clinical-history":      {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/timeline":              {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/care-team":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},

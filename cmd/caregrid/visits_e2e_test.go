@@ -78,6 +78,35 @@ func TestHTTPVisitsAreClinicalRecordsSealedPerPatient(t *testing.T) {
 		expect(t, "visits read by "+name, s.do("GET", visits, tok, nil), 403)
 	}
 
+	// The timeline merges them with the appointment, newest first, and pages.
+	type entry struct{ Kind, Summary string }
+	var all []entry
+	cursor := ""
+	for range 10 {
+		r = s.do("GET", "/v1/patients/"+id+"/timeline?limit=2&cursor="+cursor, self, nil)
+		expect(t, "timeline page", r, 200)
+		var tl struct {
+			Entries    []entry `json:"entries"`
+			NextCursor string  `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(r.body, &tl); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, tl.Entries...)
+		if cursor = tl.NextCursor; cursor == "" {
+			break
+		}
+	}
+	var got []string
+	for _, e := range all {
+		got = append(got, e.Kind+": "+e.Summary)
+	}
+	if len(got) != 5 || got[0] != "appointment: appointment booked" || got[1] != "visit: follow-up" || got[2] != "visit: shortness of breath" ||
+		!(got[3] == "diagnosis: J45.0 allergic asthma" && got[4] == "diagnosis: J30.1 hay fever" || got[4] == "diagnosis: J45.0 allergic asthma" && got[3] == "diagnosis: J30.1 hay fever") {
+		t.Fatalf("timeline = %q", got)
+	}
+	expect(t, "the timeline read by a receptionist", s.do("GET", "/v1/patients/"+id+"/timeline", desk, nil), 403)
+
 	// At rest: no clinical text in the clear; the data key is stored wrapped.
 	var reason, stored, text, wrapped []byte
 	if err := s.db.Pool.QueryRow(ctx, `SELECT reason_sealed, notes_sealed FROM visits WHERE id = $1`, visitID).Scan(&reason, &stored); err != nil {
@@ -109,7 +138,8 @@ func TestHTTPVisitsAreClinicalRecordsSealedPerPatient(t *testing.T) {
 	for _, e := range log.Events {
 		seen[e.Action+" "+e.Outcome]++
 	}
-	for pair, want := range map[string]int{"create-visit denied": 2, "create-visit failed": 2, "create-visit success": 3, "list-visits success": 2, "list-visits denied": 4} {
+	for pair, want := range map[string]int{"create-visit denied": 2, "create-visit failed": 2, "create-visit success": 3, "list-visits success": 2,
+		"list-visits denied": 4, "read-timeline success": 3, "read-timeline denied": 1} {
 		if seen[pair] != want {
 			t.Errorf("access log has %d %q, want %d (all: %v)", seen[pair], pair, want, seen)
 		}
