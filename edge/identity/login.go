@@ -364,7 +364,7 @@ func (l *login) checkTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !valid && len(code) > 6 {
 		// Not a six-digit code: perhaps a recovery code.
-		valid, err = l.p.cfg.DB.UseRecoveryCode(r.Context(), acct.ID, hashRecoveryCode(code))
+		valid, err = l.p.cfg.DB.UseRecoveryCode(r.Context(), acct.ID, hashRecoveryCode(l.p.cfg.Seal.Derive("recovery-codes"), code))
 		if err != nil {
 			l.fail(w, err)
 			return
@@ -420,7 +420,7 @@ func (l *login) enrolTOTP(w http.ResponseWriter, r *http.Request) {
 		l.showEnrol(w, req.ID, acct, "The code did not match. Scan the new secret below and enter the code it shows.")
 		return
 	}
-	codes, hashes := NewRecoveryCodes()
+	codes, hashes := NewRecoveryCodes(l.p.cfg.Seal.Derive("recovery-codes"))
 	if err := l.p.cfg.DB.EnrolTOTP(r.Context(), acct.ID, l.p.cfg.Seal.Seal(secret, "totp/"+acct.ID), hashes, step); err != nil {
 		l.fail(w, err)
 		return

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
@@ -58,21 +59,25 @@ const RecoveryCodeCount = 10
 var recoveryEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // NewRecoveryCodes makes single-use codes (50 random bits each, shown as
-// xxxxx-xxxxx) and their hashes for storage.
-func NewRecoveryCodes() (codes []string, hashes [][]byte) {
+// xxxxx-xxxxx) and their hashes for storage, keyed with pepper (derived
+// from the master key): 50 bits would fall to an offline search of a
+// plain hash, not of one whose key the database does not hold.
+func NewRecoveryCodes(pepper [32]byte) (codes []string, hashes [][]byte) {
 	for range RecoveryCodeCount {
 		b := make([]byte, 7)
 		_, _ = rand.Read(b)
 		s := strings.ToLower(recoveryEncoding.EncodeToString(b))[:10]
 		codes = append(codes, s[:5]+"-"+s[5:])
-		hashes = append(hashes, hashRecoveryCode(s))
+		hashes = append(hashes, hashRecoveryCode(pepper, s))
 	}
 	return codes, hashes
 }
 
-// hashRecoveryCode hashes a code as typed, ignoring case, spaces and dashes.
-func hashRecoveryCode(code string) []byte {
+// hashRecoveryCode is the keyed hash (HMAC-SHA256) of a code as typed,
+// ignoring case, spaces and dashes.
+func hashRecoveryCode(pepper [32]byte, code string) []byte {
 	c := strings.ToLower(strings.NewReplacer("-", "", " ", "").Replace(code))
-	h := sha256.Sum256([]byte(c))
-	return h[:]
+	m := hmac.New(sha256.New, pepper[:])
+	m.Write([]byte(c))
+	return m.Sum(nil)
 }

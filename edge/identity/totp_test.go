@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,5 +26,21 @@ func TestTOTPStepAcceptsOneStepOfDriftEitherSide(t *testing.T) {
 	}
 	if _, ok := TOTPStep("12345", key.Secret(), now); ok {
 		t.Error("a five-digit code passed")
+	}
+}
+
+func TestRecoveryCodesAreKeyedAndForgiveTyping(t *testing.T) {
+	var p1, p2 [32]byte
+	p2[0] = 1
+	codes, hashes := NewRecoveryCodes(p1)
+	if len(codes) != RecoveryCodeCount || len(hashes) != RecoveryCodeCount {
+		t.Fatalf("%d codes, %d hashes", len(codes), len(hashes))
+	}
+	typed := strings.ToUpper(strings.ReplaceAll(codes[0], "-", " "))
+	if !bytes.Equal(hashRecoveryCode(p1, typed), hashes[0]) {
+		t.Error("the code typed in capitals with a space does not match")
+	}
+	if bytes.Equal(hashRecoveryCode(p2, codes[0]), hashes[0]) {
+		t.Error("another key gives the same hash: the hash is not keyed")
 	}
 }
