@@ -224,3 +224,52 @@ func TestSigningKeysRotateAndStayPublishedUntilTheirTokensExpire(t *testing.T) {
 		t.Fatal("the signing key is stored in the clear")
 	}
 }
+
+// BenchmarkVerifier: what the edge pays per request for a provider token,
+// on first sight (signature, claims, session lookup) and after (caches).
+func BenchmarkVerifier(b *testing.B) {
+	db := pgtest.New(b)
+	p, err := New(Config{DB: db, Seal: benchMaster(), Issuer: testIssuer})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	signing, err := p.Keys().Signing(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	account, session := uuid.NewString(), uuid.NewString()
+	if err := db.CreateAccount(ctx, persistence.Account{ID: account, Username: "bench", Role: "doctor"}); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.CreateClient(ctx, persistence.Client{ID: "bench", Name: "bench", Kind: "service"}); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.CreateSession(ctx, persistence.Session{ID: session, AccountID: account, ClientID: "bench", AuthTime: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: signing.Key()}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", signing.ID()))
+	tok, _ := jwt.Signed(s).Claims(accessClaims{Claims: jwt.Claims{Issuer: testIssuer, Subject: account, Audience: jwt.Audience{"caregrid"},
+		Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Role: "doctor", Session: session}).Serialize()
+	b.Run("first-sight", func(b *testing.B) {
+		for b.Loop() {
+			v := p.newVerifier() // empty caches: every call verifies and looks the session up
+			if _, err := v.Authenticate(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		v := p.Verifier()
+		for b.Loop() {
+			if _, err := v.Authenticate(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func benchMaster() *seal.Key {
+	k, _ := seal.NewKey(bytes.Repeat([]byte{9}, seal.KeySize))
+	return k
+}
