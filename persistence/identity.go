@@ -694,3 +694,20 @@ func (db *DB) UseTOTPStep(ctx context.Context, id string, step int64) (bool, err
 	tag, err := db.Pool.Exec(ctx, `UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2`, id, step)
 	return err == nil && tag.RowsAffected() == 1, classify(err)
 }
+
+// SweepIdentity deletes what no longer serves: sessions ended or expired
+// more than keep ago (their refresh tokens go with them), authorization
+// requests and emailed links expired an hour ago. Any node may run it;
+// deletes of the same rows by two nodes are harmless.
+func (db *DB) SweepIdentity(ctx context.Context, keep time.Duration) (int64, error) {
+	sessions, err := db.Pool.Exec(ctx, `DELETE FROM oidc_sessions WHERE coalesce(revoked_at, expires_at) < now() - $1 * interval '1 millisecond'`, keep.Milliseconds())
+	if err != nil {
+		return 0, classify(err)
+	}
+	requests, err := db.Pool.Exec(ctx, `DELETE FROM oidc_auth_requests WHERE expires_at < now() - interval '1 hour'`)
+	if err != nil {
+		return sessions.RowsAffected(), classify(err)
+	}
+	links, err := db.Pool.Exec(ctx, `DELETE FROM account_tokens WHERE expires_at < now() - interval '1 hour'`)
+	return sessions.RowsAffected() + requests.RowsAffected() + links.RowsAffected(), classify(err)
+}

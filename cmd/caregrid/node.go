@@ -87,6 +87,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	relay := &persistence.Relay{DB: db, Project: calendar.Project, Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
 	auth, mounts, sessions, accounts := cfg.Auth, []edge.Mount(nil), edge.Sessions(nil), edge.Accounts(nil)
+	var sweeper *identity.Provider
 	if cfg.Identity != nil {
 		ic := *cfg.Identity
 		ic.Events = identity.AuditEvents{Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}, Logger: cfg.Logger}
@@ -97,6 +98,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		}
 		mounts = append(mounts, edge.Mount{Prefix: identity.PathPrefix, Handler: provider.Handler()})
 		sessions, accounts = provider.Sessions(), provider.Accounts()
+		sweeper = provider
 		auth = chain(auth, provider.Verifier())
 	}
 	if len(cfg.ExternalIssuers) > 0 {
@@ -126,6 +128,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{})}
 	go func() {
 		defer close(n.relayDone)
+		if sweeper != nil {
+			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
+		}
 		relay.Run(relayCtx)
 	}()
 	return n, nil

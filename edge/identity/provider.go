@@ -213,6 +213,29 @@ func mustPath(issuer string) string {
 	return u.Path
 }
 
+// SessionRetention is how long an ended session stays listed for its
+// owner and in the store before the sweep removes it.
+const SessionRetention = 30 * 24 * time.Hour
+
+// Sweep removes ended sessions, stale authorization requests and emailed
+// links every interval until ctx ends. Every node runs it.
+func (p *Provider) Sweep(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := p.cfg.DB.SweepIdentity(ctx, SessionRetention); err != nil && ctx.Err() == nil {
+			p.cfg.Logger.Warn("identity sweep", "error", err)
+		} else if n > 0 {
+			p.cfg.Logger.Info("identity sweep", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Handler serves the provider and its login pages at the issuer's path.
 func (p *Provider) Handler() http.Handler { return p.handler }
 
