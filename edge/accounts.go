@@ -80,11 +80,7 @@ func (s *Server) createAccount(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if replayed {
-		c.Set("Idempotent-Replayed", "true")
-	}
-	c.Location("/v1/accounts/" + acct.ID)
-	return c.Status(fiber.StatusCreated).JSON(acct)
+	return created(c, "/v1/accounts/"+acct.ID, replayed, acct)
 }
 
 func (s *Server) getAccount(c *fiber.Ctx) error {

@@ -218,21 +218,8 @@ func (s *Server) reschedule(c *fiber.Ctx) error {
 }
 
 func (s *Server) patientAppointments(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	limit, err := pageLimit(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.PatientAppointmentsRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AppointmentsReply, error) {
-		return g.Appointments(req, opts...)
+	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.AppointmentsReply, error) {
+		return g.Appointments(&messages.PatientAppointmentsRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
 	})
 	if err != nil {
 		return err

@@ -442,21 +442,8 @@ func pageLimit(c *fiber.Ctx) (int32, error) {
 }
 
 func (s *Server) accessLog(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	limit, err := pageLimit(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.AccessLogRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AccessLogReply, error) {
-		return g.AccessLog(req, opts...)
+	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.AccessLogReply, error) {
+		return g.AccessLog(&messages.AccessLogRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
 	})
 	if err != nil {
 		return err

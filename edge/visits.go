@@ -94,29 +94,12 @@ func (s *Server) recordVisit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if reply.Replayed {
-		c.Set("Idempotent-Replayed", "true")
-	}
-	c.Location("/v1/patients/" + id + "/visits/" + reply.Visit.Id)
-	return c.Status(fiber.StatusCreated).JSON(toVisitJSON(reply.Visit))
+	return created(c, "/v1/patients/"+id+"/visits/"+reply.Visit.Id, reply.Replayed, toVisitJSON(reply.Visit))
 }
 
 func (s *Server) listVisits(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	limit, err := pageLimit(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.VisitsRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.VisitsReply, error) {
-		return g.Visits(req, opts...)
+	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.VisitsReply, error) {
+		return g.Visits(&messages.VisitsRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
 	})
 	if err != nil {
 		return err
@@ -187,29 +170,12 @@ func (s *Server) recordVaccination(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if reply.Replayed {
-		c.Set("Idempotent-Replayed", "true")
-	}
-	c.Location("/v1/patients/" + id + "/vaccinations/" + reply.Vaccination.Id)
-	return c.Status(fiber.StatusCreated).JSON(toVaccinationJSON(reply.Vaccination))
+	return created(c, "/v1/patients/"+id+"/vaccinations/"+reply.Vaccination.Id, reply.Replayed, toVaccinationJSON(reply.Vaccination))
 }
 
 func (s *Server) listVaccinations(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	limit, err := pageLimit(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.VaccinationsRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.VaccinationsReply, error) {
-		return g.Vaccinations(req, opts...)
+	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.VaccinationsReply, error) {
+		return g.Vaccinations(&messages.VaccinationsRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
 	})
 	if err != nil {
 		return err
@@ -226,21 +192,8 @@ func (s *Server) listVaccinations(c *fiber.Ctx) error {
 }
 
 func (s *Server) clinicalHistory(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	limit, err := pageLimit(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.ClinicalHistoryRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.ClinicalHistoryReply, error) {
-		return g.ClinicalHistory(req, opts...)
+	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.ClinicalHistoryReply, error) {
+		return g.ClinicalHistory(&messages.ClinicalHistoryRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
 	})
 	if err != nil {
 		return err
@@ -269,21 +222,8 @@ func (s *Server) clinicalHistory(c *fiber.Ctx) error {
 }
 
 func (s *Server) timeline(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	limit, err := pageLimit(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.TimelineRequest{Caller: caller, Limit: limit, Cursor: c.Query("cursor")}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.TimelineReply, error) {
-		return g.Timeline(req, opts...)
+	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.TimelineReply, error) {
+		return g.Timeline(&messages.TimelineRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
 	})
 	if err != nil {
 		return err
@@ -305,4 +245,43 @@ func (s *Server) timeline(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
+}
+
+// page is what a paged list request carries to the patient grain.
+type page struct {
+	caller *messages.Caller
+	limit  int32
+	cursor string
+}
+
+// patientPage reads a paged list request on /v1/patients/{id}/... (the
+// patient id, ?limit=, ?cursor=, the caller) and asks the patient grain.
+func patientPage[R any](s *Server, c *fiber.Ctx, call func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (R, error)) (R, error) {
+	var zero R
+	id, err := patientID(c)
+	if err != nil {
+		return zero, err
+	}
+	limit, err := pageLimit(c)
+	if err != nil {
+		return zero, err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return zero, err
+	}
+	p := page{caller: caller, limit: limit, cursor: c.Query("cursor")}
+	return callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (R, error) {
+		return call(g, p, opts...)
+	})
+}
+
+// created answers 201 with the new resource at location; replayed marks
+// an Idempotency-Key replay.
+func created(c *fiber.Ctx, location string, replayed bool, body any) error {
+	if replayed {
+		c.Set("Idempotent-Replayed", "true")
+	}
+	c.Location(location)
+	return c.Status(fiber.StatusCreated).JSON(body)
 }
