@@ -23,8 +23,10 @@ type Drug struct {
 	Name string
 }
 
-// Warning is one interaction between two drugs.
+// Warning is one interaction between two drugs, or between a drug and a
+// recorded allergy.
 type Warning struct {
+	Kind     string // interaction or allergy
 	Rule     string // the rule's id in its knowledge base
 	Severity string // contraindicated, major, moderate, minor
 	// Drug is the new drug, Other the one it interacts with (as prescribed).
@@ -53,6 +55,10 @@ type rule struct {
 type Table struct{ rules []rule }
 
 var atcPattern = regexp.MustCompile(`^[A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?$`)
+
+// ValidATC reports whether code is an ATC code of any level (J, J01, J01C,
+// J01CA, J01CA04).
+func ValidATC(code string) bool { return atcPattern.MatchString(code) }
 
 //go:embed ddi-high-priority.csv
 var highPriority string
@@ -133,7 +139,7 @@ func (t *Table) Check(drug Drug, others []Drug) []Warning {
 		other := strings.ToUpper(o.ATC)
 		for _, r := range t.rules {
 			if (matches(code, r.a) && matches(other, r.b)) || (matches(code, r.b) && matches(other, r.a)) {
-				out = append(out, Warning{Rule: r.id, Severity: r.severity, Drug: drug, Other: o, ClassA: r.classA, ClassB: r.classB,
+				out = append(out, Warning{Kind: "interaction", Rule: r.id, Severity: r.severity, Drug: drug, Other: o, ClassA: r.classA, ClassB: r.classB,
 					Effect: r.effect, Advice: r.advice, Source: r.source})
 			}
 		}
@@ -143,3 +149,54 @@ func (t *Table) Check(drug Drug, others []Drug) []Warning {
 
 // Rules is the number of rules in the table.
 func (t *Table) Rules() int { return len(t.rules) }
+
+// Allergy is a recorded allergy as the check sees it.
+type Allergy struct {
+	Substance string
+	// ATC is the substance's or its class's ATC code; "" when unknown.
+	ATC string
+	// Severity is mild, moderate or severe.
+	Severity string
+}
+
+// classLevel is the length of an ATC pharmacological subgroup (level 4:
+// J01C, beta-lactam antibacterials, penicillins): drugs that share it are
+// "the same class" for an allergy.
+const classLevel = 4
+
+// CheckAllergies warns when drug falls in the class of a recorded allergy:
+// the same ATC level-4 group, or under the allergy's own code when that is
+// coarser (J01 covers every J01 drug). An allergy recorded without a code
+// warns when its substance is the drug's name. A severe allergy, or the
+// very substance, is contraindicated; any other match is major. Both block.
+func CheckAllergies(drug Drug, allergies []Allergy) []Warning {
+	var out []Warning
+	code := strings.ToUpper(drug.ATC)
+	for _, a := range allergies {
+		allergen := strings.ToUpper(a.ATC)
+		var hit, same bool
+		switch {
+		case allergen != "":
+			class := allergen[:min(len(allergen), classLevel)]
+			hit, same = strings.HasPrefix(code, class), code == allergen
+		default:
+			hit = strings.EqualFold(strings.TrimSpace(a.Substance), strings.TrimSpace(drug.Name))
+			same = hit
+		}
+		if !hit {
+			continue
+		}
+		severity := "major"
+		if same || a.Severity == "severe" {
+			severity = "contraindicated"
+		}
+		effect := "the patient has a recorded " + a.Severity + " allergy to " + a.Substance
+		if !same {
+			effect += ", a drug of the same class"
+		}
+		out = append(out, Warning{Kind: "allergy", Rule: "allergy-class", Severity: severity, Drug: drug,
+			Other: Drug{ATC: allergen, Name: a.Substance}, Effect: effect,
+			Advice: "choose a drug of another class, or record why the benefit outweighs the risk", Source: "the patient's recorded allergies"})
+	}
+	return out
+}

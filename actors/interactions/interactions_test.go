@@ -88,3 +88,32 @@ func TestLoadRefusesMalformedTables(t *testing.T) {
 		}
 	}
 }
+
+func TestAllergiesWarnForTheirClass(t *testing.T) {
+	amoxicillin := Drug{ATC: "J01CA04", Name: "Amoxicillin"}
+	cases := []struct {
+		name     string
+		allergy  Allergy
+		severity string // "" for no warning
+	}{
+		{"the same substance", Allergy{Substance: "amoxicillin", ATC: "J01CA04", Severity: "mild"}, "contraindicated"},
+		{"another penicillin, a mild allergy", Allergy{Substance: "benzylpenicillin", ATC: "J01CE01", Severity: "mild"}, "major"},
+		{"another penicillin, a severe allergy", Allergy{Substance: "benzylpenicillin", ATC: "J01CE01", Severity: "severe"}, "contraindicated"},
+		{"the class itself", Allergy{Substance: "penicillins", ATC: "J01C", Severity: "moderate"}, "major"},
+		{"a coarser class", Allergy{Substance: "antibacterials", ATC: "j01", Severity: "moderate"}, "major"},
+		{"a cephalosporin: another level-4 class", Allergy{Substance: "cefalexin", ATC: "J01DB01", Severity: "severe"}, ""},
+		{"an unrelated drug", Allergy{Substance: "ibuprofen", ATC: "M01AE01", Severity: "severe"}, ""},
+		{"no code, the same name", Allergy{Substance: " AMOXICILLIN", Severity: "moderate"}, "contraindicated"},
+		{"no code, another name", Allergy{Substance: "pollen", Severity: "severe"}, ""},
+	}
+	for _, c := range cases {
+		w := CheckAllergies(amoxicillin, []Allergy{c.allergy})
+		switch {
+		case c.severity == "" && len(w) != 0:
+			t.Errorf("%s: warned %+v", c.name, w)
+		case c.severity != "" && (len(w) != 1 || w[0].Severity != c.severity || w[0].Kind != "allergy" || !Blocking[w[0].Severity] ||
+			w[0].Other.Name != c.allergy.Substance || !strings.Contains(w[0].Effect, c.allergy.Substance)):
+			t.Errorf("%s: warnings %+v, want one %s", c.name, w, c.severity)
+		}
+	}
+}
