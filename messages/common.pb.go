@@ -124,6 +124,10 @@ const (
 	// WRONG_STATE: the resource's state does not allow the action (cancel a
 	// completed appointment).
 	ErrorReason_WRONG_STATE ErrorReason = 12
+	// INTERACTION: a prescription meets a contraindicated or major
+	// interaction or an allergy and carries no override reason; metadata
+	// "warnings" holds the PrescriptionWarnings message in protojson.
+	ErrorReason_INTERACTION ErrorReason = 13
 )
 
 // Enum value maps for ErrorReason.
@@ -142,6 +146,7 @@ var (
 		10: "PATIENT_OVERLAP",
 		11: "UNBOOKABLE",
 		12: "WRONG_STATE",
+		13: "INTERACTION",
 	}
 	ErrorReason_value = map[string]int32{
 		"INVALID_ARGUMENT":       0,
@@ -157,6 +162,7 @@ var (
 		"PATIENT_OVERLAP":        10,
 		"UNBOOKABLE":             11,
 		"WRONG_STATE":            12,
+		"INTERACTION":            13,
 	}
 )
 
@@ -308,7 +314,7 @@ const file_common_proto_rawDesc = "" +
 	"\x11ROLE_RECEPTIONIST\x10\x03\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x04\x12\x10\n" +
-	"\fROLE_SERVICE\x10\x05*\x8f\x02\n" +
+	"\fROLE_SERVICE\x10\x05*\xa0\x02\n" +
 	"\vErrorReason\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x12\n" +
@@ -326,7 +332,8 @@ const file_common_proto_rawDesc = "" +
 	"\x12\x0e\n" +
 	"\n" +
 	"UNBOOKABLE\x10\v\x12\x0f\n" +
-	"\vWRONG_STATE\x10\fB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\vWRONG_STATE\x10\f\x12\x0f\n" +
+	"\vINTERACTION\x10\rB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var (
 	file_common_proto_rawDescOnce sync.Once

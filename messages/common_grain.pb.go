@@ -206,3 +206,21 @@ func IsWrongState(err error) bool {
 	e := cluster.FromError(err)
 	return e.Reason == ErrorReason_WRONG_STATE.String()
 }
+
+// INTERACTION: a prescription meets a contraindicated or major
+// interaction or an allergy and carries no override reason; metadata
+// "warnings" holds the PrescriptionWarnings message in protojson.
+func ErrInteraction(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_INTERACTION.String(), fmt.Sprintf(format, args...))
+}
+
+// INTERACTION: a prescription meets a contraindicated or major
+// interaction or an allergy and carries no override reason; metadata
+// "warnings" holds the PrescriptionWarnings message in protojson.
+func IsInteraction(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_INTERACTION.String()
+}

@@ -115,3 +115,18 @@ func (s DiagnosisStatus) Name() string { return diagnosisStatusNames[s] }
 
 // ParseDiagnosisStatus reads an external name.
 func ParseDiagnosisStatus(s string) (DiagnosisStatus, bool) { return parse(diagnosisStatusNames, s) }
+
+var prescriptionStatusNames = map[PrescriptionStatus]string{
+	PrescriptionStatus_PRESCRIPTION_STATUS_ACTIVE:    "active",
+	PrescriptionStatus_PRESCRIPTION_STATUS_COMPLETED: "completed",
+	PrescriptionStatus_PRESCRIPTION_STATUS_CANCELLED: "cancelled",
+	PrescriptionStatus_PRESCRIPTION_STATUS_EXPIRED:   "expired",
+}
+
+// Name is the external name of s; "" when unspecified.
+func (s PrescriptionStatus) Name() string { return prescriptionStatusNames[s] }
+
+// ParsePrescriptionStatus reads an external name.
+func ParsePrescriptionStatus(s string) (PrescriptionStatus, bool) {
+	return parse(prescriptionStatusNames, s)
+}

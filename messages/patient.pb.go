@@ -248,10 +248,13 @@ func (DiagnosisStatus) EnumDescriptor() ([]byte, []int) {
 }
 
 type Allergy struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Substance     string                 `protobuf:"bytes,1,opt,name=substance,proto3" json:"substance,omitempty"`
-	Reaction      string                 `protobuf:"bytes,2,opt,name=reaction,proto3" json:"reaction,omitempty"`
-	Severity      AllergySeverity        `protobuf:"varint,3,opt,name=severity,proto3,enum=caregrid.v1.AllergySeverity" json:"severity,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Substance string                 `protobuf:"bytes,1,opt,name=substance,proto3" json:"substance,omitempty"`
+	Reaction  string                 `protobuf:"bytes,2,opt,name=reaction,proto3" json:"reaction,omitempty"`
+	Severity  AllergySeverity        `protobuf:"varint,3,opt,name=severity,proto3,enum=caregrid.v1.AllergySeverity" json:"severity,omitempty"`
+	// atc_code is the WHO ATC code of the substance or of its class (J01C for
+	// penicillins), when known: prescriptions in the same class warn.
+	AtcCode       string `protobuf:"bytes,4,opt,name=atc_code,json=atcCode,proto3" json:"atc_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +308,13 @@ func (x *Allergy) GetSeverity() AllergySeverity {
 		return x.Severity
 	}
 	return AllergySeverity_ALLERGY_SEVERITY_UNSPECIFIED
+}
+
+func (x *Allergy) GetAtcCode() string {
+	if x != nil {
+		return x.AtcCode
+	}
+	return ""
 }
 
 type PatientRecord struct {
@@ -2084,12 +2094,13 @@ func (x *ClinicalHistoryReply) GetNextCursor() string {
 // TimelineEntry is one event of a patient's history.
 type TimelineEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// kind is visit, diagnosis, vaccination or appointment.
+	// kind is visit, diagnosis, prescription, vaccination or appointment.
 	Kind string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Id   string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	At   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
 	// summary is a line to show: a visit's reason, a diagnosis' code and text,
-	// a vaccine and dose, an appointment's status.
+	// a medication, strength and status, a vaccine and dose, an
+	// appointment's status.
 	Summary string `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
 	// doctor_id is the doctor involved, when there is one.
 	DoctorId string `protobuf:"bytes,5,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
@@ -2288,11 +2299,12 @@ var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
 	"\n" +
-	"\rpatient.proto\x12\vcaregrid.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\fcommon.proto\x1a\vaudit.proto\"}\n" +
+	"\rpatient.proto\x12\vcaregrid.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\fcommon.proto\x1a\vaudit.proto\"\x98\x01\n" +
 	"\aAllergy\x12\x1c\n" +
 	"\tsubstance\x18\x01 \x01(\tR\tsubstance\x12\x1a\n" +
 	"\breaction\x18\x02 \x01(\tR\breaction\x128\n" +
-	"\bseverity\x18\x03 \x01(\x0e2\x1c.caregrid.v1.AllergySeverityR\bseverity\"\xdd\x03\n" +
+	"\bseverity\x18\x03 \x01(\x0e2\x1c.caregrid.v1.AllergySeverityR\bseverity\x12\x19\n" +
+	"\batc_code\x18\x04 \x01(\tR\aatcCode\"\xdd\x03\n" +
 	"\rPatientRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04idnp\x18\x02 \x01(\tR\x04idnp\x12\x1d\n" +

@@ -30,7 +30,8 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto2\xf3\b\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto\x1a\x12prescription.proto2\xa4\n" +
+	"\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -46,7 +47,9 @@ const file_services_proto_rawDesc = "" +
 	"\x11RecordVaccination\x12%.caregrid.v1.RecordVaccinationRequest\x1a\x1d.caregrid.v1.VaccinationReply\x12P\n" +
 	"\fVaccinations\x12 .caregrid.v1.VaccinationsRequest\x1a\x1e.caregrid.v1.VaccinationsReply\x12Y\n" +
 	"\x0fClinicalHistory\x12#.caregrid.v1.ClinicalHistoryRequest\x1a!.caregrid.v1.ClinicalHistoryReply\x12D\n" +
-	"\bTimeline\x12\x1c.caregrid.v1.TimelineRequest\x1a\x1a.caregrid.v1.TimelineReply2Y\n" +
+	"\bTimeline\x12\x1c.caregrid.v1.TimelineRequest\x1a\x1a.caregrid.v1.TimelineReply\x12Z\n" +
+	"\x11AdmitPrescription\x12%.caregrid.v1.AdmitPrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12S\n" +
+	"\rPrescriptions\x12!.caregrid.v1.PrescriptionsRequest\x1a\x1f.caregrid.v1.PrescriptionsReply2Y\n" +
 	"\x05Audit\x12P\n" +
 	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
@@ -65,7 +68,13 @@ const file_services_proto_rawDesc = "" +
 	"\x06Agenda\x12\x1a.caregrid.v1.AgendaRequest\x1a\x18.caregrid.v1.AgendaReply2\x8e\x01\n" +
 	"\x06Clinic\x12D\n" +
 	"\x06Create\x12 .caregrid.v1.CreateClinicRequest\x1a\x18.caregrid.v1.ClinicReply\x12>\n" +
-	"\x03Get\x12\x1d.caregrid.v1.GetClinicRequest\x1a\x18.caregrid.v1.ClinicReplyB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\x03Get\x12\x1d.caregrid.v1.GetClinicRequest\x1a\x18.caregrid.v1.ClinicReply2\x9a\x03\n" +
+	"\fPrescription\x12P\n" +
+	"\x06Create\x12&.caregrid.v1.CreatePrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12J\n" +
+	"\x03Get\x12#.caregrid.v1.GetPrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12H\n" +
+	"\bDispense\x12\x1c.caregrid.v1.DispenseRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12P\n" +
+	"\x06Cancel\x12&.caregrid.v1.CancelPrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12P\n" +
+	"\x06Expire\x12&.caregrid.v1.ExpirePrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReplyB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var file_services_proto_goTypes = []any{
 	(*RegisterPatientRequest)(nil),     // 0: caregrid.v1.RegisterPatientRequest
@@ -83,39 +92,48 @@ var file_services_proto_goTypes = []any{
 	(*VaccinationsRequest)(nil),        // 12: caregrid.v1.VaccinationsRequest
 	(*ClinicalHistoryRequest)(nil),     // 13: caregrid.v1.ClinicalHistoryRequest
 	(*TimelineRequest)(nil),            // 14: caregrid.v1.TimelineRequest
-	(*AppendAuditRequest)(nil),         // 15: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 16: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 17: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 18: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 19: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 20: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 21: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 22: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 23: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 24: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 25: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 26: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 27: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 28: caregrid.v1.GetClinicRequest
-	(*PatientReply)(nil),               // 29: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 30: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 31: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 32: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 33: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 34: caregrid.v1.CareTeamReply
-	(*VisitReply)(nil),                 // 35: caregrid.v1.VisitReply
-	(*VisitsReply)(nil),                // 36: caregrid.v1.VisitsReply
-	(*VaccinationReply)(nil),           // 37: caregrid.v1.VaccinationReply
-	(*VaccinationsReply)(nil),          // 38: caregrid.v1.VaccinationsReply
-	(*ClinicalHistoryReply)(nil),       // 39: caregrid.v1.ClinicalHistoryReply
-	(*TimelineReply)(nil),              // 40: caregrid.v1.TimelineReply
-	(*AppendAuditReply)(nil),           // 41: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 42: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 43: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 44: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 45: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 46: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 47: caregrid.v1.ClinicReply
+	(*AdmitPrescriptionRequest)(nil),   // 15: caregrid.v1.AdmitPrescriptionRequest
+	(*PrescriptionsRequest)(nil),       // 16: caregrid.v1.PrescriptionsRequest
+	(*AppendAuditRequest)(nil),         // 17: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 18: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 19: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 20: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 21: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 22: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 23: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 24: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 25: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 26: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 27: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 28: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 29: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 30: caregrid.v1.GetClinicRequest
+	(*CreatePrescriptionRequest)(nil),  // 31: caregrid.v1.CreatePrescriptionRequest
+	(*GetPrescriptionRequest)(nil),     // 32: caregrid.v1.GetPrescriptionRequest
+	(*DispenseRequest)(nil),            // 33: caregrid.v1.DispenseRequest
+	(*CancelPrescriptionRequest)(nil),  // 34: caregrid.v1.CancelPrescriptionRequest
+	(*ExpirePrescriptionRequest)(nil),  // 35: caregrid.v1.ExpirePrescriptionRequest
+	(*PatientReply)(nil),               // 36: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 37: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 38: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 39: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 40: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 41: caregrid.v1.CareTeamReply
+	(*VisitReply)(nil),                 // 42: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                // 43: caregrid.v1.VisitsReply
+	(*VaccinationReply)(nil),           // 44: caregrid.v1.VaccinationReply
+	(*VaccinationsReply)(nil),          // 45: caregrid.v1.VaccinationsReply
+	(*ClinicalHistoryReply)(nil),       // 46: caregrid.v1.ClinicalHistoryReply
+	(*TimelineReply)(nil),              // 47: caregrid.v1.TimelineReply
+	(*PrescriptionReply)(nil),          // 48: caregrid.v1.PrescriptionReply
+	(*PrescriptionsReply)(nil),         // 49: caregrid.v1.PrescriptionsReply
+	(*AppendAuditReply)(nil),           // 50: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 51: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 52: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 53: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 54: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 55: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 56: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -133,51 +151,65 @@ var file_services_proto_depIdxs = []int32{
 	12, // 12: caregrid.v1.Patient.Vaccinations:input_type -> caregrid.v1.VaccinationsRequest
 	13, // 13: caregrid.v1.Patient.ClinicalHistory:input_type -> caregrid.v1.ClinicalHistoryRequest
 	14, // 14: caregrid.v1.Patient.Timeline:input_type -> caregrid.v1.TimelineRequest
-	15, // 15: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	16, // 16: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	17, // 17: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	18, // 18: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	19, // 19: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	20, // 20: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	21, // 21: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	22, // 22: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	23, // 23: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	24, // 24: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	25, // 25: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	26, // 26: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	27, // 27: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	28, // 28: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	29, // 29: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	29, // 30: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	29, // 31: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	30, // 32: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	31, // 33: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	32, // 34: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	33, // 35: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	34, // 36: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	34, // 37: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	35, // 38: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
-	36, // 39: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
-	37, // 40: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
-	38, // 41: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
-	39, // 42: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
-	40, // 43: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
-	41, // 44: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	42, // 45: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	42, // 46: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	42, // 47: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	43, // 48: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	43, // 49: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	44, // 50: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	45, // 51: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	45, // 52: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	45, // 53: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	45, // 54: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	46, // 55: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	47, // 56: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	47, // 57: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	29, // [29:58] is the sub-list for method output_type
-	0,  // [0:29] is the sub-list for method input_type
+	15, // 15: caregrid.v1.Patient.AdmitPrescription:input_type -> caregrid.v1.AdmitPrescriptionRequest
+	16, // 16: caregrid.v1.Patient.Prescriptions:input_type -> caregrid.v1.PrescriptionsRequest
+	17, // 17: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	18, // 18: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	19, // 19: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	20, // 20: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	21, // 21: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	22, // 22: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	23, // 23: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	24, // 24: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	25, // 25: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	26, // 26: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	27, // 27: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	28, // 28: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	29, // 29: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	30, // 30: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	31, // 31: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
+	32, // 32: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
+	33, // 33: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
+	34, // 34: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
+	35, // 35: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
+	36, // 36: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	36, // 37: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	36, // 38: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	37, // 39: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	38, // 40: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	39, // 41: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	40, // 42: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	41, // 43: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	41, // 44: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	42, // 45: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	43, // 46: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	44, // 47: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
+	45, // 48: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
+	46, // 49: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
+	47, // 50: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
+	48, // 51: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
+	49, // 52: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
+	50, // 53: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	51, // 54: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	51, // 55: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	51, // 56: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	52, // 57: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	52, // 58: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	53, // 59: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	54, // 60: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	54, // 61: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	54, // 62: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	54, // 63: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	55, // 64: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	56, // 65: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	56, // 66: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	48, // 67: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
+	48, // 68: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
+	48, // 69: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
+	48, // 70: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
+	48, // 71: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
+	36, // [36:72] is the sub-list for method output_type
+	0,  // [0:36] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -191,6 +223,7 @@ func file_services_proto_init() {
 	file_patient_proto_init()
 	file_audit_proto_init()
 	file_calendar_proto_init()
+	file_prescription_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
@@ -199,7 +232,7 @@ func file_services_proto_init() {
 			NumEnums:      0,
 			NumMessages:   0,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_services_proto_goTypes,
 		DependencyIndexes: file_services_proto_depIdxs,

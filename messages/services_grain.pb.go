@@ -76,6 +76,8 @@ type Patient interface {
 	Vaccinations(req *VaccinationsRequest, ctx cluster.GrainContext) (*VaccinationsReply, error)
 	ClinicalHistory(req *ClinicalHistoryRequest, ctx cluster.GrainContext) (*ClinicalHistoryReply, error)
 	Timeline(req *TimelineRequest, ctx cluster.GrainContext) (*TimelineReply, error)
+	AdmitPrescription(req *AdmitPrescriptionRequest, ctx cluster.GrainContext) (*PrescriptionReply, error)
+	Prescriptions(req *PrescriptionsRequest, ctx cluster.GrainContext) (*PrescriptionsReply, error)
 }
 
 // PatientGrainClient holds the base data for the PatientGrain
@@ -489,6 +491,60 @@ func (g *PatientGrainClient) Timeline(r *TimelineRequest, opts ...cluster.GrainC
 	}
 }
 
+// AdmitPrescription requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) AdmitPrescription(r *AdmitPrescriptionRequest, opts ...cluster.GrainCallOption) (*PrescriptionReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "AdmitPrescription"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 15, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PrescriptionReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Prescriptions requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Prescriptions(r *PrescriptionsRequest, opts ...cluster.GrainCallOption) (*PrescriptionsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Prescriptions"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 16, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PrescriptionsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // PatientActor represents the actor structure
 type PatientActor struct {
 	ctx     cluster.GrainContext
@@ -811,6 +867,46 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.Timeline(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 15:
+			req := &AdmitPrescriptionRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] AdmitPrescription(AdmitPrescriptionRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.AdmitPrescription(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 16:
+			req := &PrescriptionsRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Prescriptions(PrescriptionsRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Prescriptions(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)
@@ -1775,6 +1871,341 @@ func (a *ClinicActor) Receive(ctx actor.Context) {
 // onError should be used in ctx.ReenterAfter
 // you can just return error in reenterable method for other errors
 func (a *ClinicActor) onError(err error) {
+	resp := cluster.FromError(err)
+	a.ctx.Respond(resp)
+}
+
+var xPrescriptionFactory func() Prescription
+
+// PrescriptionFactory produces a Prescription
+func PrescriptionFactory(factory func() Prescription) {
+	xPrescriptionFactory = factory
+}
+
+// GetPrescriptionGrainClient instantiates a new PrescriptionGrainClient with given Identity
+func GetPrescriptionGrainClient(c *cluster.Cluster, id string) *PrescriptionGrainClient {
+	if c == nil {
+		panic(fmt.Errorf("nil cluster instance"))
+	}
+	if id == "" {
+		panic(fmt.Errorf("empty id"))
+	}
+	return &PrescriptionGrainClient{Identity: id, cluster: c}
+}
+
+// GetPrescriptionKind instantiates a new cluster.Kind for Prescription
+func GetPrescriptionKind(opts ...actor.PropsOption) *cluster.Kind {
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &PrescriptionActor{
+			Timeout: 60 * time.Second,
+		}
+	}, opts...)
+	kind := cluster.NewKind("Prescription", props)
+	return kind
+}
+
+// GetPrescriptionKind instantiates a new cluster.Kind for Prescription
+func NewPrescriptionKind(factory func() Prescription, timeout time.Duration, opts ...actor.PropsOption) *cluster.Kind {
+	xPrescriptionFactory = factory
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &PrescriptionActor{
+			Timeout: timeout,
+		}
+	}, opts...)
+	kind := cluster.NewKind("Prescription", props)
+	return kind
+}
+
+// Prescription interfaces the services available to the Prescription
+type Prescription interface {
+	Init(ctx cluster.GrainContext)
+	Terminate(ctx cluster.GrainContext)
+	ReceiveDefault(ctx cluster.GrainContext)
+	Create(req *CreatePrescriptionRequest, ctx cluster.GrainContext) (*PrescriptionReply, error)
+	Get(req *GetPrescriptionRequest, ctx cluster.GrainContext) (*PrescriptionReply, error)
+	Dispense(req *DispenseRequest, ctx cluster.GrainContext) (*PrescriptionReply, error)
+	Cancel(req *CancelPrescriptionRequest, ctx cluster.GrainContext) (*PrescriptionReply, error)
+	Expire(req *ExpirePrescriptionRequest, ctx cluster.GrainContext) (*PrescriptionReply, error)
+}
+
+// PrescriptionGrainClient holds the base data for the PrescriptionGrain
+type PrescriptionGrainClient struct {
+	Identity string
+	cluster  *cluster.Cluster
+}
+
+// Create requests the execution on to the cluster with CallOptions
+func (g *PrescriptionGrainClient) Create(r *CreatePrescriptionRequest, opts ...cluster.GrainCallOption) (*PrescriptionReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Prescription"), slog.String("method", "Create"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 0, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Prescription", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PrescriptionReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Get requests the execution on to the cluster with CallOptions
+func (g *PrescriptionGrainClient) Get(r *GetPrescriptionRequest, opts ...cluster.GrainCallOption) (*PrescriptionReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Prescription"), slog.String("method", "Get"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 1, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Prescription", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PrescriptionReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Dispense requests the execution on to the cluster with CallOptions
+func (g *PrescriptionGrainClient) Dispense(r *DispenseRequest, opts ...cluster.GrainCallOption) (*PrescriptionReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Prescription"), slog.String("method", "Dispense"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 2, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Prescription", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PrescriptionReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Cancel requests the execution on to the cluster with CallOptions
+func (g *PrescriptionGrainClient) Cancel(r *CancelPrescriptionRequest, opts ...cluster.GrainCallOption) (*PrescriptionReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Prescription"), slog.String("method", "Cancel"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 3, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Prescription", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PrescriptionReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Expire requests the execution on to the cluster with CallOptions
+func (g *PrescriptionGrainClient) Expire(r *ExpirePrescriptionRequest, opts ...cluster.GrainCallOption) (*PrescriptionReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Prescription"), slog.String("method", "Expire"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 4, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Prescription", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PrescriptionReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// PrescriptionActor represents the actor structure
+type PrescriptionActor struct {
+	ctx     cluster.GrainContext
+	inner   Prescription
+	Timeout time.Duration
+}
+
+// Receive ensures the lifecycle of the actor for the received message
+func (a *PrescriptionActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started: //pass
+	case *cluster.ClusterInit:
+		a.ctx = cluster.NewGrainContext(ctx, msg.Identity, msg.Cluster)
+		a.inner = xPrescriptionFactory()
+		a.inner.Init(a.ctx)
+
+		if a.Timeout > 0 {
+			ctx.SetReceiveTimeout(a.Timeout)
+		}
+	case *actor.ReceiveTimeout:
+		ctx.Poison(ctx.Self())
+	case *actor.Stopped:
+		a.inner.Terminate(a.ctx)
+	case actor.AutoReceiveMessage: // pass
+	case actor.SystemMessage: // pass
+
+	case *cluster.GrainRequest:
+		switch msg.MethodIndex {
+		case 0:
+			req := &CreatePrescriptionRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Create(CreatePrescriptionRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Create(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 1:
+			req := &GetPrescriptionRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Get(GetPrescriptionRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Get(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 2:
+			req := &DispenseRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Dispense(DispenseRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Dispense(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 3:
+			req := &CancelPrescriptionRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Cancel(CancelPrescriptionRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Cancel(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 4:
+			req := &ExpirePrescriptionRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Expire(ExpirePrescriptionRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Expire(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		}
+	default:
+		a.inner.ReceiveDefault(a.ctx)
+	}
+}
+
+// onError should be used in ctx.ReenterAfter
+// you can just return error in reenterable method for other errors
+func (a *PrescriptionActor) onError(err error) {
 	resp := cluster.FromError(err)
 	a.ctx.Respond(resp)
 }

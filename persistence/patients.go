@@ -43,6 +43,7 @@ type allergyJSON struct {
 	Substance string `json:"substance"`
 	Reaction  string `json:"reaction,omitempty"`
 	Severity  string `json:"severity"`
+	ATCCode   string `json:"atc_code,omitempty"`
 }
 
 const patientColumns = `id, idnp, given_name, family_name, birth_date, sex, phone, email,
@@ -82,7 +83,7 @@ func parseAllergies(raw []byte) ([]*messages.Allergy, error) {
 	var out []*messages.Allergy
 	for _, a := range as {
 		sev, _ := messages.ParseAllergySeverity(a.Severity)
-		out = append(out, &messages.Allergy{Substance: a.Substance, Reaction: a.Reaction, Severity: sev})
+		out = append(out, &messages.Allergy{Substance: a.Substance, Reaction: a.Reaction, Severity: sev, AtcCode: a.ATCCode})
 	}
 	return out, nil
 }
@@ -90,7 +91,7 @@ func parseAllergies(raw []byte) ([]*messages.Allergy, error) {
 func allergiesJSON(p *messages.PatientRecord) ([]byte, error) {
 	as := make([]allergyJSON, 0, len(p.Allergies))
 	for _, a := range p.Allergies {
-		as = append(as, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name()})
+		as = append(as, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name(), ATCCode: a.AtcCode})
 	}
 	return json.Marshal(as)
 }

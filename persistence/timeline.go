@@ -18,8 +18,8 @@ type TimelineRow struct {
 	SealedAAD                   string
 }
 
-// Timeline merges a patient's visits, diagnoses, vaccinations and
-// appointments (those that took place or are to) newest first, after the
+// Timeline merges a patient's visits, diagnoses, prescriptions,
+// vaccinations and appointments (those that took place or are to) newest first, after the
 // (at, kind, id) cursor when before is not zero, at most limit. A
 // vaccination stands at midnight UTC of its date.
 func (db *DB) Timeline(ctx context.Context, patientID string, before time.Time, beforeKind, beforeID string, limit int) ([]TimelineRow, error) {
@@ -35,6 +35,10 @@ func (db *DB) Timeline(ctx context.Context, patientID string, before time.Time, 
 			SELECT 'vaccination', id::text, given_on::timestamp AT TIME ZONE 'UTC', '', '',
 				vaccine_name || ', dose ' || dose_number, NULL, ''
 			FROM vaccinations WHERE patient_id = $1
+			UNION ALL
+			SELECT 'prescription', id::text, created_at, prescriber_id::text, '',
+				medication_name || ' ' || strength || ', ' || status, NULL, ''
+			FROM prescriptions WHERE patient_id = $1
 			UNION ALL
 			SELECT 'appointment', id::text, start_at, doctor_id::text, '', 'appointment ' || status, NULL, ''
 			FROM appointments WHERE patient_id = $1 AND status IN ('booked', 'checked_in', 'completed', 'no_show')

@@ -258,3 +258,59 @@ func ReadClinical(c *messages.Caller, patientID string, treats bool) Decision {
 	}
 	return deny("only the patient and doctors who treat them read clinical records")
 }
+
+// ReadPrescription: the patient, doctors who treat them, and services (a
+// pharmacy system reads what it dispenses).
+func ReadPrescription(c *messages.Caller, patientID string, treats bool) Decision {
+	if c.GetRole() == messages.Role_ROLE_SERVICE && c.GetSubject() != "" {
+		return allow
+	}
+	return ReadClinical(c, patientID, treats)
+}
+
+// DispensePrescription: a doctor who treats the patient (a ward's own
+// stock) and services (a pharmacy system). Patients, receptionists and
+// admins do not dispense.
+func DispensePrescription(c *messages.Caller, treats bool) Decision {
+	if (c.GetRole() == messages.Role_ROLE_SERVICE && c.GetSubject() != "") || (c.GetRole() == messages.Role_ROLE_DOCTOR && treats) {
+		return allow
+	}
+	return deny("only a doctor who treats the patient or a pharmacy service dispenses")
+}
+
+// Prescription actions, for PrescriptionGate.
+const (
+	PrescriptionCreate   = "create"
+	PrescriptionRead     = "read"
+	PrescriptionDispense = "dispense"
+	PrescriptionCancel   = "cancel"
+)
+
+// PrescriptionGate refuses the roles that never take part in action, before
+// the prescription is looked up, so they learn nothing about it (not even
+// that it exists). Who of the rest may act is decided on the prescription:
+// RecordClinical, ReadPrescription, DispensePrescription.
+func PrescriptionGate(c *messages.Caller, action string) Decision {
+	if !known(c) {
+		return deny("not signed in")
+	}
+	role := c.GetRole()
+	switch action {
+	case PrescriptionRead:
+		if role == messages.Role_ROLE_PATIENT || role == messages.Role_ROLE_DOCTOR || role == messages.Role_ROLE_SERVICE {
+			return allow
+		}
+		return deny("only the patient, doctors who treat them and pharmacy services read prescriptions")
+	case PrescriptionDispense:
+		if role == messages.Role_ROLE_DOCTOR || role == messages.Role_ROLE_SERVICE {
+			return allow
+		}
+		return deny("only a doctor who treats the patient or a pharmacy service dispenses")
+	case PrescriptionCreate, PrescriptionCancel:
+		if role == messages.Role_ROLE_DOCTOR {
+			return allow
+		}
+		return deny("only a doctor who treats the patient prescribes or cancels")
+	}
+	return deny("unknown action")
+}

@@ -13,6 +13,7 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/interactions"
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
@@ -39,6 +40,9 @@ type Deps struct {
 	StoreTimeout time.Duration
 	// Master wraps the patients' data keys (nil: clinical records refused).
 	Master *seal.Key
+	// Interactions checks new prescriptions; nil is the bundled
+	// high-priority table.
+	Interactions interactions.Checker
 }
 
 // Kind registers the patient grain kind; an activation idle for idle
@@ -53,6 +57,9 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
+	}
+	if deps.Interactions == nil {
+		deps.Interactions = interactions.HighPriority()
 	}
 	return messages.NewPatientKind(func() messages.Patient { return &Grain{deps: deps} }, idle)
 }

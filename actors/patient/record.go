@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caregrid/caregrid/actors/interactions"
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"google.golang.org/protobuf/proto"
@@ -144,6 +145,7 @@ func normalize(p *messages.PatientRecord) {
 		if a != nil {
 			a.Substance = strings.TrimSpace(a.Substance)
 			a.Reaction = strings.TrimSpace(a.Reaction)
+			a.AtcCode = strings.ToUpper(strings.TrimSpace(a.AtcCode))
 		}
 	}
 }
@@ -185,6 +187,9 @@ func checkFields(p *messages.PatientRecord, now time.Time) ValidationError {
 		errs.Text(field+".reaction", a.Reaction, MaxReactionRunes, false)
 		if _, ok := messages.AllergySeverity_name[int32(a.Severity)]; !ok || a.Severity == messages.AllergySeverity_ALLERGY_SEVERITY_UNSPECIFIED {
 			errs.Add(field+".severity", "is required: mild, moderate or severe")
+		}
+		if a.AtcCode != "" && !interactions.ValidATC(a.AtcCode) {
+			errs.Add(field+".atc_code", "must be an ATC code of a substance or class, such as J01CA04 or J01C")
 		}
 		key := strings.ToLower(a.Substance)
 		if j, dup := seen[key]; dup && key != "" {

@@ -2,7 +2,6 @@ package patient
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -13,38 +12,20 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// key returns this patient's data key, creating it on first use. The key
-// is stored wrapped by the master key; two activations that race to create
-// it both end up with the one the database kept.
+// key returns this patient's data key, creating it on first use
+// (persistence.DataKey).
 func (g *Grain) key() (*seal.Key, error) {
 	if g.dataKey != nil {
 		return g.dataKey, nil
 	}
-	if g.deps.Master == nil {
-		return nil, errors.New("no master key: clinical records are off on this node")
-	}
 	ctx, cancel := g.storeCtx()
 	defer cancel()
-	aad := "patient-key/" + g.id
-	wrapped, err := g.deps.DB.PatientKey(ctx, g.id)
-	if errors.Is(err, persistence.ErrNotFound) {
-		fresh := make([]byte, seal.KeySize)
-		if _, err := rand.Read(fresh); err != nil {
-			return nil, err
-		}
-		wrapped, err = g.deps.DB.AddPatientKey(ctx, g.id, g.deps.Master.Seal(fresh, aad))
-	}
+	k, err := g.deps.DB.DataKey(ctx, g.deps.Master, g.id)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := g.deps.Master.Open(wrapped, aad)
-	if err != nil {
-		return nil, err
-	}
-	if g.dataKey, err = seal.NewKey(raw); err != nil {
-		return nil, err
-	}
-	return g.dataKey, nil
+	g.dataKey = k
+	return k, nil
 }
 
 // Clinical text is sealed bound to its row and field, so a value copied

@@ -1,0 +1,133 @@
+package patient
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/prescription"
+	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// AdmitPrescription is the check a new prescription passes before it is
+// stored, asked by its prescription grain. The patient grain answers one
+// request at a time, and the check reads the active prescriptions in the
+// transaction that inserts the new one under this grain's fence, so of two
+// prescriptions created together the second is checked against the first.
+func (g *Grain) AdmitPrescription(req *messages.AdmitPrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
+	c := req.GetCaller()
+	const action = "create-prescription"
+	if err := g.clinicalWrite(ctx, c, action); err != nil {
+		return nil, err
+	}
+	in := req.GetPrescription()
+	p, err := prescription.New(in, in.GetId(), g.id, c.GetSubject(), g.deps.Now())
+	var v validate.Errors
+	if err != nil {
+		errors.As(err, &v)
+	}
+	v.LongText("override_reason", req.GetOverrideReason(), prescription.MaxReasonChars, false)
+	if err := v.Err(); err != nil {
+		return nil, g.refuse(ctx, c, action, g.id, validate.Reply(err))
+	}
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
+	var blocked bool
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	admitted, err := g.deps.DB.AdmitPrescription(sctx, g.fence, g.deps.Now(), func(active []persistence.ActiveDrug) (*persistence.StoredPrescription, error) {
+		others := make([]prescription.Active, len(active))
+		for i, a := range active {
+			others[i] = prescription.Active{ID: a.PrescriptionID, Medication: a.Medication}
+		}
+		p.Warnings, blocked = prescription.Check(g.deps.Interactions, p.Medication, others, g.rec.GetAllergies())
+		if blocked && req.GetOverrideReason() == "" {
+			return nil, nil
+		}
+		p.OverrideReason = req.GetOverrideReason()
+		sp := prescription.Seal(k, p, req.GetFingerprint())
+		return &sp, nil
+	})
+	switch {
+	case errors.Is(err, persistence.ErrExists):
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrAlreadyExists("prescription %s already exists", p.Id).
+			WithMetadata(map[string]string{"id": p.Id}))
+	case err != nil:
+		return nil, g.storeError(ctx, "admit prescription", err)
+	case !admitted:
+		ws, _ := protojson.Marshal(&messages.PrescriptionWarnings{Warnings: p.Warnings})
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInteraction("%s", "the prescription meets "+blocking(p.Warnings)+
+			"; give an override reason to prescribe it anyway").WithMetadata(map[string]string{"warnings": string(ws)}))
+	}
+	detail := ""
+	if blocked {
+		// The reason is clinical text: it is stored sealed with the
+		// prescription; the trail names what was overridden.
+		detail = "override of " + blocking(p.Warnings)
+	}
+	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail); err != nil {
+		return nil, err
+	}
+	return &messages.PrescriptionReply{Prescription: p}, nil
+}
+
+// blocking names the blocking warnings: "contraindicated interaction
+// (rule 4) with N06AF03".
+func blocking(ws []*messages.PrescriptionWarning) string {
+	var parts []string
+	for _, w := range ws {
+		if w.Blocking {
+			parts = append(parts, fmt.Sprintf("%s %s (rule %s) with %s", w.Severity, w.Kind, w.Rule, w.GetOther().GetAtcCode()))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Prescriptions lists the patient's prescriptions, newest first, in a
+// status or all.
+func (g *Grain) Prescriptions(req *messages.PrescriptionsRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionsReply, error) {
+	c := req.GetCaller()
+	const action = "list-prescriptions"
+	limit, after, err := g.clinicalRead(ctx, c, action, req.Limit, req.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	status := req.GetStatus().Name()
+	if status == "" && req.GetStatus() != messages.PrescriptionStatus_PRESCRIPTION_STATUS_UNSPECIFIED {
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInvalidArgument("bad status").
+			WithMetadata(map[string]string{"field:status": "must be active, completed, cancelled or expired"}))
+	}
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	rows, err := g.deps.DB.Prescriptions(sctx, g.id, status, after.start, after.id, limit+1)
+	if err != nil {
+		return nil, g.storeError(ctx, "prescriptions", err)
+	}
+	reply := &messages.PrescriptionsReply{}
+	for i, sp := range rows {
+		if i == limit {
+			last := rows[limit-1].Record
+			reply.NextCursor = encodeAppointmentCursor(last.CreatedAt.AsTime(), last.Id)
+			break
+		}
+		p, err := prescription.Open(k, sp)
+		if err != nil {
+			return nil, g.storeError(ctx, "open prescription", err)
+		}
+		reply.Prescriptions = append(reply.Prescriptions, p)
+	}
+	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}

@@ -1,0 +1,446 @@
+package prescription
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/seal"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+)
+
+// Deps are what every prescription grain of a process shares.
+type Deps struct {
+	DB     *persistence.DB
+	Audit  audit.Recorder
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// StoreTimeout bounds one database call; GrainTimeout one request to
+	// the patient's grain.
+	StoreTimeout, GrainTimeout time.Duration
+	// Master wraps the patients' data keys.
+	Master *seal.Key
+}
+
+// Kind registers the prescription grain kind.
+func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.StoreTimeout <= 0 {
+		deps.StoreTimeout = 3 * time.Second
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	return messages.NewPrescriptionKind(func() messages.Prescription { return &Grain{deps: deps} }, idle)
+}
+
+// Grain is one prescription. It holds the record as stored (clinical text
+// sealed) and writes every change through its fence, changing memory only
+// after the commit.
+type Grain struct {
+	deps      Deps
+	id, owner string
+
+	loaded bool
+	stored *persistence.StoredPrescription // nil: no such prescription (yet)
+	fence  persistence.Fence
+	// treating caches the doctors found to treat the patient.
+	treating map[string]bool
+}
+
+func (g *Grain) Init(ctx actorcluster.GrainContext) {
+	g.id, g.owner = ctx.Identity(), ctx.Cluster().ActorSystem.Address()
+}
+
+func (g *Grain) Terminate(actorcluster.GrainContext)      {}
+func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
+
+func (g *Grain) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.deps.StoreTimeout)
+}
+
+func (g *Grain) load() error {
+	if g.loaded {
+		return nil
+	}
+	if uuid.Validate(g.id) != nil {
+		g.loaded = true
+		return nil
+	}
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	sp, f, err := g.deps.DB.LoadPrescription(ctx, g.id, g.owner)
+	if err != nil {
+		return err
+	}
+	g.loaded, g.stored, g.fence = true, sp, f
+	return nil
+}
+
+// drop forgets everything and stops the activation: after a fenced or
+// failed write, memory may disagree with the database.
+func (g *Grain) drop(ctx actorcluster.GrainContext) {
+	g.loaded, g.stored, g.fence, g.treating = false, nil, persistence.Fence{}, nil
+	ctx.Poison(ctx.Self())
+}
+
+func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) error {
+	g.drop(ctx)
+	if errors.Is(err, persistence.ErrFenced) {
+		return messages.ErrFenced("prescription %s moved to another activation", g.id)
+	}
+	g.deps.Logger.Error("prescription store failed", "op", op, "prescription", g.id, "error", err)
+	return messages.ErrStoreUnavailable("prescription store unavailable")
+}
+
+func (g *Grain) patientID() string {
+	if g.stored == nil {
+		return ""
+	}
+	return g.stored.Record.PatientId
+}
+
+// record makes one audit event durable, or fails the access.
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action string, outcome messages.AuditOutcome, detail string) error {
+	return g.recordFor(ctx, c, action, g.patientID(), outcome, detail)
+}
+
+// recordFor audits an access to patient's record (before the prescription
+// is stored, the patient the request names).
+func (g *Grain) recordFor(ctx actorcluster.GrainContext, c *messages.Caller, action, patient string, outcome messages.AuditOutcome, detail string) error {
+	e := audit.Event(c, action, "prescription", g.id, patient, outcome, detail, g.deps.Now())
+	if err := g.deps.Audit.Access(ctx, patient, e); err != nil {
+		g.deps.Logger.Error("audit failed: access refused", "prescription", g.id, "action", action)
+		return err
+	}
+	return nil
+}
+
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action string, reply *actorcluster.GrainErrorResponse) error {
+	if err := g.record(ctx, c, action, audit.OutcomeOf(reply), reply.Reason); err != nil {
+		return err
+	}
+	return reply
+}
+
+// existing loads the prescription for a request on it, after the role
+// gate: not found is audited (probing ids is worth knowing about) and
+// passivates.
+func (g *Grain) existing(ctx actorcluster.GrainContext, c *messages.Caller, action, gate string) error {
+	if d := access.PrescriptionGate(c, gate); !d.Allowed {
+		return g.refuse(ctx, c, action, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return g.storeError(ctx, "load", err)
+	}
+	if g.stored == nil {
+		ctx.Poison(ctx.Self())
+		return g.refuse(ctx, c, action, messages.ErrNotFound("no prescription %s", g.id))
+	}
+	return g.expireIfDue(ctx)
+}
+
+// treats reports whether the caller is a doctor who treats the patient.
+func (g *Grain) treats(c *messages.Caller) (bool, error) {
+	if c.GetRole() != messages.Role_ROLE_DOCTOR || uuid.Validate(c.GetSubject()) != nil {
+		return false, nil
+	}
+	if g.treating[c.GetSubject()] {
+		return true, nil
+	}
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	ok, err := g.deps.DB.DoctorTreats(ctx, c.GetSubject(), g.patientID())
+	if ok {
+		if g.treating == nil {
+			g.treating = map[string]bool{}
+		}
+		g.treating[c.GetSubject()] = true
+	}
+	return ok, err
+}
+
+// key is the patient's data key.
+func (g *Grain) key() (*seal.Key, error) {
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	return g.deps.DB.DataKey(ctx, g.deps.Master, g.patientID())
+}
+
+// changed is the stored row with next as its record: for changes that
+// touch no clinical text, the sealed columns stay as they are.
+func (g *Grain) changed(next *messages.PrescriptionRecord) persistence.StoredPrescription {
+	sp := *g.stored
+	sp.Record = next
+	return sp
+}
+
+// update stores sp (decided on the current version) with an optional new
+// dispense made with key, then makes it the state.
+func (g *Grain) update(ctx actorcluster.GrainContext, op string, sp persistence.StoredPrescription, d *messages.Dispense, key string) error {
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	if err := g.deps.DB.UpdatePrescription(sctx, g.fence, sp, g.stored.Record.Version, d, key); err != nil {
+		return g.storeError(ctx, op, err)
+	}
+	if key != "" {
+		keys := map[string]int32{key: d.Number}
+		for k, n := range g.stored.DispenseKeys {
+			keys[k] = n
+		}
+		sp.DispenseKeys = keys
+	}
+	g.stored = &sp
+	return nil
+}
+
+// expireIfDue ends the prescription when its duration is over, whoever
+// asks first: a request on it or the expiry sweep.
+func (g *Grain) expireIfDue(ctx actorcluster.GrainContext) error {
+	next, ok := Expire(g.stored.Record, g.deps.Now())
+	if !ok {
+		return nil
+	}
+	return g.update(ctx, "expire", g.changed(next), nil, "")
+}
+
+// view is the prescription with its clinical text opened.
+func (g *Grain) view(ctx actorcluster.GrainContext) (*messages.PrescriptionRecord, error) {
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
+	p, err := Open(k, *g.stored)
+	if err != nil {
+		return nil, g.storeError(ctx, "open", err)
+	}
+	return p, nil
+}
+
+// Create asks the patient's grain to check and store the prescription,
+// then serves it. The grain's identity is derived from the caller and the
+// Idempotency-Key when there is one, so a replay reaches this grain again
+// and is answered from the stored prescription.
+func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
+	c := req.GetCaller()
+	const action = "create-prescription"
+	fp := Fingerprint(req.GetPrescription(), req.GetOverrideReason())
+	if d := access.PrescriptionGate(c, access.PrescriptionCreate); !d.Allowed {
+		// An attempt on the patient the request names: their trail shows it.
+		ctx.Poison(ctx.Self())
+		patient := req.GetPrescription().GetPatientId()
+		if uuid.Validate(patient) != nil {
+			patient = ""
+		}
+		if err := g.recordFor(ctx, c, action, patient, messages.AuditOutcome_AUDIT_OUTCOME_DENIED, d.Reason); err != nil {
+			return nil, err
+		}
+		return nil, messages.ErrPermissionDenied("%s", d.Reason)
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.stored != nil {
+		return g.created(ctx, req, fp, true)
+	}
+	patient := req.GetPrescription().GetPatientId()
+	if uuid.Validate(patient) != nil {
+		ctx.Poison(ctx.Self())
+		return nil, g.refuse(ctx, c, action, messages.ErrInvalidArgument("the request is not valid").
+			WithMetadata(map[string]string{"field:patient_id": "must be a patient id (UUID)"}))
+	}
+	in := proto.Clone(req.GetPrescription()).(*messages.PrescriptionRecord)
+	in.Id = g.id
+	admit := &messages.AdmitPrescriptionRequest{Caller: c, Prescription: in, OverrideReason: req.GetOverrideReason(),
+		Fingerprint: fp, IdempotencyKey: req.GetIdempotencyKey()}
+	cctx, cancel := context.WithTimeout(context.Background(), max(g.deps.GrainTimeout, cluster.DefaultTimeout))
+	defer cancel()
+	cl := ctx.Cluster()
+	// The patient's grain decides access, checks, stores and audits; its
+	// refusals are this reply.
+	_, err := cluster.Call(cctx, cl, "Patient", patient, func() (*messages.PrescriptionReply, error) {
+		return messages.GetPatientGrainClient(cl, patient).AdmitPrescription(admit, cluster.CallOptions(g.deps.GrainTimeout)...)
+	})
+	var ge *actorcluster.GrainErrorResponse
+	switch {
+	case errors.As(err, &ge) && ge.Reason == messages.ErrorReason_ALREADY_EXISTS.String():
+		// An earlier attempt of this very request was admitted and its reply
+		// lost: answer from the stored prescription.
+	case err != nil:
+		ctx.Poison(ctx.Self())
+		return nil, err
+	}
+	g.loaded = false
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.stored == nil {
+		ctx.Poison(ctx.Self())
+		return nil, messages.ErrStoreUnavailable("prescription %s was admitted but is not stored", g.id)
+	}
+	return g.created(ctx, req, fp, false)
+}
+
+// created answers a create for a prescription that is stored: the replay
+// of the same idempotent request gets the stored prescription.
+func (g *Grain) created(ctx actorcluster.GrainContext, req *messages.CreatePrescriptionRequest, fp []byte, replayed bool) (*messages.PrescriptionReply, error) {
+	c := req.GetCaller()
+	const action = "create-prescription"
+	if replayed {
+		switch {
+		case req.GetIdempotencyKey() == "" || c.GetSubject() != g.stored.Record.PrescriberId:
+			return nil, g.refuse(ctx, c, action, messages.ErrAlreadyExists("prescription %s already exists", g.id).
+				WithMetadata(map[string]string{"id": g.id}))
+		case !bytes.Equal(g.stored.Fingerprint, fp):
+			return nil, g.refuse(ctx, c, action, messages.ErrIdempotencyKeyReused("the idempotency key was used for a different prescription"))
+		}
+		if err := g.record(ctx, c, action, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+			return nil, err
+		}
+	}
+	if err := g.expireIfDue(ctx); err != nil {
+		return nil, err
+	}
+	p, err := g.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &messages.PrescriptionReply{Prescription: p, Replayed: replayed}, nil
+}
+
+func (g *Grain) Get(req *messages.GetPrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
+	c := req.GetCaller()
+	const action = "read-prescription"
+	if err := g.existing(ctx, c, action, access.PrescriptionRead); err != nil {
+		return nil, err
+	}
+	treats, err := g.treats(c)
+	if err != nil {
+		return nil, g.storeError(ctx, "relationship", err)
+	}
+	if d := access.ReadPrescription(c, g.patientID(), treats); !d.Allowed {
+		return nil, g.refuse(ctx, c, action, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	p, err := g.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.record(ctx, c, action, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.PrescriptionReply{Prescription: p}, nil
+}
+
+// Dispense records a fill; with an idempotency key a retried dispense
+// counts once.
+func (g *Grain) Dispense(req *messages.DispenseRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
+	c := req.GetCaller()
+	const action = "dispense-prescription"
+	if err := g.existing(ctx, c, action, access.PrescriptionDispense); err != nil {
+		return nil, err
+	}
+	treats, err := g.treats(c)
+	if err != nil {
+		return nil, g.storeError(ctx, "relationship", err)
+	}
+	if d := access.DispensePrescription(c, treats); !d.Allowed {
+		return nil, g.refuse(ctx, c, action, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	replayed := false
+	if _, ok := g.stored.DispenseKeys[req.GetIdempotencyKey()]; ok && req.GetIdempotencyKey() != "" {
+		replayed = true
+	} else {
+		next, d, err := Dispense(g.stored.Record, c.GetSubject(), req.GetQuantity(), g.deps.Now())
+		if err != nil {
+			return nil, g.refuse(ctx, c, action, stateReply(err))
+		}
+		if err := g.update(ctx, "dispense", g.changed(next), d, req.GetIdempotencyKey()); err != nil {
+			return nil, err
+		}
+	}
+	p, err := g.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	detail := ""
+	if replayed {
+		detail = "replayed"
+	}
+	if err := g.record(ctx, c, action, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail); err != nil {
+		return nil, err
+	}
+	return &messages.PrescriptionReply{Prescription: p, Replayed: replayed}, nil
+}
+
+// Cancel ends the prescription: a doctor who treats the patient, with a
+// reason (clinical text, stored sealed).
+func (g *Grain) Cancel(req *messages.CancelPrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
+	c := req.GetCaller()
+	const action = "cancel-prescription"
+	if err := g.existing(ctx, c, action, access.PrescriptionCancel); err != nil {
+		return nil, err
+	}
+	treats, err := g.treats(c)
+	if err != nil {
+		return nil, g.storeError(ctx, "relationship", err)
+	}
+	if d := access.RecordClinical(c, treats); !d.Allowed {
+		return nil, g.refuse(ctx, c, action, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	current, err := g.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	next, err := Cancel(current, c.GetSubject(), req.GetReason(), g.deps.Now())
+	if err != nil {
+		return nil, g.refuse(ctx, c, action, stateReply(err))
+	}
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
+	if err := g.update(ctx, "cancel", Seal(k, next, g.stored.Fingerprint), nil, ""); err != nil {
+		return nil, err
+	}
+	if err := g.record(ctx, c, action, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	return &messages.PrescriptionReply{Prescription: next}, nil
+}
+
+// Expire is the sweep's nudge: it expires the prescription if it is due
+// and answers nothing about it. Not an access to the record: not audited.
+func (g *Grain) Expire(_ *messages.ExpirePrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.stored == nil {
+		ctx.Poison(ctx.Self())
+		return nil, messages.ErrNotFound("no prescription %s", g.id)
+	}
+	if err := g.expireIfDue(ctx); err != nil {
+		return nil, err
+	}
+	return &messages.PrescriptionReply{}, nil
+}
+
+// stateReply maps a lifecycle refusal to its reply.
+func stateReply(err error) *actorcluster.GrainErrorResponse {
+	if IsStateError(err) {
+		return messages.ErrWrongState("%s", err.Error())
+	}
+	return validate.Reply(err)
+}
