@@ -24,6 +24,16 @@ type allergyJSON struct {
 	Substance string `json:"substance"`
 	Reaction  string `json:"reaction,omitempty"`
 	Severity  string `json:"severity"`
+	// ATCCode is the allergen's ATC code or class, when known.
+	ATCCode string `json:"atc_code,omitempty"`
+}
+
+func toAllergyJSON(as []*messages.Allergy) []allergyJSON {
+	out := make([]allergyJSON, 0, len(as))
+	for _, a := range as {
+		out = append(out, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name(), ATCCode: a.AtcCode})
+	}
+	return out
 }
 
 // patientJSON is a patient as the API shows it.
@@ -70,10 +80,7 @@ func toPatientJSON(reply *messages.PatientReply) patientJSON {
 		CreatedAt: instant(p.CreatedAt.AsTime()), UpdatedAt: instant(p.UpdatedAt.AsTime()),
 	}
 	if !reply.ClinicalWithheld {
-		allergies := make([]allergyJSON, 0, len(p.Allergies))
-		for _, a := range p.Allergies {
-			allergies = append(allergies, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name()})
-		}
+		allergies := toAllergyJSON(p.Allergies)
 		out.Allergies = &allergies
 	}
 	return out
@@ -105,7 +112,7 @@ func (e *enumErrors) allergies(field string, in []allergyJSON) []*messages.Aller
 		if !ok && a.Severity != "" {
 			*e = append(*e, FieldError{fmt.Sprintf("%s[%d].severity", field, i), "must be one of mild, moderate, severe"})
 		}
-		out = append(out, &messages.Allergy{Substance: a.Substance, Reaction: a.Reaction, Severity: sev})
+		out = append(out, &messages.Allergy{Substance: a.Substance, Reaction: a.Reaction, Severity: sev, AtcCode: a.ATCCode})
 	}
 	return out
 }

@@ -19,6 +19,8 @@ type Problem struct {
 	Detail     string       `json:"detail,omitempty"`
 	Errors     []FieldError `json:"errors,omitempty"`
 	ExistingID string       `json:"existing_id,omitempty"`
+	// Warnings are a refused prescription's interactions and allergies.
+	Warnings []warningJSON `json:"warnings,omitempty"`
 	// retryAfter, when set, is sent as Retry-After (seconds).
 	retryAfter string
 }
@@ -75,6 +77,7 @@ var grainProblems = map[string]struct {
 	messages.ErrorReason_PATIENT_OVERLAP.String():        {409, "patient-overlap", "Patient already booked then"},
 	messages.ErrorReason_UNBOOKABLE.String():             {422, "unbookable", "Time cannot be booked"},
 	messages.ErrorReason_WRONG_STATE.String():            {409, "wrong-state", "Not allowed in the current state"},
+	messages.ErrorReason_INTERACTION.String():            {409, "interaction", "Interaction or allergy warnings"},
 }
 
 // toProblem maps any error a handler returns to a problem.
@@ -104,6 +107,9 @@ func toProblem(err error) *Problem {
 			p := problem(m.status, m.name, m.title, ge.Message)
 			if ge.Reason == messages.ErrorReason_INVALID_ARGUMENT.String() {
 				p.Errors = fieldErrors(ge.Metadata)
+			}
+			if ge.Reason == messages.ErrorReason_INTERACTION.String() {
+				p.Warnings = interactionWarnings(ge.Metadata)
 			}
 			if ge.Reason == messages.ErrorReason_ALREADY_EXISTS.String() {
 				p.ExistingID = ge.Metadata["id"]

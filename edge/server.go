@@ -79,6 +79,9 @@ var (
 	// doctors and patientsAndDoctors: clinical records (the grain checks the relationship).
 	doctors            = []messages.Role{messages.Role_ROLE_DOCTOR}
 	patientsAndDoctors = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_DOCTOR}
+	// prescriptionReaders and dispensers: services are pharmacy systems.
+	prescriptionReaders = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_SERVICE}
+	dispensers          = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_SERVICE}
 	// closers: the appointment's doctor (the grain checks) and admins.
 	closers = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 )
@@ -117,7 +120,12 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/patients/:id/vaccinations", doctors, "Record a vaccination (a doctor who treats the patient gave it)", s.recordVaccination},
 		{"GET", "/v1/patients/:id/vaccinations", patientsAndDoctors, "The patient's vaccinations, newest first (the patient, doctors who treat them)", s.listVaccinations},
 		{"GET", "/v1/patients/:id/clinical-history", patientsAndDoctors, "Every change of blood type and allergies, newest first (the patient, doctors who treat them)", s.clinicalHistory},
-		{"GET", "/v1/patients/:id/timeline", patientsAndDoctors, "Visits, diagnoses, vaccinations and appointments merged, newest first (the patient, doctors who treat them)", s.timeline},
+		{"GET", "/v1/patients/:id/timeline", patientsAndDoctors, "Visits, diagnoses, prescriptions, vaccinations and appointments merged, newest first (the patient, doctors who treat them)", s.timeline},
+		{"GET", "/v1/patients/:id/prescriptions", patientsAndDoctors, "The patient's prescriptions, newest first, by ?status= (the patient, doctors who treat them)", s.listPrescriptions},
+		{"POST", "/v1/prescriptions", doctors, "Prescribe: checked against the patient's active prescriptions and allergies; blocking warnings need an override reason (a doctor who treats the patient)", s.createPrescription},
+		{"GET", "/v1/prescriptions/:id", prescriptionReaders, "Read a prescription (the patient, doctors who treat them, pharmacy services)", s.getPrescription},
+		{"POST", "/v1/prescriptions/:id/dispense", dispensers, "Record a dispense; the last one allowed (1 + refills) completes it (doctors who treat the patient, pharmacy services)", s.dispensePrescription},
+		{"POST", "/v1/prescriptions/:id/cancel", doctors, "Cancel an active prescription with a reason (a doctor who treats the patient)", s.cancelPrescription},
 		{"GET", "/v1/patients/:id/care-team", everyone, "The doctors with a care relationship to the patient (who may list the patient's appointments)", s.careTeam},
 		{"PUT", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Add a doctor to the patient's care team (lets them read the record)", s.changeCareTeam(false)},
 		{"DELETE", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Remove a doctor from the patient's care team", s.changeCareTeam(true)},

@@ -210,12 +210,8 @@ func (s *Server) clinicalHistory(c *fiber.Ctx) error {
 		NextCursor string   `json:"next_cursor,omitempty"`
 	}{Changes: make([]change, 0, len(reply.Changes)), NextCursor: reply.NextCursor}
 	for _, ch := range reply.Changes {
-		allergies := make([]allergyJSON, 0, len(ch.Allergies))
-		for _, a := range ch.Allergies {
-			allergies = append(allergies, allergyJSON{Substance: a.Substance, Reaction: a.Reaction, Severity: a.Severity.Name()})
-		}
 		out.Changes = append(out.Changes, change{Version: ch.Version, ChangedAt: instant(ch.ChangedAt.AsTime()), ChangedBy: ch.ChangedBy,
-			BloodType: ch.BloodType.Name(), Allergies: allergies})
+			BloodType: ch.BloodType.Name(), Allergies: toAllergyJSON(ch.Allergies)})
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)

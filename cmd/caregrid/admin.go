@@ -175,7 +175,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.name, "name", "", "what the client is (shown in sessions and the audit trail)")
 	fs.StringVar(&c.kind, "kind", "service", "service (client credentials), public (app with PKCE) or confidential (web app with a secret)")
-	fs.StringVar(&c.role, "role", "", "service clients: the role their account is granted")
+	fs.StringVar(&c.role, "role", "", "service clients: the role their account is granted (service: a system such as a pharmacy, which reads and dispenses prescriptions)")
 	fs.Var(&c.redirects, "redirect-uri", "public and confidential clients: an allowed redirect URI (repeat for more)")
 }
 
@@ -189,9 +189,11 @@ func createClient(ctx context.Context, db *persistence.DB, f clientFlags, out io
 	switch f.kind {
 	case "service":
 		var ok bool
+		// A service client may also hold the service role: a system such
+		// as a pharmacy, which reads and dispenses prescriptions only.
 		role, ok = messages.ParseRole(f.role)
-		if !ok || role == messages.Role_ROLE_SERVICE {
-			return errors.New("admin client create: a service client needs --role (patient, doctor, receptionist or admin)")
+		if !ok {
+			return errors.New("admin client create: a service client needs --role (service, patient, doctor, receptionist or admin)")
 		}
 		c.AccountID = uuid.NewString()
 	case "public", "confidential":

@@ -54,6 +54,11 @@ var matrix = map[string][5]cell{
 	"GET /v1/patients/{id}/vaccinations":          {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/clinical-history":      {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/timeline":              {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/prescriptions":         {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/prescriptions":                      {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/prescriptions/{id}":                  {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/prescriptions/{id}/dispense":        {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/prescriptions/{id}/cancel":          {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/care-team":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
@@ -134,6 +139,16 @@ func (f *matrixFixture) serviceToken(id, role string) string {
 		f.t.Fatalf("token for %s %s: %v", role, id, err)
 	}
 	return tok.AccessToken
+}
+
+// prescribe writes a prescription for the side's patient as the side's
+// doctor (who has an appointment with them).
+func (f *matrixFixture) prescribe(side int) string {
+	f.t.Helper()
+	tok := f.serviceToken(f.doctors[side], "doctor")
+	r := f.is.do("POST", "/v1/prescriptions", tok, prescriptionBody(f.patients[side], "N02BE01", "Paracetamol"))
+	expect(f.t, "fixture prescription", r, 201)
+	return r.json(f.t)["id"].(string)
 }
 
 func (f *matrixFixture) book(doctor, patient string) string {
@@ -266,6 +281,9 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		if strings.HasSuffix(tmpl, "/complete") {
 			expect(f.t, "fixture check-in", f.is.do("POST", "/v1/appointments/"+id+"/check-in", f.desk, nil), 200)
 		}
+	case strings.HasPrefix(tmpl, "/v1/prescriptions/{id}"):
+		// Each cell gets a fresh prescription by the side's doctor for the side's patient.
+		id = f.prescribe(side)
 	case tmpl == "/v1/me/sessions/{id}":
 		id = f.sessionToEnd(who, own)
 	case tmpl == "/v1/accounts/{id}":
@@ -306,6 +324,12 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 			"diagnoses": []map[string]string{{"code": "I10", "text": "essential hypertension"}}}
 	case "POST /v1/patients/{id}/vaccinations":
 		body = map[string]any{"atc_code": "J07BB02", "vaccine_name": "Influenza, inactivated", "date": time.Now().Format(time.DateOnly), "dose_number": 1}
+	case "POST /v1/prescriptions":
+		body = prescriptionBody(f.patients[side], "N02BE01", "Paracetamol")
+	case "POST /v1/prescriptions/{id}/dispense":
+		body = map[string]string{"quantity": "10 tablets"}
+	case "POST /v1/prescriptions/{id}/cancel":
+		body = map[string]string{"reason": "matrix"}
 	case "POST /v1/accounts":
 		body = map[string]any{"username": "new-" + uuid.NewString()[:8], "role": "receptionist", "email": "new@hospital.example"}
 	case "POST /v1/appointments/{id}/reschedule":

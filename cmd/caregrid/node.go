@@ -12,6 +12,7 @@ import (
 	"github.com/caregrid/caregrid/actors/calendar"
 	"github.com/caregrid/caregrid/actors/clinic"
 	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/actors/prescription"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
@@ -41,7 +42,10 @@ type nodeConfig struct {
 	ExternalIssuers []identity.ExternalIssuer
 	// RateLimits are the API's request budgets (nil: none).
 	RateLimits *edge.RateLimits
-	Logger     *slog.Logger
+	// ExpirySweep is the pause between passes of the prescription expiry
+	// sweep (0: one minute).
+	ExpirySweep time.Duration
+	Logger      *slog.Logger
 	// ActorLogger receives proto.actor's logs; nil: warnings on stderr.
 	ActorLogger *slog.Logger
 }
@@ -60,6 +64,8 @@ func kinds(db *persistence.DB, cfg nodeConfig) []*actorcluster.Kind {
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master}, cfg.GrainIdle),
+		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
+			GrainTimeout: cfg.GrainTimeout}, cfg.GrainIdle),
 		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
 		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
 	}
@@ -131,6 +137,17 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		if sweeper != nil {
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}
+		every := cfg.ExpirySweep
+		if every <= 0 {
+			every = time.Minute
+		}
+		// The expiry sweep calls grains: the member stops only after it has.
+		swept := make(chan struct{})
+		go func() {
+			defer close(swept)
+			prescription.Sweeper{DB: db, Cluster: member.Cluster, Every: every, Logger: cfg.Logger}.Run(relayCtx)
+		}()
+		defer func() { <-swept }()
 		relay.Run(relayCtx)
 	}()
 	return n, nil

@@ -36,6 +36,7 @@ type serveConfig struct {
 	ClusterPort  int
 	AuditShards  int
 	GrainIdle    time.Duration
+	ExpirySweep  time.Duration
 	GrainTimeout time.Duration
 	DBMaxConns   int
 	LogLevel     string
@@ -67,6 +68,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
 	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
+	fs.DurationVar(&c.ExpirySweep, "prescription-expiry-sweep", time.Minute, "how often each node expires prescriptions whose duration has ended")
 	fs.DurationVar(&c.GrainTimeout, "grain-timeout", 5*time.Second, "bound on one grain request, retries included")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 32, "database connection pool size")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("CAREGRID_LOG_LEVEL", "info"), "debug, info, warn or error (env CAREGRID_LOG_LEVEL)")
@@ -196,7 +198,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
-		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master,
+		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Identity: identityConfig(cfg, db, master, base, limiter, logger),
 	})
 	if err != nil {
