@@ -5,6 +5,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 )
 
 // MaxBodyBytes bounds every request body; larger ones get 413.
@@ -48,6 +50,8 @@ type Config struct {
 	Mounts []Mount
 	// RateLimits are the request budgets (nil: none).
 	RateLimits *RateLimits
+	// Documents configures document uploads (nil: the document routes answer 503).
+	Documents *Documents
 }
 
 // Server is the HTTP edge of one node.
@@ -126,6 +130,9 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/prescriptions/:id", prescriptionReaders, "Read a prescription (the patient, doctors who treat them, pharmacy services)", s.getPrescription},
 		{"POST", "/v1/prescriptions/:id/dispense", dispensers, "Record a dispense; the last one allowed (1 + refills) completes it (doctors who treat the patient, pharmacy services)", s.dispensePrescription},
 		{"POST", "/v1/prescriptions/:id/cancel", doctors, "Cancel an active prescription with a reason (a doctor who treats the patient)", s.cancelPrescription},
+		{"POST", "/v1/patients/:id/documents", doctors, "Upload a document (multipart/form-data: file, title; PDF, JPEG or PNG by content; 20 MB) (a doctor who treats the patient)", s.uploadDocument},
+		{"GET", "/v1/patients/:id/documents", patientsAndDoctors, "The patient's documents, newest first (the patient, doctors who treat them)", s.listDocuments},
+		{"GET", "/v1/patients/:id/documents/:document", patientsAndDoctors, "Download a document's original bytes (the patient, doctors who treat them)", s.downloadDocument},
 		{"GET", "/v1/patients/:id/care-team", everyone, "The doctors with a care relationship to the patient (who may list the patient's appointments)", s.careTeam},
 		{"PUT", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Add a doctor to the patient's care team (lets them read the record)", s.changeCareTeam(false)},
 		{"DELETE", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Remove a doctor from the patient's care team", s.changeCareTeam(true)},
@@ -171,6 +178,16 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	if cfg.Documents != nil {
+		docs := *cfg.Documents
+		if docs.MaxBytes <= 0 {
+			docs.MaxBytes = DefaultDocumentMaxBytes
+		}
+		if docs.Types == nil {
+			docs.Types = DefaultDocumentTypes
+		}
+		cfg.Documents = &docs
+	}
 	if cfg.RateLimits != nil && cfg.RateLimits.Limiter == nil {
 		limits := *cfg.RateLimits
 		limits.Limiter = ratelimit.NewLocal(100_000)
@@ -180,15 +197,19 @@ func New(cfg Config) *Server {
 	s.app = fiber.New(fiber.Config{
 		// Values from a Ctx are reused after the handler returns; immutable
 		// strings make it safe to keep them in messages and logs.
-		Immutable:             true,
-		BodyLimit:             MaxBodyBytes,
-		DisableStartupMessage: true,
-		ErrorHandler:          s.handleError,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           120 * time.Second,
+		Immutable: true,
+		// Document uploads get their own limit (bodyLimits); multipart
+		// bodies are parsed by the upload handler, not ahead of it.
+		BodyLimit:                    MaxBodyBytes,
+		DisablePreParseMultipartForm: true,
+		DisableStartupMessage:        true,
+		ErrorHandler:                 s.handleError,
+		ReadTimeout:                  30 * time.Second,
+		WriteTimeout:                 30 * time.Second,
+		IdleTimeout:                  120 * time.Second,
 	})
 	// A panicking handler becomes a 500 problem instead of ending the process.
+	s.app.Server().HeaderReceived = s.bodyLimits
 	s.app.Use(s.requestID, s.observe, recover.New(), s.limitAddress)
 	for _, r := range s.routes() {
 		h := r.handler
@@ -324,3 +345,18 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 
 // etag is a resource version as a strong entity tag.
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+// bodyLimits sets each request's body limit once its header is read:
+// MaxBodyBytes, and the upload limit for document uploads. A larger
+// Content-Length is refused (413) before any of the body is read.
+func (s *Server) bodyLimits(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if s.cfg.Documents != nil && string(h.Method()) == fiber.MethodPost {
+		path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
+		if documentsPath.Match(path) {
+			return fasthttp.RequestConfig{MaxRequestBodySize: int(s.uploadLimit())}
+		}
+	}
+	return fasthttp.RequestConfig{MaxRequestBodySize: MaxBodyBytes}
+}
+
+var documentsPath = regexp.MustCompile(`^/v1/patients/[^/]+/documents$`)

@@ -2295,6 +2295,451 @@ func (x *TimelineReply) GetNextCursor() string {
 	return ""
 }
 
+// Document is a file in the patient's record (a scan, a lab report). Its
+// content lives in the blob store, sealed with a key of its own, which is
+// stored wrapped by the patient's data key.
+type Document struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PatientId string                 `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	Title     string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	// content_type is decided by sniffing the content, never by the client.
+	ContentType string `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Size        int64  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	// sha256 is the hex digest of the content.
+	Sha256        string                 `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	UploadedBy    string                 `protobuf:"bytes,7,opt,name=uploaded_by,json=uploadedBy,proto3" json:"uploaded_by,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Document) Reset() {
+	*x = Document{}
+	mi := &file_patient_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Document) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Document) ProtoMessage() {}
+
+func (x *Document) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Document.ProtoReflect.Descriptor instead.
+func (*Document) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Document) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Document) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *Document) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Document) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Document) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Document) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *Document) GetUploadedBy() string {
+	if x != nil {
+		return x.UploadedBy
+	}
+	return ""
+}
+
+func (x *Document) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// RecordDocumentRequest: the edge has sealed the content with key and
+// stored it under blob_key; the grain decides access and keeps key wrapped.
+type RecordDocumentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Document      *Document              `protobuf:"bytes,2,opt,name=document,proto3" json:"document,omitempty"`
+	BlobKey       string                 `protobuf:"bytes,3,opt,name=blob_key,json=blobKey,proto3" json:"blob_key,omitempty"`
+	Key           []byte                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDocumentRequest) Reset() {
+	*x = RecordDocumentRequest{}
+	mi := &file_patient_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDocumentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDocumentRequest) ProtoMessage() {}
+
+func (x *RecordDocumentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDocumentRequest.ProtoReflect.Descriptor instead.
+func (*RecordDocumentRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RecordDocumentRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *RecordDocumentRequest) GetDocument() *Document {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *RecordDocumentRequest) GetBlobKey() string {
+	if x != nil {
+		return x.BlobKey
+	}
+	return ""
+}
+
+func (x *RecordDocumentRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type DocumentReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Document      *Document              `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DocumentReply) Reset() {
+	*x = DocumentReply{}
+	mi := &file_patient_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DocumentReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DocumentReply) ProtoMessage() {}
+
+func (x *DocumentReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DocumentReply.ProtoReflect.Descriptor instead.
+func (*DocumentReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DocumentReply) GetDocument() *Document {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+type DocumentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DocumentsRequest) Reset() {
+	*x = DocumentsRequest{}
+	mi := &file_patient_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DocumentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DocumentsRequest) ProtoMessage() {}
+
+func (x *DocumentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DocumentsRequest.ProtoReflect.Descriptor instead.
+func (*DocumentsRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DocumentsRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *DocumentsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *DocumentsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+type DocumentsReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// documents, newest first.
+	Documents     []*Document `protobuf:"bytes,1,rep,name=documents,proto3" json:"documents,omitempty"`
+	NextCursor    string      `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DocumentsReply) Reset() {
+	*x = DocumentsReply{}
+	mi := &file_patient_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DocumentsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DocumentsReply) ProtoMessage() {}
+
+func (x *DocumentsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DocumentsReply.ProtoReflect.Descriptor instead.
+func (*DocumentsReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DocumentsReply) GetDocuments() []*Document {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+func (x *DocumentsReply) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+type OpenDocumentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	DocumentId    string                 `protobuf:"bytes,2,opt,name=document_id,json=documentId,proto3" json:"document_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenDocumentRequest) Reset() {
+	*x = OpenDocumentRequest{}
+	mi := &file_patient_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenDocumentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenDocumentRequest) ProtoMessage() {}
+
+func (x *OpenDocumentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenDocumentRequest.ProtoReflect.Descriptor instead.
+func (*OpenDocumentRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *OpenDocumentRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *OpenDocumentRequest) GetDocumentId() string {
+	if x != nil {
+		return x.DocumentId
+	}
+	return ""
+}
+
+// OpenDocumentReply is what the edge needs to serve the content.
+type OpenDocumentReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Document      *Document              `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	BlobKey       string                 `protobuf:"bytes,2,opt,name=blob_key,json=blobKey,proto3" json:"blob_key,omitempty"`
+	Key           []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenDocumentReply) Reset() {
+	*x = OpenDocumentReply{}
+	mi := &file_patient_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenDocumentReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenDocumentReply) ProtoMessage() {}
+
+func (x *OpenDocumentReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenDocumentReply.ProtoReflect.Descriptor instead.
+func (*OpenDocumentReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *OpenDocumentReply) GetDocument() *Document {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+func (x *OpenDocumentReply) GetBlobKey() string {
+	if x != nil {
+		return x.BlobKey
+	}
+	return ""
+}
+
+func (x *OpenDocumentReply) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -2463,7 +2908,42 @@ const file_patient_proto_rawDesc = "" +
 	"\rTimelineReply\x124\n" +
 	"\aentries\x18\x01 \x03(\v2\x1a.caregrid.v1.TimelineEntryR\aentries\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
-	"nextCursor*X\n" +
+	"nextCursor\"\xfa\x01\n" +
+	"\bDocument\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\tR\tpatientId\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\x12!\n" +
+	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x1f\n" +
+	"\vuploaded_by\x18\a \x01(\tR\n" +
+	"uploadedBy\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xa4\x01\n" +
+	"\x15RecordDocumentRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x121\n" +
+	"\bdocument\x18\x02 \x01(\v2\x15.caregrid.v1.DocumentR\bdocument\x12\x19\n" +
+	"\bblob_key\x18\x03 \x01(\tR\ablobKey\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\fR\x03key\"B\n" +
+	"\rDocumentReply\x121\n" +
+	"\bdocument\x18\x01 \x01(\v2\x15.caregrid.v1.DocumentR\bdocument\"m\n" +
+	"\x10DocumentsRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"f\n" +
+	"\x0eDocumentsReply\x123\n" +
+	"\tdocuments\x18\x01 \x03(\v2\x15.caregrid.v1.DocumentR\tdocuments\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\"c\n" +
+	"\x13OpenDocumentRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x1f\n" +
+	"\vdocument_id\x18\x02 \x01(\tR\n" +
+	"documentId\"s\n" +
+	"\x11OpenDocumentReply\x121\n" +
+	"\bdocument\x18\x01 \x01(\v2\x15.caregrid.v1.DocumentR\bdocument\x12\x19\n" +
+	"\bblob_key\x18\x02 \x01(\tR\ablobKey\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2504,7 +2984,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                         // 0: caregrid.v1.Sex
 	(BloodType)(0),                   // 1: caregrid.v1.BloodType
@@ -2541,63 +3021,78 @@ var file_patient_proto_goTypes = []any{
 	(*TimelineEntry)(nil),            // 32: caregrid.v1.TimelineEntry
 	(*TimelineRequest)(nil),          // 33: caregrid.v1.TimelineRequest
 	(*TimelineReply)(nil),            // 34: caregrid.v1.TimelineReply
-	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 36: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 37: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 38: caregrid.v1.AuditEvent
+	(*Document)(nil),                 // 35: caregrid.v1.Document
+	(*RecordDocumentRequest)(nil),    // 36: caregrid.v1.RecordDocumentRequest
+	(*DocumentReply)(nil),            // 37: caregrid.v1.DocumentReply
+	(*DocumentsRequest)(nil),         // 38: caregrid.v1.DocumentsRequest
+	(*DocumentsReply)(nil),           // 39: caregrid.v1.DocumentsReply
+	(*OpenDocumentRequest)(nil),      // 40: caregrid.v1.OpenDocumentRequest
+	(*OpenDocumentReply)(nil),        // 41: caregrid.v1.OpenDocumentReply
+	(*timestamppb.Timestamp)(nil),    // 42: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 43: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 44: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 45: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	35, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	35, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	42, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	36, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	36, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	37, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	44, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	36, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	38, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	36, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	43, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	45, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	43, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	36, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	43, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	35, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	36, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	36, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	43, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
 	3,  // 23: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	35, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	42, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
 	18, // 25: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	35, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	36, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	43, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 28: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
 	19, // 29: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	36, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
 	19, // 31: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	35, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	36, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	43, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
 	24, // 34: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
 	24, // 35: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	36, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
 	24, // 37: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	35, // 38: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	42, // 38: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
 	1,  // 39: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 40: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	36, // 41: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 41: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
 	29, // 42: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	35, // 43: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	36, // 44: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 43: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	43, // 44: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
 	32, // 45: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	42, // 46: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
+	43, // 47: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 48: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
+	35, // 49: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
+	43, // 50: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 51: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
+	43, // 52: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 53: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -2613,7 +3108,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   31,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,8 +30,7 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto\x1a\x12prescription.proto2\xa4\n" +
-	"\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto\x1a\x12prescription.proto2\x91\f\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -49,7 +48,10 @@ const file_services_proto_rawDesc = "" +
 	"\x0fClinicalHistory\x12#.caregrid.v1.ClinicalHistoryRequest\x1a!.caregrid.v1.ClinicalHistoryReply\x12D\n" +
 	"\bTimeline\x12\x1c.caregrid.v1.TimelineRequest\x1a\x1a.caregrid.v1.TimelineReply\x12Z\n" +
 	"\x11AdmitPrescription\x12%.caregrid.v1.AdmitPrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12S\n" +
-	"\rPrescriptions\x12!.caregrid.v1.PrescriptionsRequest\x1a\x1f.caregrid.v1.PrescriptionsReply2Y\n" +
+	"\rPrescriptions\x12!.caregrid.v1.PrescriptionsRequest\x1a\x1f.caregrid.v1.PrescriptionsReply\x12P\n" +
+	"\x0eRecordDocument\x12\".caregrid.v1.RecordDocumentRequest\x1a\x1a.caregrid.v1.DocumentReply\x12G\n" +
+	"\tDocuments\x12\x1d.caregrid.v1.DocumentsRequest\x1a\x1b.caregrid.v1.DocumentsReply\x12P\n" +
+	"\fOpenDocument\x12 .caregrid.v1.OpenDocumentRequest\x1a\x1e.caregrid.v1.OpenDocumentReply2Y\n" +
 	"\x05Audit\x12P\n" +
 	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
@@ -94,46 +96,52 @@ var file_services_proto_goTypes = []any{
 	(*TimelineRequest)(nil),            // 14: caregrid.v1.TimelineRequest
 	(*AdmitPrescriptionRequest)(nil),   // 15: caregrid.v1.AdmitPrescriptionRequest
 	(*PrescriptionsRequest)(nil),       // 16: caregrid.v1.PrescriptionsRequest
-	(*AppendAuditRequest)(nil),         // 17: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 18: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 19: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 20: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 21: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 22: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 23: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 24: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 25: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 26: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 27: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 28: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 29: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 30: caregrid.v1.GetClinicRequest
-	(*CreatePrescriptionRequest)(nil),  // 31: caregrid.v1.CreatePrescriptionRequest
-	(*GetPrescriptionRequest)(nil),     // 32: caregrid.v1.GetPrescriptionRequest
-	(*DispenseRequest)(nil),            // 33: caregrid.v1.DispenseRequest
-	(*CancelPrescriptionRequest)(nil),  // 34: caregrid.v1.CancelPrescriptionRequest
-	(*ExpirePrescriptionRequest)(nil),  // 35: caregrid.v1.ExpirePrescriptionRequest
-	(*PatientReply)(nil),               // 36: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 37: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 38: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 39: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 40: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 41: caregrid.v1.CareTeamReply
-	(*VisitReply)(nil),                 // 42: caregrid.v1.VisitReply
-	(*VisitsReply)(nil),                // 43: caregrid.v1.VisitsReply
-	(*VaccinationReply)(nil),           // 44: caregrid.v1.VaccinationReply
-	(*VaccinationsReply)(nil),          // 45: caregrid.v1.VaccinationsReply
-	(*ClinicalHistoryReply)(nil),       // 46: caregrid.v1.ClinicalHistoryReply
-	(*TimelineReply)(nil),              // 47: caregrid.v1.TimelineReply
-	(*PrescriptionReply)(nil),          // 48: caregrid.v1.PrescriptionReply
-	(*PrescriptionsReply)(nil),         // 49: caregrid.v1.PrescriptionsReply
-	(*AppendAuditReply)(nil),           // 50: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 51: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 52: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 53: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 54: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 55: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 56: caregrid.v1.ClinicReply
+	(*RecordDocumentRequest)(nil),      // 17: caregrid.v1.RecordDocumentRequest
+	(*DocumentsRequest)(nil),           // 18: caregrid.v1.DocumentsRequest
+	(*OpenDocumentRequest)(nil),        // 19: caregrid.v1.OpenDocumentRequest
+	(*AppendAuditRequest)(nil),         // 20: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 21: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 22: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 23: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 24: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 25: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 26: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 27: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 28: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 29: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 30: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 31: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 32: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 33: caregrid.v1.GetClinicRequest
+	(*CreatePrescriptionRequest)(nil),  // 34: caregrid.v1.CreatePrescriptionRequest
+	(*GetPrescriptionRequest)(nil),     // 35: caregrid.v1.GetPrescriptionRequest
+	(*DispenseRequest)(nil),            // 36: caregrid.v1.DispenseRequest
+	(*CancelPrescriptionRequest)(nil),  // 37: caregrid.v1.CancelPrescriptionRequest
+	(*ExpirePrescriptionRequest)(nil),  // 38: caregrid.v1.ExpirePrescriptionRequest
+	(*PatientReply)(nil),               // 39: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 40: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 41: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 42: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 43: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 44: caregrid.v1.CareTeamReply
+	(*VisitReply)(nil),                 // 45: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                // 46: caregrid.v1.VisitsReply
+	(*VaccinationReply)(nil),           // 47: caregrid.v1.VaccinationReply
+	(*VaccinationsReply)(nil),          // 48: caregrid.v1.VaccinationsReply
+	(*ClinicalHistoryReply)(nil),       // 49: caregrid.v1.ClinicalHistoryReply
+	(*TimelineReply)(nil),              // 50: caregrid.v1.TimelineReply
+	(*PrescriptionReply)(nil),          // 51: caregrid.v1.PrescriptionReply
+	(*PrescriptionsReply)(nil),         // 52: caregrid.v1.PrescriptionsReply
+	(*DocumentReply)(nil),              // 53: caregrid.v1.DocumentReply
+	(*DocumentsReply)(nil),             // 54: caregrid.v1.DocumentsReply
+	(*OpenDocumentReply)(nil),          // 55: caregrid.v1.OpenDocumentReply
+	(*AppendAuditReply)(nil),           // 56: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 57: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 58: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 59: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 60: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 61: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 62: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -153,63 +161,69 @@ var file_services_proto_depIdxs = []int32{
 	14, // 14: caregrid.v1.Patient.Timeline:input_type -> caregrid.v1.TimelineRequest
 	15, // 15: caregrid.v1.Patient.AdmitPrescription:input_type -> caregrid.v1.AdmitPrescriptionRequest
 	16, // 16: caregrid.v1.Patient.Prescriptions:input_type -> caregrid.v1.PrescriptionsRequest
-	17, // 17: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	18, // 18: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	19, // 19: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	20, // 20: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	21, // 21: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	22, // 22: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	23, // 23: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	24, // 24: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	25, // 25: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	26, // 26: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	27, // 27: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	28, // 28: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	29, // 29: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	30, // 30: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	31, // 31: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
-	32, // 32: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
-	33, // 33: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
-	34, // 34: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
-	35, // 35: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
-	36, // 36: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	36, // 37: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	36, // 38: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	37, // 39: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	38, // 40: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	39, // 41: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	40, // 42: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	41, // 43: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	41, // 44: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	42, // 45: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
-	43, // 46: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
-	44, // 47: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
-	45, // 48: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
-	46, // 49: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
-	47, // 50: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
-	48, // 51: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
-	49, // 52: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
-	50, // 53: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	51, // 54: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	51, // 55: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	51, // 56: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	52, // 57: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	52, // 58: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	53, // 59: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	54, // 60: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	54, // 61: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	54, // 62: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	54, // 63: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	55, // 64: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	56, // 65: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	56, // 66: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	48, // 67: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
-	48, // 68: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
-	48, // 69: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
-	48, // 70: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
-	48, // 71: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
-	36, // [36:72] is the sub-list for method output_type
-	0,  // [0:36] is the sub-list for method input_type
+	17, // 17: caregrid.v1.Patient.RecordDocument:input_type -> caregrid.v1.RecordDocumentRequest
+	18, // 18: caregrid.v1.Patient.Documents:input_type -> caregrid.v1.DocumentsRequest
+	19, // 19: caregrid.v1.Patient.OpenDocument:input_type -> caregrid.v1.OpenDocumentRequest
+	20, // 20: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	21, // 21: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	22, // 22: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	23, // 23: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	24, // 24: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	25, // 25: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	26, // 26: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	27, // 27: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	28, // 28: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	29, // 29: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	30, // 30: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	31, // 31: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	32, // 32: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	33, // 33: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	34, // 34: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
+	35, // 35: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
+	36, // 36: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
+	37, // 37: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
+	38, // 38: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
+	39, // 39: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	39, // 40: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	39, // 41: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	40, // 42: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	41, // 43: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	42, // 44: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	43, // 45: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	44, // 46: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	44, // 47: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	45, // 48: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	46, // 49: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	47, // 50: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
+	48, // 51: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
+	49, // 52: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
+	50, // 53: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
+	51, // 54: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
+	52, // 55: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
+	53, // 56: caregrid.v1.Patient.RecordDocument:output_type -> caregrid.v1.DocumentReply
+	54, // 57: caregrid.v1.Patient.Documents:output_type -> caregrid.v1.DocumentsReply
+	55, // 58: caregrid.v1.Patient.OpenDocument:output_type -> caregrid.v1.OpenDocumentReply
+	56, // 59: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	57, // 60: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	57, // 61: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	57, // 62: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	58, // 63: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	58, // 64: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	59, // 65: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	60, // 66: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	60, // 67: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	60, // 68: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	60, // 69: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	61, // 70: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	62, // 71: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	62, // 72: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	51, // 73: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
+	51, // 74: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
+	51, // 75: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
+	51, // 76: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
+	51, // 77: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
+	39, // [39:78] is the sub-list for method output_type
+	0,  // [0:39] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -54,6 +54,9 @@ var matrix = map[string][5]cell{
 	"GET /v1/patients/{id}/vaccinations":          {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/clinical-history":      {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/timeline":              {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/patients/{id}/documents":            {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/documents":             {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/documents/{document}":  {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/prescriptions":         {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"POST /v1/prescriptions":                      {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
 	"GET /v1/prescriptions/{id}":                  {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
@@ -139,6 +142,15 @@ func (f *matrixFixture) serviceToken(id, role string) string {
 		f.t.Fatalf("token for %s %s: %v", role, id, err)
 	}
 	return tok.AccessToken
+}
+
+// document uploads a document for the side's patient as the side's doctor.
+func (f *matrixFixture) document(side int) string {
+	f.t.Helper()
+	b, ctype := upload(f.t, "fixture", []byte("%PDF-1.7\nfixture\n"), "application/pdf")
+	r := f.is.do("POST", "/v1/patients/"+f.patients[side]+"/documents", f.serviceToken(f.doctors[side], "doctor"), b, "Content-Type", ctype)
+	expect(f.t, "fixture document", r, 201)
+	return r.json(f.t)["id"].(string)
 }
 
 // prescribe writes a prescription for the side's patient as the side's
@@ -299,6 +311,9 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		}
 	}
 	path = strings.ReplaceAll(pathParam.ReplaceAllString(tmpl, id), "{doctor}", f.doctors[side])
+	if strings.Contains(tmpl, "{document}") {
+		path = strings.ReplaceAll(path, "{document}", f.document(side))
+	}
 	switch route {
 	case "POST /v1/patients":
 		body = patientBody(nextIDNP())
@@ -324,6 +339,9 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 			"diagnoses": []map[string]string{{"code": "I10", "text": "essential hypertension"}}}
 	case "POST /v1/patients/{id}/vaccinations":
 		body = map[string]any{"atc_code": "J07BB02", "vaccine_name": "Influenza, inactivated", "date": time.Now().Format(time.DateOnly), "dose_number": 1}
+	case "POST /v1/patients/{id}/documents":
+		b, ctype := upload(f.t, "matrix", []byte("%PDF-1.7\nmatrix\n"), "application/pdf")
+		body, headers = b, []string{"Content-Type", ctype}
 	case "POST /v1/prescriptions":
 		body = prescriptionBody(f.patients[side], "N02BE01", "Paracetamol")
 	case "POST /v1/prescriptions/{id}/dispense":

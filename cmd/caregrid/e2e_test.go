@@ -20,6 +20,7 @@ import (
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/blob"
 	"github.com/caregrid/caregrid/persistence/pgtest"
 	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/google/uuid"
@@ -35,6 +36,8 @@ type testServer struct {
 	base string
 	// tokens caches one access token per role and subject.
 	tokens map[string]string
+	// blobs is the document store's directory.
+	blobs string
 }
 
 func startTestServer(t *testing.T) *testServer {
@@ -69,12 +72,14 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 		ic.Seal = testMaster
 	}
 	ic.DB, ic.Issuer = db, base+identity.PathPrefix
+	blobs := t.TempDir()
 	cfg := nodeConfig{
 		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
 		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
 		Auth:        auth,
 		Identity:    ic,
 		Master:      testMaster,
+		Documents:   &edge.Documents{Store: blob.Dir{Root: blobs}, MaxBytes: 1 << 20},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -88,7 +93,7 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 	}
 	go func() { _ = n.edge.App().Listener(ln) }()
 	t.Cleanup(func() { _ = n.stop(false) })
-	return &testServer{t: t, db: db, base: base, tokens: map[string]string{}}
+	return &testServer{t: t, db: db, base: base, tokens: map[string]string{}, blobs: blobs}
 }
 
 // subject is the account id a test's sub names: sub itself when it is a

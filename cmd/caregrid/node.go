@@ -42,6 +42,8 @@ type nodeConfig struct {
 	ExternalIssuers []identity.ExternalIssuer
 	// RateLimits are the API's request budgets (nil: none).
 	RateLimits *edge.RateLimits
+	// Documents configures document uploads (nil: off).
+	Documents *edge.Documents
 	// ExpirySweep is the pause between passes of the prescription expiry
 	// sweep (0: one minute).
 	ExpirySweep time.Duration
@@ -119,7 +121,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	srv := edge.New(edge.Config{
 		Cluster: member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
-		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits,
+		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return errors.New("database unreachable")

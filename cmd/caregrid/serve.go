@@ -20,6 +20,7 @@ import (
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/blob"
 	"github.com/caregrid/caregrid/persistence/embedpg"
 	"github.com/caregrid/caregrid/persistence/seal"
 )
@@ -37,6 +38,9 @@ type serveConfig struct {
 	AuditShards  int
 	GrainIdle    time.Duration
 	ExpirySweep  time.Duration
+	BlobDir      string
+	DocumentMax  int64
+	DocumentType string
 	GrainTimeout time.Duration
 	DBMaxConns   int
 	LogLevel     string
@@ -68,6 +72,9 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
 	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
+	fs.StringVar(&c.BlobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "directory of the document store (sealed contents); every node needs the same one, e.g. a shared volume (default <data-dir>/blobs) (env CAREGRID_BLOB_DIR)")
+	fs.Int64Var(&c.DocumentMax, "document-max-bytes", edge.DefaultDocumentMaxBytes, "largest document upload, in bytes")
+	fs.StringVar(&c.DocumentType, "document-types", strings.Join(edge.DefaultDocumentTypes, ","), "content types a document may have, as sniffed from its content")
 	fs.DurationVar(&c.ExpirySweep, "prescription-expiry-sweep", time.Minute, "how often each node expires prescriptions whose duration has ended")
 	fs.DurationVar(&c.GrainTimeout, "grain-timeout", 5*time.Second, "bound on one grain request, retries included")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 32, "database connection pool size")
@@ -92,6 +99,9 @@ func serveFlags(args []string) (serveConfig, error) {
 		if _, err := edge.ParseLimit(l); err != nil {
 			return c, fmt.Errorf("serve: %w", err)
 		}
+	}
+	if c.BlobDir == "" {
+		c.BlobDir = filepath.Join(c.DataDir, "blobs")
 	}
 	if c.MasterKey == "" {
 		c.MasterKey = filepath.Join(c.DataDir, "master.key")
@@ -199,7 +209,8 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
-		Identity: identityConfig(cfg, db, master, base, limiter, logger),
+		Documents: &edge.Documents{Store: blob.Dir{Root: cfg.BlobDir}, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ",")},
+		Identity:  identityConfig(cfg, db, master, base, limiter, logger),
 	})
 	if err != nil {
 		_ = ln.Close()

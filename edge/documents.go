@@ -1,0 +1,268 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence/blob"
+	"github.com/caregrid/caregrid/persistence/seal"
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+)
+
+// Documents configures document uploads.
+type Documents struct {
+	// Store keeps the sealed contents.
+	Store blob.Store
+	// MaxBytes bounds one document's content (0: DefaultDocumentMaxBytes).
+	MaxBytes int64
+	// Types are the content types accepted, as sniffed from the content
+	// (nil: DefaultDocumentTypes).
+	Types []string
+}
+
+// Document defaults.
+const DefaultDocumentMaxBytes = 20 << 20
+
+var DefaultDocumentTypes = []string{"application/pdf", "image/jpeg", "image/png"}
+
+// multipartSlack is what an upload may carry besides the content: part
+// headers, boundaries and the title.
+const multipartSlack = 16 << 10
+
+// uploadLimit is the most an upload request's body may hold (0: uploads off).
+func (s *Server) uploadLimit() int64 {
+	if s.cfg.Documents == nil {
+		return 0
+	}
+	return s.cfg.Documents.MaxBytes + multipartSlack
+}
+
+// documentAAD binds a sealed content to its document.
+func documentAAD(id string) string { return "document/" + id }
+
+type documentJSON struct {
+	ID          string `json:"id"`
+	PatientID   string `json:"patient_id"`
+	Title       string `json:"title"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	UploadedBy  string `json:"uploaded_by"`
+	CreatedAt   string `json:"created_at"`
+}
+
+func toDocumentJSON(d *messages.Document) documentJSON {
+	return documentJSON{ID: d.Id, PatientID: d.PatientId, Title: d.Title, ContentType: d.ContentType, Size: d.Size, SHA256: d.Sha256,
+		UploadedBy: d.UploadedBy, CreatedAt: instant(d.CreatedAt.AsTime())}
+}
+
+func tooLarge(detail string) *Problem {
+	return problem(fiber.StatusRequestEntityTooLarge, "body-too-large", "Request body too large", detail)
+}
+
+// errTooLarge is returned by a capped reader past its cap.
+var errTooLarge = errors.New("body over its limit")
+
+// cappedReader reads at most n bytes and fails with errTooLarge when more follow.
+type cappedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		var one [1]byte
+		if n, _ := c.r.Read(one[:]); n > 0 {
+			return 0, errTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	return n, err
+}
+
+// uploadDocument stores a document: multipart/form-data with a "file" part
+// and a "title" field. The content type is sniffed from the content, and the
+// content is sealed with a fresh key before it reaches the blob store; the
+// patient's grain then decides access and keeps the key wrapped. A refused
+// upload's content is deleted.
+func (s *Server) uploadDocument(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	// Only doctors ever upload: others are refused before their body is read.
+	if caller.GetRole() != messages.Role_ROLE_DOCTOR {
+		return forbidden("only a doctor who treats the patient uploads documents")
+	}
+	docs := s.cfg.Documents
+	if docs == nil {
+		return problem(fiber.StatusServiceUnavailable, "unavailable", "Documents are off", "this node has no document store")
+	}
+	mt, params, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	if err != nil || mt != fiber.MIMEMultipartForm || params["boundary"] == "" {
+		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+			"send the document as multipart/form-data with a file part")
+	}
+	mr := multipart.NewReader(bytes.NewReader(c.Body()), params["boundary"])
+	var (
+		title   string
+		content []byte
+		seen    bool
+	)
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return uploadError(err, docs.MaxBytes)
+		}
+		switch part.FormName() {
+		case "title":
+			b, err := io.ReadAll(&cappedReader{r: part, n: 4 * 200})
+			if err != nil {
+				return uploadError(err, docs.MaxBytes)
+			}
+			title = string(b)
+		case "file":
+			if content, err = io.ReadAll(&cappedReader{r: part, n: docs.MaxBytes}); err != nil {
+				return uploadError(err, docs.MaxBytes)
+			}
+			seen = true
+		default:
+			return malformed("unexpected part "+strconv.Quote(part.FormName())+"; send file and title", FieldError{part.FormName(), "is not a part of an upload"})
+		}
+	}
+	if !seen || len(content) == 0 {
+		return malformed("the upload has no file, or an empty one", FieldError{"file", "is required and must not be empty"})
+	}
+	// The type is what the content is, whatever the client says it is.
+	kind, _, _ := mime.ParseMediaType(http.DetectContentType(content))
+	if !slices.Contains(docs.Types, kind) {
+		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported document type",
+			"the content is "+kind+"; accepted: "+strings.Join(docs.Types, ", "))
+	}
+	raw := make([]byte, seal.KeySize)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	key, err := seal.NewKey(raw)
+	if err != nil {
+		return err
+	}
+	docID := uuid.NewString()
+	blobKey := id + "/" + docID
+	sum := sha256.Sum256(content)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), s.cfg.GrainTimeout)
+	defer cancel()
+	if err := docs.Store.Put(ctx, blobKey, key.Seal(content, documentAAD(docID))); err != nil {
+		s.cfg.Logger.Error("document store failed", "error", err)
+		return problem(fiber.StatusServiceUnavailable, "store-unavailable", "Document store unavailable", "")
+	}
+	req := &messages.RecordDocumentRequest{Caller: caller, BlobKey: blobKey, Key: raw, Document: &messages.Document{
+		Id: docID, Title: title, ContentType: kind, Size: int64(len(content)), Sha256: hex.EncodeToString(sum[:])}}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.DocumentReply, error) {
+		return g.RecordDocument(req, opts...)
+	})
+	if err != nil {
+		if derr := docs.Store.Delete(ctx, blobKey); derr != nil {
+			s.cfg.Logger.Warn("refused document left in the store (sealed, its key discarded)", "blob", blobKey, "error", derr)
+		}
+		return err
+	}
+	return created(c, "/v1/patients/"+id+"/documents/"+docID, false, toDocumentJSON(reply.Document))
+}
+
+// uploadError answers a body that could not be read as an upload.
+func uploadError(err error, max int64) error {
+	if errors.Is(err, errTooLarge) {
+		return tooLarge("a document may hold at most " + strconv.FormatInt(max, 10) + " bytes")
+	}
+	return malformed("the body is not a readable multipart/form-data upload")
+}
+
+func (s *Server) listDocuments(c *fiber.Ctx) error {
+	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.DocumentsReply, error) {
+		return g.Documents(&messages.DocumentsRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Documents  []documentJSON `json:"documents"`
+		NextCursor string         `json:"next_cursor,omitempty"`
+	}{Documents: make([]documentJSON, 0, len(reply.Documents)), NextCursor: reply.NextCursor}
+	for _, d := range reply.Documents {
+		out.Documents = append(out.Documents, toDocumentJSON(d))
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}
+
+// downloadDocument serves a document's original bytes.
+func (s *Server) downloadDocument(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	// The grain checks the document id, after its access check.
+	req := &messages.OpenDocumentRequest{Caller: caller, DocumentId: c.Params("document")}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.OpenDocumentReply, error) {
+		return g.OpenDocument(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	if s.cfg.Documents == nil {
+		return problem(fiber.StatusServiceUnavailable, "unavailable", "Documents are off", "this node has no document store")
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), s.cfg.GrainTimeout)
+	defer cancel()
+	sealed, err := s.cfg.Documents.Store.Get(ctx, reply.BlobKey)
+	if err != nil {
+		s.cfg.Logger.Error("document content unreadable", "blob", reply.BlobKey, "error", err)
+		return problem(fiber.StatusServiceUnavailable, "store-unavailable", "Document store unavailable", "")
+	}
+	key, err := seal.NewKey(reply.Key)
+	if err != nil {
+		return err
+	}
+	content, err := key.Open(sealed, documentAAD(reply.Document.Id))
+	if err != nil {
+		s.cfg.Logger.Error("document content does not open", "blob", reply.BlobKey, "error", err)
+		return problem(fiber.StatusInternalServerError, "internal", "Internal error", "")
+	}
+	c.Set(fiber.HeaderContentType, reply.Document.ContentType)
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+reply.Document.Id+`"`)
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set(fiber.HeaderETag, `"`+reply.Document.Sha256+`"`)
+	return c.Send(content)
+}
