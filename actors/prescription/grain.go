@@ -59,6 +59,8 @@ type Grain struct {
 	fence  persistence.Fence
 	// treating caches the doctors found to treat the patient.
 	treating map[string]bool
+	// dataKey is the patient's data key; loaded on first use.
+	dataKey *seal.Key
 }
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
@@ -93,7 +95,7 @@ func (g *Grain) load() error {
 // drop forgets everything and stops the activation: after a fenced or
 // failed write, memory may disagree with the database.
 func (g *Grain) drop(ctx actorcluster.GrainContext) {
-	g.loaded, g.stored, g.fence, g.treating = false, nil, persistence.Fence{}, nil
+	g.loaded, g.stored, g.fence, g.treating, g.dataKey = false, nil, persistence.Fence{}, nil, nil
 	ctx.Poison(ctx.Self())
 }
 
@@ -173,11 +175,20 @@ func (g *Grain) treats(c *messages.Caller) (bool, error) {
 	return ok, err
 }
 
-// key is the patient's data key.
+// key is the patient's data key, read once per activation: every read of
+// the prescription opens its notes with it.
 func (g *Grain) key() (*seal.Key, error) {
+	if g.dataKey != nil {
+		return g.dataKey, nil
+	}
 	ctx, cancel := g.storeCtx()
 	defer cancel()
-	return g.deps.DB.DataKey(ctx, g.deps.Master, g.patientID())
+	k, err := g.deps.DB.DataKey(ctx, g.deps.Master, g.patientID())
+	if err != nil {
+		return nil, err
+	}
+	g.dataKey = k
+	return k, nil
 }
 
 // changed is the stored row with next as its record: for changes that

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -108,5 +107,3 @@ func (p *process) kill() {
 	_ = p.cmd.Wait()
 	p.cmd = nil
 }
-
-func (p *process) String() string { return fmt.Sprintf("caregrid at %s", p.base) }
