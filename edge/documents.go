@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/messages"
@@ -32,10 +33,26 @@ type Documents struct {
 	// Types are the content types accepted, as sniffed from the content
 	// (nil: DefaultDocumentTypes).
 	Types []string
+	// StoreTimeout bounds one call to the store (0: DefaultDocumentStoreTimeout):
+	// a remote store moving 20 MiB needs longer than a grain request.
+	StoreTimeout time.Duration
+}
+
+// storeContext bounds a store call; it outlives a client that hangs up, so
+// a refused upload's content is still deleted.
+func (d *Documents) storeContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	timeout := d.StoreTimeout
+	if timeout <= 0 {
+		timeout = DefaultDocumentStoreTimeout
+	}
+	return context.WithTimeout(context.WithoutCancel(c.UserContext()), timeout)
 }
 
 // Document defaults.
-const DefaultDocumentMaxBytes = 20 << 20
+const (
+	DefaultDocumentMaxBytes     = 20 << 20
+	DefaultDocumentStoreTimeout = 30 * time.Second
+)
 
 var DefaultDocumentTypes = []string{"application/pdf", "image/jpeg", "image/png"}
 
@@ -176,7 +193,7 @@ func (s *Server) uploadDocument(c *fiber.Ctx) error {
 	docID := uuid.NewString()
 	blobKey := id + "/" + docID
 	sum := sha256.Sum256(content)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), s.cfg.GrainTimeout)
+	ctx, cancel := docs.storeContext(c)
 	defer cancel()
 	if err := docs.Store.Put(ctx, blobKey, key.Seal(content, documentAAD(docID))); err != nil {
 		s.cfg.Logger.Error("document store failed", "error", err)
@@ -243,7 +260,7 @@ func (s *Server) downloadDocument(c *fiber.Ctx) error {
 	if s.cfg.Documents == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Documents are off", "this node has no document store")
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), s.cfg.GrainTimeout)
+	ctx, cancel := s.cfg.Documents.storeContext(c)
 	defer cancel()
 	sealed, err := s.cfg.Documents.Store.Get(ctx, reply.BlobKey)
 	if err != nil {

@@ -39,8 +39,10 @@ type serveConfig struct {
 	GrainIdle    time.Duration
 	ExpirySweep  time.Duration
 	BlobDir      string
+	S3           blob.S3Config
 	DocumentMax  int64
 	DocumentType string
+	StoreTimeout time.Duration
 	GrainTimeout time.Duration
 	DBMaxConns   int
 	LogLevel     string
@@ -73,8 +75,13 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
 	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
 	fs.StringVar(&c.BlobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "directory of the document store (sealed contents); every node needs the same one, e.g. a shared volume (default <data-dir>/blobs) (env CAREGRID_BLOB_DIR)")
+	fs.StringVar(&c.S3.Endpoint, "blob-s3-endpoint", envOr("CAREGRID_BLOB_S3_ENDPOINT", ""), "keep documents in an S3-compatible service at this URL (https://host[:port]) instead of --blob-dir; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared credentials file or the IAM role (env CAREGRID_BLOB_S3_ENDPOINT)")
+	fs.StringVar(&c.S3.Bucket, "blob-s3-bucket", envOr("CAREGRID_BLOB_S3_BUCKET", ""), "the bucket documents go to; it must exist (env CAREGRID_BLOB_S3_BUCKET)")
+	fs.StringVar(&c.S3.Region, "blob-s3-region", envOr("CAREGRID_BLOB_S3_REGION", ""), "the bucket's region (env CAREGRID_BLOB_S3_REGION)")
+	fs.BoolVar(&c.S3.PathStyle, "blob-s3-path-style", envOr("CAREGRID_BLOB_S3_PATH_STYLE", "") == "true", "address the bucket in the URL path, as most self-hosted stores want (env CAREGRID_BLOB_S3_PATH_STYLE=true)")
 	fs.Int64Var(&c.DocumentMax, "document-max-bytes", edge.DefaultDocumentMaxBytes, "largest document upload, in bytes")
 	fs.StringVar(&c.DocumentType, "document-types", strings.Join(edge.DefaultDocumentTypes, ","), "content types a document may have, as sniffed from its content")
+	fs.DurationVar(&c.StoreTimeout, "document-store-timeout", edge.DefaultDocumentStoreTimeout, "bound on one read or write of a document's content in its store")
 	fs.DurationVar(&c.ExpirySweep, "prescription-expiry-sweep", time.Minute, "how often each node expires prescriptions whose duration has ended")
 	fs.DurationVar(&c.GrainTimeout, "grain-timeout", 5*time.Second, "bound on one grain request, retries included")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 32, "database connection pool size")
@@ -102,6 +109,9 @@ func serveFlags(args []string) (serveConfig, error) {
 	}
 	if c.BlobDir == "" {
 		c.BlobDir = filepath.Join(c.DataDir, "blobs")
+	}
+	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
+		return c, errors.New("serve: --blob-s3-endpoint and --blob-s3-bucket go together")
 	}
 	if c.MasterKey == "" {
 		c.MasterKey = filepath.Join(c.DataDir, "master.key")
@@ -173,6 +183,10 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	if err != nil {
 		return err
 	}
+	store, err := documentStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	var limiter ratelimit.Limiter = ratelimit.NewLocal(100_000)
 	if cfg.RedisURL != "" {
 		r, closeRedis, err := ratelimit.NewRedis(ctx, cfg.RedisURL)
@@ -209,8 +223,9 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
-		Documents: &edge.Documents{Store: blob.Dir{Root: cfg.BlobDir}, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ",")},
-		Identity:  identityConfig(cfg, db, master, base, limiter, logger),
+		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
+			StoreTimeout: cfg.StoreTimeout},
+		Identity: identityConfig(cfg, db, master, base, limiter, logger),
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -307,4 +322,24 @@ func mailer(cfg serveConfig, logger *slog.Logger) identity.Mailer {
 		return identity.LogMailer{Logger: logger}
 	}
 	return nil
+}
+
+// documentStore is the S3-compatible store when one is configured (and
+// reachable, with the bucket there), else the local directory.
+func documentStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (blob.Store, error) {
+	if cfg.S3.Endpoint == "" {
+		logger.Info("documents kept in a local directory", "blob_dir", cfg.BlobDir)
+		return blob.Dir{Root: cfg.BlobDir}, nil
+	}
+	s3, err := blob.NewS3(cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s3.Check(checkCtx); err != nil {
+		return nil, err
+	}
+	logger.Info("documents kept in S3", "endpoint", cfg.S3.Endpoint, "bucket", cfg.S3.Bucket)
+	return s3, nil
 }

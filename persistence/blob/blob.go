@@ -30,9 +30,16 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$`)
 // Dir is a Store in a local directory (one file per object).
 type Dir struct{ Root string }
 
-func (d Dir) path(key string) (string, error) {
+func checkKey(key string) error {
 	if !keyPattern.MatchString(key) {
-		return "", fmt.Errorf("blob: bad key %q", key)
+		return fmt.Errorf("blob: bad key %q", key)
+	}
+	return nil
+}
+
+func (d Dir) path(key string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
 	}
 	return filepath.Join(d.Root, filepath.FromSlash(key)), nil
 }
