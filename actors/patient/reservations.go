@@ -1,6 +1,8 @@
 package patient
 
 import (
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
@@ -16,8 +18,13 @@ import (
 // a deadline (the calendar has not confirmed yet: a booking saga, or the
 // new time of a reschedule). A pending entry past its deadline is unknown
 // until resolved: its saga may have confirmed or failed.
+//
+// Entries are kept sorted by start, and the longest entry bounds how far
+// back an overlapping one can start, so a check looks only at the entries
+// near the time asked about however many a patient holds.
 type Reservations struct {
-	entries []reservation
+	entries []reservation // sorted by start
+	maxSpan time.Duration // no entry is longer (it never shrinks)
 }
 
 type reservation struct {
@@ -43,7 +50,7 @@ func LoadReservations(rows []persistence.Reservation) *Reservations {
 func (rs *Reservations) add(row persistence.Reservation) {
 	a := row.Appointment
 	if a != nil && (a.Status == messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED || a.Status == messages.AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN) {
-		rs.entries = append(rs.entries, reservation{appointmentID: row.AppointmentID,
+		rs.insert(reservation{appointmentID: row.AppointmentID,
 			start: a.GetStart().AsTime(), end: a.GetEnd().AsTime(), confirmed: true})
 		if row.Start.Equal(a.GetStart().AsTime()) && row.End.Equal(a.GetEnd().AsTime()) {
 			return
@@ -56,15 +63,27 @@ func (rs *Reservations) add(row persistence.Reservation) {
 	if a != nil && a.HoldExpiresAt != nil && a.HoldExpiresAt.AsTime().After(until) {
 		until = a.HoldExpiresAt.AsTime()
 	}
-	rs.entries = append(rs.entries, reservation{appointmentID: row.AppointmentID, start: row.Start, end: row.End, until: until})
+	rs.insert(reservation{appointmentID: row.AppointmentID, start: row.Start, end: row.End, until: until})
+}
+
+// insert keeps entries sorted by start.
+func (rs *Reservations) insert(r reservation) {
+	i := sort.Search(len(rs.entries), func(i int) bool { return rs.entries[i].start.After(r.start) })
+	rs.entries = slices.Insert(rs.entries, i, r)
+	rs.maxSpan = max(rs.maxSpan, r.end.Sub(r.start))
 }
 
 // Conflict returns an appointment other than id whose reservation blocks
 // [start, end) at now, and the appointments that might block it but must
 // be resolved first (pending past their deadline).
 func (rs *Reservations) Conflict(id string, start, end, now time.Time) (blocking string, unresolved []string) {
-	for _, r := range rs.entries {
-		if r.appointmentID == id || !r.overlaps(start, end) {
+	// Candidates start before end, and after start-maxSpan: one starting
+	// earlier has ended by start.
+	hi := sort.Search(len(rs.entries), func(i int) bool { return !rs.entries[i].start.Before(end) })
+	earliest := start.Add(-rs.maxSpan)
+	for j := hi - 1; j >= 0 && rs.entries[j].start.After(earliest); j-- {
+		r := rs.entries[j]
+		if !r.overlaps(start, end) || r.appointmentID == id {
 			continue
 		}
 		switch {
@@ -79,7 +98,7 @@ func (rs *Reservations) Conflict(id string, start, end, now time.Time) (blocking
 
 // Reserve records a pending reservation of [start, end) for id.
 func (rs *Reservations) Reserve(row persistence.Reservation) {
-	rs.entries = append(rs.entries, reservation{appointmentID: row.AppointmentID, start: row.Start, end: row.End, until: row.PendingUntil})
+	rs.insert(reservation{appointmentID: row.AppointmentID, start: row.Start, end: row.End, until: row.PendingUntil})
 }
 
 // Resolve replaces what is known about id with its appointment's row (nil:
@@ -113,13 +132,18 @@ func (rs *Reservations) Forget(id string) {
 	rs.entries = kept
 }
 
-// Prune drops entries that ended before now.
+// Prune drops entries that ended before now. Only those that started
+// before now can have.
 func (rs *Reservations) Prune(now time.Time) {
-	kept := rs.entries[:0]
-	for _, r := range rs.entries {
+	started := sort.Search(len(rs.entries), func(i int) bool { return !rs.entries[i].start.Before(now) })
+	kept := 0
+	for _, r := range rs.entries[:started] {
 		if r.end.After(now) {
-			kept = append(kept, r)
+			rs.entries[kept] = r
+			kept++
 		}
 	}
-	rs.entries = kept
+	if kept < started {
+		rs.entries = slices.Delete(rs.entries, kept, started)
+	}
 }
