@@ -148,7 +148,7 @@ func queueUnclaims(q *pgx.Batch, doctor string, cs []Claim) {
 		return
 	}
 	cells, appts := splitClaims(cs)
-	q.Queue(`DELETE FROM slot_claims s USING unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)
+	q.Queue(`DELETE FROM slot_claims s USING unnest($2::TIMESTAMPTZ[], $3::TEXT[]::UUID[]) AS u (cell, appt)
 		WHERE s.doctor_id = $1 AND s.cell_start = ANY($2::TIMESTAMPTZ[]) AND s.cell_start = u.cell AND s.appointment_id = u.appt`,
 		doctor, cells, appts)
 }
@@ -159,14 +159,14 @@ func queueClaims(q *pgx.Batch, doctor string, cs []Claim) {
 	}
 	cells, appts := splitClaims(cs)
 	q.Queue(`INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
-		SELECT $1, u.cell, u.appt FROM unnest($2::TIMESTAMPTZ[], $3::UUID[]) AS u (cell, appt)`, doctor, cells, appts)
+		SELECT $1, u.cell, u.appt FROM unnest($2::TIMESTAMPTZ[], $3::TEXT[]::UUID[]) AS u (cell, appt)`, doctor, cells, appts)
 }
 
 func queueDrops(q *pgx.Batch, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
-	q.Queue(`DELETE FROM appointments WHERE id = ANY($1::UUID[]) AND status = $2`,
+	q.Queue(`DELETE FROM appointments WHERE id = ANY($1::TEXT[]::UUID[]) AND status = $2`,
 		ids, messages.AppointmentStatus_APPOINTMENT_STATUS_HELD.Name())
 }
 
@@ -217,14 +217,14 @@ func queueHolds(q *pgx.Batch, doctor string, hs []NewHold) {
 			INSERT INTO appointments (id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
 				reason, fingerprint, booked_by, version, created_at, updated_at)
 			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.created
-			FROM unnest($2::UUID[], $3::UUID[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TIMESTAMPTZ[],
+			FROM unnest($2::TEXT[]::UUID[], $3::TEXT[]::UUID[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TIMESTAMPTZ[],
 				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[])
 				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created)
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id
 		), claimed AS (
 			INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
-			SELECT $1, c.cell, c.appt FROM unnest($13::TIMESTAMPTZ[], $14::UUID[]) AS c (cell, appt)
+			SELECT $1, c.cell, c.appt FROM unnest($13::TIMESTAMPTZ[], $14::TEXT[]::UUID[]) AS c (cell, appt)
 			WHERE c.appt IN (SELECT id FROM ins)
 			RETURNING 1
 		)

@@ -11,4 +11,8 @@
 // Writes that belong to a grain go through a Fence (fence.go): the write
 // transaction first proves that the activation still owns its identity, so a
 // stale activation can never overwrite the state of the live one.
+//
+// Ids travel as Go strings. An array of them is sent as $n::TEXT[]::UUID[]:
+// pgx has no binary plan for []string as UUID[], so it formats an error for
+// the whole slice before falling back to text, on every batch.
 package persistence

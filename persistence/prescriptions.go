@@ -240,7 +240,7 @@ func (db *DB) Prescriptions(ctx context.Context, patientID, status string, befor
 		ids[i], at[sp.Record.Id] = sp.Record.Id, sp.Record
 	}
 	drows, err := db.Pool.Query(ctx, `SELECT prescription_id::text, number, dispensed_at, dispensed_by, quantity
-		FROM prescription_dispenses WHERE prescription_id = ANY($1::uuid[]) ORDER BY prescription_id, number`, ids)
+		FROM prescription_dispenses WHERE prescription_id = ANY($1::TEXT[]::UUID[]) ORDER BY prescription_id, number`, ids)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -89,7 +89,7 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, project Projector) (n 
 			return err
 		}
 		queueBusyViews(&q, p.Busy)
-		q.Queue(`DELETE FROM outbox WHERE id = ANY($1::UUID[])`, ids)
+		q.Queue(`DELETE FROM outbox WHERE id = ANY($1::TEXT[]::UUID[])`, ids)
 		if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 			return err
 		}
@@ -136,7 +136,7 @@ func queueDoctorViews(q *pgx.Batch, vs []DoctorView) error {
 	// Availability travels as text: CockroachDB before 23.2 has no JSONB arrays.
 	q.Queue(`INSERT INTO slot_finder_doctors (doctor_id, specialty, specialty_key, clinic_id, time_zone, slot_minutes, availability, version)
 		SELECT u.id, u.specialty, u.key, u.clinic, u.zone, u.slot, u.hours::JSONB, u.version
-		FROM unnest($1::UUID[], $2::TEXT[], $3::TEXT[], $4::UUID[], $5::TEXT[], $6::INT[], $7::TEXT[], $8::BIGINT[])
+		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[]::UUID[], $5::TEXT[], $6::INT[], $7::TEXT[], $8::BIGINT[])
 			AS u (id, specialty, key, clinic, zone, slot, hours, version)
 		ON CONFLICT (doctor_id) DO UPDATE SET specialty = excluded.specialty, specialty_key = excluded.specialty_key,
 			clinic_id = excluded.clinic_id, time_zone = excluded.time_zone, slot_minutes = excluded.slot_minutes,
@@ -159,7 +159,7 @@ func queueBusyViews(q *pgx.Batch, vs []BusyView) {
 		ids[i], doctors[i], starts[i], ends[i], occupied[i], versions[i] = v.AppointmentID, v.DoctorID, v.Start, v.End, v.Occupied, v.Version
 	}
 	q.Queue(`INSERT INTO slot_finder_busy (appointment_id, doctor_id, start_at, end_at, occupied, version)
-		SELECT * FROM unnest($1::UUID[], $2::UUID[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::BOOL[], $6::BIGINT[])
+		SELECT * FROM unnest($1::TEXT[]::UUID[], $2::TEXT[]::UUID[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::BOOL[], $6::BIGINT[])
 		ON CONFLICT (appointment_id) DO UPDATE SET doctor_id = excluded.doctor_id, start_at = excluded.start_at,
 			end_at = excluded.end_at, occupied = excluded.occupied, version = excluded.version
 		WHERE slot_finder_busy.version < excluded.version`,

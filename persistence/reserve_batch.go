@@ -122,7 +122,7 @@ func (db *DB) reserveBatch(ctx context.Context, calls []*reserveCall) []error {
 	}
 	errs := make([]error, n)
 	rows, err := db.Pool.Query(ctx, `WITH req AS (
-			SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::UUID[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[], $8::TIMESTAMPTZ[], $9::INT[])
+			SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[]::UUID[], $5::TEXT[]::UUID[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[], $8::TIMESTAMPTZ[], $9::INT[])
 				AS r (kind, patient, epoch, appt, doctor, start_at, end_at, pending_until, i)
 		), f AS (
 			SELECT g.kind, g.id, g.epoch FROM grain_owner g JOIN req

@@ -54,7 +54,7 @@ func (db *DB) FinderBusy(ctx context.Context, doctors []string, from, to time.Ti
 	}
 	rows, err := db.Pool.Query(ctx, `SELECT appointment_id::TEXT, doctor_id::TEXT, start_at, end_at, occupied, version
 		FROM slot_finder_busy
-		WHERE occupied AND doctor_id = ANY($1::UUID[]) AND start_at >= $2 AND start_at < $3
+		WHERE occupied AND doctor_id = ANY($1::TEXT[]::UUID[]) AND start_at >= $2 AND start_at < $3
 		ORDER BY doctor_id, start_at`, doctors, from, to)
 	if err != nil {
 		return nil, classify(err)

@@ -135,7 +135,7 @@ func (db *DB) attachDiagnoses(ctx context.Context, vs []StoredVisit) error {
 		ids[i], at[v.ID] = v.ID, i
 	}
 	rows, err := db.Pool.Query(ctx, `SELECT visit_id::text, id::text, code, text_sealed, status, coalesce(to_char(onset, 'YYYY-MM-DD'), '')
-		FROM diagnoses WHERE visit_id = ANY($1::uuid[]) ORDER BY visit_id, position`, ids)
+		FROM diagnoses WHERE visit_id = ANY($1::TEXT[]::UUID[]) ORDER BY visit_id, position`, ids)
 	if err != nil {
 		return classify(err)
 	}
