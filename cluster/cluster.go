@@ -36,10 +36,11 @@ type Config struct {
 	// Name is the cluster name; members with different names never meet.
 	Name string
 	// Host and Port are the remoting address. Port 0 picks a free one.
-	// Remoting is not yet authenticated (mutual TLS arrives with the
-	// multi-node work), so it must stay on a loopback address.
+	// Without TLS, remoting is unauthenticated, so Host must be loopback.
 	Host string
 	Port int
+	// TLS makes remoting mutual TLS (nil: plaintext, loopback only).
+	TLS *TLS
 	// Agent is the membership registry; nil makes a private one (single node).
 	Agent *Agent
 	// Kinds are the grain kinds this member hosts.
@@ -134,8 +135,12 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
-	if ip := net.ParseIP(cfg.Host); ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("cluster: remoting host %q: only loopback addresses are allowed until remoting uses mutual TLS", cfg.Host)
+	if ip := net.ParseIP(cfg.Host); cfg.TLS == nil && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("cluster: remoting host %q: without mutual TLS only loopback addresses are allowed", cfg.Host)
+	}
+	remoteOpts, err := remoteOptions(cfg.TLS)
+	if err != nil {
+		return nil, err
 	}
 	agent := cfg.Agent
 	if agent == nil {
@@ -151,7 +156,7 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 		provider = gatedProvider{ClusterProvider: provider, gate: gate}
 	}
 	ccfg := actorcluster.Configure(cfg.Name, provider, disthash.New(),
-		remote.Configure(cfg.Host, cfg.Port),
+		remote.Configure(cfg.Host, cfg.Port, remoteOpts...),
 		actorcluster.WithKinds(cfg.Kinds...),
 		actorcluster.WithRequestTimeout(DefaultTimeout),
 	)

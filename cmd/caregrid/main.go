@@ -25,6 +25,7 @@ commands:
   serve       run a node: cluster member and HTTP edge
   migrate     apply the database migrations (DATABASE_URL)
   dev-token   mint a development access token (servers started with --dev-auth)
+  dev-certs   make a development CA and member certificates for the cluster's mutual TLS
   audit       audit trail tools: 'audit verify' checks every shard's hash chain
   admin       accounts and clients: 'admin bootstrap', 'admin account create', 'admin client create'
   bench       load generator: 'bench read-patient|booking-hot|booking-spread|booking-sql-baseline --url URL'
@@ -48,6 +49,8 @@ func main() {
 		err = migrateCmd(ctx, args)
 	case "dev-token":
 		err = devTokenCmd(args)
+	case "dev-certs":
+		err = devCertsCmd(args)
 	case "audit":
 		err = auditCmd(ctx, args)
 	case "bench":

@@ -27,6 +27,7 @@ type nodeConfig struct {
 	ClusterName  string
 	ClusterHost  string
 	ClusterPort  int
+	ClusterTLS   *cluster.TLS   // nil: plaintext remoting, loopback only
 	Agent        *cluster.Agent // nil: single node
 	AuditShards  int
 	GrainIdle    time.Duration
@@ -78,7 +79,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		cfg.Logger = slog.Default()
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
-		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort,
+		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
 		Agent: cfg.Agent, Kinds: kinds(db, cfg), Logger: cfg.ActorLogger,
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
@@ -35,6 +36,7 @@ type serveConfig struct {
 	ClusterName  string
 	ClusterHost  string
 	ClusterPort  int
+	ClusterTLS   cluster.TLS
 	AuditShards  int
 	GrainIdle    time.Duration
 	ExpirySweep  time.Duration
@@ -70,7 +72,10 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.BoolVar(&c.DevAuth, "dev-auth", false, "accept development tokens from 'caregrid dev-token' (binaries built with -tags devauth only, as by make run)")
 	fs.StringVar(&c.DevAuthKey, "dev-auth-key-file", envOr("CAREGRID_DEV_AUTH_KEY_FILE", ""), "development token key (default <data-dir>/dev-auth.key; created if missing) (env CAREGRID_DEV_AUTH_KEY_FILE)")
 	fs.StringVar(&c.ClusterName, "cluster-name", envOr("CAREGRID_CLUSTER_NAME", "caregrid"), "cluster name (env CAREGRID_CLUSTER_NAME)")
-	fs.StringVar(&c.ClusterHost, "cluster-host", envOr("CAREGRID_CLUSTER_HOST", "127.0.0.1"), "remoting host; loopback only until remoting uses mutual TLS (env CAREGRID_CLUSTER_HOST)")
+	fs.StringVar(&c.ClusterHost, "cluster-host", envOr("CAREGRID_CLUSTER_HOST", "127.0.0.1"), "remoting host; loopback only unless remoting is mutual TLS (--cluster-tls-*) (env CAREGRID_CLUSTER_HOST)")
+	fs.StringVar(&c.ClusterTLS.CAFile, "cluster-tls-ca", envOr("CAREGRID_CLUSTER_TLS_CA", ""), "CA certificate (PEM) that signs every member's certificate; with the two below, remoting is mutual TLS and may leave loopback (env CAREGRID_CLUSTER_TLS_CA)")
+	fs.StringVar(&c.ClusterTLS.CertFile, "cluster-tls-cert", envOr("CAREGRID_CLUSTER_TLS_CERT", ""), "this member's certificate (PEM), for the name "+cluster.PeerName+" (env CAREGRID_CLUSTER_TLS_CERT)")
+	fs.StringVar(&c.ClusterTLS.KeyFile, "cluster-tls-key", envOr("CAREGRID_CLUSTER_TLS_KEY", ""), "this member's private key (PEM) (env CAREGRID_CLUSTER_TLS_KEY)")
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
 	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
@@ -219,7 +224,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		logger.Warn("development tokens accepted (--dev-auth): not for production", "key_file", cfg.DevAuthKey)
 	}
 	n, err := startNode(ctx, db, nodeConfig{
-		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort,
+		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: cfg.clusterTLS(),
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
@@ -342,4 +347,13 @@ func documentStore(ctx context.Context, cfg serveConfig, logger *slog.Logger) (b
 	}
 	logger.Info("documents kept in S3", "endpoint", cfg.S3.Endpoint, "bucket", cfg.S3.Bucket)
 	return s3, nil
+}
+
+// clusterTLS is the remoting's mutual TLS, or nil when no file is given
+// (the cluster package refuses a partial set).
+func (c serveConfig) clusterTLS() *cluster.TLS {
+	if c.ClusterTLS == (cluster.TLS{}) {
+		return nil
+	}
+	return &c.ClusterTLS
 }

@@ -1,0 +1,115 @@
+// Package devcerts makes a throwaway certificate authority and member
+// certificates for the cluster's mutual TLS, for development and tests
+// (`caregrid dev-certs`). Production certificates come from the hospital's
+// own PKI (or cert-manager); these keys sit unencrypted on disk.
+package devcerts
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Files names what Generate wrote.
+type Files struct {
+	CA      string   // the CA's certificate (every member trusts it)
+	CAKey   string   // the CA's key (keep it to issue more members)
+	Members []Member // one certificate and key per member
+}
+
+// Member is one member's certificate and key.
+type Member struct{ Cert, Key string }
+
+// Generate writes ca.crt, ca.key and member-N.crt/.key (N from 1) into dir.
+// Every member certificate names dnsName (the name peers verify) and the
+// hosts given, and is good for both ends of a connection.
+func Generate(dir string, members int, dnsName string, hosts []string) (Files, error) {
+	if members < 1 {
+		return Files{}, errors.New("devcerts: at least one member")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Files{}, err
+	}
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Files{}, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: "caregrid development cluster CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return Files{}, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return Files{}, err
+	}
+	files := Files{CA: filepath.Join(dir, "ca.crt"), CAKey: filepath.Join(dir, "ca.key")}
+	if err := write(files.CA, files.CAKey, caDER, caKey); err != nil {
+		return Files{}, err
+	}
+	for i := 1; i <= members; i++ {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return Files{}, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial(), Subject: pkix.Name{CommonName: fmt.Sprintf("member-%d", i)},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 3, 0),
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			DNSNames:    []string{dnsName},
+		}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			return Files{}, err
+		}
+		m := Member{Cert: filepath.Join(dir, fmt.Sprintf("member-%d.crt", i)), Key: filepath.Join(dir, fmt.Sprintf("member-%d.key", i))}
+		if err := write(m.Cert, m.Key, der, key); err != nil {
+			return Files{}, err
+		}
+		files.Members = append(files.Members, m)
+	}
+	return files, nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return n
+}
+
+// write stores a certificate (0644) and its key (0600) as PEM.
+func write(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/cluster/devcerts"
+	"golang.org/x/net/http2"
+)
+
+// A real node with mutual-TLS remoting: a plaintext gRPC call and one with a
+// certificate from another CA are refused at the handshake; a member's
+// certificate gets through, and the method proto.actor leaves unimplemented
+// (its handler panics, which would end the process) is refused. The node
+// keeps serving throughout.
+func TestClusterRemotingRefusesPeersWithoutAMemberCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certs, err := devcerts.Generate(filepath.Join(dir, "cluster"), 1, cluster.PeerName, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := devcerts.Generate(filepath.Join(dir, "stranger"), 1, cluster.PeerName, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remoting := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(remoting)
+	_ = ln.Close()
+	m := certs.Members[0]
+	node, _ := startProcess(t, "--cluster-port", port,
+		"--cluster-tls-ca", certs.CA, "--cluster-tls-cert", m.Cert, "--cluster-tls-key", m.Key)
+
+	// The probes speak gRPC's wire format over HTTP/2 themselves: a gRPC
+	// client in this process would leave transport goroutines reading gRPC's
+	// global logger, which the next test's in-process member writes.
+	listProcesses := func(cfg *tls.Config) (string, error) {
+		tr := &http2.Transport{TLSClientConfig: cfg}
+		if cfg == nil { // plaintext HTTP/2 (h2c)
+			tr = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}}
+		}
+		defer tr.CloseIdleConnections()
+		scheme := map[bool]string{true: "http", false: "https"}[cfg == nil]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// One gRPC message frame: not compressed, zero length (an empty request).
+		req, _ := http.NewRequestWithContext(ctx, "POST", scheme+"://"+remoting+"/remote.Remoting/ListProcesses", bytes.NewReader(make([]byte, 5)))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("TE", "trailers")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			return "", err
+		}
+		return resp.Trailer.Get("Grpc-Status") + resp.Header.Get("Grpc-Status"), nil
+	}
+	withCert := func(m devcerts.Member) *tls.Config {
+		pem, err := os.ReadFile(certs.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool,
+			ServerName: cluster.PeerName, NextProtos: []string{"h2"}}
+	}
+	if st, err := listProcesses(nil); err == nil {
+		t.Errorf("plaintext ListProcesses answered (grpc-status %q)", st)
+	}
+	if st, err := listProcesses(withCert(stranger.Members[0])); err == nil {
+		t.Errorf("ListProcesses with another CA's certificate answered (grpc-status %q)", st)
+	}
+	if st, err := listProcesses(withCert(m)); err != nil || st != "12" {
+		t.Errorf("ListProcesses as a member: grpc-status %q, %v; want 12 (Unimplemented)", st, err)
+	}
+	resp, err := http.Get(node.base + "/readyz")
+	if err != nil {
+		t.Fatalf("the node stopped serving: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("readyz = %d", resp.StatusCode)
+	}
+	if err := node.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the process is gone: %v", err)
+	}
+}
