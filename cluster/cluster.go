@@ -2,9 +2,10 @@
 // and is the one place that knows how to call a grain: per-call options with
 // a real retry backoff, and a retry loop for activations that were fenced.
 //
-// Providers: this package offers the in-memory provider, for the single-node
-// embedded default and for several members inside one test process (they
-// share an Agent). Consul and static peers arrive with the multi-node work.
+// Providers: the in-memory provider, for the single-node embedded default
+// and for several members inside one test process (they share an Agent),
+// and static peers (peers.go) for members in separate processes. Consul
+// arrives with the rest of the multi-node work.
 package cluster
 
 import (
@@ -43,6 +44,10 @@ type Config struct {
 	TLS *TLS
 	// Agent is the membership registry; nil makes a private one (single node).
 	Agent *Agent
+	// Peers, when set, are the remoting addresses (host:port) of every
+	// member, this one included: the members find each other by polling
+	// them (static peers) instead of through an Agent.
+	Peers []string
 	// Kinds are the grain kinds this member hosts.
 	Kinds []*actorcluster.Kind
 	// Logger receives proto.actor's own logs; nil: warnings and errors as
@@ -152,6 +157,9 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	var provider actorcluster.ClusterProvider = test.NewTestProvider(agent)
+	if len(cfg.Peers) > 0 {
+		provider = newPeersProvider(cfg.Peers, logger)
+	}
 	if gate != nil {
 		provider = gatedProvider{ClusterProvider: provider, gate: gate}
 	}

@@ -28,6 +28,7 @@ type nodeConfig struct {
 	ClusterHost  string
 	ClusterPort  int
 	ClusterTLS   *cluster.TLS   // nil: plaintext remoting, loopback only
+	ClusterPeers []string       // every member's remoting address (nil: single node)
 	Agent        *cluster.Agent // nil: single node
 	AuditShards  int
 	GrainIdle    time.Duration
@@ -80,7 +81,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
-		Agent: cfg.Agent, Kinds: kinds(db, cfg), Logger: cfg.ActorLogger,
+		Agent: cfg.Agent, Peers: cfg.ClusterPeers, Kinds: kinds(db, cfg), Logger: cfg.ActorLogger,
 	})
 	if err != nil {
 		return nil, err

@@ -44,6 +44,19 @@ type process struct {
 // test's view of the same database.
 func startProcess(t *testing.T, extra ...string) (*process, *persistence.DB) {
 	t.Helper()
+	url, db := migratedDatabase(t)
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	p := newProcess(t, dir, append([]string{"serve",
+		"--database-url", url, "--http-addr", addr, "--public-url", "http://" + addr, "--data-dir", dir,
+		"--master-key-file", filepath.Join(dir, "master.key"), "--cluster-port", "0", "--log-level", "warn"}, extra...))
+	p.start()
+	return p, db
+}
+
+// migratedDatabase is a fresh database with the schema, and the test's pool on it.
+func migratedDatabase(t *testing.T) (string, *persistence.DB) {
+	t.Helper()
 	url := pgtest.NewURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -55,19 +68,32 @@ func startProcess(t *testing.T, extra ...string) (*process, *persistence.DB) {
 	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return url, db
+}
+
+// freeAddr is a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	dir := t.TempDir()
-	p := &process{t: t, base: "http://" + addr, log: filepath.Join(dir, "node.log"), args: append([]string{"serve",
-		"--database-url", url, "--http-addr", addr, "--public-url", "http://" + addr, "--data-dir", dir,
-		"--master-key-file", filepath.Join(dir, "master.key"), "--cluster-port", "0", "--log-level", "warn"}, extra...)}
-	p.start()
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// newProcess prepares a caregrid process with args (http-addr among them),
+// logging into dir; it is killed when the test ends.
+func newProcess(t *testing.T, dir string, args []string) *process {
+	addr := ""
+	for i, a := range args {
+		if a == "--http-addr" {
+			addr = args[i+1]
+		}
+	}
+	p := &process{t: t, base: "http://" + addr, log: filepath.Join(dir, "node.log"), args: args}
 	t.Cleanup(func() { p.kill() })
-	return p, db
+	return p
 }
 
 // start runs the process and waits until it is ready.

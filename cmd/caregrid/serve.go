@@ -37,6 +37,7 @@ type serveConfig struct {
 	ClusterHost  string
 	ClusterPort  int
 	ClusterTLS   cluster.TLS
+	ClusterPeers string
 	AuditShards  int
 	GrainIdle    time.Duration
 	ExpirySweep  time.Duration
@@ -76,6 +77,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.ClusterTLS.CAFile, "cluster-tls-ca", envOr("CAREGRID_CLUSTER_TLS_CA", ""), "CA certificate (PEM) that signs every member's certificate; with the two below, remoting is mutual TLS and may leave loopback (env CAREGRID_CLUSTER_TLS_CA)")
 	fs.StringVar(&c.ClusterTLS.CertFile, "cluster-tls-cert", envOr("CAREGRID_CLUSTER_TLS_CERT", ""), "this member's certificate (PEM), for the name "+cluster.PeerName+" (env CAREGRID_CLUSTER_TLS_CERT)")
 	fs.StringVar(&c.ClusterTLS.KeyFile, "cluster-tls-key", envOr("CAREGRID_CLUSTER_TLS_KEY", ""), "this member's private key (PEM) (env CAREGRID_CLUSTER_TLS_KEY)")
+	fs.StringVar(&c.ClusterPeers, "cluster-peers", envOr("CAREGRID_CLUSTER_PEERS", ""), "remoting addresses (host:port, comma-separated) of every member, this one included: a cluster of static peers; empty: a single node (env CAREGRID_CLUSTER_PEERS)")
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
 	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
@@ -114,6 +116,9 @@ func serveFlags(args []string) (serveConfig, error) {
 	}
 	if c.BlobDir == "" {
 		c.BlobDir = filepath.Join(c.DataDir, "blobs")
+	}
+	if c.ClusterPeers != "" && c.ClusterPort == 0 {
+		return c, errors.New("serve: --cluster-peers needs a fixed --cluster-port (the peers list names it)")
 	}
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
 		return c, errors.New("serve: --blob-s3-endpoint and --blob-s3-bucket go together")
@@ -225,7 +230,8 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	}
 	n, err := startNode(ctx, db, nodeConfig{
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: cfg.clusterTLS(),
-		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
+		ClusterPeers: peerList(cfg.ClusterPeers),
+		AuditShards:  cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
@@ -356,4 +362,15 @@ func (c serveConfig) clusterTLS() *cluster.TLS {
 		return nil
 	}
 	return &c.ClusterTLS
+}
+
+// peerList splits --cluster-peers.
+func peerList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

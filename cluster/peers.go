@@ -1,0 +1,173 @@
+package cluster
+
+import (
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+)
+
+// membershipActor is the name under which every member answers "who are
+// you": its member id, address and kinds.
+const membershipActor = "caregrid-membership"
+
+// Peer-list timing. A member is in the topology while it answered within
+// peerGrace: one lost poll does not drop it, since a dropped member is
+// blocked for good and can only come back under a new id (a restart).
+const (
+	peerPoll  = 500 * time.Millisecond
+	peerGrace = 3 * time.Second
+	// A peer that stopped answering is asked less and less often, up to
+	// this: each failed dial costs proto.actor two error lines.
+	peerBackoffMax = 5 * time.Second
+)
+
+// peersProvider is the static-peers cluster provider: a fixed list of the
+// remoting addresses of every member. Each member polls all of them over
+// the remoting itself (so mutual TLS covers membership too) and makes the
+// topology of those that answered lately.
+type peersProvider struct {
+	peers  []string
+	logger *slog.Logger
+
+	cluster *actorcluster.Cluster
+	self    *actorcluster.Member
+	// Used by poll only, which runs on one goroutine at a time.
+	known map[string]*actorcluster.Member // peer address -> its last answer
+	heard map[string]time.Time            // peer address -> when
+	next  map[string]time.Time            // peer address -> when to ask a silent one again
+	miss  map[string]int                  // peer address -> polls unanswered in a row
+	// asked holds the addresses of peers that asked this member who it is
+	// (written by the membership actor): a restarted peer is asked back at
+	// once, not after its backoff.
+	asked sync.Map
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPeersProvider(peers []string, logger *slog.Logger) *peersProvider {
+	return &peersProvider{peers: slices.Clone(peers), logger: logger, known: map[string]*actorcluster.Member{},
+		heard: map[string]time.Time{}, next: map[string]time.Time{}, miss: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (p *peersProvider) StartMember(c *actorcluster.Cluster) error {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return err
+	}
+	p.self = &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
+	self := p.self
+	props := actor.PropsFromFunc(func(ctx actor.Context) {
+		if asker, ok := ctx.Message().(*actorcluster.Member); ok {
+			if asker.Host != "" {
+				p.asked.Store(net.JoinHostPort(asker.Host, strconv.Itoa(int(asker.Port))), struct{}{})
+			}
+			ctx.Respond(self)
+		}
+	})
+	if _, err := c.ActorSystem.Root.SpawnNamed(props, membershipActor); err != nil {
+		return err
+	}
+	return p.start(c)
+}
+
+// StartClient follows the members without being one (an edge-only node).
+func (p *peersProvider) StartClient(c *actorcluster.Cluster) error { return p.start(c) }
+
+func (p *peersProvider) start(c *actorcluster.Cluster) error {
+	p.cluster = c
+	p.poll() // a first topology before StartMember returns
+	go p.loop()
+	return nil
+}
+
+func (p *peersProvider) Shutdown(bool) error {
+	p.once.Do(func() { close(p.stop) })
+	if p.cluster != nil {
+		<-p.done
+	}
+	return nil
+}
+
+func (p *peersProvider) loop() {
+	defer close(p.done)
+	t := time.NewTicker(peerPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.poll()
+		}
+	}
+}
+
+// poll asks every other peer at once, waits for the answers (bounded by
+// peerPoll), and publishes this member plus the peers heard from within
+// peerGrace.
+func (p *peersProvider) poll() {
+	now := time.Now()
+	type asked struct {
+		addr string
+		f    *actor.Future
+	}
+	var futures []asked
+	selfAddr := ""
+	if p.self != nil {
+		selfAddr = p.cluster.ActorSystem.Address()
+	}
+	for _, addr := range p.peers {
+		if _, ok := p.asked.LoadAndDelete(addr); ok {
+			delete(p.next, addr)
+		}
+		if addr == selfAddr || now.Before(p.next[addr]) {
+			continue
+		}
+		futures = append(futures, asked{addr, p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, membershipActor), p.whoAmI(), peerPoll)})
+	}
+	members := actorcluster.Members{}
+	if p.self != nil {
+		members = append(members, p.self)
+	}
+	for _, a := range futures {
+		res, err := a.f.Result()
+		if m, ok := res.(*actorcluster.Member); ok && err == nil {
+			if old := p.known[a.addr]; old == nil || old.Id != m.Id {
+				p.logger.Warn("cluster peer joined", "address", a.addr, "member", m.Id)
+			}
+			p.known[a.addr], p.heard[a.addr], p.miss[a.addr] = m, now, 0
+			continue
+		}
+		p.miss[a.addr]++
+		if wait := peerPoll << min(p.miss[a.addr], 8); wait < peerBackoffMax {
+			p.next[a.addr] = now.Add(wait)
+		} else {
+			p.next[a.addr] = now.Add(peerBackoffMax)
+		}
+	}
+	for addr, m := range p.known {
+		if now.Sub(p.heard[addr]) < peerGrace {
+			members = append(members, m)
+			continue
+		}
+		p.logger.Warn("cluster peer lost: no answer", "address", addr, "member", m.Id, "for", now.Sub(p.heard[addr]).Round(time.Millisecond))
+		delete(p.known, addr)
+	}
+	p.cluster.MemberList.UpdateClusterTopology(members)
+}
+
+// whoAmI is what this member sends when it asks: itself, or an empty
+// member from a client.
+func (p *peersProvider) whoAmI() *actorcluster.Member {
+	if p.self == nil {
+		return &actorcluster.Member{}
+	}
+	return p.self
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/cluster/devcerts"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+)
+
+// clusterMembers reads the caregrid_cluster_members gauge of a node (-1:
+// the node does not answer).
+func clusterMembers(base string) int {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "caregrid_cluster_members "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return int(n)
+		}
+	}
+	return -1
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// Two real caregrid processes form a cluster of static peers over mutual
+// TLS: grains are placed on both, and when one is killed the other takes
+// its grains over and keeps answering; restarted, it rejoins.
+func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
+	dir := t.TempDir()
+	certs, err := devcerts.Generate(filepath.Join(dir, "certs"), 2, cluster.PeerName, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, db := migratedDatabase(t)
+	httpAddrs := []string{freeAddr(t), freeAddr(t)}
+	remoting := []string{freeAddr(t), freeAddr(t)}
+	var nodes []*process
+	for i := range 2 {
+		_, port, _ := net.SplitHostPort(remoting[i])
+		nodeDir := filepath.Join(dir, "node"+strconv.Itoa(i))
+		// One public URL for both (as behind a load balancer): a token
+		// either node issues is good on the other.
+		nodes = append(nodes, newProcess(t, t.TempDir(), []string{"serve",
+			"--database-url", url, "--http-addr", httpAddrs[i], "--public-url", "http://" + httpAddrs[0], "--data-dir", nodeDir,
+			"--master-key-file", filepath.Join(dir, "master.key"), "--log-level", "warn",
+			"--cluster-port", port, "--cluster-peers", strings.Join(remoting, ","),
+			"--cluster-tls-ca", certs.CA, "--cluster-tls-cert", certs.Members[i].Cert, "--cluster-tls-key", certs.Members[i].Key}))
+		nodes[i].start()
+	}
+	for i, n := range nodes {
+		waitFor(t, "node "+strconv.Itoa(i)+" sees both members", 10*time.Second, func() bool { return clusterMembers(n.base) == 2 })
+	}
+	tokens := map[string]string{}
+	a := &testServer{t: t, db: db, base: nodes[0].base, tokens: tokens}
+	b := &testServer{t: t, db: db, base: nodes[1].base, tokens: tokens}
+	desk := a.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+
+	// Patients registered through b: their grains land on both members.
+	var patients []string
+	for range 12 {
+		r := b.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+		expect(t, "register through b", r, 201)
+		patients = append(patients, r.json(t)["id"].(string))
+	}
+	ctx := context.Background()
+	owners := func() map[string]int {
+		rows, err := db.Pool.Query(ctx, `SELECT owner, count(*) FROM grain_owner WHERE kind = $1 GROUP BY owner`, persistence.PatientKind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]int{}
+		for rows.Next() {
+			var o string
+			var n int
+			if err := rows.Scan(&o, &n); err != nil {
+				t.Fatal(err)
+			}
+			out[o] = n
+		}
+		return out
+	}
+	if o := owners(); len(o) != 2 {
+		t.Fatalf("patient grains are owned by %v, want both members", o)
+	}
+	for _, id := range patients {
+		expect(t, "read through a", a.do("GET", "/v1/patients/"+id, desk, nil), 200)
+	}
+
+	// Kill a: b drops it from the topology and serves every patient,
+	// those a held included, re-activated on b.
+	nodes[0].kill()
+	dropped := waitFor(t, "b drops the killed member", 10*time.Second, func() bool { return clusterMembers(b.base) == 1 })
+	recovered := waitFor(t, "b serves every patient", 10*time.Second, func() bool {
+		for _, id := range patients {
+			if r := b.do("GET", "/v1/patients/"+id, desk, nil); r.status != 200 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("after kill -9: dropped from b's topology in %v, every patient served %v later", dropped.Round(time.Millisecond), recovered.Round(time.Millisecond))
+	if o := owners(); len(o) != 1 {
+		t.Fatalf("after the kill, patient grains are owned by %v, want only b", o)
+	}
+
+	// Restarted (a new member id), a rejoins and serves again.
+	nodes[0].start()
+	for i, n := range nodes {
+		waitFor(t, "node "+strconv.Itoa(i)+" sees both members again", 10*time.Second, func() bool { return clusterMembers(n.base) == 2 })
+	}
+	for _, id := range patients {
+		expect(t, "read through the restarted a", a.do("GET", "/v1/patients/"+id, desk, nil), 200)
+	}
+}
