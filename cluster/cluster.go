@@ -171,6 +171,10 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	c := actorcluster.New(system, ccfg)
 	c.StartMember()
 	n := &Node{System: system, Cluster: c}
+	if err := n.spawnStatus(); err != nil {
+		n.Stop(false)
+		return nil, err
+	}
 	if err := n.waitMember(ctx); err != nil {
 		n.Stop(false)
 		return nil, err

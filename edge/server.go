@@ -15,6 +15,8 @@ import (
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/gofiber/fiber/v2"
@@ -32,8 +34,10 @@ type Config struct {
 	Cluster *actorcluster.Cluster
 	Auth    Authenticator
 	// Ready reports whether the node can serve (database and cluster).
-	Ready  func(context.Context) error
-	Logger *slog.Logger
+	Ready func(context.Context) error
+	// ClusterView is this node's view of the cluster (nil: not served).
+	ClusterView func() cluster.View
+	Logger      *slog.Logger
 	// GrainTimeout bounds one grain request.
 	GrainTimeout time.Duration
 	// Metrics is where the edge registers its metrics; nil: a private registry.
@@ -147,6 +151,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/accounts/:id/enable", admins, "Enable a disabled account", s.accountAction("enable")},
 		{"POST", "/v1/accounts/:id/reset-totp", admins, "Remove the second factor; the next login enrols a new one", s.accountAction("reset-totp")},
 		{"POST", "/v1/accounts/:id/send-reset", admins, "Email the owner a new link to choose a password", s.accountAction("send-reset")},
+		{"GET", "/v1/ops/cluster", admins, "This node's view of the cluster: every member's id, address, roles, status and grain activations by kind", s.clusterView},
 	}
 }
 
@@ -328,6 +333,20 @@ func (s *Server) caller(c *fiber.Ctx) (*messages.Caller, error) {
 
 func (s *Server) livez(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+func (s *Server) clusterView(c *fiber.Ctx) error {
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	if d := access.ViewCluster(caller); !d.Allowed {
+		return forbidden(d.Reason)
+	}
+	if s.cfg.ClusterView == nil {
+		return problem(fiber.StatusServiceUnavailable, "unavailable", "No cluster view", "this node does not report its cluster")
+	}
+	return c.JSON(s.cfg.ClusterView())
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {

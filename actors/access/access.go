@@ -232,6 +232,15 @@ func ManageAccounts(c *messages.Caller) Decision {
 	return deny("only admins manage accounts")
 }
 
+// ViewCluster: admins (the operators) see the cluster's members. Not
+// services: a pharmacy's client has no business with the topology.
+func ViewCluster(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins see the cluster")
+}
+
 // ChangeCareTeam: receptionists and admins record care relationships. Not
 // doctors: a doctor adding themself would grant their own access.
 func ChangeCareTeam(c *messages.Caller) Decision {

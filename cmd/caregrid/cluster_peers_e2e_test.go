@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -112,6 +114,35 @@ func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
 	for _, id := range patients {
 		expect(t, "read through a", a.do("GET", "/v1/patients/"+id, desk, nil), 200)
 	}
+	// The operators' view from b: both members up, the patient grains
+	// counted where they run.
+	ops := a.token(messages.Role_ROLE_ADMIN, "ops-1")
+	view := func(s *testServer) cluster.View {
+		r := s.do("GET", "/v1/ops/cluster", ops, nil)
+		expect(t, "cluster view", r, 200)
+		var v cluster.View
+		if err := json.Unmarshal(r.body, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v := view(b)
+	if len(v.Members) != 2 || v.Members[0].ID == v.Members[1].ID {
+		t.Fatalf("b's view = %+v", v)
+	}
+	var active int64
+	for _, m := range v.Members {
+		if m.Status != "up" || m.Activations[persistence.PatientKind] == 0 || !slices.Contains(remoting, m.Address) {
+			t.Fatalf("member %+v: want up, at a listed address, with patient grains", m)
+		}
+		active += m.Activations[persistence.PatientKind]
+		if m.Address == remoting[1] && m.ID != v.Self {
+			t.Fatalf("b's view names itself %s, but the member at its address is %s", v.Self, m.ID)
+		}
+	}
+	if active != int64(len(patients)) {
+		t.Fatalf("%d patient grains active across the cluster, want %d", active, len(patients))
+	}
 
 	// Kill a: b drops it from the topology and serves every patient,
 	// those a held included, re-activated on b.
@@ -128,6 +159,9 @@ func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
 	t.Logf("after kill -9: dropped from b's topology in %v, every patient served %v later", dropped.Round(time.Millisecond), recovered.Round(time.Millisecond))
 	if o := owners(); len(o) != 1 {
 		t.Fatalf("after the kill, patient grains are owned by %v, want only b", o)
+	}
+	if v := view(b); len(v.Members) != 1 || v.Members[0].Address != remoting[1] {
+		t.Fatalf("after the kill, b's view = %+v", v)
 	}
 
 	// Restarted (a new member id), a rejoins and serves again.
