@@ -50,34 +50,43 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	return time.Since(start)
 }
 
-// Two real caregrid processes form a cluster of static peers over mutual
-// TLS: grains are placed on both, and when one is killed the other takes
-// its grains over and keeps answering; restarted, it rejoins.
-func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
+// startPeerCluster runs n caregrid processes on one database as a cluster
+// of static peers over mutual TLS, and waits until each sees all n. They
+// share a public URL (as behind a load balancer), so a token either issues
+// is good on every one.
+func startPeerCluster(t *testing.T, n int) ([]*process, *persistence.DB, []string) {
+	t.Helper()
 	dir := t.TempDir()
-	certs, err := devcerts.Generate(filepath.Join(dir, "certs"), 2, cluster.PeerName, []string{"127.0.0.1"})
+	certs, err := devcerts.Generate(filepath.Join(dir, "certs"), n, cluster.PeerName, []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	url, db := migratedDatabase(t)
-	httpAddrs := []string{freeAddr(t), freeAddr(t)}
-	remoting := []string{freeAddr(t), freeAddr(t)}
+	var httpAddrs, remoting []string
+	for range n {
+		httpAddrs, remoting = append(httpAddrs, freeAddr(t)), append(remoting, freeAddr(t))
+	}
 	var nodes []*process
-	for i := range 2 {
+	for i := range n {
 		_, port, _ := net.SplitHostPort(remoting[i])
-		nodeDir := filepath.Join(dir, "node"+strconv.Itoa(i))
-		// One public URL for both (as behind a load balancer): a token
-		// either node issues is good on the other.
 		nodes = append(nodes, newProcess(t, t.TempDir(), []string{"serve",
-			"--database-url", url, "--http-addr", httpAddrs[i], "--public-url", "http://" + httpAddrs[0], "--data-dir", nodeDir,
-			"--master-key-file", filepath.Join(dir, "master.key"), "--log-level", "warn",
-			"--cluster-port", port, "--cluster-peers", strings.Join(remoting, ","),
+			"--database-url", url, "--http-addr", httpAddrs[i], "--public-url", "http://" + httpAddrs[0],
+			"--data-dir", filepath.Join(dir, "node"+strconv.Itoa(i)), "--master-key-file", filepath.Join(dir, "master.key"),
+			"--log-level", "warn", "--cluster-port", port, "--cluster-peers", strings.Join(remoting, ","),
 			"--cluster-tls-ca", certs.CA, "--cluster-tls-cert", certs.Members[i].Cert, "--cluster-tls-key", certs.Members[i].Key}))
 		nodes[i].start()
 	}
-	for i, n := range nodes {
-		waitFor(t, "node "+strconv.Itoa(i)+" sees both members", 10*time.Second, func() bool { return clusterMembers(n.base) == 2 })
+	for i, p := range nodes {
+		waitFor(t, "node "+strconv.Itoa(i)+" sees every member", 15*time.Second, func() bool { return clusterMembers(p.base) == n })
 	}
+	return nodes, db, remoting
+}
+
+// Two real caregrid processes form a cluster of static peers over mutual
+// TLS: grains are placed on both, and when one is killed the other takes
+// its grains over and keeps answering; restarted, it rejoins.
+func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
+	nodes, db, remoting := startPeerCluster(t, 2)
 	tokens := map[string]string{}
 	a := &testServer{t: t, db: db, base: nodes[0].base, tokens: tokens}
 	b := &testServer{t: t, db: db, base: nodes[1].base, tokens: tokens}
