@@ -59,6 +59,7 @@ type Config struct {
 type Node struct {
 	System  *actor.ActorSystem
 	Cluster *actorcluster.Cluster
+	peers   *peersProvider // nil unless static peers
 	stop    sync.Once
 }
 
@@ -157,8 +158,10 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	var provider actorcluster.ClusterProvider = test.NewTestProvider(agent)
+	var peers *peersProvider
 	if len(cfg.Peers) > 0 {
-		provider = newPeersProvider(cfg.Peers, logger)
+		peers = newPeersProvider(cfg.Peers, logger)
+		provider = peers
 	}
 	if gate != nil {
 		provider = gatedProvider{ClusterProvider: provider, gate: gate}
@@ -170,7 +173,7 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	)
 	c := actorcluster.New(system, ccfg)
 	c.StartMember()
-	n := &Node{System: system, Cluster: c}
+	n := &Node{System: system, Cluster: c, peers: peers}
 	if err := n.spawnStatus(); err != nil {
 		n.Stop(false)
 		return nil, err
@@ -214,7 +217,14 @@ func (n *Node) Members() int { return n.Cluster.MemberList.Length() }
 
 // Stop leaves the cluster. graceful hands identities over first (slower).
 // Stopping twice is harmless (proto.actor's own Shutdown panics).
-func (n *Node) Stop(graceful bool) { n.stop.Do(func() { n.Cluster.Shutdown(graceful) }) }
+func (n *Node) Stop(graceful bool) {
+	n.stop.Do(func() {
+		if graceful && n.peers != nil {
+			n.peers.leave() // before the actor system stops, while remoting still works
+		}
+		n.Cluster.Shutdown(graceful)
+	})
+}
 
 // HostPort splits an address for display.
 func HostPort(addr string) (string, int) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/messages"
 )
 
 // membershipActor is the name under which every member answers "who are
@@ -46,14 +47,19 @@ type peersProvider struct {
 	// (written by the membership actor): a restarted peer is asked back at
 	// once, not after its backoff.
 	asked sync.Map
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	// left holds the ids of members that said they are stopping (written
+	// by the membership actor): they leave the topology at the next poll,
+	// and are never taken back (a restart comes with a new id).
+	left sync.Map
+	wake chan struct{} // a poll now, not at the next tick
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
 }
 
 func newPeersProvider(peers []string, logger *slog.Logger) *peersProvider {
 	return &peersProvider{peers: slices.Clone(peers), logger: logger, known: map[string]*actorcluster.Member{},
-		heard: map[string]time.Time{}, next: map[string]time.Time{}, miss: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+		heard: map[string]time.Time{}, next: map[string]time.Time{}, miss: map[string]int{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (p *peersProvider) StartMember(c *actorcluster.Cluster) error {
@@ -64,11 +70,19 @@ func (p *peersProvider) StartMember(c *actorcluster.Cluster) error {
 	p.self = &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
 	self := p.self
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
-		if asker, ok := ctx.Message().(*actorcluster.Member); ok {
-			if asker.Host != "" {
-				p.asked.Store(net.JoinHostPort(asker.Host, strconv.Itoa(int(asker.Port))), struct{}{})
+		switch msg := ctx.Message().(type) {
+		case *actorcluster.Member:
+			if msg.Host != "" {
+				p.asked.Store(net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port))), struct{}{})
 			}
 			ctx.Respond(self)
+		case *messages.MemberLeaving:
+			p.left.Store(msg.GetId(), struct{}{})
+			select {
+			case p.wake <- struct{}{}:
+			default:
+			}
+			ctx.Respond(msg)
 		}
 	})
 	if _, err := c.ActorSystem.Root.SpawnNamed(props, membershipActor); err != nil {
@@ -105,6 +119,8 @@ func (p *peersProvider) loop() {
 			return
 		case <-t.C:
 			p.poll()
+		case <-p.wake:
+			p.poll()
 		}
 	}
 }
@@ -139,6 +155,9 @@ func (p *peersProvider) poll() {
 	for _, a := range futures {
 		res, err := a.f.Result()
 		if m, ok := res.(*actorcluster.Member); ok && err == nil {
+			if _, gone := p.left.Load(m.Id); gone {
+				continue // stopping: it answers until it has stopped
+			}
 			if old := p.known[a.addr]; old == nil || old.Id != m.Id {
 				p.logger.Warn("cluster peer joined", "address", a.addr, "member", m.Id)
 			}
@@ -153,6 +172,11 @@ func (p *peersProvider) poll() {
 		}
 	}
 	for addr, m := range p.known {
+		if _, gone := p.left.Load(m.Id); gone {
+			p.logger.Warn("cluster peer left", "address", addr, "member", m.Id)
+			delete(p.known, addr)
+			continue
+		}
 		if now.Sub(p.heard[addr]) < peerGrace {
 			members = append(members, m)
 			continue
@@ -170,4 +194,25 @@ func (p *peersProvider) whoAmI() *actorcluster.Member {
 		return &actorcluster.Member{}
 	}
 	return p.self
+}
+
+// leave tells every peer this member is stopping, and waits (briefly) for
+// their acknowledgements, so they route around it before it goes.
+func (p *peersProvider) leave() {
+	if p.cluster == nil || p.self == nil {
+		return
+	}
+	var futures []*actor.Future
+	for _, addr := range p.peers {
+		if addr != p.cluster.ActorSystem.Address() {
+			futures = append(futures, p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, membershipActor),
+				&messages.MemberLeaving{Id: p.self.Id}, peerPoll))
+		}
+	}
+	for _, f := range futures {
+		_, _ = f.Result() // a peer that is down has nothing to forget
+	}
+	// The acknowledgement comes before the peer's poll has published its
+	// topology without this member: give that poll its time.
+	time.Sleep(peerPoll / 2)
 }

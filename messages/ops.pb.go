@@ -139,6 +139,52 @@ func (x *MemberStatus) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// MemberLeaving tells a peer that the member is stopping on purpose, so it
+// leaves the peer's topology at once rather than after it stops answering.
+type MemberLeaving struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberLeaving) Reset() {
+	*x = MemberLeaving{}
+	mi := &file_ops_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberLeaving) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberLeaving) ProtoMessage() {}
+
+func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
+	mi := &file_ops_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberLeaving.ProtoReflect.Descriptor instead.
+func (*MemberLeaving) Descriptor() ([]byte, []int) {
+	return file_ops_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MemberLeaving) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_ops_proto protoreflect.FileDescriptor
 
 const file_ops_proto_rawDesc = "" +
@@ -154,7 +200,9 @@ const file_ops_proto_rawDesc = "" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x1a>\n" +
 	"\x10ActivationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x1f\n" +
+	"\rMemberLeaving\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02idB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var (
 	file_ops_proto_rawDescOnce sync.Once
@@ -168,16 +216,17 @@ func file_ops_proto_rawDescGZIP() []byte {
 	return file_ops_proto_rawDescData
 }
 
-var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_ops_proto_goTypes = []any{
 	(*MemberStatusRequest)(nil),   // 0: caregrid.v1.MemberStatusRequest
 	(*MemberStatus)(nil),          // 1: caregrid.v1.MemberStatus
-	nil,                           // 2: caregrid.v1.MemberStatus.ActivationsEntry
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*MemberLeaving)(nil),         // 2: caregrid.v1.MemberLeaving
+	nil,                           // 3: caregrid.v1.MemberStatus.ActivationsEntry
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_ops_proto_depIdxs = []int32{
-	2, // 0: caregrid.v1.MemberStatus.activations:type_name -> caregrid.v1.MemberStatus.ActivationsEntry
-	3, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
+	3, // 0: caregrid.v1.MemberStatus.activations:type_name -> caregrid.v1.MemberStatus.ActivationsEntry
+	4, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
 	2, // [2:2] is the sub-list for method output_type
 	2, // [2:2] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
@@ -196,7 +245,7 @@ func file_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ops_proto_rawDesc), len(file_ops_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
 )
 
@@ -33,6 +34,7 @@ type outcome struct {
 	body      []byte
 	requestID string
 	failures  int
+	failedBy  []int // each failed attempt's status (0: no answer)
 	recovery  time.Duration
 }
 
@@ -54,7 +56,9 @@ func (c *faultClient) do(method, path string, body any, key string) outcome {
 			req.Header.Set("Idempotency-Key", key)
 		}
 		resp, err := c.http.Do(req)
+		status := 0
 		if err == nil {
+			status = resp.StatusCode
 			out.body, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
 			out.status, out.requestID = resp.StatusCode, resp.Header.Get("X-Request-Id")
@@ -65,6 +69,7 @@ func (c *faultClient) do(method, path string, body any, key string) outcome {
 				return out
 			}
 		}
+		out.failedBy = append(out.failedBy, status)
 		if out.failures++; out.failures == 1 {
 			firstFailure = time.Now()
 		}
@@ -75,129 +80,144 @@ func (c *faultClient) do(method, path string, body any, key string) outcome {
 	}
 }
 
-// Steady bookings and reads through the edges of all three members while
-// one member after another is killed with SIGKILL and restarted. Afterwards
-// no doctor is double booked, every booking that got a 201 is stored, and
-// every read that got a 200 is in the audit trail.
-func TestKillingMembersUnderLoadLosesAndDoublesNothing(t *testing.T) {
-	nodes, db, _ := startPeerCluster(t, 3)
-	tokens := map[string]string{}
-	s := &testServer{t: t, db: db, base: nodes[0].base, tokens: tokens}
+// clusterLoad is steady bookings and reads through the edges of every
+// member of a cluster, with what came back kept for the checks.
+type clusterLoad struct {
+	t      *testing.T
+	nodes  []*process
+	db     *persistence.DB
+	client *faultClient
+
+	doctors, patients []string
+	first             time.Time
+
+	mu          sync.Mutex
+	bookings    []string // ids of 201s
+	reads       []string // request ids of 200s
+	statuses    map[int]int
+	failures    int
+	failedBy    map[int]int // failed attempts by status (0: no answer)
+	maxRecovery time.Duration
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// startClusterLoad makes 4 doctors and 24 patients, then runs 8 clients
+// (half booking, half reading) until stopAndCheck.
+func startClusterLoad(t *testing.T, nodes []*process, db *persistence.DB) *clusterLoad {
+	s := &testServer{t: t, db: db, base: nodes[0].base, tokens: map[string]string{}}
 	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
-	var doctors, patients []string
+	l := &clusterLoad{t: t, nodes: nodes, db: db, statuses: map[int]int{}, failedBy: map[int]int{}, stop: make(chan struct{}),
+		first: localDay(t, 2).Add(-2 * time.Hour)} // 08:00 local
 	for range 4 {
-		doctors = append(doctors, workingDoctor(t, s))
+		l.doctors = append(l.doctors, workingDoctor(t, s))
 	}
 	for range 24 {
 		r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
 		expect(t, "register", r, 201)
-		patients = append(patients, r.json(t)["id"].(string))
+		l.patients = append(l.patients, r.json(t)["id"].(string))
 	}
 	var bases []string
 	for _, n := range nodes {
 		bases = append(bases, n.base)
 	}
-	client := &faultClient{bases: bases, token: desk, retryFor: 20 * time.Second,
+	l.client = &faultClient{bases: bases, token: desk, retryFor: 20 * time.Second,
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
-
-	// Slots: 15-minute cells over three days, few enough that bookings
-	// collide (409s are expected; a 201 for an overlapping slot is not).
-	first := localDay(t, 2).Add(-2 * time.Hour) // 08:00 local
-	slot := func() time.Time {
-		return first.Add(time.Duration(rand.IntN(3))*24*time.Hour + time.Duration(rand.IntN(40))*15*time.Minute)
-	}
-
-	var (
-		mu          sync.Mutex
-		bookings    []string
-		reads       []string
-		statuses    = map[int]int{}
-		failures    int
-		maxRecovery time.Duration
-	)
-	record := func(o outcome) {
-		mu.Lock()
-		defer mu.Unlock()
-		statuses[o.status]++
-		failures += o.failures
-		maxRecovery = max(maxRecovery, o.recovery)
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	for w := range 8 {
-		wg.Go(func() {
-			for n := 0; ; n++ {
+		l.wg.Go(func() {
+			for {
 				select {
-				case <-stop:
+				case <-l.stop:
 					return
 				default:
 				}
-				if w%2 == 0 { // bookers
-					body := map[string]any{"doctor_id": doctors[rand.IntN(len(doctors))], "patient_id": patients[rand.IntN(len(patients))],
-						"start": rfc(slot()), "duration_minutes": 15 * (1 + rand.IntN(2)), "reason": "control"}
-					o := client.do("POST", "/v1/appointments", body, uuid.NewString())
-					record(o)
-					if o.status == 201 {
-						var a struct{ ID string }
-						if err := json.Unmarshal(o.body, &a); err != nil || a.ID == "" {
-							t.Errorf("201 without an id: %s", o.body)
-							continue
-						}
-						mu.Lock()
-						bookings = append(bookings, a.ID)
-						mu.Unlock()
-					}
-				} else { // readers
-					o := client.do("GET", "/v1/patients/"+patients[rand.IntN(len(patients))], nil, "")
-					record(o)
-					if o.status == 200 {
-						mu.Lock()
-						reads = append(reads, o.requestID)
-						mu.Unlock()
-					}
+				if w%2 == 0 {
+					l.book()
+				} else {
+					l.read()
 				}
 			}
 		})
 	}
+	return l
+}
 
-	// The faults: each member in turn is killed, left down for a while and
-	// restarted, with load flowing all along.
-	type failover struct{ node, failed int }
-	var failovers []failover
-	countFailures := func() int { mu.Lock(); defer mu.Unlock(); return failures }
-	time.Sleep(3 * time.Second)
-	for _, victim := range []int{1, 2, 0} {
-		before := countFailures()
-		nodes[victim].kill()
-		time.Sleep(4 * time.Second)
-		nodes[victim].start()
-		time.Sleep(3 * time.Second)
-		failovers = append(failovers, failover{victim, countFailures() - before})
-	}
-	close(stop)
-	wg.Wait()
+// slot is a 15-minute cell over three days: few enough that bookings
+// collide (409s are expected; a 201 for an overlapping slot is not).
+func (l *clusterLoad) slot() time.Time {
+	return l.first.Add(time.Duration(rand.IntN(3))*24*time.Hour + time.Duration(rand.IntN(40))*15*time.Minute)
+}
 
-	mu.Lock()
-	defer mu.Unlock()
-	for _, f := range failovers {
-		t.Logf("kill -9 of node %d: %d failed attempts (each retried on another node) until 3 s after its restart", f.node, f.failed)
+func (l *clusterLoad) book() {
+	body := map[string]any{"doctor_id": l.doctors[rand.IntN(len(l.doctors))], "patient_id": l.patients[rand.IntN(len(l.patients))],
+		"start": rfc(l.slot()), "duration_minutes": 15 * (1 + rand.IntN(2)), "reason": "control"}
+	o := l.client.do("POST", "/v1/appointments", body, uuid.NewString())
+	var a struct{ ID string }
+	if o.status == 201 {
+		if err := json.Unmarshal(o.body, &a); err != nil || a.ID == "" {
+			l.t.Errorf("201 without an id: %s", o.body)
+		}
 	}
-	t.Logf("answers: %v; longest from a request's first failure to its answer: %v", statuses, maxRecovery.Round(time.Millisecond))
-	if maxRecovery > 10*time.Second {
-		t.Errorf("a request took %v from its first failure to an answer, want within 10 s", maxRecovery)
-	}
-	if statuses[0] > 0 || statuses[500] > 0 || statuses[502] > 0 || statuses[503] > 0 || statuses[504] > 0 {
-		t.Errorf("requests that failed beyond the client's 20 s of retries: %v", statuses)
-	}
-	if len(bookings) < 20 || len(reads) < 50 {
-		t.Fatalf("too little load got through to judge: %d bookings, %d reads", len(bookings), len(reads))
-	}
+	l.record(o, func() {
+		if a.ID != "" {
+			l.bookings = append(l.bookings, a.ID)
+		}
+	})
+}
 
+func (l *clusterLoad) read() {
+	o := l.client.do("GET", "/v1/patients/"+l.patients[rand.IntN(len(l.patients))], nil, "")
+	l.record(o, func() {
+		if o.status == 200 {
+			l.reads = append(l.reads, o.requestID)
+		}
+	})
+}
+
+func (l *clusterLoad) record(o outcome, keep func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.statuses[o.status]++
+	l.failures += o.failures
+	for _, st := range o.failedBy {
+		l.failedBy[st]++
+	}
+	l.maxRecovery = max(l.maxRecovery, o.recovery)
+	keep()
+}
+
+// failed is the number of failed attempts so far.
+func (l *clusterLoad) failed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failures
+}
+
+// stopAndCheck ends the load and checks the promises: nothing failed
+// beyond the client's retries, every request recovered within 10 s, no
+// doctor is double booked, every 201 is stored as booked, and every 200
+// read is in the audit trail under its request id.
+func (l *clusterLoad) stopAndCheck() {
+	t := l.t
+	close(l.stop)
+	l.wg.Wait()
+	t.Logf("answers: %v; failed attempts %d by status %v (0: no answer); longest from a request's first failure to its answer: %v",
+		l.statuses, l.failures, l.failedBy, l.maxRecovery.Round(time.Millisecond))
+	if l.maxRecovery > 10*time.Second {
+		t.Errorf("a request took %v from its first failure to an answer, want within 10 s", l.maxRecovery)
+	}
+	for status, n := range l.statuses {
+		if status == 0 || status >= 500 {
+			t.Errorf("%d requests failed beyond the client's 20 s of retries (status %d)", n, status)
+		}
+	}
+	if len(l.bookings) < 20 || len(l.reads) < 50 {
+		t.Fatalf("too little load got through to judge: %d bookings, %d reads", len(l.bookings), len(l.reads))
+	}
 	ctx := context.Background()
-	// No double booking: no two live appointments of a doctor overlap, and
-	// no slot cell is claimed twice.
 	var overlaps int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments a JOIN appointments b
+	if err := l.db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments a JOIN appointments b
 		ON a.doctor_id = b.doctor_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at
 		WHERE a.status IN ('booked', 'checked_in') AND b.status IN ('booked', 'checked_in')`).Scan(&overlaps); err != nil {
 		t.Fatal(err)
@@ -205,21 +225,55 @@ func TestKillingMembersUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	if overlaps != 0 {
 		t.Errorf("%d pairs of overlapping bookings", overlaps)
 	}
-	// Every 201 is stored, booked.
 	var stored int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments WHERE id = ANY($1::TEXT[]::UUID[]) AND status = 'booked'`, bookings).Scan(&stored); err != nil {
+	if err := l.db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments WHERE id = ANY($1::TEXT[]::UUID[]) AND status = 'booked'`,
+		l.bookings).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}
-	if stored != len(bookings) {
-		t.Errorf("%d of %d acknowledged bookings are stored as booked", stored, len(bookings))
+	if stored != len(l.bookings) {
+		t.Errorf("%d of %d acknowledged bookings are stored as booked", stored, len(l.bookings))
 	}
-	// Every 200 read is audited under its request id.
 	var audited int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(DISTINCT request_id) FROM audit_events
-		WHERE action = 'read' AND outcome = 'success' AND request_id = ANY($1::TEXT[])`, reads).Scan(&audited); err != nil {
+	if err := l.db.Pool.QueryRow(ctx, `SELECT count(DISTINCT request_id) FROM audit_events
+		WHERE action = 'read' AND outcome = 'success' AND request_id = ANY($1::TEXT[])`, l.reads).Scan(&audited); err != nil {
 		t.Fatal(err)
 	}
-	if audited != len(reads) {
-		t.Errorf("%d of %d successful reads are in the audit trail", audited, len(reads))
+	if audited != len(l.reads) {
+		t.Errorf("%d of %d successful reads are in the audit trail", audited, len(l.reads))
 	}
+}
+
+// Each member in turn is killed with SIGKILL, left down 4 s and restarted,
+// under load through all three edges.
+func TestKillingMembersUnderLoadLosesAndDoublesNothing(t *testing.T) {
+	nodes, db, _ := startPeerCluster(t, 3)
+	load := startClusterLoad(t, nodes, db)
+	time.Sleep(3 * time.Second)
+	for _, victim := range []int{1, 2, 0} {
+		before := load.failed()
+		nodes[victim].kill()
+		time.Sleep(4 * time.Second)
+		nodes[victim].start()
+		time.Sleep(3 * time.Second)
+		t.Logf("kill -9 of node %d: %d failed attempts (each retried on another node) until 3 s after its restart", victim, load.failed()-before)
+	}
+	load.stopAndCheck()
+}
+
+// A rolling restart: each member in turn gets SIGTERM (it drains HTTP,
+// tells its peers it is leaving, stops), and is started again.
+func TestRollingRestartWithSIGTERMUnderLoad(t *testing.T) {
+	nodes, db, _ := startPeerCluster(t, 3)
+	load := startClusterLoad(t, nodes, db)
+	time.Sleep(3 * time.Second)
+	for i := range nodes {
+		before := load.failed()
+		took := nodes[i].terminate()
+		nodes[i].start()
+		waitFor(t, "the restarted member sees all three", 10*time.Second, func() bool { return clusterMembers(nodes[i].base) == 3 })
+		time.Sleep(2 * time.Second)
+		t.Logf("SIGTERM of node %d: stopped in %v; %d failed attempts (each retried on another node) until 2 s after it was back",
+			i, took.Round(time.Millisecond), load.failed()-before)
+	}
+	load.stopAndCheck()
 }

@@ -72,7 +72,10 @@ func startPeerCluster(t *testing.T, n int) ([]*process, *persistence.DB, []strin
 		nodes = append(nodes, newProcess(t, t.TempDir(), []string{"serve",
 			"--database-url", url, "--http-addr", httpAddrs[i], "--public-url", "http://" + httpAddrs[0],
 			"--data-dir", filepath.Join(dir, "node"+strconv.Itoa(i)), "--master-key-file", filepath.Join(dir, "master.key"),
-			"--log-level", "warn", "--cluster-port", port, "--cluster-peers", strings.Join(remoting, ","),
+			"--log-level", "warn", "--cluster-port", port,
+			// One receptionist drives all the load: the per-node rate limits
+			// (429, retried) would hide what a failover costs.
+			"--rate-limit-subject", "100000/s", "--rate-limit-address", "100000/s", "--cluster-peers", strings.Join(remoting, ","),
 			"--cluster-tls-ca", certs.CA, "--cluster-tls-cert", certs.Members[i].Cert, "--cluster-tls-key", certs.Members[i].Key}))
 		nodes[i].start()
 	}

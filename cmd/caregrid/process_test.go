@@ -133,3 +133,21 @@ func (p *process) kill() {
 	_ = p.cmd.Wait()
 	p.cmd = nil
 }
+
+// terminate sends SIGTERM and waits for the process to end (it must within
+// 30 s); it returns how long the stop took.
+func (p *process) terminate() time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		p.kill()
+		p.t.Fatal("the process did not stop within 30 s of SIGTERM")
+	}
+	p.cmd = nil
+	return time.Since(start)
+}
