@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: run test lint generate check-generated bench build
+.PHONY: run test lint generate check-generated bench build cluster-up cluster-down
 
 # The production binary: no development tokens.
 build:
@@ -13,6 +13,14 @@ build:
 run:
 	$(GO) build -tags devauth -o bin/caregrid ./cmd/caregrid
 	./bin/caregrid serve --dev-auth
+
+# Three members on this machine (static peers, mutual TLS, the local
+# PostgreSQL); see the README's "Running a cluster".
+cluster-up:
+	bash deploy/cluster-up.sh
+
+cluster-down:
+	bash deploy/cluster-down.sh
 
 # The in-process multi-member tests in actors/patient and actors/calendar are built only without
 # -race (proto.actor shares unlocked state between members of one process;

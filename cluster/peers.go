@@ -158,6 +158,9 @@ func (p *peersProvider) poll() {
 			if _, gone := p.left.Load(m.Id); gone {
 				continue // stopping: it answers until it has stopped
 			}
+			if p.self != nil && m.Id == p.self.Id {
+				continue // this member, listed under a name rather than its bound address
+			}
 			if old := p.known[a.addr]; old == nil || old.Id != m.Id {
 				p.logger.Warn("cluster peer joined", "address", a.addr, "member", m.Id)
 			}

@@ -45,6 +45,7 @@ func benchCmd(ctx context.Context, args []string) error {
 	}
 	fs := flag.NewFlagSet("bench read-patient", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the edge to load")
+	urls := fs.String("urls", "", "several edges to spread the load over, comma-separated (instead of --url)")
 	conc := fs.Int("concurrency", 32, "concurrent clients")
 	dur := fs.Duration("duration", 10*time.Second, "how long to measure")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring (activates grains, fills pools)")
@@ -56,15 +57,11 @@ func benchCmd(ctx context.Context, args []string) error {
 	if *conc < 1 || *dur <= 0 || *patients < 1 {
 		return errors.New("bench: --concurrency, --duration and --patients must be positive")
 	}
-	u, err := url.Parse(*base)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("bench: --url %q is not a URL", *base)
-	}
-	tok, err := creds.token(ctx, *base)
+	target, err := newBenchTarget(ctx, *base, *urls, creds)
 	if err != nil {
 		return err
 	}
-	r, err := benchReadPatient(ctx, benchTarget{base: *base, host: u.Host, token: tok}, *conc, *patients, *warmup, *dur)
+	r, err := benchReadPatient(ctx, target, *conc, *patients, *warmup, *dur)
 	if err != nil {
 		return err
 	}
@@ -72,9 +69,29 @@ func benchCmd(ctx context.Context, args []string) error {
 }
 
 type benchTarget struct {
-	base  string
-	host  string
-	token string // an admin service client's access token
+	base  string   // the first edge: request URIs name it, whichever edge serves them
+	hosts []string // every edge's host:port
+	token string   // an admin service client's access token
+}
+
+// newBenchTarget signs in at the first edge of urls (or at base when urls
+// is empty); a token from one edge is good on all of a cluster's.
+func newBenchTarget(ctx context.Context, base, urls string, creds benchCredentials) (benchTarget, error) {
+	list := []string{base}
+	if urls != "" {
+		list = strings.Split(urls, ",")
+	}
+	t := benchTarget{base: strings.TrimSuffix(list[0], "/")}
+	for _, raw := range list {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return t, fmt.Errorf("bench: %q is not an http(s) URL", raw)
+		}
+		t.hosts = append(t.hosts, u.Host)
+	}
+	tok, err := creds.token(ctx, t.base)
+	t.token = tok
+	return t, err
 }
 
 // benchCredentials are a service client's, for the client-credentials
@@ -100,8 +117,23 @@ func (c benchCredentials) token(ctx context.Context, base string) (string, error
 	return tok.AccessToken, nil
 }
 
-func (t benchTarget) client(conc int) *fasthttp.HostClient {
-	return &fasthttp.HostClient{Addr: t.host, MaxConns: conc + 4, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+// client sends each request to one of the edges, balancing by their
+// pending requests (fasthttp.LBClient); with one edge, to it.
+func (t benchTarget) client(conc int) interface {
+	Do(*fasthttp.Request, *fasthttp.Response) error
+} {
+	if len(t.hosts) == 1 {
+		return t.hostClient(t.hosts[0], conc)
+	}
+	lb := &fasthttp.LBClient{Timeout: 10 * time.Second}
+	for _, h := range t.hosts {
+		lb.Clients = append(lb.Clients, t.hostClient(h, conc))
+	}
+	return lb
+}
+
+func (t benchTarget) hostClient(host string, conc int) *fasthttp.HostClient {
+	return &fasthttp.HostClient{Addr: host, MaxConns: conc + 4, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 }
 
 // randomIDNP returns a valid IDNP.

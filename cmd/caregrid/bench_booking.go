@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -48,6 +47,7 @@ type bookingFlags struct {
 func parseBookingFlags(name string, args []string, doctors int) (bookingFlags, error) {
 	fs := flag.NewFlagSet("bench "+name, flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the edge to load")
+	urls := fs.String("urls", "", "several edges to spread the load over, comma-separated (instead of --url)")
 	f := bookingFlags{}
 	fs.IntVar(&f.conc, "concurrency", 32, "concurrent clients")
 	fs.IntVar(&f.doctors, "doctors", doctors, "doctors to spread bookings over")
@@ -68,16 +68,9 @@ func parseBookingFlags(name string, args []string, doctors int) (bookingFlags, e
 		}
 		return f, nil
 	}
-	u, err := url.Parse(*base)
-	if err != nil || u.Host == "" {
-		return f, fmt.Errorf("bench: --url %q is not a URL", *base)
-	}
-	tok, err := creds.token(context.Background(), *base)
-	if err != nil {
-		return f, err
-	}
-	f.target = benchTarget{base: *base, host: u.Host, token: tok}
-	return f, nil
+	var err error
+	f.target, err = newBenchTarget(context.Background(), *base, *urls, creds)
+	return f, err
 }
 
 // slotPlan hands out booking n's doctor and start: bookings go round the
