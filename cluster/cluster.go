@@ -50,6 +50,9 @@ type Config struct {
 	Peers []string
 	// Kinds are the grain kinds this member hosts.
 	Kinds []*actorcluster.Kind
+	// Client joins as a cluster client (an edge-only node): it calls grains
+	// on the members and hosts none. It needs Peers.
+	Client bool
 	// Logger receives proto.actor's own logs; nil: warnings and errors as
 	// JSON on stderr (its info logs are chatty).
 	Logger *slog.Logger
@@ -60,6 +63,7 @@ type Node struct {
 	System  *actor.ActorSystem
 	Cluster *actorcluster.Cluster
 	peers   *peersProvider // nil unless static peers
+	client  bool           // a cluster client: hosts no grains
 	stop    sync.Once
 }
 
@@ -172,8 +176,15 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 		actorcluster.WithRequestTimeout(DefaultTimeout),
 	)
 	c := actorcluster.New(system, ccfg)
-	c.StartMember()
-	n := &Node{System: system, Cluster: c, peers: peers}
+	if cfg.Client && peers == nil {
+		return nil, errors.New("cluster: a client needs the members' addresses (Peers)")
+	}
+	n := &Node{System: system, Cluster: c, peers: peers, client: cfg.Client}
+	if cfg.Client {
+		c.StartClient()
+	} else {
+		c.StartMember()
+	}
 	if err := n.spawnStatus(); err != nil {
 		n.Stop(false)
 		return nil, err
@@ -185,12 +196,13 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	return n, nil
 }
 
-// waitMember polls until the topology lists this member.
+// waitMember polls until the topology lists this member (a client: any
+// member).
 func (n *Node) waitMember(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for {
-		if n.Cluster.MemberList.ContainsMemberID(n.System.ID) {
+		if n.Ready() == nil {
 			return nil
 		}
 		select {
@@ -204,8 +216,15 @@ func (n *Node) waitMember(ctx context.Context) error {
 // Address is this member's remoting address (host:port).
 func (n *Node) Address() string { return n.System.Address() }
 
-// Ready reports whether this member is in the topology it sees.
+// Ready reports whether this member is in the topology it sees; a client,
+// whether it sees any member to send grain requests to.
 func (n *Node) Ready() error {
+	if n.client {
+		if n.Members() == 0 {
+			return errors.New("no cluster member is reachable")
+		}
+		return nil
+	}
 	if !n.Cluster.MemberList.ContainsMemberID(n.System.ID) {
 		return errors.New("this member is not in the cluster topology")
 	}

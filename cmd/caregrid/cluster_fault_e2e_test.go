@@ -246,7 +246,8 @@ func (l *clusterLoad) stopAndCheck() {
 // Each member in turn is killed with SIGKILL, left down 4 s and restarted,
 // under load through all three edges.
 func TestKillingMembersUnderLoadLosesAndDoublesNothing(t *testing.T) {
-	nodes, db, _ := startPeerCluster(t, 3)
+	pc := startPeerCluster(t, 3)
+	nodes, db := pc.nodes, pc.db
 	load := startClusterLoad(t, nodes, db)
 	time.Sleep(3 * time.Second)
 	for _, victim := range []int{1, 2, 0} {
@@ -263,7 +264,8 @@ func TestKillingMembersUnderLoadLosesAndDoublesNothing(t *testing.T) {
 // A rolling restart: each member in turn gets SIGTERM (it drains HTTP,
 // tells its peers it is leaving, stops), and is started again.
 func TestRollingRestartWithSIGTERMUnderLoad(t *testing.T) {
-	nodes, db, _ := startPeerCluster(t, 3)
+	pc := startPeerCluster(t, 3)
+	nodes, db := pc.nodes, pc.db
 	load := startClusterLoad(t, nodes, db)
 	time.Sleep(3 * time.Second)
 	for i := range nodes {

@@ -50,46 +50,66 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	return time.Since(start)
 }
 
-// startPeerCluster runs n caregrid processes on one database as a cluster
-// of static peers over mutual TLS, and waits until each sees all n. They
-// share a public URL (as behind a load balancer), so a token either issues
-// is good on every one.
-func startPeerCluster(t *testing.T, n int) ([]*process, *persistence.DB, []string) {
+// peerCluster is n caregrid processes on one database as a cluster of
+// static peers over mutual TLS. They share a public URL (as behind a load
+// balancer), so a token either issues is good on every one.
+type peerCluster struct {
+	nodes    []*process
+	db       *persistence.DB
+	remoting []string // the members' remoting addresses
+	url      string   // the database
+	dir      string
+	certs    devcerts.Files
+}
+
+// startPeerCluster starts n members and waits until each sees all n. The
+// certificates include one spare for an edge-only node.
+func startPeerCluster(t *testing.T, n int) *peerCluster {
 	t.Helper()
-	dir := t.TempDir()
-	certs, err := devcerts.Generate(filepath.Join(dir, "certs"), n, cluster.PeerName, []string{"127.0.0.1"})
-	if err != nil {
+	pc := &peerCluster{dir: t.TempDir()}
+	var err error
+	if pc.certs, err = devcerts.Generate(filepath.Join(pc.dir, "certs"), n+1, cluster.PeerName, []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
-	url, db := migratedDatabase(t)
-	var httpAddrs, remoting []string
+	pc.url, pc.db = migratedDatabase(t)
+	var httpAddrs []string
 	for range n {
-		httpAddrs, remoting = append(httpAddrs, freeAddr(t)), append(remoting, freeAddr(t))
+		httpAddrs, pc.remoting = append(httpAddrs, freeAddr(t)), append(pc.remoting, freeAddr(t))
 	}
-	var nodes []*process
 	for i := range n {
-		_, port, _ := net.SplitHostPort(remoting[i])
-		nodes = append(nodes, newProcess(t, t.TempDir(), []string{"serve",
-			"--database-url", url, "--http-addr", httpAddrs[i], "--public-url", "http://" + httpAddrs[0],
-			"--data-dir", filepath.Join(dir, "node"+strconv.Itoa(i)), "--master-key-file", filepath.Join(dir, "master.key"),
-			"--log-level", "warn", "--cluster-port", port,
-			// One receptionist drives all the load: the per-node rate limits
-			// (429, retried) would hide what a failover costs.
-			"--rate-limit-subject", "100000/s", "--rate-limit-address", "100000/s", "--cluster-peers", strings.Join(remoting, ","),
-			"--cluster-tls-ca", certs.CA, "--cluster-tls-cert", certs.Members[i].Cert, "--cluster-tls-key", certs.Members[i].Key}))
-		nodes[i].start()
+		_, port, _ := net.SplitHostPort(pc.remoting[i])
+		p := pc.process(t, i, httpAddrs[i], "--cluster-port", port)
+		p.start()
+		pc.nodes = append(pc.nodes, p)
 	}
-	for i, p := range nodes {
+	for i, p := range pc.nodes {
 		waitFor(t, "node "+strconv.Itoa(i)+" sees every member", 15*time.Second, func() bool { return clusterMembers(p.base) == n })
 	}
-	return nodes, db, remoting
+	return pc
+}
+
+// process prepares a caregrid process of the cluster with certificate i.
+func (pc *peerCluster) process(t *testing.T, i int, httpAddr string, extra ...string) *process {
+	public := "http://" + httpAddr
+	if len(pc.nodes) > 0 {
+		public = pc.nodes[0].base
+	}
+	return newProcess(t, t.TempDir(), append([]string{"serve",
+		"--database-url", pc.url, "--http-addr", httpAddr, "--public-url", public,
+		"--data-dir", filepath.Join(pc.dir, "node"+strconv.Itoa(i)), "--master-key-file", filepath.Join(pc.dir, "master.key"),
+		"--log-level", "warn", "--cluster-peers", strings.Join(pc.remoting, ","),
+		// One receptionist drives all the load: the per-node rate limits
+		// (429, retried) would hide what a failover costs.
+		"--rate-limit-subject", "100000/s", "--rate-limit-address", "100000/s",
+		"--cluster-tls-ca", pc.certs.CA, "--cluster-tls-cert", pc.certs.Members[i].Cert, "--cluster-tls-key", pc.certs.Members[i].Key}, extra...))
 }
 
 // Two real caregrid processes form a cluster of static peers over mutual
 // TLS: grains are placed on both, and when one is killed the other takes
 // its grains over and keeps answering; restarted, it rejoins.
 func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
-	nodes, db, remoting := startPeerCluster(t, 2)
+	pc := startPeerCluster(t, 2)
+	nodes, db, remoting := pc.nodes, pc.db, pc.remoting
 	tokens := map[string]string{}
 	a := &testServer{t: t, db: db, base: nodes[0].base, tokens: tokens}
 	b := &testServer{t: t, db: db, base: nodes[1].base, tokens: tokens}
@@ -184,4 +204,44 @@ func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
 	for _, id := range patients {
 		expect(t, "read through the restarted a", a.do("GET", "/v1/patients/"+id, desk, nil), 200)
 	}
+}
+
+// An edge-only node serves the API through the members: it hosts no grain,
+// shows only the members in its view, and is not ready without them.
+func TestEdgeOnlyNodeServesThroughTheMembers(t *testing.T) {
+	pc := startPeerCluster(t, 1)
+	edgeNode := pc.process(t, 1, freeAddr(t), "--role", "edge", "--cluster-port", "0")
+	edgeNode.start()
+	s := &testServer{t: t, db: pc.db, base: edgeNode.base, tokens: map[string]string{}}
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	for range 5 {
+		r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+		expect(t, "register through the edge", r, 201)
+		expect(t, "read through the edge", s.do("GET", "/v1/patients/"+r.json(t)["id"].(string), desk, nil), 200)
+	}
+	var owners int
+	if err := pc.db.Pool.QueryRow(context.Background(), `SELECT count(DISTINCT owner) FROM grain_owner WHERE kind = $1`, persistence.PatientKind).Scan(&owners); err != nil {
+		t.Fatal(err)
+	}
+	if owners != 1 {
+		t.Fatalf("patient grains have %d owners, want the one member", owners)
+	}
+	r := s.do("GET", "/v1/ops/cluster", s.token(messages.Role_ROLE_ADMIN, "ops-1"), nil)
+	expect(t, "the edge's view", r, 200)
+	var v cluster.View
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Members) != 1 || v.Members[0].Address != pc.remoting[0] || v.Members[0].Status != "up" || v.Members[0].Activations[persistence.PatientKind] != 5 {
+		t.Fatalf("the edge's view = %s", r.body)
+	}
+	pc.nodes[0].kill()
+	waitFor(t, "the edge is not ready without members", 10*time.Second, func() bool {
+		resp, err := http.Get(edgeNode.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
 }

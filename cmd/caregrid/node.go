@@ -29,6 +29,7 @@ type nodeConfig struct {
 	ClusterPort  int
 	ClusterTLS   *cluster.TLS   // nil: plaintext remoting, loopback only
 	ClusterPeers []string       // every member's remoting address (nil: single node)
+	EdgeOnly     bool           // a cluster client: the HTTP edge, no grains, no background work
 	Agent        *cluster.Agent // nil: single node
 	AuditShards  int
 	GrainIdle    time.Duration
@@ -79,9 +80,13 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var hosted []*actorcluster.Kind
+	if !cfg.EdgeOnly {
+		hosted = kinds(db, cfg)
+	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
-		Agent: cfg.Agent, Peers: cfg.ClusterPeers, Kinds: kinds(db, cfg), Logger: cfg.ActorLogger,
+		Agent: cfg.Agent, Peers: cfg.ClusterPeers, Kinds: hosted, Client: cfg.EdgeOnly, Logger: cfg.ActorLogger,
 	})
 	if err != nil {
 		return nil, err
@@ -139,6 +144,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{})}
 	go func() {
 		defer close(n.relayDone)
+		if cfg.EdgeOnly {
+			return // the relay and the sweeps run on the members
+		}
 		if sweeper != nil {
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}

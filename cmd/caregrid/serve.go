@@ -38,6 +38,7 @@ type serveConfig struct {
 	ClusterPort  int
 	ClusterTLS   cluster.TLS
 	ClusterPeers string
+	Role         string
 	AuditShards  int
 	GrainIdle    time.Duration
 	ExpirySweep  time.Duration
@@ -77,6 +78,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.ClusterTLS.CAFile, "cluster-tls-ca", envOr("CAREGRID_CLUSTER_TLS_CA", ""), "CA certificate (PEM) that signs every member's certificate; with the two below, remoting is mutual TLS and may leave loopback (env CAREGRID_CLUSTER_TLS_CA)")
 	fs.StringVar(&c.ClusterTLS.CertFile, "cluster-tls-cert", envOr("CAREGRID_CLUSTER_TLS_CERT", ""), "this member's certificate (PEM), for the name "+cluster.PeerName+" (env CAREGRID_CLUSTER_TLS_CERT)")
 	fs.StringVar(&c.ClusterTLS.KeyFile, "cluster-tls-key", envOr("CAREGRID_CLUSTER_TLS_KEY", ""), "this member's private key (PEM) (env CAREGRID_CLUSTER_TLS_KEY)")
+	fs.StringVar(&c.Role, "role", envOr("CAREGRID_ROLE", "member"), "member: hosts grains and the HTTP edge; edge: the HTTP edge only, a client of the members in --cluster-peers (env CAREGRID_ROLE)")
 	fs.StringVar(&c.ClusterPeers, "cluster-peers", envOr("CAREGRID_CLUSTER_PEERS", ""), "remoting addresses (host:port, comma-separated) of every member, this one included: a cluster of static peers; empty: a single node (env CAREGRID_CLUSTER_PEERS)")
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
@@ -117,7 +119,12 @@ func serveFlags(args []string) (serveConfig, error) {
 	if c.BlobDir == "" {
 		c.BlobDir = filepath.Join(c.DataDir, "blobs")
 	}
-	if c.ClusterPeers != "" && c.ClusterPort == 0 {
+	switch {
+	case c.Role != "member" && c.Role != "edge":
+		return c, fmt.Errorf("serve: --role %q: member or edge", c.Role)
+	case c.Role == "edge" && c.ClusterPeers == "":
+		return c, errors.New("serve: --role edge needs --cluster-peers (the members it sends requests to)")
+	case c.Role == "member" && c.ClusterPeers != "" && c.ClusterPort == 0:
 		return c, errors.New("serve: --cluster-peers needs a fixed --cluster-port (the peers list names it)")
 	}
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
@@ -230,8 +237,8 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	}
 	n, err := startNode(ctx, db, nodeConfig{
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: cfg.clusterTLS(),
-		ClusterPeers: peerList(cfg.ClusterPeers),
-		AuditShards:  cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
+		ClusterPeers: peerList(cfg.ClusterPeers), EdgeOnly: cfg.Role == "edge",
+		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
