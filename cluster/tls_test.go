@@ -2,9 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,18 +77,11 @@ func TestRemotingIsMutualTLSAndRefusesOthers(t *testing.T) {
 		return err
 	}
 	tlsCreds := func(ca string, m devcerts.Member) grpc.DialOption {
-		pem, err := os.ReadFile(ca)
+		cfg, err := devcerts.ClientTLS(ca, m, PeerName)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13,
-			Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: PeerName}))
+		return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
 	}
 	// A plain client, and a TLS client whose certificate another CA signed,
 	// do not get through the handshake.

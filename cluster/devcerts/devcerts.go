@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -112,4 +113,23 @@ func write(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
 		return err
 	}
 	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+// ClientTLS is a TLS 1.3 client configuration that presents member m's
+// certificate, trusts the CA in caFile and expects serverName: what a
+// test needs to dial a member the way a peer does.
+func ClientTLS(caFile string, m Member, serverName string) (*tls.Config, error) {
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("devcerts: %s holds no PEM certificate", caFile)
+	}
+	cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: serverName}, nil
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -74,18 +72,12 @@ func TestClusterRemotingRefusesPeersWithoutAMemberCertificate(t *testing.T) {
 		return resp.Trailer.Get("Grpc-Status") + resp.Header.Get("Grpc-Status"), nil
 	}
 	withCert := func(m devcerts.Member) *tls.Config {
-		pem, err := os.ReadFile(certs.CA)
+		cfg, err := devcerts.ClientTLS(certs.CA, m, cluster.PeerName)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool,
-			ServerName: cluster.PeerName, NextProtos: []string{"h2"}}
+		cfg.NextProtos = []string{"h2"}
+		return cfg
 	}
 	if st, err := listProcesses(nil); err == nil {
 		t.Errorf("plaintext ListProcesses answered (grpc-status %q)", st)
