@@ -48,6 +48,9 @@ type Config struct {
 	// member, this one included: the members find each other by polling
 	// them (static peers) instead of through an Agent.
 	Peers []string
+	// Consul, when set, finds the members through a Consul agent (see
+	// Consul); Peers and Consul are exclusive.
+	Consul *Consul
 	// Kinds are the grain kinds this member hosts.
 	Kinds []*actorcluster.Kind
 	// Client joins as a cluster client (an edge-only node): it calls grains
@@ -62,8 +65,8 @@ type Config struct {
 type Node struct {
 	System  *actor.ActorSystem
 	Cluster *actorcluster.Cluster
-	peers   *peersProvider // nil unless static peers
-	client  bool           // a cluster client: hosts no grains
+	leaver  interface{ leave() } // a provider with a goodbye (peers, Consul)
+	client  bool                 // a cluster client: hosts no grains
 	stop    sync.Once
 }
 
@@ -162,10 +165,19 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	var provider actorcluster.ClusterProvider = test.NewTestProvider(agent)
-	var peers *peersProvider
-	if len(cfg.Peers) > 0 {
-		peers = newPeersProvider(cfg.Peers, logger)
-		provider = peers
+	var leaver interface{ leave() }
+	switch {
+	case len(cfg.Peers) > 0 && cfg.Consul != nil:
+		return nil, errors.New("cluster: static peers or Consul, not both")
+	case len(cfg.Peers) > 0:
+		peers := newPeersProvider(cfg.Peers, logger)
+		provider, leaver = peers, peers
+	case cfg.Consul != nil:
+		cp, err := newConsulProvider(*cfg.Consul, cfg.Name, logger)
+		if err != nil {
+			return nil, err
+		}
+		provider, leaver = cp, cp
 	}
 	if gate != nil {
 		provider = gatedProvider{ClusterProvider: provider, gate: gate}
@@ -176,10 +188,10 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 		actorcluster.WithRequestTimeout(DefaultTimeout),
 	)
 	c := actorcluster.New(system, ccfg)
-	if cfg.Client && peers == nil {
-		return nil, errors.New("cluster: a client needs the members' addresses (Peers)")
+	if cfg.Client && leaver == nil {
+		return nil, errors.New("cluster: a client needs a way to find the members (Peers or Consul)")
 	}
-	n := &Node{System: system, Cluster: c, peers: peers, client: cfg.Client}
+	n := &Node{System: system, Cluster: c, leaver: leaver, client: cfg.Client}
 	if cfg.Client {
 		c.StartClient()
 	} else {
@@ -238,8 +250,8 @@ func (n *Node) Members() int { return n.Cluster.MemberList.Length() }
 // Stopping twice is harmless (proto.actor's own Shutdown panics).
 func (n *Node) Stop(graceful bool) {
 	n.stop.Do(func() {
-		if graceful && n.peers != nil {
-			n.peers.leave() // before the actor system stops, while remoting still works
+		if graceful && n.leaver != nil {
+			n.leaver.leave() // before the actor system stops, while remoting still works
 		}
 		n.Cluster.Shutdown(graceful)
 	})

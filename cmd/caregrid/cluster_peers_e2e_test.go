@@ -60,13 +60,20 @@ type peerCluster struct {
 	url      string   // the database
 	dir      string
 	certs    devcerts.Files
+	provider []string // the flags that say how members find each other
 }
 
 // startPeerCluster starts n members and waits until each sees all n. The
 // certificates include one spare for an edge-only node.
 func startPeerCluster(t *testing.T, n int) *peerCluster {
+	return startCluster(t, n, nil)
+}
+
+// startCluster starts n members that find each other by the provider flags
+// (nil: static peers) and waits until each sees all n.
+func startCluster(t *testing.T, n int, provider []string) *peerCluster {
 	t.Helper()
-	pc := &peerCluster{dir: t.TempDir()}
+	pc := &peerCluster{dir: t.TempDir(), provider: provider}
 	var err error
 	if pc.certs, err = devcerts.Generate(filepath.Join(pc.dir, "certs"), n+1, cluster.PeerName, []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
@@ -75,6 +82,9 @@ func startPeerCluster(t *testing.T, n int) *peerCluster {
 	var httpAddrs []string
 	for range n {
 		httpAddrs, pc.remoting = append(httpAddrs, freeAddr(t)), append(pc.remoting, freeAddr(t))
+	}
+	if pc.provider == nil {
+		pc.provider = []string{"--cluster-peers", strings.Join(pc.remoting, ",")}
 	}
 	for i := range n {
 		_, port, _ := net.SplitHostPort(pc.remoting[i])
@@ -97,11 +107,12 @@ func (pc *peerCluster) process(t *testing.T, i int, httpAddr string, extra ...st
 	return newProcess(t, t.TempDir(), append([]string{"serve",
 		"--database-url", pc.url, "--http-addr", httpAddr, "--public-url", public,
 		"--data-dir", filepath.Join(pc.dir, "node"+strconv.Itoa(i)), "--master-key-file", filepath.Join(pc.dir, "master.key"),
-		"--log-level", "warn", "--cluster-peers", strings.Join(pc.remoting, ","),
+		"--log-level", "warn",
 		// One receptionist drives all the load: the per-node rate limits
 		// (429, retried) would hide what a failover costs.
 		"--rate-limit-subject", "100000/s", "--rate-limit-address", "100000/s",
-		"--cluster-tls-ca", pc.certs.CA, "--cluster-tls-cert", pc.certs.Members[i].Cert, "--cluster-tls-key", pc.certs.Members[i].Key}, extra...))
+		"--cluster-tls-ca", pc.certs.CA, "--cluster-tls-cert", pc.certs.Members[i].Cert, "--cluster-tls-key", pc.certs.Members[i].Key},
+		append(slices.Clone(pc.provider), extra...)...))
 }
 
 // Two real caregrid processes form a cluster of static peers over mutual

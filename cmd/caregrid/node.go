@@ -27,10 +27,11 @@ type nodeConfig struct {
 	ClusterName  string
 	ClusterHost  string
 	ClusterPort  int
-	ClusterTLS   *cluster.TLS   // nil: plaintext remoting, loopback only
-	ClusterPeers []string       // every member's remoting address (nil: single node)
-	EdgeOnly     bool           // a cluster client: the HTTP edge, no grains, no background work
-	Agent        *cluster.Agent // nil: single node
+	ClusterTLS   *cluster.TLS    // nil: plaintext remoting, loopback only
+	ClusterPeers []string        // every member's remoting address (nil: single node)
+	Consul       *cluster.Consul // nil: not Consul
+	EdgeOnly     bool            // a cluster client: the HTTP edge, no grains, no background work
+	Agent        *cluster.Agent  // nil: single node
 	AuditShards  int
 	GrainIdle    time.Duration
 	GrainTimeout time.Duration
@@ -86,7 +87,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
-		Agent: cfg.Agent, Peers: cfg.ClusterPeers, Kinds: hosted, Client: cfg.EdgeOnly, Logger: cfg.ActorLogger,
+		Agent: cfg.Agent, Peers: cfg.ClusterPeers, Consul: cfg.Consul, Kinds: hosted, Client: cfg.EdgeOnly, Logger: cfg.ActorLogger,
 	})
 	if err != nil {
 		return nil, err

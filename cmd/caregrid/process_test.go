@@ -151,3 +151,21 @@ func (p *process) terminate() time.Duration {
 	p.cmd = nil
 	return time.Since(start)
 }
+
+// exits waits for the process to end by itself and returns how it ended.
+func (p *process) exits(within time.Duration) error {
+	p.t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		p.cmd = nil
+		return err
+	case <-time.After(within):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		p.cmd = nil
+		p.t.Fatalf("the process did not end within %v", within)
+		return nil
+	}
+}

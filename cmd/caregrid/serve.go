@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/audit"
@@ -38,6 +39,9 @@ type serveConfig struct {
 	ClusterPort  int
 	ClusterTLS   cluster.TLS
 	ClusterPeers string
+	Provider     string
+	ConsulAddr   string
+	ConsulTTL    time.Duration
 	Role         string
 	AuditShards  int
 	GrainIdle    time.Duration
@@ -79,6 +83,9 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.ClusterTLS.CertFile, "cluster-tls-cert", envOr("CAREGRID_CLUSTER_TLS_CERT", ""), "this member's certificate (PEM), for the name "+cluster.PeerName+" (env CAREGRID_CLUSTER_TLS_CERT)")
 	fs.StringVar(&c.ClusterTLS.KeyFile, "cluster-tls-key", envOr("CAREGRID_CLUSTER_TLS_KEY", ""), "this member's private key (PEM) (env CAREGRID_CLUSTER_TLS_KEY)")
 	fs.StringVar(&c.Role, "role", envOr("CAREGRID_ROLE", "member"), "member: hosts grains and the HTTP edge; edge: the HTTP edge only, a client of the members in --cluster-peers (env CAREGRID_ROLE)")
+	fs.StringVar(&c.Provider, "cluster-provider", envOr("CAREGRID_CLUSTER_PROVIDER", ""), "how members find each other: single (this node alone), peers (--cluster-peers) or consul (the agent at --consul-addr); default: peers when --cluster-peers is set, else single (env CAREGRID_CLUSTER_PROVIDER)")
+	fs.StringVar(&c.ConsulAddr, "consul-addr", envOr("CONSUL_HTTP_ADDR", "127.0.0.1:8500"), "the Consul agent (env CONSUL_HTTP_ADDR)")
+	fs.DurationVar(&c.ConsulTTL, "consul-ttl", 3*time.Second, "a member silent this long turns critical in Consul; its peers drop it 3 s later")
 	fs.StringVar(&c.ClusterPeers, "cluster-peers", envOr("CAREGRID_CLUSTER_PEERS", ""), "remoting addresses (host:port, comma-separated) of every member, this one included: a cluster of static peers; empty: a single node (env CAREGRID_CLUSTER_PEERS)")
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
@@ -119,12 +126,22 @@ func serveFlags(args []string) (serveConfig, error) {
 	if c.BlobDir == "" {
 		c.BlobDir = filepath.Join(c.DataDir, "blobs")
 	}
+	if c.Provider == "" {
+		c.Provider = "single"
+		if c.ClusterPeers != "" {
+			c.Provider = "peers"
+		}
+	}
 	switch {
+	case c.Provider != "single" && c.Provider != "peers" && c.Provider != "consul":
+		return c, fmt.Errorf("serve: --cluster-provider %q: single, peers or consul", c.Provider)
+	case (c.Provider == "peers") != (c.ClusterPeers != ""):
+		return c, errors.New("serve: --cluster-peers goes with --cluster-provider peers")
 	case c.Role != "member" && c.Role != "edge":
 		return c, fmt.Errorf("serve: --role %q: member or edge", c.Role)
-	case c.Role == "edge" && c.ClusterPeers == "":
-		return c, errors.New("serve: --role edge needs --cluster-peers (the members it sends requests to)")
-	case c.Role == "member" && c.ClusterPeers != "" && c.ClusterPort == 0:
+	case c.Role == "edge" && c.Provider == "single":
+		return c, errors.New("serve: --role edge needs a way to find the members: --cluster-peers or --cluster-provider consul")
+	case c.Role == "member" && c.Provider == "peers" && c.ClusterPort == 0:
 		return c, errors.New("serve: --cluster-peers needs a fixed --cluster-port (the peers list names it)")
 	}
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
@@ -235,9 +252,17 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		}
 		logger.Warn("development tokens accepted (--dev-auth): not for production", "key_file", cfg.DevAuthKey)
 	}
+	// Dropped by Consul while alive, this member's id is blocked by its
+	// peers: it stops, and its supervisor starts it again under a new id.
+	dropped := make(chan struct{})
+	var dropOnce sync.Once
+	var consulCfg *cluster.Consul
+	if cfg.Provider == "consul" {
+		consulCfg = &cluster.Consul{Address: cfg.ConsulAddr, TTL: cfg.ConsulTTL, OnDropped: func() { dropOnce.Do(func() { close(dropped) }) }}
+	}
 	n, err := startNode(ctx, db, nodeConfig{
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: cfg.clusterTLS(),
-		ClusterPeers: peerList(cfg.ClusterPeers), EdgeOnly: cfg.Role == "edge",
+		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
@@ -263,6 +288,10 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	case <-ctx.Done():
 		logger.Info("stopping: draining HTTP, leaving the cluster")
 		return n.stop(true)
+	case <-dropped:
+		logger.Error("stopping: Consul dropped this member; start it again to rejoin under a new member id")
+		_ = n.stop(true) // deregisters the old id too
+		return errors.New("dropped from the cluster by Consul: restart to rejoin")
 	}
 }
 

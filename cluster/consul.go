@@ -1,0 +1,272 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	consul "github.com/hashicorp/consul/api"
+)
+
+// Consul configures the Consul provider.
+type Consul struct {
+	// Address of the Consul agent (host:port); empty: CONSUL_HTTP_ADDR, or
+	// the agent on 127.0.0.1:8500.
+	Address string
+	// TTL is how long a member stays passing without a heartbeat
+	// (default 3s; heartbeats go every TTL/3).
+	TTL time.Duration
+	// OnDropped is called when Consul has dropped this member while it was
+	// alive (its peers have blocked its id for good): the node must rejoin
+	// under a new member id, which in caregrid means a restart.
+	OnDropped func()
+}
+
+// Consul provider timing.
+const (
+	consulDefaultTTL = 3 * time.Second
+	// A member missing from Consul's passing list leaves the topology only
+	// after this long: a Consul restart (its dev agent forgets every
+	// registration) is bridged by the members re-registering meanwhile.
+	consulGrace      = 3 * time.Second
+	consulBackoffMax = 10 * time.Second
+	// A blocking query's longest wait: also how often a missing member's
+	// grace is looked at when nothing changes.
+	consulWait = time.Second
+)
+
+// consulProvider registers the member as a service with a TTL check, keeps
+// the check passing, and watches the service's passing instances. Unlike
+// proto.actor's own Consul provider it backs off when registration fails,
+// retries a failed watch instead of panicking, rejoins after Consul forgot
+// it, and deregisters before the actor system stops.
+type consulProvider struct {
+	cfg     Consul
+	service string
+	client  *consul.Client
+	logger  *slog.Logger
+
+	cluster *actorcluster.Cluster
+	self    *actorcluster.Member
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	left    sync.Once
+
+	// Used by the watch goroutine only.
+	known   map[string]*actorcluster.Member // member id -> member
+	missing map[string]time.Time            // member id -> since when Consul does not list it
+}
+
+func newConsulProvider(cfg Consul, clusterName string, logger *slog.Logger) (*consulProvider, error) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = consulDefaultTTL
+	}
+	cc := consul.DefaultConfig()
+	if cfg.Address != "" {
+		cc.Address = cfg.Address
+	}
+	client, err := consul.NewClient(cc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: consul: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &consulProvider{cfg: cfg, service: "caregrid-" + clusterName, client: client, logger: logger,
+		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}}, nil
+}
+
+func (p *consulProvider) checkID() string { return "service:" + p.self.Id }
+
+func (p *consulProvider) StartMember(c *actorcluster.Cluster) error {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return err
+	}
+	p.cluster = c
+	p.self = &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
+	c.MemberList.UpdateClusterTopology(actorcluster.Members{p.self})
+	if err := p.register(); err != nil {
+		p.logger.Warn("consul: registration failed; retrying", "error", err)
+	}
+	p.wg.Add(2)
+	go p.heartbeat()
+	go p.watch()
+	return nil
+}
+
+func (p *consulProvider) StartClient(c *actorcluster.Cluster) error {
+	p.cluster = c
+	p.wg.Add(1)
+	go p.watch()
+	return nil
+}
+
+// Shutdown deregisters (graceful or not: the process is going) and stops
+// the loops. Node.Stop calls leave before the actor system stops.
+func (p *consulProvider) Shutdown(bool) error {
+	p.leave()
+	return nil
+}
+
+func (p *consulProvider) leave() {
+	p.left.Do(func() {
+		p.cancel()
+		p.wg.Wait()
+		if p.self != nil {
+			if err := p.client.Agent().ServiceDeregister(p.self.Id); err != nil {
+				p.logger.Warn("consul: deregistration failed (its TTL will expire)", "error", err)
+			}
+		}
+	})
+}
+
+func (p *consulProvider) register() error {
+	return p.client.Agent().ServiceRegister(&consul.AgentServiceRegistration{
+		ID: p.self.Id, Name: p.service, Address: p.self.Host, Port: int(p.self.Port),
+		Meta: map[string]string{"kinds": strings.Join(p.self.Kinds, ",")},
+		Check: &consul.AgentServiceCheck{CheckID: p.checkID(), TTL: p.cfg.TTL.String(),
+			DeregisterCriticalServiceAfter: "1m", Status: consul.HealthPassing},
+	})
+}
+
+// heartbeat keeps the TTL check passing; when the agent no longer knows
+// the check (it restarted, or reaped the member) it registers again.
+//
+// A check that Consul still knows but that went without a heartbeat for
+// longer than TTL plus the peers' grace (this process was paused, or cut
+// off from Consul while Consul ran on) was critical long enough for the
+// peers to drop this member: that is reported to OnDropped. After a Consul
+// restart the check is unknown instead, and nobody was dropped.
+func (p *consulProvider) heartbeat() {
+	defer p.wg.Done()
+	failures := 0
+	lastOK := time.Now()
+	for {
+		wait := p.cfg.TTL / 3
+		if failures > 0 {
+			wait = backoff(failures)
+		}
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := p.client.Agent().UpdateTTL(p.checkID(), "", consul.HealthPassing)
+		if err == nil && time.Since(lastOK) > p.cfg.TTL+consulGrace {
+			p.dropped(time.Since(lastOK))
+		}
+		if err != nil {
+			err = p.register()
+		}
+		if err != nil {
+			if failures++; failures == 1 {
+				p.logger.Warn("consul: heartbeat failed; retrying with backoff", "error", err)
+			}
+			continue
+		}
+		if failures > 0 {
+			p.logger.Warn("consul: registered again", "member", p.self.Id, "after_failures", failures)
+		}
+		failures, lastOK = 0, time.Now()
+	}
+}
+
+func (p *consulProvider) dropped(silent time.Duration) {
+	p.logger.Error("consul: this member was dropped from the cluster; it must rejoin under a new id",
+		"member", p.self.Id, "silent_for", silent.Round(time.Millisecond))
+	if p.cfg.OnDropped != nil {
+		p.cfg.OnDropped()
+	}
+}
+
+// watch follows the passing instances with blocking queries, retrying a
+// failed query with backoff (the topology stays as it was meanwhile).
+func (p *consulProvider) watch() {
+	defer p.wg.Done()
+	var index uint64
+	failures := 0
+	for {
+		q := (&consul.QueryOptions{WaitIndex: index, WaitTime: consulWait}).WithContext(p.ctx)
+		entries, meta, err := p.client.Health().Service(p.service, "", true, q)
+		if p.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if failures++; failures == 1 {
+				p.logger.Warn("consul: watch failed; retrying with backoff", "error", err)
+			}
+			index = 0
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(backoff(failures)):
+			}
+			continue
+		}
+		failures = 0
+		if meta.LastIndex < index { // the index went back (Consul restarted): start over
+			index = 0
+		} else {
+			index = meta.LastIndex
+		}
+		p.update(entries)
+	}
+}
+
+// update publishes the members Consul lists as passing, plus those it has
+// stopped listing for less than consulGrace, plus this member.
+func (p *consulProvider) update(entries []*consul.ServiceEntry) {
+	now := time.Now()
+	listed := map[string]bool{}
+	for _, e := range entries {
+		s := e.Service
+		var kinds []string
+		if k := s.Meta["kinds"]; k != "" {
+			kinds = strings.Split(k, ",")
+		}
+		if p.known[s.ID] == nil {
+			p.logger.Warn("consul: member joined", "member", s.ID, "address", s.Address+":"+strconv.Itoa(s.Port))
+		}
+		p.known[s.ID] = &actorcluster.Member{Id: s.ID, Host: s.Address, Port: int32(s.Port), Kinds: kinds}
+		listed[s.ID] = true
+		delete(p.missing, s.ID)
+	}
+	if p.self != nil {
+		p.known[p.self.Id] = p.self // alive, whatever Consul says
+	}
+	members := actorcluster.Members{}
+	for id, m := range p.known {
+		if !listed[id] {
+			if _, ok := p.missing[id]; !ok {
+				p.missing[id] = now
+			}
+		}
+		isSelf := p.self != nil && id == p.self.Id
+		if !isSelf && !listed[id] && now.Sub(p.missing[id]) > consulGrace {
+			p.logger.Warn("consul: member left", "member", id, "address", m.Host+":"+strconv.Itoa(int(m.Port)))
+			delete(p.known, id)
+			delete(p.missing, id)
+			continue
+		}
+		members = append(members, m)
+	}
+	if p.self != nil && !listed[p.self.Id] && len(entries) > 0 && now.Sub(p.missing[p.self.Id]) > consulGrace {
+		// Consul lists others but not this member, for longer than the
+		// grace its peers give: they have dropped and blocked its id.
+		p.dropped(now.Sub(p.missing[p.self.Id]))
+	}
+	p.cluster.MemberList.UpdateClusterTopology(members)
+}
+
+// backoff is the wait after n failures in a row: 250 ms doubling up to
+// consulBackoffMax, with jitter so members do not retry in step.
+func backoff(n int) time.Duration {
+	d := min(250*time.Millisecond<<min(n, 10), consulBackoffMax)
+	return d/2 + rand.N(d/2)
+}
