@@ -30,11 +30,11 @@ consul:
 # The in-process multi-member tests in actors/patient and actors/calendar are built only without
 # -race (proto.actor shares unlocked state between members of one process;
 # see actors/patient/cluster_test.go), so that package runs a second time.
-# The Consul tests (-tags consul) need bin/consul: it builds alongside the
+# The Consul tests (-tags consul) need bin/consul: it builds (niced) alongside the
 # other tests (about 11 minutes from a cold module cache, seconds after).
 test: lint check-generated
 	@mkdir -p bin; set -e; \
-	(cd deploy/consul-dev && $(GO) build -o ../../bin/consul .) >bin/consul-build.log 2>&1 & consul=$$!; \
+	(cd deploy/consul-dev && nice -n 19 $(GO) build -o ../../bin/consul .) >bin/consul-build.log 2>&1 & consul=$$!; \
 	$(GO) test -race -count=1 ./...; \
 	$(GO) test -count=1 ./actors/patient/ ./actors/calendar/; \
 	$(GO) test -count=1 -tags devauth -run Dev ./edge/; \
