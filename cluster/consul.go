@@ -148,9 +148,11 @@ func (p *consulProvider) heartbeat() {
 	failures := 0
 	lastOK := time.Now()
 	for {
+		// Backing off no further than a heartbeat: after a Consul restart
+		// this member must register again within the peers' grace.
 		wait := p.cfg.TTL / 3
 		if failures > 0 {
-			wait = backoff(failures)
+			wait = min(backoff(failures), wait)
 		}
 		select {
 		case <-p.ctx.Done():

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Stops the members cluster-up.sh started: SIGTERM (drain, leave, stop),
-# SIGKILL after 30 s. The database and .data/cluster stay.
+# Stops the members cluster-up.sh started, then its Consul agent if it
+# started one: SIGTERM (drain, leave, stop), SIGKILL after 30 s. The
+# database and .data/cluster stay.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-for f in .data/cluster/node-*.pid; do
+for f in .data/cluster/node-*.pid .data/cluster/consul.pid; do
 	[ -f "$f" ] || continue
 	pid=$(cat "$f")
 	kill -TERM "$pid" 2>/dev/null

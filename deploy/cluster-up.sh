@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs a cluster of NODES (3) caregrid members on this machine, without
-# containers: static peers over mutual TLS (certificates from
+# containers: static peers, or with PROVIDER=consul a dev Consul agent
+# (bin/consul from `make consul`, HTTP on 127.0.0.1:8500), over mutual TLS
+# (certificates from
 # `caregrid dev-certs`), one database (DATABASE_URL; default: a database
 # caregrid_cluster on the local PostgreSQL at PGURL), HTTP on 8081.., remoting
 # on 7101... State, logs and pids live under .data/cluster; `make cluster-down`
@@ -19,13 +21,23 @@ fi
 ./bin/caregrid migrate --database-url "$url" >/dev/null
 [ -f "$dir/certs/ca.crt" ] || ./bin/caregrid dev-certs --dir "$dir/certs" --members "$n" >/dev/null
 peers=$(seq -s, -f '127.0.0.1:%g' 7101 $((7100 + n)))
+provider=(--cluster-peers "$peers")
+if [ "${PROVIDER:-peers}" = consul ]; then
+	[ -x bin/consul ] || make consul
+	if ! curl -fsS http://127.0.0.1:8500/v1/status/leader >/dev/null 2>&1; then
+		./bin/consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -log-level warn >>"$dir/consul.log" 2>&1 &
+		echo $! >"$dir/consul.pid"
+		for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:8500/v1/status/leader 2>/dev/null | grep -q : && break; sleep 0.2; done
+	fi
+	provider=(--cluster-provider consul --consul-addr 127.0.0.1:8500)
+fi
 for i in $(seq 1 "$n"); do
 	if [ -f "$dir/node-$i.pid" ] && kill -0 "$(cat "$dir/node-$i.pid")" 2>/dev/null; then
 		echo "node $i is already running (pid $(cat "$dir/node-$i.pid"))"
 		continue
 	fi
 	./bin/caregrid serve --database-url "$url" --http-addr "127.0.0.1:$((8080 + i))" --public-url http://127.0.0.1:8081 \
-		--data-dir "$dir/node-$i" --master-key-file "$dir/master.key" --cluster-port $((7100 + i)) --cluster-peers "$peers" \
+		--data-dir "$dir/node-$i" --master-key-file "$dir/master.key" --cluster-port $((7100 + i)) "${provider[@]}" \
 		--cluster-tls-ca "$dir/certs/ca.crt" --cluster-tls-cert "$dir/certs/member-$i.crt" --cluster-tls-key "$dir/certs/member-$i.key" \
 		${SERVE_ARGS:-} >>"$dir/node-$i.log" 2>&1 &
 	echo $! >"$dir/node-$i.pid"
@@ -46,5 +58,5 @@ for i in $(seq 1 "$n"); do
 		sleep 0.2
 	done
 done
-echo "caregrid cluster: $n members on http://127.0.0.1:8081..$((8080 + n)) (remoting $peers, mutual TLS); logs in $dir"
+echo "caregrid cluster: $n members on http://127.0.0.1:8081..$((8080 + n)) (remoting $peers, mutual TLS, ${PROVIDER:-peers}); logs in $dir"
 echo "an admin client: ./bin/caregrid admin client create --kind service --role admin --name ops --database-url '$url'"

@@ -190,3 +190,22 @@ func TestConsulMembersSurviveAKillAndAConsulRestart(t *testing.T) {
 		t.Fatalf("after b's SIGTERM Consul lists %v, want only a's new id %s", got, aID)
 	}
 }
+
+// The fault test of the static peers, with the members finding each other
+// through Consul: three members under load, each killed with SIGKILL in
+// turn and restarted (a new member id each time).
+func TestConsulClusterUnderLoadSurvivesKills(t *testing.T) {
+	agent := startConsul(t)
+	pc := startCluster(t, 3, []string{"--cluster-provider", "consul", "--consul-addr", agent.http, "--consul-ttl", "1s"})
+	load := startClusterLoad(t, pc.nodes, pc.db)
+	time.Sleep(3 * time.Second)
+	for _, victim := range []int{1, 2, 0} {
+		before := load.failed()
+		pc.nodes[victim].kill()
+		time.Sleep(6 * time.Second) // past TTL and grace: the others drop it
+		pc.nodes[victim].start()
+		time.Sleep(3 * time.Second)
+		t.Logf("kill -9 of node %d: %d failed attempts (each retried on another node) until 3 s after its restart", victim, load.failed()-before)
+	}
+	load.stopAndCheck()
+}
