@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a cluster of NODES (3) caregrid members on this machine, without
-# containers: static peers, or with PROVIDER=consul a dev Consul agent
-# (bin/consul from `make consul`, HTTP on 127.0.0.1:8500), over mutual TLS
+# containers: they find each other through a dev Consul agent (bin/consul,
+# built by `make consul` if missing; HTTP on 127.0.0.1:8500), or with
+# PROVIDER=peers from a static list of each other, over mutual TLS
 # (certificates from
 # `caregrid dev-certs`), one database (DATABASE_URL; default: a database
 # caregrid_cluster on the local PostgreSQL at PGURL), HTTP on 8081.., remoting
@@ -22,7 +23,7 @@ fi
 [ -f "$dir/certs/ca.crt" ] || ./bin/caregrid dev-certs --dir "$dir/certs" --members "$n" >/dev/null
 peers=$(seq -s, -f '127.0.0.1:%g' 7101 $((7100 + n)))
 provider=(--cluster-peers "$peers")
-if [ "${PROVIDER:-peers}" = consul ]; then
+if [ "${PROVIDER:-consul}" = consul ]; then
 	[ -x bin/consul ] || make consul
 	if ! curl -fsS http://127.0.0.1:8500/v1/status/leader >/dev/null 2>&1; then
 		./bin/consul agent -dev -bind 127.0.0.1 -client 127.0.0.1 -log-level warn >>"$dir/consul.log" 2>&1 &
@@ -58,5 +59,5 @@ for i in $(seq 1 "$n"); do
 		sleep 0.2
 	done
 done
-echo "caregrid cluster: $n members on http://127.0.0.1:8081..$((8080 + n)) (remoting $peers, mutual TLS, ${PROVIDER:-peers}); logs in $dir"
+echo "caregrid cluster: $n members on http://127.0.0.1:8081..$((8080 + n)) (remoting $peers, mutual TLS, ${PROVIDER:-consul}); logs in $dir"
 echo "an admin client: ./bin/caregrid admin client create --kind service --role admin --name ops --database-url '$url'"
