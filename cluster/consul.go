@@ -76,6 +76,10 @@ func newConsulProvider(cfg Consul, clusterName string, logger *slog.Logger) (*co
 	if err != nil {
 		return nil, fmt.Errorf("cluster: consul: %w", err)
 	}
+	// The API client has no timeout: an agent that accepts and never
+	// answers would hang registration at start. Blocking queries wait
+	// consulWait at most, well inside this.
+	cc.HttpClient.Timeout = consulWait + 10*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	return &consulProvider{cfg: cfg, service: "caregrid-" + clusterName, client: client, logger: logger,
 		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}}, nil
