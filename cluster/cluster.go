@@ -155,30 +155,15 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	agent := cfg.Agent
-	if agent == nil {
-		agent = NewAgent()
-	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	var provider actorcluster.ClusterProvider = test.NewTestProvider(agent)
-	var leaver interface{ leave() }
-	switch {
-	case len(cfg.Peers) > 0 && cfg.Consul != nil:
-		return nil, errors.New("cluster: static peers or Consul, not both")
-	case len(cfg.Peers) > 0:
-		peers := newPeersProvider(cfg.Peers, logger)
-		provider, leaver = peers, peers
-	case cfg.Consul != nil:
-		cp, err := newConsulProvider(*cfg.Consul, cfg.Name, logger)
-		if err != nil {
-			return nil, err
-		}
-		provider, leaver = cp, cp
+	provider, leaver, err := newProvider(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	if gate != nil {
 		provider = gatedProvider{ClusterProvider: provider, gate: gate}
 	}
@@ -206,6 +191,30 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// newProvider is how the member finds the others: static peers, Consul,
+// or else the in-memory agent (a private one for a single node). A
+// provider with a goodbye is also returned as the leaver.
+func newProvider(cfg Config, logger *slog.Logger) (actorcluster.ClusterProvider, interface{ leave() }, error) {
+	switch {
+	case len(cfg.Peers) > 0 && cfg.Consul != nil:
+		return nil, nil, errors.New("cluster: static peers or Consul, not both")
+	case len(cfg.Peers) > 0:
+		peers := newPeersProvider(cfg.Peers, logger)
+		return peers, peers, nil
+	case cfg.Consul != nil:
+		cp, err := newConsulProvider(*cfg.Consul, cfg.Name, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cp, cp, nil
+	}
+	agent := cfg.Agent
+	if agent == nil {
+		agent = NewAgent()
+	}
+	return test.NewTestProvider(agent), nil, nil
 }
 
 // waitMember polls until the topology lists this member (a client: any

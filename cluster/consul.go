@@ -156,7 +156,7 @@ func (p *consulProvider) heartbeat() {
 		// this member must register again within the peers' grace.
 		wait := p.cfg.TTL / 3
 		if failures > 0 {
-			wait = min(backoff(failures), wait)
+			wait = min(providerBackoff(failures), wait)
 		}
 		select {
 		case <-p.ctx.Done():
@@ -211,7 +211,7 @@ func (p *consulProvider) watch() {
 			select {
 			case <-p.ctx.Done():
 				return
-			case <-time.After(backoff(failures)):
+			case <-time.After(providerBackoff(failures)):
 			}
 			continue
 		}
@@ -270,9 +270,10 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 	p.cluster.MemberList.UpdateClusterTopology(members)
 }
 
-// backoff is the wait after n failures in a row: 250 ms doubling up to
-// consulBackoffMax, with jitter so members do not retry in step.
-func backoff(n int) time.Duration {
+// providerBackoff is the wait of a provider (Consul, static peers) after n
+// failures in a row: 250 ms doubling up to consulBackoffMax, with jitter so
+// members do not retry in step. (Grain calls retry on Backoff, in call.go.)
+func providerBackoff(n int) time.Duration {
 	d := min(250*time.Millisecond<<min(n, 10), consulBackoffMax)
 	return d/2 + rand.N(d/2)
 }

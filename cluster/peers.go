@@ -168,11 +168,7 @@ func (p *peersProvider) poll() {
 			continue
 		}
 		p.miss[a.addr]++
-		if wait := peerPoll << min(p.miss[a.addr], 8); wait < peerBackoffMax {
-			p.next[a.addr] = now.Add(wait)
-		} else {
-			p.next[a.addr] = now.Add(peerBackoffMax)
-		}
+		p.next[a.addr] = now.Add(min(providerBackoff(p.miss[a.addr]), peerBackoffMax))
 	}
 	for addr, m := range p.known {
 		if _, gone := p.left.Load(m.Id); gone {
