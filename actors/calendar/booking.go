@@ -70,10 +70,16 @@ func (b Busy) Live(now time.Time) bool { return !b.Hold || now.Before(b.Expires)
 //
 // Invariant: no entry is longer than MaxBookingMinute (CheckRequest refuses
 // longer bookings), which bounds how far back Conflict looks.
+//
+// Invariant: soonest is at or before the expiry of every hold (Add lowers
+// it, Expired recomputes it), so Expired skips its scan while now is before
+// soonest. The grain asks on every booking and every write; without the
+// bound each ask walked all the holds in flight.
 type Schedule struct {
-	items []Busy
-	start map[string]time.Time // id -> start of its entry
-	holds map[string]bool
+	items   []Busy
+	start   map[string]time.Time // id -> start of its entry
+	holds   map[string]bool
+	soonest time.Time
 }
 
 // search is the index of the first entry starting at or after t.
@@ -93,6 +99,9 @@ func (s *Schedule) Add(b Busy) {
 	s.items[i] = b
 	s.start[b.ID] = b.Start
 	if b.Hold {
+		if len(s.holds) == 0 || b.Expires.Before(s.soonest) {
+			s.soonest = b.Expires
+		}
 		s.holds[b.ID] = true
 	}
 }
@@ -148,10 +157,19 @@ func (s *Schedule) Conflict(iv Interval, now time.Time, ignoreID string) (Busy, 
 
 // Expired returns the holds that have lapsed at now.
 func (s *Schedule) Expired(now time.Time) []Busy {
+	if len(s.holds) == 0 || now.Before(s.soonest) {
+		return nil
+	}
 	var out []Busy
+	first := true
 	for id := range s.holds {
-		if b, ok := s.Get(id); ok && !b.Live(now) {
+		b, ok := s.Get(id)
+		switch {
+		case !ok:
+		case !b.Live(now):
 			out = append(out, b)
+		case first || b.Expires.Before(s.soonest):
+			s.soonest, first = b.Expires, false
 		}
 	}
 	return out

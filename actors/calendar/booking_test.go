@@ -2,6 +2,7 @@ package calendar
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -121,5 +122,66 @@ func TestScheduleFindsLongEntriesAndManyEntries(t *testing.T) {
 	}
 	if _, ok := s.Conflict(Interval{late, late.Add(5 * time.Minute)}, now, ""); ok {
 		t.Fatal("a removed entry still conflicts")
+	}
+}
+
+// Expired skips its scan until the soonest hold could have lapsed; the
+// bound must follow holds added with an earlier expiry, holds confirmed
+// (replaced by an appointment) and holds removed.
+func TestExpiredFindsEveryLapsedHoldWhateverTheOrder(t *testing.T) {
+	now := utc("2026-11-23T00:00:00Z")
+	day := utc("2026-11-24T00:00:00Z")
+	slot := func(i int) Interval {
+		return Interval{day.Add(time.Duration(15*i) * time.Minute), day.Add(time.Duration(15*i+15) * time.Minute)}
+	}
+	var s Schedule
+	hold := func(id string, i int, ttl time.Duration) {
+		s.Add(Busy{ID: id, Interval: slot(i), Hold: true, Expires: now.Add(ttl)})
+	}
+	hold("late", 0, 10*time.Minute)
+	hold("soon", 1, time.Minute) // earlier than the hold before it
+	hold("mid", 2, 5*time.Minute)
+	if exp := s.Expired(now.Add(30 * time.Second)); len(exp) != 0 {
+		t.Fatalf("nothing has lapsed, Expired = %v", exp)
+	}
+	if exp := s.Expired(now.Add(time.Minute)); len(exp) != 1 || exp[0].ID != "soon" {
+		t.Fatalf("at 1 min: Expired = %v, want soon", exp)
+	}
+	s.Remove("soon")
+	// "mid" is confirmed: it stays busy but is no longer a hold.
+	s.Add(Busy{ID: "mid", Interval: slot(2)})
+	if exp := s.Expired(now.Add(6 * time.Minute)); len(exp) != 0 {
+		t.Fatalf("a confirmed booking lapsed: Expired = %v", exp)
+	}
+	hold("again", 3, 7*time.Minute) // added after a scan set the bound later
+	if exp := s.Expired(now.Add(7 * time.Minute)); len(exp) != 1 || exp[0].ID != "again" {
+		t.Fatalf("at 7 min: Expired = %v, want again", exp)
+	}
+	s.Remove("again")
+	if exp := s.Expired(now.Add(10 * time.Minute)); len(exp) != 1 || exp[0].ID != "late" {
+		t.Fatalf("at 10 min: Expired = %v, want late", exp)
+	}
+	s.Remove("late")
+	hold("last", 4, 20*time.Minute) // the first hold after the set was empty
+	if exp := s.Expired(now.Add(20 * time.Minute)); len(exp) != 1 || exp[0].ID != "last" {
+		t.Fatalf("at 20 min: Expired = %v, want last", exp)
+	}
+}
+
+// BenchmarkExpiredWithManyHolds is the grain's check on every booking while
+// 256 bookings are in flight (their holds not yet lapsed).
+func BenchmarkExpiredWithManyHolds(b *testing.B) {
+	now := utc("2026-11-23T00:00:00Z")
+	day := utc("2026-11-24T00:00:00Z")
+	var s Schedule
+	for i := range 256 {
+		st := day.Add(time.Duration(15*i) * time.Minute)
+		s.Add(Busy{ID: fmt.Sprint("h", i), Interval: Interval{st, st.Add(15 * time.Minute)}, Hold: true, Expires: now.Add(time.Minute)})
+	}
+	b.ResetTimer()
+	for range b.N {
+		if len(s.Expired(now)) != 0 {
+			b.Fatal("a live hold lapsed")
+		}
 	}
 }
