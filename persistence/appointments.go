@@ -35,11 +35,15 @@ type AppointmentUpdate struct {
 	PrevVersion int64
 }
 
-// NewHold is a new appointment in status held with its cells.
-type NewHold struct {
+// NewAppointment is a new appointment with its cells: a hold (status held),
+// or a booking whose patient has already accepted it (status booked, with
+// its Event). The row, its claims and its event are written only if its
+// id is free.
+type NewAppointment struct {
 	Record      *messages.AppointmentRecord
 	Fingerprint []byte
 	Cells       []time.Time
+	Event       *messages.AppointmentChanged // nil for a hold
 }
 
 // CalendarBatch is everything one calendar grain writes in one transaction
@@ -47,7 +51,7 @@ type NewHold struct {
 // and the events that describe them.
 type CalendarBatch struct {
 	DoctorID string
-	Holds    []NewHold
+	Inserts  []NewAppointment
 	Updates  []AppointmentUpdate
 	Claims   []Claim // for existing appointments (a reschedule's new cells)
 	Unclaims []Claim
@@ -60,7 +64,7 @@ type CalendarBatch struct {
 
 // Empty reports whether the batch writes nothing.
 func (b *CalendarBatch) Empty() bool {
-	return len(b.Holds)+len(b.Updates)+len(b.Claims)+len(b.Unclaims)+len(b.Drops)+len(b.Events) == 0
+	return len(b.Inserts)+len(b.Updates)+len(b.Claims)+len(b.Unclaims)+len(b.Drops)+len(b.Events) == 0
 }
 
 const appointmentColumns = `id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
@@ -97,16 +101,21 @@ func holdExpiry(a *messages.AppointmentRecord) pgtype.Timestamptz {
 }
 
 // WriteCalendar writes one calendar batch through the fence, in one
-// transaction. It returns the ids of holds that were not inserted because
-// their id was taken (a reused idempotency key, or a replay of an
-// appointment the grain no longer keeps in memory): those holds claimed
-// nothing. A claim on a taken cell fails the whole batch with ErrClaimTaken.
+// transaction. It returns the ids of new appointments that were not
+// inserted because their id was taken (a reused idempotency key, or a
+// replay of an appointment the grain no longer keeps in memory): those
+// claimed nothing and published nothing. A claim on a taken cell fails the
+// whole batch with ErrClaimTaken.
 func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (taken []string, err error) {
 	payloads := make([][]byte, len(b.Events))
 	for i, e := range b.Events {
 		if payloads[i], err = proto.Marshal(e); err != nil {
 			return nil, err
 		}
+	}
+	inserts, err := newAppointmentArrays(b.Inserts)
+	if err != nil {
+		return nil, err
 	}
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
 		// Every statement goes out in one pipelined round trip; the fence
@@ -117,7 +126,7 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 		queueUnclaims(&q, b.DoctorID, b.Unclaims)
 		queueDrops(&q, b.Drops)
 		queueUpdates(&q, b.Updates)
-		queueHolds(&q, b.DoctorID, b.Holds)
+		queueInserts(&q, b.DoctorID, inserts)
 		queueClaims(&q, b.DoctorID, b.Claims)
 		queueAppointmentEvents(&q, b.Events, payloads)
 		res := tx.SendBatch(ctx, &q)
@@ -135,8 +144,8 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 }
 
 // The calendar batch's statements, queued in this order: the fence, then
-// claims lost, holds dropped, updates, new holds (with their claims) and
-// claims gained, then the events. readCalendarResults reads them in the
+// claims lost, holds dropped, updates, new appointments (with their claims
+// and events) and claims gained, then the events. readCalendarResults reads them in the
 // same order.
 
 // The joins with unnest below also name their keys with = ANY: a cached
@@ -179,58 +188,111 @@ func splitClaims(cs []Claim) ([]time.Time, []string) {
 }
 
 func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
-	// One statement per row, pipelined in the batch: a primary-key update
-	// always plans as an index lookup, where a join with unnest was planned
-	// as a scan of every appointment while the table had no statistics yet.
-	for _, u := range us {
-		a := u.Record
-		q.Queue(`UPDATE appointments SET status = $2, start_at = $3, end_at = $4, hold_expires_at = $5, version = $6, updated_at = $7
-			WHERE id = $1 AND version = $8`,
-			a.Id, a.Status.Name(), a.Start.AsTime(), a.End.AsTime(), holdExpiry(a), a.Version, a.UpdatedAt.AsTime(), u.PrevVersion)
-	}
-}
-
-// queueHolds inserts new held appointments and, only for those whose id
-// was free, their claims; the statement returns the ids it inserted.
-func queueHolds(q *pgx.Batch, doctor string, hs []NewHold) {
-	if len(hs) == 0 {
+	if len(us) == 0 {
 		return
 	}
-	n := len(hs)
-	ids, patients, statuses, reasons, bookedBy := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	starts, ends, created := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	n := len(us)
+	ids, statuses := make([]string, n), make([]string, n)
+	starts, ends, updated := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 	holds := make([]pgtype.Timestamptz, n)
-	versions := make([]int64, n)
-	fps := make([][]byte, n)
-	var cells []time.Time
-	var cellAppts []string
-	for i, h := range hs {
-		a := h.Record
-		ids[i], patients[i], statuses[i], reasons[i], bookedBy[i] = a.Id, a.PatientId, a.Status.Name(), a.Reason, a.BookedBy
-		starts[i], ends[i], created[i] = a.Start.AsTime(), a.End.AsTime(), a.CreatedAt.AsTime()
-		holds[i], versions[i], fps[i] = holdExpiry(a), a.Version, nonNil(h.Fingerprint)
-		for _, c := range h.Cells {
-			cells, cellAppts = append(cells, c), append(cellAppts, a.Id)
+	versions, prev := make([]int64, n), make([]int64, n)
+	for i, u := range us {
+		a := u.Record
+		ids[i], statuses[i], starts[i], ends[i] = a.Id, a.Status.Name(), a.Start.AsTime(), a.End.AsTime()
+		holds[i], versions[i], updated[i], prev[i] = holdExpiry(a), a.Version, a.UpdatedAt.AsTime(), u.PrevVersion
+	}
+	// One statement for the batch (a statement per row cost more than the
+	// rows did). Each row still passes its own version check, and id = ANY
+	// keeps the plan an index lookup (see above). The grain never puts two
+	// updates of one appointment in a batch (one op per id); if it did, one
+	// would not apply and the batch would fail as stale.
+	q.Queue(`UPDATE appointments a SET status = u.status, start_at = u.start_at, end_at = u.end_at,
+			hold_expires_at = u.hold, version = u.version, updated_at = u.updated
+		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::TIMESTAMPTZ[], $8::BIGINT[])
+			AS u (id, status, start_at, end_at, hold, version, updated, prev)
+		WHERE a.id = ANY($1::TEXT[]::UUID[]) AND a.id = u.id AND a.version = u.prev`,
+		ids, statuses, starts, ends, holds, versions, updated, prev)
+}
+
+// insertArrays is a batch's new appointments, their claims and their
+// events as the column arrays of one statement.
+type insertArrays struct {
+	ids, patients, statuses, reasons, bookedBy []string
+	starts, ends, created, updated             []time.Time
+	holds                                      []pgtype.Timestamptz
+	versions                                   []int64
+	fps                                        [][]byte
+	cells                                      []time.Time
+	cellAppts                                  []string
+	eventIDs                                   []uuid.UUID
+	eventAppts                                 []string
+	eventVersions                              []int64
+	eventPayloads                              [][]byte
+}
+
+func newAppointmentArrays(ns []NewAppointment) (*insertArrays, error) {
+	if len(ns) == 0 {
+		return nil, nil
+	}
+	n := len(ns)
+	r := &insertArrays{ids: make([]string, n), patients: make([]string, n), statuses: make([]string, n), reasons: make([]string, n),
+		bookedBy: make([]string, n), starts: make([]time.Time, n), ends: make([]time.Time, n), created: make([]time.Time, n),
+		updated: make([]time.Time, n), holds: make([]pgtype.Timestamptz, n), versions: make([]int64, n), fps: make([][]byte, n)}
+	for i, na := range ns {
+		a := na.Record
+		r.ids[i], r.patients[i], r.statuses[i], r.reasons[i], r.bookedBy[i] = a.Id, a.PatientId, a.Status.Name(), a.Reason, a.BookedBy
+		r.starts[i], r.ends[i], r.created[i], r.updated[i] = a.Start.AsTime(), a.End.AsTime(), a.CreatedAt.AsTime(), a.UpdatedAt.AsTime()
+		r.holds[i], r.versions[i], r.fps[i] = holdExpiry(a), a.Version, nonNil(na.Fingerprint)
+		for _, c := range na.Cells {
+			r.cells, r.cellAppts = append(r.cells, c), append(r.cellAppts, a.Id)
 		}
+		if na.Event != nil {
+			payload, err := proto.Marshal(na.Event)
+			if err != nil {
+				return nil, err
+			}
+			r.eventIDs, r.eventAppts = append(r.eventIDs, uuid.New()), append(r.eventAppts, a.Id)
+			r.eventVersions, r.eventPayloads = append(r.eventVersions, na.Event.GetAppointment().GetVersion()), append(r.eventPayloads, payload)
+		}
+	}
+	return r, nil
+}
+
+// queueInserts inserts new appointments and, only for those whose id was
+// free, their claims and events; the statement returns the ids it inserted.
+func queueInserts(q *pgx.Batch, doctor string, r *insertArrays) {
+	if r == nil {
+		return
 	}
 	q.Queue(`WITH ins AS (
 			INSERT INTO appointments (id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
 				reason, fingerprint, booked_by, version, created_at, updated_at)
-			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.created
+			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.updated
 			FROM unnest($2::TEXT[]::UUID[], $3::TEXT[]::UUID[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TIMESTAMPTZ[],
-				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[])
-				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created)
+				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[], $13::TIMESTAMPTZ[])
+				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created, updated)
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id
 		), claimed AS (
 			INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
-			SELECT $1, c.cell, c.appt FROM unnest($13::TIMESTAMPTZ[], $14::TEXT[]::UUID[]) AS c (cell, appt)
+			SELECT $1, c.cell, c.appt FROM unnest($14::TIMESTAMPTZ[], $15::TEXT[]::UUID[]) AS c (cell, appt)
 			WHERE c.appt IN (SELECT id FROM ins)
+			RETURNING 1
+		), published AS ( -- a nil array (no events) is NULL: unnest yields no rows
+			INSERT INTO outbox (id, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at)
+			SELECT e.id, $16, $17, e.version, $18, e.payload, $19
+			FROM unnest($20::UUID[], $21::TEXT[]::UUID[], $22::BIGINT[], $23::BYTEA[]) AS e (id, appt, version, payload)
+			WHERE e.appt IN (SELECT id FROM ins)
 			RETURNING 1
 		)
 		SELECT id::TEXT FROM ins`,
-		doctor, ids, patients, starts, ends, statuses, holds, reasons, fps, bookedBy, versions, created, cells, cellAppts)
+		doctor, r.ids, r.patients, r.starts, r.ends, r.statuses, r.holds, r.reasons, r.fps, r.bookedBy, r.versions, r.created, r.updated,
+		r.cells, r.cellAppts,
+		CalendarKind, doctor, appointmentChangedType, time.Now().UTC(), r.eventIDs, r.eventAppts, r.eventVersions, r.eventPayloads)
 }
+
+// appointmentChangedType is the outbox event_type of calendar events.
+var appointmentChangedType = string(proto.MessageName(&messages.AppointmentChanged{}))
 
 func queueAppointmentEvents(q *pgx.Batch, events []*messages.AppointmentChanged, payloads [][]byte) {
 	if len(events) == 0 {
@@ -239,9 +301,8 @@ func queueAppointmentEvents(q *pgx.Batch, events []*messages.AppointmentChanged,
 	n := len(events)
 	ids, aggs, types := make([]uuid.UUID, n), make([]string, n), make([]string, n)
 	versions := make([]int64, n)
-	typeName := string(proto.MessageName(events[0]))
 	for i, e := range events {
-		ids[i], aggs[i], types[i], versions[i] = uuid.New(), e.GetAppointment().GetDoctorId(), typeName, e.GetAppointment().GetVersion()
+		ids[i], aggs[i], types[i], versions[i] = uuid.New(), e.GetAppointment().GetDoctorId(), appointmentChangedType, e.GetAppointment().GetVersion()
 	}
 	q.Queue(`INSERT INTO outbox (id, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at)
 		SELECT u.id, $1, u.agg, u.version, u.type, u.payload, $2
@@ -273,17 +334,17 @@ func readCalendarResults(res pgx.BatchResults, f Fence, b *CalendarBatch) ([]str
 			return nil, fmt.Errorf("drop holds: %w", err)
 		}
 	}
-	for _, u := range b.Updates {
+	if len(b.Updates) > 0 {
 		tag, err := res.Exec()
-		if err == nil && tag.RowsAffected() != 1 {
-			err = fmt.Errorf("%w: appointment %s not at version %d", ErrStale, u.Record.Id, u.PrevVersion)
+		if err == nil && int(tag.RowsAffected()) != len(b.Updates) {
+			err = fmt.Errorf("%w: %d of %d appointments at their expected version", ErrStale, tag.RowsAffected(), len(b.Updates))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("appointments: %w", err)
 		}
 	}
 	var taken []string
-	if len(b.Holds) > 0 {
+	if len(b.Inserts) > 0 {
 		rows, err := res.Query()
 		if err != nil {
 			return nil, fmt.Errorf("holds: %w", err)
@@ -292,12 +353,12 @@ func readCalendarResults(res pgx.BatchResults, f Fence, b *CalendarBatch) ([]str
 		if err != nil {
 			return nil, fmt.Errorf("holds: %w", err)
 		}
-		if len(inserted) != len(b.Holds) {
+		if len(inserted) != len(b.Inserts) {
 			got := make(map[string]bool, len(inserted))
 			for _, id := range inserted {
 				got[id] = true
 			}
-			for _, h := range b.Holds {
+			for _, h := range b.Inserts {
 				if !got[h.Record.Id] {
 					taken = append(taken, h.Record.Id)
 				}

@@ -32,7 +32,7 @@ func newDoctor(t *testing.T, db *persistence.DB) (string, persistence.Fence) {
 	return d.Id, f
 }
 
-func hold(doctor string, start time.Time, minutes int) persistence.NewHold {
+func hold(doctor string, start time.Time, minutes int) persistence.NewAppointment {
 	end := start.Add(time.Duration(minutes) * time.Minute)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	a := &messages.AppointmentRecord{Id: uuid.NewString(), DoctorId: doctor, PatientId: uuid.NewString(),
@@ -43,7 +43,7 @@ func hold(doctor string, start time.Time, minutes int) persistence.NewHold {
 	for c := start; c.Before(end); c = c.Add(5 * time.Minute) {
 		cells = append(cells, c)
 	}
-	return persistence.NewHold{Record: a, Fingerprint: []byte("fp"), Cells: cells}
+	return persistence.NewAppointment{Record: a, Fingerprint: []byte("fp"), Cells: cells}
 }
 
 func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
@@ -53,7 +53,7 @@ func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
 	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
 
 	a, b := hold(doctor, start, 30), hold(doctor, start.Add(time.Hour), 15)
-	taken, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{a, b},
+	taken, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{a, b},
 		Events: []*messages.AppointmentChanged{{Change: messages.AppointmentChange_APPOINTMENT_CHANGE_HELD, Appointment: a.Record}}})
 	if err != nil || len(taken) != 0 {
 		t.Fatalf("WriteCalendar(holds) = %v, %v", taken, err)
@@ -66,7 +66,7 @@ func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
 	// The same id again claims nothing and is reported as taken.
 	again := hold(doctor, start.Add(2*time.Hour), 15)
 	again.Record.Id = a.Record.Id
-	taken, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{again}})
+	taken, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{again}})
 	if err != nil || len(taken) != 1 || taken[0] != a.Record.Id {
 		t.Fatalf("WriteCalendar(taken id) = %v, %v; want the id reported", taken, err)
 	}
@@ -79,7 +79,7 @@ func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
 	clash := hold(doctor, start.Add(10*time.Minute), 15)
 	confirmed := proto.Clone(b.Record).(*messages.AppointmentRecord)
 	confirmed.Status, confirmed.HoldExpiresAt, confirmed.Version = messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED, nil, 2
-	_, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{clash},
+	_, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{clash},
 		Updates: []persistence.AppointmentUpdate{{Record: confirmed, PrevVersion: 1}}})
 	if !errors.Is(err, persistence.ErrClaimTaken) {
 		t.Fatalf("WriteCalendar(overlapping claim) = %v, want ErrClaimTaken", err)
@@ -110,11 +110,92 @@ func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
 		t.Fatalf("dropped hold = %v, want ErrNoAppointment", err)
 	}
 	// node-b claimed the calendar: the old fence writes nothing.
-	if _, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{hold(doctor, start.Add(3*time.Hour), 5)}}); !errors.Is(err, persistence.ErrFenced) {
+	if _, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{hold(doctor, start.Add(3*time.Hour), 5)}}); !errors.Is(err, persistence.ErrFenced) {
 		t.Fatalf("stale fence write = %v, want ErrFenced", err)
 	}
 	if evs, _ := db.OutboxEvents(ctx, persistence.CalendarKind, doctor); len(evs) != 2 || evs[1].EventType != "caregrid.v1.AppointmentChanged" {
 		t.Fatalf("outbox = %+v, want doctor created then one appointment event", evs)
+	}
+}
+
+// A booking whose patient already accepted is inserted booked with its
+// event in the statement that claims its cells; if its id is taken, none of
+// the three is written. Updates in one batch each pass their version check.
+func TestCalendarBatchInsertsBookingsWithTheirEvents(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	doctor, f := newDoctor(t, db)
+	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
+	booking := func(at time.Time) persistence.NewAppointment {
+		n := hold(doctor, at, 15)
+		n.Record.Status, n.Record.HoldExpiresAt, n.Record.Version = messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED, nil, 2
+		n.Record.UpdatedAt = timestamppb.New(n.Record.CreatedAt.AsTime().Add(time.Second))
+		n.Event = &messages.AppointmentChanged{Change: messages.AppointmentChange_APPOINTMENT_CHANGE_BOOKED, Appointment: n.Record}
+		return n
+	}
+	events := func() int {
+		evs, err := db.OutboxEvents(ctx, persistence.CalendarKind, doctor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs) - 1 // the doctor's creation
+	}
+	a, b, h := booking(start), booking(start.Add(time.Hour)), hold(doctor, start.Add(2*time.Hour), 15)
+	taken, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{a, h, b}})
+	if err != nil || len(taken) != 0 {
+		t.Fatalf("WriteCalendar(bookings and a hold) = %v, %v", taken, err)
+	}
+	got, _, err := db.GetAppointment(ctx, a.Record.Id)
+	if err != nil || got.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED || got.Version != 2 || got.HoldExpiresAt != nil ||
+		!got.UpdatedAt.AsTime().Equal(a.Record.UpdatedAt.AsTime()) {
+		t.Fatalf("booking a stored as %v, %v", got, err)
+	}
+	if n := events(); n != 2 {
+		t.Fatalf("events = %d, want one per booking and none for the hold", n)
+	}
+	if claims, _ := db.DoctorClaims(ctx, doctor); len(claims) != 9 {
+		t.Fatalf("claims = %d, want 3 cells each", len(claims))
+	}
+
+	// A booking whose id is taken writes no row, no claim and no event.
+	again := booking(start.Add(3 * time.Hour))
+	again.Record.Id = a.Record.Id
+	again.Event.Appointment = again.Record
+	if taken, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{again}}); err != nil ||
+		len(taken) != 1 || taken[0] != a.Record.Id {
+		t.Fatalf("WriteCalendar(taken id) = %v, %v; want the id reported", taken, err)
+	}
+	if claims, _ := db.DoctorClaims(ctx, doctor); len(claims) != 9 || events() != 2 {
+		t.Fatalf("after a taken id: %d claims, %d events; want 9 and 2", len(claims), events())
+	}
+
+	// Two updates in one batch; one at a stale version fails the batch whole.
+	next := func(n persistence.NewAppointment, v int64) *messages.AppointmentRecord {
+		r := proto.Clone(n.Record).(*messages.AppointmentRecord)
+		r.Status, r.HoldExpiresAt, r.Version = messages.AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN, nil, v+1
+		return r
+	}
+	_, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Updates: []persistence.AppointmentUpdate{
+		{Record: next(a, 2), PrevVersion: 2}, {Record: next(b, 1), PrevVersion: 1}}})
+	if !errors.Is(err, persistence.ErrStale) {
+		t.Fatalf("WriteCalendar(one stale update) = %v, want ErrStale", err)
+	}
+	if got, _, _ := db.GetAppointment(ctx, a.Record.Id); got.Version != 2 {
+		t.Fatalf("a stale batch changed a to version %d", got.Version)
+	}
+	_, err = db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Updates: []persistence.AppointmentUpdate{
+		{Record: next(a, 2), PrevVersion: 2}, {Record: next(b, 2), PrevVersion: 2}, {Record: func() *messages.AppointmentRecord {
+			r := proto.Clone(h.Record).(*messages.AppointmentRecord)
+			r.Status, r.HoldExpiresAt, r.Version = messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED, nil, 2
+			return r
+		}(), PrevVersion: 1}}})
+	if err != nil {
+		t.Fatalf("WriteCalendar(three updates) = %v", err)
+	}
+	for _, n := range []persistence.NewAppointment{a, b, h} {
+		if got, _, _ := db.GetAppointment(ctx, n.Record.Id); got.Version != n.Record.Version+1 {
+			t.Fatalf("%s at version %d after its update, want %d", n.Record.Id, got.Version, n.Record.Version+1)
+		}
 	}
 }
 
@@ -130,7 +211,7 @@ func TestPatientReservationsJoinTheirAppointments(t *testing.T) {
 	start := time.Now().UTC().Add(48 * time.Hour).Truncate(time.Hour)
 	h := hold(doctor, start, 20)
 	h.Record.PatientId = p.Id
-	if _, err := db.WriteCalendar(ctx, df, &persistence.CalendarBatch{DoctorID: doctor, Holds: []persistence.NewHold{h}}); err != nil {
+	if _, err := db.WriteCalendar(ctx, df, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{h}}); err != nil {
 		t.Fatal(err)
 	}
 	until := time.Now().Add(time.Minute)

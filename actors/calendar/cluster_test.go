@@ -25,6 +25,7 @@ import (
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -37,6 +38,9 @@ var (
 // proto.actor factories are per process, so every test shares it.
 const holdTTL = 4 * time.Second
 
+// stats are the calendar grains' counters, shared like the factories.
+var stats = &calendar.Stats{}
+
 func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
 	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
 	return cluster.Config{
@@ -44,7 +48,7 @@ func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster
 		Kinds: []*actorcluster.Kind{
 			audit.Kind(audit.Deps{DB: db}),
 			patient.Kind(patient.Deps{DB: db, Audit: rec}, time.Minute),
-			calendar.Kind(calendar.Deps{DB: db, Audit: rec, HoldTTL: holdTTL}, time.Minute),
+			calendar.Kind(calendar.Deps{DB: db, Audit: rec, HoldTTL: holdTTL, Stats: stats}, time.Minute),
 		},
 	}
 }
@@ -265,6 +269,40 @@ func TestConcurrentBookingsOfFiftySlots(t *testing.T) {
 	if len(appts) != slots {
 		t.Fatalf("%d appointments stored, want %d", len(appts), slots)
 	}
+	// Each booking published one BOOKED event, whether its hold was written
+	// first or it was written booked at once.
+	booked := bookedEvents(t, db, doctor)
+	for _, id := range won {
+		if booked[id] != 1 {
+			t.Fatalf("booking %s has %d BOOKED events, want 1", id, booked[id])
+		}
+	}
+	if len(booked) != slots {
+		t.Fatalf("BOOKED events for %d appointments, want %d", len(booked), slots)
+	}
+}
+
+// bookedEvents counts the BOOKED events in the doctor's outbox per appointment.
+func bookedEvents(t *testing.T, db *persistence.DB, doctor string) map[string]int {
+	t.Helper()
+	evs, err := db.OutboxEvents(context.Background(), persistence.CalendarKind, doctor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range evs {
+		var ch messages.AppointmentChanged
+		if e.EventType != string(proto.MessageName(&ch)) {
+			continue
+		}
+		if err := proto.Unmarshal(e.Payload, &ch); err != nil {
+			t.Fatal(err)
+		}
+		if ch.Change == messages.AppointmentChange_APPOINTMENT_CHANGE_BOOKED {
+			out[ch.Appointment.GetId()]++
+		}
+	}
+	return out
 }
 
 // TestBookingsWhileMembersJoinAndLeave books while a fourth member joins and
@@ -380,7 +418,7 @@ func strandHold(t *testing.T, db *persistence.DB, doctor, apptID, patientID stri
 	a := calendar.NewHold(apptID, doctor, patientID, "desk-1", "checkup", iv, time.Now(), holdTTL)
 	fp := calendar.BookingFingerprint(patientID, start, 15, "checkup")
 	if _, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor,
-		Holds: []persistence.NewHold{{Record: a, Fingerprint: fp, Cells: calendar.Cells(iv)}}}); err != nil {
+		Inserts: []persistence.NewAppointment{{Record: a, Fingerprint: fp, Cells: calendar.Cells(iv)}}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -422,6 +460,88 @@ func TestStrandedHoldExpires(t *testing.T) {
 	appts := checkClaims(t, db, doctor)
 	if len(appts) != 2 || got.Appointment.Id == again {
 		t.Fatalf("appointments = %d, want the two bookings", len(appts))
+	}
+}
+
+// TestBookingWrittenAtOnceWhileAWriteIsInFlight: while the calendar's
+// write is held up (its fence row is locked), a second booking's hold waits
+// for the next batch; the patient accepts meanwhile, so the hold leaves as
+// the booking itself. Both bookings end booked with one BOOKED event each,
+// one by each path.
+func TestBookingWrittenAtOnceWhileAWriteIsInFlight(t *testing.T) {
+	db := pgtest.New(t)
+	nodes := startGroup(t, memberConfig(db, fmt.Sprintf("once-%d", time.Now().UnixNano()), nil))
+	c := nodes[0].Cluster
+	doctor := newDoctor(t, db, c)
+	ps := newPatients(t, c, 2)
+	slot := firstSlot()
+	ctx := context.Background()
+
+	lock, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM grain_owner WHERE kind = $1 AND id = $2 FOR UPDATE`, persistence.CalendarKind, doctor); err != nil {
+		t.Fatal(err)
+	}
+	once, twice := stats.WrittenAtOnce.Load(), stats.HeldThenConfirmed.Load()
+	type outcome struct {
+		reply *messages.AppointmentReply
+		err   error
+	}
+	first, second := make(chan outcome, 1), make(chan outcome, 1)
+	go func() {
+		r, err := book(c, desk, doctor, uuid.NewString(), ps[0], slot, 15)
+		first <- outcome{r, err}
+	}()
+	// The first booking's batch is in flight (blocked on the fence) once its
+	// patient has reserved: its hold left before the answer came.
+	waitFor(t, func() bool { return reservations(t, db, ps[0]) == 1 })
+	go func() {
+		r, err := book(c, desk, doctor, uuid.NewString(), ps[1], slot.Add(time.Hour), 15)
+		second <- outcome{r, err}
+	}()
+	waitFor(t, func() bool { return stats.WrittenAtOnce.Load() == once+1 })
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []chan outcome{first, second} {
+		o := <-ch
+		if o.err != nil || o.reply.Appointment.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED || o.reply.Appointment.Version != 2 {
+			t.Fatalf("booking = %v, %v; want booked at version 2", o.reply, o.err)
+		}
+		booked := bookedEvents(t, db, doctor)
+		if booked[o.reply.Appointment.Id] != 1 {
+			t.Fatalf("booking %s has %d BOOKED events, want 1", o.reply.Appointment.Id, booked[o.reply.Appointment.Id])
+		}
+	}
+	if got := stats.HeldThenConfirmed.Load() - twice; got != 1 {
+		t.Fatalf("%d bookings held then confirmed, want the first only", got)
+	}
+	if appts := checkClaims(t, db, doctor); len(appts) != 2 {
+		t.Fatalf("%d appointments stored, want 2", len(appts))
+	}
+}
+
+// reservations counts the patient's stored reservations.
+func reservations(t *testing.T, db *persistence.DB, patientID string) int {
+	t.Helper()
+	rs, err := db.PatientReservations(context.Background(), patientID, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(rs)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 3s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -30,6 +31,15 @@ type Deps struct {
 	StoreTimeout time.Duration
 	// HoldTTL is how long a booking hold lasts (DefaultHoldTTL when zero).
 	HoldTTL time.Duration
+	// Stats counts how bookings were written (optional).
+	Stats *Stats
+}
+
+// Stats counts the bookings the grains of a process confirmed, by how they
+// were written: at once (the patient accepted before the hold's batch
+// left: one write), or as a durable hold then a confirm (two writes).
+type Stats struct {
+	WrittenAtOnce, HeldThenConfirmed atomic.Int64
 }
 
 // Kind registers the calendar grain kind (one per doctor).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -65,14 +66,14 @@ type node struct {
 }
 
 // kinds builds every grain kind a member hosts, registered once here.
-func kinds(db *persistence.DB, cfg nodeConfig) []*actorcluster.Kind {
+func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats) []*actorcluster.Kind {
 	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master}, cfg.GrainIdle),
 		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
 			GrainTimeout: cfg.GrainTimeout}, cfg.GrainIdle),
-		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
+		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats}, cfg.GrainIdle),
 		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
 	}
 }
@@ -82,8 +83,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		cfg.Logger = slog.Default()
 	}
 	var hosted []*actorcluster.Kind
+	calStats := &calendar.Stats{}
 	if !cfg.EdgeOnly {
-		hosted = kinds(db, cfg)
+		hosted = kinds(db, cfg, calStats)
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
@@ -100,6 +102,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "caregrid_db_pool_acquired_conns", Help: "Database connections in use.",
 	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
+	registerCalendarMetrics(reg, calStats)
 	relay := &persistence.Relay{DB: db, Project: calendar.Project, Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
 	auth, mounts, sessions, accounts := cfg.Auth, []edge.Mount(nil), edge.Sessions(nil), edge.Accounts(nil)
@@ -182,6 +185,18 @@ func chain(auths ...edge.Authenticator) edge.Authenticator {
 		return live[0]
 	}
 	return edge.AnyOf(live...)
+}
+
+func registerCalendarMetrics(reg *prometheus.Registry, s *calendar.Stats) {
+	for _, w := range []struct {
+		label string
+		n     *atomic.Int64
+	}{{"at_once", &s.WrittenAtOnce}, {"hold_then_confirm", &s.HeldThenConfirmed}} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "caregrid_calendar_bookings_confirmed_total", ConstLabels: prometheus.Labels{"write": w.label},
+			Help: "Bookings this node's calendar grains confirmed, by write: at_once (the patient accepted before the hold was written) or hold_then_confirm.",
+		}, func() float64 { return float64(w.n.Load()) }))
+	}
 }
 
 func registerRelayMetrics(reg *prometheus.Registry, r *persistence.Relay) {
