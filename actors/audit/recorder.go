@@ -88,6 +88,51 @@ func OutcomeOf(reply *actorcluster.GrainErrorResponse) messages.AuditOutcome {
 	return messages.AuditOutcome_AUDIT_OUTCOME_FAILED
 }
 
+// Answer is one reply that waits for its audit events (see AnswerAllAfter).
+type Answer struct {
+	Sender *actor.PID
+	Reply  proto.Message
+	Key    string // the patient, as for Record
+	Events []*messages.AuditEvent
+}
+
+// AnswerAllAfter is AnswerAfter for many replies at once: the events of
+// each shard go in one append, so a grain that finishes a batch of
+// requests together (the calendar, after a group commit) pays one call per
+// shard instead of one per reply. A reply is sent once its shard's append
+// is durable, or replaced by AUDIT_UNAVAILABLE if it failed.
+func (r Recorder) AnswerAllAfter(ctx actorcluster.GrainContext, answers []Answer) {
+	if len(answers) == 0 {
+		return
+	}
+	byShard := map[int][]Answer{}
+	for _, a := range answers {
+		if a.Sender != nil {
+			s := r.ShardOf(a.Key)
+			byShard[s] = append(byShard[s], a)
+		}
+	}
+	system, c := ctx.ActorSystem(), ctx.Cluster()
+	for _, as := range byShard {
+		go func() {
+			var events []*messages.AuditEvent
+			for _, a := range as {
+				events = append(events, a.Events...)
+			}
+			rctx, cancel := context.WithTimeout(context.Background(), r.timeout())
+			defer cancel()
+			err := r.Record(rctx, c, as[0].Key, events...)
+			for _, a := range as {
+				reply := a.Reply
+				if err != nil {
+					reply = messages.ErrAuditUnavailable("the access could not be audited")
+				}
+				system.Root.Send(a.Sender, reply)
+			}
+		}()
+	}
+}
+
 // AnswerAfter makes events durable and then sends reply to sender, without
 // blocking the calling grain: a grain that keeps deciding while its
 // replies wait for the audit trail (the calendar) answers this way. If the

@@ -113,10 +113,16 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 		}
 		// writing stays set while the continuations run, so that what they
 		// enqueue (the confirms of the holds just written) gathers into one
-		// next batch instead of the first of them leaving alone.
+		// next batch instead of the first of them leaving alone; their
+		// replies gather likewise, to be audited in one append.
+		g.collecting = true
 		for _, d := range dones {
 			d(set)
 		}
+		g.collecting = false
+		answers := g.answers
+		g.answers = nil
+		g.deps.Audit.AnswerAllAfter(ctx, answers)
 		g.writing = false
 		if g.batch != nil {
 			g.flush(ctx)
@@ -184,7 +190,12 @@ func (g *Grain) event(c *messages.Caller, action, apptID, patientID string, repl
 
 // answer audits and replies to one request without blocking the grain.
 func (g *Grain) answer(ctx actorcluster.GrainContext, sender *actor.PID, c *messages.Caller, action, apptID, patientID string, reply proto.Message) {
-	g.deps.Audit.AnswerAfter(ctx, sender, reply, patientID, g.event(c, action, apptID, patientID, reply))
+	e := g.event(c, action, apptID, patientID, reply)
+	if g.collecting {
+		g.answers = append(g.answers, audit.Answer{Sender: sender, Reply: reply, Key: patientID, Events: []*messages.AuditEvent{e}})
+		return
+	}
+	g.deps.Audit.AnswerAfter(ctx, sender, reply, patientID, e)
 }
 
 // finish ends the op on id and answers its waiters: with the appointment,

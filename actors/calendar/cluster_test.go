@@ -280,6 +280,67 @@ func TestConcurrentBookingsOfFiftySlots(t *testing.T) {
 	if len(booked) != slots {
 		t.Fatalf("BOOKED events for %d appointments, want %d", len(booked), slots)
 	}
+	// Every answer was audited before it was sent: the 201s (answered
+	// together after their batch) and the refusals.
+	audited := map[string]int{}
+	for _, id := range won {
+		audited[id] = 0
+	}
+	rows, err := db.Pool.Query(context.Background(), `SELECT resource_id, outcome FROM audit_events
+		WHERE action = 'create' AND resource_type = 'appointment' AND patient_id = ANY($1::TEXT[])`, patients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for rows.Next() {
+		var id, outcome string
+		if err := rows.Scan(&id, &outcome); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := audited[id]; ok && outcome == "success" {
+			audited[id]++
+		} else {
+			failed++
+		}
+	}
+	for id, n := range audited {
+		if n != 1 {
+			t.Fatalf("booking %s audited %d times, want once", id, n)
+		}
+	}
+	if failed != attempts-slots {
+		t.Fatalf("%d refused bookings audited, want %d", failed, attempts-slots)
+	}
+}
+
+// TestBookingFailsClosedWithoutAudit: a booking whose answer cannot be
+// audited is answered AUDIT_UNAVAILABLE, and the next one, once the trail
+// is back, is audited and answered.
+func TestBookingFailsClosedWithoutAudit(t *testing.T) {
+	db := pgtest.New(t)
+	nodes := startGroup(t, memberConfig(db, fmt.Sprintf("audit-%d", time.Now().UnixNano()), nil))
+	c := nodes[0].Cluster
+	doctor := newDoctor(t, db, c)
+	ps := newPatients(t, c, 1)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE audit_events RENAME TO audit_events_away`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := book(c, desk, doctor, uuid.NewString(), ps[0], firstSlot(), 15)
+	if reason(err) != messages.ErrorReason_AUDIT_UNAVAILABLE.String() {
+		t.Fatalf("booking while the audit store fails = %v, want AUDIT_UNAVAILABLE", err)
+	}
+	if _, err := db.Pool.Exec(ctx, `ALTER TABLE audit_events_away RENAME TO audit_events`); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := book(c, desk, doctor, uuid.NewString(), ps[0], firstSlot().Add(time.Hour), 15)
+	if err != nil {
+		t.Fatalf("booking once the audit store is back = %v", err)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE resource_id = $1 AND action = 'create'`, reply.Appointment.Id).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("audit events of the booking = %d, %v; want 1", n, err)
+	}
 }
 
 // bookedEvents counts the BOOKED events in the doctor's outbox per appointment.

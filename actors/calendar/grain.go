@@ -82,7 +82,11 @@ type Grain struct {
 	batch   *persistence.CalendarBatch // the next group commit
 	dones   []func(taken map[string]bool)
 	writing bool
-	gen     int // bumped when state is dropped: older continuations do nothing
+	// answers gathers the replies of a committed batch's continuations while
+	// collecting is set, so that their audit events go in one append.
+	answers    []audit.Answer
+	collecting bool
+	gen        int // bumped when state is dropped: older continuations do nothing
 }
 
 // LoadSince is how far back an activation keeps appointments in memory:
