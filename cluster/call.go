@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/messages"
 )
@@ -56,4 +57,17 @@ func Call[T any](ctx context.Context, c *actorcluster.Cluster, kind, identity st
 		case <-time.After(Backoff(attempt)):
 		}
 	}
+}
+
+// notFoundIdle is how long an activation with nothing to keep (no such
+// record, a refused creation) lingers before it stops.
+const notFoundIdle = 500 * time.Millisecond
+
+// PassivateSoon stops an activation that has nothing to keep once it has
+// been idle briefly, instead of at once: requests that reach an activation
+// while a poison pill stops it are not answered and wait out their whole
+// timeout (seen as a 503 under load when a second request followed a 404
+// to the same id). Until it stops it answers from its state, as before.
+func PassivateSoon(ctx actor.Context) {
+	ctx.SetReceiveTimeout(notFoundIdle)
 }

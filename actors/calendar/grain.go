@@ -15,6 +15,7 @@ import (
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
@@ -225,7 +226,7 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 	f, err := g.deps.DB.CreateDoctor(sctx, g.owner, doc, hours, fp, &messages.DoctorChanged{Caller: c, Doctor: doc, Availability: hours})
 	switch {
 	case errors.Is(err, persistence.ErrNoClinic):
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return nil, g.refuse(ctx, c, "create", "doctor", messages.ErrInvalidArgument("no such clinic").
 			WithMetadata(map[string]string{"field:clinic_id": "names no clinic"}))
 	case errors.Is(err, persistence.ErrExists):
@@ -253,7 +254,7 @@ func (g *Grain) found(ctx actorcluster.GrainContext) (bool, error) {
 		return false, g.storeError(ctx, "load", err)
 	}
 	if g.doc == nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return false, messages.ErrNotFound("no doctor %s", g.id)
 	}
 	return true, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/calendar"
 	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
@@ -140,7 +141,7 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 	}
 	rec, err := New(g.id, req.GetClinic(), g.deps.Now())
 	if err != nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return nil, g.refuse(ctx, c, validate.Reply(err))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -174,7 +175,7 @@ func (g *Grain) Get(req *messages.GetClinicRequest, ctx actorcluster.GrainContex
 		return nil, err
 	}
 	if g.rec == nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return nil, messages.ErrNotFound("no clinic %s", g.id)
 	}
 	return &messages.ClinicReply{Clinic: g.rec}, nil

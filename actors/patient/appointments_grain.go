@@ -8,6 +8,7 @@ import (
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
@@ -45,7 +46,7 @@ func (g *Grain) Reserve(req *messages.ReserveRequest, ctx actorcluster.GrainCont
 		return nil, g.storeError(ctx, "load", err)
 	}
 	if g.rec == nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return nil, messages.ErrNotFound("no patient %s", g.id)
 	}
 	if err := g.loadReservations(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/interactions"
 	"github.com/caregrid/caregrid/actors/validate"
+	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
@@ -217,7 +218,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	}
 	rec, err := NewRecord(g.id, req.GetPatient(), g.deps.Now())
 	if err != nil {
-		ctx.Poison(ctx.Self()) // nothing registered: do not keep an empty activation
+		cluster.PassivateSoon(ctx) // nothing registered: do not keep an empty activation
 		return nil, g.refuse(ctx, c, "create", g.id, validate.Reply(err))
 	}
 	var fp []byte
@@ -230,7 +231,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	var taken *persistence.IDNPTakenError
 	switch {
 	case errors.As(err, &taken):
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		reply := messages.ErrAlreadyExists("a patient with this IDNP is already registered").
 			WithMetadata(map[string]string{"id": taken.ExistingID})
 		// The reply names the existing patient: audit it as an access to them.

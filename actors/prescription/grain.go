@@ -149,7 +149,7 @@ func (g *Grain) existing(ctx actorcluster.GrainContext, c *messages.Caller, acti
 		return g.storeError(ctx, "load", err)
 	}
 	if g.stored == nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return g.refuse(ctx, c, action, messages.ErrNotFound("no prescription %s", g.id))
 	}
 	return g.expireIfDue(ctx)
@@ -251,7 +251,7 @@ func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster
 	fp := Fingerprint(req.GetPrescription(), req.GetOverrideReason())
 	if d := access.PrescriptionGate(c, access.PrescriptionCreate); !d.Allowed {
 		// An attempt on the patient the request names: their trail shows it.
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		patient := req.GetPrescription().GetPatientId()
 		if uuid.Validate(patient) != nil {
 			patient = ""
@@ -269,7 +269,7 @@ func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster
 	}
 	patient := req.GetPrescription().GetPatientId()
 	if uuid.Validate(patient) != nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return nil, g.refuse(ctx, c, action, messages.ErrInvalidArgument("the request is not valid").
 			WithMetadata(map[string]string{"field:patient_id": "must be a patient id (UUID)"}))
 	}
@@ -299,7 +299,7 @@ func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster
 		return nil, g.storeError(ctx, "load", err)
 	}
 	if g.stored == nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return nil, messages.ErrStoreUnavailable("prescription %s was admitted but is not stored", g.id)
 	}
 	return g.created(ctx, req, fp, false)
@@ -439,7 +439,7 @@ func (g *Grain) Expire(_ *messages.ExpirePrescriptionRequest, ctx actorcluster.G
 		return nil, g.storeError(ctx, "load", err)
 	}
 	if g.stored == nil {
-		ctx.Poison(ctx.Self())
+		cluster.PassivateSoon(ctx)
 		return nil, messages.ErrNotFound("no prescription %s", g.id)
 	}
 	if err := g.expireIfDue(ctx); err != nil {

@@ -607,7 +607,7 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 				t.Errorf("%s %s as %s = 403, but the route table allows it", rt.Method, rt.Path, role.Name())
 			}
 			if !allowed && r.status != 403 {
-				t.Errorf("%s %s as %s = %d, want 403", rt.Method, rt.Path, role.Name(), r.status)
+				t.Errorf("%s %s as %s = %d, want 403: %s", rt.Method, rt.Path, role.Name(), r.status, r.body)
 			}
 		}
 	}
