@@ -138,16 +138,5 @@ func (r Recorder) AnswerAllAfter(ctx actorcluster.GrainContext, answers []Answer
 // replies wait for the audit trail (the calendar) answers this way. If the
 // events cannot be recorded, sender gets AUDIT_UNAVAILABLE instead.
 func (r Recorder) AnswerAfter(ctx actorcluster.GrainContext, sender *actor.PID, reply proto.Message, key string, events ...*messages.AuditEvent) {
-	if sender == nil {
-		return
-	}
-	system, c := ctx.ActorSystem(), ctx.Cluster()
-	go func() {
-		rctx, cancel := context.WithTimeout(context.Background(), r.timeout())
-		defer cancel()
-		if err := r.Record(rctx, c, key, events...); err != nil {
-			reply = messages.ErrAuditUnavailable("the access could not be audited")
-		}
-		system.Root.Send(sender, reply)
-	}()
+	r.AnswerAllAfter(ctx, []Answer{{Sender: sender, Reply: reply, Key: key, Events: events}})
 }

@@ -34,8 +34,8 @@ import (
 //
 // When the patient's grain accepts while the hold still waits for its
 // batch (another write is in flight), the hold leaves as the booking
-// itself: row, claims and BOOKED event in one write, which is the common
-// case under load and saves a write per booking. Claims and confirmation
+// itself: row, claims and BOOKED event in one write, saving a write per
+// booking (about a fifth of bookings at 128 clients in booking-hot). Claims and confirmation
 // are then atomic, so "no confirm without durable claims" still holds.
 //
 // Invariant (enforced in place and decide): an appointment in appts that
