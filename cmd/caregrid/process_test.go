@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
 )
@@ -23,6 +26,10 @@ const childArgsEnv = "CAREGRID_TEST_CHILD_ARGS"
 
 func TestMain(m *testing.M) {
 	if args := os.Getenv(childArgsEnv); args != "" {
+		if args == raceForTest {
+			raceOnPurpose()
+			os.Exit(0)
+		}
 		os.Args = append([]string{"caregrid"}, strings.Split(args, "\x1f")...)
 		main()
 		os.Exit(0)
@@ -30,13 +37,63 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// childCommand runs this test binary as caregrid with args.
+func childCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
+	return cmd
+}
+
+// The tests run this binary, built with -race under `make test`, as their
+// caregrid nodes, so a data race inside a member shows in that member's
+// output and nowhere else. These are how the runtime opens such reports:
+// the race detector's, and the runtime's own for unsynchronised map access
+// (which it catches even without -race).
+var raceMarkers = []string{"WARNING: DATA RACE", "fatal error: concurrent map"}
+
+// raceReports returns each report in a child's output, from its marker on
+// (at most 4 KiB of each).
+func raceReports(out string) []string {
+	var reports []string
+	for _, m := range raceMarkers {
+		for rest := out; ; {
+			i := strings.Index(rest, m)
+			if i < 0 {
+				break
+			}
+			rest = rest[i:]
+			reports = append(reports, rest[:min(len(rest), 4096)])
+			rest = rest[len(m):]
+		}
+	}
+	return reports
+}
+
+// raceForTest makes the child run raceOnPurpose instead of caregrid, so
+// that a test can show a race in a child is caught.
+const raceForTest = "race-on-purpose"
+
+// raceOnPurpose writes one variable from two goroutines without a lock.
+func raceOnPurpose() {
+	var shared int
+	done := make(chan struct{})
+	go func() { shared++; close(done) }()
+	shared++
+	<-done
+	fmt.Println("raced:", shared)
+}
+
 // process is a caregrid node running as its own OS process.
 type process struct {
-	t    *testing.T
-	args []string
-	cmd  *exec.Cmd
-	base string
-	log  string
+	t       testing.TB
+	args    []string
+	cmd     *exec.Cmd
+	base    string
+	log     string
+	checked int64 // how much of log has been searched for race reports
+
+	done    chan struct{} // closed when the running process has ended
+	waitErr error         // how it ended, once done is closed
 }
 
 // startProcess runs `caregrid serve` on a fresh migrated database and a
@@ -104,67 +161,104 @@ func (p *process) start() {
 		p.t.Fatal(err)
 	}
 	defer logf.Close()
-	p.cmd = exec.Command(os.Args[0])
-	p.cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(p.args, "\x1f"))
+	p.cmd = childCommand(p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(p.base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+	// One goroutine waits for the process; everyone else watches done.
+	done := make(chan struct{})
+	p.done = done
+	go func(cmd *exec.Cmd) { p.waitErr = cmd.Wait(); close(done) }(p.cmd)
+	await.Until(p.t, "caregrid at "+p.base+" to be ready", startLimit, func() bool {
+		select {
+		case <-done:
+			out, _ := os.ReadFile(p.log)
+			p.t.Fatalf("caregrid exited before it was ready (%v):\n%s", p.waitErr, out)
+		default:
 		}
-		time.Sleep(100 * time.Millisecond)
+		resp, err := http.Get(p.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// startLimit bounds a node's start: migrations and a cluster join, by a
+// -race binary, beside other tests on two cores.
+const startLimit = 90 * time.Second
+
+// ended marks the process as gone and fails the test if it reported a race.
+func (p *process) ended() {
+	p.cmd, p.done = nil, nil
+	p.checkLog()
+}
+
+// checkLog fails the test that started the process when the process wrote
+// a race report since the last check.
+func (p *process) checkLog() {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return // never started
 	}
-	out, _ := os.ReadFile(p.log)
-	p.t.Fatalf("caregrid did not become ready:\n%s", out)
+	defer f.Close()
+	if _, err := f.Seek(p.checked, io.SeekStart); err != nil {
+		p.t.Errorf("read %s: %v", p.log, err)
+		return
+	}
+	out, err := io.ReadAll(f)
+	if err != nil {
+		p.t.Errorf("read %s: %v", p.log, err)
+		return
+	}
+	p.checked += int64(len(out))
+	for _, r := range raceReports(string(out)) {
+		p.t.Errorf("caregrid at %s reported a race (log %s):\n%s", p.base, p.log, r)
+	}
 }
 
 // kill ends the process with SIGKILL: no shutdown, nothing flushed.
 func (p *process) kill() {
-	if p.cmd == nil || p.cmd.Process == nil {
+	if p.cmd == nil {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	_ = p.cmd.Wait()
-	p.cmd = nil
+	<-p.done
+	p.ended()
 }
 
+// stopLimit bounds a stop after SIGTERM: draining HTTP, leaving the
+// cluster and stopping the actor system (the node's own bound is 30 s).
+const stopLimit = 45 * time.Second
+
 // terminate sends SIGTERM and waits for the process to end (it must within
-// 30 s); it returns how long the stop took.
+// stopLimit); it returns how long the stop took.
 func (p *process) terminate() time.Duration {
 	p.t.Helper()
 	start := time.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
+	case <-p.done:
+		p.ended()
+	case <-time.After(stopLimit):
 		p.kill()
-		p.t.Fatal("the process did not stop within 30 s of SIGTERM")
+		p.t.Fatalf("the process did not stop within %v of SIGTERM", stopLimit)
 	}
-	p.cmd = nil
 	return time.Since(start)
 }
 
 // exits waits for the process to end by itself and returns how it ended.
 func (p *process) exits(within time.Duration) error {
 	p.t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
 	select {
-	case err := <-done:
-		p.cmd = nil
+	case <-p.done:
+		err := p.waitErr
+		p.ended()
 		return err
 	case <-time.After(within):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-		p.cmd = nil
+		p.kill()
 		p.t.Fatalf("the process did not end within %v", within)
 		return nil
 	}
