@@ -213,8 +213,51 @@ func TestHTTPBookingLifecycle(t *testing.T) {
 	}
 }
 
+// clockChanges returns the next day zone's clocks go forward and the next
+// day they go back, each at least two days after now (bookings must be in
+// the future), as local midnights: daylight-saving tests run on any date.
+func clockChanges(t *testing.T, zone *time.Location, now time.Time) (forward, back time.Time) {
+	t.Helper()
+	d := now.In(zone).AddDate(0, 0, 2)
+	for day := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, zone); forward.IsZero() || back.IsZero(); day = day.AddDate(0, 0, 1) {
+		if day.Sub(now) > 2*366*24*time.Hour {
+			t.Fatalf("%s does not change its clocks within two years of %s", zone, now)
+		}
+		_, before := day.Zone()
+		_, after := time.Date(day.Year(), day.Month(), day.Day(), 12, 0, 0, 0, zone).Zone()
+		switch {
+		case after > before && forward.IsZero():
+			forward = day
+		case after < before && back.IsZero():
+			back = day
+		}
+	}
+	return forward, back
+}
+
+func TestClockChangesFindChisinausDaylightSaving(t *testing.T) {
+	zone, err := time.LoadLocation("Europe/Chisinau")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From 2026-11-26 (and on the days that matter around each change).
+	for _, tc := range []struct{ now, forward, back string }{
+		{"2026-11-26T10:00:00Z", "2027-03-28", "2027-10-31"},
+		{"2027-03-27T10:00:00Z", "2028-03-26", "2027-10-31"}, // a day before: too close, next year's
+		{"2027-03-25T10:00:00Z", "2027-03-28", "2027-10-31"},
+		{"2027-10-30T10:00:00Z", "2028-03-26", "2028-10-29"},
+	} {
+		now, _ := time.Parse(time.RFC3339, tc.now)
+		f, b := clockChanges(t, zone, now)
+		if got := f.Format(time.DateOnly) + " " + b.Format(time.DateOnly); got != tc.forward+" "+tc.back {
+			t.Errorf("clockChanges(%s) = %s, want %s %s", tc.now, got, tc.forward, tc.back)
+		}
+	}
+}
+
 // TestHTTPBookingAcrossDaylightSaving books at the doctor's 08:00 on the
-// days Chisinau's clocks move: the UTC instant of 08:00 moves with them.
+// next days Chisinau's clocks move: the UTC instant of 08:00 moves with
+// them, and 07:00 local (an hour before the doctor's hours) is refused.
 func TestHTTPBookingAcrossDaylightSaving(t *testing.T) {
 	s := startTestServer(t)
 	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
@@ -222,16 +265,37 @@ func TestHTTPBookingAcrossDaylightSaving(t *testing.T) {
 	expect(t, "register", r, 201)
 	pid := r.json(t)["id"].(string)
 	doc := workingDoctor(t, s)
-	for _, tc := range []struct{ day, eight, seven string }{
-		{"spring forward", "2027-03-28T05:00:00Z", "2027-03-28T04:00:00Z"}, // 08:00 EEST is 05:00Z
-		{"fall back", "2027-10-31T06:00:00Z", "2027-10-31T05:00:00Z"},      // 08:00 EET is 06:00Z
+	zone, err := time.LoadLocation("Europe/Chisinau")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward, back := clockChanges(t, zone, time.Now())
+	for _, tc := range []struct {
+		day  string
+		date time.Time // local midnight, before the change
+	}{
+		{"spring forward", forward}, // 08:00 EEST is 05:00Z
+		{"fall back", back},         // 08:00 EET is 06:00Z
 	} {
-		r = s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doc, "patient_id": pid, "start": tc.eight})
-		expect(t, tc.day+": book 08:00 local", r, 201)
-		if r.json(t)["end"] != tc.eight[:14]+"15:00Z" {
-			t.Fatalf("%s: booked %s", tc.day, r.body)
+		eight := time.Date(tc.date.Year(), tc.date.Month(), tc.date.Day(), 8, 0, 0, 0, zone)
+		if offsetOf(eight) == offsetOf(tc.date) {
+			t.Fatalf("%s: the clocks of %s do not change between midnight and 08:00", tc.day, tc.date.Format(time.DateOnly))
 		}
-		r = s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doc, "patient_id": pid, "start": tc.seven})
+		r = s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doc, "patient_id": pid, "start": rfc(eight)})
+		expect(t, tc.day+": book 08:00 local", r, 201)
+		if got, want := r.json(t)["start"], rfc(eight); got != want {
+			t.Fatalf("%s: booked %s, want start %s", tc.day, r.body, want)
+		}
+		if got, want := r.json(t)["end"], rfc(eight.Add(15*time.Minute)); got != want {
+			t.Fatalf("%s: booked %s, want end %s", tc.day, r.body, want)
+		}
+		r = s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doc, "patient_id": pid, "start": rfc(eight.Add(-time.Hour))})
 		expect(t, tc.day+": book 07:00 local", r, 422)
 	}
+}
+
+// offsetOf is the UTC offset in force at t in t's own zone.
+func offsetOf(t time.Time) time.Duration {
+	_, off := t.Zone()
+	return time.Duration(off) * time.Second
 }

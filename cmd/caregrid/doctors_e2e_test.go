@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caregrid/caregrid/messages"
 )
@@ -58,13 +59,21 @@ func TestHTTPDoctorsClinicsAndHours(t *testing.T) {
 	}
 	expect(t, "change doctor as a receptionist", s.do("PATCH", "/v1/doctors/"+doctorID, desk, map[string]any{"phone": nil}, "If-Match", `"2"`), 403)
 
-	// Saturday and Sunday mornings; 28 March 2027 is the spring-forward day.
+	// The mornings of the next spring-forward day and the day before it,
+	// and the same weekday a week later off.
+	zone, err := time.LoadLocation("Europe/Chisinau")
+	if err != nil {
+		t.Fatal(err)
+	}
+	change, _ := clockChanges(t, zone, time.Now())
+	eve := change.AddDate(0, 0, -1)
+	weekday := func(d time.Time) string { return strings.ToLower(d.Weekday().String()) }
 	hours := map[string]any{"slot_minutes": 60,
 		"weekly": []map[string]any{
-			{"weekday": "saturday", "ranges": []map[string]string{{"start": "08:00", "end": "10:00"}}},
-			{"weekday": "sunday", "ranges": []map[string]string{{"start": "08:00", "end": "10:00"}}},
+			{"weekday": weekday(eve), "ranges": []map[string]string{{"start": "08:00", "end": "10:00"}}},
+			{"weekday": weekday(change), "ranges": []map[string]string{{"start": "08:00", "end": "10:00"}}},
 		},
-		"exceptions": []map[string]any{{"date": "2027-04-03", "ranges": []map[string]string{}}},
+		"exceptions": []map[string]any{{"date": eve.AddDate(0, 0, 7).Format(time.DateOnly), "ranges": []map[string]string{}}},
 	}
 	self := s.token(messages.Role_ROLE_DOCTOR, doctorID)
 	other := s.token(messages.Role_ROLE_DOCTOR, "66666666-6666-4666-8666-666666666666")
@@ -81,18 +90,26 @@ func TestHTTPDoctorsClinicsAndHours(t *testing.T) {
 		t.Fatalf("overlap problem = %s", got)
 	}
 
-	r = s.do("GET", "/v1/doctors/"+doctorID+"/slots?from=2027-03-27T00:00:00Z&to=2027-04-04T00:00:00Z", pat, nil)
+	from, to := eve, change.AddDate(0, 0, 7)
+	r = s.do("GET", "/v1/doctors/"+doctorID+"/slots?from="+rfc(from)+"&to="+rfc(to), pat, nil)
 	expect(t, "slots", r, 200)
 	var got []string
 	for _, sl := range r.json(t)["slots"].([]any) {
 		got = append(got, sl.(map[string]any)["start"].(string))
 	}
-	// EET (UTC+2) on Saturday, EEST (UTC+3) from Sunday; 3 April is off.
-	want := "2027-03-27T06:00:00Z 2027-03-27T07:00:00Z 2027-03-28T05:00:00Z 2027-03-28T06:00:00Z"
+	// EET (UTC+2) the day before, EEST (UTC+3) from the change; the next
+	// week's eve is off, and the next change day is past the end.
+	at := func(d time.Time, hour int) time.Time {
+		return time.Date(d.Year(), d.Month(), d.Day(), hour, 0, 0, 0, zone)
+	}
+	if offsetOf(at(eve, 8)) == offsetOf(at(change, 8)) {
+		t.Fatalf("08:00 has one offset on %s and %s: no clock change between them", eve, change)
+	}
+	want := strings.Join([]string{rfc(at(eve, 8)), rfc(at(eve, 9)), rfc(at(change, 8)), rfc(at(change, 9))}, " ")
 	if strings.Join(got, " ") != want {
 		t.Fatalf("slots = %v\nwant %s", got, want)
 	}
-	expect(t, "slots over 31 days", s.do("GET", "/v1/doctors/"+doctorID+"/slots?from=2027-01-01T00:00:00Z&to=2027-03-01T00:00:00Z", pat, nil), 422)
-	expect(t, "slots without from", s.do("GET", "/v1/doctors/"+doctorID+"/slots?to=2027-03-01T00:00:00Z", pat, nil), 400)
+	expect(t, "slots over 31 days", s.do("GET", "/v1/doctors/"+doctorID+"/slots?from="+rfc(from)+"&to="+rfc(from.AddDate(0, 0, 59)), pat, nil), 422)
+	expect(t, "slots without from", s.do("GET", "/v1/doctors/"+doctorID+"/slots?to="+rfc(to), pat, nil), 400)
 	expect(t, "unknown doctor", s.do("GET", "/v1/doctors/77777777-7777-4777-8777-777777777777", pat, nil), 404)
 }
