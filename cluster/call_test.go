@@ -16,22 +16,38 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	}
 }
 
-// TestCallOptionsAreFreshPerCall: options applied to one call's config must
-// not reach another's (proto.actor's RequestFuture mutates a shared default).
+// TestCallOptionsAreFreshPerCall: proto.actor applies each call's options
+// to one shared default config (RequestFuture mutates it), so whatever one
+// call set stays there for the next. Every call's options must therefore
+// set everything a call depends on: applied in turn to one shared config,
+// as the library does, a call without a timeout must not inherit the
+// previous call's, nor its retries.
 func TestCallOptionsAreFreshPerCall(t *testing.T) {
-	a, b := &actorcluster.GrainCallConfig{}, &actorcluster.GrainCallConfig{}
+	shared := &actorcluster.GrainCallConfig{}
+	var sentinelRan bool
+	for _, o := range []actorcluster.GrainCallOption{ // what an earlier call left behind
+		actorcluster.WithTimeout(time.Nanosecond),
+		actorcluster.WithRetryCount(0),
+		actorcluster.WithRetryAction(func(i int) int { sentinelRan = true; return i + 100 }),
+	} {
+		o(shared)
+	}
 	for _, o := range CallOptions(2 * time.Second) {
-		o(a)
+		o(shared)
+	}
+	if shared.Timeout != 2*time.Second || shared.RetryCount != 8 {
+		t.Fatalf("after CallOptions(2s): timeout %v, retries %d; want 2s and 8", shared.Timeout, shared.RetryCount)
 	}
 	for _, o := range CallOptions(0) {
-		o(b)
+		o(shared)
 	}
-	if a.Timeout != 2*time.Second || b.Timeout != DefaultTimeout {
-		t.Fatalf("timeouts = %v, %v; want 2s and the default", a.Timeout, b.Timeout)
+	if shared.Timeout != DefaultTimeout || shared.RetryCount != 8 {
+		t.Fatalf("CallOptions(0) after CallOptions(2s) on one config: timeout %v, retries %d; want %v and 8",
+			shared.Timeout, shared.RetryCount, DefaultTimeout)
 	}
 	start := time.Now()
-	if next := a.RetryAction(2); next != 3 {
-		t.Fatalf("RetryAction(2) = %d, want 3", next)
+	if next := shared.RetryAction(2); next != 3 || sentinelRan {
+		t.Fatalf("RetryAction(2) = %d (the earlier call's ran: %v), want 3 from our own", next, sentinelRan)
 	}
 	if slept := time.Since(start); slept < Backoff(2) {
 		t.Fatalf("RetryAction(2) slept %v, want at least %v", slept, Backoff(2))

@@ -24,8 +24,24 @@ func TestDevAuthenticator(t *testing.T) {
 	if err != nil || p.Subject != "dr-1" || p.Role != messages.Role_ROLE_DOCTOR || !p.Expiry.Equal(now.Add(time.Hour)) {
 		t.Fatalf("Authenticate(valid) = %+v, %v", p, err)
 	}
-	other, _ := MintDevToken(bytes.Repeat([]byte{2}, 32), messages.Role_ROLE_ADMIN, "x", time.Hour, now)
-	expired, _ := MintDevToken(key, messages.Role_ROLE_ADMIN, "x", time.Minute, now.Add(-2*time.Hour))
+	mint := func(key []byte, ttl time.Duration, at time.Time) string {
+		t.Helper()
+		tok, err := MintDevToken(key, messages.Role_ROLE_ADMIN, "x", ttl, at)
+		if err != nil {
+			t.Fatalf("MintDevToken: %v", err)
+		}
+		return tok
+	}
+	otherKey := bytes.Repeat([]byte{2}, 32)
+	other := mint(otherKey, time.Hour, now)
+	expired := mint(key, time.Minute, now.Add(-2*time.Hour))
+	// Each bad token is good but for the one thing its name says.
+	if _, err := (DevAuthenticator{Key: otherKey, Now: a.Now}).Authenticate(other); err != nil {
+		t.Fatalf("the other key's token under the other key: %v", err)
+	}
+	if _, err := (DevAuthenticator{Key: key, Now: func() time.Time { return now.Add(-2 * time.Hour) }}).Authenticate(expired); err != nil {
+		t.Fatalf("the expired token while it was valid: %v", err)
+	}
 	parts := strings.Split(tok, ".")
 	unsigned := "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + parts[1] + "."
 	for name, bad := range map[string]string{"other key": other, "expired": expired, "alg none": unsigned, "garbage": "abc", "empty": ""} {
@@ -42,7 +58,10 @@ func TestDevAuthenticator(t *testing.T) {
 // the cache the server puts in front of it.
 func BenchmarkAuthenticate(b *testing.B) {
 	key := bytes.Repeat([]byte{1}, 32)
-	tok, _ := MintDevToken(key, messages.Role_ROLE_DOCTOR, "dr-1", time.Hour, time.Now())
+	tok, err := MintDevToken(key, messages.Role_ROLE_DOCTOR, "dr-1", time.Hour, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
 	for name, a := range map[string]Authenticator{
 		"verify":        DevAuthenticator{Key: key},
 		"verify-cached": NewCachingAuthenticator(DevAuthenticator{Key: key}, 100, time.Minute),

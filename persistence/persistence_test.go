@@ -10,6 +10,7 @@ import (
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -129,13 +130,23 @@ func TestDuplicateIDNPNamesExistingPatient(t *testing.T) {
 	if !errors.As(err, &taken) || taken.ExistingID != first.Id {
 		t.Fatalf("RegisterPatient(same idnp) = %v, want IDNPTakenError{%s}", err, first.Id)
 	}
-	_, err = db.RegisterPatient(ctx, "a", proto.Clone(first).(*messages.PatientRecord), nil, &messages.PatientRegistered{})
-	if !errors.Is(err, persistence.ErrPatientExists) && !errors.Is(err, persistence.ErrIDNPTaken) {
-		t.Fatalf("RegisterPatient(same id) = %v, want ErrPatientExists", err)
+	// The same id with an IDNP nobody holds: only the id is taken.
+	sameID := proto.Clone(first).(*messages.PatientRecord)
+	sameID.Idnp = "0010000000001"
+	_, err = db.RegisterPatient(ctx, "a", sameID, nil, &messages.PatientRegistered{})
+	if !errors.Is(err, persistence.ErrPatientExists) || errors.Is(err, persistence.ErrIDNPTaken) {
+		t.Fatalf("RegisterPatient(same id, new idnp) = %v, want ErrPatientExists", err)
 	}
-	evs, _ := db.OutboxEvents(ctx, persistence.PatientKind, second.Id)
-	if len(evs) != 0 {
-		t.Fatalf("a refused registration left %d outbox events", len(evs))
+	evs, err := db.OutboxEvents(ctx, persistence.PatientKind, second.Id)
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("a refused registration left %d outbox events (%v)", len(evs), err)
+	}
+	evs, err = db.OutboxEvents(ctx, persistence.PatientKind, first.Id)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("the first patient has %d outbox events (%v), want its registration only", len(evs), err)
+	}
+	if got, err := db.PatientIDByIDNP(ctx, sameID.Idnp); !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatalf("the refused registration's IDNP names %q (%v), want nobody", got, err)
 	}
 }
 

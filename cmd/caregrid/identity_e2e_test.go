@@ -197,7 +197,8 @@ func (is *identityServer) exchange(p page, verifier, nonce string) *oauth2.Token
 }
 
 func TestOIDCLoginWithPKCEAndTOTPThenRefreshAndLogout(t *testing.T) {
-	is := startIdentityServer(t, nil)
+	clock := &testClock{}
+	is := startIdentityServer(t, func(c *identity.Config) { c.Now = clock.Now })
 	adminID := "8d7f8a59-5d7e-4c33-9a55-0a6f2e1c0d11"
 	is.account(adminID, "chief", "admin", "first-password-123", true)
 	b := newBrowser(t)
@@ -228,7 +229,11 @@ func TestOIDCLoginWithPKCEAndTOTPThenRefreshAndLogout(t *testing.T) {
 	} else {
 		secret = secret2
 	}
-	code, _ := identity.TOTPCode(secret, time.Now())
+	codeAt := clock.Now()
+	code, err := identity.TOTPCode(secret, codeAt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The secret travels sealed to this request: a forged one is refused.
 	if forged := b.submit(bad, map[string]string{"sealed": "AAAA", "code": code}); forged.status != http.StatusBadRequest {
 		t.Fatalf("a forged enrolment secret: %d", forged.status)
@@ -262,8 +267,13 @@ func TestOIDCLoginWithPKCEAndTOTPThenRefreshAndLogout(t *testing.T) {
 	if wrong := b2.submit(p, map[string]string{"code": "123456"}); wrong.status != http.StatusUnauthorized {
 		t.Fatalf("a wrong code: %d", wrong.status)
 	}
-	// The code that confirmed the enrolment is spent: within its 30 s it is refused.
-	if replay := b2.submit(p, map[string]string{"code": code}); replay.status != http.StatusUnauthorized {
+	// The code that confirmed the enrolment is spent: within its 30 s it is
+	// refused. The provider's clock is put back to the moment the code was
+	// made, so the refusal cannot come from the code having gone stale.
+	clock.Shift(time.Until(codeAt))
+	replay := b2.submit(p, map[string]string{"code": code})
+	clock.Shift(0)
+	if replay.status != http.StatusUnauthorized {
 		t.Fatalf("a replayed TOTP code: %d, want 401", replay.status)
 	}
 	tok2 := is.exchange(b2.submit(p, map[string]string{"code": recovery[0][1]}), verifier2, nonce2)
@@ -519,7 +529,10 @@ func TestPatientsMayChooseTOTP(t *testing.T) {
 	p, verifier, nonce = is.login(b)
 	enrol := b.submit(p, map[string]string{"username": "radu", "password": "radu-password-123", "setup_totp": "on"})
 	secret := textOf(enrol, `<code id="secret">([A-Z2-7]+)</code>`)
-	code, _ := identity.TOTPCode(secret, time.Now())
+	code, err := identity.TOTPCode(secret, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := b.submit(enrol, map[string]string{"code": code})
 	is.exchange(b.get(textOf(done, `<a id="continue" href="([^"]+)"`)), verifier, nonce)
 	b = newBrowser(t)

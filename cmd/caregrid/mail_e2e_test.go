@@ -162,20 +162,33 @@ func TestPasswordResetLinkIsSingleUseAndEndsSessions(t *testing.T) {
 	}
 }
 
+// TestResetLinksExpire: a link asked for when the provider's clock read
+// an hour ago has outlived its default 30 minutes (links are checked
+// against the database's clock), while one asked for now works.
 func TestResetLinksExpire(t *testing.T) {
-	is, mb := startMailServer(t, func(c *identity.Config) { c.ResetTTL = time.Millisecond })
+	clock := &testClock{}
+	is, mb := startMailServer(t, func(c *identity.Config) { c.Now = clock.Now })
 	is.account("7c1f0e2d-3b4a-4c5d-8e6f-708192a3b4c5", "doc-ion", "receptionist", "old-password-123", false)
 	if _, err := is.db.Pool.Exec(context.Background(), `UPDATE accounts SET email = 'ion@hospital.example' WHERE username = 'doc-ion'`); err != nil {
 		t.Fatal(err)
 	}
+	// ask asks for a link while the provider's clock reads shift from now.
+	ask := func(shift time.Duration) string {
+		b := newBrowser(t)
+		p, _, _ := is.login(b)
+		forgot := b.get(is.issuer + "/login/forgot?id=" + textOf(p, `name="id" value="([^"]+)"`))
+		clock.Shift(shift)
+		b.submit(forgot, map[string]string{"username": "doc-ion"})
+		clock.Shift(0)
+		return linkPattern.FindString(mb.next(t).body)
+	}
+	old, fresh := ask(-time.Hour), ask(0)
 	b := newBrowser(t)
-	p, _, _ := is.login(b)
-	forgot := b.get(is.issuer + "/login/forgot?id=" + textOf(p, `name="id" value="([^"]+)"`))
-	b.submit(forgot, map[string]string{"username": "doc-ion"})
-	link := linkPattern.FindString(mb.next(t).body)
-	time.Sleep(10 * time.Millisecond)
-	if r := b.get(link); r.status != http.StatusBadRequest || !strings.Contains(r.body, "expired") {
-		t.Fatalf("an expired link: %d %s", r.status, r.body)
+	if r := b.get(old); r.status != http.StatusBadRequest || !strings.Contains(r.body, "expired") {
+		t.Fatalf("a link past its 30 minutes: %d %s", r.status, r.body)
+	}
+	if r := b.get(fresh); r.status != http.StatusOK || !strings.Contains(r.body, `name="password"`) {
+		t.Fatalf("a link asked for now: %d %s", r.status, r.body)
 	}
 }
 

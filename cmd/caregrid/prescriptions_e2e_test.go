@@ -259,15 +259,23 @@ func TestHTTPPrescriptionsWithInteractionAndAllergyChecks(t *testing.T) {
 
 // Two interacting prescriptions for one patient sent at the same moment:
 // the patient's grain checks them one at a time, so exactly one is
-// admitted and the other is refused naming it. Repeated on fresh patients.
+// admitted and the other is refused naming it. Repeated on fresh patients
+// until eight rounds had both requests in flight at once (each sent before
+// either was answered): a round run one after the other proves nothing.
 func TestHTTPConcurrentPrescriptionsCannotBothSlipPastTheCheck(t *testing.T) {
 	s := startTestServer(t)
 	doctorID := workingDoctor(t, s)
 	doc := s.token(messages.Role_ROLE_DOCTOR, doctorID)
-	for round := range 8 {
+	const wantOverlapping, maxRounds = 8, 40
+	overlapping := 0
+	for round := 0; overlapping < wantOverlapping; round++ {
+		if round == maxRounds {
+			t.Fatalf("only %d of %d rounds had both requests in flight at once", overlapping, maxRounds)
+		}
 		id := treatedPatient(t, s, doctorID)
 		bodies := []map[string]any{prescriptionBody(id, "N06AB03", "Fluoxetine"), prescriptionBody(id, "N06AF03", "Phenelzine")}
 		statuses, replies := make([]int, 2), make([][]byte, 2)
+		sent, answered := make([]time.Time, 2), make([]time.Time, 2)
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for i, b := range bodies {
@@ -279,7 +287,9 @@ func TestHTTPConcurrentPrescriptionsCannotBothSlipPastTheCheck(t *testing.T) {
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Authorization", "Bearer "+doc)
 				<-start
+				sent[i] = time.Now()
 				resp, err := http.DefaultClient.Do(req)
+				answered[i] = time.Now()
 				if err != nil {
 					statuses[i] = -1
 					return
@@ -292,6 +302,9 @@ func TestHTTPConcurrentPrescriptionsCannotBothSlipPastTheCheck(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
+		if sent[0].Before(answered[1]) && sent[1].Before(answered[0]) {
+			overlapping++
+		}
 		created, refused := -1, -1
 		for i, st := range statuses {
 			switch st {
@@ -305,7 +318,9 @@ func TestHTTPConcurrentPrescriptionsCannotBothSlipPastTheCheck(t *testing.T) {
 			t.Fatalf("round %d: statuses %v (%s | %s), want one 201 and one 409", round, statuses, replies[0], replies[1])
 		}
 		var p struct{ ID string }
-		_ = json.Unmarshal(replies[created], &p)
+		if err := json.Unmarshal(replies[created], &p); err != nil || p.ID == "" {
+			t.Fatalf("round %d: the 201 has no id: %s", round, replies[created])
+		}
 		if !strings.Contains(string(replies[refused]), fmt.Sprintf(`"other_prescription_id":"%s"`, p.ID)) {
 			t.Fatalf("round %d: the refusal does not name the admitted prescription %s: %s", round, p.ID, replies[refused])
 		}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence/seal"
 )
 
 func TestHTTPVisitsAreClinicalRecordsSealedPerPatient(t *testing.T) {
@@ -125,6 +127,24 @@ func TestHTTPVisitsAreClinicalRecordsSealedPerPatient(t *testing.T) {
 	}
 	if len(wrapped) != 1+12+32+16 {
 		t.Errorf("wrapped data key is %d bytes, want a sealed 32-byte key (61)", len(wrapped))
+	}
+	// Sealed per patient: the reason opens with this patient's data key and
+	// not with another patient's (both unwrapped with the same master key).
+	own, err := s.db.DataKey(ctx, testMaster, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := own.Open(reason, "visit/"+visitID+"/reason"); err != nil || string(got) != "shortness of breath" {
+		t.Fatalf("the reason under its patient's key = %q, %v", got, err)
+	}
+	r = s.do("POST", "/v1/patients", desk, patientBody("0010000000001"))
+	expect(t, "register another patient", r, 201)
+	someoneElse, err := s.db.DataKey(ctx, testMaster, r.json(t)["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := someoneElse.Open(reason, "visit/"+visitID+"/reason"); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("the reason under another patient's key = %q, %v; want seal.ErrOpen", got, err)
 	}
 	// Every access is in the patient's access log, refusals included.
 	r = s.do("GET", "/v1/patients/"+id+"/access-log?limit=500", self, nil)
