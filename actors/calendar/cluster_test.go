@@ -21,6 +21,7 @@ import (
 	"github.com/caregrid/caregrid/actors/calendar"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
@@ -34,12 +35,30 @@ var (
 	desk  = &messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"}
 )
 
-// holdTTL is short so that the hold-expiry test need not wait long; the
-// proto.actor factories are per process, so every test shares it.
-const holdTTL = 4 * time.Second
+// holdTTL is the production default: the patient call's timeout is a
+// third of it, and a shorter one left too little for 500 bookings at once
+// on a loaded machine. The hold-expiry test moves the grains' clock
+// instead of waiting it out.
+const holdTTL = calendar.DefaultHoldTTL
 
-// stats are the calendar grains' counters, shared like the factories.
-var stats = &calendar.Stats{}
+// stats are the calendar grains' counters and clock the grains' clock
+// (the calendar's and the patient's),
+// shared like proto.actor's factories (one per kind per process).
+var (
+	stats = &calendar.Stats{}
+	clock = &shiftClock{}
+)
+
+// shiftClock is the wall clock moved by an offset a test sets.
+type shiftClock struct{ offset atomic.Int64 }
+
+func (c *shiftClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// Shift moves the clock by d from the wall clock until the test ends.
+func (c *shiftClock) Shift(t *testing.T, d time.Duration) {
+	c.offset.Store(int64(d))
+	t.Cleanup(func() { c.offset.Store(0) })
+}
 
 func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
 	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
@@ -47,8 +66,8 @@ func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster
 		Name: name, Agent: agent,
 		Kinds: []*actorcluster.Kind{
 			audit.Kind(audit.Deps{DB: db}),
-			patient.Kind(patient.Deps{DB: db, Audit: rec}, time.Minute),
-			calendar.Kind(calendar.Deps{DB: db, Audit: rec, HoldTTL: holdTTL, Stats: stats}, time.Minute),
+			patient.Kind(patient.Deps{DB: db, Audit: rec, Now: clock.Now}, time.Minute),
+			calendar.Kind(calendar.Deps{DB: db, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now}, time.Minute),
 		},
 	}
 }
@@ -74,14 +93,8 @@ func startGroup(t *testing.T, cfgs ...cluster.Config) []*cluster.Node {
 
 func waitMembers(t *testing.T, nodes []*cluster.Node, want int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, n := range nodes {
-		for n.Members() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("member sees %d members, want %d", n.Members(), want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	for i, n := range nodes {
+		await.Until(t, fmt.Sprintf("member %d to see %d members", i, want), 30*time.Second, func() bool { return n.Members() == want })
 	}
 }
 
@@ -168,9 +181,11 @@ func reason(err error) string {
 	return "ok"
 }
 
-// checkClaims asserts the database's view: every booked appointment owns
-// exactly its cells, no cell has two owners (the primary key), and nothing
-// else holds a claim.
+// checkClaims asserts the database's view: every appointment that holds
+// time (booked, checked in, or a hold whose saga has not ended: a request
+// that timed out leaves one until it expires) owns exactly its cells, no
+// two of them overlap, no cell has two owners (the primary key), and
+// nothing else holds a claim.
 func checkClaims(t *testing.T, db *persistence.DB, doctor string) []*messages.AppointmentRecord {
 	t.Helper()
 	ctx := context.Background()
@@ -182,17 +197,37 @@ func checkClaims(t *testing.T, db *persistence.DB, doctor string) []*messages.Ap
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The agenda leaves holds out; they hold time all the same.
+	rows, err := db.Pool.Query(ctx, `SELECT id, start_at, end_at FROM appointments WHERE doctor_id = $1 AND status = 'held'`, doctor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holding []*messages.AppointmentRecord
+	for rows.Next() {
+		var id string
+		var start, end time.Time
+		if err := rows.Scan(&id, &start, &end); err != nil {
+			t.Fatal(err)
+		}
+		holding = append(holding, &messages.AppointmentRecord{Id: id, Status: messages.AppointmentStatus_APPOINTMENT_STATUS_HELD,
+			Start: timestamppb.New(start), End: timestamppb.New(end)})
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range appts {
+		if calendar.Holds(a) {
+			holding = append(holding, a)
+		}
+	}
 	owner := map[time.Time]string{}
 	for _, c := range claims {
 		owner[c.Cell.UTC()] = c.AppointmentID
 	}
 	want := 0
-	for i, a := range appts {
-		if a.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED {
-			continue
-		}
-		for _, b := range appts[i+1:] {
-			if b.Status == messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED && a.Start.AsTime().Before(b.End.AsTime()) && b.Start.AsTime().Before(a.End.AsTime()) {
+	for i, a := range holding {
+		for _, b := range holding[i+1:] {
+			if a.Start.AsTime().Before(b.End.AsTime()) && b.Start.AsTime().Before(a.End.AsTime()) {
 				t.Fatalf("double booking: %s and %s overlap", a.Id, b.Id)
 			}
 		}
@@ -204,7 +239,7 @@ func checkClaims(t *testing.T, db *persistence.DB, doctor string) []*messages.Ap
 		}
 	}
 	if len(claims) != want {
-		t.Fatalf("%d claims in the database, want %d (the booked appointments' cells)", len(claims), want)
+		t.Fatalf("%d claims in the database, want %d (the cells of the appointments that hold time)", len(claims), want)
 	}
 	return appts
 }
@@ -421,15 +456,30 @@ func TestBookingsWhileMembersJoinAndLeave(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second)
+	// Each change of membership happens while bookings go through, and the
+	// next waits until bookings went through after it.
+	progressed := func(what string) {
+		t.Helper()
+		mu.Lock()
+		from := outcome["ok"]
+		mu.Unlock()
+		await.Until(t, "40 more bookings "+what, time.Minute, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return outcome["ok"] >= from+40
+		})
+	}
+	progressed("before the churn")
 	joined, err := cluster.Start(context.Background(), memberConfig(db, name, agent))
 	if err != nil {
 		t.Fatalf("join: %v", err)
 	}
 	t.Cleanup(func() { joined.Stop(true) })
-	time.Sleep(2 * time.Second)
+	waitMembers(t, []*cluster.Node{nodes[0], nodes[1], joined}, 4)
+	progressed("with the fourth member")
 	nodes[2].Stop(true)
-	time.Sleep(2 * time.Second)
+	waitMembers(t, []*cluster.Node{nodes[0], nodes[1], joined}, 3)
+	progressed("after the third member left")
 	close(stop)
 	wg.Wait()
 
@@ -476,7 +526,7 @@ func strandHold(t *testing.T, db *persistence.DB, doctor, apptID, patientID stri
 		t.Fatal(err)
 	}
 	iv := calendar.Interval{Start: start, End: start.Add(15 * time.Minute)}
-	a := calendar.NewHold(apptID, doctor, patientID, "desk-1", "checkup", iv, time.Now(), holdTTL)
+	a := calendar.NewHold(apptID, doctor, patientID, "desk-1", "checkup", iv, clock.Now(), holdTTL)
 	fp := calendar.BookingFingerprint(patientID, start, 15, "checkup")
 	if _, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor,
 		Inserts: []persistence.NewAppointment{{Record: a, Fingerprint: fp, Cells: calendar.Cells(iv)}}}); err != nil {
@@ -501,7 +551,7 @@ func TestStrandedHoldExpires(t *testing.T) {
 	if _, err := book(c, desk, doctor, uuid.NewString(), ps[1], slot, 15); reason(err) != messages.ErrorReason_SLOT_TAKEN.String() {
 		t.Fatalf("booking a held slot = %v, want SLOT_TAKEN", err)
 	}
-	time.Sleep(holdTTL + 200*time.Millisecond)
+	clock.Shift(t, holdTTL+time.Second) // the hold's time is up
 	got, err := book(c, desk, doctor, uuid.NewString(), ps[1], slot, 15)
 	if err != nil {
 		t.Fatalf("booking after the hold expired = %v", err)
@@ -519,8 +569,12 @@ func TestStrandedHoldExpires(t *testing.T) {
 		t.Fatalf("replay of a stranded booking = %v, %v; want it booked, replayed", reply, err)
 	}
 	appts := checkClaims(t, db, doctor)
-	if len(appts) != 2 || got.Appointment.Id == again {
-		t.Fatalf("appointments = %d, want the two bookings", len(appts))
+	ids := map[string]bool{}
+	for _, a := range appts {
+		ids[a.Id] = a.Status == messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED
+	}
+	if len(appts) != 2 || !ids[got.Appointment.Id] || !ids[again] {
+		t.Fatalf("appointments %v, want booked: the booking after expiry %s and the replayed one %s", ids, got.Appointment.Id, again)
 	}
 }
 
@@ -558,12 +612,12 @@ func TestBookingWrittenAtOnceWhileAWriteIsInFlight(t *testing.T) {
 	}()
 	// The first booking's batch is in flight (blocked on the fence) once its
 	// patient has reserved: its hold left before the answer came.
-	waitFor(t, func() bool { return reservations(t, db, ps[0]) == 1 })
+	await.Until(t, "the first patient's reservation", 30*time.Second, func() bool { return reservations(t, db, ps[0]) == 1 })
 	go func() {
 		r, err := book(c, desk, doctor, uuid.NewString(), ps[1], slot.Add(time.Hour), 15)
 		second <- outcome{r, err}
 	}()
-	waitFor(t, func() bool { return stats.WrittenAtOnce.Load() == once+1 })
+	await.Until(t, "the second booking to be written at once", 30*time.Second, func() bool { return stats.WrittenAtOnce.Load() == once+1 })
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -593,17 +647,6 @@ func reservations(t *testing.T, db *persistence.DB, patientID string) int {
 		t.Fatal(err)
 	}
 	return len(rs)
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 3s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func reschedule(c *actorcluster.Cluster, doctor, id string, start time.Time) (*messages.AppointmentReply, error) {

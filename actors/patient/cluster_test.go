@@ -21,6 +21,7 @@ import (
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
@@ -65,14 +66,8 @@ func startGroup(t *testing.T, cfgs ...cluster.Config) []*cluster.Node {
 
 func waitMembers(t *testing.T, nodes []*cluster.Node, want int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, n := range nodes {
-		for n.Members() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("member sees %d members, want %d", n.Members(), want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	for i, n := range nodes {
+		await.Until(t, fmt.Sprintf("member %d to see %d members", i, want), 30*time.Second, func() bool { return n.Members() == want })
 	}
 }
 
