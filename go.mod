@@ -116,3 +116,6 @@ tool (
 	github.com/asynkron/protoactor-go/protobuf/protoc-gen-go-grain
 	google.golang.org/protobuf/cmd/protoc-gen-go
 )
+
+// proto.actor with the data-race fixes listed in third_party/protoactor-go/PATCHES.md.
+replace github.com/asynkron/protoactor-go => ./third_party/protoactor-go
