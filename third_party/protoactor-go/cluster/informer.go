@@ -22,7 +22,6 @@ const (
 )
 
 // create and seed a pseudo random numbers generator
-var rnd = rand.New(rand.NewSource(time.Now().UnixMicro()))
 
 // The Informer data structure implements the Gossip interface
 type Informer struct {
@@ -119,7 +118,7 @@ func (inf *Informer) SendState(sendStateToMember LocalStateSender) {
 	copy(otherMembers, inf.otherMembers)
 
 	// shuffles the order of the slice elements
-	rnd.Shuffle(len(otherMembers), func(i, j int) {
+	rand.Shuffle(len(otherMembers), func(i, j int) { // caregrid patch: the package's source is safe for concurrent use, rnd is not
 		otherMembers[i], otherMembers[j] = otherMembers[j], otherMembers[i]
 	})
 
@@ -201,7 +200,9 @@ func (inf *Informer) GetMemberStateDelta(targetMemberID string) *MemberStateDelt
 				newWatermark = value.SequenceNumber
 			}
 
-			newMemberState.Values[key] = value
+			// caregrid patch: a copy, since SetState changes entries in
+			// place while the remoting marshals what was sent.
+			newMemberState.Values[key] = proto.Clone(value).(*GossipKeyValue)
 		}
 
 		// do not send memberStates that we have no new data for

@@ -25,6 +25,8 @@ func NewBlockList() *BlockList {
 }
 
 func (bl *BlockList) BlockedMembers() set.Set[string] {
+	bl.mu.RLock() // caregrid patch: Block replaces the set under the lock
+	defer bl.mu.RUnlock()
 	return bl.blockedMembers
 }
 
@@ -41,6 +43,8 @@ func (bl *BlockList) Block(memberIDs ...string) {
 // ever added to the BlockList
 func (bl *BlockList) IsBlocked(memberID string) bool {
 	// acquire our mutual exclusion primitive for reading
+	bl.mu.RLock() // caregrid patch: the comment above, done
+	defer bl.mu.RUnlock()
 	return bl.blockedMembers.Contains(memberID)
 }
 

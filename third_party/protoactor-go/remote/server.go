@@ -5,6 +5,7 @@ import (
 	"io/ioutil"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/extensions"
@@ -57,8 +58,12 @@ func (r *Remote) ExtensionID() extensions.ExtensionID {
 func (r *Remote) BlockList() *BlockList { return r.blocklist }
 
 // Start the remote server
+// discardGRPCLogs sets gRPC's process-wide logger once: caregrid patch,
+// several members in one process raced on it.
+var discardGRPCLogs sync.Once
+
 func (r *Remote) Start() {
-	grpclog.SetLoggerV2(grpclog.NewLoggerV2(ioutil.Discard, ioutil.Discard, ioutil.Discard))
+	discardGRPCLogs.Do(func() { grpclog.SetLoggerV2(grpclog.NewLoggerV2(ioutil.Discard, ioutil.Discard, ioutil.Discard)) })
 	lis, err := net.Listen("tcp", r.config.Address())
 	if err != nil {
 		panic(fmt.Errorf("failed to listen: %v", err))
