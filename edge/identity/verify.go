@@ -29,7 +29,15 @@ type Verifier struct {
 	now      func() time.Time
 
 	tokens   *expirable.LRU[string, verified]
-	sessions *expirable.LRU[string, bool]
+	sessions *expirable.LRU[string, sessionCheck]
+}
+
+// sessionCheck is what the database said of a session, and when (by the
+// verifier's clock, which bounds the trust; the LRU's own expiry only
+// bounds memory).
+type sessionCheck struct {
+	live bool
+	at   time.Time
 }
 
 // SessionCheckTTL bounds how long a node trusts that a session is live.
@@ -51,7 +59,7 @@ func (p *Provider) newVerifier() *Verifier {
 	return &Verifier{
 		keys: p.keys, db: p.cfg.DB, issuer: p.cfg.Issuer, audience: p.cfg.Audience, now: p.cfg.now,
 		tokens:   expirable.NewLRU[string, verified](10_000, nil, time.Minute),
-		sessions: expirable.NewLRU[string, bool](100_000, nil, SessionCheckTTL),
+		sessions: expirable.NewLRU[string, sessionCheck](100_000, nil, SessionCheckTTL),
 	}
 }
 
@@ -105,19 +113,20 @@ func (v *Verifier) verify(ctx context.Context, token string) (verified, error) {
 }
 
 func (v *Verifier) sessionLive(ctx context.Context, id string) (bool, error) {
-	if live, ok := v.sessions.Get(id); ok {
-		return live, nil
+	now := v.now()
+	if c, ok := v.sessions.Get(id); ok && now.Sub(c.at) < SessionCheckTTL {
+		return c.live, nil
 	}
 	s, err := v.db.SessionByID(ctx, id)
 	if errors.Is(err, persistence.ErrNotFound) {
-		v.sessions.Add(id, false)
+		v.sessions.Add(id, sessionCheck{live: false, at: now})
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	live := s.Live(v.now())
-	v.sessions.Add(id, live)
+	live := s.Live(now)
+	v.sessions.Add(id, sessionCheck{live: live, at: now})
 	return live, nil
 }
 
