@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
 	"github.com/jackc/pgx/v5"
@@ -148,24 +149,19 @@ func TestClaimWaitsForAFencedWrite(t *testing.T) {
 		claimed <- f
 	}()
 	// The claim is seen waiting on the row lock before the write is let go.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		var waiting int
-		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO grain_owner%'`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the claim never waited for the fenced write")
-		}
+	await.Until(t, "the claim to wait for the fenced write's lock", 30*time.Second, func() bool {
 		select {
 		case <-claimed:
 			t.Fatal("the claim went through while a write holding the old fence was open")
 		default:
 		}
-	}
+		var waiting int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO grain_owner%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting == 1
+	})
 	close(release)
 	if err := <-written; err != nil {
 		t.Fatalf("the fenced write = %v", err)

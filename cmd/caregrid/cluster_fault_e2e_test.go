@@ -7,10 +7,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
@@ -76,7 +78,7 @@ func (c *faultClient) do(method, path string, body any, key string) outcome {
 		if time.Now().After(deadline) {
 			return out
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the client's pause between retries, as an integration's
 	}
 }
 
@@ -187,6 +189,19 @@ func (l *clusterLoad) record(o outcome, keep func()) {
 	keep()
 }
 
+// progressed waits until 20 more requests (bookings and reads) have been
+// answered: the load is going through again, whatever just happened.
+func (l *clusterLoad) progressed(what string) {
+	l.t.Helper()
+	answered := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.bookings) + len(l.reads)
+	}
+	from := answered()
+	await.Until(l.t, "20 more answered requests "+what, membershipLimit, func() bool { return answered() >= from+20 })
+}
+
 // failed is the number of failed attempts so far.
 func (l *clusterLoad) failed() int {
 	l.mu.Lock()
@@ -194,8 +209,14 @@ func (l *clusterLoad) failed() int {
 	return l.failures
 }
 
+// recoveryLimit bounds how long one request may take from its first failed
+// attempt to its answer. Failover is a few seconds (the README quotes the
+// measured longest, which stopAndCheck logs); the margin is for three -race
+// members on a loaded two-core machine. Beyond it a request has failed.
+const recoveryLimit = 15 * time.Second
+
 // stopAndCheck ends the load and checks the promises: nothing failed
-// beyond the client's retries, every request recovered within 10 s, no
+// beyond the client's retries, every request recovered within recoveryLimit, no
 // doctor is double booked, every 201 is stored as booked, and every 200
 // read is in the audit trail under its request id.
 func (l *clusterLoad) stopAndCheck() {
@@ -204,8 +225,8 @@ func (l *clusterLoad) stopAndCheck() {
 	l.wg.Wait()
 	t.Logf("answers: %v; failed attempts %d by status %v (0: no answer); longest from a request's first failure to its answer: %v",
 		l.statuses, l.failures, l.failedBy, l.maxRecovery.Round(time.Millisecond))
-	if l.maxRecovery > 10*time.Second {
-		t.Errorf("a request took %v from its first failure to an answer, want within 10 s", l.maxRecovery)
+	if l.maxRecovery > recoveryLimit {
+		t.Errorf("a request took %v from its first failure to an answer, want within %v", l.maxRecovery, recoveryLimit)
 	}
 	for status, n := range l.statuses {
 		if status == 0 || status >= 500 {
@@ -249,14 +270,17 @@ func TestKillingMembersUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	pc := startPeerCluster(t, 3)
 	nodes, db := pc.nodes, pc.db
 	load := startClusterLoad(t, nodes, db)
-	time.Sleep(3 * time.Second)
+	load.progressed("before the first kill")
 	for _, victim := range []int{1, 2, 0} {
 		before := load.failed()
 		nodes[victim].kill()
-		time.Sleep(4 * time.Second)
+		dropped := pc.waitMembers(t, "the others drop node "+strconv.Itoa(victim), 2, victim)
+		load.progressed("while node " + strconv.Itoa(victim) + " is down")
 		nodes[victim].start()
-		time.Sleep(3 * time.Second)
-		t.Logf("kill -9 of node %d: %d failed attempts (each retried on another node) until 3 s after its restart", victim, load.failed()-before)
+		pc.waitMembers(t, "every node sees the restarted node "+strconv.Itoa(victim), 3, -1)
+		load.progressed("after node " + strconv.Itoa(victim) + " came back")
+		t.Logf("kill -9 of node %d: dropped after %v; %d failed attempts (each retried on another node) until the load went on after its restart",
+			victim, dropped.Round(time.Millisecond), load.failed()-before)
 	}
 	load.stopAndCheck()
 }
@@ -267,14 +291,14 @@ func TestRollingRestartWithSIGTERMUnderLoad(t *testing.T) {
 	pc := startPeerCluster(t, 3)
 	nodes, db := pc.nodes, pc.db
 	load := startClusterLoad(t, nodes, db)
-	time.Sleep(3 * time.Second)
+	load.progressed("before the first restart")
 	for i := range nodes {
 		before := load.failed()
 		took := nodes[i].terminate()
 		nodes[i].start()
-		waitFor(t, "the restarted member sees all three", 10*time.Second, func() bool { return clusterMembers(nodes[i].base) == 3 })
-		time.Sleep(2 * time.Second)
-		t.Logf("SIGTERM of node %d: stopped in %v; %d failed attempts (each retried on another node) until 2 s after it was back",
+		pc.waitMembers(t, "every node sees the restarted node "+strconv.Itoa(i), 3, -1)
+		load.progressed("after node " + strconv.Itoa(i) + " came back")
+		t.Logf("SIGTERM of node %d: stopped in %v; %d failed attempts (each retried on another node) until the load went on after it was back",
 			i, took.Round(time.Millisecond), load.failed()-before)
 	}
 	load.stopAndCheck()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/cluster/devcerts"
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 )
@@ -37,18 +38,11 @@ func clusterMembers(base string) int {
 	return -1
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return time.Since(start)
-}
+// membershipLimit bounds the wait for a change of membership to show (a
+// member seen, dropped, rejoined): detection takes a few seconds, and the
+// margin is for -race builds on a loaded two-core machine. It is a bound
+// on waiting, not a claim: the tests log the times the README quotes.
+const membershipLimit = 45 * time.Second
 
 // peerCluster is n caregrid processes on one database as a cluster of
 // static peers over mutual TLS. They share a public URL (as behind a load
@@ -93,12 +87,26 @@ func startCluster(t *testing.T, n int, provider []string) *peerCluster {
 		pc.nodes = append(pc.nodes, p)
 	}
 	for i, p := range pc.nodes {
-		waitFor(t, "node "+strconv.Itoa(i)+" sees every member", 15*time.Second, func() bool { return clusterMembers(p.base) == n })
+		await.Until(t, "node "+strconv.Itoa(i)+" sees every member", membershipLimit, func() bool { return clusterMembers(p.base) == n })
 	}
 	return pc
 }
 
 // process prepares a caregrid process of the cluster with certificate i.
+// waitMembers waits until every node but skip (-1: none) sees want
+// members, and returns how long that took.
+func (pc *peerCluster) waitMembers(t *testing.T, what string, want, skip int) time.Duration {
+	t.Helper()
+	return await.Until(t, what, membershipLimit, func() bool {
+		for i, n := range pc.nodes {
+			if i != skip && clusterMembers(n.base) != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func (pc *peerCluster) process(t *testing.T, i int, httpAddr string, extra ...string) *process {
 	public := "http://" + httpAddr
 	if len(pc.nodes) > 0 {
@@ -190,8 +198,8 @@ func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
 	// Kill a: b drops it from the topology and serves every patient,
 	// those a held included, re-activated on b.
 	nodes[0].kill()
-	dropped := waitFor(t, "b drops the killed member", 10*time.Second, func() bool { return clusterMembers(b.base) == 1 })
-	recovered := waitFor(t, "b serves every patient", 10*time.Second, func() bool {
+	dropped := await.Until(t, "b drops the killed member", membershipLimit, func() bool { return clusterMembers(b.base) == 1 })
+	recovered := await.Until(t, "b serves every patient", membershipLimit, func() bool {
 		for _, id := range patients {
 			if r := b.do("GET", "/v1/patients/"+id, desk, nil); r.status != 200 {
 				return false
@@ -210,7 +218,7 @@ func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
 	// Restarted (a new member id), a rejoins and serves again.
 	nodes[0].start()
 	for i, n := range nodes {
-		waitFor(t, "node "+strconv.Itoa(i)+" sees both members again", 10*time.Second, func() bool { return clusterMembers(n.base) == 2 })
+		await.Until(t, "node "+strconv.Itoa(i)+" sees both members again", membershipLimit, func() bool { return clusterMembers(n.base) == 2 })
 	}
 	for _, id := range patients {
 		expect(t, "read through the restarted a", a.do("GET", "/v1/patients/"+id, desk, nil), 200)
@@ -247,7 +255,7 @@ func TestEdgeOnlyNodeServesThroughTheMembers(t *testing.T) {
 		t.Fatalf("the edge's view = %s", r.body)
 	}
 	pc.nodes[0].kill()
-	waitFor(t, "the edge is not ready without members", 10*time.Second, func() bool {
+	await.Until(t, "the edge is not ready without members", membershipLimit, func() bool {
 		resp, err := http.Get(edgeNode.base + "/readyz")
 		if err != nil {
 			return false

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 )
 
@@ -365,13 +366,7 @@ func TestPrescriptionExpirySurvivesANodeRestart(t *testing.T) {
 		}
 		return st
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for status(due) != "expired" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the prescription is still %s after the restart", status(due))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	await.Until(t, "the restarted node's sweep to expire the prescription", 30*time.Second, func() bool { return status(due) == "expired" })
 	if st := status(running); st != "active" {
 		t.Fatalf("the 30-day prescription is %s", st)
 	}

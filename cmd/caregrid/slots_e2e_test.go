@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 )
 
@@ -128,15 +130,10 @@ func TestHTTPSlotFinder(t *testing.T) {
 		want := grainSlots(t, s, desk, from, to, tc.doctors)
 		// The read model trails the grains by the relay's lag: wait for it.
 		var got []foundSlot
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		await.Until(t, tc.name+": the read model to show what the grains say "+fmt.Sprint(want), 30*time.Second, func() bool {
 			got, _ = findSlots(t, s, patientTok, tc.q)
-			if slices.Equal(got, want) || time.Now().After(deadline) {
-				break
-			}
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("%s: read model = %v\ngrains say          %v", tc.name, got, want)
-		}
+			return slices.Equal(got, want)
+		})
 		if tc.name == "cardiology" {
 			// The booked 30 minutes of cardioA and the cancelled hour are visible as such.
 			has := func(doctor string, start time.Time) bool {
@@ -173,18 +170,13 @@ func TestHTTPSlotFinder(t *testing.T) {
 
 	// Every event is delivered, and the relay says so. Events written in
 	// the relay's last idle interval (200 ms) may still be waiting: poll.
-	var undelivered int
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	await.Until(t, "the outbox to be empty", 30*time.Second, func() bool {
+		var undelivered int
 		if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&undelivered); err != nil {
 			t.Fatal(err)
 		}
-		if undelivered == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("undelivered outbox events after 5 s = %d", undelivered)
-		}
-	}
+		return undelivered == 0
+	})
 	if m := s.do("GET", "/metrics", "", nil); !strings.Contains(string(m.body), "caregrid_outbox_relayed_total") {
 		t.Fatal("no caregrid_outbox_relayed_total in /metrics")
 	}
