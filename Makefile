@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: run test lint generate check-generated bench build cluster-up cluster-down consul
+.PHONY: run test fuzz lint generate check-generated bench build cluster-up cluster-down consul
 
 # The production binary: no development tokens.
 build:
@@ -27,9 +27,10 @@ cluster-down:
 consul:
 	cd deploy/consul-dev && $(GO) build -o ../../bin/consul .
 
-# The in-process multi-member tests in actors/patient and actors/calendar are built only without
-# -race (proto.actor shares unlocked state between members of one process;
-# see actors/patient/cluster_test.go), so that package runs a second time.
+# Every test runs under the race detector, the multi-member ones included
+# (in one process, and as processes of the -race test binary, whose race
+# reports fail their tests), and every benchmark runs once (-benchtime 1x)
+# so that none rots unnoticed; then each fuzz target for a fixed time.
 # The Consul tests (-tags consul) need bin/consul: it builds (niced) alongside the
 # other tests (about 11 minutes from a cold module cache, seconds after).
 # It starts first, so its module download overlaps lint's.
@@ -37,11 +38,22 @@ test:
 	@mkdir -p bin; set -e; \
 	(cd deploy/consul-dev && nice -n 19 $(GO) build -o ../../bin/consul .) >bin/consul-build.log 2>&1 & consul=$$!; \
 	$(MAKE) --no-print-directory lint check-generated; \
-	$(GO) test -race -count=1 ./...; \
-	$(GO) test -count=1 ./actors/patient/ ./actors/calendar/; \
-	$(GO) test -count=1 -tags devauth -run Dev ./edge/; \
+	$(GO) test -race -count=1 -bench . -benchtime 1x ./...; \
+	$(GO) test -count=1 -tags devauth -run Dev -bench . -benchtime 1x ./edge/; \
+	$(MAKE) --no-print-directory fuzz; \
 	wait $$consul || { echo "building bin/consul failed:"; cat bin/consul-build.log; exit 1; }; \
 	$(GO) test -race -count=1 -tags consul -run Consul ./cmd/caregrid/
+
+# Each fuzz target, found by name, for FUZZTIME (beyond the seed corpus
+# that every test run covers).
+FUZZTIME ?= 15s
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' actors cluster cmd edge internal persistence | xargs -r -n1 dirname | sort -u); do \
+		for target in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz ./$$dir $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./$$dir; \
+		done; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

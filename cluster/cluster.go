@@ -76,11 +76,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return start(ctx, cfg, nil)
 }
 
-// StartGroup starts several members in one process, for tests and tools.
-// proto.actor's remote.Start writes gRPC's global logger while other
-// members' gRPC goroutines read it (a data race), so each member's remoting
-// starts in turn and no member joins, and so talks to another, until every
-// remoting has started.
+// StartGroup starts several members in one process, for tests and tools:
+// each member's remoting starts in turn and no member joins, and so talks
+// to another, until every remoting has started (proto.actor's remote.Start
+// wrote gRPC's global logger for each member; third_party makes that once
+// per process, and the gate keeps the starts orderly).
 func StartGroup(ctx context.Context, cfgs ...Config) ([]*Node, error) {
 	gate := make(chan struct{})
 	type result struct {

@@ -1,9 +1,6 @@
-//go:build !race
-
 // Booking through real members (real remoting on loopback) in one process,
-// against real PostgreSQL. Not under the race detector, for the reasons in
-// actors/patient/cluster_test.go; `make test` runs this package again
-// without -race.
+// against real PostgreSQL, under the race detector (see
+// actors/patient/cluster_test.go).
 
 package calendar_test
 

@@ -1,13 +1,8 @@
-//go:build !race
-
 // These tests run several proto.actor members (real remoting on loopback)
-// in one process. They cannot run under the race detector: proto.actor
-// (v0.0.0-20240822202345-3c0e61ca19c9) shares one package-level math/rand
-// source, unlocked, between the gossip informers of every member in a
-// process (cluster/informer.go), and remote.Start writes gRPC's global
-// logger while other members' gRPC goroutines read it. Both are benign for
-// one member per process, which is how caregrid runs. `make test` runs this
-// package a second time without -race so that these tests always run.
+// in one process, under the race detector like every other test: the
+// races that kept them out of it (a rand source and gRPC's logger shared
+// by every member of a process, and others) are fixed in
+// third_party/protoactor-go.
 
 package patient_test
 
