@@ -192,6 +192,25 @@ func TestResetLinksExpire(t *testing.T) {
 	}
 }
 
+// TestAFailedSendIsReportedToTheUser: when the relay cannot be reached the
+// reset page says to try again (503), instead of claiming a link is on
+// its way.
+func TestAFailedSendIsReportedToTheUser(t *testing.T) {
+	down := freeAddr(t) // nothing listens there
+	is := startIdentityServer(t, func(c *identity.Config) { c.Mailer = identity.SMTPMailer{Addr: down, From: "caregrid <no-reply@hospital.example>"} })
+	is.account("2b7c0d1e-3f4a-4b5c-8d6e-7f8091a2b3c4", "desk-vera", "receptionist", "vera-password-123", false)
+	if _, err := is.db.Pool.Exec(context.Background(), `UPDATE accounts SET email = 'vera@hospital.example' WHERE username = 'desk-vera'`); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	p, _, _ := is.login(b)
+	forgot := b.get(is.issuer + "/login/forgot?id=" + textOf(p, `name="id" value="([^"]+)"`))
+	r := b.submit(forgot, map[string]string{"username": "desk-vera"})
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "Try again") || strings.Contains(r.body, "on its way") {
+		t.Fatalf("a reset whose mail cannot be sent: %d %s", r.status, r.body)
+	}
+}
+
 func TestPatientSelfRegistrationConfirmedByTheEmailOnFile(t *testing.T) {
 	is, mb := startMailServer(t, nil)
 	s := is.testServer

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,17 @@ type SMTPMailer struct {
 	From     string // the sender, "caregrid <no-reply@hospital.example>"
 	Username string
 	Password string
+	// TLS configures STARTTLS; nil verifies the relay's certificate for
+	// Addr's host against the system's roots.
+	TLS *tls.Config
+}
+
+// plainAllowed reports whether a message may go to addr without TLS: only
+// to a relay on this host (a loopback address) and with no credentials to
+// protect.
+func plainAllowed(addr string, credentials bool) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && isLoopback(host) && !credentials
 }
 
 func (m SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
@@ -55,11 +67,11 @@ func (m SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 	}
 	done := make(chan error, 1)
 	go func() {
-		if host, _, err := net.SplitHostPort(m.Addr); err == nil && isLoopback(host) && auth == nil {
+		if plainAllowed(m.Addr, auth != nil) {
 			done <- sendPlain(m.Addr, from.Address, rcpt.Address, msg)
 			return
 		}
-		done <- smtp.SendMail(m.Addr, auth, from.Address, []string{rcpt.Address}, bytes.NewReader(msg))
+		done <- m.sendStartTLS(auth, from.Address, rcpt.Address, msg)
 	}()
 	select {
 	case err := <-done:
@@ -70,6 +82,25 @@ func (m SMTPMailer) Send(ctx context.Context, to, subject, body string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("mail: %w", ctx.Err())
 	}
+}
+
+// sendStartTLS delivers over STARTTLS, which the relay must offer, and
+// authenticates first when auth is set (as go-smtp's SendMail, with m.TLS).
+func (m SMTPMailer) sendStartTLS(auth sasl.Client, from, to string, msg []byte) error {
+	c, err := smtp.DialStartTLS(m.Addr, m.TLS)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if auth != nil {
+		if err := c.Auth(auth); err != nil {
+			return err
+		}
+	}
+	if err := c.SendMail(from, []string{to}, bytes.NewReader(msg)); err != nil {
+		return err
+	}
+	return c.Quit()
 }
 
 // sendPlain delivers to a relay on loopback without TLS.
