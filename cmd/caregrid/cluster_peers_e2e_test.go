@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,9 +17,12 @@ import (
 
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/cluster/devcerts"
+	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/google/uuid"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // clusterMembers reads the caregrid_cluster_members gauge of a node (-1:
@@ -263,4 +268,48 @@ func TestEdgeOnlyNodeServesThroughTheMembers(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	})
+}
+
+// TestRevocationReachesTheOtherNodes: a token revoked through one node's
+// provider stops working there at once and on the other node within its
+// session check (identity.SessionCheckTTL, 2 s; the bound itself is tested
+// with a controlled clock in edge/identity). Real processes, one database.
+func TestRevocationReachesTheOtherNodes(t *testing.T) {
+	pc := startPeerCluster(t, 2)
+	a := &testServer{t: t, db: pc.db, base: pc.nodes[0].base, tokens: map[string]string{}}
+	b := &testServer{t: t, db: pc.db, base: pc.nodes[1].base, tokens: a.tokens}
+	ctx := context.Background()
+	id, secret := uuid.NewString(), uuid.NewString()
+	h := sha256.Sum256([]byte(secret))
+	client := persistence.Client{ID: "ops-" + id, Name: "ops", Kind: "service", SecretHash: h[:]}
+	if err := pc.db.CreateServiceClient(ctx, persistence.Account{ID: id, Username: "ops-" + id, Role: "admin"}, client); err != nil {
+		t.Fatal(err)
+	}
+	cc := clientcredentials.Config{ClientID: client.ID, ClientSecret: secret, TokenURL: a.base + identity.PathPrefix + "/oauth/token"}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*testServer{a, b} {
+		expect(t, "the token on "+s.base, s.do("GET", "/v1/me", tok.AccessToken, nil), 200)
+	}
+	form := url.Values{"token": {tok.AccessToken}, "token_type_hint": {"access_token"}}
+	req, _ := http.NewRequest("POST", a.base+identity.PathPrefix+"/revoke", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(client.ID, secret)
+	revoked := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	expect(t, "the revoked token on the revoking node", a.do("GET", "/v1/me", tok.AccessToken, nil), 401)
+	await.Until(t, "the other node to refuse the revoked token", membershipLimit, func() bool {
+		return b.do("GET", "/v1/me", tok.AccessToken, nil).status == 401
+	})
+	t.Logf("the other node refused the revoked token %v after the revocation (its check lasts %v)",
+		time.Since(revoked).Round(time.Millisecond), identity.SessionCheckTTL)
 }

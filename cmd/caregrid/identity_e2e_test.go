@@ -395,9 +395,8 @@ func TestLoginThrottlingAndLockout(t *testing.T) {
 
 }
 
-// Per source address: the budget runs out whatever the account. (A test
-// of its own: two cluster members alive in one test race on gRPC's global
-// logger under -race.)
+// Per source address: the budget runs out whatever the account (a test of
+// its own, for a fresh address budget).
 func TestLoginThrottledPerSourceAddress(t *testing.T) {
 	is2 := startIdentityServer(t, func(c *identity.Config) { c.PerAddress = ratelimit.PerMinute(3) })
 	b := newBrowser(t)

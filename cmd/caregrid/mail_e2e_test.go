@@ -197,7 +197,9 @@ func TestResetLinksExpire(t *testing.T) {
 // its way.
 func TestAFailedSendIsReportedToTheUser(t *testing.T) {
 	down := freeAddr(t) // nothing listens there
-	is := startIdentityServer(t, func(c *identity.Config) { c.Mailer = identity.SMTPMailer{Addr: down, From: "caregrid <no-reply@hospital.example>"} })
+	is := startIdentityServer(t, func(c *identity.Config) {
+		c.Mailer = identity.SMTPMailer{Addr: down, From: "caregrid <no-reply@hospital.example>"}
+	})
 	is.account("2b7c0d1e-3f4a-4b5c-8d6e-7f8091a2b3c4", "desk-vera", "receptionist", "vera-password-123", false)
 	if _, err := is.db.Pool.Exec(context.Background(), `UPDATE accounts SET email = 'vera@hospital.example' WHERE username = 'desk-vera'`); err != nil {
 		t.Fatal(err)
