@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -293,19 +292,8 @@ func TestRevocationReachesTheOtherNodes(t *testing.T) {
 	for _, s := range []*testServer{a, b} {
 		expect(t, "the token on "+s.base, s.do("GET", "/v1/me", tok.AccessToken, nil), 200)
 	}
-	form := url.Values{"token": {tok.AccessToken}, "token_type_hint": {"access_token"}}
-	req, _ := http.NewRequest("POST", a.base+identity.PathPrefix+"/revoke", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(client.ID, secret)
 	revoked := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("revoke: %d", resp.StatusCode)
-	}
+	revoke(t, a.base+identity.PathPrefix, client.ID, secret, tok.AccessToken)
 	expect(t, "the revoked token on the revoking node", a.do("GET", "/v1/me", tok.AccessToken, nil), 401)
 	await.Until(t, "the other node to refuse the revoked token", membershipLimit, func() bool {
 		return b.do("GET", "/v1/me", tok.AccessToken, nil).status == 401
