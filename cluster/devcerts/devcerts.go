@@ -133,3 +133,33 @@ func ClientTLS(caFile string, m Member, serverName string) (*tls.Config, error) 
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: serverName}, nil
 }
+
+// Local is a single node's own mutual TLS, so that even a node alone never
+// listens for remoting in plaintext: a CA and one member certificate for
+// dnsName and hosts, made in dir at first use and made again when the
+// certificate has less than 30 days left. The CA's key is not kept (no one
+// else will ever join this node's CA), and every file is readable by its
+// owner only: a local process without them cannot open the remoting.
+func Local(dir, dnsName string, hosts []string) (ca string, m Member, err error) {
+	ca, m = filepath.Join(dir, "ca.crt"), Member{Cert: filepath.Join(dir, "member-1.crt"), Key: filepath.Join(dir, "member-1.key")}
+	if pair, err := tls.LoadX509KeyPair(m.Cert, m.Key); err == nil {
+		if cert, err := x509.ParseCertificate(pair.Certificate[0]); err == nil && time.Until(cert.NotAfter) > 30*24*time.Hour {
+			if _, err := os.Stat(ca); err == nil {
+				return ca, m, nil
+			}
+		}
+	}
+	files, err := Generate(dir, 1, dnsName, hosts)
+	if err != nil {
+		return "", Member{}, err
+	}
+	if err := os.Remove(files.CAKey); err != nil {
+		return "", Member{}, err
+	}
+	for _, f := range []string{files.CA, files.Members[0].Cert, files.Members[0].Key} {
+		if err := os.Chmod(f, 0o600); err != nil {
+			return "", Member{}, err
+		}
+	}
+	return files.CA, files.Members[0], nil
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/cluster/devcerts"
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
@@ -79,7 +80,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.DevAuthKey, "dev-auth-key-file", envOr("CAREGRID_DEV_AUTH_KEY_FILE", ""), "development token key (default <data-dir>/dev-auth.key; created if missing) (env CAREGRID_DEV_AUTH_KEY_FILE)")
 	fs.StringVar(&c.ClusterName, "cluster-name", envOr("CAREGRID_CLUSTER_NAME", "caregrid"), "cluster name (env CAREGRID_CLUSTER_NAME)")
 	fs.StringVar(&c.ClusterHost, "cluster-host", envOr("CAREGRID_CLUSTER_HOST", "127.0.0.1"), "remoting host; loopback only unless remoting is mutual TLS (--cluster-tls-*) (env CAREGRID_CLUSTER_HOST)")
-	fs.StringVar(&c.ClusterTLS.CAFile, "cluster-tls-ca", envOr("CAREGRID_CLUSTER_TLS_CA", ""), "CA certificate (PEM) that signs every member's certificate; with the two below, remoting is mutual TLS and may leave loopback (env CAREGRID_CLUSTER_TLS_CA)")
+	fs.StringVar(&c.ClusterTLS.CAFile, "cluster-tls-ca", envOr("CAREGRID_CLUSTER_TLS_CA", ""), "CA certificate (PEM) that signs every member's certificate; with the two below, the cluster's mutual TLS (required for peers, Consul and edge nodes; a single node without them makes its own under <data-dir>/cluster-tls) (env CAREGRID_CLUSTER_TLS_CA)")
 	fs.StringVar(&c.ClusterTLS.CertFile, "cluster-tls-cert", envOr("CAREGRID_CLUSTER_TLS_CERT", ""), "this member's certificate (PEM), for the name "+cluster.PeerName+" (env CAREGRID_CLUSTER_TLS_CERT)")
 	fs.StringVar(&c.ClusterTLS.KeyFile, "cluster-tls-key", envOr("CAREGRID_CLUSTER_TLS_KEY", ""), "this member's private key (PEM) (env CAREGRID_CLUSTER_TLS_KEY)")
 	fs.StringVar(&c.Role, "role", envOr("CAREGRID_ROLE", "member"), "member: hosts grains and the HTTP edge; edge: the HTTP edge only, a client of the members in --cluster-peers (env CAREGRID_ROLE)")
@@ -143,6 +144,9 @@ func serveFlags(args []string) (serveConfig, error) {
 		return c, errors.New("serve: --role edge needs a way to find the members: --cluster-peers or --cluster-provider consul")
 	case c.Role == "member" && c.Provider == "peers" && c.ClusterPort == 0:
 		return c, errors.New("serve: --cluster-peers needs a fixed --cluster-port (the peers list names it)")
+	case c.Provider != "single" && c.clusterTLS() == nil:
+		// Remoting is never plaintext; a single node makes its own (see serve).
+		return c, errors.New("serve: members talk over mutual TLS only: give --cluster-tls-ca, --cluster-tls-cert and --cluster-tls-key (caregrid dev-certs makes a development set)")
 	}
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
 		return c, errors.New("serve: --blob-s3-endpoint and --blob-s3-bucket go together")
@@ -260,8 +264,17 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	if cfg.Provider == "consul" {
 		consulCfg = &cluster.Consul{Address: cfg.ConsulAddr, TTL: cfg.ConsulTTL, OnDropped: func() { dropOnce.Do(func() { close(dropped) }) }}
 	}
+	remotingTLS := cfg.clusterTLS()
+	if remotingTLS == nil { // a single node: its own throwaway CA, so its remoting is never plaintext
+		ca, m, err := devcerts.Local(filepath.Join(cfg.DataDir, "cluster-tls"), cluster.PeerName, []string{cfg.ClusterHost})
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("this node's remoting certificate: %w", err)
+		}
+		remotingTLS = &cluster.TLS{CAFile: ca, CertFile: m.Cert, KeyFile: m.Key}
+	}
 	n, err := startNode(ctx, db, nodeConfig{
-		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: cfg.clusterTLS(),
+		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
 		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
 		Auth: auth, Logger: logger, ActorLogger: actorLogger,
