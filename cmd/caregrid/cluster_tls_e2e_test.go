@@ -34,13 +34,8 @@ func TestClusterRemotingRefusesPeersWithoutAMemberCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	remoting := ln.Addr().String()
+	remoting := freeAddr(t)
 	_, port, _ := net.SplitHostPort(remoting)
-	_ = ln.Close()
 	m := certs.Members[0]
 	node, _ := startProcess(t, "--cluster-port", port,
 		"--cluster-tls-ca", certs.CA, "--cluster-tls-cert", m.Cert, "--cluster-tls-key", m.Key)
@@ -113,13 +108,8 @@ func probeRemoting(addr string, cfg *tls.Config) (string, error) {
 // peer and one with another CA's certificate are refused at the handshake.
 // Restarted, it keeps its certificate.
 func TestASingleNodeRemotingIsMutualTLSWithItsOwnCA(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	remoting := ln.Addr().String()
+	remoting := freeAddr(t)
 	_, port, _ := net.SplitHostPort(remoting)
-	_ = ln.Close()
 	node, _ := startProcess(t, "--cluster-port", port)
 	dir := filepath.Join(filepath.Dir(node.log), "cluster-tls")
 	own := devcerts.Member{Cert: filepath.Join(dir, "member-1.crt"), Key: filepath.Join(dir, "member-1.key")}
