@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -56,4 +57,15 @@ type Config struct {
 	EndpointManagerQueueSize int
 	Kinds                    map[string]*actor.Props
 	MaxRetryCount            int
+	// InboundGate, when set, is asked once per inbound stream (with the
+	// stream's context, which carries the peer's TLS state) for the
+	// function that decides every message of that stream: whether it is
+	// delivered, and the header it is delivered with. caregrid patch: the
+	// library delivers whatever a connected peer sends, with the header the
+	// peer wrote, so a grain cannot tell who sent a message.
+	InboundGate func(ctx context.Context) InboundFilter
 }
+
+// InboundFilter decides one inbound message: the header to deliver it with
+// (replacing the sender's), and false to drop it. caregrid patch.
+type InboundFilter func(target *actor.PID, message interface{}, header map[string]string) (map[string]string, bool)

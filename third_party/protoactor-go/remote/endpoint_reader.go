@@ -63,6 +63,10 @@ func (s *endpointReader) Receive(stream Remoting_ReceiveServer) error {
 		}
 	}()
 
+	var gate InboundFilter // caregrid patch: who sent this stream decides what is delivered
+	if s.remote.config.InboundGate != nil {
+		gate = s.remote.config.InboundGate(stream.Context())
+	}
 	for {
 		msg, err := stream.Recv()
 		switch {
@@ -88,7 +92,7 @@ func (s *endpointReader) Receive(stream Remoting_ReceiveServer) error {
 			}
 		case *RemoteMessage_MessageBatch:
 			m := t.MessageBatch
-			err := s.onMessageBatch(m)
+			err := s.onMessageBatch(m, gate)
 			if err != nil {
 				s.remote.Logger().Error("EndpointReader failed to handle message batch", slog.Any("error", err))
 				return err
@@ -120,7 +124,7 @@ func (s *endpointReader) OnConnectRequest(stream Remoting_ReceiveServer, c *Conn
 	return false, nil
 }
 
-func (s *endpointReader) onMessageBatch(m *MessageBatch) error {
+func (s *endpointReader) onMessageBatch(m *MessageBatch, gate InboundFilter) error {
 	var (
 		sender *actor.PID
 		target *actor.PID
@@ -152,6 +156,17 @@ func (s *endpointReader) onMessageBatch(m *MessageBatch) error {
 			}
 		}
 
+		var header map[string]string
+		if envelope.MessageHeader != nil {
+			header = envelope.MessageHeader.HeaderData
+		}
+		if gate != nil { // caregrid patch: the gate's header replaces the sender's
+			var deliver bool
+			if header, deliver = gate(target, message, header); !deliver {
+				continue
+			}
+		}
+
 		switch msg := message.(type) {
 		case *actor.Terminated:
 			rt := &remoteTerminate{
@@ -163,18 +178,13 @@ func (s *endpointReader) onMessageBatch(m *MessageBatch) error {
 			ref, _ := s.remote.actorSystem.ProcessRegistry.GetLocal(target.Id)
 			ref.SendSystemMessage(target, msg)
 		default:
-			var header map[string]string
-
 			// fast path
-			if sender == nil && envelope.MessageHeader == nil {
+			if sender == nil && header == nil {
 				s.remote.actorSystem.Root.Send(target, message)
 				continue
 			}
 
 			// slow path
-			if envelope.MessageHeader != nil {
-				header = envelope.MessageHeader.HeaderData
-			}
 			localEnvelope := &actor.MessageEnvelope{
 				Header:  header,
 				Message: message,
