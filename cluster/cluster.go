@@ -37,10 +37,11 @@ type Config struct {
 	// Name is the cluster name; members with different names never meet.
 	Name string
 	// Host and Port are the remoting address. Port 0 picks a free one.
-	// Without TLS, remoting is unauthenticated, so Host must be loopback.
 	Host string
 	Port int
-	// TLS makes remoting mutual TLS (nil: plaintext, loopback only).
+	// TLS is the remoting's mutual TLS, required: there is no plaintext
+	// remoting. Its certificate says what this node is: a member, an edge
+	// or a service (both of which join as clients).
 	TLS *TLS
 	// Agent is the membership registry; nil makes a private one (single node).
 	Agent *Agent
@@ -65,9 +66,14 @@ type Config struct {
 type Node struct {
 	System  *actor.ActorSystem
 	Cluster *actorcluster.Cluster
-	leaver  interface{ leave() } // a provider with a goodbye (peers, Consul)
-	client  bool                 // a cluster client: hosts no grains
-	stop    sync.Once
+	// Inbound is who is connected to this node's remoting and what was
+	// dropped (operators' view and metrics).
+	Inbound *Inbound
+	// Self is what this node's certificate says it is.
+	Self   Peer
+	leaver interface{ leave() } // a provider with a goodbye (peers, Consul)
+	client bool                 // a cluster client: hosts no grains
+	stop   sync.Once
 }
 
 // Start builds the actor system, joins the cluster and waits until this
@@ -148,12 +154,13 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
-	if ip := net.ParseIP(cfg.Host); cfg.TLS == nil && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("cluster: remoting host %q: without mutual TLS only loopback addresses are allowed", cfg.Host)
-	}
-	remoteOpts, err := remoteOptions(cfg.TLS)
+	inbound := newInbound()
+	remoteOpts, self, err := remoteOptions(cfg.TLS, inbound)
 	if err != nil {
 		return nil, err
+	}
+	if self.Kind != PeerMember && !cfg.Client {
+		return nil, fmt.Errorf("cluster: a %s certificate joins as a client only; members need one for %s", self.Kind, PeerName)
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -176,11 +183,17 @@ func start(ctx context.Context, cfg Config, gate *joinGate) (*Node, error) {
 	if cfg.Client && leaver == nil {
 		return nil, errors.New("cluster: a client needs a way to find the members (Peers or Consul)")
 	}
-	n := &Node{System: system, Cluster: c, leaver: leaver, client: cfg.Client}
+	n := &Node{System: system, Cluster: c, Inbound: inbound, Self: self, leaver: leaver, client: cfg.Client}
 	if cfg.Client {
 		c.StartClient()
 	} else {
 		c.StartMember()
+		if leaver == nil { // not static peers or Consul: answer their poll anyway
+			if err := answerMembership(c); err != nil {
+				n.Stop(false)
+				return nil, err
+			}
+		}
 	}
 	if err := n.spawnStatus(); err != nil {
 		n.Stop(false)
@@ -259,6 +272,16 @@ func (n *Node) Members() int { return n.Cluster.MemberList.Length() }
 // Stopping twice is harmless (proto.actor's own Shutdown panics).
 func (n *Node) Stop(graceful bool) {
 	n.stop.Do(func() {
+		if n.client {
+			// proto.actor's Shutdown sets gossip state, which a client
+			// never started (a nil PID: it panics).
+			if n.leaver != nil {
+				_ = n.Cluster.Config.ClusterProvider.Shutdown(false)
+			}
+			n.System.Shutdown()
+			n.Cluster.Remote.Shutdown(false)
+			return
+		}
 		if graceful && n.leaver != nil {
 			n.leaver.leave() // before the actor system stops, while remoting still works
 		}

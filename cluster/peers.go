@@ -91,6 +91,23 @@ func (p *peersProvider) StartMember(c *actorcluster.Cluster) error {
 	return p.start(c)
 }
 
+// answerMembership makes a member that does not find its peers through
+// this provider (a single node) answer "who are you" all the same, so that
+// an internal service given its remoting address joins it as a client.
+func answerMembership(c *actorcluster.Cluster) error {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return err
+	}
+	self := &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
+	_, err = c.ActorSystem.Root.SpawnNamed(actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actorcluster.Member); ok {
+			ctx.Respond(self)
+		}
+	}), membershipActor)
+	return err
+}
+
 // StartClient follows the members without being one (an edge-only node).
 func (p *peersProvider) StartClient(c *actorcluster.Cluster) error { return p.start(c) }
 

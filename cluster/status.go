@@ -38,6 +38,9 @@ func (n *Node) status(started *timestamppb.Timestamp) *messages.MemberStatus {
 	for _, kind := range n.Cluster.GetClusterKinds() {
 		st.Activations[kind] = int64(n.Cluster.GetClusterKind(kind).Count())
 	}
+	for _, c := range n.Inbound.Connections() {
+		st.Connections = append(st.Connections, &messages.RemotingConnection{Peer: c.Peer, Address: c.Address, ConnectedAt: timestamppb.New(c.ConnectedAt)})
+	}
 	return st
 }
 
@@ -49,6 +52,9 @@ type MemberView struct {
 	Status      string           `json:"status"` // up, or unreachable (in the topology, not answering)
 	Activations map[string]int64 `json:"activations,omitempty"`
 	StartedAt   *time.Time       `json:"started_at,omitempty"`
+	// Connections are the remoting streams connected to the member, named
+	// by their peers' certificates (member, edge, service:<client>).
+	Connections []Connection `json:"connections,omitempty"`
 }
 
 // View is this node's view of the cluster.
@@ -73,6 +79,9 @@ func (n *Node) View() View {
 			if st, ok := res.(*messages.MemberStatus); ok && st.GetId() == m.Id {
 				at := st.GetStartedAt().AsTime()
 				mv.Status, mv.Roles, mv.Activations, mv.StartedAt = "up", st.GetRoles(), st.GetActivations(), &at
+				for _, c := range st.GetConnections() {
+					mv.Connections = append(mv.Connections, Connection{Peer: c.GetPeer(), Address: c.GetAddress(), ConnectedAt: c.GetConnectedAt().AsTime()})
+				}
 			}
 		}
 		view.Members = append(view.Members, mv)

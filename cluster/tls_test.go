@@ -122,16 +122,18 @@ func TestTLSSettingsAreCheckedAtStart(t *testing.T) {
 		want string
 	}{
 		{"no key", TLS{CAFile: certs.CA, CertFile: m.Cert}, "needs a CA file"},
-		{"certificate of another CA", TLS{CAFile: certs.CA, CertFile: other.Members[0].Cert, KeyFile: other.Members[0].Key}, "not valid for"},
-		{"certificate for another name", TLS{CAFile: other.CA, CertFile: other.Members[0].Cert, KeyFile: other.Members[0].Key}, "not valid for"},
+		{"certificate of another CA", TLS{CAFile: certs.CA, CertFile: other.Members[0].Cert, KeyFile: other.Members[0].Key}, "not valid under the CA"},
+		{"certificate for another name", TLS{CAFile: other.CA, CertFile: other.Members[0].Cert, KeyFile: other.Members[0].Key}, "names no caregrid role"},
 		{"key of another certificate", TLS{CAFile: certs.CA, CertFile: m.Cert, KeyFile: other.Members[0].Key}, "private key does not match"},
 		{"CA file not PEM", TLS{CAFile: m.Key + ".missing", CertFile: m.Cert, KeyFile: m.Key}, "no such file"},
 	} {
-		if _, _, err := c.tls.credentials(); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, _, _, err := c.tls.credentials(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
 		}
 	}
-	if _, err := Start(context.Background(), Config{Name: "x", Host: "192.0.2.1"}); err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Errorf("plaintext remoting on a routable address: %v", err)
+	for _, host := range []string{"127.0.0.1", "192.0.2.1"} {
+		if _, err := Start(context.Background(), Config{Name: "x", Host: host}); err == nil || !strings.Contains(err.Error(), "mutual TLS only") {
+			t.Errorf("plaintext remoting on %s: %v, want it refused", host, err)
+		}
 	}
 }

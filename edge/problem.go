@@ -78,6 +78,7 @@ var grainProblems = map[string]struct {
 	messages.ErrorReason_UNBOOKABLE.String():             {422, "unbookable", "Time cannot be booked"},
 	messages.ErrorReason_WRONG_STATE.String():            {409, "wrong-state", "Not allowed in the current state"},
 	messages.ErrorReason_INTERACTION.String():            {409, "interaction", "Interaction or allergy warnings"},
+	messages.ErrorReason_UNPROVEN.String():               {401, "unauthenticated", "Authentication required"},
 }
 
 // toProblem maps any error a handler returns to a problem.

@@ -275,7 +275,10 @@ func setRequestID(c *fiber.Ctx) {
 	c.Set(fiber.HeaderXRequestID, id)
 }
 
-const principalKey = "principal"
+const (
+	principalKey = "principal"
+	tokenKey     = "token"
+)
 
 // authenticate requires a valid bearer token and keeps its Principal.
 func (s *Server) authenticate(c *fiber.Ctx) error {
@@ -299,6 +302,8 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		return p
 	}
 	c.Locals(principalKey, p)
+	// The token travels to the grain, which verifies it again (actors/proof).
+	c.Locals(tokenKey, token) // Immutable: a copy already
 	return c.Next()
 }
 
@@ -315,6 +320,7 @@ var purposePattern = regexp.MustCompile(`^[A-Z]{2,16}$`)
 // caller builds the Caller a grain request carries.
 func (s *Server) caller(c *fiber.Ctx) (*messages.Caller, error) {
 	p, _ := c.Locals(principalKey).(Principal)
+	token, _ := c.Locals(tokenKey).(string)
 	purpose := c.Get("X-Purpose-Of-Use")
 	switch {
 	case purpose == "" && p.Role == messages.Role_ROLE_PATIENT:
@@ -328,6 +334,7 @@ func (s *Server) caller(c *fiber.Ctx) (*messages.Caller, error) {
 	return &messages.Caller{
 		Subject: p.Subject, Role: p.Role, Client: p.Client, PurposeOfUse: purpose,
 		RequestId: c.GetRespHeader(fiber.HeaderXRequestID), SourceAddress: c.IP(),
+		Token: token,
 	}, nil
 }
 

@@ -128,6 +128,9 @@ const (
 	// interaction or an allergy and carries no override reason; metadata
 	// "warnings" holds the PrescriptionWarnings message in protojson.
 	ErrorReason_INTERACTION ErrorReason = 13
+	// UNPROVEN: the request's caller could not be proven (no token, a forged,
+	// expired or revoked one, or a sender that may not make this call).
+	ErrorReason_UNPROVEN ErrorReason = 14
 )
 
 // Enum value maps for ErrorReason.
@@ -147,6 +150,7 @@ var (
 		11: "UNBOOKABLE",
 		12: "WRONG_STATE",
 		13: "INTERACTION",
+		14: "UNPROVEN",
 	}
 	ErrorReason_value = map[string]int32{
 		"INVALID_ARGUMENT":       0,
@@ -163,6 +167,7 @@ var (
 		"UNBOOKABLE":             11,
 		"WRONG_STATE":            12,
 		"INTERACTION":            13,
+		"UNPROVEN":               14,
 	}
 )
 
@@ -210,8 +215,13 @@ type Caller struct {
 	SourceAddress string `protobuf:"bytes,6,opt,name=source_address,json=sourceAddress,proto3" json:"source_address,omitempty"`
 	// break_glass_reason is set only for an emergency override.
 	BreakGlassReason string `protobuf:"bytes,7,opt,name=break_glass_reason,json=breakGlassReason,proto3" json:"break_glass_reason,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// token is the proof: the end user's or the service's own access token,
+	// which the receiving grain verifies (signature, expiry, session) and
+	// derives subject, role and client from, whatever the fields above say
+	// (actors/proof). Never stored, never audited.
+	Token         string `protobuf:"bytes,8,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Caller) Reset() {
@@ -293,11 +303,18 @@ func (x *Caller) GetBreakGlassReason() string {
 	return ""
 }
 
+func (x *Caller) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 var File_common_proto protoreflect.FileDescriptor
 
 const file_common_proto_rawDesc = "" +
 	"\n" +
-	"\fcommon.proto\x12\vcaregrid.v1\"\xfb\x01\n" +
+	"\fcommon.proto\x12\vcaregrid.v1\"\x91\x02\n" +
 	"\x06Caller\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12%\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x11.caregrid.v1.RoleR\x04role\x12\x16\n" +
@@ -306,7 +323,8 @@ const file_common_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12%\n" +
 	"\x0esource_address\x18\x06 \x01(\tR\rsourceAddress\x12,\n" +
-	"\x12break_glass_reason\x18\a \x01(\tR\x10breakGlassReason*x\n" +
+	"\x12break_glass_reason\x18\a \x01(\tR\x10breakGlassReason\x12\x14\n" +
+	"\x05token\x18\b \x01(\tR\x05token*x\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x0f\n" +
@@ -314,7 +332,7 @@ const file_common_proto_rawDesc = "" +
 	"\x11ROLE_RECEPTIONIST\x10\x03\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x04\x12\x10\n" +
-	"\fROLE_SERVICE\x10\x05*\xa0\x02\n" +
+	"\fROLE_SERVICE\x10\x05*\xae\x02\n" +
 	"\vErrorReason\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x00\x12\r\n" +
 	"\tNOT_FOUND\x10\x01\x12\x12\n" +
@@ -333,7 +351,8 @@ const file_common_proto_rawDesc = "" +
 	"\n" +
 	"UNBOOKABLE\x10\v\x12\x0f\n" +
 	"\vWRONG_STATE\x10\f\x12\x0f\n" +
-	"\vINTERACTION\x10\rB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
+	"\vINTERACTION\x10\r\x12\f\n" +
+	"\bUNPROVEN\x10\x0eB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var (
 	file_common_proto_rawDescOnce sync.Once

@@ -224,3 +224,19 @@ func IsInteraction(err error) bool {
 	e := cluster.FromError(err)
 	return e.Reason == ErrorReason_INTERACTION.String()
 }
+
+// UNPROVEN: the request's caller could not be proven (no token, a forged,
+// expired or revoked one, or a sender that may not make this call).
+func ErrUnproven(format string, args ...interface{}) *cluster.GrainErrorResponse {
+	return cluster.NewGrainErrorResponse(ErrorReason_UNPROVEN.String(), fmt.Sprintf(format, args...))
+}
+
+// UNPROVEN: the request's caller could not be proven (no token, a forged,
+// expired or revoked one, or a sender that may not make this call).
+func IsUnproven(err error) bool {
+	if err == nil {
+		return false
+	}
+	e := cluster.FromError(err)
+	return e.Reason == ErrorReason_UNPROVEN.String()
+}

@@ -68,8 +68,11 @@ type MemberStatus struct {
 	// roles: "member" hosts grains and the edge; "edge" is a client only.
 	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
 	// activations counts the grains active on the member, by kind.
-	Activations   map[string]int64       `protobuf:"bytes,4,rep,name=activations,proto3" json:"activations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Activations map[string]int64       `protobuf:"bytes,4,rep,name=activations,proto3" json:"activations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	StartedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// connections are the remoting streams connected to the member, each
+	// named by its peer's certificate: member, edge or service:<client>.
+	Connections   []*RemotingConnection `protobuf:"bytes,6,rep,name=connections,proto3" json:"connections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,6 +142,74 @@ func (x *MemberStatus) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *MemberStatus) GetConnections() []*RemotingConnection {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
+// RemotingConnection is one inbound remoting stream of a member.
+type RemotingConnection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peer          string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	ConnectedAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemotingConnection) Reset() {
+	*x = RemotingConnection{}
+	mi := &file_ops_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemotingConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemotingConnection) ProtoMessage() {}
+
+func (x *RemotingConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_ops_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemotingConnection.ProtoReflect.Descriptor instead.
+func (*RemotingConnection) Descriptor() ([]byte, []int) {
+	return file_ops_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RemotingConnection) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *RemotingConnection) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *RemotingConnection) GetConnectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedAt
+	}
+	return nil
+}
+
 // MemberLeaving tells a peer that the member is stopping on purpose, so it
 // leaves the peer's topology at once rather than after it stops answering.
 type MemberLeaving struct {
@@ -150,7 +221,7 @@ type MemberLeaving struct {
 
 func (x *MemberLeaving) Reset() {
 	*x = MemberLeaving{}
-	mi := &file_ops_proto_msgTypes[2]
+	mi := &file_ops_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +233,7 @@ func (x *MemberLeaving) String() string {
 func (*MemberLeaving) ProtoMessage() {}
 
 func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
-	mi := &file_ops_proto_msgTypes[2]
+	mi := &file_ops_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +246,7 @@ func (x *MemberLeaving) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLeaving.ProtoReflect.Descriptor instead.
 func (*MemberLeaving) Descriptor() ([]byte, []int) {
-	return file_ops_proto_rawDescGZIP(), []int{2}
+	return file_ops_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MemberLeaving) GetId() string {
@@ -190,17 +261,22 @@ var File_ops_proto protoreflect.FileDescriptor
 const file_ops_proto_rawDesc = "" +
 	"\n" +
 	"\tops.proto\x12\vcaregrid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n" +
-	"\x13MemberStatusRequest\"\x97\x02\n" +
+	"\x13MemberStatusRequest\"\xda\x02\n" +
 	"\fMemberStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05roles\x18\x03 \x03(\tR\x05roles\x12L\n" +
 	"\vactivations\x18\x04 \x03(\v2*.caregrid.v1.MemberStatus.ActivationsEntryR\vactivations\x129\n" +
 	"\n" +
-	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x1a>\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12A\n" +
+	"\vconnections\x18\x06 \x03(\v2\x1f.caregrid.v1.RemotingConnectionR\vconnections\x1a>\n" +
 	"\x10ActivationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x1f\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x81\x01\n" +
+	"\x12RemotingConnection\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12=\n" +
+	"\fconnected_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\"\x1f\n" +
 	"\rMemberLeaving\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02idB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
@@ -216,22 +292,25 @@ func file_ops_proto_rawDescGZIP() []byte {
 	return file_ops_proto_rawDescData
 }
 
-var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_ops_proto_goTypes = []any{
 	(*MemberStatusRequest)(nil),   // 0: caregrid.v1.MemberStatusRequest
 	(*MemberStatus)(nil),          // 1: caregrid.v1.MemberStatus
-	(*MemberLeaving)(nil),         // 2: caregrid.v1.MemberLeaving
-	nil,                           // 3: caregrid.v1.MemberStatus.ActivationsEntry
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*RemotingConnection)(nil),    // 2: caregrid.v1.RemotingConnection
+	(*MemberLeaving)(nil),         // 3: caregrid.v1.MemberLeaving
+	nil,                           // 4: caregrid.v1.MemberStatus.ActivationsEntry
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_ops_proto_depIdxs = []int32{
-	3, // 0: caregrid.v1.MemberStatus.activations:type_name -> caregrid.v1.MemberStatus.ActivationsEntry
-	4, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 0: caregrid.v1.MemberStatus.activations:type_name -> caregrid.v1.MemberStatus.ActivationsEntry
+	5, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
+	2, // 2: caregrid.v1.MemberStatus.connections:type_name -> caregrid.v1.RemotingConnection
+	5, // 3: caregrid.v1.RemotingConnection.connected_at:type_name -> google.protobuf.Timestamp
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_ops_proto_init() }
@@ -245,7 +324,7 @@ func file_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ops_proto_rawDesc), len(file_ops_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

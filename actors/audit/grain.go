@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
@@ -17,6 +18,9 @@ import (
 
 // Deps are what every audit grain of a process shares.
 type Deps struct {
+	// Proof proves the caller of every request before the grain sees it
+	// (actors/proof); nil refuses every request.
+	Proof  *proof.Checker
 	DB     *persistence.DB
 	Logger *slog.Logger
 	// WriteTimeout bounds one batch write; it must be shorter than the
@@ -34,7 +38,7 @@ func Kind(deps Deps) *actorcluster.Kind {
 		deps.Logger = slog.Default()
 	}
 	// Shards stay active: their chain head is their state, reloading it costs a query.
-	return messages.NewAuditKind(func() messages.Audit { return &Grain{deps: deps} }, 0)
+	return messages.NewAuditKind(func() messages.Audit { return &Grain{deps: deps} }, 0, actor.WithReceiverMiddleware(deps.Proof.Middleware(proof.Policy{Service: "Audit", NodeOnly: true})))
 }
 
 // ShardIdentity is the grain identity of shard n.

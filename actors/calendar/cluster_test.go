@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,8 +29,8 @@ import (
 )
 
 var (
-	admin = &messages.Caller{Subject: "admin-1", Role: messages.Role_ROLE_ADMIN}
-	desk  = &messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"}
+	admin = prooftest.Sign(&messages.Caller{Subject: "admin-1", Role: messages.Role_ROLE_ADMIN})
+	desk  = prooftest.Sign(&messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"})
 )
 
 // holdTTL is the production default: the patient call's timeout is a
@@ -57,14 +58,20 @@ func (c *shiftClock) Shift(t *testing.T, d time.Duration) {
 	t.Cleanup(func() { c.offset.Store(0) })
 }
 
-func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
+// checker proves the callers of this process's grains; prooftest.Sign
+// makes the tokens it accepts.
+var checker = prooftest.Checker()
+
+func TestMain(m *testing.M) { prooftest.Main(m) }
+
+func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
 	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
 	return cluster.Config{
-		Name: name, Agent: agent,
+		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
-			audit.Kind(audit.Deps{DB: db}),
-			patient.Kind(patient.Deps{DB: db, Audit: rec, Now: clock.Now}, time.Minute),
-			calendar.Kind(calendar.Deps{DB: db, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now}, time.Minute),
+			audit.Kind(audit.Deps{DB: db, Proof: checker}),
+			patient.Kind(patient.Deps{DB: db, Proof: checker, Audit: rec, Now: clock.Now}, time.Minute),
+			calendar.Kind(calendar.Deps{DB: db, Proof: checker, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now}, time.Minute),
 		},
 	}
 }
@@ -245,7 +252,7 @@ func TestConcurrentBookingsOfFiftySlots(t *testing.T) {
 	db := pgtest.New(t)
 	agent := cluster.NewAgent()
 	name := fmt.Sprintf("book-%d", time.Now().UnixNano())
-	nodes := startGroup(t, memberConfig(db, name, agent), memberConfig(db, name, agent), memberConfig(db, name, agent))
+	nodes := startGroup(t, memberConfig(t, db, name, agent), memberConfig(t, db, name, agent), memberConfig(t, db, name, agent))
 	waitMembers(t, nodes, 3)
 	doctor := newDoctor(t, db, nodes[0].Cluster)
 	patients := newPatients(t, nodes[0].Cluster, 10)
@@ -350,7 +357,7 @@ func TestConcurrentBookingsOfFiftySlots(t *testing.T) {
 // is back, is audited and answered.
 func TestBookingFailsClosedWithoutAudit(t *testing.T) {
 	db := pgtest.New(t)
-	nodes := startGroup(t, memberConfig(db, fmt.Sprintf("audit-%d", time.Now().UnixNano()), nil))
+	nodes := startGroup(t, memberConfig(t, db, fmt.Sprintf("audit-%d", time.Now().UnixNano()), nil))
 	c := nodes[0].Cluster
 	doctor := newDoctor(t, db, c)
 	ps := newPatients(t, c, 1)
@@ -407,7 +414,7 @@ func TestBookingsWhileMembersJoinAndLeave(t *testing.T) {
 	db := pgtest.New(t)
 	agent := cluster.NewAgent()
 	name := fmt.Sprintf("churn-%d", time.Now().UnixNano())
-	nodes := startGroup(t, memberConfig(db, name, agent), memberConfig(db, name, agent), memberConfig(db, name, agent))
+	nodes := startGroup(t, memberConfig(t, db, name, agent), memberConfig(t, db, name, agent), memberConfig(t, db, name, agent))
 	waitMembers(t, nodes, 3)
 	const doctors = 4
 	ds := make([]string, doctors)
@@ -467,7 +474,7 @@ func TestBookingsWhileMembersJoinAndLeave(t *testing.T) {
 		})
 	}
 	progressed("before the churn")
-	joined, err := cluster.Start(context.Background(), memberConfig(db, name, agent))
+	joined, err := cluster.Start(context.Background(), memberConfig(t, db, name, agent))
 	if err != nil {
 		t.Fatalf("join: %v", err)
 	}
@@ -536,7 +543,7 @@ func strandHold(t *testing.T, db *persistence.DB, doctor, apptID, patientID stri
 // then frees it; the replay of the stranded request itself resumes it.
 func TestStrandedHoldExpires(t *testing.T) {
 	db := pgtest.New(t)
-	nodes := startGroup(t, memberConfig(db, fmt.Sprintf("hold-%d", time.Now().UnixNano()), nil))
+	nodes := startGroup(t, memberConfig(t, db, fmt.Sprintf("hold-%d", time.Now().UnixNano()), nil))
 	c := nodes[0].Cluster
 	doctor := newDoctor(t, db, c)
 	ps := newPatients(t, c, 3)
@@ -582,7 +589,7 @@ func TestStrandedHoldExpires(t *testing.T) {
 // one by each path.
 func TestBookingWrittenAtOnceWhileAWriteIsInFlight(t *testing.T) {
 	db := pgtest.New(t)
-	nodes := startGroup(t, memberConfig(db, fmt.Sprintf("once-%d", time.Now().UnixNano()), nil))
+	nodes := startGroup(t, memberConfig(t, db, fmt.Sprintf("once-%d", time.Now().UnixNano()), nil))
 	c := nodes[0].Cluster
 	doctor := newDoctor(t, db, c)
 	ps := newPatients(t, c, 2)
@@ -660,7 +667,7 @@ func TestRescheduleRaces(t *testing.T) {
 	db := pgtest.New(t)
 	agent := cluster.NewAgent()
 	name := fmt.Sprintf("move-%d", time.Now().UnixNano())
-	nodes := startGroup(t, memberConfig(db, name, agent), memberConfig(db, name, agent))
+	nodes := startGroup(t, memberConfig(t, db, name, agent), memberConfig(t, db, name, agent))
 	waitMembers(t, nodes, 2)
 	doctor := newDoctor(t, db, nodes[0].Cluster)
 	ps := newPatients(t, nodes[0].Cluster, 8)

@@ -2,10 +2,11 @@ package calendar
 
 import (
 	"bytes"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 
 	"context"
 	"errors"
-	"github.com/asynkron/protoactor-go/actor"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
@@ -25,6 +26,9 @@ import (
 
 // Deps are what every calendar grain of a process shares.
 type Deps struct {
+	// Proof proves the caller of every request before the grain sees it
+	// (actors/proof); nil refuses every request.
+	Proof        *proof.Checker
 	DB           *persistence.DB
 	Audit        audit.Recorder
 	Logger       *slog.Logger
@@ -57,7 +61,7 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	if deps.HoldTTL <= 0 {
 		deps.HoldTTL = DefaultHoldTTL
 	}
-	return messages.NewCalendarKind(func() messages.Calendar { return &Grain{deps: deps} }, idle)
+	return messages.NewCalendarKind(func() messages.Calendar { return &Grain{deps: deps} }, idle, actor.WithReceiverMiddleware(deps.Proof.Middleware(proof.Policy{Service: "Calendar"})))
 }
 
 // Grain is one doctor's calendar: their profile, working hours and

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"strings"
 	"time"
@@ -54,6 +56,9 @@ func New(id string, in *messages.ClinicRecord, now time.Time) (*messages.ClinicR
 
 // Deps are what every clinic grain of a process shares.
 type Deps struct {
+	// Proof proves the caller of every request before the grain sees it
+	// (actors/proof); nil refuses every request.
+	Proof  *proof.Checker
 	DB     *persistence.DB
 	Audit  audit.Recorder
 	Logger *slog.Logger
@@ -68,7 +73,7 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	return messages.NewClinicKind(func() messages.Clinic { return &Grain{deps: deps} }, idle)
+	return messages.NewClinicKind(func() messages.Clinic { return &Grain{deps: deps} }, idle, actor.WithReceiverMiddleware(deps.Proof.Middleware(proof.Policy{Service: "Clinic"})))
 }
 
 // Grain is one clinic.

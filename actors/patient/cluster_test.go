@@ -9,6 +9,7 @@ package patient_test
 import (
 	"context"
 	"fmt"
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"sync"
 	"testing"
 	"time"
@@ -25,17 +26,23 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 )
 
-var desk = &messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"}
+var desk = prooftest.Sign(&messages.Caller{Subject: "desk-1", Role: messages.Role_ROLE_RECEPTIONIST, PurposeOfUse: "TREAT"})
+
+// checker proves the callers of this process's grains; prooftest.Sign
+// makes the tokens it accepts.
+var checker = prooftest.Checker()
+
+func TestMain(m *testing.M) { prooftest.Main(m) }
 
 // memberConfig is one real member (real remoting on loopback) hosting the
 // patient and audit kinds. Members sharing an agent form one cluster.
-func memberConfig(db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
+func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
 	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
 	return cluster.Config{
-		Name: name, Agent: agent,
+		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
-			audit.Kind(audit.Deps{DB: db}),
-			patient.Kind(patient.Deps{DB: db, Audit: rec}, time.Minute),
+			audit.Kind(audit.Deps{DB: db, Proof: checker}),
+			patient.Kind(patient.Deps{DB: db, Proof: checker, Audit: rec}, time.Minute),
 		},
 	}
 }
@@ -100,7 +107,7 @@ func TestThreeMembersServeEachOthersIdentities(t *testing.T) {
 	db := pgtest.New(t)
 	agent := cluster.NewAgent()
 	name := fmt.Sprintf("three-%d", time.Now().UnixNano())
-	nodes := startGroup(t, memberConfig(db, name, agent), memberConfig(db, name, agent), memberConfig(db, name, agent))
+	nodes := startGroup(t, memberConfig(t, db, name, agent), memberConfig(t, db, name, agent), memberConfig(t, db, name, agent))
 	waitMembers(t, nodes, 3)
 
 	const n = 30
@@ -151,8 +158,8 @@ func TestThreeMembersServeEachOthersIdentities(t *testing.T) {
 func TestFencedActivationStopsAndCallerRetries(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	nodes := startGroup(t, memberConfig(db, fmt.Sprintf("split-a-%d", time.Now().UnixNano()), nil),
-		memberConfig(db, fmt.Sprintf("split-b-%d", time.Now().UnixNano()), nil))
+	nodes := startGroup(t, memberConfig(t, db, fmt.Sprintf("split-a-%d", time.Now().UnixNano()), nil),
+		memberConfig(t, db, fmt.Sprintf("split-b-%d", time.Now().UnixNano()), nil))
 	a, b := nodes[0], nodes[1]
 	const id = "11111111-1111-4111-8111-111111111111"
 

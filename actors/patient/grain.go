@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"strconv"
 	"time"
@@ -32,6 +34,9 @@ const (
 
 // Deps are what every patient grain of a process shares.
 type Deps struct {
+	// Proof proves the caller of every request before the grain sees it
+	// (actors/proof); nil refuses every request.
+	Proof  *proof.Checker
 	DB     *persistence.DB
 	Audit  audit.Recorder
 	Logger *slog.Logger
@@ -62,7 +67,7 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	if deps.Interactions == nil {
 		deps.Interactions = interactions.HighPriority()
 	}
-	return messages.NewPatientKind(func() messages.Patient { return &Grain{deps: deps} }, idle)
+	return messages.NewPatientKind(func() messages.Patient { return &Grain{deps: deps} }, idle, actor.WithReceiverMiddleware(deps.Proof.Middleware(proof.Policy{Service: "Patient", MemberOnly: []string{"Reserve", "Settle", "AdmitPrescription"}})))
 }
 
 // Grain is one patient. Every method follows the same steps: decide access

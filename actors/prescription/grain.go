@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"time"
 
@@ -21,6 +23,9 @@ import (
 
 // Deps are what every prescription grain of a process shares.
 type Deps struct {
+	// Proof proves the caller of every request before the grain sees it
+	// (actors/proof); nil refuses every request.
+	Proof  *proof.Checker
 	DB     *persistence.DB
 	Audit  audit.Recorder
 	Logger *slog.Logger
@@ -44,7 +49,7 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	return messages.NewPrescriptionKind(func() messages.Prescription { return &Grain{deps: deps} }, idle)
+	return messages.NewPrescriptionKind(func() messages.Prescription { return &Grain{deps: deps} }, idle, actor.WithReceiverMiddleware(deps.Proof.Middleware(proof.Policy{Service: "Prescription", MemberOnly: []string{"Expire"}})))
 }
 
 // Grain is one prescription. It holds the record as stored (clinical text

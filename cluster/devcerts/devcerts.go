@@ -64,35 +64,66 @@ func Generate(dir string, members int, dnsName string, hosts []string) (Files, e
 		return Files{}, err
 	}
 	for i := 1; i <= members; i++ {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		m, err := issue(ca, caKey, dir, fmt.Sprintf("member-%d", i), dnsName, hosts, now.AddDate(0, 3, 0))
 		if err != nil {
-			return Files{}, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: serial(), Subject: pkix.Name{CommonName: fmt.Sprintf("member-%d", i)},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(0, 3, 0),
-			KeyUsage:    x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			DNSNames:    []string{dnsName},
-		}
-		for _, h := range hosts {
-			if ip := net.ParseIP(h); ip != nil {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			} else {
-				tmpl.DNSNames = append(tmpl.DNSNames, h)
-			}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return Files{}, err
-		}
-		m := Member{Cert: filepath.Join(dir, fmt.Sprintf("member-%d.crt", i)), Key: filepath.Join(dir, fmt.Sprintf("member-%d.key", i))}
-		if err := write(m.Cert, m.Key, der, key); err != nil {
 			return Files{}, err
 		}
 		files.Members = append(files.Members, m)
 	}
 	return files, nil
+}
+
+// Issue writes <name>.crt/.key into dir: a certificate for dnsName (and
+// hosts) signed by the CA whose certificate and key are in caCert and
+// caKey (as Generate wrote them). Edges (cluster.EdgeName) and internal
+// services (cluster.ServiceName) get theirs this way.
+func Issue(caCert, caKey, dir, name, dnsName string, hosts []string) (Member, error) {
+	pair, err := tls.LoadX509KeyPair(caCert, caKey)
+	if err != nil {
+		return Member{}, fmt.Errorf("devcerts: the CA: %w", err)
+	}
+	ca, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return Member{}, err
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return Member{}, errors.New("devcerts: the CA key is not ECDSA")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Member{}, err
+	}
+	return issue(ca, key, dir, name, dnsName, hosts, time.Now().AddDate(0, 3, 0))
+}
+
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, dir, name, dnsName string, hosts []string, notAfter time.Time) (Member, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Member{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{dnsName},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return Member{}, err
+	}
+	m := Member{Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
+	if err := write(m.Cert, m.Key, der, key); err != nil {
+		return Member{}, err
+	}
+	return m, nil
 }
 
 func serial() *big.Int {

@@ -233,7 +233,14 @@ func TestStaticPeersShareGrainsAndSurviveAKill(t *testing.T) {
 // shows only the members in its view, and is not ready without them.
 func TestEdgeOnlyNodeServesThroughTheMembers(t *testing.T) {
 	pc := startPeerCluster(t, 1)
-	edgeNode := pc.process(t, 1, freeAddr(t), "--role", "edge", "--cluster-port", "0")
+	// An edge's certificate names it an edge: it may speak for the users
+	// whose tokens it relays, not make a member's calls.
+	cert, err := devcerts.Issue(pc.certs.CA, pc.certs.CAKey, filepath.Join(pc.dir, "certs"), "edge-1", cluster.EdgeName, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeNode := pc.process(t, 1, freeAddr(t), "--role", "edge", "--cluster-port", "0",
+		"--cluster-tls-cert", cert.Cert, "--cluster-tls-key", cert.Key)
 	edgeNode.start()
 	s := &testServer{t: t, db: pc.db, base: edgeNode.base, tokens: map[string]string{}}
 	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
@@ -257,6 +264,9 @@ func TestEdgeOnlyNodeServesThroughTheMembers(t *testing.T) {
 	}
 	if len(v.Members) != 1 || v.Members[0].Address != pc.remoting[0] || v.Members[0].Status != "up" || v.Members[0].Activations[persistence.PatientKind] != 5 {
 		t.Fatalf("the edge's view = %s", r.body)
+	}
+	if !slices.ContainsFunc(v.Members[0].Connections, func(c cluster.Connection) bool { return c.Peer == "edge" }) {
+		t.Fatalf("the member lists no connection from the edge: %s", r.body)
 	}
 	pc.nodes[0].kill()
 	await.Until(t, "the edge is not ready without members", membershipLimit, func() bool {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"io"
 	"log/slog"
 	"net"
@@ -76,7 +77,8 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 	blobs := t.TempDir()
 	cfg := nodeConfig{
 		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
-		GrainIdle: time.Minute, GrainTimeout: 5 * time.Second,
+		ClusterTLS: prooftest.TLS(t),
+		GrainIdle:  time.Minute, GrainTimeout: 5 * time.Second,
 		Auth:        auth,
 		Identity:    ic,
 		Master:      testMaster,

@@ -14,6 +14,7 @@ import (
 	"github.com/caregrid/caregrid/actors/clinic"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/actors/prescription"
+	"github.com/caregrid/caregrid/actors/proof"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
@@ -66,15 +67,34 @@ type node struct {
 }
 
 // kinds builds every grain kind a member hosts, registered once here.
-func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats) []*actorcluster.Kind {
+func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *proof.Checker) []*actorcluster.Kind {
 	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
 	return []*actorcluster.Kind{
-		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger}),
-		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master}, cfg.GrainIdle),
+		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf}),
+		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf}, cfg.GrainIdle),
 		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
-			GrainTimeout: cfg.GrainTimeout}, cfg.GrainIdle),
-		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats}, cfg.GrainIdle),
-		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger}, cfg.GrainIdle),
+			GrainTimeout: cfg.GrainTimeout, Proof: pf}, cfg.GrainIdle),
+		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats, Proof: pf}, cfg.GrainIdle),
+		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Proof: pf}, cfg.GrainIdle),
+	}
+}
+
+// tokenVerifier is the edge's authenticator as the grains' token verifier:
+// the same chain (embedded provider, external issuers, development tokens)
+// and the same caches.
+func tokenVerifier(auth edge.Authenticator) proof.TokenVerifier {
+	return func(token string) (proof.Principal, error) {
+		if auth == nil {
+			return proof.Principal{}, proof.ErrInvalidToken
+		}
+		p, err := auth.Authenticate(token)
+		if errors.Is(err, edge.ErrUnauthenticated) {
+			return proof.Principal{}, proof.ErrInvalidToken
+		}
+		if err != nil {
+			return proof.Principal{}, err
+		}
+		return proof.Principal{Subject: p.Subject, Role: p.Role, Client: p.Client, Session: p.Session}, nil
 	}
 }
 
@@ -84,8 +104,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	var hosted []*actorcluster.Kind
 	calStats := &calendar.Stats{}
+	pf := proof.NewChecker(cfg.Logger)
 	if !cfg.EdgeOnly {
-		hosted = kinds(db, cfg, calStats)
+		hosted = kinds(db, cfg, calStats, pf)
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
@@ -130,6 +151,8 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		// after one look at their iss, without a key lookup.
 		auth = chain(external, auth)
 	}
+	pf.SetVerifier(tokenVerifier(auth))
+	registerTrustMetrics(reg, member, pf)
 	srv := edge.New(edge.Config{
 		Cluster: member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
@@ -197,6 +220,18 @@ func registerCalendarMetrics(reg *prometheus.Registry, s *calendar.Stats) {
 			Help: "Bookings this node's calendar grains confirmed, by write: at_once (the patient accepted before the hold was written) or hold_then_confirm.",
 		}, func() float64 { return float64(w.n.Load()) }))
 	}
+}
+
+func registerTrustMetrics(reg *prometheus.Registry, member *cluster.Node, pf *proof.Checker) {
+	reg.MustRegister(newMapCounter("caregrid_cluster_messages_dropped_total",
+		"Remoting messages dropped because their sender may not send them (lifecycle and gossip messages from edges and services), by sender kind and message type.",
+		[]string{"peer", "type"}, func() map[string]int64 { return member.Inbound.Dropped() }))
+	reg.MustRegister(newMapCounter("caregrid_grain_requests_unproven_total",
+		"Grain requests refused because their caller could not be proven, by reason.",
+		[]string{"reason"}, pf.Refused))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "caregrid_cluster_inbound_connections", Help: "Remoting streams connected to this node (members, edges, services).",
+	}, func() float64 { return float64(len(member.Inbound.Connections())) }))
 }
 
 func registerRelayMetrics(reg *prometheus.Registry, r *persistence.Relay) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"io"
 	"net"
 	"net/http"
@@ -34,7 +35,7 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	prooftest.Main(m)
 }
 
 // childCommand runs this test binary as caregrid with args.
@@ -149,7 +150,14 @@ func newProcess(t *testing.T, dir string, args []string) *process {
 		}
 	}
 	p := &process{t: t, base: "http://" + addr, log: filepath.Join(dir, "node.log"), args: args}
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() { // the node's own account, before its directory goes
+			if out, err := os.ReadFile(p.log); err == nil {
+				t.Logf("the end of %s's log:\n%s", p.base, out[max(0, len(out)-6000):])
+			}
+		}
+	})
 	return p
 }
 

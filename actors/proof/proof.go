@@ -1,0 +1,296 @@
+// Package proof is where a grain learns who is calling it. mTLS says who
+// may connect to the remoting, not whom a message speaks for, so no grain
+// believes the Caller a request carries: every grain kind receives its
+// requests through Checker.Middleware, which replaces the Caller with what
+// was proven before the grain's own code, and so any access decision or
+// audit row, sees it.
+//
+// What proves what:
+//
+//   - The sender of a message is proven by the remoting (cluster.PeerOf):
+//     this process, a member, an edge or a service, from the certificate
+//     of the stream it came on.
+//   - The end user or service a request speaks for is proven by their own
+//     access token, which travels in Caller.token and is verified here
+//     with the edge's verifier (signature, issuer, audience, expiry, and
+//     session revocation, each cached). Subject, role, client and session
+//     come from the token, never from the message.
+//   - Request id, source address, purpose of use and a break-the-glass
+//     reason are the word of the node that relayed the request (a member or
+//     an edge: caregrid's own code). A service's word is not taken: its
+//     source address is its connection's, its request id is made here.
+//   - A service may act only as itself: its token must be its own (the
+//     token's client is the client its certificate names).
+//   - The calls inside a saga (a calendar asking a patient to reserve time,
+//     a prescription asking its patient to admit it) and a member's own
+//     sweeps carry a member's proof: the sender is this process or a
+//     member. Methods listed as member-only take no other sender, and take
+//     the Caller a member relays as it is (it was proven where the saga
+//     began).
+package proof
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Principal is who a verified access token says its bearer is.
+type Principal struct {
+	Subject string
+	Role    messages.Role
+	Client  string
+	Session string
+}
+
+// ErrInvalidToken is what a TokenVerifier returns for a token that does not
+// verify (malformed, forged, expired, revoked); any other error means the
+// verifier could not decide (its store is down) and the call may be retried.
+var ErrInvalidToken = errors.New("proof: invalid token")
+
+// TokenVerifier checks an access token.
+type TokenVerifier func(token string) (Principal, error)
+
+// Checker proves the callers of one process's grains.
+type Checker struct {
+	verifier atomic.Pointer[TokenVerifier]
+	logger   *slog.Logger
+
+	refused sync.Map // reason -> *atomic.Int64
+}
+
+// NewChecker returns a checker without a verifier: until SetVerifier, every
+// request that needs a token is refused as unavailable (a node's token
+// verifier is built after its grain kinds are registered).
+func NewChecker(logger *slog.Logger) *Checker {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Checker{logger: logger}
+}
+
+// SetVerifier installs the token verifier.
+func (c *Checker) SetVerifier(v TokenVerifier) { c.verifier.Store(&v) }
+
+// Refused counts the requests refused so far, by reason.
+func (c *Checker) Refused() map[string]int64 {
+	out := map[string]int64{}
+	c.refused.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// Refusal reasons, as counted.
+const (
+	reasonNoToken       = "no_token"
+	reasonInvalidToken  = "invalid_token"
+	reasonNotItself     = "service_not_itself"
+	reasonMemberOnly    = "member_only"
+	reasonMalformed     = "malformed"
+	reasonNoVerifier    = "verifier_unavailable"
+	reasonUnknownMethod = "unknown_method"
+)
+
+func (c *Checker) refuse(reason string) {
+	v, _ := c.refused.LoadOrStore(reason, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+// Policy is how one grain kind's methods are proven.
+type Policy struct {
+	// Service is the grain service's name in messages/services.proto.
+	Service string
+	// MemberOnly names the methods only this process or a member may call
+	// (saga steps, sweeps); their Caller is taken as the member relays it.
+	MemberOnly []string
+	// NodeOnly is for a kind whose every method only caregrid's own nodes
+	// (this process, members, edges) may call and which carries no Caller
+	// of its own (the audit trail: its events hold callers that grains have
+	// already proven).
+	NodeOnly bool
+}
+
+// method is what the middleware knows of one method, by its index.
+type method struct {
+	name       string
+	memberOnly bool
+	// caller is true when the request's field 1 is its Caller.
+	caller bool
+}
+
+func (p Policy) methods() []method {
+	sd := messages.File_services_proto.Services().ByName(protoreflect.Name(p.Service))
+	if sd == nil {
+		panic("proof: no service " + p.Service + " in services.proto")
+	}
+	only := map[string]bool{}
+	for _, m := range p.MemberOnly {
+		if sd.Methods().ByName(protoreflect.Name(m)) == nil {
+			panic("proof: no method " + p.Service + "." + m)
+		}
+		only[m] = true
+	}
+	out := make([]method, sd.Methods().Len())
+	for i := range out {
+		md := sd.Methods().Get(i)
+		f := md.Input().Fields().ByNumber(1)
+		out[i] = method{name: string(md.Name()), memberOnly: only[string(md.Name())],
+			caller: f != nil && f.Message() != nil && f.Message().FullName() == "caregrid.v1.Caller"}
+		if !out[i].caller && !out[i].memberOnly && !p.NodeOnly {
+			panic("proof: " + p.Service + "." + out[i].name + " carries no Caller in field 1 and is not member-only")
+		}
+	}
+	return out
+}
+
+// Middleware is the receiver middleware every activation of the policy's
+// kind is built with (actor.WithReceiverMiddleware): it proves each grain
+// request's caller, and either hands the grain the request with the proven
+// Caller or answers UNPROVEN itself. A nil Checker refuses everything.
+func (c *Checker) Middleware(p Policy) actor.ReceiverMiddleware {
+	methods := p.methods()
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(ctx actor.ReceiverContext, env *actor.MessageEnvelope) {
+			req, ok := env.Message.(*actorcluster.GrainRequest)
+			if !ok {
+				next(ctx, env)
+				return
+			}
+			proven, reason, err := c.prove(methods, p.NodeOnly, cluster.PeerOf(env.Header), req)
+			if err != nil {
+				if reason != "" {
+					c.refuse(reason)
+				}
+				if env.Sender != nil {
+					ctx.ActorSystem().Root.Send(env.Sender, err)
+				}
+				return
+			}
+			if proven != req {
+				env = &actor.MessageEnvelope{Header: env.Header, Message: proven, Sender: env.Sender}
+			}
+			next(ctx, env)
+		}
+	}
+}
+
+// prove returns the request to hand the grain (req itself when nothing
+// changes), or the reply that refuses it and the reason counted.
+func (c *Checker) prove(methods []method, nodeOnly bool, peer cluster.Peer, req *actorcluster.GrainRequest) (*actorcluster.GrainRequest, string, *actorcluster.GrainErrorResponse) {
+	if c == nil {
+		return nil, reasonNoVerifier, messages.ErrUnproven("this member cannot verify callers")
+	}
+	if int(req.MethodIndex) < 0 || int(req.MethodIndex) >= len(methods) {
+		return nil, reasonUnknownMethod, messages.ErrUnproven("unknown method")
+	}
+	m := methods[req.MethodIndex]
+	switch {
+	case nodeOnly:
+		if !peer.Node() {
+			return nil, reasonMemberOnly, messages.ErrUnproven("%s is for caregrid's own nodes, not a %s", m.name, peer)
+		}
+		return req, "", nil
+	case m.memberOnly:
+		if !peer.Member() {
+			return nil, reasonMemberOnly, messages.ErrUnproven("%s is a step inside a member, not for a %s", m.name, peer)
+		}
+		return req, "", nil
+	}
+	claimed, rest, err := splitCaller(req.MessageData)
+	if err != nil {
+		return nil, reasonMalformed, messages.ErrUnproven("malformed request")
+	}
+	if claimed.GetToken() == "" {
+		return nil, reasonNoToken, messages.ErrUnproven("the request carries no access token for its caller")
+	}
+	vp := c.verifier.Load()
+	if vp == nil {
+		return nil, reasonNoVerifier, messages.ErrStoreUnavailable("this member cannot verify tokens yet")
+	}
+	pr, err := (*vp)(claimed.GetToken())
+	if errors.Is(err, ErrInvalidToken) {
+		return nil, reasonInvalidToken, messages.ErrUnproven("the access token is not valid")
+	}
+	if err != nil {
+		c.logger.Warn("proof: token verification failed", "error", err)
+		return nil, "", messages.ErrStoreUnavailable("the access token could not be checked; retry")
+	}
+	proven := &messages.Caller{Subject: pr.Subject, Role: pr.Role, Client: pr.Client, Token: claimed.GetToken()}
+	if peer.Kind == cluster.PeerService {
+		// A service acts only as itself, and its own word about where the
+		// request came from is not taken.
+		if pr.Client == "" || pr.Client != peer.Service {
+			return nil, reasonNotItself, messages.ErrUnproven("a service may act only as itself")
+		}
+		proven.RequestId = uuid.NewString()
+		proven.SourceAddress = peer.Address
+		proven.PurposeOfUse = claimed.GetPurposeOfUse()
+	} else {
+		proven.RequestId = claimed.GetRequestId()
+		proven.SourceAddress = claimed.GetSourceAddress()
+		proven.PurposeOfUse = claimed.GetPurposeOfUse()
+		proven.BreakGlassReason = claimed.GetBreakGlassReason()
+	}
+	data, err := joinCaller(proven, rest)
+	if err != nil {
+		return nil, reasonMalformed, messages.ErrUnproven("malformed request")
+	}
+	return &actorcluster.GrainRequest{MethodIndex: req.MethodIndex, MessageData: data, MessageTypeName: req.MessageTypeName}, "", nil
+}
+
+// splitCaller takes every field-1 occurrence out of a serialized request
+// (protobuf merges repeated occurrences of a message field, so all of them
+// make the Caller the grain would see) and returns the Caller they make and
+// the rest of the message.
+func splitCaller(b []byte) (*messages.Caller, []byte, error) {
+	var caller []byte
+	rest := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, nil, protowire.ParseError(m)
+		}
+		if num == 1 {
+			if typ != protowire.BytesType {
+				return nil, nil, errors.New("field 1 is not a message")
+			}
+			v, _ := protowire.ConsumeBytes(b[n:])
+			caller = append(caller, v...) // concatenated encodings merge
+		} else {
+			rest = append(rest, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	c := &messages.Caller{}
+	if err := proto.Unmarshal(caller, c); err != nil {
+		return nil, nil, err
+	}
+	return c, rest, nil
+}
+
+// joinCaller is the request with c as its only field 1.
+func joinCaller(c *messages.Caller, rest []byte) ([]byte, error) {
+	enc, err := proto.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	out := protowire.AppendTag(make([]byte, 0, len(enc)+len(rest)+8), 1, protowire.BytesType)
+	out = protowire.AppendBytes(out, enc)
+	return append(out, rest...), nil
+}
