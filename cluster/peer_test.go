@@ -36,7 +36,7 @@ func TestCertificatesNameOneRole(t *testing.T) {
 
 func TestOnlyMembersSendLifecycleMessages(t *testing.T) {
 	for _, tc := range []struct {
-		m                      any
+		m                     any
 		member, edge, service bool
 	}{
 		{&actorcluster.GrainRequest{}, true, true, true},
@@ -77,4 +77,6 @@ func TestTheGateStampsTheProvenPeerOverTheSendersHeader(t *testing.T) {
 	}
 }
 
-func contextWithPeer(p Peer) context.Context { return context.WithValue(context.Background(), peerKey{}, p) }
+func contextWithPeer(p Peer) context.Context {
+	return context.WithValue(context.Background(), peerKey{}, p)
+}
