@@ -5,7 +5,13 @@
 # The bench client is one subject driving all the load: its rate limit is
 # raised, not switched off, so the limiter's cost stays in the figures.
 # SERVE_ARGS adds flags to the node (e.g. --pprof-addr 127.0.0.1:6060).
-go build -o bin/caregrid ./cmd/caregrid
+# CAREGRID_BIN runs that binary instead of building bin/caregrid (to compare
+# two builds, interleaved, on the same machine).
+if [ -n "${CAREGRID_BIN:-}" ]; then
+	mkdir -p bin && cp "$CAREGRID_BIN" bin/caregrid
+else
+	go build -o bin/caregrid ./cmd/caregrid
+fi
 pgurl=${PGURL:-postgres://postgres@127.0.0.1:5432}
 db=bench_$(date +%s)_$$
 psql "$pgurl/postgres?sslmode=disable" -qc "CREATE DATABASE $db"

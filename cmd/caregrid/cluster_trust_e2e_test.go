@@ -16,6 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/cluster/devcerts"
 	"github.com/caregrid/caregrid/edge/identity"
@@ -355,4 +356,37 @@ func buildPharmacy(t *testing.T) string {
 		t.Fatalf("go build the example: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// TestAGrainRefusesAnExpiredToken: a token that was good when a member
+// relayed it once is refused by the grain once it has expired (by the
+// provider's clock, which the test moves), however the Caller it travels in
+// is dressed; the edge refuses it too.
+func TestAGrainRefusesAnExpiredToken(t *testing.T) {
+	clock := &testClock{}
+	is := startIdentityServer(t, func(c *identity.Config) { c.Now = clock.Now })
+	s := is.testServer
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+	expect(t, "register", r, 201)
+	id := r.json(t)["id"].(string)
+	member, err := cluster.Start(context.Background(), cluster.Config{Name: s.cluster, Host: "127.0.0.1", Client: true,
+		Peers: []string{s.remoting}, TLS: prooftest.TLS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { member.Stop(false) })
+	get := func() error {
+		_, err := messages.GetPatientGrainClient(member.Cluster, id).Get(&messages.GetPatientRequest{Caller: &messages.Caller{
+			Subject: "someone", Role: messages.Role_ROLE_ADMIN, Token: desk}}, cluster.CallOptions(5*time.Second)...)
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatalf("the live token relayed by a member: %v", err)
+	}
+	clock.Shift(16 * time.Minute) // past the default lifetime (15 min) and the verifier's 30 s leeway
+	if err := get(); !messages.IsUnproven(err) {
+		t.Fatalf("the expired token relayed by a member: %v, want UNPROVEN", err)
+	}
+	expect(t, "the expired token at the edge", s.do("GET", "/v1/patients/"+id, desk, nil), 401)
 }

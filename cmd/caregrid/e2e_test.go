@@ -40,6 +40,9 @@ type testServer struct {
 	tokens map[string]string
 	// blobs is the document store's directory.
 	blobs string
+	// remoting and cluster are the in-process node's remoting address and
+	// cluster name (empty for a process's).
+	remoting, cluster string
 }
 
 func startTestServer(t *testing.T) *testServer {
@@ -96,7 +99,8 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 	}
 	go func() { _ = n.edge.App().Listener(ln) }()
 	t.Cleanup(func() { _ = n.stop(false) })
-	return &testServer{t: t, db: db, base: base, tokens: map[string]string{}, blobs: blobs}
+	return &testServer{t: t, db: db, base: base, tokens: map[string]string{}, blobs: blobs,
+		remoting: n.member.Address(), cluster: cfg.ClusterName}
 }
 
 // subject is the account id a test's sub names: sub itself when it is a
