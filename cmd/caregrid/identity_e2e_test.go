@@ -114,11 +114,18 @@ func (b *browser) get(u string) page {
 			u = next.String()
 			continue
 		}
+		if next := metaRefresh.FindStringSubmatch(string(body)); next != nil {
+			to, _ := resp.Request.URL.Parse(html.UnescapeString(next[1]))
+			u = to.String() // as a browser moves on from the page
+			continue
+		}
 		return page{status: resp.StatusCode, url: u, body: string(body), header: resp.Header}
 	}
 	b.t.Fatal("too many redirects")
 	return page{}
 }
+
+var metaRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0;url=([^"]+)">`)
 
 var formAction = regexp.MustCompile(`<form method="post" action="([^"]+)">`)
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
@@ -149,6 +156,10 @@ func (b *browser) submit(p page, fields map[string]string) page {
 	if resp.StatusCode == http.StatusFound {
 		next, _ := action.Parse(resp.Header.Get("Location"))
 		return b.get(next.String())
+	}
+	if next := metaRefresh.FindStringSubmatch(string(body)); next != nil {
+		to, _ := action.Parse(html.UnescapeString(next[1]))
+		return b.get(to.String())
 	}
 	return page{status: resp.StatusCode, url: action.String(), body: string(body), header: resp.Header}
 }

@@ -101,7 +101,10 @@ type page struct {
 	// Optional: the role may sign in without a second factor.
 	Optional bool
 	Continue string
-	Base     string
+	// Refresh is where the page sends the browser at once (meta refresh),
+	// with a link for when it does not.
+	Refresh string
+	Base    string
 }
 
 func (l *login) render(w http.ResponseWriter, status int, name string, p page) {
@@ -460,7 +463,14 @@ func (l *login) complete(w http.ResponseWriter, r *http.Request, id string, acct
 		l.render(w, http.StatusOK, "recovery.html", page{Title: "Keep your recovery codes", RecoveryCodes: recovery, Continue: next})
 		return
 	}
-	http.Redirect(w, r, next, http.StatusFound)
+	// Not a redirect: browsers apply the page's CSP form-action to every
+	// redirect that follows a form POST, and the provider's callback
+	// redirects on to the app's redirect_uri on another origin, which
+	// form-action 'self' forbids (Chromium blocked the last step of every
+	// sign-in). A page of our own that moves on by meta refresh (and a link)
+	// is a new navigation, not the form's; form-action stays 'self', with no
+	// list of every client's redirect targets in it.
+	l.render(w, http.StatusOK, "continue.html", page{Title: "Signed in", Refresh: next})
 }
 
 func truncate(s string, n int) string {
