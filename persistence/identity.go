@@ -87,15 +87,31 @@ func (db *DB) CountAccounts(ctx context.Context, role string) (int, error) {
 // count again. It reports the lock's end when the account is now locked.
 func (db *DB) RecordLoginFailure(ctx context.Context, id string, lockAfter int, lockFor time.Duration) (*time.Time, error) {
 	var until *time.Time
-	err := db.Pool.QueryRow(ctx, `UPDATE accounts SET
-			failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
-			locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + $3 * interval '1 millisecond' ELSE locked_until END
-		WHERE id = $1 RETURNING CASE WHEN locked_until > now() THEN locked_until END`,
-		id, lockAfter, lockFor.Milliseconds()).Scan(&until)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE accounts SET
+				failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
+				locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + $3 * interval '1 millisecond' ELSE locked_until END
+			WHERE id = $1 RETURNING CASE WHEN locked_until > now() THEN locked_until END`,
+			id, lockAfter, lockFor.Milliseconds()).Scan(&until)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil || until == nil {
+			return err
+		}
+		return endPendingLogins(ctx, tx, id, "") // a lock stops the sign-ins under way
+	})
 	return until, classify(err)
+}
+
+// endPendingLogins takes the password step back from every sign-in of the
+// account still under way (but except's), so that each must start again
+// and meet the account as it is now: after a lock, a disable, a new
+// password. Every later step requires the password step.
+func endPendingLogins(ctx context.Context, tx pgx.Tx, account, except string) error {
+	_, err := tx.Exec(ctx, `UPDATE oidc_auth_requests SET password_ok = FALSE
+		WHERE account_id = $1 AND NOT done AND password_ok AND id::text <> $2`, account, except)
+	return err
 }
 
 // RecordLoginSuccess clears the failure count.
@@ -104,13 +120,20 @@ func (db *DB) RecordLoginSuccess(ctx context.Context, id string) error {
 	return classify(err)
 }
 
-// SetPassword replaces an account's password hash.
-func (db *DB) SetPassword(ctx context.Context, id, hash string, mustChange bool) error {
-	tag, err := db.Pool.Exec(ctx, `UPDATE accounts SET password_hash = $2, must_change_password = $3 WHERE id = $1`, id, hash, mustChange)
-	if err == nil && tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return classify(err)
+// SetPassword replaces an account's password hash; every other sign-in of
+// the account under way (all but the request keep, which may be "") must
+// start again.
+func (db *DB) SetPassword(ctx context.Context, id, hash string, mustChange bool, keep string) error {
+	return classify(db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET password_hash = $2, must_change_password = $3 WHERE id = $1`, id, hash, mustChange)
+		if err == nil && tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return endPendingLogins(ctx, tx, id, keep)
+	}))
 }
 
 // EnrolTOTP stores a sealed TOTP secret and replaces the account's recovery
@@ -522,6 +545,9 @@ func (db *DB) ResetPassword(ctx context.Context, hash []byte, passwordHash strin
 			WHERE id = $1`, account, passwordHash); err != nil {
 			return err
 		}
+		if err := endPendingLogins(ctx, tx, account, ""); err != nil {
+			return err
+		}
 		ended, err = endAccountSessions(ctx, tx, account, "password reset")
 		return err
 	})
@@ -653,6 +679,9 @@ func (db *DB) SetAccountDisabled(ctx context.Context, id string, disabled bool) 
 		}
 		if !disabled {
 			return nil
+		}
+		if err := endPendingLogins(ctx, tx, id, ""); err != nil {
+			return err
 		}
 		ended, err = endAccountSessions(ctx, tx, id, "account disabled")
 		return err

@@ -305,11 +305,43 @@ func (l *login) passwordDone(w http.ResponseWriter, r *http.Request) (persistenc
 		return req, persistence.Account{}, false
 	}
 	acct, err := l.p.cfg.DB.AccountByID(r.Context(), req.AccountID)
+	if errors.Is(err, persistence.ErrNotFound) { // deleted since the password step
+		l.render(w, http.StatusForbidden, "message.html", page{Title: "Sign-in expired",
+			Message: "This sign-in has expired or is unknown. Go back to the application and sign in again."})
+		return req, acct, false
+	}
 	if err != nil {
 		l.fail(w, err)
 		return req, acct, false
 	}
+	// The account as it is now, at every step: disabled or locked since the
+	// password step stops the sign-in here (a lock, a disable and a new
+	// password also take the password step back from every sign-in under
+	// way, in the same transaction: persistence.endPendingLogins).
+	if why := unusable(acct, l.p.cfg.now()); why != "" {
+		if err := l.audit(r, req, acct, "denied", why); err != nil {
+			l.fail(w, err)
+			return req, acct, false
+		}
+		l.render(w, http.StatusForbidden, "message.html", page{Title: "Account locked",
+			Message: "This account is locked or disabled. Try again later or ask an administrator."})
+		return req, acct, false
+	}
 	return req, acct, true
+}
+
+// unusable says why an account may not sign in or get tokens now ("" when
+// it may).
+func unusable(a persistence.Account, now time.Time) string {
+	switch {
+	case a.Disabled:
+		return "account disabled"
+	case a.LockedUntil != nil && now.Before(*a.LockedUntil):
+		return "account locked"
+	case !a.Verified:
+		return "email not confirmed"
+	}
+	return ""
 }
 
 func (l *login) changePassword(w http.ResponseWriter, r *http.Request) {
@@ -328,7 +360,7 @@ func (l *login) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	hash, err := HashPassword(pw)
 	if err == nil {
-		err = l.p.cfg.DB.SetPassword(r.Context(), acct.ID, hash, false)
+		err = l.p.cfg.DB.SetPassword(r.Context(), acct.ID, hash, false, req.ID)
 	}
 	if err != nil {
 		l.fail(w, err)

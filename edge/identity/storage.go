@@ -192,11 +192,34 @@ func (s *storage) newAccessTokenID(request op.TokenRequest) (string, time.Time, 
 	return b.sessionID() + "." + randomToken()[:16], s.cfg.now().Add(s.cfg.AccessTokenTTL), nil
 }
 
-func (s *storage) CreateAccessToken(_ context.Context, request op.TokenRequest) (string, time.Time, error) {
+// accountMayHaveTokens checks the account a token is for as it is now, at
+// every issue: a code exchanged, a refresh, client credentials. Disabled,
+// locked, unconfirmed or deleted since the sign-in: no token.
+func (s *storage) accountMayHaveTokens(ctx context.Context, subject string) error {
+	acct, err := s.db.AccountByID(ctx, subject)
+	if notFound(err) {
+		return oidc.ErrInvalidGrant().WithDescription("the account no longer exists")
+	}
+	if err != nil {
+		return err
+	}
+	if why := unusable(acct, s.cfg.now()); why != "" {
+		return oidc.ErrInvalidGrant().WithDescription("the account may not sign in: %s", why)
+	}
+	return nil
+}
+
+func (s *storage) CreateAccessToken(ctx context.Context, request op.TokenRequest) (string, time.Time, error) {
+	if err := s.accountMayHaveTokens(ctx, request.GetSubject()); err != nil {
+		return "", time.Time{}, err
+	}
 	return s.newAccessTokenID(request)
 }
 
 func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, request op.TokenRequest, current string) (string, string, time.Time, error) {
+	if err := s.accountMayHaveTokens(ctx, request.GetSubject()); err != nil {
+		return "", "", time.Time{}, err
+	}
 	id, exp, err := s.newAccessTokenID(request)
 	if err != nil {
 		return "", "", time.Time{}, err

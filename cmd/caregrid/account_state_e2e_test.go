@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/oauth2"
+)
+
+// refused reports whether a login step's answer stopped the sign-in: no
+// way on to the app, a 4xx page instead.
+func refused(p page) bool {
+	return !strings.HasPrefix(p.url, testRedirect) && (p.status == http.StatusForbidden || p.status == http.StatusBadRequest)
+}
+
+// TestAccountStateIsCheckedAtEveryStep: an account disabled, locked or
+// given a new password while a sign-in is under way cannot finish it (the
+// new-password step, the TOTP step, a recovery code), cannot exchange a
+// code it already got, and cannot refresh.
+func TestAccountStateIsCheckedAtEveryStep(t *testing.T) {
+	clock := &testClock{}
+	is := startIdentityServer(t, func(c *identity.Config) {
+		c.Now = clock.Now
+		c.PerAccount = ratelimit.PerMinute(1000)
+		c.LockAfter = 10
+		c.LockFor = time.Hour
+	})
+	ctx := context.Background()
+
+	// Disabled between the password and the new-password step.
+	const deskID = "5e6f7a8b-0000-4000-8000-00000000de5c"
+	is.account(deskID, "desk-vera", "receptionist", "one-time-pass-1", true)
+	b := newBrowser(t)
+	p, _, _ := is.login(b)
+	p = b.submit(p, map[string]string{"username": "desk-vera", "password": "one-time-pass-1"})
+	if !strings.Contains(p.body, `name="confirm"`) {
+		t.Fatalf("want the new-password page: %d %s", p.status, p.body)
+	}
+	if _, err := is.db.SetAccountDisabled(ctx, deskID, true); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.submit(p, map[string]string{"password": "vera-own-password-1", "confirm": "vera-own-password-1"}); !refused(r) {
+		t.Fatalf("the new-password step of a disabled account: %d %s %s", r.status, r.url, r.body)
+	}
+	if _, err := is.db.SetAccountDisabled(ctx, deskID, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// A doctor with a second factor and recovery codes.
+	const doctorID = "5e6f7a8b-0000-4000-8000-0000000d0c70"
+	is.account(doctorID, "dr-vlad", "doctor", "doctor-pass-1234", false)
+	b = newBrowser(t)
+	p, verifier, nonce := is.login(b)
+	p = b.submit(p, map[string]string{"username": "dr-vlad", "password": "doctor-pass-1234"})
+	secret := textOf(p, `<code id="secret">([^<]+)</code>`)
+	code, _ := totp.GenerateCode(secret, clock.Now())
+	p = b.submit(p, map[string]string{"code": code})
+	recovery := recoveryCode.FindAllString(textOf(p, `(?s)<ul id="recovery-codes">(.*?)</ul>`), -1)
+	if len(recovery) != 10 {
+		t.Fatalf("recovery codes: %v", recovery)
+	}
+	session := is.exchange(b.get(textOf(p, `<a id="continue" href="([^"]+)"`)), verifier, nonce)
+
+	// Two sign-ins reach the code step; then ten failures elsewhere lock
+	// the account. Neither the right code nor a recovery code finishes them.
+	clock.Shift(time.Minute)
+	atCode := func() (*browser, page) {
+		b := newBrowser(t)
+		p, _, _ := is.login(b)
+		p = b.submit(p, map[string]string{"username": "dr-vlad", "password": "doctor-pass-1234"})
+		if !strings.Contains(p.body, `/login/totp"`) {
+			t.Fatalf("want the code page: %d %s", p.status, p.body)
+		}
+		return b, p
+	}
+	b1, p1 := atCode()
+	b2, p2 := atCode()
+	for range 10 {
+		if _, err := is.db.RecordLoginFailure(ctx, doctorID, 10, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _ = totp.GenerateCode(secret, clock.Now())
+	if r := b1.submit(p1, map[string]string{"code": code}); !refused(r) {
+		t.Fatalf("the right code after the lock: %d %s %s", r.status, r.url, r.body)
+	}
+	if r := b2.submit(p2, map[string]string{"code": recovery[0]}); !refused(r) {
+		t.Fatalf("a recovery code after the lock: %d %s %s", r.status, r.url, r.body)
+	}
+	// The session from before the lock cannot refresh while it lasts.
+	if _, err := is.oauth.TokenSource(ctx, &oauth2.Token{RefreshToken: session.RefreshToken}).Token(); err == nil {
+		t.Fatal("a locked account's refresh token was honoured")
+	}
+
+	// A code got before the account was disabled cannot be exchanged.
+	b = newBrowser(t)
+	p, verifier, _ = is.login(b)
+	p = b.submit(p, map[string]string{"username": "desk-vera", "password": "one-time-pass-1"})
+	p = b.submit(p, map[string]string{"password": "vera-own-password-1", "confirm": "vera-own-password-1"})
+	if !strings.HasPrefix(p.url, testRedirect) {
+		t.Fatalf("the receptionist's sign-in: %d %s %s", p.status, p.url, p.body)
+	}
+	if _, err := is.db.SetAccountDisabled(ctx, deskID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := is.oauth.Exchange(ctx, codeOf(p.url), oauth2.VerifierOption(verifier)); err == nil {
+		t.Fatal("a disabled account's code was exchanged for tokens")
+	}
+}
+
+// codeOf is the authorization code in a redirect to the app.
+func codeOf(redirect string) string {
+	u, err := url.Parse(redirect)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get("code")
+}
