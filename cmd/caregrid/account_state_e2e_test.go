@@ -123,3 +123,19 @@ func codeOf(redirect string) string {
 	}
 	return u.Query().Get("code")
 }
+
+// TestTheAPIRefusesIDTokens: an ID token is signed by the same key for the
+// same issuer, but it is not an access token: the API answers 401.
+func TestTheAPIRefusesIDTokens(t *testing.T) {
+	is := startIdentityServer(t, nil)
+	is.account("6a7b8c9d-0000-4000-8000-00000000de5c", "desk-ilie", "receptionist", "desk-password-12", false)
+	b := newBrowser(t)
+	p, verifier, nonce := is.login(b)
+	tok := is.exchange(b.submit(p, map[string]string{"username": "desk-ilie", "password": "desk-password-12"}), verifier, nonce)
+	idToken, _ := tok.Extra("id_token").(string)
+	if idToken == "" {
+		t.Fatal("no ID token")
+	}
+	expect(t, "the access token", is.do("GET", "/v1/me", tok.AccessToken, nil), 200)
+	expect(t, "the ID token", is.do("GET", "/v1/me", idToken, nil), 401)
+}

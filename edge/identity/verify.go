@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/caregrid/caregrid/edge"
@@ -53,6 +54,9 @@ type accessClaims struct {
 	Role     string `json:"role"`
 	Session  string `json:"sid"`
 	ClientID string `json:"client_id"`
+	// An ID token carries these; an access token never does.
+	Nonce  string `json:"nonce"`
+	ATHash string `json:"at_hash"`
 }
 
 func (p *Provider) newVerifier() *Verifier {
@@ -104,6 +108,13 @@ func (v *Verifier) verify(ctx context.Context, token string) (verified, error) {
 	}
 	if c.Expiry == nil || c.Subject == "" || c.Session == "" {
 		return verified{}, fmt.Errorf("%w: token lacks expiry, subject or session", errInvalid)
+	}
+	// Only access tokens open the API. The provider signs ID tokens with the
+	// same key, for the same issuer, and the API's audience may be among
+	// theirs; an access token's id is "<session>.<random>" (storage.go), it
+	// names its client, and it has no nonce or at_hash.
+	if !strings.HasPrefix(c.ID, c.Session+".") || c.ClientID == "" || c.Nonce != "" || c.ATHash != "" {
+		return verified{}, fmt.Errorf("%w: not an access token", errInvalid)
 	}
 	role, ok := messages.ParseRole(c.Role)
 	if !ok {

@@ -88,7 +88,8 @@ func TestVerifierAcceptsOnlyGenuineLiveTokens(t *testing.T) {
 	now := time.Now()
 	claims := func(mod func(*accessClaims)) accessClaims {
 		c := accessClaims{Claims: jwt.Claims{Issuer: testIssuer, Subject: account, Audience: jwt.Audience{"app", "caregrid"},
-			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(10 * time.Minute))},
+			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(10 * time.Minute)),
+			ID: session + ".abcdef0123456789"},
 			Role: "doctor", Session: session, ClientID: "app"}
 		if mod != nil {
 			mod(&c)
@@ -131,7 +132,12 @@ func TestVerifierAcceptsOnlyGenuineLiveTokens(t *testing.T) {
 		"no session":      sign(t, jose.RS256, priv, signing.ID(), claims(func(c *accessClaims) { c.Session = "" })),
 		"unknown session": sign(t, jose.RS256, priv, signing.ID(), claims(func(c *accessClaims) { c.Session = uuid.NewString() })),
 		"unknown role":    sign(t, jose.RS256, priv, signing.ID(), claims(func(c *accessClaims) { c.Role = "superuser" })),
-		"garbage":         "not.a.token",
+		// An ID token: no token id of the session, no client_id, a nonce.
+		"an ID token":                sign(t, jose.RS256, priv, signing.ID(), claims(func(c *accessClaims) { c.ID, c.ClientID, c.Nonce = "", "", "n-1" })),
+		"a nonce":                    sign(t, jose.RS256, priv, signing.ID(), claims(func(c *accessClaims) { c.Nonce = "n-1" })),
+		"an at_hash":                 sign(t, jose.RS256, priv, signing.ID(), claims(func(c *accessClaims) { c.ATHash = "x" })),
+		"another session's token id": sign(t, jose.RS256, priv, signing.ID(), claims(func(c *accessClaims) { c.ID = uuid.NewString() + ".abc" })),
+		"garbage":                    "not.a.token",
 	}
 	for name, tok := range cases {
 		if _, err := v.Authenticate(tok); !errors.Is(err, edge.ErrUnauthenticated) {
