@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -138,4 +139,26 @@ func TestTheAPIRefusesIDTokens(t *testing.T) {
 	}
 	expect(t, "the access token", is.do("GET", "/v1/me", tok.AccessToken, nil), 200)
 	expect(t, "the ID token", is.do("GET", "/v1/me", idToken, nil), 401)
+}
+
+// TestDiscoveryListsOnlyWhatWorks: the provider's metadata names the grants,
+// response types and endpoints its clients can use, and no others.
+func TestDiscoveryListsOnlyWhatWorks(t *testing.T) {
+	is := startIdentityServer(t, nil)
+	r := is.do("GET", "/oidc/.well-known/openid-configuration", "", nil)
+	expect(t, "discovery", r, 200)
+	var d struct {
+		Grants        []string `json:"grant_types_supported"`
+		Responses     []string `json:"response_types_supported"`
+		Device        string   `json:"device_authorization_endpoint"`
+		Challenge     []string `json:"code_challenge_methods_supported"`
+		TokenEndpoint string   `json:"token_endpoint"`
+	}
+	if err := json.Unmarshal(r.body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(d.Grants, " ") != "authorization_code refresh_token client_credentials" || strings.Join(d.Responses, " ") != "code" ||
+		d.Device != "" || strings.Join(d.Challenge, " ") != "S256" || !strings.HasSuffix(d.TokenEndpoint, "/oidc/oauth/token") {
+		t.Fatalf("discovery = %s", r.body)
+	}
 }

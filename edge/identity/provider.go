@@ -8,6 +8,7 @@ package identity
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 )
@@ -203,6 +205,7 @@ func New(cfg Config) (*Provider, error) {
 	loginPages := intercept.Handler(http.StripPrefix("/login", login.routes()))
 	mux.Handle("/login", loginPages)
 	mux.Handle("/login/", loginPages)
+	mux.Handle(oidc.DiscoveryEndpoint, intercept.Handler(http.HandlerFunc(p.discovery)))
 	mux.Handle("/", provider)
 	p.handler = http.StripPrefix(strings.TrimSuffix(mustPath(cfg.Issuer), "/"), mux)
 	return p, nil
@@ -234,6 +237,33 @@ func (p *Provider) Sweep(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// discovery is the provider's metadata with only what works here: the
+// library lists every grant and response type it knows (implicit, device
+// code, JWT bearer, id_token responses), which caregrid's clients cannot
+// use (public clients: code with PKCE and refresh; services: client
+// credentials).
+func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	d := op.CreateDiscoveryConfig(r.Context(), p.op, p.storage)
+	d.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials}
+	d.ResponseTypesSupported = []string{string(oidc.ResponseTypeCode)}
+	d.ResponseModesSupported = []string{"query"}
+	d.DeviceAuthorizationEndpoint, d.CheckSessionIframe = "", ""
+	d.RequestParameterSupported, d.RequestURIParameterSupported = false, false
+	d.RequestObjectSigningAlgValuesSupported = nil
+	d.TokenEndpointAuthSigningAlgValuesSupported = nil
+	d.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
+	d.RevocationEndpointAuthSigningAlgValuesSupported = nil
+	d.TokenEndpointAuthMethodsSupported = []oidc.AuthMethod{oidc.AuthMethodNone, oidc.AuthMethodBasic, oidc.AuthMethodPost}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_ = json.NewEncoder(w).Encode(d)
 }
 
 // Handler serves the provider and its login pages at the issuer's path.
