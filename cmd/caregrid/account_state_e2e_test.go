@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/google/uuid"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
 )
@@ -160,5 +166,51 @@ func TestDiscoveryListsOnlyWhatWorks(t *testing.T) {
 	if strings.Join(d.Grants, " ") != "authorization_code refresh_token client_credentials" || strings.Join(d.Responses, " ") != "code" ||
 		d.Device != "" || strings.Join(d.Challenge, " ") != "S256" || !strings.HasSuffix(d.TokenEndpoint, "/oidc/oauth/token") {
 		t.Fatalf("discovery = %s", r.body)
+	}
+}
+
+// TestAdminCommandsLeaveARunningNodesDatabaseAlone: `caregrid admin ...`
+// on the data directory a `caregrid serve` runs its embedded database from
+// is refused with a message that says so, and the node stays ready (the
+// command used to stop the node's PostgreSQL).
+func TestAdminCommandsLeaveARunningNodesDatabaseAlone(t *testing.T) {
+	// Not t.TempDir: its parent is closed to the postgres user, which runs
+	// the embedded server when the tests run as root.
+	dir, err := os.MkdirTemp("", "caregrid-admin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	node := newProcess(t, dir, []string{"serve", "--http-addr", addr, "--data-dir", dir, "--cluster-port", "0", "--log-level", "warn"})
+	node.start()
+	// SIGTERM, not the usual kill: the node stops its embedded PostgreSQL
+	// (a killed node leaves it running).
+	t.Cleanup(func() {
+		if node.cmd != nil {
+			node.terminate()
+		}
+	})
+	out, err := childCommand("admin", "bootstrap", "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another caregrid process") || !strings.Contains(string(out), "stop it first") {
+		t.Fatalf("admin bootstrap on a served directory: %v\n%s", err, out)
+	}
+	expect(t, "readyz after the refused command", (&testServer{t: t, base: node.base}).do("GET", "/readyz", "", nil), 200)
+}
+
+// TestAnAccountForADoctorOrPatientNamesTheirRecord: the CLI, like the API,
+// makes a doctor's or patient's account only for a record that exists.
+func TestAnAccountForADoctorOrPatientNamesTheirRecord(t *testing.T) {
+	db := pgtest.New(t)
+	var out bytes.Buffer
+	err := createAccount(context.Background(), db, accountFlags{username: "dr-nobody", role: "doctor", id: uuid.NewString()}, &out)
+	if err == nil || !strings.Contains(err.Error(), "no doctor record") {
+		t.Fatalf("a doctor account without a record: %v", err)
+	}
+	if _, err := db.AccountByUsername(context.Background(), "dr-nobody"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("the account was made anyway: %v", err)
 	}
 }

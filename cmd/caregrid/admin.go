@@ -68,8 +68,11 @@ func withAdminDB(ctx context.Context, name string, args []string, register func(
 	}
 	if *url == "" {
 		pg, err := embedpg.Start(ctx, *dataDir)
+		if errors.Is(err, embedpg.ErrInUse) {
+			return fmt.Errorf("%s: %w: a 'caregrid serve' is running on %s; stop it first, or pass its database with --database-url", name, err, *dataDir)
+		}
 		if err != nil {
-			return fmt.Errorf("%s: embedded database (is 'caregrid serve' running on it? stop it first, or pass --database-url): %w", name, err)
+			return fmt.Errorf("%s: embedded database: %w", name, err)
 		}
 		defer func() { _ = pg.Stop() }()
 		*url = pg.URL
@@ -144,6 +147,16 @@ func createAccount(ctx context.Context, db *persistence.DB, f accountFlags, out 
 		id = uuid.NewString()
 	} else if uuid.Validate(id) != nil {
 		return errors.New("admin account create: --id must be a UUID")
+	}
+	if role == messages.Role_ROLE_DOCTOR || role == messages.Role_ROLE_PATIENT {
+		// The account opens that record to its owner: it must be there.
+		ok, err := db.RecordExists(ctx, role.Name(), strings.ToLower(id))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("admin account create: no %s record %s: register it first", role.Name(), id)
+		}
 	}
 	pw := oneTimePassword()
 	hash, err := identity.HashPassword(pw)

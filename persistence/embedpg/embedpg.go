@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,7 +37,12 @@ type Server struct {
 	dataDir string
 	bin     string
 	runAs   string
+	lock    *os.File // held while this process owns the server
 }
+
+// ErrInUse is returned by Start when another live process owns the data
+// directory's server (a `caregrid serve`, or an admin command).
+var ErrInUse = errors.New("the embedded database is in use by another caregrid process")
 
 // ErrNoBinaries is returned when no PostgreSQL server is installed.
 var ErrNoBinaries = errors.New("PostgreSQL server binaries (initdb, pg_ctl) not found: install PostgreSQL 15 or newer " +
@@ -76,6 +82,21 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{dataDir: filepath.Join(abs, "postgres"), bin: bin}
+	// One owner at a time: the server below stops whatever server holds the
+	// directory (one left by a killed owner), which must never be a live
+	// owner's. The lock is the kernel's (flock), so it dies with its process.
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, err
+	}
+	if s.lock, err = lockDir(abs); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			s.unlock()
+		}
+	}()
 	if os.Geteuid() == 0 {
 		if err := s.prepareForPostgresUser(abs); err != nil {
 			return nil, err
@@ -104,7 +125,36 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 		return nil, err
 	}
 	s.URL = base + Database + "?sslmode=disable"
+	started = true
 	return s, nil
+}
+
+// lockDir takes the directory's owner lock, or says who holds it.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "embedded-postgres.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(f.Name())
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (pid %s)", ErrInUse, strings.TrimSpace(string(holder)))
+		}
+		return nil, err
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+func (s *Server) unlock() {
+	if s.lock != nil {
+		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+		s.lock.Close()
+		s.lock = nil
+	}
 }
 
 // prepareForPostgresUser makes dataDir belong to the postgres user, and
@@ -156,6 +206,7 @@ func (s *Server) run(ctx context.Context, tool string, args ...string) ([]byte, 
 
 // Stop shuts the server down (fast: rolls back open transactions).
 func (s *Server) Stop() error {
+	defer s.unlock() // after the server has stopped
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if out, err := s.run(ctx, "pg_ctl", "stop", "-D", s.dataDir, "-m", "fast", "-w"); err != nil {

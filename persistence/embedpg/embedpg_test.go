@@ -2,7 +2,10 @@ package embedpg
 
 import (
 	"context"
+	"errors"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -57,5 +60,38 @@ func TestStartStopRestart(t *testing.T) {
 	var v int
 	if err := conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != 42 {
 		t.Fatalf("after restart: v = %d, %v; want 42", v, err)
+	}
+}
+
+// TestASecondOwnerIsRefused: while one process owns the directory's server,
+// another Start is refused with ErrInUse, and the first server goes on
+// serving (before the lock, the second Start stopped it).
+func TestASecondOwnerIsRefused(t *testing.T) {
+	dir, err := os.MkdirTemp("", "caregrid-embedpg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Stop() }()
+	// The lock is per open file, so a second Start in this process meets it
+	// as another process would.
+	if _, err := Start(ctx, dir); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Fatalf("a second Start: %v, want ErrInUse naming pid %d", err, os.Getpid())
+	}
+	conn, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		t.Fatalf("the first server after the refused Start: %v", err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.Ping(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
