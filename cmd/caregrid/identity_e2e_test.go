@@ -403,7 +403,17 @@ func TestLoginThrottlingAndLockout(t *testing.T) {
 	if denied != 1 {
 		t.Errorf("denied logins on the patient's record: %d, want 1", denied)
 	}
-
+	// The patient's access log shows them as attempts on the account, by a
+	// keyed hash of the name typed, not as the patient's own acts.
+	var asPatient, attempts int
+	if err := is.db.Pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE subject = $1 OR role = 'patient'),
+		count(*) FILTER (WHERE subject LIKE 'attempt:%' AND role = '')
+		FROM audit_events WHERE action = 'login' AND outcome <> 'success' AND patient_id = $1`, patientID).Scan(&asPatient, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if asPatient != 0 || attempts != 4 {
+		t.Errorf("failed logins on the patient's record: %d as the patient, %d as attempts; want 0 and 4", asPatient, attempts)
+	}
 }
 
 // Per source address: the budget runs out whatever the account (a test of

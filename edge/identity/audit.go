@@ -30,6 +30,10 @@ var loginOutcomes = map[string]messages.AuditOutcome{
 func (a AuditEvents) Login(ctx context.Context, e LoginEvent) error {
 	role, _ := messages.ParseRole(e.Role)
 	caller := &messages.Caller{Subject: e.AccountID, Role: role, Client: e.Client, SourceAddress: e.SourceAddress}
+	if e.Attempt != "" {
+		// Someone typed this name or IDNP; nothing proves it was its owner.
+		caller = &messages.Caller{Subject: "attempt:" + e.Attempt, Client: e.Client, SourceAddress: e.SourceAddress}
+	}
 	patient, key, action := e.PatientID, e.AccountID, e.Action
 	if role == messages.Role_ROLE_PATIENT && patient == "" {
 		patient = e.AccountID

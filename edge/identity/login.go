@@ -2,6 +2,9 @@ package identity
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"embed"
 	"encoding/base64"
 	"errors"
@@ -173,9 +176,41 @@ func (l *login) throttle(w http.ResponseWriter, r *http.Request, keys map[string
 	return true
 }
 
+// audit records a login step. Only a success is the account's own act;
+// anything else is an attempt on it, under the keyed hash of the username
+// typed (the request's, or the account's when the step came later).
 func (l *login) audit(r *http.Request, req persistence.AuthRequest, a persistence.Account, outcome, detail string) error {
-	return l.p.cfg.Events.Login(r.Context(), LoginEvent{AccountID: a.ID, Role: a.Role, Client: req.ClientID,
-		Outcome: outcome, Detail: detail, SourceAddress: sourceAddress(r)})
+	e := LoginEvent{AccountID: a.ID, Role: a.Role, Client: req.ClientID, Outcome: outcome, Detail: detail, SourceAddress: sourceAddress(r)}
+	if outcome != "success" {
+		typed := r.PostFormValue("username")
+		if typed == "" {
+			typed = a.Username
+		}
+		e.Attempt = l.attemptKey(typed)
+	}
+	return l.p.cfg.Events.Login(r.Context(), e)
+}
+
+// attemptKey is what the audit trail keeps of a typed username or IDNP: a
+// keyed hash (an IDNP has too few digits for a plain one), the same for
+// every attempt with the same text, so attempts can be grouped.
+func (l *login) attemptKey(typed string) string {
+	key := l.p.cfg.Seal.Derive("audit-attempts")
+	h := hmac.New(sha256.New, key[:])
+	h.Write([]byte(strings.ToLower(strings.TrimSpace(typed))))
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// evenOut holds the answer until at least the configured time has passed
+// since start: the branches of a page that must not tell whether something
+// exists differ in the database and mail work they do.
+func (l *login) evenOut(r *http.Request, start time.Time) {
+	t := time.NewTimer(time.Until(start.Add(l.p.cfg.EvenAnswer)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
 }
 
 func (l *login) checkPassword(w http.ResponseWriter, r *http.Request) {

@@ -61,7 +61,13 @@ type Config struct {
 	// ResetTTL bounds a password-reset link (default 30m); VerifyTTL a
 	// self-registration's email link (default 24h).
 	ResetTTL, VerifyTTL time.Duration
-	Logger              *slog.Logger
+	// EvenAnswer is the least time the pages that could tell whether an
+	// account or a record exists (forgotten password, self-registration)
+	// take to answer, whichever way it goes (default 500ms): both ways do
+	// the same hashing, and this covers the database and mail work that
+	// only one way does.
+	EvenAnswer time.Duration
+	Logger     *slog.Logger
 	Now                 func() time.Time
 
 	// Insecure is set for an http issuer on loopback (development, tests).
@@ -85,6 +91,11 @@ type Events interface {
 // AccountID is empty for an unknown name.
 type LoginEvent struct {
 	Action, AccountID, PatientID, Role, Client, Outcome, Detail, SourceAddress string
+	// Attempt, when set, is the keyed hash of what the visitor typed (a
+	// username or an IDNP): the event is an attempt on AccountID by someone
+	// not proven to be its owner, and is recorded under the attempt, not
+	// as the owner's own act.
+	Attempt string
 }
 
 type noEvents struct{}
@@ -120,6 +131,7 @@ func (c *Config) defaults() error {
 		c.Audience = "caregrid"
 	}
 	setDefault(&c.AccessTokenTTL, 15*time.Minute)
+	setDefault(&c.EvenAnswer, 500*time.Millisecond)
 	setDefault(&c.SessionTTL, 12*time.Hour)
 	setDefault(&c.LoginTimeout, 10*time.Minute)
 	setDefault(&c.KeyRotation, 24*time.Hour)

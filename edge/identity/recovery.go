@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/edge/ratelimit"
@@ -41,6 +42,7 @@ func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
+	start := time.Now()
 	sent := page{Title: "Check your email", ID: r.PostFormValue("id"),
 		Message: "If the account exists and has an email address, a link to choose a new password is on its way. It works once, within 30 minutes."}
 	if l.p.cfg.Mailer == nil {
@@ -49,7 +51,8 @@ func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
 	}
 	acct, err := l.p.cfg.DB.AccountByUsername(r.Context(), username)
 	if errors.Is(err, persistence.ErrNotFound) || (err == nil && (acct.Email == "" || acct.Disabled || !acct.Verified)) {
-		l.render(w, http.StatusOK, "message.html", sent) // the same answer: no account enumeration
+		l.evenOut(r, start)
+		l.render(w, http.StatusOK, "message.html", sent) // the same answer, as late: no account enumeration
 		return
 	}
 	if err != nil {
@@ -69,10 +72,11 @@ func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "password-reset-requested", AccountID: acct.ID, Role: acct.Role,
-		Outcome: "success", SourceAddress: sourceAddress(r)}); err != nil {
+		Outcome: "success", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(username)}); err != nil {
 		l.fail(w, err)
 		return
 	}
+	l.evenOut(r, start)
 	l.render(w, http.StatusOK, "message.html", sent)
 }
 
@@ -171,16 +175,21 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 	}
 	sent := page{Title: "Check your email", ID: form.ID,
 		Message: "If the hospital has your record with an email address, we sent a link to that address. Follow it within 24 hours to finish; then sign in. If nothing arrives, ask the reception desk to check your email address."}
-	patientID, email, err := l.p.cfg.DB.PatientContact(r.Context(), form.IDNP)
-	if errors.Is(err, persistence.ErrNotFound) || (err == nil && email == "") {
-		l.render(w, http.StatusOK, "message.html", sent)
-		return
-	}
+	// Whether the IDNP is a patient's with an email must not show, in the
+	// page or in its timing: the password is hashed either way (the costly
+	// part), and the answer waits for the same least time (evenOut).
+	start := time.Now()
+	hash, err := HashPassword(pw)
 	if err != nil {
 		l.fail(w, err)
 		return
 	}
-	hash, err := HashPassword(pw)
+	patientID, email, err := l.p.cfg.DB.PatientContact(r.Context(), form.IDNP)
+	if errors.Is(err, persistence.ErrNotFound) || (err == nil && email == "") {
+		l.evenOut(r, start)
+		l.render(w, http.StatusOK, "message.html", sent)
+		return
+	}
 	if err != nil {
 		l.fail(w, err)
 		return
@@ -196,7 +205,8 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 		}
 		// The record has an account already: say nothing more than for a new one.
 		_ = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
-			Outcome: "denied", Detail: "the record has an account", SourceAddress: sourceAddress(r)})
+			Outcome: "denied", Detail: "the record has an account", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(form.IDNP)})
+		l.evenOut(r, start)
 		l.render(w, http.StatusOK, "message.html", sent)
 		return
 	}
@@ -212,10 +222,11 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
-		Outcome: "success", Detail: "email link sent", SourceAddress: sourceAddress(r)}); err != nil {
+		Outcome: "success", Detail: "email link sent", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(form.IDNP)}); err != nil {
 		l.fail(w, err)
 		return
 	}
+	l.evenOut(r, start)
 	l.render(w, http.StatusOK, "message.html", sent)
 }
 
