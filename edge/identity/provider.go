@@ -68,7 +68,7 @@ type Config struct {
 	// only one way does.
 	EvenAnswer time.Duration
 	Logger     *slog.Logger
-	Now                 func() time.Time
+	Now        func() time.Time
 
 	// Insecure is set for an http issuer on loopback (development, tests).
 	Insecure bool
