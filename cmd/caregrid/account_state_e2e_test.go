@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -281,4 +282,30 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestLoginPagesSpeakTheBrowsersLanguage: without ui_locales, the browser's
+// Accept-Language picks the pages' language; the forms carry it on.
+func TestLoginPagesSpeakTheBrowsersLanguage(t *testing.T) {
+	is := startIdentityServer(t, nil)
+	b := newBrowser(t)
+	p, _, _ := is.login(b)
+	id := textOf(p, `name="id" value="([^"]+)"`)
+	req, _ := http.NewRequest("GET", is.issuer+"/login?id="+id, nil)
+	req.Header.Set("Accept-Language", "de-DE, ru;q=0.9, en;q=0.5")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Language") != "ru" || !strings.Contains(string(body), `<html lang="ru">`) ||
+		!strings.Contains(string(body), ">Вход</button>") || !strings.Contains(string(body), `name="lang" value="ru"`) {
+		t.Fatalf("the login page for a Russian browser: %s\n%s", resp.Header.Get("Content-Language"), body)
+	}
+	// A wrong password, posted with the page's lang: the answer in Russian.
+	r := b.submit(page{url: is.issuer + "/login", body: string(body)}, map[string]string{"username": "nobody", "password": "wrong-password-1"})
+	if !strings.Contains(r.body, "Неверное имя пользователя или пароль.") {
+		t.Fatalf("the error in Russian: %d %s", r.status, r.body)
+	}
 }

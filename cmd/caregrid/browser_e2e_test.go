@@ -55,11 +55,11 @@ type signIn struct {
 	verifier, nonce string
 }
 
-func (app *browserApp) start(b *browsertest.Browser) signIn {
+func (app *browserApp) start(b *browsertest.Browser, opts ...oauth2.AuthCodeOption) signIn {
 	app.t.Helper()
 	verifier := oauth2.GenerateVerifier()
 	s := signIn{verifier: verifier, nonce: "n-" + verifier[:12]}
-	b.Go(app.oauth.AuthCodeURL("st-"+verifier[12:20], oauth2.S256ChallengeOption(verifier), oidc.Nonce(s.nonce)))
+	b.Go(app.oauth.AuthCodeURL("st-"+verifier[12:20], append([]oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oidc.Nonce(s.nonce)}, opts...)...))
 	if !b.Has(`input[name=password]`) {
 		app.t.Fatalf("the login page has no password field (at %s)", b.Location())
 	}
@@ -211,4 +211,38 @@ func TestBrowserSignInFlows(t *testing.T) {
 	}
 	expect(t, "the patient's token after logout", is.do("GET", "/v1/me", patient.AccessToken, nil), 401)
 	b.NoCSPViolations()
+}
+
+// TestBrowserSignInInRomanianWithTheQRCode: an app that asks for Romanian
+// (ui_locales=ro) gets every page of a doctor's first sign-in in Romanian,
+// the language carried from page to page, and the enrolment page shows the
+// key as a QR code the browser renders (the CSP lets its data: image in).
+func TestBrowserSignInInRomanianWithTheQRCode(t *testing.T) {
+	clock := &testClock{}
+	is := startIdentityServer(t, func(c *identity.Config) { c.Now = clock.Now })
+	app := startBrowserApp(t, is)
+	const doctorID = "7b8c9d0e-0000-4000-8000-0000000d0c70"
+	is.account(doctorID, "dr-ana", "doctor", "doctor-pass-1234", false)
+	b := browsertest.New(t)
+	s := app.start(b, oauth2.SetAuthURLParam("ui_locales", "ro"))
+	if lang := b.Text(`button[type=submit]`); lang != "Autentificare" {
+		t.Fatalf("the sign-in button reads %q, want Romanian", lang)
+	}
+	b.Submit(map[string]string{"username": "dr-ana", "password": "doctor-pass-1234"})
+	if got := b.Text(`h1`); got != "Configurați aplicația de autentificare" {
+		t.Fatalf("the enrolment page's title is %q", got)
+	}
+	if !b.Rendered(`img#qr`) {
+		t.Fatal("the QR code did not render")
+	}
+	code, err := totp.GenerateCode(b.Text(`#secret`), clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Submit(map[string]string{"code": code})
+	if got := b.Text(`#continue`); got != "Le-am salvat: continuă" {
+		t.Fatalf("the recovery page's link reads %q", got)
+	}
+	b.Click(`#continue`)
+	app.finish(b, s)
 }

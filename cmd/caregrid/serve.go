@@ -21,6 +21,7 @@ import (
 	"github.com/caregrid/caregrid/cluster/devcerts"
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/blob"
@@ -62,6 +63,7 @@ type serveConfig struct {
 	LimitAddress string
 	LimitSubject string
 	SMTPAddr     string
+	Locale       string
 	SMTPFrom     string
 	SMTPUser     string
 	External     string
@@ -109,6 +111,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.RedisURL, "redis-url", envOr("REDIS_URL", ""), "Redis for rate limits shared by every node; empty: per-process limits (env REDIS_URL)")
 	fs.StringVar(&c.LimitAddress, "rate-limit-address", envOr("CAREGRID_RATE_LIMIT_ADDRESS", "500/s"), "API requests allowed per source address, N/s, N/m or N/h (bursts of 2N); 0: off (env CAREGRID_RATE_LIMIT_ADDRESS)")
 	fs.StringVar(&c.LimitSubject, "rate-limit-subject", envOr("CAREGRID_RATE_LIMIT_SUBJECT", "50/s"), "API requests allowed per authenticated subject; 0: off (env CAREGRID_RATE_LIMIT_SUBJECT)")
+	fs.StringVar(&c.Locale, "default-locale", envOr("CAREGRID_DEFAULT_LOCALE", "en"), "language of the login pages and mails when neither the application (ui_locales) nor the browser names one: en, ro or ru (env CAREGRID_DEFAULT_LOCALE)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", envOr("CAREGRID_SMTP_ADDR", ""), "SMTP server (host:port) for password-reset and sign-up links; STARTTLS when offered; empty: no mail (env CAREGRID_SMTP_ADDR)")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", envOr("CAREGRID_SMTP_FROM", "caregrid <no-reply@localhost>"), "sender of those mails (env CAREGRID_SMTP_FROM)")
 	fs.StringVar(&c.SMTPUser, "smtp-username", envOr("CAREGRID_SMTP_USERNAME", ""), "SMTP user; the password comes from CAREGRID_SMTP_PASSWORD only")
@@ -147,6 +150,9 @@ func serveFlags(args []string) (serveConfig, error) {
 	case c.Provider != "single" && c.clusterTLS() == nil:
 		// Remoting is never plaintext; a single node makes its own (see serve).
 		return c, errors.New("serve: members talk over mutual TLS only: give --cluster-tls-ca, --cluster-tls-cert and --cluster-tls-key (caregrid dev-certs makes a development set)")
+	}
+	if _, ok := locale.Parse(c.Locale); !ok {
+		return c, fmt.Errorf("serve: --default-locale %q: en, ro or ru", c.Locale)
 	}
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
 		return c, errors.New("serve: --blob-s3-endpoint and --blob-s3-bucket go together")
@@ -367,8 +373,9 @@ func rateLimits(cfg serveConfig, limiter ratelimit.Limiter) *edge.RateLimits {
 // identityConfig configures the embedded OpenID Provider of a node whose
 // public base URL is base.
 func identityConfig(cfg serveConfig, db *persistence.DB, master *seal.Key, base string, limiter ratelimit.Limiter, logger *slog.Logger) *identity.Config {
+	def, _ := locale.Parse(cfg.Locale) // checked in parse
 	return &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger,
-		Mailer: mailer(cfg, logger)}
+		Mailer: mailer(cfg, logger), DefaultLocale: def}
 }
 
 // mailer is the SMTP client, or on a development node without SMTP the

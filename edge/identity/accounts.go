@@ -11,6 +11,7 @@ import (
 
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
@@ -125,9 +126,11 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 	if err := s.p.cfg.Events.Admin(ctx, c, "account-create", id, patientOf(a), "success", role.Name()); err != nil {
 		return edge.AccountInfo{}, false, messages.ErrAuditUnavailable("the access could not be audited")
 	}
-	body := "An account was created for you in caregrid, with the username " + a.Username + ".\n\n" +
-		"Choose your password with this link within 72 hours (it works once):\n\n" + s.linkURL(token) + "\n"
-	if err := s.p.cfg.Mailer.Send(ctx, a.Email, "Your caregrid account", body); err != nil {
+	// The owner's language is not known here: the node's default.
+	tx := locale.For("", "", s.p.cfg.DefaultLocale)
+	body := tx.T("An account was created for you in caregrid, with the username {{.Username}}.\n\nChoose your password with this link within 72 hours (it works once):\n\n{{.Link}}\n",
+		"Username", a.Username, "Link", s.linkURL(token))
+	if err := s.p.cfg.Mailer.Send(ctx, a.Email, tx.T("Your caregrid account"), body); err != nil {
 		// The account exists; an admin can send a new link (send-reset).
 		s.p.cfg.Logger.Error("account created, setup mail failed", "account", id, "error", err)
 	}
@@ -186,8 +189,10 @@ func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string
 		}
 		token, hash := newLinkToken()
 		if err = s.p.cfg.DB.CreateAccountToken(ctx, hash, id, persistence.TokenReset, s.p.cfg.now().Add(SetupTTL)); err == nil {
-			err = s.p.cfg.Mailer.Send(ctx, a.Email, "Choose your caregrid password",
-				"An administrator sent you a link to choose a new password for "+a.Username+".\n\nIt works once, within 72 hours:\n\n"+s.linkURL(token)+"\n")
+			tx := locale.For("", "", s.p.cfg.DefaultLocale)
+			err = s.p.cfg.Mailer.Send(ctx, a.Email, tx.T("Choose your caregrid password"),
+				tx.T("An administrator sent you a link to choose a new password for {{.Username}}.\n\nIt works once, within 72 hours:\n\n{{.Link}}\n",
+					"Username", a.Username, "Link", s.linkURL(token)))
 		}
 	default:
 		return edge.AccountInfo{}, messages.ErrInvalidArgument("unknown action %q", action)

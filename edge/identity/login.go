@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/hmac"
 	"crypto/sha256"
 	"embed"
@@ -16,16 +17,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
+	"github.com/skip2/go-qrcode"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
 //go:embed templates/*.html
 var templateFS embed.FS
 
-var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
+	// languages names each language in itself, for the pages' switcher.
+	"languages": func() map[string]string { return map[string]string{"en": "English", "ro": "Română", "ru": "Русский"} },
+}).ParseFS(templateFS, "templates/*.html"))
 
 // login serves the login pages. Each step reads the authorization request
 // from the database and acts only on what it records: a second-factor step
@@ -50,12 +57,12 @@ func (l *login) routes() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'")
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 		path := strings.TrimSuffix(r.URL.Path, "/")
 		switch {
 		case path == "/logged-out" && r.Method == http.MethodGet:
-			l.render(w, http.StatusOK, "message.html", page{Title: "Signed out", Message: "You have signed out."})
+			l.render(w, r, http.StatusOK, "message.html", page{Title: "Signed out", Message: "You have signed out."})
 		case path == "" && r.Method == http.MethodGet:
 			l.showPassword(w, r)
 		case path == "" && r.Method == http.MethodPost:
@@ -85,7 +92,7 @@ func (l *login) routes() http.Handler {
 		case path == "/verify" && r.Method == http.MethodPost:
 			l.verify(w, r)
 		default:
-			l.render(w, http.StatusNotFound, "message.html", page{Title: "Not found", Message: "There is no such page."})
+			l.render(w, r, http.StatusNotFound, "message.html", page{Title: "Not found", Message: "There is no such page."})
 		}
 	})
 }
@@ -108,43 +115,88 @@ type page struct {
 	// with a link for when it does not.
 	Refresh string
 	Base    string
+	// Count fills a Message with {{.Count}}, in the plural its language needs.
+	Count int
+	// Lang is the page's language, carried by its forms to the next step;
+	// T translates the template's own texts into it.
+	Lang string
+	T    func(string, ...any) string
+	// QR is the enrolment secret's URI as a PNG data: URL.
+	QR template.URL
 }
 
-func (l *login) render(w http.ResponseWriter, status int, name string, p page) {
-	p.Base = l.p.cfg.loginPath()
+// render writes a page in the request's language: Title, Message and Error
+// are English texts, translated here; the template's own through T.
+func (l *login) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	tx := l.texts(r)
+	p.Base, p.Lang, p.T = l.p.cfg.loginPath(), tx.Tag.String(), tx.T
+	p.Title, p.Error = tx.T(p.Title), tx.T(p.Error)
+	if p.Count != 0 {
+		p.Message = tx.N(p.Message, p.Count)
+	} else {
+		p.Message = tx.T(p.Message)
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Language", p.Lang)
+	w.Header().Add("Vary", "Accept-Language")
 	w.WriteHeader(status)
 	if err := pages.ExecuteTemplate(w, name, p); err != nil {
 		l.p.cfg.Logger.Error("login page", "template", name, "error", err)
 	}
 }
 
-// request loads the authorization request a form or link names.
+// uiLocalesKey carries the authorization request's ui_locales in the
+// request's context, from request() to render().
+type uiLocalesKey struct{}
+
+// texts is the request's language: the lang its form carried from the
+// page before, else the authorization request's ui_locales, else the
+// browser's Accept-Language, else the node's default.
+func (l *login) texts(r *http.Request) locale.Texts {
+	if t, ok := locale.Parse(r.FormValue("lang")); ok {
+		return locale.For(t.String(), "", l.p.cfg.DefaultLocale)
+	}
+	ui, _ := r.Context().Value(uiLocalesKey{}).(string)
+	return locale.For(ui, r.Header.Get("Accept-Language"), l.p.cfg.DefaultLocale)
+}
+
+// request loads the authorization request a form or link names, and
+// keeps its ui_locales for the page's language.
 func (l *login) request(w http.ResponseWriter, r *http.Request) (persistence.AuthRequest, bool) {
 	id := r.FormValue("id")
 	if uuid.Validate(id) == nil {
 		req, err := l.p.cfg.DB.AuthRequestByID(r.Context(), id)
 		if err == nil && !req.Done {
+			var asked struct {
+				UILocales oidc.Locales `json:"ui_locales"`
+			}
+			if json.Unmarshal(req.Request, &asked) == nil && len(asked.UILocales) > 0 {
+				names := make([]string, len(asked.UILocales))
+				for i, t := range asked.UILocales {
+					names[i] = t.String()
+				}
+				*r = *r.WithContext(context.WithValue(r.Context(), uiLocalesKey{}, strings.Join(names, " ")))
+			}
 			return req, true
 		}
 		if err != nil && !errors.Is(err, persistence.ErrNotFound) {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return req, false
 		}
 	}
-	l.render(w, http.StatusBadRequest, "message.html", page{Title: "Sign-in expired",
+	l.render(w, r, http.StatusBadRequest, "message.html", page{Title: "Sign-in expired",
 		Message: "This sign-in has expired or is unknown. Go back to the application and sign in again."})
 	return persistence.AuthRequest{}, false
 }
 
-func (l *login) fail(w http.ResponseWriter, err error) {
+func (l *login) fail(w http.ResponseWriter, r *http.Request, err error) {
 	l.p.cfg.Logger.Error("login failed", "error", err)
-	l.render(w, http.StatusServiceUnavailable, "message.html", page{Title: "Try again", Message: "Signing in is not possible right now. Try again in a moment."})
+	l.render(w, r, http.StatusServiceUnavailable, "message.html", page{Title: "Try again", Message: "Signing in is not possible right now. Try again in a moment."})
 }
 
 func (l *login) showPassword(w http.ResponseWriter, r *http.Request) {
 	if req, ok := l.request(w, r); ok {
-		l.render(w, http.StatusOK, "password.html", page{Title: "Sign in", ID: req.ID})
+		l.render(w, r, http.StatusOK, "password.html", page{Title: "Sign in", ID: req.ID})
 	}
 }
 
@@ -162,14 +214,14 @@ func (l *login) throttle(w http.ResponseWriter, r *http.Request, keys map[string
 	for key, limit := range keys {
 		d, err := l.p.cfg.Limiter.Allow(r.Context(), key, limit)
 		if err != nil {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return false
 		}
 		if !d.Allowed {
 			secs := int(d.RetryAfter.Round(time.Second) / time.Second)
 			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-			l.render(w, http.StatusTooManyRequests, "message.html", page{Title: "Too many attempts",
-				Message: "Too many sign-in attempts. Wait " + strconv.Itoa(max(secs, 1)) + " seconds and try again."})
+			l.render(w, r, http.StatusTooManyRequests, "message.html", page{Title: "Too many attempts",
+				Message: "Too many sign-in attempts. Wait {{.Count}} seconds and try again.", Count: max(secs, 1)})
 			return false
 		}
 	}
@@ -227,40 +279,40 @@ func (l *login) checkPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	retry := func(msg string) {
-		l.render(w, http.StatusUnauthorized, "password.html", page{Title: "Sign in", ID: req.ID, Username: username, Error: msg})
+		l.render(w, r, http.StatusUnauthorized, "password.html", page{Title: "Sign in", ID: req.ID, Username: username, Error: msg})
 	}
 	acct, err := l.p.cfg.DB.AccountByUsername(r.Context(), username)
 	if errors.Is(err, persistence.ErrNotFound) || (err == nil && acct.PasswordHash == "") {
 		VerifyPassword(password, "") // as slow as a real check
 		if err := l.audit(r, req, persistence.Account{}, "failed", "unknown account"); err != nil {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return
 		}
 		retry("The username or password is wrong.")
 		return
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	now := l.p.cfg.now()
 	if !acct.Verified {
 		VerifyPassword(password, "")
 		if err := l.audit(r, req, acct, "denied", "email not confirmed"); err != nil {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return
 		}
-		l.render(w, http.StatusForbidden, "message.html", page{Title: "Confirm your email first",
+		l.render(w, r, http.StatusForbidden, "message.html", page{Title: "Confirm your email first",
 			Message: "Follow the link we sent to your email address to finish creating your account, then sign in."})
 		return
 	}
 	if acct.Disabled || (acct.LockedUntil != nil && now.Before(*acct.LockedUntil)) {
 		VerifyPassword(password, "")
 		if err := l.audit(r, req, acct, "denied", "account locked or disabled"); err != nil {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return
 		}
-		l.render(w, http.StatusForbidden, "message.html", page{Title: "Account locked",
+		l.render(w, r, http.StatusForbidden, "message.html", page{Title: "Account locked",
 			Message: "This account is locked after too many failed sign-ins. Try again later or ask an administrator."})
 		return
 	}
@@ -269,7 +321,7 @@ func (l *login) checkPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := l.p.cfg.DB.PasswordChecked(r.Context(), req.ID, acct.ID); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	l.next(w, r, req.ID, acct)
@@ -280,7 +332,7 @@ func (l *login) checkPassword(w http.ResponseWriter, r *http.Request) {
 func (l *login) failedAttempt(w http.ResponseWriter, r *http.Request, req persistence.AuthRequest, acct persistence.Account, why string, retry func()) {
 	locked, err := l.p.cfg.DB.RecordLoginFailure(r.Context(), acct.ID, l.p.cfg.LockAfter, l.p.cfg.LockFor)
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	detail := why
@@ -288,11 +340,11 @@ func (l *login) failedAttempt(w http.ResponseWriter, r *http.Request, req persis
 		detail += "; account locked"
 	}
 	if err := l.audit(r, req, acct, "failed", detail); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	if locked != nil {
-		l.render(w, http.StatusForbidden, "message.html", page{Title: "Account locked",
+		l.render(w, r, http.StatusForbidden, "message.html", page{Title: "Account locked",
 			Message: "This account is now locked after too many failed sign-ins. Try again later or ask an administrator."})
 		return
 	}
@@ -304,12 +356,12 @@ func (l *login) failedAttempt(w http.ResponseWriter, r *http.Request, req persis
 func (l *login) next(w http.ResponseWriter, r *http.Request, id string, acct persistence.Account) {
 	switch {
 	case acct.MustChangePassword:
-		l.render(w, http.StatusOK, "new-password.html", page{Title: "Choose a new password", ID: id})
+		l.render(w, r, http.StatusOK, "new-password.html", page{Title: "Choose a new password", ID: id})
 	case acct.TOTPSealed != nil:
-		l.render(w, http.StatusOK, "totp.html", page{Title: "Enter your code", ID: id})
+		l.render(w, r, http.StatusOK, "totp.html", page{Title: "Enter your code", ID: id})
 	case rolesNeedingTOTP[acct.Role], r.PostFormValue("setup_totp") == "on":
 		// Required for doctors and admins; anyone else may ask for it.
-		l.showEnrol(w, id, acct, "")
+		l.showEnrol(w, r, id, acct, "")
 	default:
 		l.complete(w, r, id, acct, []string{"pwd"}, nil)
 	}
@@ -336,17 +388,17 @@ func (l *login) passwordDone(w http.ResponseWriter, r *http.Request) (persistenc
 		return req, persistence.Account{}, false
 	}
 	if !req.PasswordOK || req.AccountID == "" {
-		l.render(w, http.StatusBadRequest, "message.html", page{Title: "Sign in first", Message: "Enter your password first."})
+		l.render(w, r, http.StatusBadRequest, "message.html", page{Title: "Sign in first", Message: "Enter your password first."})
 		return req, persistence.Account{}, false
 	}
 	acct, err := l.p.cfg.DB.AccountByID(r.Context(), req.AccountID)
 	if errors.Is(err, persistence.ErrNotFound) { // deleted since the password step
-		l.render(w, http.StatusForbidden, "message.html", page{Title: "Sign-in expired",
+		l.render(w, r, http.StatusForbidden, "message.html", page{Title: "Sign-in expired",
 			Message: "This sign-in has expired or is unknown. Go back to the application and sign in again."})
 		return req, acct, false
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return req, acct, false
 	}
 	// The account as it is now, at every step: disabled or locked since the
@@ -355,10 +407,10 @@ func (l *login) passwordDone(w http.ResponseWriter, r *http.Request) (persistenc
 	// way, in the same transaction: persistence.endPendingLogins).
 	if why := unusable(acct, l.p.cfg.now()); why != "" {
 		if err := l.audit(r, req, acct, "denied", why); err != nil {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return req, acct, false
 		}
-		l.render(w, http.StatusForbidden, "message.html", page{Title: "Account locked",
+		l.render(w, r, http.StatusForbidden, "message.html", page{Title: "Account locked",
 			Message: "This account is locked or disabled. Try again later or ask an administrator."})
 		return req, acct, false
 	}
@@ -390,7 +442,7 @@ func (l *login) changePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	pw, again := r.PostFormValue("password"), r.PostFormValue("confirm")
 	if msg := newPasswordProblem(pw, again); msg != "" {
-		l.render(w, http.StatusBadRequest, "new-password.html", page{Title: "Choose a new password", ID: req.ID, Error: msg})
+		l.render(w, r, http.StatusBadRequest, "new-password.html", page{Title: "Choose a new password", ID: req.ID, Error: msg})
 		return
 	}
 	hash, err := HashPassword(pw)
@@ -398,7 +450,7 @@ func (l *login) changePassword(w http.ResponseWriter, r *http.Request) {
 		err = l.p.cfg.DB.SetPassword(r.Context(), acct.ID, hash, false, req.ID)
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	acct.MustChangePassword = false
@@ -419,7 +471,7 @@ func (l *login) checkTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	secret, err := l.p.cfg.Seal.Open(acct.TOTPSealed, "totp/"+acct.ID)
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	code := strings.TrimSpace(r.PostFormValue("code"))
@@ -428,7 +480,7 @@ func (l *login) checkTOTP(w http.ResponseWriter, r *http.Request) {
 	if valid {
 		// A code works once: a replay within its step is a wrong code.
 		if valid, err = l.p.cfg.DB.UseTOTPStep(r.Context(), acct.ID, step); err != nil {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return
 		}
 	}
@@ -436,14 +488,14 @@ func (l *login) checkTOTP(w http.ResponseWriter, r *http.Request) {
 		// Not a six-digit code: perhaps a recovery code.
 		valid, err = l.p.cfg.DB.UseRecoveryCode(r.Context(), acct.ID, hashRecoveryCode(l.p.cfg.Seal.Derive("recovery-codes"), code))
 		if err != nil {
-			l.fail(w, err)
+			l.fail(w, r, err)
 			return
 		}
 		amr = []string{"pwd", "otp", "recovery"}
 	}
 	if !valid {
 		l.failedAttempt(w, r, req, acct, "wrong second factor", func() {
-			l.render(w, http.StatusUnauthorized, "totp.html", page{Title: "Enter your code", ID: req.ID, Error: "The code is wrong or has expired."})
+			l.render(w, r, http.StatusUnauthorized, "totp.html", page{Title: "Enter your code", ID: req.ID, Error: "The code is wrong or has expired."})
 		})
 		return
 	}
@@ -452,10 +504,10 @@ func (l *login) checkTOTP(w http.ResponseWriter, r *http.Request) {
 
 // showEnrol offers a new TOTP secret. The secret travels in the form sealed
 // to this request, so the browser cannot choose its own.
-func (l *login) showEnrol(w http.ResponseWriter, id string, acct persistence.Account, errMsg string) {
+func (l *login) showEnrol(w http.ResponseWriter, r *http.Request, id string, acct persistence.Account, errMsg string) {
 	key, err := NewTOTPKey("caregrid", acct.Username)
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	sealed := base64.RawURLEncoding.EncodeToString(l.p.cfg.Seal.Seal([]byte(key.Secret()), "enrol/"+id))
@@ -463,8 +515,13 @@ func (l *login) showEnrol(w http.ResponseWriter, id string, acct persistence.Acc
 	if errMsg != "" {
 		status = http.StatusBadRequest
 	}
-	l.render(w, status, "enrol.html", page{Title: "Set up your authenticator app", ID: id, Secret: key.Secret(), SecretURI: key.URL(), Sealed: sealed, Error: errMsg,
-		Optional: !rolesNeedingTOTP[acct.Role]})
+	png, err := qrcode.Encode(key.URL(), qrcode.Medium, 256)
+	if err != nil {
+		l.fail(w, r, err)
+		return
+	}
+	l.render(w, r, status, "enrol.html", page{Title: "Set up your authenticator app", ID: id, Secret: key.Secret(), SecretURI: key.URL(), Sealed: sealed, Error: errMsg,
+		Optional: !rolesNeedingTOTP[acct.Role], QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))})
 }
 
 func (l *login) enrolTOTP(w http.ResponseWriter, r *http.Request) {
@@ -482,17 +539,17 @@ func (l *login) enrolTOTP(w http.ResponseWriter, r *http.Request) {
 		secret, err = l.p.cfg.Seal.Open(raw, "enrol/"+req.ID)
 	}
 	if err != nil {
-		l.render(w, http.StatusBadRequest, "message.html", page{Title: "Start again", Message: "This set-up form is not valid. Go back to the application and sign in again."})
+		l.render(w, r, http.StatusBadRequest, "message.html", page{Title: "Start again", Message: "This set-up form is not valid. Go back to the application and sign in again."})
 		return
 	}
 	step, ok := TOTPStep(r.PostFormValue("code"), string(secret), l.p.cfg.now())
 	if !ok {
-		l.showEnrol(w, req.ID, acct, "The code did not match. Scan the new secret below and enter the code it shows.")
+		l.showEnrol(w, r, req.ID, acct, "The code did not match. Scan the new secret below and enter the code it shows.")
 		return
 	}
 	codes, hashes := NewRecoveryCodes(l.p.cfg.Seal.Derive("recovery-codes"))
 	if err := l.p.cfg.DB.EnrolTOTP(r.Context(), acct.ID, l.p.cfg.Seal.Seal(secret, "totp/"+acct.ID), hashes, step); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	l.complete(w, r, req.ID, acct, []string{"pwd", "otp"}, codes)
@@ -510,24 +567,24 @@ func (l *login) complete(w http.ResponseWriter, r *http.Request, id string, acct
 	sess := persistence.Session{ID: uuid.NewString(), AccountID: acct.ID, ClientID: req.ClientID, AMR: amr, AuthTime: now,
 		ExpiresAt: now.Add(l.p.cfg.SessionTTL), SourceAddress: sourceAddress(r), UserAgent: truncate(r.UserAgent(), 256)}
 	if err := l.p.cfg.DB.RecordLoginSuccess(r.Context(), acct.ID); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	if err := l.audit(r, req, acct, "success", strings.Join(amr, "+")); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	if err := l.p.cfg.DB.CompleteLogin(r.Context(), id, sess); err != nil {
 		if errors.Is(err, persistence.ErrNotFound) {
-			l.render(w, http.StatusBadRequest, "message.html", page{Title: "Sign-in expired", Message: "This sign-in has expired. Go back to the application and sign in again."})
+			l.render(w, r, http.StatusBadRequest, "message.html", page{Title: "Sign-in expired", Message: "This sign-in has expired. Go back to the application and sign in again."})
 			return
 		}
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	next := l.callback(r.Context(), id)
 	if len(recovery) > 0 {
-		l.render(w, http.StatusOK, "recovery.html", page{Title: "Keep your recovery codes", RecoveryCodes: recovery, Continue: next})
+		l.render(w, r, http.StatusOK, "recovery.html", page{Title: "Keep your recovery codes", RecoveryCodes: recovery, Continue: next})
 		return
 	}
 	// Not a redirect: browsers apply the page's CSP form-action to every
@@ -537,7 +594,7 @@ func (l *login) complete(w http.ResponseWriter, r *http.Request, id string, acct
 	// sign-in). A page of our own that moves on by meta refresh (and a link)
 	// is a new navigation, not the form's; form-action stays 'self', with no
 	// list of every client's redirect targets in it.
-	l.render(w, http.StatusOK, "continue.html", page{Title: "Signed in", Refresh: next})
+	l.render(w, r, http.StatusOK, "continue.html", page{Title: "Signed in", Refresh: next})
 }
 
 func truncate(s string, n int) string {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
@@ -67,7 +68,11 @@ type Config struct {
 	// the same hashing, and this covers the database and mail work that
 	// only one way does.
 	EvenAnswer time.Duration
-	Logger     *slog.Logger
+	// DefaultLocale is the pages' and mails' language when neither the
+	// application (ui_locales) nor the browser (Accept-Language) names a
+	// supported one (default English).
+	DefaultLocale language.Tag
+	Logger        *slog.Logger
 	Now        func() time.Time
 
 	// Insecure is set for an http issuer on loopback (development, tests).
@@ -132,6 +137,9 @@ func (c *Config) defaults() error {
 	}
 	setDefault(&c.AccessTokenTTL, 15*time.Minute)
 	setDefault(&c.EvenAnswer, 500*time.Millisecond)
+	if c.DefaultLocale == language.Und {
+		c.DefaultLocale = language.English
+	}
 	setDefault(&c.SessionTTL, 12*time.Hour)
 	setDefault(&c.LoginTimeout, 10*time.Minute)
 	setDefault(&c.KeyRotation, 24*time.Hour)
@@ -203,7 +211,7 @@ func New(cfg Config) (*Provider, error) {
 		CodeMethodS256:           true,
 		AuthMethodPost:           true,
 		GrantTypeRefreshToken:    true,
-		SupportedUILocales:       []language.Tag{language.English},
+		SupportedUILocales:       locale.Supported,
 		SupportedScopes:          []string{"openid", "profile", "email", "offline_access"},
 		SupportedClaims:          []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "azp", "sid", ClaimRole, "preferred_username", "email"},
 	}, p.storage, op.StaticIssuer(cfg.Issuer), opts...)

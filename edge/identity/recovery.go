@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/edge/ratelimit"
@@ -31,7 +32,7 @@ func (l *login) linkURL(page, token string) string {
 }
 
 func (l *login) showForgot(w http.ResponseWriter, r *http.Request) {
-	l.render(w, http.StatusOK, "forgot.html", page{Title: "Reset your password", ID: r.FormValue("id")})
+	l.render(w, r, http.StatusOK, "forgot.html", page{Title: "Reset your password", ID: r.FormValue("id")})
 }
 
 func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
@@ -46,42 +47,42 @@ func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
 	sent := page{Title: "Check your email", ID: r.PostFormValue("id"),
 		Message: "If the account exists and has an email address, a link to choose a new password is on its way. It works once, within 30 minutes."}
 	if l.p.cfg.Mailer == nil {
-		l.render(w, http.StatusServiceUnavailable, "message.html", page{Title: "Ask for help", Message: "This hospital resets passwords at its help desk: ask an administrator."})
+		l.render(w, r, http.StatusServiceUnavailable, "message.html", page{Title: "Ask for help", Message: "This hospital resets passwords at its help desk: ask an administrator."})
 		return
 	}
 	acct, err := l.p.cfg.DB.AccountByUsername(r.Context(), username)
 	if errors.Is(err, persistence.ErrNotFound) || (err == nil && (acct.Email == "" || acct.Disabled || !acct.Verified)) {
 		l.evenOut(r, start)
-		l.render(w, http.StatusOK, "message.html", sent) // the same answer, as late: no account enumeration
+		l.render(w, r, http.StatusOK, "message.html", sent) // the same answer, as late: no account enumeration
 		return
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	token, hash := newLinkToken()
 	if err := l.p.cfg.DB.CreateAccountToken(r.Context(), hash, acct.ID, persistence.TokenReset, l.p.cfg.now().Add(l.p.cfg.ResetTTL)); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
-	body := "Someone asked to reset the password of your caregrid account " + acct.Username + ".\n\n" +
-		"To choose a new password, open this link within 30 minutes (it works once):\n\n" + l.linkURL("reset", token) +
-		"\n\nIf it was not you, ignore this message: your password stays as it is.\n"
-	if err := l.p.cfg.Mailer.Send(r.Context(), acct.Email, "Reset your caregrid password", body); err != nil {
-		l.fail(w, err)
+	tx := l.texts(r) // the language the request was made in
+	body := tx.T("Someone asked to reset the password of your caregrid account {{.Username}}.\n\nTo choose a new password, open this link within 30 minutes (it works once):\n\n{{.Link}}\n\nIf it was not you, ignore this message: your password stays as it is.\n",
+		"Username", acct.Username, "Link", l.linkURL("reset", token))
+	if err := l.p.cfg.Mailer.Send(r.Context(), acct.Email, tx.T("Reset your caregrid password"), body); err != nil {
+		l.fail(w, r, err)
 		return
 	}
 	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "password-reset-requested", AccountID: acct.ID, Role: acct.Role,
 		Outcome: "success", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(username)}); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	l.evenOut(r, start)
-	l.render(w, http.StatusOK, "message.html", sent)
+	l.render(w, r, http.StatusOK, "message.html", sent)
 }
 
-func (l *login) linkExpired(w http.ResponseWriter) {
-	l.render(w, http.StatusBadRequest, "message.html", page{Title: "Link expired",
+func (l *login) linkExpired(w http.ResponseWriter, r *http.Request) {
+	l.render(w, r, http.StatusBadRequest, "message.html", page{Title: "Link expired",
 		Message: "This link has expired or was already used. Ask for a new one from the sign-in page."})
 }
 
@@ -89,34 +90,34 @@ func (l *login) showReset(w http.ResponseWriter, r *http.Request) {
 	token := r.FormValue("token")
 	if _, err := l.p.cfg.DB.AccountTokenLive(r.Context(), hashToken(token), persistence.TokenReset); err != nil {
 		if errors.Is(err, persistence.ErrNotFound) {
-			l.linkExpired(w)
+			l.linkExpired(w, r)
 			return
 		}
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
-	l.render(w, http.StatusOK, "reset.html", page{Title: "Choose a new password", Token: token})
+	l.render(w, r, http.StatusOK, "reset.html", page{Title: "Choose a new password", Token: token})
 }
 
 func (l *login) resetPassword(w http.ResponseWriter, r *http.Request) {
 	token := r.PostFormValue("token")
 	pw, again := r.PostFormValue("password"), r.PostFormValue("confirm")
 	if msg := newPasswordProblem(pw, again); msg != "" {
-		l.render(w, http.StatusBadRequest, "reset.html", page{Title: "Choose a new password", Token: token, Error: msg})
+		l.render(w, r, http.StatusBadRequest, "reset.html", page{Title: "Choose a new password", Token: token, Error: msg})
 		return
 	}
 	hash, err := HashPassword(pw)
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	account, ended, err := l.p.cfg.DB.ResetPassword(r.Context(), hashToken(token), hash)
 	if errors.Is(err, persistence.ErrNotFound) {
-		l.linkExpired(w)
+		l.linkExpired(w, r)
 		return
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	for _, sid := range ended {
@@ -128,26 +129,32 @@ func (l *login) resetPassword(w http.ResponseWriter, r *http.Request) {
 			Outcome: "success", SourceAddress: sourceAddress(r)})
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
-	l.render(w, http.StatusOK, "message.html", page{Title: "Password changed",
+	l.render(w, r, http.StatusOK, "message.html", page{Title: "Password changed",
 		Message: "Your password is changed and every session of your account has ended. Sign in again from your application."})
 }
 
 // newPasswordProblem says what is wrong with a new password and its repetition.
 func newPasswordProblem(pw, again string) string {
-	if err := CheckPasswordRules(pw); err != nil {
-		return strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
+	// The page's texts, one per rule (the catalogue knows each).
+	switch n := utf8.RuneCountInString(pw); {
+	case !utf8.ValidString(pw):
+		return "The password is not valid text." // text
+	case n < MinPasswordLength:
+		return "The password must have at least 12 characters." // text
+	case n > MaxPasswordLength:
+		return "The password must have at most 128 characters." // text
 	}
 	if pw != again {
-		return "The two passwords differ."
+		return "The two passwords differ." // text
 	}
 	return ""
 }
 
 func (l *login) showRegister(w http.ResponseWriter, r *http.Request) {
-	l.render(w, http.StatusOK, "register.html", page{Title: "Create your patient account", ID: r.FormValue("id")})
+	l.render(w, r, http.StatusOK, "register.html", page{Title: "Create your patient account", ID: r.FormValue("id")})
 }
 
 func (l *login) register(w http.ResponseWriter, r *http.Request) {
@@ -166,11 +173,11 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 		form.Error = newPasswordProblem(pw, again)
 	}
 	if form.Error != "" {
-		l.render(w, http.StatusBadRequest, "register.html", form)
+		l.render(w, r, http.StatusBadRequest, "register.html", form)
 		return
 	}
 	if l.p.cfg.Mailer == nil {
-		l.render(w, http.StatusServiceUnavailable, "message.html", page{Title: "Ask at the desk", Message: "This hospital creates patient accounts at its reception desk."})
+		l.render(w, r, http.StatusServiceUnavailable, "message.html", page{Title: "Ask at the desk", Message: "This hospital creates patient accounts at its reception desk."})
 		return
 	}
 	sent := page{Title: "Check your email", ID: form.ID,
@@ -181,17 +188,17 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	hash, err := HashPassword(pw)
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	patientID, email, err := l.p.cfg.DB.PatientContact(r.Context(), form.IDNP)
 	if errors.Is(err, persistence.ErrNotFound) || (err == nil && email == "") {
 		l.evenOut(r, start)
-		l.render(w, http.StatusOK, "message.html", sent)
+		l.render(w, r, http.StatusOK, "message.html", sent)
 		return
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	token, tokenHash := newLinkToken()
@@ -200,34 +207,34 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, persistence.ErrExists) {
 		if taken, lookupErr := l.p.cfg.DB.AccountByUsername(r.Context(), form.Username); lookupErr == nil && taken.ID != patientID {
 			form.Error = "This username is taken: choose another."
-			l.render(w, http.StatusConflict, "register.html", form)
+			l.render(w, r, http.StatusConflict, "register.html", form)
 			return
 		}
 		// The record has an account already: say nothing more than for a new one.
 		_ = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
 			Outcome: "denied", Detail: "the record has an account", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(form.IDNP)})
 		l.evenOut(r, start)
-		l.render(w, http.StatusOK, "message.html", sent)
+		l.render(w, r, http.StatusOK, "message.html", sent)
 		return
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
-	body := "Someone asked to create a caregrid account for your patient record, with the username " + form.Username + ".\n\n" +
-		"To confirm it is you, open this link within 24 hours:\n\n" + l.linkURL("verify", token) +
-		"\n\nIf it was not you, ignore this message: no account is created, and tell the reception desk.\n"
-	if err := l.p.cfg.Mailer.Send(r.Context(), email, "Confirm your caregrid account", body); err != nil {
-		l.fail(w, err)
+	tx := l.texts(r)
+	body := tx.T("Someone asked to create a caregrid account for your patient record, with the username {{.Username}}.\n\nTo confirm it is you, open this link within 24 hours:\n\n{{.Link}}\n\nIf it was not you, ignore this message: no account is created, and tell the reception desk.\n",
+		"Username", form.Username, "Link", l.linkURL("verify", token))
+	if err := l.p.cfg.Mailer.Send(r.Context(), email, tx.T("Confirm your caregrid account"), body); err != nil {
+		l.fail(w, r, err)
 		return
 	}
 	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
 		Outcome: "success", Detail: "email link sent", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(form.IDNP)}); err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
 	l.evenOut(r, start)
-	l.render(w, http.StatusOK, "message.html", sent)
+	l.render(w, r, http.StatusOK, "message.html", sent)
 }
 
 // showVerify asks for a click: a GET must not use the link, or a mail
@@ -236,19 +243,19 @@ func (l *login) showVerify(w http.ResponseWriter, r *http.Request) {
 	token := r.FormValue("token")
 	if _, err := l.p.cfg.DB.AccountTokenLive(r.Context(), hashToken(token), persistence.TokenVerify); err != nil {
 		if errors.Is(err, persistence.ErrNotFound) {
-			l.linkExpired(w)
+			l.linkExpired(w, r)
 			return
 		}
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
-	l.render(w, http.StatusOK, "verify.html", page{Title: "Confirm your account", Token: token})
+	l.render(w, r, http.StatusOK, "verify.html", page{Title: "Confirm your account", Token: token})
 }
 
 func (l *login) verify(w http.ResponseWriter, r *http.Request) {
 	account, err := l.p.cfg.DB.VerifyAccount(r.Context(), hashToken(r.PostFormValue("token")))
 	if errors.Is(err, persistence.ErrNotFound) {
-		l.linkExpired(w)
+		l.linkExpired(w, r)
 		return
 	}
 	if err == nil {
@@ -256,8 +263,8 @@ func (l *login) verify(w http.ResponseWriter, r *http.Request) {
 			Outcome: "success", SourceAddress: sourceAddress(r)})
 	}
 	if err != nil {
-		l.fail(w, err)
+		l.fail(w, r, err)
 		return
 	}
-	l.render(w, http.StatusOK, "message.html", page{Title: "Account ready", Message: "Your email address is confirmed. Sign in from your application."})
+	l.render(w, r, http.StatusOK, "message.html", page{Title: "Account ready", Message: "Your email address is confirmed. Sign in from your application."})
 }

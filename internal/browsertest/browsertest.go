@@ -164,6 +164,15 @@ func (b *Browser) Has(sel string) bool {
 	return n > 0
 }
 
+// Rendered reports whether the first image matching sel has loaded (a
+// blocked or broken image has no natural width).
+func (b *Browser) Rendered(sel string) bool {
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	w, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`(document.querySelector(%q) || {}).naturalWidth || 0`, sel)))
+	return err == nil && w > 0
+}
+
 // Text is the text of the first element matching sel (waiting for it).
 func (b *Browser) Text(sel string) string {
 	b.t.Helper()

@@ -1,0 +1,115 @@
+// Package locale holds every text caregrid shows a person (login pages,
+// emails, API problem titles) in Romanian, Russian and English, and picks
+// the language of each request: the OpenID request's ui_locales, then the
+// browser's Accept-Language, then the node's default (--default-locale).
+//
+// The catalogue is keyed by the English text itself (gettext's way): code
+// and templates read as they did, English needs no translation, and a text
+// with no translation yet shows in English rather than as a key. The
+// completeness test keeps messages/en.json equal to the texts the code uses
+// and ro.json and ru.json equal to en.json, so a new text cannot ship in one
+// language only. Plurals follow CLDR's rules through go-i18n.
+package locale
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/nicksnyder/go-i18n/v2/i18n"
+	"golang.org/x/text/language"
+)
+
+//go:embed messages/*.json
+var files embed.FS
+
+// Supported are the languages of the catalogue, the default first.
+var Supported = []language.Tag{language.English, language.Romanian, language.Russian}
+
+var bundle = func() *i18n.Bundle {
+	b := i18n.NewBundle(language.English)
+	b.RegisterUnmarshalFunc("json", json.Unmarshal)
+	for _, t := range Supported {
+		if _, err := b.LoadMessageFileFS(files, "messages/"+t.String()+".json"); err != nil {
+			panic(fmt.Sprintf("locale: messages/%s.json: %v", t, err))
+		}
+	}
+	return b
+}()
+
+// Parse names a supported language ("ro", "ru-RU", "en"), or false.
+func Parse(s string) (language.Tag, bool) {
+	t, err := language.Parse(s)
+	if err != nil {
+		return language.Und, false
+	}
+	base, _ := t.Base()
+	for _, sup := range Supported {
+		if b, _ := sup.Base(); b == base {
+			return sup, true
+		}
+	}
+	return language.Und, false
+}
+
+// Texts is one request's language.
+type Texts struct {
+	Tag language.Tag
+	loc *i18n.Localizer
+}
+
+// For picks the language: the first supported one of uiLocales (space
+// separated, OpenID's ui_locales), then of acceptLanguage (the header),
+// then def.
+func For(uiLocales, acceptLanguage string, def language.Tag) Texts {
+	tag := def
+	if t, ok := first(strings.Fields(uiLocales)); ok {
+		tag = t
+	} else if tags, _, err := language.ParseAcceptLanguage(acceptLanguage); err == nil {
+		for _, t := range tags {
+			if sup, ok := Parse(t.String()); ok {
+				tag = sup
+				break
+			}
+		}
+	}
+	return Texts{Tag: tag, loc: i18n.NewLocalizer(bundle, tag.String())}
+}
+
+func first(names []string) (language.Tag, bool) {
+	for _, n := range names {
+		if t, ok := Parse(n); ok {
+			return t, true
+		}
+	}
+	return language.Und, false
+}
+
+// T is text in this language; args fill its {{.Name}} fields (name, value
+// pairs). A text missing from the catalogue is returned as it is.
+func (x Texts) T(text string, args ...any) string {
+	return x.localize(text, nil, args)
+}
+
+// N is a text with a count, in the plural form the language needs for it
+// ({{.Count}} in the text).
+func (x Texts) N(text string, count int, args ...any) string {
+	return x.localize(text, count, append(args, "Count", count))
+}
+
+func (x Texts) localize(text string, count any, args []any) string {
+	data := map[string]any{}
+	for i := 0; i+1 < len(args); i += 2 {
+		data[fmt.Sprint(args[i])] = args[i+1]
+	}
+	if x.loc == nil {
+		x.loc = i18n.NewLocalizer(bundle, language.English.String())
+	}
+	s, err := x.loc.Localize(&i18n.LocalizeConfig{MessageID: text, TemplateData: data, PluralCount: count,
+		DefaultMessage: &i18n.Message{ID: text, Other: text, One: text}})
+	if err != nil {
+		return text
+	}
+	return s
+}
