@@ -17,6 +17,7 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/edge/ratelimit"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/gofiber/fiber/v2"
@@ -24,6 +25,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/text/language"
 )
 
 // MaxBodyBytes bounds every request body; larger ones get 413.
@@ -31,8 +33,11 @@ const MaxBodyBytes = 64 << 10
 
 // Config wires the edge to the rest of the node.
 type Config struct {
-	Cluster *actorcluster.Cluster
-	Auth    Authenticator
+	// DefaultLocale is the problems' language when Accept-Language names
+	// no supported one (zero: English).
+	DefaultLocale language.Tag
+	Cluster       *actorcluster.Cluster
+	Auth          Authenticator
 	// Ready reports whether the node can serve (database and cluster).
 	Ready func(context.Context) error
 	// ClusterView is this node's view of the cluster (nil: not served).
@@ -253,7 +258,15 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	if p.Status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="caregrid"`)
 	}
-	body, _ := c.App().Config().JSONEncoder(p)
+	// The title in the caller's language (Accept-Language, else the
+	// node's default); the type is the stable name to act on. Details are
+	// still English (issue 17 goes on).
+	tx := locale.For("", c.Get(fiber.HeaderAcceptLanguage), s.cfg.DefaultLocale)
+	translated := *p // a copy: p may be shared
+	translated.Title = tx.T(p.Title)
+	c.Set(fiber.HeaderContentLanguage, tx.Tag.String())
+	c.Vary(fiber.HeaderAcceptLanguage)
+	body, _ := c.App().Config().JSONEncoder(&translated)
 	c.Set(fiber.HeaderContentType, "application/problem+json")
 	return c.Status(p.Status).Send(body)
 }

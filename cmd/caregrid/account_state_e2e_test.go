@@ -308,4 +308,10 @@ func TestLoginPagesSpeakTheBrowsersLanguage(t *testing.T) {
 	if !strings.Contains(r.body, "Неверное имя пользователя или пароль.") {
 		t.Fatalf("the error in Russian: %d %s", r.status, r.body)
 	}
+	// The API's problem titles too (the type stays the stable name).
+	api := is.do("GET", "/v1/me", "", nil, "Accept-Language", "ro-MD, ro;q=0.9")
+	if m := api.json(t); api.status != 401 || m["title"] != "Este necesară autentificarea" || m["type"] != "/problems/unauthenticated" ||
+		api.header.Get("Content-Language") != "ro" {
+		t.Fatalf("a problem for a Romanian client: %d %s %s", api.status, api.header.Get("Content-Language"), api.body)
+	}
 }

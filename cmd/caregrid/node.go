@@ -22,6 +22,7 @@ import (
 	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/text/language"
 )
 
 // nodeConfig is everything a node needs besides its database.
@@ -153,8 +154,13 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	pf.SetVerifier(tokenVerifier(auth))
 	registerTrustMetrics(reg, member, pf)
+	var defaultLocale language.Tag
+	if cfg.Identity != nil {
+		defaultLocale = cfg.Identity.DefaultLocale
+	}
 	srv := edge.New(edge.Config{
-		Cluster: member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
+		DefaultLocale: defaultLocale,
+		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {

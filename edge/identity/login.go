@@ -2,12 +2,12 @@ package identity
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/hmac"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"net"
@@ -31,7 +31,9 @@ var templateFS embed.FS
 
 var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
 	// languages names each language in itself, for the pages' switcher.
-	"languages": func() map[string]string { return map[string]string{"en": "English", "ro": "Română", "ru": "Русский"} },
+	"languages": func() map[string]string {
+		return map[string]string{"en": "English", "ro": "Română", "ru": "Русский"}
+	},
 }).ParseFS(templateFS, "templates/*.html"))
 
 // login serves the login pages. Each step reads the authorization request

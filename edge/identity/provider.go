@@ -73,7 +73,7 @@ type Config struct {
 	// supported one (default English).
 	DefaultLocale language.Tag
 	Logger        *slog.Logger
-	Now        func() time.Time
+	Now           func() time.Time
 
 	// Insecure is set for an http issuer on loopback (development, tests).
 	Insecure bool

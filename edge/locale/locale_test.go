@@ -26,12 +26,19 @@ var uses = []*regexp.Regexp{
 	regexp.MustCompile(`\breturn ("(?:[^"\\]|\\.)*") // text`),
 }
 
+// apiTitles are the API's problem titles: problem(status, "name", "Title", ...)
+// and the grain errors' {status, "name", "Title"}.
+var apiTitles = []*regexp.Regexp{
+	regexp.MustCompile(`\bproblem\([^,()]+, "[^"]+", ("(?:[^"\\]|\\.)*")`),
+	regexp.MustCompile(`\{[0-9]{3}, "[^"]+", ("(?:[^"\\]|\\.)*")\}`),
+}
+
 // usedTexts scans the login pages' sources and templates (edge/identity)
-// for the texts they show.
+// for the texts they show, and the edge's for the API's problem titles.
 func usedTexts(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	err := filepath.WalkDir("../identity", func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") ||
 			!(strings.HasSuffix(path, ".go") || strings.HasSuffix(path, ".html")) {
 			return err
@@ -40,7 +47,11 @@ func usedTexts(t *testing.T) []string {
 		if err != nil {
 			return err
 		}
-		for _, re := range uses {
+		patterns := apiTitles
+		if strings.HasPrefix(filepath.ToSlash(path), "../identity/") {
+			patterns = uses
+		}
+		for _, re := range patterns {
 			for _, m := range re.FindAllStringSubmatch(string(src), -1) {
 				s, err := strconv.Unquote(m[1])
 				if err != nil {
