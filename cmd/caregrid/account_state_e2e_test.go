@@ -189,7 +189,8 @@ func TestAdminCommandsLeaveARunningNodesDatabaseAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	node := newProcess(t, dir, []string{"serve", "--http-addr", addr, "--data-dir", dir, "--cluster-port", "0", "--log-level", "warn"})
+	// --database-url= : the embedded database, whatever DATABASE_URL says.
+	node := newProcess(t, dir, []string{"serve", "--database-url=", "--http-addr", addr, "--data-dir", dir, "--cluster-port", "0", "--log-level", "warn"})
 	node.start()
 	// SIGTERM, not the usual kill: the node stops its embedded PostgreSQL
 	// (a killed node leaves it running).
@@ -198,7 +199,7 @@ func TestAdminCommandsLeaveARunningNodesDatabaseAlone(t *testing.T) {
 			node.terminate()
 		}
 	})
-	out, err := childCommand("admin", "bootstrap", "--data-dir", dir).CombinedOutput()
+	out, err := childCommand("admin", "bootstrap", "--database-url=", "--data-dir", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "in use by another caregrid process") || !strings.Contains(string(out), "stop it first") {
 		t.Fatalf("admin bootstrap on a served directory: %v\n%s", err, out)
 	}
