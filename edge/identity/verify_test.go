@@ -255,7 +255,7 @@ func BenchmarkVerifier(b *testing.B) {
 	}
 	s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: signing.Key()}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", signing.ID()))
 	tok, _ := jwt.Signed(s).Claims(accessClaims{Claims: jwt.Claims{Issuer: testIssuer, Subject: account, Audience: jwt.Audience{"caregrid"},
-		Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour))}, Role: "doctor", Session: session}).Serialize()
+		Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour)), ID: session + ".bench"}, Role: "doctor", Session: session, ClientID: "bench"}).Serialize()
 	b.Run("first-sight", func(b *testing.B) {
 		for b.Loop() {
 			v := p.newVerifier() // empty caches: every call verifies and looks the session up
