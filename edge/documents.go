@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -170,7 +171,7 @@ func (s *Server) uploadDocument(c *fiber.Ctx) error {
 			}
 			seen = true
 		default:
-			return malformed("unexpected part "+strconv.Quote(part.FormName())+"; send file and title", FieldError{part.FormName(), "is not a part of an upload"})
+			return malformed(fmt.Sprintf("unexpected part %q; send file and title", part.FormName()), FieldError{part.FormName(), "is not a part of an upload"})
 		}
 	}
 	if !seen || len(content) == 0 {

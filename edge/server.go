@@ -258,12 +258,19 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	if p.Status == fiber.StatusUnauthorized {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="caregrid"`)
 	}
-	// The title in the caller's language (Accept-Language, else the
-	// node's default); the type is the stable name to act on. Details are
-	// still English (issue 17 goes on).
+	// Title, detail and field messages in the caller's language
+	// (Accept-Language, else the node's default); the type and the field
+	// names are the stable names to act on. Texts the catalogue does not
+	// have yet (the grains' details) stay English.
 	tx := locale.For("", c.Get(fiber.HeaderAcceptLanguage), s.cfg.DefaultLocale)
 	translated := *p // a copy: p may be shared
-	translated.Title = tx.T(p.Title)
+	translated.Title, translated.Detail = tx.T(p.Title), tx.Detail(p.Detail)
+	if len(p.Errors) > 0 {
+		translated.Errors = make([]FieldError, len(p.Errors))
+		for i, fe := range p.Errors {
+			translated.Errors[i] = FieldError{Field: fe.Field, Message: tx.Detail(fe.Message)}
+		}
+	}
 	c.Set(fiber.HeaderContentLanguage, tx.Tag.String())
 	c.Vary(fiber.HeaderAcceptLanguage)
 	body, _ := c.App().Config().JSONEncoder(&translated)

@@ -315,4 +315,11 @@ func TestLoginPagesSpeakTheBrowsersLanguage(t *testing.T) {
 		api.header.Get("Content-Language") != "ro" {
 		t.Fatalf("a problem for a Romanian client: %d %s %s", api.status, api.header.Get("Content-Language"), api.body)
 	}
+	// Details and field messages the edge writes, formatted ones included.
+	desk := is.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	bad := is.do("GET", "/v1/patients/"+uuid.NewString()+"/access-log?limit=9999", desk, nil, "Accept-Language", "ru")
+	if m := bad.json(t); bad.status != 400 || m["detail"] != "limit должен быть целым числом от 1 до 500" ||
+		!strings.Contains(string(bad.body), `"message":"должно быть от 1 до 500"`) {
+		t.Fatalf("a bad limit for a Russian client: %d %s", bad.status, bad.body)
+	}
 }

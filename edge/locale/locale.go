@@ -15,6 +15,8 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/nicksnyder/go-i18n/v2/i18n"
@@ -113,3 +115,78 @@ func (x Texts) localize(text string, count any, args []any) string {
 	}
 	return s
 }
+
+// Detail translates a text that may have been formatted (fmt.Sprintf) from
+// a catalogued format, such as "limit must be a whole number from 1 to
+// %d": the text is matched against the formats, and the translated format
+// is filled with the same values. A text that matches nothing stays as it
+// is (English).
+func (x Texts) Detail(s string) string {
+	if s == "" || x.Tag == language.English {
+		return s
+	}
+	if _, ok := exact[s]; ok {
+		return x.T(s)
+	}
+	for _, f := range formats {
+		m := f.re.FindStringSubmatch(s)
+		if m == nil {
+			continue
+		}
+		args := make([]any, len(m)-1)
+		for i, v := range m[1:] {
+			args[i] = v
+		}
+		return fmt.Sprintf(f.asStrings(x.T(f.text)), args...)
+	}
+	return s
+}
+
+// format is a catalogued text with fmt verbs, as a pattern that finds the
+// values a formatted text was made with.
+type format struct {
+	text string
+	re   *regexp.Regexp
+}
+
+var verb = regexp.MustCompile(`%[dsqv]`)
+
+// asStrings makes a format take the values as the strings they were found
+// as (%q values keep their quotes, found with them).
+func (f format) asStrings(s string) string { return verb.ReplaceAllString(s, "%s") }
+
+var exact, formats = func() (map[string]bool, []format) {
+	raw, err := files.ReadFile("messages/en.json")
+	if err != nil {
+		panic(err)
+	}
+	var en map[string]any
+	if err := json.Unmarshal(raw, &en); err != nil {
+		panic(err)
+	}
+	ex := map[string]bool{}
+	var fs []format
+	for text := range en {
+		if !verb.MatchString(text) {
+			ex[text] = true
+			continue
+		}
+		parts := verb.Split(text, -1)
+		verbs := verb.FindAllString(text, -1)
+		pattern := "^"
+		for i, p := range parts {
+			pattern += regexp.QuoteMeta(p)
+			if i < len(verbs) {
+				if verbs[i] == "%d" {
+					pattern += `(-?[0-9]+)`
+				} else {
+					pattern += `(.+?)`
+				}
+			}
+		}
+		fs = append(fs, format{text: text, re: regexp.MustCompile(pattern + "$")})
+	}
+	// Longer formats first: the most specific match wins.
+	slices.SortFunc(fs, func(a, b format) int { return len(b.text) - len(a.text) })
+	return ex, fs
+}()

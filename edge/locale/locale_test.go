@@ -31,6 +31,11 @@ var uses = []*regexp.Regexp{
 var apiTitles = []*regexp.Regexp{
 	regexp.MustCompile(`\bproblem\([^,()]+, "[^"]+", ("(?:[^"\\]|\\.)*")`),
 	regexp.MustCompile(`\{[0-9]{3}, "[^"]+", ("(?:[^"\\]|\\.)*")\}`),
+	// The edge's own details and field messages (the grains' come next).
+	regexp.MustCompile(`\bproblem\([^,()]+, "[^"]+", "[^"]*", ("(?:[^"\\]|\\.)*")`),
+	regexp.MustCompile(`\b(?:malformed|forbidden|unauthenticated)\(("(?:[^"\\]|\\.)*")`),
+	regexp.MustCompile(`\bFieldError\{[^{}"]*(?:"[^"]*"[^{}"]*)?("(?:[^"\\]|\\.)*")\}`),
+	regexp.MustCompile(`(?:malformed\(|,\s+)fmt\.Sprintf\(("(?:[^"\\]|\\.)*")`),
 }
 
 // usedTexts scans the login pages' sources and templates (edge/identity)
@@ -39,7 +44,7 @@ func usedTexts(t *testing.T) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") ||
+		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") || strings.HasPrefix(filepath.ToSlash(path), "../locale/") ||
 			!(strings.HasSuffix(path, ".go") || strings.HasSuffix(path, ".html")) {
 			return err
 		}
@@ -139,6 +144,9 @@ func TestEveryTextInEveryLanguage(t *testing.T) {
 				if text == "" || text == s && len(s) > 3 {
 					t.Errorf("%s.json: %q is not translated", tag, s)
 				}
+				if strings.Join(verb.FindAllString(s, -1), "") != strings.Join(verb.FindAllString(text, -1), "") {
+					t.Errorf("%s.json: %q must keep its values' verbs in order: %q", tag, s, text)
+				}
 				for _, field := range regexp.MustCompile(`\{\{\.[A-Za-z]+\}\}`).FindAllString(s, -1) {
 					if !strings.Contains(text, field) {
 						t.Errorf("%s.json: %q loses %s", tag, s, field)
@@ -182,5 +190,24 @@ func TestTheLanguageIsChosenByUILocalesThenAcceptLanguageThenTheDefault(t *testi
 	}
 	if got := For("", "", language.English).T("Sign in"); got != "Sign in" {
 		t.Errorf("English: %q", got)
+	}
+}
+
+func TestDetailsFormattedFromACatalogueFormatAreTranslatedWithTheirValues(t *testing.T) {
+	ro, ru := For("ro", "", language.English), For("ru", "", language.English)
+	for _, c := range []struct {
+		tx       Texts
+		in, want string
+	}{
+		{ro, "the body is not valid JSON (at byte 17)", "corpul nu este JSON valid (la octetul 17)"},
+		{ro, "the body is not valid JSON", "corpul nu este JSON valid"},
+		{ru, "the request budget (50 per 1s) is spent; retry after 2 s", "лимит запросов (50 за 1s) исчерпан; повторите через 2 с"},
+		{ru, `unexpected part "x"; send file and title`, `неожиданная часть "x"; отправьте file и title`},
+		{ru, "a grain's detail the catalogue does not have", "a grain's detail the catalogue does not have"},
+		{For("", "", language.English), "the body is not valid JSON (at byte 17)", "the body is not valid JSON (at byte 17)"},
+	} {
+		if got := c.tx.Detail(c.in); got != c.want {
+			t.Errorf("%s %q: %q, want %q", c.tx.Tag, c.in, got, c.want)
+		}
 	}
 }
