@@ -58,7 +58,7 @@ func BookingFingerprint(patientID string, start time.Time, minutes int32, reason
 // CheckReason checks an appointment's free-text reason.
 func CheckReason(reason string) error {
 	if !utf8.ValidString(reason) || utf8.RuneCountInString(reason) > MaxReasonLength {
-		return fmt.Errorf("reason: at most %d characters of text", MaxReasonLength)
+		return fmt.Errorf("reason: at most %d characters of text", MaxReasonLength) // text
 	}
 	return nil
 }

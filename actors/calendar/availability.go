@@ -43,12 +43,12 @@ type Clock int
 func ParseClock(s string) (Clock, error) {
 	h, m, ok := strings.Cut(s, ":")
 	if !ok || len(h) != 2 || len(m) != 2 {
-		return 0, fmt.Errorf("%q is not HH:MM", s)
+		return 0, fmt.Errorf("%q is not HH:MM", s) // text
 	}
 	hh, err1 := strconv.Atoi(h)
 	mm, err2 := strconv.Atoi(m)
 	if err1 != nil || err2 != nil || hh < 0 || mm < 0 || mm > 59 || hh > 24 || (hh == 24 && mm != 0) {
-		return 0, fmt.Errorf("%q is not a time of day", s)
+		return 0, fmt.Errorf("%q is not a time of day", s) // text
 	}
 	return Clock(hh*60 + mm), nil
 }

@@ -11,15 +11,15 @@ import (
 // ErrSlotTaken to 409 slot-taken, the others to 422.
 var (
 	// ErrOffGrid: the start or the length is not on the CellMinutes grid.
-	ErrOffGrid = fmt.Errorf("a booking must start and end on the %d-minute grid", CellMinutes)
+	ErrOffGrid = fmt.Errorf("a booking must start and end on the %d-minute grid", CellMinutes) // text
 	// ErrDuration: the booking is empty or longer than MaxBookingMinute.
-	ErrDuration = fmt.Errorf("a booking lasts %d to %d minutes", CellMinutes, MaxBookingMinute)
+	ErrDuration = fmt.Errorf("a booking lasts %d to %d minutes", CellMinutes, MaxBookingMinute) // text
 	// ErrInPast: the booking starts before now.
-	ErrInPast = errors.New("a booking cannot start in the past")
+	ErrInPast = errors.New("a booking cannot start in the past") // text
 	// ErrOutsideHours: some of the booking falls outside the doctor's working time.
-	ErrOutsideHours = errors.New("the booking falls outside the doctor's working hours")
+	ErrOutsideHours = errors.New("the booking falls outside the doctor's working hours") // text
 	// ErrSlotTaken: some of the booking overlaps an appointment or a live hold.
-	ErrSlotTaken = errors.New("the slot is taken")
+	ErrSlotTaken = errors.New("the slot is taken") // text
 )
 
 // CheckRequest checks a booking of iv against the grid, the clock and the

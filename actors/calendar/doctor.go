@@ -31,7 +31,7 @@ var DoctorUpdatable = []string{"given_name", "family_name", "specialty", "clinic
 type VersionError struct{ Want, Have int64 }
 
 func (e VersionError) Error() string {
-	return fmt.Sprintf("the resource is at version %d, not %d", e.Have, e.Want)
+	return fmt.Sprintf("the resource is at version %d, not %d", e.Have, e.Want) // text
 }
 
 func normalizeDoctor(d *messages.DoctorRecord) {

@@ -62,8 +62,8 @@ func (g *Grain) AdmitPrescription(req *messages.AdmitPrescriptionRequest, ctx ac
 		return nil, g.storeError(ctx, "admit prescription", err)
 	case !admitted:
 		ws, _ := protojson.Marshal(&messages.PrescriptionWarnings{Warnings: p.Warnings})
-		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInteraction("%s", "the prescription meets "+blocking(p.Warnings)+
-			"; give an override reason to prescribe it anyway").WithMetadata(map[string]string{"warnings": string(ws)}))
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInteraction("the prescription meets %s; give an override reason to prescribe it anyway",
+			blocking(p.Warnings)).WithMetadata(map[string]string{"warnings": string(ws)}))
 	}
 	detail := ""
 	if blocked {

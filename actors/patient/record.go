@@ -120,7 +120,7 @@ func ApplyUpdate(cur *messages.PatientRecord, req *messages.UpdatePatientRequest
 type errVersion struct{ want, have int64 }
 
 func (e errVersion) Error() string {
-	return fmt.Sprintf("patient is at version %d, not %d", e.have, e.want)
+	return fmt.Sprintf("patient is at version %d, not %d", e.have, e.want) // text
 }
 
 // Fingerprint identifies a registration request, so that a replay under the

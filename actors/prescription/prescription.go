@@ -137,7 +137,7 @@ func (e stateError) Error() string { return e.msg }
 func IsStateError(err error) bool { _, ok := err.(stateError); return ok }
 
 func ended(p *messages.PrescriptionRecord) error {
-	return stateError{fmt.Sprintf("the prescription is %s", p.GetStatus().Name())}
+	return stateError{fmt.Sprintf("the prescription is %s", p.GetStatus().Name())} // text
 }
 
 // Due reports whether p's duration has ended at now while it is active.

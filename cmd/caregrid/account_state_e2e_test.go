@@ -322,4 +322,17 @@ func TestLoginPagesSpeakTheBrowsersLanguage(t *testing.T) {
 		!strings.Contains(string(bad.body), `"message":"должно быть от 1 до 500"`) {
 		t.Fatalf("a bad limit for a Russian client: %d %s", bad.status, bad.body)
 	}
+	// And the grains' (an access refusal, a validation message).
+	reg := is.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+	expect(t, "register", reg, 201)
+	visits := is.do("GET", "/v1/patients/"+reg.json(t)["id"].(string)+"/visits", desk, nil, "Accept-Language", "ru")
+	if m := visits.json(t); visits.status != 403 || m["detail"] != "клинические записи читают только пациент и его лечащие врачи" {
+		t.Fatalf("a receptionist's refusal for a Russian client: %d %s", visits.status, visits.body)
+	}
+	record := patientBody(nextIDNP())
+	record["phone"] = "0691"
+	invalid := is.do("POST", "/v1/patients", desk, record, "Accept-Language", "ro")
+	if invalid.status != 422 || !strings.Contains(string(invalid.body), `"message":"trebuie să fie în forma E.164, de exemplu +37369123456"`) {
+		t.Fatalf("a grain's validation message for a Romanian client: %d %s", invalid.status, invalid.body)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"golang.org/x/text/language"
 )
@@ -38,6 +39,18 @@ var apiTitles = []*regexp.Regexp{
 	regexp.MustCompile(`(?:malformed\(|,\s+)fmt\.Sprintf\(("(?:[^"\\]|\\.)*")`),
 }
 
+// grainTexts are the details and field messages the grains write (they
+// reach the API as problem details and field messages).
+var grainTexts = []*regexp.Regexp{
+	regexp.MustCompile(`messages\.Err[A-Za-z]+\(("(?:[^"\\]|\\.)*")`),
+	regexp.MustCompile(`\bdeny\(("(?:[^"\\]|\\.)*")\)`),
+	regexp.MustCompile(`\bv\.Add\([^,]+, ("(?:[^"\\]|\\.)*")`),
+	regexp.MustCompile(`\.Add\([^,]+, fmt\.Sprintf\(("(?:[^"\\]|\\.)*")`),
+	// An error whose text reaches the API (marked "// text" where it is made).
+	regexp.MustCompile(`(?:errors\.New|fmt\.Errorf|fmt\.Sprintf)\(("(?:[^"\\]|\\.)*")[^\n]*// text`),
+	regexp.MustCompile(`\bwrongState\(("(?:[^"\\]|\\.)*")`),
+}
+
 // usedTexts scans the login pages' sources and templates (edge/identity)
 // for the texts they show, and the edge's for the API's problem titles.
 func usedTexts(t *testing.T) []string {
@@ -52,9 +65,9 @@ func usedTexts(t *testing.T) []string {
 		if err != nil {
 			return err
 		}
-		patterns := apiTitles
+		patterns := append(slices.Clone(apiTitles), grainTexts...)
 		if strings.HasPrefix(filepath.ToSlash(path), "../identity/") {
-			patterns = uses
+			patterns = append(slices.Clone(uses), grainTexts...)
 		}
 		for _, re := range patterns {
 			for _, m := range re.FindAllStringSubmatch(string(src), -1) {
@@ -62,7 +75,32 @@ func usedTexts(t *testing.T) []string {
 				if err != nil {
 					t.Fatalf("%s: %s: %v", path, m[1], err)
 				}
-				if s != "" && !slices.Contains(out, s) {
+				if s != "" && s != "%s" && !slices.Contains(out, s) {
+					out = append(out, s)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir("../../actors", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, re := range grainTexts {
+			for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+				s, err := strconv.Unquote(m[1])
+				if err != nil {
+					t.Fatalf("%s: %s: %v", path, m[1], err)
+				}
+				// "%s" alone passes a text made elsewhere (a deny reason).
+				if strings.ContainsFunc(s, unicode.IsLetter) && verb.ReplaceAllString(s, "") != "" && s != "%s" && !slices.Contains(out, s) {
 					out = append(out, s)
 				}
 			}
