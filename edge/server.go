@@ -33,6 +33,8 @@ const MaxBodyBytes = 64 << 10
 
 // Config wires the edge to the rest of the node.
 type Config struct {
+	// HTTPS is set when the public URL is https: answers then carry HSTS.
+	HTTPS bool
 	// DefaultLocale is the problems' language when Accept-Language names
 	// no supported one (zero: English).
 	DefaultLocale language.Tag
@@ -220,7 +222,7 @@ func New(cfg Config) *Server {
 	})
 	// A panicking handler becomes a 500 problem instead of ending the process.
 	s.app.Server().HeaderReceived = s.bodyLimits
-	s.app.Use(s.requestID, s.observe, recover.New(), s.limitAddress)
+	s.app.Use(s.securityHeaders, s.requestID, s.observe, recover.New(), s.limitAddress)
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.Roles != nil {
@@ -276,6 +278,23 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	body, _ := c.App().Config().JSONEncoder(&translated)
 	c.Set(fiber.HeaderContentType, "application/problem+json")
 	return c.Status(p.Status).Send(body)
+}
+
+// securityHeaders go on every answer, errors included: responses carry
+// health data and tokens, so no cache keeps them (a handler that serves
+// something public, such as the OpenID discovery document, says so
+// itself); JSON is never sniffed as something else; and with an https
+// public URL, browsers are told to use https only.
+func (s *Server) securityHeaders(c *fiber.Ctx) error {
+	err := c.Next() // then: a mounted handler's own Cache-Control stands
+	if len(c.Response().Header.Peek(fiber.HeaderCacheControl)) == 0 {
+		c.Set(fiber.HeaderCacheControl, "no-store")
+	}
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	if s.cfg.HTTPS {
+		c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000; includeSubDomains")
+	}
+	return err
 }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)

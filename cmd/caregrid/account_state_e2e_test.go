@@ -336,3 +336,25 @@ func TestLoginPagesSpeakTheBrowsersLanguage(t *testing.T) {
 		t.Fatalf("a grain's validation message for a Romanian client: %d %s", invalid.status, invalid.body)
 	}
 }
+
+// TestAnswersCarrySecurityHeaders: every answer, success or problem, is
+// kept by no cache and sniffed by no browser, and with an https public URL
+// carries HSTS; the OpenID discovery document, public, may be cached.
+func TestAnswersCarrySecurityHeaders(t *testing.T) {
+	s := startTestServerWithIdentity(t, nil, nil, func(c *nodeConfig) { c.HTTPS = true })
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	for _, r := range []response{
+		s.do("POST", "/v1/patients", desk, patientBody(nextIDNP())),
+		s.do("GET", "/v1/me", desk, nil),
+		s.do("GET", "/v1/me", "", nil),
+		s.do("GET", "/v1/no-such-route", desk, nil),
+	} {
+		if r.header.Get("Cache-Control") != "no-store" || r.header.Get("X-Content-Type-Options") != "nosniff" ||
+			!strings.HasPrefix(r.header.Get("Strict-Transport-Security"), "max-age=") {
+			t.Errorf("%d answer's headers: %v", r.status, r.header)
+		}
+	}
+	if got := s.do("GET", "/oidc/.well-known/openid-configuration", "", nil).header.Get("Cache-Control"); got != "public, max-age=300" {
+		t.Errorf("discovery Cache-Control = %q", got)
+	}
+}

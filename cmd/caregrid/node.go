@@ -55,6 +55,8 @@ type nodeConfig struct {
 	// sweep (0: one minute).
 	ExpirySweep time.Duration
 	Logger      *slog.Logger
+	// HTTPS: the public URL is https (answers carry HSTS).
+	HTTPS bool
 	// ActorLogger receives proto.actor's logs; nil: warnings on stderr.
 	ActorLogger *slog.Logger
 }
@@ -160,6 +162,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	srv := edge.New(edge.Config{
 		DefaultLocale: defaultLocale,
+		HTTPS:         cfg.HTTPS,
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
