@@ -246,3 +246,22 @@ func TestBrowserSignInInRomanianWithTheQRCode(t *testing.T) {
 	b.Click(`#continue`)
 	app.finish(b, s)
 }
+
+// TestBrowserSignInInRussian: an app that asks for Russian gets the login
+// page, a wrong password's error and the way back to the app in Russian.
+func TestBrowserSignInInRussian(t *testing.T) {
+	is := startIdentityServer(t, nil)
+	app := startBrowserApp(t, is)
+	is.account("8c9d0e1f-0000-4000-8000-00000000de5c", "desk-olga", "receptionist", "olga-password-12", false)
+	b := browsertest.New(t)
+	s := app.start(b, oauth2.SetAuthURLParam("ui_locales", "ru"))
+	if got := b.Text(`button[type=submit]`); got != "Вход" {
+		t.Fatalf("the sign-in button reads %q, want Russian", got)
+	}
+	b.Submit(map[string]string{"username": "desk-olga", "password": "wrong-password-1"})
+	if got := b.Text(`#error`); got != "Неверное имя пользователя или пароль." {
+		t.Fatalf("the error reads %q", got)
+	}
+	b.Submit(map[string]string{"username": "desk-olga", "password": "olga-password-12"})
+	app.finish(b, s)
+}

@@ -13,16 +13,23 @@ import (
 
 // TestStartStopRestart runs the real server binaries: initialise, serve,
 // stop, and start again on the same data with the data still there.
-func TestStartStopRestart(t *testing.T) {
+// dataDir is a directory the postgres user (which runs the server when we
+// are root) can reach: not t.TempDir, whose parent is closed to it.
+func dataDir(t *testing.T) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "caregrid-embedpg-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	// The postgres user (when we are root) must be able to reach the directory.
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+func TestStartStopRestart(t *testing.T) {
+	dir := dataDir(t)
 	ctx := context.Background()
 	s, err := Start(ctx, dir)
 	if err != nil {
@@ -67,14 +74,7 @@ func TestStartStopRestart(t *testing.T) {
 // another Start is refused with ErrInUse, and the first server goes on
 // serving (before the lock, the second Start stopped it).
 func TestASecondOwnerIsRefused(t *testing.T) {
-	dir, err := os.MkdirTemp("", "caregrid-embedpg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := dataDir(t)
 	ctx := context.Background()
 	s, err := Start(ctx, dir)
 	if err != nil {
