@@ -84,7 +84,7 @@ func (s *Server) createAccount(c *fiber.Ctx) error {
 }
 
 func (s *Server) getAccount(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "account")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (s *Server) getAccount(c *fiber.Ctx) error {
 
 func (s *Server) accountAction(action string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		id, err := uuidParam(c, "account")
+		id, err := uuidParam(c)
 		if err != nil {
 			return err
 		}

@@ -139,7 +139,11 @@ func (s *Server) book(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	req := &messages.BookRequest{Caller: caller, AppointmentId: newID("appointment", caller.Subject, key),
+	appointmentID, err := s.newID(c, "appointment", caller.Subject, key)
+	if err != nil {
+		return err
+	}
+	req := &messages.BookRequest{Caller: caller, AppointmentId: appointmentID,
 		PatientId: normalUUID(in.PatientID), Start: timestamppb.New(start), DurationMinutes: in.DurationMinutes, Reason: in.Reason}
 	reply, err := calendarCall(s, c, normalUUID(in.DoctorID), func(g *messages.CalendarGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AppointmentReply, error) {
 		return g.Book(req, opts...)
@@ -162,7 +166,7 @@ func (s *Server) appointmentReply(c *fiber.Ctx, status int, reply *messages.Appo
 
 // appointmentCall reads :id, finds the appointment's calendar and calls it.
 func appointmentCall(s *Server, c *fiber.Ctx, call func(id string, caller *messages.Caller, g *messages.CalendarGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AppointmentReply, error)) error {
-	id, err := uuidParam(c, "appointment")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}

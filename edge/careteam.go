@@ -51,9 +51,9 @@ func (s *Server) changeCareTeam(remove bool) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		doctor := c.Params("doctor")
-		if !isUUID(doctor) {
-			return problem(fiber.StatusNotFound, "not-found", "Not found", "doctor ids are UUIDs")
+		doctor, err := idParam(c, "doctor")
+		if err != nil {
+			return err
 		}
 		caller, err := s.caller(c)
 		if err != nil {

@@ -148,7 +148,10 @@ func (s *Server) createClinic(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	id := newID("clinic", caller.Subject, key)
+	id, err := s.newID(c, "clinic", caller.Subject, key)
+	if err != nil {
+		return err
+	}
 	req := &messages.CreateClinicRequest{Caller: caller, IdempotencyKey: key,
 		Clinic: &messages.ClinicRecord{Name: in.Name, Address: in.Address, TimeZone: in.TimeZone}}
 	reply, err := callGrain(s, c, "Clinic", id, messages.GetClinicGrainClient,
@@ -167,7 +170,7 @@ func (s *Server) createClinic(c *fiber.Ctx) error {
 }
 
 func (s *Server) getClinic(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "clinic")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -203,7 +206,10 @@ func (s *Server) createDoctor(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	id := newID("doctor", caller.Subject, key)
+	id, err := s.newID(c, "doctor", caller.Subject, key)
+	if err != nil {
+		return err
+	}
 	req := &messages.CreateDoctorRequest{Caller: caller, IdempotencyKey: key, Doctor: &messages.DoctorRecord{
 		GivenName: in.GivenName, FamilyName: in.FamilyName, Specialty: in.Specialty, ClinicId: in.ClinicID,
 		Email: in.Email, Phone: in.Phone, TimeZone: in.TimeZone, SlotMinutes: in.SlotMinutes}}
@@ -222,7 +228,7 @@ func (s *Server) createDoctor(c *fiber.Ctx) error {
 }
 
 func (s *Server) getDoctor(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "doctor")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -242,7 +248,7 @@ func (s *Server) getDoctor(c *fiber.Ctx) error {
 }
 
 func (s *Server) updateDoctor(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "doctor")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -300,7 +306,7 @@ func (s *Server) updateDoctor(c *fiber.Ctx) error {
 }
 
 func (s *Server) setAvailability(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "doctor")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -327,7 +333,7 @@ func (s *Server) setAvailability(c *fiber.Ctx) error {
 }
 
 func (s *Server) getAvailability(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "doctor")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -358,7 +364,7 @@ func instantParam(c *fiber.Ctx, name string) (time.Time, error) {
 
 // doctorRange reads a doctor route's :id, from and to, and the caller.
 func (s *Server) doctorRange(c *fiber.Ctx) (id string, from, to *timestamppb.Timestamp, caller *messages.Caller, err error) {
-	if id, err = uuidParam(c, "doctor"); err != nil {
+	if id, err = uuidParam(c); err != nil {
 		return
 	}
 	var f, t time.Time

@@ -164,7 +164,9 @@ func (s *Server) uploadDocument(c *fiber.Ctx) error {
 			if err != nil {
 				return uploadError(err, docs.MaxBytes)
 			}
-			title = string(b)
+			if title = string(b); !CleanString(title) {
+				return malformed("the title must be UTF-8 text", FieldError{"title", "must be UTF-8 without control characters"})
+			}
 		case "file":
 			if content, err = io.ReadAll(&cappedReader{r: part, n: docs.MaxBytes}); err != nil {
 				return uploadError(err, docs.MaxBytes)
@@ -246,12 +248,15 @@ func (s *Server) downloadDocument(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	document, err := idParam(c, "document")
+	if err != nil {
+		return err
+	}
 	caller, err := s.caller(c)
 	if err != nil {
 		return err
 	}
-	// The grain checks the document id, after its access check.
-	req := &messages.OpenDocumentRequest{Caller: caller, DocumentId: c.Params("document")}
+	req := &messages.OpenDocumentRequest{Caller: caller, DocumentId: document}
 	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.OpenDocumentReply, error) {
 		return g.OpenDocument(req, opts...)
 	})

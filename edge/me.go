@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"mime"
 	"net/http"
 	"time"
 
@@ -53,8 +54,29 @@ func (s *Server) mount(m Mount) {
 		inner.ServeHTTP(w, r.WithContext(ctx))
 	})
 	h := adaptor.HTTPHandler(detached)
-	s.app.All(m.Prefix, h)
-	s.app.All(m.Prefix+"/*", h)
+	s.app.All(m.Prefix, checkForm, h)
+	s.app.All(m.Prefix+"/*", checkForm, h)
+}
+
+// checkForm refuses a form body with a value that is not UTF-8 text, so
+// that the mounted handlers (sign-in, password recovery, the token
+// endpoint) never take such a value to the database. Path and query are
+// already checked (checkRequest).
+func checkForm(c *fiber.Ctx) error {
+	mt, _, _ := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	if mt != fiber.MIMEApplicationForm {
+		return c.Next()
+	}
+	var bad []byte
+	c.Request().PostArgs().VisitAll(func(k, v []byte) {
+		if bad == nil && (!CleanString(string(k)) || !CleanString(string(v))) {
+			bad = k
+		}
+	})
+	if bad != nil {
+		return malformed("form fields must be UTF-8 text", FieldError{safeName(bad), "must be UTF-8 without control characters"})
+	}
+	return c.Next()
 }
 
 type meJSON struct {

@@ -134,7 +134,10 @@ func (s *Server) registerPatient(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	id := newPatientID(caller.Subject, key)
+	id, err := s.newID(c, "patient", caller.Subject, key)
+	if err != nil {
+		return err
+	}
 	req := &messages.RegisterPatientRequest{Caller: caller, Patient: rec, IdempotencyKey: key}
 	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.PatientReply, error) {
 		return g.Register(req, opts...)
@@ -216,7 +219,7 @@ func (s *Server) updatePatient(c *fiber.Ctx) error {
 		case "allergies":
 			var as []allergyJSON
 			if string(bytes.TrimSpace(raw)) != "null" {
-				if err := decodeStrict(raw, &as); err != nil { // strict: unknown allergy fields are refused
+				if err := decodeValue(raw, &as); err != nil { // strict: unknown allergy fields are refused
 					return err
 				}
 			}
@@ -261,6 +264,7 @@ type accessEventJSON struct {
 	Outcome          string `json:"outcome"`
 	Detail           string `json:"detail,omitempty"`
 	RequestID        string `json:"request_id"`
+	ClientRequestID  string `json:"client_request_id,omitempty"`
 	SourceAddress    string `json:"source_address"`
 }
 
@@ -283,7 +287,7 @@ func (s *Server) accessLog(c *fiber.Ctx) error {
 			OccurredAt: instant(e.OccurredAt.AsTime()), Subject: cl.GetSubject(), Role: cl.GetRole().Name(),
 			Client: cl.GetClient(), PurposeOfUse: cl.GetPurposeOfUse(), BreakGlassReason: cl.GetBreakGlassReason(),
 			Action: e.Action, ResourceType: e.ResourceType, ResourceID: e.ResourceId, Outcome: e.Outcome.Name(),
-			Detail: e.Detail, RequestID: cl.GetRequestId(), SourceAddress: cl.GetSourceAddress(),
+			Detail: e.Detail, RequestID: cl.GetRequestId(), ClientRequestID: cl.GetClientRequestId(), SourceAddress: cl.GetSourceAddress(),
 		})
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")

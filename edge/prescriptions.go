@@ -1,6 +1,9 @@
 package edge
 
 import (
+	"encoding/json"
+	"reflect"
+
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/gofiber/fiber/v2"
@@ -140,7 +143,10 @@ func (s *Server) createPrescription(c *fiber.Ctx) error {
 		Prescription: &messages.PrescriptionRecord{PatientId: in.PatientID,
 			Medication: &messages.Medication{AtcCode: in.Medication.ATCCode, Name: in.Medication.Name, Strength: in.Medication.Strength, Form: in.Medication.Form},
 			Dose:       in.Dose, Route: in.Route, Frequency: in.Frequency, DurationDays: in.DurationDays, Refills: in.Refills, Notes: in.Notes}}
-	id := newID("prescription", caller.GetSubject(), key)
+	id, err := s.newID(c, "prescription", caller.GetSubject(), key)
+	if err != nil {
+		return err
+	}
 	reply, err := callPrescription(s, c, id, func(g *messages.PrescriptionGrainClient, opts ...actorcluster.GrainCallOption) (*messages.PrescriptionReply, error) {
 		return g.Create(req, opts...)
 	})
@@ -151,7 +157,7 @@ func (s *Server) createPrescription(c *fiber.Ctx) error {
 }
 
 func (s *Server) getPrescription(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "prescription")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -170,7 +176,7 @@ func (s *Server) getPrescription(c *fiber.Ctx) error {
 }
 
 func (s *Server) dispensePrescription(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "prescription")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -178,7 +184,7 @@ func (s *Server) dispensePrescription(c *fiber.Ctx) error {
 		return err
 	}
 	var in struct {
-		Quantity string `json:"quantity"`
+		Quantity quantityJSON `json:"quantity"`
 	}
 	if err := decodeStrict(c.Body(), &in); err != nil {
 		return err
@@ -191,7 +197,7 @@ func (s *Server) dispensePrescription(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	req := &messages.DispenseRequest{Caller: caller, Quantity: in.Quantity, IdempotencyKey: key}
+	req := &messages.DispenseRequest{Caller: caller, Quantity: string(in.Quantity), IdempotencyKey: key}
 	reply, err := callPrescription(s, c, id, func(g *messages.PrescriptionGrainClient, opts ...actorcluster.GrainCallOption) (*messages.PrescriptionReply, error) {
 		return g.Dispense(req, opts...)
 	})
@@ -205,7 +211,7 @@ func (s *Server) dispensePrescription(c *fiber.Ctx) error {
 }
 
 func (s *Server) cancelPrescription(c *fiber.Ctx) error {
-	id, err := uuidParam(c, "prescription")
+	id, err := uuidParam(c)
 	if err != nil {
 		return err
 	}
@@ -252,4 +258,22 @@ func (s *Server) listPrescriptions(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
+}
+
+// quantityJSON is a dispensed quantity: a number (30) or its text ("30",
+// "2 boxes"); the grain checks the text.
+type quantityJSON string
+
+func (q *quantityJSON) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		*q = quantityJSON(n.String())
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[string](), Field: "quantity"}
+	}
+	*q = quantityJSON(s)
+	return nil
 }

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"mime"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/patient"
@@ -36,13 +38,88 @@ func requireJSON(c *fiber.Ctx, types ...string) error {
 		"send the body as "+strings.Join(append(types, fiber.MIMEApplicationJSON), " or "))
 }
 
-// decodeStrict decodes one JSON value into v, refusing unknown fields,
-// wrong types and trailing data, and says where the body is wrong.
+// decodeStrict decodes a JSON object body into v. Before any field is
+// read, the whole body is checked (checkJSON): valid UTF-8, an object at
+// the top, no key twice in one object, no NUL in a string. Then unknown
+// fields, wrong types and trailing data are refused, and the problem says
+// where the body is wrong.
 func decodeStrict(body []byte, v any) error {
+	if err := checkJSON(body); err != nil {
+		return err
+	}
+	return decodeValue(body, v)
+}
+
+// decodeValue decodes one JSON value (a part of a body checkJSON passed).
+func decodeValue(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeProblem(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return malformed("the body has data after its JSON value")
+	}
+	return nil
+}
+
+// checkJSON walks a body's tokens once. encoding/json would otherwise
+// replace invalid UTF-8 silently, keep the last of two equal keys (so
+// what was checked and what is stored could differ), and take "null" or
+// an array as a body (null decodes to "nothing": a PUT of null would wipe).
+func checkJSON(body []byte) error {
+	if !utf8.Valid(body) {
+		return malformed("the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	first, err := dec.Token()
+	if err != nil {
+		return decodeProblem(err)
+	}
+	if d, ok := first.(json.Delim); !ok || d != '{' {
+		return malformed("the body must be a JSON object")
+	}
+	// keys[i] are the keys seen in the i-th open container (nil: an array);
+	// expectKey says the next string in an object is a key.
+	keys := []map[string]bool{{}}
+	expectKey := true
+	for len(keys) > 0 {
+		tok, err := dec.Token()
+		if err != nil {
+			return decodeProblem(err)
+		}
+		top := keys[len(keys)-1]
+		if s, ok := tok.(string); ok && strings.ContainsRune(s, 0) {
+			return malformed("a string in the body contains a NUL character")
+		}
+		if top != nil && expectKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				keys = keys[:len(keys)-1]
+				expectKey = len(keys) > 0 && keys[len(keys)-1] != nil
+				continue
+			}
+			name := tok.(string) // the decoder allows only a string or '}' here
+			if top[name] {
+				return malformed("the body names a field twice", FieldError{name, "appears more than once"})
+			}
+			top[name] = true
+			expectKey = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			keys = append(keys, map[string]bool{})
+			expectKey = true
+			continue
+		case json.Delim('['):
+			keys = append(keys, nil)
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			keys = keys[:len(keys)-1]
+		}
+		// A value ended: in an object, a key comes next.
+		expectKey = len(keys) > 0 && keys[len(keys)-1] != nil
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return malformed("the body has data after its JSON value")
@@ -100,15 +177,19 @@ func mergeValue(name string, raw json.RawMessage, v any) error {
 }
 
 // patientID reads and checks the :id route parameter.
-func patientID(c *fiber.Ctx) (string, error) { return uuidParam(c, "patient") }
+func patientID(c *fiber.Ctx) (string, error) { return uuidParam(c) }
 
 // uuidParam reads the :id route parameter, which names a resource by UUID.
-func uuidParam(c *fiber.Ctx, what string) (string, error) {
-	id := c.Params("id")
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return "", problem(fiber.StatusNotFound, "not-found", "Not found", what+" ids are UUIDs")
+func uuidParam(c *fiber.Ctx) (string, error) { return idParam(c, "id") }
+
+// idParam reads a route parameter that names a resource by UUID, in its
+// canonical lower-case form; any other value names nothing (404).
+func idParam(c *fiber.Ctx, name string) (string, error) {
+	id := c.Params(name)
+	if !isUUID(id) {
+		return "", problem(fiber.StatusNotFound, "not-found", "Not found", "no such resource: ids in paths are UUIDs")
 	}
-	return strings.ToLower(id), nil
+	return normalUUID(id), nil
 }
 
 func isUUID(s string) bool {
@@ -135,21 +216,35 @@ func callPatient[T any](s *Server, c *fiber.Ctx, id string, call func(*messages.
 	return callGrain(s, c, "Patient", id, messages.GetPatientGrainClient, call)
 }
 
-// idempotencyNamespace scopes patient ids derived from idempotency keys.
-var idempotencyNamespace = uuid.MustParse("6f2b1c52-52a4-4d8e-9a55-0e4a7c1d9b10")
+// IdempotencyKeys maps a caller's Idempotency-Key to the id of the
+// resource its first request created (persistence.DB.IDForKey).
+type IdempotencyKeys interface {
+	IDForKey(ctx context.Context, kind, subject, key, candidate string) (string, error)
+}
 
-// newPatientID is the new patient's grain identity. With an Idempotency-Key
-// it is derived from the caller and the key, so a replay reaches the same
-// grain, which answers it from the first registration.
-func newPatientID(subject, key string) string { return newID("patient", subject, key) }
-
-// newID is a new resource's id: random, or derived from the caller and the
-// Idempotency-Key so that a replay reaches the grain that answered first.
-func newID(kind, subject, key string) string {
+// newID is a new resource's id: random, so that nobody can compute the id
+// of another's resource. With an Idempotency-Key it is the id the key's
+// first request chose, so that a replay reaches the grain that answered
+// first (which tells a replay from a reuse by the request's fingerprint).
+func (s *Server) newID(c *fiber.Ctx, kind, subject, key string) (string, error) {
+	id := uuid.NewString()
 	if key == "" {
-		return uuid.NewString()
+		return id, nil
 	}
-	return uuid.NewSHA1(idempotencyNamespace, []byte(kind+"\x00"+subject+"\x00"+key)).String()
+	if s.cfg.Keys == nil {
+		return "", problem(fiber.StatusServiceUnavailable, "unavailable", "Idempotency keys unavailable",
+			"this node keeps no idempotency keys; send the request without Idempotency-Key")
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
+	defer cancel()
+	id, err := s.cfg.Keys.IDForKey(ctx, kind, subject, key, id)
+	if err != nil {
+		s.cfg.Logger.Error("idempotency key", "error", err)
+		p := problem(fiber.StatusServiceUnavailable, "store-unavailable", "Database unavailable", "the idempotency key could not be looked up; retry")
+		p.retryAfter = "1"
+		return "", p
+	}
+	return id, nil
 }
 
 // idempotencyKey reads and checks the Idempotency-Key header.
@@ -230,4 +325,85 @@ func created(c *fiber.Ctx, location string, replayed bool, body any) error {
 	}
 	c.Location(location)
 	return c.Status(fiber.StatusCreated).JSON(body)
+}
+
+// Limits of what a request line may carry. Longer values are refused
+// (414 for the path, 400 for a query parameter) before any handler runs.
+const (
+	maxPathBytes       = 1024
+	maxQueryValueBytes = 4096 // an OpenID id_token_hint is a JWT
+	maxQueryParams     = 32
+)
+
+// checkRequest is the one place where every request's path, query
+// parameters and body encoding are checked, before routing: so that no
+// handler, grain or SQL statement sees invalid UTF-8, a control character
+// (NUL included) or an oversized value, and no body is ever decompressed.
+func (s *Server) checkRequest(c *fiber.Ctx) error {
+	if enc := c.Get(fiber.HeaderContentEncoding); enc != "" && !strings.EqualFold(enc, "identity") {
+		// Decoding would let a few hundred bytes become gigabytes before
+		// any limit applied; no client of this API needs to compress.
+		return problem(fiber.StatusUnsupportedMediaType, "unsupported-content-encoding", "Unsupported content encoding",
+			"send the body uncompressed (no Content-Encoding)")
+	}
+	uri := c.Request().URI()
+	raw, path := uri.PathOriginal(), uri.Path()
+	if len(raw) > maxPathBytes {
+		return problem(fiber.StatusRequestURITooLong, "uri-too-long", "URI too long",
+			fmt.Sprintf("the path is longer than %d bytes", maxPathBytes))
+	}
+	if !cleanText(path) || !cleanText(raw) {
+		return malformed("the path must be UTF-8 without control characters")
+	}
+	var bad *Problem
+	n := 0
+	uri.QueryArgs().VisitAll(func(k, v []byte) {
+		n++
+		switch {
+		case bad != nil:
+		case !cleanText(k) || !cleanText(v):
+			bad = malformed("query parameters must be UTF-8 without control characters",
+				FieldError{safeName(k), "must be UTF-8 without control characters"})
+		case len(v) > maxQueryValueBytes:
+			bad = malformed(fmt.Sprintf("a query parameter is longer than %d bytes", maxQueryValueBytes),
+				FieldError{safeName(k), fmt.Sprintf("must be at most %d bytes", maxQueryValueBytes)})
+		}
+	})
+	if bad == nil && n > maxQueryParams {
+		bad = malformed(fmt.Sprintf("a request has at most %d query parameters", maxQueryParams))
+	}
+	if bad != nil {
+		return bad
+	}
+	return c.Next()
+}
+
+// cleanText reports whether b is UTF-8 with no control character.
+func cleanText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// CleanString reports whether s is UTF-8 without control characters other
+// than tab and line breaks: what a stored text field may hold.
+func CleanString(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f })
+}
+
+// safeName is a query parameter's name fit to echo in a problem.
+func safeName(k []byte) string {
+	if !cleanText(k) || len(k) > 64 {
+		return "(query)"
+	}
+	return string(k)
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,9 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Directory finds the calendar of an appointment.
 	Directory Directory
+	// Keys maps Idempotency-Keys to the ids they created (nil: requests
+	// with an Idempotency-Key that create a resource answer 503).
+	Keys IdempotencyKeys
 	// Slots answers GET /v1/slots from the slot finder's read model.
 	Slots SlotFinder
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
@@ -222,7 +226,7 @@ func New(cfg Config) *Server {
 	})
 	// A panicking handler becomes a 500 problem instead of ending the process.
 	s.app.Server().HeaderReceived = s.bodyLimits
-	s.app.Use(s.securityHeaders, s.requestID, s.observe, recover.New(), s.limitAddress)
+	s.app.Use(s.securityHeaders, s.requestID, s.observe, recover.New(), s.checkRequest, s.limitAddress)
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.Roles != nil {
@@ -299,19 +303,25 @@ func (s *Server) securityHeaders(c *fiber.Ctx) error {
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
-// requestID keeps a well-formed X-Request-Id from the client, or makes one,
-// and returns it on every response.
+// requestID gives every request an id of the edge's own making, returned
+// as X-Request-Id and recorded in the audit trail. The client's own
+// X-Request-Id is recorded beside it (when well-formed) but never taken
+// as the id: anyone can write anything there.
 func (s *Server) requestID(c *fiber.Ctx) error {
 	setRequestID(c)
 	return c.Next()
 }
 
 func setRequestID(c *fiber.Ctx) {
-	id := c.Get(fiber.HeaderXRequestID)
-	if !requestIDPattern.MatchString(id) {
-		id = uuid.NewString()
+	c.Set(fiber.HeaderXRequestID, uuid.NewString())
+}
+
+// clientRequestID is the client's X-Request-Id, if well-formed.
+func clientRequestID(c *fiber.Ctx) string {
+	if id := c.Get(fiber.HeaderXRequestID); requestIDPattern.MatchString(id) {
+		return id
 	}
-	c.Set(fiber.HeaderXRequestID, id)
+	return ""
 }
 
 const (
@@ -353,26 +363,15 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s[len(prefix):], true
 }
 
-// purposePattern accepts HL7 PurposeOfUse codes (TREAT, ETREAT, HOPERAT, PATRQT, ...).
-var purposePattern = regexp.MustCompile(`^[A-Z]{2,16}$`)
-
-// caller builds the Caller a grain request carries.
+// caller builds the Caller a grain request carries. The purpose of use
+// follows from the proven role (access.PurposeOf); an X-Purpose-Of-Use
+// header is not taken.
 func (s *Server) caller(c *fiber.Ctx) (*messages.Caller, error) {
 	p, _ := c.Locals(principalKey).(Principal)
 	token, _ := c.Locals(tokenKey).(string)
-	purpose := c.Get("X-Purpose-Of-Use")
-	switch {
-	case purpose == "" && p.Role == messages.Role_ROLE_PATIENT:
-		purpose = "PATRQT"
-	case purpose == "":
-		purpose = "TREAT"
-	case !purposePattern.MatchString(purpose):
-		return nil, malformed("X-Purpose-Of-Use must be an HL7 PurposeOfUse code such as TREAT",
-			FieldError{Field: "X-Purpose-Of-Use", Message: "must be 2 to 16 capital letters"})
-	}
 	return &messages.Caller{
-		Subject: p.Subject, Role: p.Role, Client: p.Client, PurposeOfUse: purpose,
-		RequestId: c.GetRespHeader(fiber.HeaderXRequestID), SourceAddress: c.IP(),
+		Subject: p.Subject, Role: p.Role, Client: p.Client, PurposeOfUse: access.PurposeOf(p.Role),
+		RequestId: c.GetRespHeader(fiber.HeaderXRequestID), ClientRequestId: clientRequestID(c), SourceAddress: c.IP(),
 		Token: token,
 	}, nil
 }
@@ -412,16 +411,30 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
 
 // bodyLimits sets each request's body limit once its header is read:
-// MaxBodyBytes, and the upload limit for document uploads. A larger
-// Content-Length is refused (413) before any of the body is read.
+// MaxBodyBytes, and the upload limit for document uploads, granted only to
+// a caller whose token proves a role that may upload (the handler checks
+// again, and the grain decides). A larger Content-Length is refused (413)
+// before any of the body is read, so no stranger can make the node hold
+// 20 MiB bodies.
 func (s *Server) bodyLimits(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	if s.cfg.Documents != nil && string(h.Method()) == fiber.MethodPost {
 		path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
-		if documentsPath.Match(path) {
+		if documentsPath.Match(path) && s.mayUpload(string(h.Peek(fiber.HeaderAuthorization))) {
 			return fasthttp.RequestConfig{MaxRequestBodySize: int(s.uploadLimit())}
 		}
 	}
 	return fasthttp.RequestConfig{MaxRequestBodySize: MaxBodyBytes}
+}
+
+// mayUpload reports whether an Authorization header proves a caller in the
+// upload route's roles.
+func (s *Server) mayUpload(authorization string) bool {
+	token, ok := cutPrefixFold(authorization, "Bearer ")
+	if !ok || token == "" || s.cfg.Auth == nil {
+		return false
+	}
+	p, err := s.cfg.Auth.Authenticate(token)
+	return err == nil && slices.Contains(doctors, p.Role)
 }
 
 var documentsPath = regexp.MustCompile(`^/v1/patients/[^/]+/documents$`)

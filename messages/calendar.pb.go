@@ -1481,9 +1481,11 @@ type AppointmentRecord struct {
 	Version       int64                  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
 	HoldExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=hold_expires_at,json=holdExpiresAt,proto3" json:"hold_expires_at,omitempty"`
 	// booked_by is the subject who booked it.
-	BookedBy      string                 `protobuf:"bytes,10,opt,name=booked_by,json=bookedBy,proto3" json:"booked_by,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	BookedBy  string                 `protobuf:"bytes,10,opt,name=booked_by,json=bookedBy,proto3" json:"booked_by,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// checked_in_by is the subject who recorded the patient's arrival.
+	CheckedInBy   string `protobuf:"bytes,13,opt,name=checked_in_by,json=checkedInBy,proto3" json:"checked_in_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1600,6 +1602,13 @@ func (x *AppointmentRecord) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *AppointmentRecord) GetCheckedInBy() string {
+	if x != nil {
+		return x.CheckedInBy
+	}
+	return ""
 }
 
 // BookRequest asks a doctor's calendar (identity: doctor_id) for an appointment.
@@ -2537,7 +2546,7 @@ const file_calendar_proto_rawDesc = "" +
 	"\favailability\x18\x03 \x01(\v2\x19.caregrid.v1.AvailabilityR\favailability\"o\n" +
 	"\rClinicCreated\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x121\n" +
-	"\x06clinic\x18\x02 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\"\x80\x04\n" +
+	"\x06clinic\x18\x02 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\"\xa4\x04\n" +
 	"\x11AppointmentRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tdoctor_id\x18\x02 \x01(\tR\bdoctorId\x12\x1d\n" +
@@ -2554,7 +2563,8 @@ const file_calendar_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xf5\x01\n" +
+	"updated_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\"\n" +
+	"\rchecked_in_by\x18\r \x01(\tR\vcheckedInBy\"\xf5\x01\n" +
 	"\vBookRequest\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
 	"\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x1d\n" +

@@ -210,7 +210,10 @@ type Caller struct {
 	Client string `protobuf:"bytes,3,opt,name=client,proto3" json:"client,omitempty"`
 	// purpose_of_use is the declared reason for the access (HL7 PurposeOfUse
 	// code such as TREAT, ETREAT, HOPERAT, PATRQT).
-	PurposeOfUse  string `protobuf:"bytes,4,opt,name=purpose_of_use,json=purposeOfUse,proto3" json:"purpose_of_use,omitempty"`
+	PurposeOfUse string `protobuf:"bytes,4,opt,name=purpose_of_use,json=purposeOfUse,proto3" json:"purpose_of_use,omitempty"`
+	// request_id is the id the edge made for this request (X-Request-Id of
+	// its answer); client_request_id is the X-Request-Id the client sent,
+	// kept apart because anyone can write anything there.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	SourceAddress string `protobuf:"bytes,6,opt,name=source_address,json=sourceAddress,proto3" json:"source_address,omitempty"`
 	// break_glass_reason is set only for an emergency override.
@@ -219,9 +222,10 @@ type Caller struct {
 	// which the receiving grain verifies (signature, expiry, session) and
 	// derives subject, role and client from, whatever the fields above say
 	// (actors/proof). Never stored, never audited.
-	Token         string `protobuf:"bytes,8,opt,name=token,proto3" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Token           string `protobuf:"bytes,8,opt,name=token,proto3" json:"token,omitempty"`
+	ClientRequestId string `protobuf:"bytes,9,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Caller) Reset() {
@@ -310,11 +314,18 @@ func (x *Caller) GetToken() string {
 	return ""
 }
 
+func (x *Caller) GetClientRequestId() string {
+	if x != nil {
+		return x.ClientRequestId
+	}
+	return ""
+}
+
 var File_common_proto protoreflect.FileDescriptor
 
 const file_common_proto_rawDesc = "" +
 	"\n" +
-	"\fcommon.proto\x12\vcaregrid.v1\"\x91\x02\n" +
+	"\fcommon.proto\x12\vcaregrid.v1\"\xbd\x02\n" +
 	"\x06Caller\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12%\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x11.caregrid.v1.RoleR\x04role\x12\x16\n" +
@@ -324,7 +335,8 @@ const file_common_proto_rawDesc = "" +
 	"request_id\x18\x05 \x01(\tR\trequestId\x12%\n" +
 	"\x0esource_address\x18\x06 \x01(\tR\rsourceAddress\x12,\n" +
 	"\x12break_glass_reason\x18\a \x01(\tR\x10breakGlassReason\x12\x14\n" +
-	"\x05token\x18\b \x01(\tR\x05token*x\n" +
+	"\x05token\x18\b \x01(\tR\x05token\x12*\n" +
+	"\x11client_request_id\x18\t \x01(\tR\x0fclientRequestId*x\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x0f\n" +

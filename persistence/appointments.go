@@ -68,7 +68,7 @@ func (b *CalendarBatch) Empty() bool {
 }
 
 const appointmentColumns = `id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
-	reason, booked_by, version, created_at, updated_at`
+	reason, booked_by, version, created_at, updated_at, checked_in_by`
 
 func scanAppointment(row pgx.Row, extra ...any) (*messages.AppointmentRecord, error) {
 	var (
@@ -79,7 +79,7 @@ func scanAppointment(row pgx.Row, extra ...any) (*messages.AppointmentRecord, er
 		a                        = &messages.AppointmentRecord{}
 	)
 	dest := append([]any{&id, &doctor, &patient, &start, &end, &status, &holdExpires,
-		&a.Reason, &a.BookedBy, &a.Version, &created, &upd}, extra...)
+		&a.Reason, &a.BookedBy, &a.Version, &created, &upd, &a.CheckedInBy}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
 		return
 	}
 	n := len(us)
-	ids, statuses := make([]string, n), make([]string, n)
+	ids, statuses, checkedInBy := make([]string, n), make([]string, n), make([]string, n)
 	starts, ends, updated := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 	holds := make([]pgtype.Timestamptz, n)
 	versions, prev := make([]int64, n), make([]int64, n)
@@ -200,6 +200,7 @@ func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
 		a := u.Record
 		ids[i], statuses[i], starts[i], ends[i] = a.Id, a.Status.Name(), a.Start.AsTime(), a.End.AsTime()
 		holds[i], versions[i], updated[i], prev[i] = holdExpiry(a), a.Version, a.UpdatedAt.AsTime(), u.PrevVersion
+		checkedInBy[i] = a.CheckedInBy
 	}
 	// One statement for the batch (a statement per row cost more than the
 	// rows did). Each row still passes its own version check, and id = ANY
@@ -207,17 +208,18 @@ func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
 	// updates of one appointment in a batch (one op per id); if it did, one
 	// would not apply and the batch would fail as stale.
 	q.Queue(`UPDATE appointments a SET status = u.status, start_at = u.start_at, end_at = u.end_at,
-			hold_expires_at = u.hold, version = u.version, updated_at = u.updated
-		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::TIMESTAMPTZ[], $8::BIGINT[])
-			AS u (id, status, start_at, end_at, hold, version, updated, prev)
+			hold_expires_at = u.hold, version = u.version, updated_at = u.updated, checked_in_by = u.checked_in_by
+		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::BIGINT[], $7::TIMESTAMPTZ[], $8::BIGINT[], $9::TEXT[])
+			AS u (id, status, start_at, end_at, hold, version, updated, prev, checked_in_by)
 		WHERE a.id = ANY($1::TEXT[]::UUID[]) AND a.id = u.id AND a.version = u.prev`,
-		ids, statuses, starts, ends, holds, versions, updated, prev)
+		ids, statuses, starts, ends, holds, versions, updated, prev, checkedInBy)
 }
 
 // insertArrays is a batch's new appointments, their claims and their
 // events as the column arrays of one statement.
 type insertArrays struct {
 	ids, patients, statuses, reasons, bookedBy []string
+	checkedInBy                                []string
 	starts, ends, created, updated             []time.Time
 	holds                                      []pgtype.Timestamptz
 	versions                                   []int64
@@ -236,11 +238,12 @@ func newAppointmentArrays(ns []NewAppointment) (*insertArrays, error) {
 	}
 	n := len(ns)
 	r := &insertArrays{ids: make([]string, n), patients: make([]string, n), statuses: make([]string, n), reasons: make([]string, n),
-		bookedBy: make([]string, n), starts: make([]time.Time, n), ends: make([]time.Time, n), created: make([]time.Time, n),
+		bookedBy: make([]string, n), checkedInBy: make([]string, n), starts: make([]time.Time, n), ends: make([]time.Time, n), created: make([]time.Time, n),
 		updated: make([]time.Time, n), holds: make([]pgtype.Timestamptz, n), versions: make([]int64, n), fps: make([][]byte, n)}
 	for i, na := range ns {
 		a := na.Record
 		r.ids[i], r.patients[i], r.statuses[i], r.reasons[i], r.bookedBy[i] = a.Id, a.PatientId, a.Status.Name(), a.Reason, a.BookedBy
+		r.checkedInBy[i] = a.CheckedInBy
 		r.starts[i], r.ends[i], r.created[i], r.updated[i] = a.Start.AsTime(), a.End.AsTime(), a.CreatedAt.AsTime(), a.UpdatedAt.AsTime()
 		r.holds[i], r.versions[i], r.fps[i] = holdExpiry(a), a.Version, nonNil(na.Fingerprint)
 		for _, c := range na.Cells {
@@ -266,11 +269,11 @@ func queueInserts(q *pgx.Batch, doctor string, r *insertArrays) {
 	}
 	q.Queue(`WITH ins AS (
 			INSERT INTO appointments (id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
-				reason, fingerprint, booked_by, version, created_at, updated_at)
-			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.updated
+				reason, fingerprint, booked_by, version, created_at, updated_at, checked_in_by)
+			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.updated, u.checked_in_by
 			FROM unnest($2::TEXT[]::UUID[], $3::TEXT[]::UUID[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TIMESTAMPTZ[],
-				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[], $13::TIMESTAMPTZ[])
-				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created, updated)
+				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[], $13::TIMESTAMPTZ[], $24::TEXT[])
+				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created, updated, checked_in_by)
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id
 		), claimed AS (
@@ -288,7 +291,8 @@ func queueInserts(q *pgx.Batch, doctor string, r *insertArrays) {
 		SELECT id::TEXT FROM ins`,
 		doctor, r.ids, r.patients, r.starts, r.ends, r.statuses, r.holds, r.reasons, r.fps, r.bookedBy, r.versions, r.created, r.updated,
 		r.cells, r.cellAppts,
-		CalendarKind, doctor, appointmentChangedType, time.Now().UTC(), r.eventIDs, r.eventAppts, r.eventVersions, r.eventPayloads)
+		CalendarKind, doctor, appointmentChangedType, time.Now().UTC(), r.eventIDs, r.eventAppts, r.eventVersions, r.eventPayloads,
+		r.checkedInBy)
 }
 
 // appointmentChangedType is the outbox event_type of calendar events.
@@ -543,15 +547,44 @@ func (db *DB) PatientReservations(ctx context.Context, patient string, since tim
 
 func must[T any](v T, _ bool) T { return v }
 
-// DoctorTreats reports whether a doctor is on a patient's care team, or has
-// or had an appointment with the patient that took place or is to take
-// place (booked, checked in, completed or missed): the relationship that
-// lets the doctor read the record. Holds, cancellations and expiries do
-// not count.
-func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string) (bool, error) {
-	var ok bool
-	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM appointments WHERE patient_id = $1 AND doctor_id = $2
-		AND status IN ('booked', 'checked_in', 'completed', 'no_show'))
-		OR EXISTS (SELECT 1 FROM care_team WHERE patient_id = $1 AND doctor_id = $2)`, patientID, doctorID).Scan(&ok)
-	return ok, classify(err)
+// CareWindow is how long around an appointment's start it lets its
+// doctor read the patient's record: from Before the start to After it.
+type CareWindow struct {
+	Before, After time.Duration
+}
+
+// DefaultCareWindow: a week to prepare, three months to follow up.
+var DefaultCareWindow = CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * time.Hour}
+
+// DoctorTreats reports until when a doctor may read a patient's record at
+// now (zero: not now). What grants it, and nothing else:
+//   - the patient's care team (set by the desk or an admin): no end;
+//   - an appointment that is booked, checked in or completed, within the
+//     window around its start, and that someone other than the doctor
+//     booked (the patient, the desk, an admin) or the desk checked in.
+//
+// A doctor who books or checks in an appointment with himself gains
+// nothing by it; cancelled, missed (no-show), held and expired
+// appointments grant nothing.
+func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string, now time.Time, w CareWindow) (time.Time, error) {
+	var (
+		team  bool
+		until pgtype.Timestamptz
+	)
+	err := db.Pool.QueryRow(ctx, `SELECT
+			EXISTS (SELECT 1 FROM care_team WHERE patient_id = $1 AND doctor_id = $2),
+			(SELECT max(start_at) FROM appointments WHERE patient_id = $1 AND doctor_id = $2
+				AND status IN ('booked', 'checked_in', 'completed')
+				AND (booked_by <> $2::TEXT OR (checked_in_by <> '' AND checked_in_by <> $2::TEXT))
+				AND start_at >= $3::TIMESTAMPTZ - $5::INTERVAL AND start_at <= $3::TIMESTAMPTZ + $4::INTERVAL)`,
+		patientID, doctorID, now, w.Before, w.After).Scan(&team, &until)
+	switch {
+	case err != nil:
+		return time.Time{}, classify(err)
+	case team:
+		return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), nil
+	case until.Valid:
+		return until.Time.Add(w.After), nil
+	}
+	return time.Time{}, nil
 }

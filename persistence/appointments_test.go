@@ -242,3 +242,58 @@ func TestPatientReservationsJoinTheirAppointments(t *testing.T) {
 		t.Fatalf("stale patient fence = %v, want ErrFenced", err)
 	}
 }
+
+// TestWhatLetsADoctorReadARecord: DoctorTreats grants a doctor access for
+// an appointment someone else booked or the desk checked in, within the
+// window around it, and for nothing the doctor did alone.
+func TestWhatLetsADoctorReadARecord(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	doctor, f := newDoctor(t, db)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	w := persistence.CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * time.Hour}
+	status := func(s messages.AppointmentStatus) func(*messages.AppointmentRecord) {
+		return func(a *messages.AppointmentRecord) { a.Status = s }
+	}
+	by := func(booked, checkedIn string) func(*messages.AppointmentRecord) {
+		return func(a *messages.AppointmentRecord) { a.BookedBy, a.CheckedInBy = booked, checkedIn }
+	}
+	booked, checked := messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED, messages.AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN
+	for i, tt := range []struct {
+		name    string
+		start   time.Duration // from now
+		changes []func(*messages.AppointmentRecord)
+		grants  bool
+	}{
+		{"booked by the desk, in two days", 48 * time.Hour, []func(*messages.AppointmentRecord){status(booked)}, true},
+		{"booked by the desk, a month ago", -30 * 24 * time.Hour, []func(*messages.AppointmentRecord){status(booked)}, true},
+		{"booked by the desk, in ten years", 10 * 365 * 24 * time.Hour, []func(*messages.AppointmentRecord){status(booked)}, false},
+		{"booked by the desk, a year ago", -365 * 24 * time.Hour, []func(*messages.AppointmentRecord){status(booked)}, false},
+		{"booked by the doctor himself", time.Hour, []func(*messages.AppointmentRecord){status(booked), by(doctor, "")}, false},
+		{"booked and checked in by the doctor himself", time.Hour, []func(*messages.AppointmentRecord){status(checked), by(doctor, doctor)}, false},
+		{"booked by the doctor, checked in by the desk", time.Hour, []func(*messages.AppointmentRecord){status(checked), by(doctor, "desk-2")}, true},
+		{"cancelled", time.Hour, []func(*messages.AppointmentRecord){status(messages.AppointmentStatus_APPOINTMENT_STATUS_CANCELLED)}, false},
+		{"missed (no-show)", -time.Hour, []func(*messages.AppointmentRecord){status(messages.AppointmentStatus_APPOINTMENT_STATUS_NO_SHOW)}, false},
+		{"held, not yet booked", time.Hour, nil, false},
+	} {
+		// Each its own slot (20 minutes apart) and its own patient.
+		a := hold(doctor, now.Add(tt.start+time.Duration(i)*20*time.Minute).Truncate(5*time.Minute), 15)
+		for _, change := range tt.changes {
+			change(a.Record)
+		}
+		a.Record.HoldExpiresAt = nil
+		if _, err := db.WriteCalendar(ctx, f, &persistence.CalendarBatch{DoctorID: doctor, Inserts: []persistence.NewAppointment{a}}); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		until, err := db.DoctorTreats(ctx, doctor, a.Record.PatientId, now, w)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := now.Before(until); got != tt.grants {
+			t.Errorf("%s: grants = %v (until %v), want %v", tt.name, got, until, tt.grants)
+		}
+		if tt.grants && !until.Equal(a.Record.Start.AsTime().Add(w.After)) {
+			t.Errorf("%s: until %v, want the start + %v", tt.name, until, w.After)
+		}
+	}
+}

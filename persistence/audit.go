@@ -32,11 +32,14 @@ type AuditRow struct {
 	Detail           string
 	PrevHash         []byte
 	Hash             []byte
+	// ClientRequestID is the X-Request-Id the client sent (RequestID is the
+	// edge's own); last, as the column was added last.
+	ClientRequestID string
 }
 
 const auditSelect = `SELECT shard, seq, occurred_at, subject, role, client, purpose_of_use,
 	break_glass_reason, request_id, source_address, action, resource_type, resource_id,
-	patient_id, outcome, detail, prev_hash, hash FROM audit_events`
+	patient_id, outcome, detail, prev_hash, hash, client_request_id FROM audit_events`
 
 // AuditHead returns the last sequence number and hash of a shard's chain;
 // (0, nil) for an empty shard.
@@ -68,10 +71,10 @@ func (db *DB) AuditHead(ctx context.Context, shard int32) (int64, []byte, error)
 // the chain stays linear.
 const appendAuditSQL = `INSERT INTO audit_events (shard, seq, occurred_at, subject, role, client, purpose_of_use,
 	break_glass_reason, request_id, source_address, action, resource_type, resource_id,
-	patient_id, outcome, detail, prev_hash, hash)
+	patient_id, outcome, detail, prev_hash, hash, client_request_id)
 SELECT * FROM unnest($4::INT[], $5::BIGINT[], $6::TIMESTAMPTZ[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[],
 	$11::TEXT[], $12::TEXT[], $13::TEXT[], $14::TEXT[], $15::TEXT[], $16::TEXT[],
-	$17::TEXT[], $18::TEXT[], $19::TEXT[], $20::BYTEA[], $21::BYTEA[])
+	$17::TEXT[], $18::TEXT[], $19::TEXT[], $20::BYTEA[], $21::BYTEA[], $22::TEXT[])
 WHERE EXISTS (SELECT 1 FROM grain_owner WHERE kind = $1 AND id = $2 AND epoch = $3)`
 
 // AppendAudit makes a batch of chained rows durable through the shard's
@@ -90,7 +93,7 @@ func (db *DB) AppendAudit(ctx context.Context, f Fence, rows []AuditRow) error {
 		seqs                                                   = make([]int64, n)
 		times                                                  = make([]time.Time, n)
 		subj, role, client, purpose, glass, reqID, src, action = col(n), col(n), col(n), col(n), col(n), col(n), col(n), col(n)
-		rtype, rid, pid, outcome, detail                       = col(n), col(n), col(n), col(n), col(n)
+		rtype, rid, pid, outcome, detail, clientReqID          = col(n), col(n), col(n), col(n), col(n), col(n)
 		prev, hash                                             = make([][]byte, n), make([][]byte, n)
 	)
 	for i, r := range rows {
@@ -98,9 +101,10 @@ func (db *DB) AppendAudit(ctx context.Context, f Fence, rows []AuditRow) error {
 		subj[i], role[i], client[i], purpose[i], glass[i] = r.Subject, r.Role, r.Client, r.PurposeOfUse, r.BreakGlassReason
 		reqID[i], src[i], action[i], rtype[i], rid[i] = r.RequestID, r.SourceAddress, r.Action, r.ResourceType, r.ResourceID
 		pid[i], outcome[i], detail[i], prev[i], hash[i] = r.PatientID, r.Outcome, r.Detail, r.PrevHash, r.Hash
+		clientReqID[i] = r.ClientRequestID
 	}
 	tag, err := db.Pool.Exec(ctx, appendAuditSQL, f.Kind, f.ID, f.Epoch, shards, seqs, times,
-		subj, role, client, purpose, glass, reqID, src, action, rtype, rid, pid, outcome, detail, prev, hash)
+		subj, role, client, purpose, glass, reqID, src, action, rtype, rid, pid, outcome, detail, prev, hash, clientReqID)
 	if err != nil {
 		return classify(fmt.Errorf("append audit: %w", err))
 	}

@@ -148,3 +148,26 @@ func (db *DB) fenced(ctx context.Context, f Fence, write func(pgx.Tx) error) err
 // ErrStale is returned by a fenced update whose row is not at the version
 // the change was decided on. The fence held, so only a bug gets here.
 var ErrStale = errors.New("row is not at the expected version")
+
+// versionedTables are the tables whose rows StoredVersion reads.
+var versionedTables = map[string]string{
+	"patients": `SELECT version FROM patients WHERE id = $1`,
+	"doctors":  `SELECT version FROM doctors WHERE id = $1`,
+}
+
+// StoredVersion is the version of a row as the database has it now (0:
+// no row). An activation asks it when a caller names a version newer than
+// its own: only if the database has that version is the activation stale;
+// otherwise the caller's version is simply wrong.
+func (db *DB) StoredVersion(ctx context.Context, table, id string) (int64, error) {
+	q, ok := versionedTables[table]
+	if !ok {
+		return 0, fmt.Errorf("StoredVersion: no table %q", table)
+	}
+	var v int64
+	err := db.Pool.QueryRow(ctx, q, id).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return v, classify(err)
+}

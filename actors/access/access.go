@@ -323,3 +323,15 @@ func PrescriptionGate(c *messages.Caller, action string) Decision {
 	}
 	return deny("unknown action")
 }
+
+// PurposeOf is the HL7 PurposeOfUse recorded for a caller in role: a
+// patient's own request (PATRQT), or treatment (TREAT) for everyone else.
+// It is derived from the proven role, never taken from a request: the
+// purpose will decide access (an emergency override is ETREAT), so only a
+// verified source may set another one.
+func PurposeOf(role messages.Role) string {
+	if role == messages.Role_ROLE_PATIENT {
+		return "PATRQT"
+	}
+	return "TREAT"
+}

@@ -28,6 +28,13 @@ func Hash(prev []byte, r *persistence.AuditRow) []byte {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
+	if r.ClientRequestID != "" {
+		// Added later: hashed only when set, after a marker no v1 row has
+		// here, so rows written before keep their hashes.
+		b = append(b, "\x00client-request-id"...)
+		b = binary.AppendUvarint(b, uint64(len(r.ClientRequestID)))
+		b = append(b, r.ClientRequestID...)
+	}
 	b = binary.AppendUvarint(b, uint64(len(prev)))
 	b = append(b, prev...)
 	sum := sha256.Sum256(b)

@@ -233,5 +233,6 @@ func rowOf(shard int32, seq int64, e *messages.AuditEvent) persistence.AuditRow 
 		PatientID:        e.PatientId,
 		Outcome:          e.Outcome.Name(),
 		Detail:           e.Detail,
+		ClientRequestID:  c.GetClientRequestId(),
 	}
 }

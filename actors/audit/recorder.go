@@ -43,7 +43,8 @@ func (r Recorder) ShardOf(key string) int {
 func Event(c *messages.Caller, action, resourceType, resourceID, patientID string, outcome messages.AuditOutcome, detail string, at time.Time) *messages.AuditEvent {
 	if c.GetToken() != "" {
 		c = &messages.Caller{Subject: c.Subject, Role: c.Role, Client: c.Client, PurposeOfUse: c.PurposeOfUse,
-			RequestId: c.RequestId, SourceAddress: c.SourceAddress, BreakGlassReason: c.BreakGlassReason}
+			RequestId: c.RequestId, SourceAddress: c.SourceAddress, BreakGlassReason: c.BreakGlassReason,
+			ClientRequestId: c.ClientRequestId}
 	}
 	return &messages.AuditEvent{
 		OccurredAt: timestamppb.New(at), Caller: c, Action: action,

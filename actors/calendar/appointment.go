@@ -126,14 +126,35 @@ func CanReschedule(a *messages.AppointmentRecord, now time.Time) error {
 	return nil
 }
 
-// Transition applies action to a at now: the new state and the event's
-// change, or ErrWrongState.
+// DefaultCheckInOpens is how long before its start an appointment can be
+// checked in.
+const DefaultCheckInOpens = time.Hour
+
+// Move is one change of an appointment's state: what, when, by whom, and
+// how early check-in opens.
+type Move struct {
+	Action       messages.AppointmentAction
+	Now          time.Time
+	By           string        // the subject making the change
+	CheckInOpens time.Duration // 0: DefaultCheckInOpens
+}
+
+// Transition applies a move to a: the new state and the event's change,
+// or ErrWrongState.
 //
 //	cancel:   booked, before the start
-//	check-in: booked, before the end
+//	check-in: booked, from CheckInOpens before the start to the end
 //	complete: checked in
 //	no-show:  booked, from the start on
-func Transition(a *messages.AppointmentRecord, action messages.AppointmentAction, now time.Time) (*messages.AppointmentRecord, messages.AppointmentChange, error) {
+//
+// A check-in records who made it (checked_in_by): a check-in by the desk
+// is one of the things that let a doctor read the patient's record.
+func Transition(a *messages.AppointmentRecord, m Move) (*messages.AppointmentRecord, messages.AppointmentChange, error) {
+	action, now := m.Action, m.Now
+	opens := m.CheckInOpens
+	if opens <= 0 {
+		opens = DefaultCheckInOpens
+	}
 	start, end := a.GetStart().AsTime(), a.GetEnd().AsTime()
 	var (
 		to     messages.AppointmentStatus
@@ -155,6 +176,9 @@ func Transition(a *messages.AppointmentRecord, action messages.AppointmentAction
 		if !now.Before(end) {
 			return nil, 0, wrongState("the appointment is over")
 		}
+		if now.Before(start.Add(-opens)) {
+			return nil, 0, wrongState("check-in opens %d minutes before the start", int(opens/time.Minute))
+		}
 		to, change = checkedIn, messages.AppointmentChange_APPOINTMENT_CHANGE_CHECKED_IN
 	case messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE:
 		if a.Status != checkedIn {
@@ -174,5 +198,8 @@ func Transition(a *messages.AppointmentRecord, action messages.AppointmentAction
 	}
 	n := next(a, now)
 	n.Status = to
+	if to == checkedIn {
+		n.CheckedInBy = m.By
+	}
 	return n, change, nil
 }

@@ -13,8 +13,8 @@ func TestTransitionRules(t *testing.T) {
 	iv := Interval{start, start.Add(30 * time.Minute)}
 	before, during, after := start.Add(-time.Hour), start.Add(10*time.Minute), start.Add(time.Hour)
 	a := Confirm(NewHold("a", "d", "p", "desk", "", iv, before.Add(-time.Hour), time.Minute), before)
-	checked, _, err := Transition(a, messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN, during)
-	if err != nil || checked.Status != checkedIn || checked.Version != a.Version+1 {
+	checked, _, err := Transition(a, Move{Action: messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN, Now: during, By: "desk-2"})
+	if err != nil || checked.Status != checkedIn || checked.Version != a.Version+1 || checked.CheckedInBy != "desk-2" {
 		t.Fatalf("check-in during = %v, %v", checked, err)
 	}
 	tests := []struct {
@@ -27,6 +27,9 @@ func TestTransitionRules(t *testing.T) {
 		{"cancel before the start", a, messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL, before, cancelled},
 		{"cancel after the start", a, messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL, during, 0},
 		{"check in after the end", a, messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN, after, 0},
+		{"check in an hour before the start", a, messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN, start.Add(-time.Hour), checkedIn},
+		{"check in 61 minutes before the start", a, messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN, start.Add(-61 * time.Minute), 0},
+		{"check in 20 hours before the start", a, messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN, start.Add(-20 * time.Hour), 0},
 		{"complete a booked one", a, messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE, during, 0},
 		{"complete a checked-in one", checked, messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE, after, completed},
 		{"no-show before the start", a, messages.AppointmentAction_APPOINTMENT_ACTION_NO_SHOW, before, 0},
@@ -35,7 +38,7 @@ func TestTransitionRules(t *testing.T) {
 		{"cancel a checked-in one", checked, messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL, before, 0},
 	}
 	for _, tt := range tests {
-		n, _, err := Transition(tt.from, tt.action, tt.now)
+		n, _, err := Transition(tt.from, Move{Action: tt.action, Now: tt.now})
 		var ws ErrWrongState
 		switch {
 		case tt.want == 0 && !errors.As(err, &ws):

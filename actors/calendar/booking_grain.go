@@ -11,10 +11,10 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -287,10 +287,10 @@ func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentRepl
 	if ok, err := g.found(ctx); !ok {
 		return err
 	}
-	if _, err := uuid.Parse(id); err != nil {
+	if !validate.ID(id) {
 		return messages.ErrInvalidArgument("appointment id %q is not a UUID", id)
 	}
-	if _, err := uuid.Parse(req.GetPatientId()); err != nil {
+	if !validate.ID(req.GetPatientId()) {
 		return refuse(messages.ErrInvalidArgument("patient_id is not a UUID").WithMetadata(map[string]string{"field:patient_id": "must be a UUID"}))
 	}
 	minutes := req.GetDurationMinutes()
@@ -610,7 +610,7 @@ func (g *Grain) Transition(req *messages.TransitionRequest, _ func(*messages.App
 	if g.ops[id] != nil {
 		return refuse(messages.ErrWrongState("another change to this appointment is in progress; retry"))
 	}
-	n, change, err := Transition(a, action, g.deps.Now())
+	n, change, err := Transition(a, Move{Action: action, Now: g.deps.Now(), By: c.GetSubject(), CheckInOpens: g.deps.CheckInOpens})
 	if err != nil {
 		return refuse(messages.ErrWrongState("%s", err.Error()))
 	}
@@ -628,9 +628,10 @@ func (g *Grain) Transition(req *messages.TransitionRequest, _ func(*messages.App
 		} else {
 			g.forget(id)
 		}
-		if n.Status == cancelled {
-			g.settle(ctx, n)
-		}
+		// Every change reaches the patient's grain: a cancellation frees
+		// the time, and any change may end (or begin) what lets the doctor
+		// read the record (its cached access decisions follow).
+		g.settle(ctx, n)
 		g.finish(ctx, id, name, n, nil, a.PatientId)
 	})
 	return nil

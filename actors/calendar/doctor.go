@@ -9,7 +9,6 @@ import (
 
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -49,7 +48,7 @@ func checkDoctor(d *messages.DoctorRecord) validate.Errors {
 	errs.Text("given_name", d.GivenName, MaxNameRunes, true)
 	errs.Text("family_name", d.FamilyName, MaxNameRunes, true)
 	errs.Text("specialty", d.Specialty, MaxSpecialtyRunes, true)
-	if _, err := uuid.Parse(d.ClinicId); err != nil || len(d.ClinicId) != 36 {
+	if !validate.ID(d.ClinicId) || len(d.ClinicId) != 36 {
 		errs.Add("clinic_id", "must be the id of a clinic")
 	}
 	errs.Email("email", d.Email)

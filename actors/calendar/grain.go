@@ -2,6 +2,7 @@ package calendar
 
 import (
 	"bytes"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -36,6 +36,9 @@ type Deps struct {
 	StoreTimeout time.Duration
 	// HoldTTL is how long a booking hold lasts (DefaultHoldTTL when zero).
 	HoldTTL time.Duration
+	// CheckInOpens is how long before its start an appointment can be
+	// checked in (DefaultCheckInOpens when zero).
+	CheckInOpens time.Duration
 	// Stats counts how bookings were written (optional).
 	Stats *Stats
 }
@@ -124,7 +127,7 @@ func (g *Grain) load() error {
 	if g.loaded {
 		return nil
 	}
-	if _, err := uuid.Parse(g.id); err != nil {
+	if !validate.ID(g.id) {
 		g.loaded = true
 		return nil
 	}
@@ -217,8 +220,8 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 		return &messages.DoctorReply{Doctor: g.doc, Replayed: true}, nil
 	}
 	doc, err := NewDoctor(g.id, req.GetDoctor(), g.deps.Now())
-	if err == nil {
-		_, err = uuid.Parse(g.id)
+	if err == nil && !validate.ID(g.id) {
+		err = validate.Errors{{Field: "id", Message: "must be a lower-case UUID"}}
 	}
 	if err != nil {
 		ctx.Poison(ctx.Self())
@@ -300,9 +303,19 @@ func (g *Grain) UpdateDoctor(req *messages.UpdateDoctorRequest, ctx actorcluster
 	if ok, err := g.found(ctx); !ok {
 		return nil, err
 	}
-	if req.ExpectedVersion > g.doc.Version { // we are a stale duplicate: step aside
-		g.drop(ctx)
-		return nil, messages.ErrFenced("calendar %s: this activation is behind", g.id)
+	if req.ExpectedVersion > g.doc.Version {
+		// A stale duplicate only if the database has the caller's version
+		// (see the patient grain's Update); otherwise a plain mismatch.
+		sctx, cancel := g.storeCtx()
+		stored, err := g.deps.DB.StoredVersion(sctx, "doctors", g.id)
+		cancel()
+		if err != nil {
+			return nil, g.storeError(ctx, "version", err)
+		}
+		if stored > g.doc.Version {
+			g.drop(ctx)
+			return nil, messages.ErrFenced("calendar %s: this activation is behind", g.id)
+		}
 	}
 	next, err := ApplyDoctorUpdate(g.doc, req, g.deps.Now())
 	var stale VersionError

@@ -6,11 +6,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
@@ -20,7 +21,6 @@ import (
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -42,7 +42,7 @@ func New(id string, in *messages.ClinicRecord, now time.Time) (*messages.ClinicR
 	errs.Text("name", c.Name, MaxNameRunes, true)
 	errs.Text("address", c.Address, MaxAddressRunes, true)
 	errs.Zone("time_zone", c.TimeZone)
-	if _, err := uuid.Parse(id); err != nil {
+	if !validate.ID(id) {
 		errs.Add("id", "must be a UUID")
 	}
 	if err := errs.Err(); err != nil {
@@ -96,7 +96,7 @@ func (g *Grain) load(ctx actorcluster.GrainContext) error {
 	if g.loaded {
 		return nil
 	}
-	if _, err := uuid.Parse(g.id); err != nil {
+	if !validate.ID(g.id) {
 		g.loaded = true
 		return nil
 	}

@@ -3,7 +3,10 @@
 // base can replace the bundled table later. The table is the 15
 // high-priority pairs of Phansalkar et al. (JAMIA 2012), with WHO ATC codes
 // (ddi-high-priority.csv, copied from shared/data; see its README there).
-// It is not a complete interaction knowledge base.
+// It is not a complete interaction knowledge base. Allergies are checked
+// through a small allergen dictionary (allergens.go): free-text substances
+// in three languages mapped to ATC classes, and the classes that
+// cross-react.
 package interactions
 
 import (
@@ -40,9 +43,11 @@ type Warning struct {
 // Severities that refuse a prescription unless an override reason is given.
 var Blocking = map[string]bool{"contraindicated": true, "major": true}
 
-// Checker finds the interactions of drug with others.
+// Checker finds the interactions of drug with others, and the warnings
+// it meets in the patient's allergies.
 type Checker interface {
 	Check(drug Drug, others []Drug) []Warning
+	CheckAllergies(drug Drug, allergies []Allergy) []Warning
 }
 
 // rule is one row: any member of A with any member of B, either way round.
@@ -51,8 +56,12 @@ type rule struct {
 	a, b                                                 []string // ATC codes or groups, matched as prefixes
 }
 
-// Table is a Checker over rows of ATC code sets.
-type Table struct{ rules []rule }
+// Table is a Checker over rows of ATC code sets, with an allergen
+// dictionary for the allergies.
+type Table struct {
+	rules     []rule
+	allergens *Allergens
+}
 
 var atcPattern = regexp.MustCompile(`^[A-Z]([0-9]{2}([A-Z]([A-Z]([0-9]{2})?)?)?)?$`)
 
@@ -63,13 +72,21 @@ func ValidATC(code string) bool { return atcPattern.MatchString(code) }
 //go:embed ddi-high-priority.csv
 var highPriority string
 
-// HighPriority is the bundled table.
+// HighPriority is the bundled table, with the bundled allergen dictionary.
 func HighPriority() *Table {
 	t, err := Load(strings.NewReader(highPriority))
 	if err != nil {
 		panic(fmt.Sprintf("interactions: the bundled table does not load: %v", err))
 	}
+	t.allergens = BundledAllergens()
 	return t
+}
+
+// WithAllergens is t checking allergies with another dictionary.
+func (t *Table) WithAllergens(a *Allergens) *Table {
+	out := *t
+	out.allergens = a
+	return &out
 }
 
 // Load reads a table in the bundled CSV's columns: id, drug_a, atc_a,
@@ -157,46 +174,4 @@ type Allergy struct {
 	ATC string
 	// Severity is mild, moderate or severe.
 	Severity string
-}
-
-// classLevel is the length of an ATC pharmacological subgroup (level 4:
-// J01C, beta-lactam antibacterials, penicillins): drugs that share it are
-// "the same class" for an allergy.
-const classLevel = 4
-
-// CheckAllergies warns when drug falls in the class of a recorded allergy:
-// the same ATC level-4 group, or under the allergy's own code when that is
-// coarser (J01 covers every J01 drug). An allergy recorded without a code
-// warns when its substance is the drug's name. A severe allergy, or the
-// very substance, is contraindicated; any other match is major. Both block.
-func CheckAllergies(drug Drug, allergies []Allergy) []Warning {
-	var out []Warning
-	code := strings.ToUpper(drug.ATC)
-	for _, a := range allergies {
-		allergen := strings.ToUpper(a.ATC)
-		var hit, same bool
-		switch {
-		case allergen != "":
-			class := allergen[:min(len(allergen), classLevel)]
-			hit, same = strings.HasPrefix(code, class), code == allergen
-		default:
-			hit = strings.EqualFold(strings.TrimSpace(a.Substance), strings.TrimSpace(drug.Name))
-			same = hit
-		}
-		if !hit {
-			continue
-		}
-		severity := "major"
-		if same || a.Severity == "severe" {
-			severity = "contraindicated"
-		}
-		effect := "the patient has a recorded " + a.Severity + " allergy to " + a.Substance
-		if !same {
-			effect += ", a drug of the same class"
-		}
-		out = append(out, Warning{Kind: "allergy", Rule: "allergy-class", Severity: severity, Drug: drug,
-			Other: Drug{ATC: allergen, Name: a.Substance}, Effect: effect,
-			Advice: "choose a drug of another class, or record why the benefit outweighs the risk", Source: "the patient's recorded allergies"})
-	}
-	return out
 }

@@ -90,6 +90,7 @@ func TestLoadRefusesMalformedTables(t *testing.T) {
 }
 
 func TestAllergiesWarnForTheirClass(t *testing.T) {
+	checker := HighPriority()
 	amoxicillin := Drug{ATC: "J01CA04", Name: "Amoxicillin"}
 	cases := []struct {
 		name     string
@@ -101,19 +102,67 @@ func TestAllergiesWarnForTheirClass(t *testing.T) {
 		{"another penicillin, a severe allergy", Allergy{Substance: "benzylpenicillin", ATC: "J01CE01", Severity: "severe"}, "contraindicated"},
 		{"the class itself", Allergy{Substance: "penicillins", ATC: "J01C", Severity: "moderate"}, "major"},
 		{"a coarser class", Allergy{Substance: "antibacterials", ATC: "j01", Severity: "moderate"}, "major"},
-		{"a cephalosporin: another level-4 class", Allergy{Substance: "cefalexin", ATC: "J01DB01", Severity: "severe"}, ""},
+		{"a cephalosporin: cross-reactivity only", Allergy{Substance: "cefalexin", ATC: "J01DB01", Severity: "severe"}, "moderate"},
 		{"an unrelated drug", Allergy{Substance: "ibuprofen", ATC: "M01AE01", Severity: "severe"}, ""},
 		{"no code, the same name", Allergy{Substance: " AMOXICILLIN", Severity: "moderate"}, "contraindicated"},
 		{"no code, another name", Allergy{Substance: "pollen", Severity: "severe"}, ""},
+		// Free text is matched to its class through the dictionary.
+		{"free text: the README's penicillin", Allergy{Substance: "penicillin", Severity: "severe"}, "contraindicated"},
+		{"free text in Romanian", Allergy{Substance: "Penicilină", Severity: "mild"}, "major"},
+		{"free text in Russian, with a note", Allergy{Substance: "пенициллин (сыпь)", Severity: "moderate"}, "major"},
+		{"free text naming another drug of the class", Allergy{Substance: "Ampicillin", Severity: "moderate"}, "major"},
+		{"free text naming a cephalosporin", Allergy{Substance: "ceftriaxone", Severity: "moderate"}, "moderate"},
+		{"free text naming an NSAID", Allergy{Substance: "aspirin", Severity: "severe"}, ""},
 	}
 	for _, c := range cases {
-		w := CheckAllergies(amoxicillin, []Allergy{c.allergy})
+		w := checker.CheckAllergies(amoxicillin, []Allergy{c.allergy})
 		switch {
 		case c.severity == "" && len(w) != 0:
 			t.Errorf("%s: warned %+v", c.name, w)
-		case c.severity != "" && (len(w) != 1 || w[0].Severity != c.severity || w[0].Kind != "allergy" || !Blocking[w[0].Severity] ||
+		case c.severity != "" && (len(w) != 1 || w[0].Severity != c.severity || w[0].Kind != "allergy" ||
+			Blocking[w[0].Severity] != (c.severity != "moderate" && c.severity != "minor") ||
 			w[0].Other.Name != c.allergy.Substance || !strings.Contains(w[0].Effect, c.allergy.Substance)):
 			t.Errorf("%s: warnings %+v, want one %s", c.name, w, c.severity)
+		}
+	}
+	// Other classes of the dictionary.
+	for _, c := range []struct {
+		drug     Drug
+		allergy  string
+		severity string
+	}{
+		{Drug{ATC: "M01AE01", Name: "Ibuprofen"}, "aspirină", "major"},
+		{Drug{ATC: "N02AX02", Name: "Tramadol"}, "morphine", "major"},
+		{Drug{ATC: "J01EE01", Name: "Sulfamethoxazole and trimethoprim"}, "sulfa drugs", "major"},
+		{Drug{ATC: "C03CA01", Name: "Furosemide"}, "sulfa", "minor"},
+		// The very substance in another language is a class match (major), not a name match.
+		{Drug{ATC: "N01BB02", Name: "Lidocaine"}, "лидокаин", "major"},
+	} {
+		w := checker.CheckAllergies(c.drug, []Allergy{{Substance: c.allergy, Severity: "mild"}})
+		if len(w) != 1 || w[0].Severity != c.severity {
+			t.Errorf("%s with an allergy to %q: %+v, want one %s", c.drug.Name, c.allergy, w, c.severity)
+		}
+	}
+}
+
+func TestTheAllergenDictionaryLoadsAndRefusesBadRows(t *testing.T) {
+	a := BundledAllergens()
+	if got := a.ClassesOf(Allergy{Substance: "Penicillin"}); len(got) != 1 || got[0] != "penicillins" {
+		t.Fatalf("penicillin is in %v", got)
+	}
+	if got := a.ClassesOf(Allergy{ATC: "J01CA04"}); len(got) != 1 || got[0] != "penicillins" {
+		t.Fatalf("J01CA04 is in %v", got)
+	}
+	classes := "class,atc,names\npenicillins,J01C,penicillin\n"
+	for name, tt := range map[string][2]string{
+		"a bad header":              {"klass,atc,names\n", "allergy_class,drug_atc,severity,effect,source\n"},
+		"a bad code":                {"class,atc,names\nx,J1,x\n", "allergy_class,drug_atc,severity,effect,source\n"},
+		"an empty name":             {"class,atc,names\nx,J01,a||b\n", "allergy_class,drug_atc,severity,effect,source\n"},
+		"an unknown class":          {classes, "allergy_class,drug_atc,severity,effect,source\nnope,J01D,minor,e,s\n"},
+		"a blocking cross-reaction": {classes, "allergy_class,drug_atc,severity,effect,source\npenicillins,J01D,major,e,s\n"},
+	} {
+		if _, err := LoadAllergens(strings.NewReader(tt[0]), strings.NewReader(tt[1])); err == nil {
+			t.Errorf("%s: loaded", name)
 		}
 	}
 }

@@ -8,10 +8,10 @@ import (
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
-	"github.com/google/uuid"
 )
 
 // reservationsSince is how far back reservations are loaded: only future
@@ -53,7 +53,7 @@ func (g *Grain) Reserve(req *messages.ReserveRequest, ctx actorcluster.GrainCont
 		return nil, g.storeError(ctx, "load reservations", err)
 	}
 	start, end := req.GetStart().AsTime(), req.GetEnd().AsTime()
-	if _, err := uuid.Parse(req.GetAppointmentId()); err != nil || req.GetStart() == nil || req.GetEnd() == nil || !start.Before(end) {
+	if !validate.ID(req.GetAppointmentId()) || req.GetStart() == nil || req.GetEnd() == nil || !start.Before(end) {
 		return nil, messages.ErrInvalidArgument("a reservation needs an appointment id and a time range")
 	}
 	now := g.deps.Now()
@@ -86,12 +86,14 @@ func (g *Grain) Reserve(req *messages.ReserveRequest, ctx actorcluster.GrainCont
 }
 
 // Settle hears that an appointment changed: its entries are re-read from
-// the appointment before they block anything again. It changes no stored
-// state, so a forged or lost Settle cannot let a conflict through.
+// the appointment before they block anything again, and every cached
+// access grant is dropped (the change may have ended one). It changes no
+// stored state, so a forged or lost Settle cannot let a conflict through.
 func (g *Grain) Settle(req *messages.SettleRequest, _ actorcluster.GrainContext) (*messages.SettleReply, error) {
 	if g.reservations != nil {
 		g.reservations.Unsure(req.GetAppointmentId())
 	}
+	g.treating.ForgetAll()
 	return &messages.SettleReply{}, nil
 }
 
@@ -168,7 +170,7 @@ func decodeAppointmentCursor(s string) (appointmentCursor, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return appointmentCursor{}, err
 	}
-	if _, err := uuid.Parse(c.I); err != nil {
+	if !validate.ID(c.I) {
 		return appointmentCursor{}, err
 	}
 	return appointmentCursor{start: time.UnixMicro(c.T).UTC(), id: c.I}, nil

@@ -5,9 +5,9 @@ import (
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -43,7 +43,7 @@ func (g *Grain) ChangeCareTeam(req *messages.ChangeCareTeamRequest, ctx actorclu
 		return nil, g.notFound(ctx, c, action)
 	}
 	doctor := req.GetDoctorId()
-	if uuid.Validate(doctor) != nil {
+	if !validate.ID(doctor) {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no doctor %s", doctor))
 	}
 	sctx, cancel := g.storeCtx()
@@ -57,7 +57,7 @@ func (g *Grain) ChangeCareTeam(req *messages.ChangeCareTeamRequest, ctx actorclu
 	}
 	// The relationship cache follows: an appointment may still make the
 	// doctor a treating one, so a removal only forgets the cached answer.
-	delete(g.treating, doctor)
+	g.treating.Forget(doctor)
 	return g.careTeamReply(ctx, c, action)
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -33,7 +32,7 @@ func (g *Grain) RecordDocument(req *messages.RecordDocumentRequest, ctx actorclu
 	in := req.GetDocument()
 	var v validate.Errors
 	v.Text("title", in.GetTitle(), MaxDocumentTitleChars, true)
-	if uuid.Validate(in.GetId()) != nil || in.GetSize() <= 0 || len(in.GetSha256()) != 64 || len(req.GetKey()) != seal.KeySize ||
+	if !validate.ID(in.GetId()) || in.GetSize() <= 0 || len(in.GetSha256()) != 64 || len(req.GetKey()) != seal.KeySize ||
 		!strings.HasPrefix(req.GetBlobKey(), g.id+"/") || in.GetContentType() == "" {
 		return nil, errors.New("caregrid: a malformed document from the edge")
 	}
@@ -98,7 +97,7 @@ func (g *Grain) OpenDocument(req *messages.OpenDocumentRequest, ctx actorcluster
 	if _, _, err := g.clinicalRead(ctx, c, action, 0, ""); err != nil {
 		return nil, err
 	}
-	if uuid.Validate(req.GetDocumentId()) != nil {
+	if !validate.ID(req.GetDocumentId()) {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no document %s", req.GetDocumentId()))
 	}
 	sctx, cancel := g.storeCtx()

@@ -6,11 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
@@ -21,7 +22,6 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -49,6 +49,9 @@ type Deps struct {
 	// Interactions checks new prescriptions; nil is the bundled
 	// high-priority table.
 	Interactions interactions.Checker
+	// CareWindow is how long around an appointment it lets its doctor
+	// read the record (zero: persistence.DefaultCareWindow).
+	CareWindow persistence.CareWindow
 }
 
 // Kind registers the patient grain kind; an activation idle for idle
@@ -60,6 +63,9 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	}
 	if deps.StoreTimeout <= 0 {
 		deps.StoreTimeout = 3 * time.Second
+	}
+	if deps.CareWindow == (persistence.CareWindow{}) {
+		deps.CareWindow = persistence.DefaultCareWindow
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -85,9 +91,10 @@ type Grain struct {
 	fence       persistence.Fence
 	// reservations: loaded on the first booking (appointments_grain.go).
 	reservations *Reservations
-	// treating: doctors known to have an appointment with this patient, or
-	// to be on the care team (a removal from the team forgets its entry).
-	treating map[string]bool
+	// treating: doctors known to treat this patient, each until the grant
+	// lapses. Settle (any change of one of the patient's appointments) and
+	// a care-team removal forget it at once.
+	treating access.Treating
 	// dataKey seals this patient's clinical text; loaded on first use.
 	dataKey *seal.Key
 }
@@ -110,7 +117,7 @@ func (g *Grain) load() error {
 	if g.loaded {
 		return nil
 	}
-	if _, err := uuid.Parse(g.id); err != nil {
+	if !validate.ID(g.id) {
 		g.loaded = true // never a patient: ids are UUIDs
 		return nil
 	}
@@ -130,7 +137,7 @@ func (g *Grain) load() error {
 // drop forgets everything and stops the activation: after a fenced or
 // failed write, memory may disagree with the database.
 func (g *Grain) drop(ctx actorcluster.GrainContext) {
-	g.loaded, g.rec, g.fingerprint, g.fence, g.reservations, g.treating, g.dataKey = false, nil, nil, persistence.Fence{}, nil, nil, nil
+	g.loaded, g.rec, g.fingerprint, g.fence, g.reservations, g.treating, g.dataKey = false, nil, nil, persistence.Fence{}, nil, access.Treating{}, nil
 	ctx.Poison(ctx.Self())
 }
 
@@ -146,27 +153,27 @@ func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) 
 }
 
 // treats reports whether the caller is a doctor who treats this patient
-// (access.ReadPatient). Only doctors are looked up.
+// now (persistence.DoctorTreats says what grants it). Only doctors are
+// looked up.
 func (g *Grain) treats(c *messages.Caller) (bool, error) {
 	if c.GetRole() != messages.Role_ROLE_DOCTOR || c.GetSubject() == "" {
 		return false, nil
 	}
-	if g.treating[c.GetSubject()] {
+	now := g.deps.Now()
+	if g.treating.Known(c.GetSubject(), now) {
 		return true, nil
 	}
-	if uuid.Validate(g.id) != nil || uuid.Validate(c.GetSubject()) != nil {
+	if !validate.ID(g.id) || !validate.ID(c.GetSubject()) {
 		return false, nil
 	}
 	ctx, cancel := g.storeCtx()
 	defer cancel()
-	ok, err := g.deps.DB.DoctorTreats(ctx, c.GetSubject(), g.id)
-	if ok {
-		if g.treating == nil {
-			g.treating = map[string]bool{}
-		}
-		g.treating[c.GetSubject()] = true
+	until, err := g.deps.DB.DoctorTreats(ctx, c.GetSubject(), g.id, now, g.deps.CareWindow)
+	if err != nil {
+		return false, err
 	}
-	return ok, err
+	g.treating.Remember(c.GetSubject(), until, now)
+	return now.Before(until), nil
 }
 
 // viewOf is the record as view allows: without clinical fields for
@@ -218,7 +225,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	if g.rec != nil {
 		return g.registered(ctx, req)
 	}
-	if _, err := uuid.Parse(g.id); err != nil {
+	if !validate.ID(g.id) {
 		return nil, g.refuse(ctx, c, "create", "", messages.ErrInvalidArgument("patient id %q is not a UUID", g.id))
 	}
 	rec, err := NewRecord(g.id, req.GetPatient(), g.deps.Now())
@@ -329,11 +336,21 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 		return nil, g.notFound(ctx, c, "update")
 	}
 	if req.ExpectedVersion > g.rec.Version {
-		// Versions only grow: the caller has seen a newer version than ours,
-		// so this is a stale duplicate activation. Step aside; the retry
-		// reaches an activation that loads the current record.
-		g.drop(ctx)
-		return nil, messages.ErrFenced("patient %s: this activation is behind", g.id)
+		// Versions only grow. If the database has the caller's version, this
+		// is a stale duplicate activation: step aside, and the retry reaches
+		// one that loads the current record. If not, the caller's version
+		// is one that never existed: an ordinary mismatch, and no reason to
+		// re-activate (each re-activation bumps the fence epoch).
+		sctx, cancel := g.storeCtx()
+		stored, err := g.deps.DB.StoredVersion(sctx, "patients", g.id)
+		cancel()
+		if err != nil {
+			return nil, g.storeError(ctx, "version", err)
+		}
+		if stored > g.rec.Version {
+			g.drop(ctx)
+			return nil, messages.ErrFenced("patient %s: this activation is behind", g.id)
+		}
 	}
 	next, changed, err := ApplyUpdate(g.rec, req, g.deps.Now())
 	var stale errVersion
@@ -410,7 +427,8 @@ func eventOf(r persistence.AuditRow) *messages.AuditEvent {
 	return &messages.AuditEvent{
 		OccurredAt: timestamppb.New(r.OccurredAt),
 		Caller: &messages.Caller{Subject: r.Subject, Role: role, Client: r.Client, PurposeOfUse: r.PurposeOfUse,
-			RequestId: r.RequestID, SourceAddress: r.SourceAddress, BreakGlassReason: r.BreakGlassReason},
+			RequestId: r.RequestID, SourceAddress: r.SourceAddress, BreakGlassReason: r.BreakGlassReason,
+			ClientRequestId: r.ClientRequestID},
 		Action: r.Action, ResourceType: r.ResourceType, ResourceId: r.ResourceID, PatientId: r.PatientID,
 		Outcome: outcome, Detail: r.Detail, Shard: r.Shard, Seq: r.Seq,
 	}

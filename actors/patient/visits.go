@@ -50,7 +50,7 @@ func NewVisit(in *messages.Visit, patientID, doctorID string, now time.Time) (*m
 	case occurred.Year() < 1900:
 		v.Add("occurred_at", "must be after 1900")
 	}
-	if a := in.GetAppointmentId(); a != "" && uuid.Validate(a) != nil {
+	if a := in.GetAppointmentId(); a != "" && !validate.ID(a) {
 		v.Add("appointment_id", "must be an appointment id (UUID)")
 	}
 	if len(in.GetDiagnoses()) > MaxDiagnoses {
@@ -130,4 +130,33 @@ func clinicalFingerprint(m proto.Message) []byte {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	h := sha256.Sum256(b)
 	return h[:]
+}
+
+// A visit at an appointment is dated from VisitEarly before the
+// appointment's start (the earliest check-in) to VisitLate after its end.
+const (
+	VisitEarly = time.Hour
+	VisitLate  = 12 * time.Hour
+)
+
+// VisitFitsAppointment checks the appointment a visit names (nil: none
+// found): it must be this patient's with this doctor, must have taken or
+// be taking place (booked, checked in or completed), and the visit must
+// fall within it.
+func VisitFitsAppointment(v *messages.Visit, a *messages.AppointmentRecord) error {
+	var errs validate.Errors
+	switch {
+	case a == nil || a.GetPatientId() != v.GetPatientId() || a.GetDoctorId() != v.GetDoctorId():
+		errs.Add("appointment_id", "must name one of this patient's appointments with you")
+	case a.GetStatus() != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED &&
+		a.GetStatus() != messages.AppointmentStatus_APPOINTMENT_STATUS_CHECKED_IN &&
+		a.GetStatus() != messages.AppointmentStatus_APPOINTMENT_STATUS_COMPLETED:
+		errs.Add("appointment_id", "must name an appointment that took place (not cancelled or missed)")
+	default:
+		at := v.GetOccurredAt().AsTime()
+		if at.Before(a.GetStart().AsTime().Add(-VisitEarly)) || at.After(a.GetEnd().AsTime().Add(VisitLate)) {
+			errs.Add("occurred_at", "must fall within the appointment (from an hour before its start to 12 hours after its end)")
+		}
+	}
+	return errs.Err()
 }

@@ -88,6 +88,15 @@ func (g *Grain) RecordVisit(req *messages.RecordVisitRequest, ctx actorcluster.G
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
+	if id := v.GetAppointmentId(); id != "" {
+		a, _, err := g.deps.DB.GetAppointment(sctx, id)
+		if err != nil && !errors.Is(err, persistence.ErrNoAppointment) {
+			return nil, g.storeError(ctx, "visit appointment", err)
+		}
+		if err := VisitFitsAppointment(v, a); err != nil {
+			return nil, g.refuse(ctx, c, action, g.id, validate.Reply(err))
+		}
+	}
 	err = g.deps.DB.RecordVisit(sctx, g.fence, sealVisit(k, v, c.GetSubject(), fp), req.GetIdempotencyKey())
 	if errors.Is(err, persistence.ErrExists) {
 		// Another activation recorded the same key first: answer as its replay.

@@ -71,3 +71,40 @@ func TestNewVaccinationChecksTheATCGroupAndDates(t *testing.T) {
 		t.Error("a dose dated tomorrow was accepted")
 	}
 }
+
+func TestAVisitFitsItsAppointment(t *testing.T) {
+	start := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	appt := func(patient, doctor string, status messages.AppointmentStatus) *messages.AppointmentRecord {
+		return &messages.AppointmentRecord{Id: "a", PatientId: patient, DoctorId: doctor, Status: status,
+			Start: timestamppb.New(start), End: timestamppb.New(start.Add(30 * time.Minute))}
+	}
+	visit := func(at time.Time) *messages.Visit {
+		return &messages.Visit{PatientId: "p", DoctorId: "d", AppointmentId: "a", OccurredAt: timestamppb.New(at)}
+	}
+	booked, done := messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED, messages.AppointmentStatus_APPOINTMENT_STATUS_COMPLETED
+	for _, tt := range []struct {
+		name  string
+		v     *messages.Visit
+		a     *messages.AppointmentRecord
+		field string // "": fits
+	}{
+		{"during it", visit(start.Add(10 * time.Minute)), appt("p", "d", done), ""},
+		{"an hour early (checked in early)", visit(start.Add(-time.Hour)), appt("p", "d", booked), ""},
+		{"no such appointment", visit(start), nil, "appointment_id"},
+		{"another patient's", visit(start), appt("q", "d", done), "appointment_id"},
+		{"another doctor's", visit(start), appt("p", "e", done), "appointment_id"},
+		{"a cancelled one", visit(start), appt("p", "d", messages.AppointmentStatus_APPOINTMENT_STATUS_CANCELLED), "appointment_id"},
+		{"a missed one", visit(start), appt("p", "d", messages.AppointmentStatus_APPOINTMENT_STATUS_NO_SHOW), "appointment_id"},
+		{"the day before", visit(start.Add(-24 * time.Hour)), appt("p", "d", done), "occurred_at"},
+		{"the day after", visit(start.Add(24 * time.Hour)), appt("p", "d", done), "occurred_at"},
+	} {
+		err := VisitFitsAppointment(tt.v, tt.a)
+		var errs validate.Errors
+		switch {
+		case tt.field == "" && err != nil:
+			t.Errorf("%s: refused: %v", tt.name, err)
+		case tt.field != "" && (!errors.As(err, &errs) || errs[0].Field != tt.field):
+			t.Errorf("%s: = %v; want a refusal of %s", tt.name, err, tt.field)
+		}
+	}
+}

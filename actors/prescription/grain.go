@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
@@ -17,7 +18,6 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -36,6 +36,9 @@ type Deps struct {
 	StoreTimeout, GrainTimeout time.Duration
 	// Master wraps the patients' data keys.
 	Master *seal.Key
+	// CareWindow is how long around an appointment it lets its doctor
+	// read (zero: persistence.DefaultCareWindow).
+	CareWindow persistence.CareWindow
 }
 
 // Kind registers the prescription grain kind.
@@ -45,6 +48,9 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	}
 	if deps.StoreTimeout <= 0 {
 		deps.StoreTimeout = 3 * time.Second
+	}
+	if deps.CareWindow == (persistence.CareWindow{}) {
+		deps.CareWindow = persistence.DefaultCareWindow
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
@@ -62,8 +68,6 @@ type Grain struct {
 	loaded bool
 	stored *persistence.StoredPrescription // nil: no such prescription (yet)
 	fence  persistence.Fence
-	// treating caches the doctors found to treat the patient.
-	treating map[string]bool
 	// dataKey is the patient's data key; loaded on first use.
 	dataKey *seal.Key
 }
@@ -83,7 +87,7 @@ func (g *Grain) load() error {
 	if g.loaded {
 		return nil
 	}
-	if uuid.Validate(g.id) != nil {
+	if !validate.ID(g.id) {
 		g.loaded = true
 		return nil
 	}
@@ -100,7 +104,7 @@ func (g *Grain) load() error {
 // drop forgets everything and stops the activation: after a fenced or
 // failed write, memory may disagree with the database.
 func (g *Grain) drop(ctx actorcluster.GrainContext) {
-	g.loaded, g.stored, g.fence, g.treating, g.dataKey = false, nil, persistence.Fence{}, nil, nil
+	g.loaded, g.stored, g.fence, g.dataKey = false, nil, persistence.Fence{}, nil
 	ctx.Poison(ctx.Self())
 }
 
@@ -160,24 +164,19 @@ func (g *Grain) existing(ctx actorcluster.GrainContext, c *messages.Caller, acti
 	return g.expireIfDue(ctx)
 }
 
-// treats reports whether the caller is a doctor who treats the patient.
+// treats reports whether the caller is a doctor who treats the patient
+// now. It is asked every time, not cached: this grain does not hear of
+// the patient's appointment changes, and a cancellation must end the
+// doctor's access at once (the patient's grain caches, and follows them).
 func (g *Grain) treats(c *messages.Caller) (bool, error) {
-	if c.GetRole() != messages.Role_ROLE_DOCTOR || uuid.Validate(c.GetSubject()) != nil {
+	if c.GetRole() != messages.Role_ROLE_DOCTOR || !validate.ID(c.GetSubject()) {
 		return false, nil
-	}
-	if g.treating[c.GetSubject()] {
-		return true, nil
 	}
 	ctx, cancel := g.storeCtx()
 	defer cancel()
-	ok, err := g.deps.DB.DoctorTreats(ctx, c.GetSubject(), g.patientID())
-	if ok {
-		if g.treating == nil {
-			g.treating = map[string]bool{}
-		}
-		g.treating[c.GetSubject()] = true
-	}
-	return ok, err
+	now := g.deps.Now()
+	until, err := g.deps.DB.DoctorTreats(ctx, c.GetSubject(), g.patientID(), now, g.deps.CareWindow)
+	return now.Before(until), err
 }
 
 // key is the patient's data key, read once per activation: every read of
@@ -258,7 +257,7 @@ func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster
 		// An attempt on the patient the request names: their trail shows it.
 		cluster.PassivateSoon(ctx)
 		patient := req.GetPrescription().GetPatientId()
-		if uuid.Validate(patient) != nil {
+		if !validate.ID(patient) {
 			patient = ""
 		}
 		if err := g.recordFor(ctx, c, action, patient, messages.AuditOutcome_AUDIT_OUTCOME_DENIED, d.Reason); err != nil {
@@ -273,7 +272,7 @@ func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster
 		return g.created(ctx, req, fp, true)
 	}
 	patient := req.GetPrescription().GetPatientId()
-	if uuid.Validate(patient) != nil {
+	if !validate.ID(patient) {
 		cluster.PassivateSoon(ctx)
 		return nil, g.refuse(ctx, c, action, messages.ErrInvalidArgument("the request is not valid").
 			WithMetadata(map[string]string{"field:patient_id": "must be a patient id (UUID)"}))

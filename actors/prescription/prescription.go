@@ -20,7 +20,6 @@ import (
 	"github.com/caregrid/caregrid/actors/interactions"
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -63,7 +62,7 @@ func New(in *messages.PrescriptionRecord, id, patientID, prescriber string, now 
 	if r := in.GetRefills(); r < 0 || r > MaxRefills {
 		v.Add("refills", fmt.Sprintf("must be 0 to %d", MaxRefills))
 	}
-	if uuid.Validate(patientID) != nil {
+	if !validate.ID(patientID) {
 		v.Add("patient_id", "must be a patient id (UUID)")
 	}
 	if err := v.Err(); err != nil {
@@ -103,7 +102,7 @@ func Check(checker interactions.Checker, med *messages.Medication, active []Acti
 	for _, a := range allergies {
 		as = append(as, interactions.Allergy{Substance: a.GetSubstance(), ATC: a.GetAtcCode(), Severity: a.GetSeverity().Name()})
 	}
-	found = append(found, interactions.CheckAllergies(drug, as)...)
+	found = append(found, checker.CheckAllergies(drug, as)...)
 	for _, w := range found {
 		out := &messages.PrescriptionWarning{Kind: w.Kind, Severity: w.Severity, Effect: w.Effect, Advice: w.Advice, Rule: w.Rule, Source: w.Source,
 			Drug: &messages.Medication{AtcCode: w.Drug.ATC, Name: w.Drug.Name}, Other: &messages.Medication{AtcCode: w.Other.ATC, Name: w.Other.Name},

@@ -18,7 +18,9 @@
 //   - Request id, source address, purpose of use and a break-the-glass
 //     reason are the word of the node that relayed the request (a member or
 //     an edge: caregrid's own code). A service's word is not taken: its
-//     source address is its connection's, its request id is made here.
+//     source address is its connection's, its request id is made here, its
+//     purpose of use follows from its role (access.PurposeOf); its own
+//     request id is kept only as the client's (client_request_id).
 //   - A service may act only as itself: its token must be its own (the
 //     token's client is the client its certificate names).
 //   - The calls inside a saga (a calendar asking a patient to reserve time,
@@ -32,11 +34,13 @@ package proof
 import (
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/google/uuid"
@@ -235,10 +239,12 @@ func (c *Checker) prove(methods []method, nodeOnly bool, peer cluster.Peer, req 
 			return nil, reasonNotItself, messages.ErrUnproven("a service may act only as itself")
 		}
 		proven.RequestId = uuid.NewString()
+		proven.ClientRequestId = boundedID(claimed.GetClientRequestId())
 		proven.SourceAddress = peer.Address
-		proven.PurposeOfUse = claimed.GetPurposeOfUse()
+		proven.PurposeOfUse = access.PurposeOf(pr.Role)
 	} else {
 		proven.RequestId = claimed.GetRequestId()
+		proven.ClientRequestId = claimed.GetClientRequestId()
 		proven.SourceAddress = claimed.GetSourceAddress()
 		proven.PurposeOfUse = claimed.GetPurposeOfUse()
 		proven.BreakGlassReason = claimed.GetBreakGlassReason()
@@ -293,4 +299,12 @@ func joinCaller(c *messages.Caller, rest []byte) ([]byte, error) {
 	out := protowire.AppendTag(make([]byte, 0, len(enc)+len(rest)+8), 1, protowire.BytesType)
 	out = protowire.AppendBytes(out, enc)
 	return append(out, rest...), nil
+}
+
+// boundedID keeps a client's own request id if it is short printable ASCII.
+func boundedID(s string) string {
+	if len(s) > 128 || strings.ContainsFunc(s, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return ""
+	}
+	return s
 }

@@ -125,3 +125,26 @@ func (v *Errors) LongText(field, s string, max int, required bool) {
 		return r
 	}, s), max, required)
 }
+
+// ID reports whether s is a resource id in its one canonical form: a UUID
+// as 36 lower-case characters. Other spellings of the same UUID (upper
+// case, braces, "urn:uuid:") would name another grain for the same row,
+// and some of them do not even parse as PostgreSQL's uuid.
+func ID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -38,6 +38,10 @@ type nodeConfig struct {
 	AuditShards  int
 	GrainIdle    time.Duration
 	GrainTimeout time.Duration
+	// CareWindow: how long around an appointment its doctor may read the
+	// record; CheckInOpens: how early an appointment can be checked in.
+	CareWindow   persistence.CareWindow
+	CheckInOpens time.Duration
 	Auth         edge.Authenticator
 	// Identity configures the embedded OpenID Provider (nil: none); its
 	// access tokens are accepted beside Auth's.
@@ -74,10 +78,12 @@ func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *pro
 	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf}),
-		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf}, cfg.GrainIdle),
+		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf,
+			CareWindow: cfg.CareWindow}, cfg.GrainIdle),
 		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
-			GrainTimeout: cfg.GrainTimeout, Proof: pf}, cfg.GrainIdle),
-		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats, Proof: pf}, cfg.GrainIdle),
+			GrainTimeout: cfg.GrainTimeout, Proof: pf, CareWindow: cfg.CareWindow}, cfg.GrainIdle),
+		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats, Proof: pf,
+			CheckInOpens: cfg.CheckInOpens}, cfg.GrainIdle),
 		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Proof: pf}, cfg.GrainIdle),
 	}
 }
@@ -163,7 +169,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	srv := edge.New(edge.Config{
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
-		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db,
+		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, Keys: db,
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/calendar"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/cluster/devcerts"
 	"github.com/caregrid/caregrid/edge"
@@ -47,6 +48,8 @@ type serveConfig struct {
 	Role         string
 	AuditShards  int
 	GrainIdle    time.Duration
+	CareWindow   persistence.CareWindow
+	CheckInOpens time.Duration
 	ExpirySweep  time.Duration
 	BlobDir      string
 	S3           blob.S3Config
@@ -93,6 +96,11 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
 	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
 	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
+	fs.DurationVar(&c.CareWindow.Before, "care-window-before", persistence.DefaultCareWindow.Before,
+		"an appointment lets its doctor read the patient's record from this long before its start (see README: Who may read a record)")
+	fs.DurationVar(&c.CareWindow.After, "care-window-after", persistence.DefaultCareWindow.After,
+		"... to this long after its start")
+	fs.DurationVar(&c.CheckInOpens, "check-in-opens", calendar.DefaultCheckInOpens, "an appointment can be checked in from this long before its start")
 	fs.StringVar(&c.BlobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "directory of the document store (sealed contents); every node needs the same one, e.g. a shared volume (default <data-dir>/blobs) (env CAREGRID_BLOB_DIR)")
 	fs.StringVar(&c.S3.Endpoint, "blob-s3-endpoint", envOr("CAREGRID_BLOB_S3_ENDPOINT", ""), "keep documents in an S3-compatible service at this URL (https://host[:port]) instead of --blob-dir; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared credentials file or the IAM role (env CAREGRID_BLOB_S3_ENDPOINT)")
 	fs.StringVar(&c.S3.Bucket, "blob-s3-bucket", envOr("CAREGRID_BLOB_S3_BUCKET", ""), "the bucket documents go to; it must exist (env CAREGRID_BLOB_S3_BUCKET)")
@@ -283,7 +291,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
 		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
-		Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
+		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
 			StoreTimeout: cfg.StoreTimeout},

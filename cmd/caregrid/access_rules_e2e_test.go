@@ -1,0 +1,91 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/caregrid/caregrid/messages"
+)
+
+// TestADoctorCannotGrantHimselfAccess: booking (and checking in) an
+// appointment with himself gives a doctor nothing; an appointment the desk
+// booked does, until it is cancelled (at once, though the patient's grain
+// had cached the grant) or moved out of the window; a desk check-in of the
+// doctor's own booking does.
+func TestADoctorCannotGrantHimselfAccess(t *testing.T) {
+	s := startTestServer(t)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody("0020000000002"))
+	expect(t, "register", r, 201)
+	patient := r.json(t)["id"].(string)
+	doctorID := workingDoctor(t, s)
+	doc := s.token(messages.Role_ROLE_DOCTOR, doctorID)
+	record := "/v1/patients/" + patient
+	book := func(who string, at time.Time) string {
+		t.Helper()
+		r := s.do("POST", "/v1/appointments", who, map[string]any{"doctor_id": doctorID, "patient_id": patient, "start": rfc(at)})
+		expect(t, "book", r, 201)
+		return r.json(t)["id"].(string)
+	}
+
+	// Self-grant: the doctor books himself, even years ahead, and checks in.
+	expect(t, "the record before any appointment", s.do("GET", record, doc, nil), 403)
+	own := book(doc, localDay(t, 1))
+	expect(t, "the record after booking himself", s.do("GET", record, doc, nil), 403)
+	expect(t, "allergies after booking himself", s.do("GET", record+"/visits", doc, nil), 403)
+	expect(t, "check in his own booking himself", s.do("POST", "/v1/appointments/"+own+"/check-in", doc, nil), 200)
+	expect(t, "the record after checking himself in", s.do("GET", record, doc, nil), 403)
+
+	// The desk books: access, for the patient's record and clinical lists.
+	desks := book(desk, localDay(t, 2))
+	expect(t, "the record after the desk booked", s.do("GET", record, doc, nil), 200)
+	expect(t, "visits after the desk booked", s.do("GET", record+"/visits", doc, nil), 200)
+	// Cancel then read: the grant ends at once, cache or not.
+	expect(t, "cancel", s.do("POST", "/v1/appointments/"+desks+"/cancel", desk, nil), 200)
+	expectSoon(t, "the record after the cancellation", func() int { return s.do("GET", record, doc, nil).status }, 403)
+
+	// Reschedule: moved out of the window (more than 7 days ahead), it grants nothing.
+	moved := book(desk, localDay(t, 3))
+	expect(t, "the record with a new booking", s.do("GET", record, doc, nil), 200)
+	expect(t, "reschedule far ahead", s.do("POST", "/v1/appointments/"+moved+"/reschedule", desk,
+		map[string]any{"start": rfc(localDay(t, 20))}), 200)
+	expectSoon(t, "the record after the move", func() int { return s.do("GET", record, doc, nil).status }, 403)
+
+	// A desk check-in of the doctor's own booking grants access.
+	second := book(doc, localDay(t, 4))
+	expect(t, "the record before the desk's check-in", s.do("GET", record, doc, nil), 403)
+	expect(t, "the desk checks in", s.do("POST", "/v1/appointments/"+second+"/check-in", desk, nil), 200)
+	expect(t, "the record after the desk's check-in", s.do("GET", record, doc, nil), 200)
+}
+
+// expectSoon: the patient's grain hears of an appointment change from the
+// calendar's commit, a moment after the change's own answer.
+func expectSoon(t *testing.T, what string, status func() int, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := status()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %d, want %d", what, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCheckInOpensAnHourBefore: with the default window, a check-in a day
+// ahead is refused.
+func TestCheckInOpensAnHourBefore(t *testing.T) {
+	s := startTestServerWithIdentity(t, nil, nil, func(c *nodeConfig) { c.CheckInOpens = 0 })
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody("0030000000003"))
+	expect(t, "register", r, 201)
+	patient := r.json(t)["id"].(string)
+	doctorID := workingDoctor(t, s)
+	r = s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doctorID, "patient_id": patient, "start": rfc(localDay(t, 1))})
+	expect(t, "book", r, 201)
+	r = s.do("POST", "/v1/appointments/"+r.json(t)["id"].(string)+"/check-in", desk, nil)
+	expect(t, "check in a day ahead", r, 409)
+}
