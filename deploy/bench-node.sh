@@ -10,7 +10,7 @@
 if [ -n "${CAREGRID_BIN:-}" ]; then
 	mkdir -p bin && cp "$CAREGRID_BIN" bin/caregrid
 else
-	go build -o bin/caregrid ./cmd/caregrid
+	GOTOOLCHAIN=go1.27.3 go build -o bin/caregrid ./cmd/caregrid
 fi
 pgurl=${PGURL:-postgres://postgres@127.0.0.1:5432}
 db=bench_$(date +%s)_$$
