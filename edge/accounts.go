@@ -105,6 +105,9 @@ func (s *Server) getAccount(c *fiber.Ctx) error {
 
 func (s *Server) accountAction(action string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
+		if err := noBody(c); err != nil {
+			return err
+		}
 		id, err := uuidParam(c)
 		if err != nil {
 			return err

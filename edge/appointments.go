@@ -195,7 +195,10 @@ func (s *Server) getAppointment(c *fiber.Ctx) error {
 
 // transition returns the handler of one status change.
 func (s *Server) transition(action messages.AppointmentAction) fiber.Handler {
-	return func(c *fiber.Ctx) error { // any body is ignored: the action says it all
+	return func(c *fiber.Ctx) error { // the action says it all: no body
+		if err := noBody(c); err != nil {
+			return err
+		}
 		return appointmentCall(s, c, func(id string, caller *messages.Caller, g *messages.CalendarGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AppointmentReply, error) {
 			return g.Transition(&messages.TransitionRequest{Caller: caller, AppointmentId: id, Action: action}, opts...)
 		})

@@ -47,6 +47,9 @@ func (s *Server) careTeam(c *fiber.Ctx) error {
 // changeCareTeam adds (PUT) or removes (DELETE) a doctor; both are idempotent.
 func (s *Server) changeCareTeam(remove bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
+		if err := noBody(c); err != nil {
+			return err
+		}
 		id, err := patientID(c)
 		if err != nil {
 			return err

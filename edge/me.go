@@ -109,6 +109,9 @@ func (s *Server) mySessions(c *fiber.Ctx) error {
 }
 
 func (s *Server) endMySession(c *fiber.Ctx) error {
+	if err := noBody(c); err != nil {
+		return err
+	}
 	p, _ := c.Locals(principalKey).(Principal)
 	id := c.Params("id")
 	if !isUUID(id) {
