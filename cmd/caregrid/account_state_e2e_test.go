@@ -358,3 +358,25 @@ func TestAnswersCarrySecurityHeaders(t *testing.T) {
 		t.Errorf("discovery Cache-Control = %q", got)
 	}
 }
+
+// TestCORSOnlyForConfiguredOrigins: the provider's endpoints answer a
+// browser's cross-origin request only from an origin the operator listed;
+// any other gets no CORS headers (the library's default reflected every
+// origin, with credentials).
+func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
+	is := startIdentityServer(t, func(c *identity.Config) { c.CORSOrigins = []string{"https://app.example.org"} })
+	for origin, want := range map[string]string{"https://app.example.org": "https://app.example.org", "https://evil.example": ""} {
+		for _, path := range []string{"/oidc/keys", "/oidc/oauth/token"} {
+			r := is.do("OPTIONS", path, "", nil, "Origin", origin, "Access-Control-Request-Method", "POST")
+			got := r.header.Get("Access-Control-Allow-Origin")
+			if got != want || (want == "" && r.header.Get("Access-Control-Allow-Credentials") != "") {
+				t.Errorf("preflight of %s from %s: Allow-Origin %q (credentials %q), want %q", path, origin, got,
+					r.header.Get("Access-Control-Allow-Credentials"), want)
+			}
+		}
+		r := is.do("GET", "/oidc/keys", "", nil, "Origin", origin)
+		if got := r.header.Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("GET keys from %s: Allow-Origin %q, want %q", origin, got, want)
+		}
+	}
+}

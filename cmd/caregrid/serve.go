@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,6 +68,7 @@ type serveConfig struct {
 	LimitSubject string
 	SMTPAddr     string
 	Locale       string
+	CORSOrigins  string
 	SMTPFrom     string
 	SMTPUser     string
 	External     string
@@ -119,6 +121,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.RedisURL, "redis-url", envOr("REDIS_URL", ""), "Redis for rate limits shared by every node; empty: per-process limits (env REDIS_URL)")
 	fs.StringVar(&c.LimitAddress, "rate-limit-address", envOr("CAREGRID_RATE_LIMIT_ADDRESS", "500/s"), "API requests allowed per source address, N/s, N/m or N/h (bursts of 2N); 0: off (env CAREGRID_RATE_LIMIT_ADDRESS)")
 	fs.StringVar(&c.LimitSubject, "rate-limit-subject", envOr("CAREGRID_RATE_LIMIT_SUBJECT", "50/s"), "API requests allowed per authenticated subject; 0: off (env CAREGRID_RATE_LIMIT_SUBJECT)")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated web origins (https://app.example.org) whose pages may call the OpenID Provider from a browser; no other origin gets CORS headers")
 	fs.StringVar(&c.Locale, "default-locale", envOr("CAREGRID_DEFAULT_LOCALE", "en"), "language of the login pages and mails when neither the application (ui_locales) nor the browser names one: en, ro or ru (env CAREGRID_DEFAULT_LOCALE)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", envOr("CAREGRID_SMTP_ADDR", ""), "SMTP server (host:port) for password-reset and sign-up links; STARTTLS when offered; empty: no mail (env CAREGRID_SMTP_ADDR)")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", envOr("CAREGRID_SMTP_FROM", "caregrid <no-reply@localhost>"), "sender of those mails (env CAREGRID_SMTP_FROM)")
@@ -161,6 +164,11 @@ func serveFlags(args []string) (serveConfig, error) {
 	}
 	if _, ok := locale.Parse(c.Locale); !ok {
 		return c, fmt.Errorf("serve: --default-locale %q: en, ro or ru", c.Locale)
+	}
+	for _, o := range corsOrigins(c.CORSOrigins) {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return c, fmt.Errorf("serve: --cors-origins: %q is not an origin such as https://app.example.org", o)
+		}
 	}
 	if (c.S3.Endpoint == "") != (c.S3.Bucket == "") {
 		return c, errors.New("serve: --blob-s3-endpoint and --blob-s3-bucket go together")
@@ -383,7 +391,17 @@ func rateLimits(cfg serveConfig, limiter ratelimit.Limiter) *edge.RateLimits {
 func identityConfig(cfg serveConfig, db *persistence.DB, master *seal.Key, base string, limiter ratelimit.Limiter, logger *slog.Logger) *identity.Config {
 	def, _ := locale.Parse(cfg.Locale) // checked in parse
 	return &identity.Config{DB: db, Seal: master, Issuer: base + identity.PathPrefix, Limiter: limiter, Logger: logger,
-		Mailer: mailer(cfg, logger), DefaultLocale: def}
+		Mailer: mailer(cfg, logger), DefaultLocale: def, CORSOrigins: corsOrigins(cfg.CORSOrigins)}
+}
+
+func corsOrigins(list string) []string {
+	var out []string
+	for _, o := range strings.Split(list, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // mailer is the SMTP client, or on a development node without SMTP the

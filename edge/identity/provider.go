@@ -22,6 +22,7 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
+	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
@@ -77,6 +78,11 @@ type Config struct {
 
 	// Insecure is set for an http issuer on loopback (development, tests).
 	Insecure bool
+	// CORSOrigins are the web origins (scheme://host[:port]) whose pages
+	// may call the provider's endpoints from a browser (a single-page
+	// application exchanging its code at the token endpoint). Any other
+	// origin gets no CORS headers at all. Empty: none.
+	CORSOrigins []string
 }
 
 // Events is told what the audit trail must record. Implementations must
@@ -200,7 +206,15 @@ func New(cfg Config) (*Provider, error) {
 	p.verifier = p.newVerifier()
 	p.cfg.Events = forgetting{Events: cfg.Events, v: p.verifier}
 	p.storage = &storage{db: cfg.DB, keys: keys, cfg: &p.cfg}
-	opts := []op.Option{}
+	// CORS for the configured origins only: the library's default reflects
+	// every origin, with credentials.
+	opts := []op.Option{op.WithCORSOptions(&cors.Options{
+		AllowedOrigins:   cfg.CORSOrigins,
+		AllowCredentials: true,
+		AllowedHeaders:   []string{"Accept", "Accept-Language", "Authorization", "Content-Type"},
+		AllowedMethods:   []string{http.MethodGet, http.MethodPost},
+		ExposedHeaders:   []string{"Location"},
+	})}
 	if cfg.Insecure {
 		opts = append(opts, op.WithAllowInsecure())
 	}
