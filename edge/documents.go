@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +39,9 @@ type Documents struct {
 	// StoreTimeout bounds one call to the store (0: DefaultDocumentStoreTimeout):
 	// a remote store moving 20 MiB needs longer than a grain request.
 	StoreTimeout time.Duration
+	// SpoolDir holds uploads, sealed, between the request and the store
+	// ("": the system's temporary directory).
+	SpoolDir string
 }
 
 // storeContext bounds a store call; it outlives a client that hangs up, so
@@ -118,11 +123,16 @@ func (c *cappedReader) Read(p []byte) (int, error) {
 }
 
 // uploadDocument stores a document: multipart/form-data with a "file" part
-// and a "title" field. The content type is sniffed from the content, and the
-// content is sealed with a fresh key before it reaches the blob store; the
-// patient's grain then decides access and keeps the key wrapped. A refused
-// upload's content is deleted.
+// and a "title" field. The body is streamed, never held whole: the file
+// part is read once, its type sniffed from its first bytes, its digest
+// and size counted, and it is sealed on the way (seal.SealStream, a fresh
+// key per document) into a spool file, which then goes to the blob store
+// with its size known. The patient's grain then decides access and keeps
+// the key wrapped; a refused upload's content is deleted.
 func (s *Server) uploadDocument(c *fiber.Ctx) error {
+	// The body may be left partly unread (a refusal mid-stream): this
+	// connection is not reused after the answer.
+	c.Context().SetConnectionClose()
 	id, err := patientID(c)
 	if err != nil {
 		return err
@@ -144,12 +154,12 @@ func (s *Server) uploadDocument(c *fiber.Ctx) error {
 		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 			"send the document as multipart/form-data with a file part")
 	}
-	mr := multipart.NewReader(bytes.NewReader(c.Body()), params["boundary"])
+	mr := multipart.NewReader(&cappedReader{r: requestBody(c), n: s.uploadLimit()}, params["boundary"])
 	var (
-		title   string
-		content []byte
-		seen    bool
+		title  string
+		stored *spooled
 	)
+	defer func() { stored.remove() }()
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -168,42 +178,28 @@ func (s *Server) uploadDocument(c *fiber.Ctx) error {
 				return malformed("the title must be UTF-8 text", FieldError{"title", "must be UTF-8 without control characters"})
 			}
 		case "file":
-			if content, err = io.ReadAll(&cappedReader{r: part, n: docs.MaxBytes}); err != nil {
-				return uploadError(err, docs.MaxBytes)
+			if stored != nil {
+				return malformed("the upload has two files; send one", FieldError{"file", "must appear once"})
 			}
-			seen = true
+			if stored, err = spool(part, docs); err != nil {
+				return err
+			}
 		default:
 			return malformed(fmt.Sprintf("unexpected part %q; send file and title", part.FormName()), FieldError{part.FormName(), "is not a part of an upload"})
 		}
 	}
-	if !seen || len(content) == 0 {
+	if stored == nil {
 		return malformed("the upload has no file, or an empty one", FieldError{"file", "is required and must not be empty"})
 	}
-	// The type is what the content is, whatever the client says it is.
-	kind, _, _ := mime.ParseMediaType(http.DetectContentType(content))
-	if !slices.Contains(docs.Types, kind) {
-		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported document type",
-			"the content is "+kind+"; accepted: "+strings.Join(docs.Types, ", "))
-	}
-	raw := make([]byte, seal.KeySize)
-	if _, err := rand.Read(raw); err != nil {
-		return err
-	}
-	key, err := seal.NewKey(raw)
-	if err != nil {
-		return err
-	}
-	docID := uuid.NewString()
-	blobKey := id + "/" + docID
-	sum := sha256.Sum256(content)
+	blobKey := id + "/" + stored.docID
 	ctx, cancel := docs.storeContext(c)
 	defer cancel()
-	if err := docs.Store.Put(ctx, blobKey, key.Seal(content, documentAAD(docID))); err != nil {
+	if err := docs.Store.Put(ctx, blobKey, stored.file, stored.sealedSize); err != nil {
 		s.cfg.Logger.Error("document store failed", "error", err)
 		return problem(fiber.StatusServiceUnavailable, "store-unavailable", "Document store unavailable", "")
 	}
-	req := &messages.RecordDocumentRequest{Caller: caller, BlobKey: blobKey, Key: raw, Document: &messages.Document{
-		Id: docID, Title: title, ContentType: kind, Size: int64(len(content)), Sha256: hex.EncodeToString(sum[:])}}
+	req := &messages.RecordDocumentRequest{Caller: caller, BlobKey: blobKey, Key: stored.key, Document: &messages.Document{
+		Id: stored.docID, Title: title, ContentType: stored.kind, Size: stored.size, Sha256: stored.sha256}}
 	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.DocumentReply, error) {
 		return g.RecordDocument(req, opts...)
 	})
@@ -213,7 +209,90 @@ func (s *Server) uploadDocument(c *fiber.Ctx) error {
 		}
 		return err
 	}
-	return created(c, "/v1/patients/"+id+"/documents/"+docID, false, toDocumentJSON(reply.Document))
+	return created(c, "/v1/patients/"+id+"/documents/"+stored.docID, false, toDocumentJSON(reply.Document))
+}
+
+// requestBody is the request's body as a stream: fasthttp's own when it
+// streams (StreamRequestBody), else the body it holds.
+func requestBody(c *fiber.Ctx) io.Reader {
+	if c.Request().IsBodyStream() {
+		return c.Request().BodyStream()
+	}
+	return bytes.NewReader(c.Request().Body())
+}
+
+// spooled is a document's content, sealed, in a temporary file.
+type spooled struct {
+	file                *os.File
+	docID, kind, sha256 string
+	key                 []byte
+	size, sealedSize    int64
+}
+
+// spool seals a file part into a temporary file, checking its type (by
+// its first 512 bytes, whatever the client says) and its size on the way.
+func spool(part io.Reader, docs *Documents) (*spooled, error) {
+	br := bufio.NewReaderSize(&cappedReader{r: part, n: docs.MaxBytes}, 512)
+	head, err := br.Peek(512)
+	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, uploadError(err, docs.MaxBytes)
+	}
+	if len(head) == 0 {
+		return nil, malformed("the upload has no file, or an empty one", FieldError{"file", "is required and must not be empty"})
+	}
+	kind, _, _ := mime.ParseMediaType(http.DetectContentType(head))
+	if !slices.Contains(docs.Types, kind) {
+		return nil, problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported document type",
+			"the content is "+kind+"; accepted: "+strings.Join(docs.Types, ", "))
+	}
+	out := &spooled{docID: uuid.NewString(), kind: kind, key: make([]byte, seal.KeySize)}
+	if _, err := rand.Read(out.key); err != nil {
+		return nil, err
+	}
+	if out.file, err = os.CreateTemp(docs.SpoolDir, "caregrid-upload-*"); err != nil {
+		return nil, fmt.Errorf("upload spool: %w", err)
+	}
+	digest := sha256.New()
+	counted := &countingReader{r: io.TeeReader(br, digest)}
+	if out.sealedSize, err = seal.SealStream(out.file, counted, out.key, documentAAD(out.docID)); err != nil {
+		out.remove()
+		if errors.Is(err, errTooLarge) || !isSpoolError(err) {
+			return nil, uploadError(err, docs.MaxBytes)
+		}
+		return nil, fmt.Errorf("upload spool: %w", err)
+	}
+	if _, err := out.file.Seek(0, io.SeekStart); err != nil {
+		out.remove()
+		return nil, fmt.Errorf("upload spool: %w", err)
+	}
+	out.size, out.sha256 = counted.n, hex.EncodeToString(digest.Sum(nil))
+	return out, nil
+}
+
+// isSpoolError tells the spool file's own failures (the node's disk) from
+// the body's (the client's).
+func isSpoolError(err error) bool {
+	var pe *os.PathError
+	return errors.As(err, &pe)
+}
+
+func (s *spooled) remove() {
+	if s == nil || s.file == nil {
+		return
+	}
+	s.file.Close()
+	os.Remove(s.file.Name())
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // uploadError answers a body that could not be read as an upload.
@@ -266,19 +345,19 @@ func (s *Server) downloadDocument(c *fiber.Ctx) error {
 	if s.cfg.Documents == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Documents are off", "this node has no document store")
 	}
+	// The store's context lives until the answer is sent (the stream is
+	// read after this handler returns); closing the stream ends it.
 	ctx, cancel := s.cfg.Documents.storeContext(c)
-	defer cancel()
-	sealed, err := s.cfg.Documents.Store.Get(ctx, reply.BlobKey)
+	stored, err := s.cfg.Documents.Store.Get(ctx, reply.BlobKey)
 	if err != nil {
+		cancel()
 		s.cfg.Logger.Error("document content unreadable", "blob", reply.BlobKey, "error", err)
 		return problem(fiber.StatusServiceUnavailable, "store-unavailable", "Document store unavailable", "")
 	}
-	key, err := seal.NewKey(reply.Key)
+	content, err := openDocument(stored, reply.Key, reply.Document)
 	if err != nil {
-		return err
-	}
-	content, err := key.Open(sealed, documentAAD(reply.Document.Id))
-	if err != nil {
+		stored.Close()
+		cancel()
 		s.cfg.Logger.Error("document content does not open", "blob", reply.BlobKey, "error", err)
 		return problem(fiber.StatusInternalServerError, "internal", "Internal error", "")
 	}
@@ -287,5 +366,42 @@ func (s *Server) downloadDocument(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderETag, `"`+reply.Document.Sha256+`"`)
-	return c.Send(content)
+	// Streamed: a package that fails to authenticate ends the answer short
+	// of its Content-Length, so no client takes it for the document.
+	return c.SendStream(&closing{Reader: content, close: func() error { cancel(); return stored.Close() }}, int(reply.Document.Size))
 }
+
+// openDocument reads a stored content: a sealed stream (uploads since
+// streaming), or, for documents stored before, one sealed value.
+func openDocument(stored io.Reader, key []byte, d *messages.Document) (io.Reader, error) {
+	br := bufio.NewReader(stored)
+	first, err := br.Peek(1)
+	if err != nil {
+		return nil, err
+	}
+	if first[0] == seal.StreamFormat {
+		return seal.OpenStream(br, key, documentAAD(d.Id))
+	}
+	sealed, err := io.ReadAll(io.LimitReader(br, d.Size+1024))
+	if err != nil {
+		return nil, err
+	}
+	k, err := seal.NewKey(key)
+	if err != nil {
+		return nil, err
+	}
+	content, err := k.Open(sealed, documentAAD(d.Id))
+	if err != nil {
+		return nil, err
+	}
+	return bytes.NewReader(content), nil
+}
+
+// closing is a reader with its own Close (fasthttp closes a body stream
+// once it has sent it).
+type closing struct {
+	io.Reader
+	close func() error
+}
+
+func (c *closing) Close() error { return c.close() }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -355,9 +356,14 @@ const (
 // handler, grain or SQL statement sees invalid UTF-8, a control character
 // (NUL included) or an oversized value, and no body is ever decompressed.
 func (s *Server) checkRequest(c *fiber.Ctx) error {
+	if err := s.limitBody(c); err != nil {
+		return err
+	}
 	if enc := c.Get(fiber.HeaderContentEncoding); enc != "" && !strings.EqualFold(enc, "identity") {
 		// Decoding would let a few hundred bytes become gigabytes before
-		// any limit applied; no client of this API needs to compress.
+		// any limit applied; no client of this API needs to compress. (The
+		// body, within its limit, has been read as it is: the connection
+		// stays usable.)
 		return problem(fiber.StatusUnsupportedMediaType, "unsupported-content-encoding", "Unsupported content encoding",
 			"send the body uncompressed (no Content-Encoding)")
 	}
@@ -421,4 +427,56 @@ func safeName(k []byte) string {
 		return "(query)"
 	}
 	return string(k)
+}
+
+// limitBody holds every body to its route's limit before anything reads
+// it: MaxBodyBytes, or for a document upload whose Authorization proves a
+// role that may upload, the upload limit (the handler then streams it).
+// A Content-Length over the limit is refused before a byte of the body is
+// read; a chunked body is read up to the limit and refused past it. In
+// both cases the connection is closed after the answer (what is left of
+// the body is never read).
+func (s *Server) limitBody(c *fiber.Ctx) error {
+	limit, upload := int64(MaxBodyBytes), s.isUpload(c)
+	if upload {
+		limit = s.uploadLimit()
+	}
+	tooLarge := func() error {
+		c.Context().SetConnectionClose()
+		return problem(fiber.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
+			fmt.Sprintf("the body exceeds this endpoint's limit of %d bytes", limit))
+	}
+	if int64(c.Request().Header.ContentLength()) > limit {
+		return tooLarge()
+	}
+	switch {
+	case upload:
+		// The handler reads the stream, capped. Whatever answers first (a
+		// check before the handler, a refusal in it), the rest of the body
+		// may stay unread: the connection is not reused.
+		c.Context().SetConnectionClose()
+		return nil
+	case c.Request().IsBodyStream():
+		b, err := io.ReadAll(io.LimitReader(c.Request().BodyStream(), limit+1))
+		if err != nil {
+			c.Context().SetConnectionClose()
+			return malformed("the body could not be read")
+		}
+		if int64(len(b)) > limit {
+			return tooLarge()
+		}
+		c.Request().SetBody(b) // ends the stream: handlers read the body as usual
+	case int64(len(c.Request().Body())) > limit:
+		return tooLarge()
+	}
+	return nil
+}
+
+var documentsPath = regexp.MustCompile(`^/v1/patients/[^/]+/documents$`)
+
+// isUpload reports whether a request is a document upload by a caller
+// whose token proves a role that may upload.
+func (s *Server) isUpload(c *fiber.Ctx) bool {
+	return s.cfg.Documents != nil && c.Method() == fiber.MethodPost &&
+		documentsPath.MatchString(string(c.Request().URI().Path())) && s.mayUpload(c.Get(fiber.HeaderAuthorization))
 }

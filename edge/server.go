@@ -5,7 +5,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -25,7 +24,6 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 	"golang.org/x/text/language"
 )
 
@@ -214,8 +212,11 @@ func New(cfg Config) *Server {
 		// Values from a Ctx are reused after the handler returns; immutable
 		// strings make it safe to keep them in messages and logs.
 		Immutable: true,
-		// Document uploads get their own limit (bodyLimits); multipart
-		// bodies are parsed by the upload handler, not ahead of it.
+		// Bodies are streamed: fasthttp reads ahead at most BodyLimit, and
+		// limitBody (request.go) enforces each route's limit, reading a
+		// JSON body whole only once it is known to be within it; a document
+		// upload is read by its handler, as it goes.
+		StreamRequestBody:            true,
 		BodyLimit:                    MaxBodyBytes,
 		DisablePreParseMultipartForm: true,
 		DisableStartupMessage:        true,
@@ -225,7 +226,6 @@ func New(cfg Config) *Server {
 		IdleTimeout:                  120 * time.Second,
 	})
 	// A panicking handler becomes a 500 problem instead of ending the process.
-	s.app.Server().HeaderReceived = s.bodyLimits
 	s.app.Use(s.securityHeaders, s.requestID, s.observe, recover.New(), s.checkRequest, s.limitAddress)
 	for _, r := range s.routes() {
 		h := r.handler
@@ -410,22 +410,6 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 // etag is a resource version as a strong entity tag.
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
 
-// bodyLimits sets each request's body limit once its header is read:
-// MaxBodyBytes, and the upload limit for document uploads, granted only to
-// a caller whose token proves a role that may upload (the handler checks
-// again, and the grain decides). A larger Content-Length is refused (413)
-// before any of the body is read, so no stranger can make the node hold
-// 20 MiB bodies.
-func (s *Server) bodyLimits(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	if s.cfg.Documents != nil && string(h.Method()) == fiber.MethodPost {
-		path, _, _ := bytes.Cut(h.RequestURI(), []byte("?"))
-		if documentsPath.Match(path) && s.mayUpload(string(h.Peek(fiber.HeaderAuthorization))) {
-			return fasthttp.RequestConfig{MaxRequestBodySize: int(s.uploadLimit())}
-		}
-	}
-	return fasthttp.RequestConfig{MaxRequestBodySize: MaxBodyBytes}
-}
-
 // mayUpload reports whether an Authorization header proves a caller in the
 // upload route's roles.
 func (s *Server) mayUpload(authorization string) bool {
@@ -436,5 +420,3 @@ func (s *Server) mayUpload(authorization string) bool {
 	p, err := s.cfg.Auth.Authenticate(token)
 	return err == nil && slices.Contains(doctors, p.Role)
 }
-
-var documentsPath = regexp.MustCompile(`^/v1/patients/[^/]+/documents$`)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,13 +16,21 @@ import (
 // ErrNotFound is returned by Get for a key with no object.
 var ErrNotFound = errors.New("blob: no such object")
 
-// Store keeps objects by key. Put is atomic: a reader sees the whole
-// object or none.
+// Store keeps objects by key, as streams: objects (sealed documents) are
+// up to tens of megabytes and are never held whole in memory. Put is
+// atomic: a reader sees the whole object or none.
 type Store interface {
-	Put(ctx context.Context, key string, data []byte) error
-	Get(ctx context.Context, key string) ([]byte, error)
+	// Put stores the size bytes r yields under key; r yielding another
+	// number of bytes fails the Put and stores nothing.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	// Get opens the object under key (ErrNotFound: none); the caller
+	// closes it.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	Delete(ctx context.Context, key string) error
 }
+
+// ErrSize is a Put whose reader did not yield the size it announced.
+var ErrSize = errors.New("blob: the object is not the size announced")
 
 // keyPattern is what keys may look like: path segments of safe characters,
 // so a key can never leave the store's directory.
@@ -45,7 +54,7 @@ func (d Dir) path(key string) (string, error) {
 }
 
 // Put writes to a temporary file, syncs it and renames it into place.
-func (d Dir) Put(_ context.Context, key string, data []byte) error {
+func (d Dir) Put(_ context.Context, key string, r io.Reader, size int64) error {
 	p, err := d.path(key)
 	if err != nil {
 		return err
@@ -58,7 +67,11 @@ func (d Dir) Put(_ context.Context, key string, data []byte) error {
 		return err
 	}
 	defer os.Remove(f.Name()) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
+	n, err := io.Copy(f, io.LimitReader(r, size+1))
+	if err == nil && n != size {
+		err = ErrSize
+	}
+	if err != nil {
 		f.Close()
 		return err
 	}
@@ -72,16 +85,16 @@ func (d Dir) Put(_ context.Context, key string, data []byte) error {
 	return os.Rename(f.Name(), p)
 }
 
-func (d Dir) Get(_ context.Context, key string) ([]byte, error) {
+func (d Dir) Get(_ context.Context, key string) (io.ReadCloser, error) {
 	p, err := d.path(key)
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotFound
 	}
-	return b, err
+	return f, err
 }
 
 func (d Dir) Delete(_ context.Context, key string) error {

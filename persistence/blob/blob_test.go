@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,50 +14,71 @@ import (
 	"github.com/caregrid/caregrid/persistence/blob/s3fake"
 )
 
+// put and get are Put and Get over byte slices.
+func put(ctx context.Context, s blob.Store, key string, data []byte) error {
+	return s.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+}
+
+func get(ctx context.Context, s blob.Store, key string) ([]byte, error) {
+	r, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
 // testStore holds every Store to the same contract.
 func testStore(t *testing.T, s blob.Store) {
 	ctx := context.Background()
 	data := []byte("sealed bytes")
-	if _, err := s.Get(ctx, "patient-1/none"); !errors.Is(err, blob.ErrNotFound) {
+	if _, err := get(ctx, s, "patient-1/none"); !errors.Is(err, blob.ErrNotFound) {
 		t.Fatalf("get of a missing key: %v, want ErrNotFound", err)
 	}
-	if err := s.Put(ctx, "patient-1/doc-1", data); err != nil {
+	if err := put(ctx, s, "patient-1/doc-1", data); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Get(ctx, "patient-1/doc-1")
+	got, err := get(ctx, s, "patient-1/doc-1")
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("get = %q, %v", got, err)
 	}
 	big := bytes.Repeat([]byte{0, 1, 2, 0xff}, 3<<20) // 12 MiB: past any single-chunk shortcut
-	if err := s.Put(ctx, "patient-1/doc-2", big); err != nil {
+	if err := put(ctx, s, "patient-1/doc-2", big); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Get(ctx, "patient-1/doc-2"); err != nil || !bytes.Equal(got, big) {
+	if got, err := get(ctx, s, "patient-1/doc-2"); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("get of 12 MiB: %d bytes, %v", len(got), err)
 	}
-	if err := s.Put(ctx, "patient-1/doc-1", []byte("replaced")); err != nil {
+	if err := put(ctx, s, "patient-1/doc-1", []byte("replaced")); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.Get(ctx, "patient-1/doc-1"); string(got) != "replaced" {
+	if got, _ := get(ctx, s, "patient-1/doc-1"); string(got) != "replaced" {
 		t.Fatalf("after overwrite: %q", got)
 	}
 	if err := s.Delete(ctx, "patient-1/doc-1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, "patient-1/doc-1"); !errors.Is(err, blob.ErrNotFound) {
+	if _, err := get(ctx, s, "patient-1/doc-1"); !errors.Is(err, blob.ErrNotFound) {
 		t.Fatalf("after delete: %v", err)
 	}
 	if err := s.Delete(ctx, "patient-1/doc-1"); err != nil {
 		t.Fatalf("deleting twice: %v", err)
 	}
-	if got, _ := s.Get(ctx, "patient-1/doc-2"); !bytes.Equal(got, big) {
+	if got, _ := get(ctx, s, "patient-1/doc-2"); !bytes.Equal(got, big) {
 		t.Fatal("deleting one object touched another")
 	}
+	// A reader that yields another size than announced stores nothing.
+	if err := s.Put(ctx, "patient-1/short", bytes.NewReader(data), int64(len(data))+1); err == nil {
+		t.Error("a short reader was stored")
+	}
+	if _, err := get(ctx, s, "patient-1/short"); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("after a short Put: %v, want ErrNotFound", err)
+	}
 	for _, bad := range []string{"../escape", "/abs", "a//b", "a/./b", "", "a/b/", "a?b", "a%2fb"} {
-		if err := s.Put(ctx, bad, data); err == nil {
+		if err := put(ctx, s, bad, data); err == nil {
 			t.Errorf("Put accepted key %q", bad)
 		}
-		if _, err := s.Get(ctx, bad); err == nil || errors.Is(err, blob.ErrNotFound) {
+		if _, err := get(ctx, s, bad); err == nil || errors.Is(err, blob.ErrNotFound) {
 			t.Errorf("Get of key %q: %v, want a bad-key error", bad, err)
 		}
 		if err := s.Delete(ctx, bad); err == nil {

@@ -1,7 +1,6 @@
 package blob
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,16 +78,24 @@ func (s *S3) Check(ctx context.Context) error {
 	return nil
 }
 
-func (s *S3) Put(ctx context.Context, key string, data []byte) error {
+// Put streams the object with its size announced, so the client sends it
+// as one PUT (or, past its part size, as a multipart upload it reads part
+// by part) without holding it whole.
+func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	_, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)),
+	info, err := s.client.PutObject(ctx, s.bucket, key, r, size,
 		minio.PutObjectOptions{ContentType: "application/octet-stream"})
+	if err == nil && info.Size != size {
+		err = ErrSize
+	}
 	return err
 }
 
-func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
+// Get opens the object; its Stat call finds a missing key before the
+// caller starts to read (the client's GetObject itself is lazy).
+func (s *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -96,12 +103,11 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, notFound(err)
 	}
-	defer obj.Close()
-	b, err := io.ReadAll(obj)
-	if err != nil {
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
 		return nil, notFound(err)
 	}
-	return b, nil
+	return obj, nil
 }
 
 // Delete removes the object; S3 answers a missing one with success too.
