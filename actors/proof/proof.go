@@ -33,6 +33,7 @@ package proof
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // Principal is who a verified access token says its bearer is.
@@ -129,6 +131,7 @@ type Policy struct {
 // method is what the middleware knows of one method, by its index.
 type method struct {
 	name       string
+	input      protoreflect.FullName // the request's message type
 	memberOnly bool
 	// caller is true when the request's field 1 is its Caller.
 	caller bool
@@ -150,7 +153,7 @@ func (p Policy) methods() []method {
 	for i := range out {
 		md := sd.Methods().Get(i)
 		f := md.Input().Fields().ByNumber(1)
-		out[i] = method{name: string(md.Name()), memberOnly: only[string(md.Name())],
+		out[i] = method{name: string(md.Name()), input: md.Input().FullName(), memberOnly: only[string(md.Name())],
 			caller: f != nil && f.Message() != nil && f.Message().FullName() == "caregrid.v1.Caller"}
 		if !out[i].caller && !out[i].memberOnly && !p.NodeOnly {
 			panic("proof: " + p.Service + "." + out[i].name + " carries no Caller in field 1 and is not member-only")
@@ -238,6 +241,12 @@ func (c *Checker) prove(methods []method, nodeOnly bool, peer cluster.Peer, req 
 		if pr.Client == "" || pr.Client != peer.Service {
 			return nil, reasonNotItself, messages.ErrUnproven("a service may act only as itself")
 		}
+		// Nor is its text taken unchecked: the edge checks what people
+		// send, and a service's request skips the edge.
+		if field := controlCharacterIn(m.input, req.MessageData); field != "" {
+			return nil, reasonMalformed, messages.ErrInvalidArgument("%s contains a control character", field).
+				WithMetadata(map[string]string{"field:" + field: "must not contain control characters"})
+		}
 		proven.RequestId = uuid.NewString()
 		proven.ClientRequestId = boundedID(claimed.GetClientRequestId())
 		proven.SourceAddress = peer.Address
@@ -307,4 +316,52 @@ func boundedID(s string) string {
 		return ""
 	}
 	return s
+}
+
+// controlCharacterIn names the first string field of a request that holds
+// a NUL or another control character other than tab and line breaks ("":
+// none). Invalid UTF-8 never gets this far: proto3 strings are checked
+// when the request is decoded.
+func controlCharacterIn(input protoreflect.FullName, data []byte) string {
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(input)
+	if err != nil {
+		return string(input) // every request type is registered: a bug, refused
+	}
+	m := mt.New()
+	if err := proto.Unmarshal(data, m.Interface()); err != nil {
+		return "(request)"
+	}
+	return controlIn(m, "")
+}
+
+func controlIn(m protoreflect.Message, prefix string) (found string) {
+	bad := func(s string) bool {
+		return strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f })
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := prefix + string(fd.Name())
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len() && found == ""; i++ {
+				switch fd.Kind() {
+				case protoreflect.StringKind:
+					if bad(l.Get(i).String()) {
+						found = fmt.Sprintf("%s[%d]", name, i)
+					}
+				case protoreflect.MessageKind:
+					found = controlIn(l.Get(i).Message(), fmt.Sprintf("%s[%d].", name, i))
+				}
+			}
+		case fd.IsMap():
+		case fd.Kind() == protoreflect.StringKind:
+			if bad(v.String()) {
+				found = name
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			found = controlIn(v.Message(), name+".")
+		}
+		return found == ""
+	})
+	return found
 }

@@ -134,6 +134,21 @@ func TestProveRefuses(t *testing.T) {
 	if _, _, refusal := c.prove(auditMethods, true, edge, &actorcluster.GrainRequest{}); refusal != nil {
 		t.Errorf("an audit append from an edge: %v", refusal)
 	}
+	// A service's text is checked (it skips the edge): a NUL anywhere in
+	// its request is refused, as the edge refuses one from a person.
+	dispense := func(quantity string) *actorcluster.GrainRequest {
+		data, _ := proto.Marshal(&messages.UpdatePatientRequest{Caller: &messages.Caller{Token: "pharmacy-token"},
+			Patient: &messages.PatientRecord{Allergies: []*messages.Allergy{{Substance: quantity}}}})
+		sd := messages.File_services_proto.Services().ByName("Patient")
+		return &actorcluster.GrainRequest{MethodIndex: int32(sd.Methods().ByName("Update").Index()), MessageData: data}
+	}
+	if _, _, refusal := c.prove(methods, false, pharmacy, dispense("penicillin\x00")); refusal == nil ||
+		refusal.Metadata["field:patient.allergies[0].substance"] == "" {
+		t.Errorf("a NUL from a service: %v", refusal)
+	}
+	if _, _, refusal := c.prove(methods, false, pharmacy, dispense("penicillin\nrash")); refusal != nil {
+		t.Errorf("a line break from a service: %v", refusal)
+	}
 	// Without a verifier, or without a checker at all, nothing passes.
 	if _, _, refusal := NewChecker(nil).prove(methods, false, member, get("doctor-token")); refusal == nil {
 		t.Error("a checker without a verifier let a request through")

@@ -162,6 +162,17 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			}
 		}
 	}
+	// The sign-in pages' forms: a value that is not UTF-8 text never
+	// reaches the provider's handlers (the database refused it: 500).
+	for _, path := range []string{"/oidc/login?authRequestID=x", "/oidc/login/forgot", "/oidc/login/totp", "/oidc/oauth/token"} {
+		for _, form := range []string{"username=%FF%FE&password=x", "username=a%00b&password=x", "code=%C3%28"} {
+			r := s.do("POST", path, "", form, "Content-Type", "application/x-www-form-urlencoded")
+			sent++
+			if r.status != 400 {
+				t.Errorf("POST %s with %s = %d, want 400: %.300s", path, form, r.status, r.body)
+			}
+		}
+	}
 	after := fingerprint()
 	for _, table := range tables {
 		if before[table] != after[table] {
