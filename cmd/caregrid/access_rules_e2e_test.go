@@ -89,3 +89,19 @@ func TestCheckInOpensAnHourBefore(t *testing.T) {
 	r = s.do("POST", "/v1/appointments/"+r.json(t)["id"].(string)+"/check-in", desk, nil)
 	expect(t, "check in a day ahead", r, 409)
 }
+
+// bookedPatient registers a patient and a working doctor, and has the
+// desk book the patient with the doctor in days: the relationship that
+// lets the doctor read the record. It returns the patient, the doctor and
+// the appointment.
+func bookedPatient(t *testing.T, s *testServer, days int) (patient, doctor, appointment string) {
+	t.Helper()
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+	expect(t, "register", r, 201)
+	patient = r.json(t)["id"].(string)
+	doctor = workingDoctor(t, s)
+	r = s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doctor, "patient_id": patient, "start": rfc(localDay(t, days))})
+	expect(t, "book", r, 201)
+	return patient, doctor, r.json(t)["id"].(string)
+}

@@ -190,14 +190,8 @@ func oversizeStatus(t *testing.T, s *testServer, path, token, ctype string, leng
 // whole, the upload alone would allocate about three times the document.
 func TestDocumentsStreamThroughTheNode(t *testing.T) {
 	s := startTestServerWithIdentity(t, nil, nil, func(c *nodeConfig) { c.Documents.MaxBytes = 24 << 20 })
-	doctorID := workingDoctor(t, s)
+	patient, doctorID, _ := bookedPatient(t, s, 1)
 	doc := s.token(messages.Role_ROLE_DOCTOR, doctorID)
-	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
-	r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
-	expect(t, "register", r, 201)
-	patient := r.json(t)["id"].(string)
-	expect(t, "book", s.do("POST", "/v1/appointments", desk,
-		map[string]any{"doctor_id": doctorID, "patient_id": patient, "start": rfc(localDay(t, 1))}), 201)
 	content := append([]byte("%PDF-1.7\n"), make([]byte, 16<<20)...)
 	_, _ = rand.Read(content[9:])
 	body, ctype := upload(t, "a large scan", content, "application/pdf")
@@ -206,7 +200,7 @@ func TestDocumentsStreamThroughTheNode(t *testing.T) {
 	runtime.GC()
 	var start runtime.MemStats
 	runtime.ReadMemStats(&start)
-	r = s.do("POST", "/v1/patients/"+patient+"/documents", doc, body, "Content-Type", ctype)
+	r := s.do("POST", "/v1/patients/"+patient+"/documents", doc, body, "Content-Type", ctype)
 	expect(t, "upload 16 MiB", r, 201)
 	id := r.json(t)["id"].(string)
 	req, _ := http.NewRequest("GET", s.base+"/v1/patients/"+patient+"/documents/"+id, nil)
