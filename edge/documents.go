@@ -368,7 +368,11 @@ func (s *Server) downloadDocument(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderETag, `"`+reply.Document.Sha256+`"`)
 	// Streamed: a package that fails to authenticate ends the answer short
 	// of its Content-Length, so no client takes it for the document.
-	return c.SendStream(&closing{Reader: content, close: func() error { cancel(); return stored.Close() }}, int(reply.Document.Size))
+	blobKey := reply.BlobKey
+	return c.SendStream(&closing{Reader: content, close: func() error { cancel(); return stored.Close() },
+		failed: func(err error) {
+			s.cfg.Logger.Error("document content failed while it was sent", "blob", blobKey, "error", err)
+		}}, int(reply.Document.Size))
 }
 
 // openDocument reads a stored content: a sealed stream (uploads since
@@ -398,10 +402,20 @@ func openDocument(stored io.Reader, key []byte, d *messages.Document) (io.Reader
 }
 
 // closing is a reader with its own Close (fasthttp closes a body stream
-// once it has sent it).
+// once it has sent it) that reports a failed read (fasthttp can only cut
+// the answer short).
 type closing struct {
 	io.Reader
-	close func() error
+	close  func() error
+	failed func(error)
+}
+
+func (c *closing) Read(p []byte) (int, error) {
+	n, err := c.Reader.Read(p)
+	if err != nil && err != io.EOF {
+		c.failed(err)
+	}
+	return n, err
 }
 
 func (c *closing) Close() error { return c.close() }
