@@ -139,7 +139,7 @@ func (s *Server) book(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	appointmentID, err := s.newID(c, "appointment", caller.Subject, key)
+	appointmentID, err := s.newID("appointment", caller.Subject, key)
 	if err != nil {
 		return err
 	}

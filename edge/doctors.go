@@ -148,7 +148,7 @@ func (s *Server) createClinic(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	id, err := s.newID(c, "clinic", caller.Subject, key)
+	id, err := s.newID("clinic", caller.Subject, key)
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func (s *Server) createDoctor(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	id, err := s.newID(c, "doctor", caller.Subject, key)
+	id, err := s.newID("doctor", caller.Subject, key)
 	if err != nil {
 		return err
 	}

@@ -43,3 +43,34 @@ func TestOpenDocumentReadsBothFormats(t *testing.T) {
 		}
 	}
 }
+
+// TestIDsOfIdempotentRequestsCannotBeComputed: a key names one id on every
+// node with the same id key, another caller's, kind's or key's is another,
+// and without the node's key the id is not the one computed from the
+// source (as ids were before) nor anything a client could derive.
+func TestIDsOfIdempotentRequestsCannotBeComputed(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	a, b := New(Config{IDKey: key}), New(Config{IDKey: key})
+	id, err := a.newID("patient", "desk-1", "reg-1")
+	if err != nil || !isUUID(id) {
+		t.Fatalf("newID = %q, %v", id, err)
+	}
+	if again, _ := b.newID("patient", "desk-1", "reg-1"); again != id {
+		t.Fatalf("another node named the same key %s, not %s", again, id)
+	}
+	other := New(Config{IDKey: bytes.Repeat([]byte{8}, 32)})
+	for name, got := range map[string]func() (string, error){
+		"another caller":     func() (string, error) { return a.newID("patient", "desk-2", "reg-1") },
+		"another kind":       func() (string, error) { return a.newID("appointment", "desk-1", "reg-1") },
+		"another key":        func() (string, error) { return a.newID("patient", "desk-1", "reg-2") },
+		"another node key":   func() (string, error) { return other.newID("patient", "desk-1", "reg-1") },
+		"no Idempotency-Key": func() (string, error) { return a.newID("patient", "desk-1", "") },
+	} {
+		if g, err := got(); err != nil || g == id || !isUUID(g) {
+			t.Errorf("%s: %q, %v", name, g, err)
+		}
+	}
+	if _, err := New(Config{}).newID("patient", "desk-1", "reg-1"); err == nil {
+		t.Error("a node without an id key named an idempotent request")
+	}
+}

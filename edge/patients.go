@@ -134,7 +134,7 @@ func (s *Server) registerPatient(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	id, err := s.newID(c, "patient", caller.Subject, key)
+	id, err := s.newID("patient", caller.Subject, key)
 	if err != nil {
 		return err
 	}

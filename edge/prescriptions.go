@@ -143,7 +143,7 @@ func (s *Server) createPrescription(c *fiber.Ctx) error {
 		Prescription: &messages.PrescriptionRecord{PatientId: in.PatientID,
 			Medication: &messages.Medication{AtcCode: in.Medication.ATCCode, Name: in.Medication.Name, Strength: in.Medication.Strength, Form: in.Medication.Form},
 			Dose:       in.Dose, Route: in.Route, Frequency: in.Frequency, DurationDays: in.DurationDays, Refills: in.Refills, Notes: in.Notes}}
-	id, err := s.newID(c, "prescription", caller.GetSubject(), key)
+	id, err := s.newID("prescription", caller.GetSubject(), key)
 	if err != nil {
 		return err
 	}

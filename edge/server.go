@@ -50,9 +50,10 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Directory finds the calendar of an appointment.
 	Directory Directory
-	// Keys maps Idempotency-Keys to the ids they created (nil: requests
-	// with an Idempotency-Key that create a resource answer 503).
-	Keys IdempotencyKeys
+	// IDKey keys the ids of resources created with an Idempotency-Key
+	// (newID); every node of a cluster must have the same (nil: such
+	// requests answer 503).
+	IDKey []byte
 	// Slots answers GET /v1/slots from the slot finder's read model.
 	Slots SlotFinder
 	// Sessions serves /v1/me/sessions (nil: no identity provider).

@@ -166,10 +166,15 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	if cfg.Identity != nil {
 		defaultLocale = cfg.Identity.DefaultLocale
 	}
+	var idKey []byte
+	if cfg.Master != nil {
+		k := cfg.Master.Derive("resource-ids")
+		idKey = k[:]
+	}
 	srv := edge.New(edge.Config{
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
-		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, Keys: db,
+		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {

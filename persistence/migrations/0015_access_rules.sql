@@ -7,14 +7,3 @@ ALTER TABLE appointments ADD COLUMN checked_in_by TEXT NOT NULL DEFAULT '';
 -- id. Part of the chain hash only when set, so rows written before this
 -- column existed keep their hashes.
 ALTER TABLE audit_events ADD COLUMN client_request_id TEXT NOT NULL DEFAULT '';
-
--- Resource ids are random; an Idempotency-Key maps to the id its first
--- request chose, so that a replay reaches the same grain (edge.newID).
-CREATE TABLE idempotency_keys (
-    kind       TEXT        NOT NULL,
-    subject    TEXT        NOT NULL,
-    key        TEXT        NOT NULL,
-    id         UUID        NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (kind, subject, key)
-);
