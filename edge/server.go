@@ -16,6 +16,7 @@ import (
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/edge/ratelimit"
@@ -56,6 +57,10 @@ type Config struct {
 	IDKey []byte
 	// Slots answers GET /v1/slots from the slot finder's read model.
 	Slots SlotFinder
+	// Search answers GET /v1/patients from the search read model, and
+	// Audit records each patient listed (nil: the route answers 503).
+	Search PatientSearch
+	Audit  *audit.Recorder
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
 	Sessions Sessions
 	// Accounts serves /v1/accounts (nil: no identity provider).
@@ -112,6 +117,7 @@ func (s *Server) routes() []route {
 		{"GET", "/metrics", nil, "Prometheus metrics", s.metricsHandler()},
 		{"GET", "/openapi.json", nil, "This API's OpenAPI 3.1 document", s.openapi},
 		{"POST", "/v1/patients", staff, "Register a patient (clinical fields: doctors only)", s.registerPatient},
+		{"GET", "/v1/patients", staff, "Find patients by name (any script, diacritics, typos), IDNP prefix or phone: demographics only, best match first; each patient listed sees the search in their access log", s.searchPatients},
 		{"GET", "/v1/patients/:id", everyone, "Read a patient (patients: themselves; doctors: patients they have an appointment with; receptionists, admins: without clinical data)", s.getPatient},
 		{"PATCH", "/v1/patients/:id", everyone, "Change a patient (patients: their phone and email; receptionists, admins: no clinical fields; doctors: patients they have an appointment with)", s.updatePatient},
 		{"GET", "/v1/patients/:id/access-log", []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_ADMIN},

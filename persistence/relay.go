@@ -17,8 +17,9 @@ import (
 // deletes the events from the outbox, so a read model never misses or
 // half-applies one.
 type Projection struct {
-	Doctors []DoctorView
-	Busy    []BusyView
+	Doctors  []DoctorView
+	Busy     []BusyView
+	Patients []PatientView
 }
 
 // DoctorView is a doctor as the slot finder sees them.
@@ -89,6 +90,7 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, project Projector) (n 
 			return err
 		}
 		queueBusyViews(&q, p.Busy)
+		queuePatientViews(&q, p.Patients)
 		q.Queue(`DELETE FROM outbox WHERE id = ANY($1::TEXT[]::UUID[])`, ids)
 		if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 			return err

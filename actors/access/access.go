@@ -335,3 +335,13 @@ func PurposeOf(role messages.Role) string {
 	}
 	return "TREAT"
 }
+
+// SearchPatients: staff find patients (demographics only, and every
+// patient listed sees the search in their access log); patients and
+// services do not search the register.
+func SearchPatients(c *messages.Caller) Decision {
+	if isStaff(c.GetRole()) && c.GetSubject() != "" {
+		return allow
+	}
+	return deny("only receptionists, doctors and admins search for patients")
+}

@@ -11,11 +11,13 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/embedpg"
+	"github.com/caregrid/caregrid/search"
 	"github.com/google/uuid"
 )
 
@@ -26,6 +28,8 @@ commands:
   account create  create an account: --username U --role R [--id ID] (prints a one-time password)
   client create   register an OAuth client: --name N --kind service --role R (prints id and secret),
                   or --kind public|confidential --redirect-uri URI ...
+  reindex         rebuild the patient search read model from the patients table (a progress bar
+                  on stderr); safe while nodes run: the relay's newer versions are never overwritten
 
 Every command takes --database-url (env DATABASE_URL); without it, the
 embedded database under --data-dir (stop 'caregrid serve' first).
@@ -45,6 +49,14 @@ func adminCmd(ctx context.Context, args []string) error {
 		var a accountFlags
 		return withAdminDB(ctx, "admin account create", args[2:], a.register, func(db *persistence.DB) error {
 			return createAccount(ctx, db, a, os.Stdout)
+		})
+	case args[0] == "reindex":
+		return withAdminDB(ctx, "admin reindex", args[1:], nil, func(db *persistence.DB) error {
+			n, err := reindex(ctx, db, os.Stderr)
+			if err == nil {
+				fmt.Printf("reindexed %d patients\n", n)
+			}
+			return err
 		})
 	case args[0] == "client" && len(args) > 1 && args[1] == "create":
 		var c clientFlags
@@ -237,4 +249,63 @@ func createClient(ctx context.Context, db *persistence.DB, f clientFlags, out io
 		fmt.Fprintf(out, "client secret: %s\n(shown once: store it in the client's secret store)\n", secret)
 	}
 	return nil
+}
+
+// reindex rebuilds the search read model from the source table, in id
+// order, a batch at a time, drawing its progress on out.
+func reindex(ctx context.Context, db *persistence.DB, out io.Writer) (int, error) {
+	total, err := db.CountPatients(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bar := newProgress(out, "reindex", total)
+	done, after := 0, ""
+	for {
+		recs, err := db.PatientsAfter(ctx, after, 1000)
+		if err != nil {
+			return done, err
+		}
+		if len(recs) == 0 {
+			bar.finish()
+			return done, nil
+		}
+		views := make([]persistence.PatientView, len(recs))
+		for i, rec := range recs {
+			views[i] = search.View(rec)
+		}
+		if err := db.PutPatientViews(ctx, views); err != nil {
+			return done, err
+		}
+		done, after = done+len(recs), recs[len(recs)-1].Id
+		bar.set(done)
+	}
+}
+
+// progress is a one-line progress bar on a terminal (or a line per tenth
+// on a log).
+type progress struct {
+	out       io.Writer
+	name      string
+	total     int
+	lastTenth int
+	started   time.Time
+}
+
+func newProgress(out io.Writer, name string, total int) *progress {
+	return &progress{out: out, name: name, total: max(total, 1), lastTenth: -1, started: time.Now()}
+}
+
+func (p *progress) set(done int) {
+	tenth := min(done*10/p.total, 10)
+	if tenth == p.lastTenth {
+		return
+	}
+	p.lastTenth = tenth
+	fmt.Fprintf(p.out, "\r%s [%-10s] %3d%% %d/%d %s", p.name, strings.Repeat("#", tenth), done*100/p.total, done, p.total,
+		time.Since(p.started).Round(time.Second))
+}
+
+func (p *progress) finish() {
+	p.set(p.total)
+	fmt.Fprintln(p.out)
 }

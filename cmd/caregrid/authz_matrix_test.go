@@ -43,6 +43,7 @@ var matrix = map[string][5]cell{
 	"GET /openapi.json": {{200, 200}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
 
 	"POST /v1/patients":                  {{401, 401}, {403, 403}, {201, 201}, {201, 201}, {201, 201}},
+	"GET /v1/patients":                   {{401, 401}, {403, 403}, {200, 200}, {200, 200}, {200, 200}},
 	"GET /v1/patients/{id}":              {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 	"PATCH /v1/patients/{id}":            {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 	"GET /v1/patients/{id}/access-log":   {{401, 401}, {200, 403}, {403, 403}, {403, 403}, {200, 200}},
@@ -332,6 +333,8 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		path += "?from=" + from + "&to=" + to
 	case "GET /v1/slots":
 		path += "?specialty=cardiology&from=" + from + "&to=" + to
+	case "GET /v1/patients":
+		path += "?q=Ciobanu"
 	case "POST /v1/appointments":
 		patient := f.patients[side]
 		body = map[string]any{"doctor_id": f.doctors[side], "patient_id": patient, "start": rfc(f.nextStart()), "duration_minutes": 15, "reason": "matrix"}

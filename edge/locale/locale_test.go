@@ -49,6 +49,7 @@ var grainTexts = []*regexp.Regexp{
 	// An error whose text reaches the API (marked "// text" where it is made).
 	regexp.MustCompile(`(?:errors\.New|fmt\.Errorf|fmt\.Sprintf)\(("(?:[^"\\]|\\.)*")[^\n]*// text`),
 	regexp.MustCompile(`\bwrongState\(("(?:[^"\\]|\\.)*")`),
+	regexp.MustCompile(`\bErrQuery\(("(?:[^"\\]|\\.)*")`), // the search's refusals of a query
 }
 
 // usedTexts scans the login pages' sources and templates (edge/identity)
@@ -85,30 +86,32 @@ func usedTexts(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir("../../actors", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") || !strings.HasSuffix(path, ".go") {
-			return err
-		}
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, re := range grainTexts {
-			for _, m := range re.FindAllStringSubmatch(string(src), -1) {
-				s, err := strconv.Unquote(m[1])
-				if err != nil {
-					t.Fatalf("%s: %s: %v", path, m[1], err)
-				}
-				// "%s" alone passes a text made elsewhere (a deny reason).
-				if strings.ContainsFunc(s, unicode.IsLetter) && verb.ReplaceAllString(s, "") != "" && s != "%s" && !slices.Contains(out, s) {
-					out = append(out, s)
+	for _, dir := range []string{"../../actors", "../../search"} {
+		err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") || !strings.HasSuffix(path, ".go") {
+				return err
+			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, re := range grainTexts {
+				for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+					s, err := strconv.Unquote(m[1])
+					if err != nil {
+						t.Fatalf("%s: %s: %v", path, m[1], err)
+					}
+					// "%s" alone passes a text made elsewhere (a deny reason).
+					if strings.ContainsFunc(s, unicode.IsLetter) && verb.ReplaceAllString(s, "") != "" && s != "%s" && !slices.Contains(out, s) {
+						out = append(out, s)
+					}
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	slices.Sort(out)
 	return out

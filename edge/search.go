@@ -1,0 +1,150 @@
+package edge
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/search"
+	"github.com/gofiber/fiber/v2"
+)
+
+// PatientSearch is the search read model (persistence.DB).
+type PatientSearch interface {
+	SearchPatients(ctx context.Context, q persistence.PatientQuery) ([]persistence.PatientView, error)
+}
+
+type foundPatientJSON struct {
+	ID         string `json:"id"`
+	IDNP       string `json:"idnp"`
+	GivenName  string `json:"given_name"`
+	FamilyName string `json:"family_name"`
+	BirthDate  string `json:"birth_date"`
+	Sex        string `json:"sex"`
+}
+
+// searchPatients answers GET /v1/patients?q=&birth_date=&sex=&limit=&cursor=
+// from the search read model: demographics only, best match first. Every
+// patient listed gets an entry in their own access log before the page is
+// answered (one append per audit shard the page touches); a page that
+// cannot be audited is not served.
+func (s *Server) searchPatients(c *fiber.Ctx) error {
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	if d := access.SearchPatients(caller); !d.Allowed {
+		return forbidden(d.Reason)
+	}
+	q, err := search.Parse(c.Query("q"))
+	if err != nil {
+		return malformed(err.Error(), FieldError{"q", err.Error()})
+	}
+	var bad enumErrors
+	if b := c.Query("birth_date"); b != "" {
+		if _, err := time.Parse(time.DateOnly, b); err != nil {
+			bad = append(bad, FieldError{"birth_date", "must be a date YYYY-MM-DD"})
+		}
+		q.BirthDate = b
+	}
+	if sx := c.Query("sex"); sx != "" {
+		q.Sex = bad.sex("sex", sx).Name()
+	}
+	if len(bad) > 0 {
+		return invalidInput(bad)
+	}
+	q.Limit = search.DefaultPageSize
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > search.MaxPageSize {
+			return malformed("limit must be a whole number from 1 to 100", FieldError{"limit", "must be 1 to 100"})
+		}
+		q.Limit = n
+	}
+	if q.Offset, err = searchCursor(c.Query("cursor")); err != nil {
+		return err
+	}
+	if s.cfg.Search == nil || s.cfg.Audit == nil || s.cfg.Cluster == nil {
+		return problem(fiber.StatusServiceUnavailable, "unavailable", "Search unavailable", "this node has no patient search")
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
+	defer cancel()
+	found, err := s.cfg.Search.SearchPatients(ctx, q)
+	if err != nil {
+		s.cfg.Logger.Error("patient search", "error", err)
+		p := problem(fiber.StatusServiceUnavailable, "store-unavailable", "Database unavailable", "the search could not be run; retry")
+		p.retryAfter = "1"
+		return p
+	}
+	if err := s.auditSearch(ctx, caller, found); err != nil {
+		return err
+	}
+	out := struct {
+		Patients   []foundPatientJSON `json:"patients"`
+		NextCursor string             `json:"next_cursor,omitempty"`
+	}{Patients: make([]foundPatientJSON, 0, len(found))}
+	for _, f := range found {
+		out.Patients = append(out.Patients, foundPatientJSON{ID: f.PatientID, IDNP: f.IDNP, GivenName: f.GivenName,
+			FamilyName: f.FamilyName, BirthDate: f.BirthDate, Sex: f.Sex})
+	}
+	if next := q.Offset + len(found); len(found) == q.Limit && next < search.MaxOffset {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(next)))
+	}
+	return c.JSON(out)
+}
+
+func searchCursor(raw string) (int, error) {
+	if raw == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	n, aerr := strconv.Atoi(string(b))
+	if err != nil || aerr != nil || n < 0 || n >= search.MaxOffset {
+		return 0, malformed("cursor is not one this API returned", FieldError{"cursor", "must be a next_cursor from a previous page"})
+	}
+	return n, nil
+}
+
+// auditSearch records one "search" access per patient listed, grouped by
+// audit shard (each patient's events stay in their own shard's order).
+func (s *Server) auditSearch(ctx context.Context, caller *messages.Caller, found []persistence.PatientView) error {
+	now := time.Now()
+	byShard := map[int][]*messages.AuditEvent{}
+	keys := map[int]string{}
+	for _, f := range found {
+		shard := s.cfg.Audit.ShardOf(f.PatientID)
+		byShard[shard] = append(byShard[shard], audit.Event(caller, "search", "Patient", f.PatientID, f.PatientID,
+			messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", now))
+		keys[shard] = f.PatientID
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed error
+	)
+	for shard, events := range byShard {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.cfg.Audit.Record(ctx, s.cfg.Cluster, keys[shard], events...); err != nil {
+				mu.Lock()
+				failed = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed != nil {
+		s.cfg.Logger.Error("patient search not audited", "error", failed)
+		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the search could not be audited; nothing is shown unaudited")
+		p.retryAfter = "1"
+		return p
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package persistence
+
+import (
+	"context"
+	"time"
+
+	"github.com/caregrid/caregrid/messages"
+	"github.com/jackc/pgx/v5"
+)
+
+// PatientView is a patient as the search read model keeps them:
+// demographics only, with the keys the search matches (search.Fold,
+// search.Phone), computed by the projector.
+type PatientView struct {
+	PatientID, IDNP, GivenName, FamilyName, BirthDate, Sex string
+	Phone, NameKey                                         string
+	Version                                                int64
+}
+
+func queuePatientViews(q *pgx.Batch, vs []PatientView) {
+	if len(vs) == 0 {
+		return
+	}
+	vs = latest(vs, func(v PatientView) string { return v.PatientID }, func(v PatientView) int64 { return v.Version })
+	n := len(vs)
+	cols := make([][]string, 8)
+	for i := range cols {
+		cols[i] = make([]string, n)
+	}
+	versions := make([]int64, n)
+	for i, v := range vs {
+		cols[0][i], cols[1][i], cols[2][i], cols[3][i] = v.PatientID, v.IDNP, v.GivenName, v.FamilyName
+		cols[4][i], cols[5][i], cols[6][i], cols[7][i] = v.BirthDate, v.Sex, v.Phone, v.NameKey
+		versions[i] = v.Version
+	}
+	// An older event delivered after a newer one changes nothing (version);
+	// the same version again (a reindex after Fold changed) rewrites the keys.
+	q.Queue(`INSERT INTO patient_search (patient_id, idnp, given_name, family_name, birth_date, sex, phone, name_key, version, updated_at)
+		SELECT u.id, u.idnp, u.given, u.family, u.birth, u.sex, u.phone, u.name, u.version, $10
+		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[])
+			AS u (id, idnp, given, family, birth, sex, phone, name, version)
+		ON CONFLICT (patient_id) DO UPDATE SET idnp = EXCLUDED.idnp, given_name = EXCLUDED.given_name,
+			family_name = EXCLUDED.family_name, birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex, phone = EXCLUDED.phone,
+			name_key = EXCLUDED.name_key, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+		WHERE patient_search.version <= EXCLUDED.version`,
+		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], versions, time.Now().UTC())
+}
+
+// PatientQuery is one search of the read model. Name is a folded name
+// (search.Fold) matched by word similarity; Digits, when set, matches an
+// IDNP by prefix (6 digits or more) or a phone's national number. Both
+// may be set (a query of digits only is tried as both).
+type PatientQuery struct {
+	Name           string
+	IDNPPrefix     string
+	Phone          string
+	BirthDate, Sex string
+	Offset, Limit  int
+}
+
+// SearchPatients returns up to Limit patients matching q, best first:
+// exact IDNP and phone matches, then names by word similarity (ties by
+// id, so pages are stable).
+func (db *DB) SearchPatients(ctx context.Context, q PatientQuery) (out []PatientView, err error) {
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		// The index answers <% with this threshold (the default, 0.6, misses
+		// a typo in a short name); the ranking then orders by the score.
+		if _, err := tx.Exec(ctx, `SELECT set_config('pg_trgm.word_similarity_threshold', $1, true)`, wordSimilarity); err != nil {
+			return err
+		}
+		out, err = searchPatients(ctx, tx, q)
+		return err
+	})
+	return out, classify(err)
+}
+
+// wordSimilarity is the least word similarity a name match needs.
+const wordSimilarity = "0.45"
+
+func searchPatients(ctx context.Context, tx pgx.Tx, q PatientQuery) ([]PatientView, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT patient_id::TEXT, idnp, given_name, family_name, birth_date, sex, phone, name_key, version
+		FROM (
+			SELECT s.*, CASE
+				WHEN $2 <> '' AND s.idnp LIKE $2 || '%' THEN 2
+				WHEN $3 <> '' AND s.phone = $3 THEN 2
+				ELSE word_similarity($1, s.name_key) END AS score
+			FROM patient_search s
+			WHERE (($1 <> '' AND $1 <% s.name_key)
+				OR ($2 <> '' AND s.idnp LIKE $2 || '%')
+				OR ($3 <> '' AND s.phone = $3))
+			AND ($4 = '' OR s.birth_date = $4) AND ($5 = '' OR s.sex = $5)
+		) m
+		ORDER BY score DESC, patient_id
+		OFFSET $6 LIMIT $7`,
+		q.Name, q.IDNPPrefix, q.Phone, q.BirthDate, q.Sex, q.Offset, q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PatientView, error) {
+		var v PatientView
+		err := r.Scan(&v.PatientID, &v.IDNP, &v.GivenName, &v.FamilyName, &v.BirthDate, &v.Sex, &v.Phone, &v.NameKey, &v.Version)
+		return v, err
+	})
+}
+
+// PutPatientViews writes views to the read model (a reindex's batch).
+func (db *DB) PutPatientViews(ctx context.Context, vs []PatientView) error {
+	var q pgx.Batch
+	queuePatientViews(&q, vs)
+	return classify(db.Pool.SendBatch(ctx, &q).Close())
+}
+
+// PatientsAfter returns up to limit patients in id order after afterID
+// ("" for the first): a reindex's walk over the source table.
+func (db *DB) PatientsAfter(ctx context.Context, afterID string, limit int) ([]*messages.PatientRecord, error) {
+	if afterID == "" {
+		afterID = "00000000-0000-0000-0000-000000000000"
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT `+patientColumns+` FROM patients WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*messages.PatientRecord, error) {
+		sp, err := scanPatient(r)
+		if err != nil {
+			return nil, err
+		}
+		return sp.Record, nil
+	})
+	return out, classify(err)
+}
+
+// CountPatients is how many patients there are (a reindex's total).
+func (db *DB) CountPatients(ctx context.Context) (int, error) {
+	var n int
+	err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM patients`).Scan(&n)
+	return n, classify(err)
+}
