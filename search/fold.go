@@ -27,7 +27,8 @@ var cyrillic = map[rune]string{
 
 // latin folds Romanian and other Latin letters to their base letters.
 var latin = map[rune]string{
-	'ă': "a", 'â': "a", 'î': "i", 'ș': "s", 'ş': "s", 'ț': "t", 'ţ': "t",
+	// â and î are one sound (spelled î before 1993): Sârbu is Sîrbu is Sirbu.
+	'ă': "a", 'â': "i", 'î': "i", 'ș': "s", 'ş': "s", 'ț': "t", 'ţ': "t",
 	'á': "a", 'à': "a", 'ä': "a", 'é': "e", 'è': "e", 'ë': "e", 'í': "i", 'ï': "i",
 	'ó': "o", 'ö': "o", 'ô': "o", 'ú': "u", 'ü': "u", 'ç': "c", 'ñ': "n",
 	'q': "k", 'w': "v", 'x': "ks", 'y': "i",

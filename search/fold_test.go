@@ -16,6 +16,7 @@ func TestSpellingsOfOneNameFoldAlike(t *testing.T) {
 		{"Chiriac", "Кирияк"},
 		{"Gicu", "Джику"},
 		{"Rusu", "Русу", "Russu"},
+		{"Sârbu", "Sîrbu", "Sirbu", "Сырбу"},
 		{"Ion Popescu", "  ion   popescu ", "Ion-Popescu"},
 	} {
 		want := Fold(same[0])

@@ -55,8 +55,8 @@ func TestSearchFindsPatientsAsPeopleTypeThem(t *testing.T) {
 		{"Ion Popescu", "135"}, {"Popescu Ion", "135"}, // the person first, then the namesakes {"Popesco", "13"}, // a typo
 		{"Stefan Ciobanu", "2"}, {"Ştefan", "2"}, {"Штефан", "2"}, {"ciobanu", "2"}, {"Чобану", "2"},
 		{"Turcanu", "4"}, {"Ţurcanu", "4"}, {"Георге", "4"},
-		{"Maria Popescu", "31"}, // the closer name first
-		{"2005042129809", "1"}, {"200504", "16"}, {"2005 0421", "16"},
+		{"Maria Popescu", "31"},                                       // the closer name first
+		{"2005042129809", "1"}, {"200504", "61"}, {"2005 0421", "61"}, // in IDNP order
 		{"+373 69 000 001", "1"}, {"069000001", "1"}, {"069 111 222", "2"}, {"022 123 456", "4"},
 		{"Rotaru", "6"}, {"Ionescu", ""}, {"Vasile Lungu", ""},
 	} {

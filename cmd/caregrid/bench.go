@@ -40,6 +40,10 @@ func benchCmd(ctx context.Context, args []string) error {
 	case "read-patient":
 	case "booking-hot", "booking-spread", "booking-sql-baseline":
 		return benchBooking(ctx, args[0], args[1:])
+	case "seed":
+		return benchSeed(ctx, args[1:])
+	case "search-patients":
+		return benchSearchPatients(ctx, args[1:])
 	default:
 		return errors.New(benchUsage)
 	}

@@ -301,6 +301,8 @@ usage: caregrid bench SCENARIO [flags]
   booking-hot           distinct slots of one doctor through the edge
   booking-spread        distinct slots over --doctors N (default 50) through the edge
   booking-sql-baseline  the hot-doctor workload as SERIALIZABLE check-then-insert on --database-url
+  seed                  fill --database-url with --patients N patients with Romanian and Russian names
+  search-patients       patient searches as a receptionist types them (16 clients by default), audited
 common flags: --url URL --concurrency N --duration D --warmup D --client-id ID --client-secret S
   (a service client with the admin role: caregrid admin client create --kind service --role admin --name bench;
    or CAREGRID_BENCH_CLIENT_ID and CAREGRID_BENCH_CLIENT_SECRET)`)
