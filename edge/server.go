@@ -61,6 +61,8 @@ type Config struct {
 	// Audit records each patient listed (nil: the route answers 503).
 	Search PatientSearch
 	Audit  *audit.Recorder
+	// Lists are the doctor and clinic directories (nil: those routes answer 503).
+	Lists DirectoryLists
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
 	Sessions Sessions
 	// Accounts serves /v1/accounts (nil: no identity provider).
@@ -123,8 +125,10 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/patients/:id/access-log", []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_ADMIN},
 			"Who accessed this record (the patient themself and admins)", s.accessLog},
 		{"POST", "/v1/clinics", admins, "Create a clinic", s.createClinic},
+		{"GET", "/v1/clinics", everyone, "The clinics by name, ?q= a name in any spelling", s.listClinics},
 		{"GET", "/v1/clinics/:id", everyone, "Read a clinic", s.getClinic},
 		{"POST", "/v1/doctors", admins, "Create a doctor", s.createDoctor},
+		{"GET", "/v1/doctors", everyone, "The doctors by family name, by ?specialty= and ?clinic=, ?q= a name in any spelling", s.listDoctors},
 		{"GET", "/v1/doctors/:id", everyone, "Read a doctor", s.getDoctor},
 		{"PATCH", "/v1/doctors/:id", admins, "Change a doctor's profile", s.updateDoctor},
 		{"PUT", "/v1/doctors/:id/availability", hoursKeepers, "Set a doctor's working hours (the doctor themself, receptionists, admins)", s.setAvailability},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,4 +125,60 @@ func TestReindexRebuildsTheSearch(t *testing.T) {
 	if got := count(); got != 3 {
 		t.Fatalf("after reindex, %d found; want 3", got)
 	}
+}
+
+// TestDirectoriesListDoctorsAndClinicsByName: the doctor directory filters
+// by specialty and clinic and finds a name in any spelling; the clinic
+// directory likewise; anyone signed in reads them.
+func TestDirectoriesListDoctorsAndClinicsByName(t *testing.T) {
+	s := startTestServer(t)
+	admin := s.token(messages.Role_ROLE_ADMIN, "admin-1")
+	clinic := func(name string) string {
+		r := s.do("POST", "/v1/clinics", admin, map[string]any{"name": name, "address": "Chișinău", "time_zone": "Europe/Chisinau"})
+		expect(t, "clinic", r, 201)
+		return r.json(t)["id"].(string)
+	}
+	doctor := func(given, family, specialty, clinic string) string {
+		r := s.do("POST", "/v1/doctors", admin, map[string]any{"given_name": given, "family_name": family, "specialty": specialty,
+			"clinic_id": clinic, "time_zone": "Europe/Chisinau"})
+		expect(t, "doctor", r, 201)
+		return r.json(t)["id"].(string)
+	}
+	north, south := clinic("Spitalul de Nord"), clinic("Clinica Sud-Ţiglina")
+	popescu := doctor("Ștefan", "Popescu", "Cardiology", north)
+	rusu := doctor("Ana", "Rusu", "cardiology", south)
+	doctor("Ion", "Ceban", "Neurology", north)
+	patient := s.token(messages.Role_ROLE_PATIENT, "00000000-0000-4000-8000-00000000000a")
+	names := func(path string) []string {
+		t.Helper()
+		r := s.do("GET", path, patient, nil)
+		expect(t, path, r, 200)
+		var out map[string][]map[string]any
+		if err := json.Unmarshal(r.body, &out); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, list := range out {
+			for _, e := range list {
+				got = append(got, e["id"].(string))
+			}
+		}
+		return got
+	}
+	for path, want := range map[string][]string{
+		"/v1/doctors?q=" + url.QueryEscape("Попеску"):               {popescu},
+		"/v1/doctors?q=stefan":                                      {popescu},
+		"/v1/doctors?specialty=CARDIOLOGY":                          {popescu, rusu},
+		"/v1/doctors?specialty=cardiology&clinic=" + south:          {rusu},
+		"/v1/doctors?q=" + url.QueryEscape("Ana Rusu") + "&limit=1": {rusu},
+		"/v1/clinics?q=" + url.QueryEscape("tiglina"):               {south},
+		"/v1/clinics?q=" + url.QueryEscape("Спиталул"):              {north},
+		"/v1/doctors?specialty=Dermatology":                         nil,
+	} {
+		if got := names(path); !slices.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", path, got, want)
+		}
+	}
+	expect(t, "a bad clinic id", s.do("GET", "/v1/doctors?clinic=x", patient, nil), 400)
+	expect(t, "without a token", s.do("GET", "/v1/clinics", "", nil), 401)
 }
