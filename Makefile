@@ -4,7 +4,8 @@
 GO ?= go
 # Go 1.26.8's standard library has known vulnerabilities (net/http,
 # crypto/tls, crypto/x509, html/template, mime/multipart: make vulncheck);
-# go.mod needs 1.27.3, which the go command fetches from the module proxy.
+# every build here uses 1.27.3 (go.mod's toolchain line), which the go
+# command fetches from the module proxy.
 export GOTOOLCHAIN := go1.27.3
 
 .PHONY: run test fuzz lint vulncheck generate check-generated bench build cluster-up cluster-down consul

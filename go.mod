@@ -1,6 +1,8 @@
 module github.com/caregrid/caregrid
 
-go 1.27.3
+go 1.26.8
+
+toolchain go1.27.3
 
 require (
 	github.com/alexedwards/argon2id v1.0.0

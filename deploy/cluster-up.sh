@@ -9,7 +9,7 @@
 # on 7101... State, logs and pids live under .data/cluster; `make cluster-down`
 # stops the members (SIGTERM: each leaves the cluster cleanly).
 set -euo pipefail
-export GOTOOLCHAIN=go1.27.3 # go.mod needs it (see the Makefile)
+export GOTOOLCHAIN=go1.27.3 # the toolchain we ship (see the Makefile)
 cd "$(dirname "$0")/.."
 dir=.data/cluster
 n=${NODES:-3}
