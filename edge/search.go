@@ -119,7 +119,7 @@ func (s *Server) auditSearch(ctx context.Context, caller *messages.Caller, found
 	keys := map[int]string{}
 	for _, f := range found {
 		shard := s.cfg.Audit.ShardOf(f.PatientID)
-		byShard[shard] = append(byShard[shard], audit.Event(caller, "search", "Patient", f.PatientID, f.PatientID,
+		byShard[shard] = append(byShard[shard], audit.Event(caller, "search", "patient", f.PatientID, f.PatientID,
 			messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", now))
 		keys[shard] = f.PatientID
 	}
