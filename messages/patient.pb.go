@@ -705,12 +705,16 @@ func (x *PatientReply) GetClinicalWithheld() bool {
 	return false
 }
 
+// AccessLogRequest reads a patient's access log, newest first; from
+// (inclusive) and to (exclusive) bound it when set.
 type AccessLogRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Caller *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
 	Limit  int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	// cursor is the opaque next_cursor of a previous page.
-	Cursor        string `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -764,6 +768,20 @@ func (x *AccessLogRequest) GetCursor() string {
 		return x.Cursor
 	}
 	return ""
+}
+
+func (x *AccessLogRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *AccessLogRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
 }
 
 type AccessLogReply struct {
@@ -2786,11 +2804,13 @@ const file_patient_proto_rawDesc = "" +
 	"\fPatientReply\x124\n" +
 	"\apatient\x18\x01 \x01(\v2\x1a.caregrid.v1.PatientRecordR\apatient\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12+\n" +
-	"\x11clinical_withheld\x18\x03 \x01(\bR\x10clinicalWithheld\"m\n" +
+	"\x11clinical_withheld\x18\x03 \x01(\bR\x10clinicalWithheld\"\xc9\x01\n" +
 	"\x10AccessLogRequest\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"b\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\x12.\n" +
+	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"b\n" +
 	"\x0eAccessLogReply\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.caregrid.v1.AuditEventR\x06events\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
@@ -3048,51 +3068,53 @@ var file_patient_proto_depIdxs = []int32{
 	44, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
 	43, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	45, // 14: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	43, // 15: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
-	5,  // 16: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	43, // 17: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
-	5,  // 18: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	42, // 19: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	43, // 20: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	43, // 21: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	14, // 22: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
-	3,  // 23: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	42, // 24: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
-	18, // 25: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	42, // 26: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	43, // 27: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
-	19, // 28: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
-	19, // 29: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	43, // 30: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
-	19, // 31: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	42, // 32: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	43, // 33: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
-	24, // 34: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
-	24, // 35: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	43, // 36: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
-	24, // 37: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	42, // 38: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
-	1,  // 39: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
-	4,  // 40: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	43, // 41: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
-	29, // 42: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	42, // 43: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	43, // 44: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
-	32, // 45: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
-	42, // 46: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
-	43, // 47: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 48: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
-	35, // 49: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
-	43, // 50: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 51: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
-	43, // 52: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 53: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	42, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
+	42, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
+	45, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	43, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	5,  // 18: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
+	43, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	5,  // 20: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
+	42, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	43, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	14, // 24: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
+	3,  // 25: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
+	42, // 26: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	18, // 27: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
+	42, // 28: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	43, // 29: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	19, // 30: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
+	19, // 31: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
+	43, // 32: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	19, // 33: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
+	42, // 34: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	43, // 35: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	24, // 36: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
+	24, // 37: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
+	43, // 38: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	24, // 39: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
+	42, // 40: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 41: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
+	4,  // 42: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
+	43, // 43: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	29, // 44: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
+	42, // 45: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	43, // 46: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 47: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
+	42, // 48: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
+	43, // 49: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 50: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
+	35, // 51: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
+	43, // 52: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 53: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
+	43, // 54: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 55: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }

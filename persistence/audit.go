@@ -126,20 +126,32 @@ type AuditCursor struct {
 	Seq        int64
 }
 
-// PatientAuditEvents returns up to limit events about one patient, oldest
-// first, after the cursor (nil: from the start).
-func (db *DB) PatientAuditEvents(ctx context.Context, patientID string, after *AuditCursor, limit int) ([]AuditRow, error) {
-	var (
-		rows pgx.Rows
-		err  error
-	)
-	if after == nil {
-		rows, err = db.Pool.Query(ctx, auditSelect+` WHERE patient_id = $1
-			ORDER BY occurred_at, shard, seq LIMIT $2`, patientID, limit)
-	} else {
-		rows, err = db.Pool.Query(ctx, auditSelect+` WHERE patient_id = $1 AND (occurred_at, shard, seq) > ($2, $3, $4)
-			ORDER BY occurred_at, shard, seq LIMIT $5`, patientID, after.OccurredAt, after.Shard, after.Seq, limit)
+// AuditWindow bounds a patient's access log: events at or after From and
+// before To (zero: unbounded), newest first, before the cursor Before
+// (nil: from the newest).
+type AuditWindow struct {
+	From, To time.Time
+	Before   *AuditCursor
+}
+
+// PatientAuditEvents returns up to limit events about one patient in the
+// window, newest first (what a patient checking who read their record
+// wants to see first). The (patient_id, occurred_at, shard, seq) index is
+// walked backwards.
+func (db *DB) PatientAuditEvents(ctx context.Context, patientID string, w AuditWindow, limit int) ([]AuditRow, error) {
+	to := w.To
+	if to.IsZero() {
+		to = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
+	before := AuditCursor{OccurredAt: to, Shard: -1}
+	if w.Before != nil && w.Before.OccurredAt.Before(to) {
+		before = *w.Before
+	}
+	// (to, -1, _) sorts before every event at instant to: To is exclusive.
+	rows, err := db.Pool.Query(ctx, auditSelect+` WHERE patient_id = $1 AND occurred_at >= $2
+		AND (occurred_at, shard, seq) < ($3, $4, $5)
+		ORDER BY occurred_at DESC, shard DESC, seq DESC LIMIT $6`,
+		patientID, w.From, before.OccurredAt, before.Shard, before.Seq, limit)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -3,6 +3,8 @@ package persistence_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,8 +216,71 @@ func TestAuditAppendIsFencedAndChainKeyed(t *testing.T) {
 	if err != nil || seq != 1 || len(hash) != 1 {
 		t.Fatalf("AuditHead = %d, %x, %v; want 1", seq, hash, err)
 	}
-	got, err := db.PatientAuditEvents(ctx, "p1", nil, 10)
+	got, err := db.PatientAuditEvents(ctx, "p1", persistence.AuditWindow{}, 10)
 	if err != nil || len(got) != 1 || got[0].Action != "read" || !got[0].OccurredAt.Equal(row.OccurredAt) {
 		t.Fatalf("PatientAuditEvents = %+v, %v", got, err)
+	}
+}
+
+// A patient's access log is newest first, bounded by from (inclusive) and
+// to (exclusive), and pages with a cursor without skipping an event that
+// shares its instant with another.
+func TestAccessLogIsNewestFirstWithinItsWindow(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	f, err := db.Claim(ctx, persistence.AuditKind, "shard-0", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	var rows []persistence.AuditRow
+	for i, minute := range []int{0, 10, 10, 20, 30} { // two events share 09:10
+		rows = append(rows, persistence.AuditRow{Shard: 0, Seq: int64(i + 1), OccurredAt: base.Add(time.Duration(minute) * time.Minute),
+			Action: fmt.Sprintf("a%d", i+1), PatientID: "p1", Outcome: "success", PrevHash: []byte{}, Hash: []byte{byte(i)}})
+	}
+	if err := db.AppendAudit(ctx, f, rows); err != nil {
+		t.Fatal(err)
+	}
+	actions := func(got []persistence.AuditRow) string {
+		var s []string
+		for _, r := range got {
+			s = append(s, r.Action)
+		}
+		return strings.Join(s, ",")
+	}
+	at := func(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
+	for _, tc := range []struct {
+		name string
+		w    persistence.AuditWindow
+		want string
+	}{
+		{"everything", persistence.AuditWindow{}, "a5,a4,a3,a2,a1"},
+		{"from is inclusive", persistence.AuditWindow{From: at(10)}, "a5,a4,a3,a2"},
+		{"to is exclusive", persistence.AuditWindow{To: at(20)}, "a3,a2,a1"},
+		{"both", persistence.AuditWindow{From: at(10), To: at(30)}, "a4,a3,a2"},
+		{"empty", persistence.AuditWindow{From: at(31)}, ""},
+	} {
+		got, err := db.PatientAuditEvents(ctx, "p1", tc.w, 10)
+		if err != nil || actions(got) != tc.want {
+			t.Errorf("%s: %s (%v), want %s", tc.name, actions(got), err, tc.want)
+		}
+	}
+	// Pages of two, through the shared instant.
+	var all []string
+	w := persistence.AuditWindow{}
+	for range 4 {
+		got, err := db.PatientAuditEvents(ctx, "p1", w, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		all = append(all, actions(got))
+		last := got[len(got)-1]
+		w.Before = &persistence.AuditCursor{OccurredAt: last.OccurredAt, Shard: last.Shard, Seq: last.Seq}
+	}
+	if strings.Join(all, "|") != "a5,a4|a3,a2|a1" {
+		t.Fatalf("pages %v", all)
 	}
 }

@@ -143,7 +143,7 @@ func TestThreeMembersServeEachOthersIdentities(t *testing.T) {
 	}
 	// Every access was audited: 1 create and 3 reads per patient.
 	for _, id := range ids[:3] {
-		rows, err := db.PatientAuditEvents(context.Background(), id, nil, 100)
+		rows, err := db.PatientAuditEvents(context.Background(), id, persistence.AuditWindow{}, 100)
 		if err != nil || len(rows) != 4 {
 			t.Fatalf("audit events of %s = %d (%v), want 4", id, len(rows), err)
 		}

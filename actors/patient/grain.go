@@ -399,9 +399,20 @@ func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.Grain
 		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrInvalidArgument("bad cursor").
 			WithMetadata(map[string]string{"field:cursor": "is not a cursor this API returned"}))
 	}
+	w := persistence.AuditWindow{Before: after}
+	if req.GetFrom() != nil {
+		w.From = req.GetFrom().AsTime()
+	}
+	if req.GetTo() != nil {
+		w.To = req.GetTo().AsTime()
+	}
+	if !w.To.IsZero() && !w.From.Before(w.To) {
+		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrInvalidArgument("from must be before to").
+			WithMetadata(map[string]string{"field:to": "must be after from"}))
+	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	rows, err := g.deps.DB.PatientAuditEvents(sctx, g.id, after, limit+1)
+	rows, err := g.deps.DB.PatientAuditEvents(sctx, g.id, w, limit+1)
 	if err != nil {
 		g.deps.Logger.Error("access log read failed", "patient", g.id, "error", err)
 		return nil, messages.ErrStoreUnavailable("audit store unavailable")

@@ -497,29 +497,31 @@ func TestHTTPAccessLogAndAudit(t *testing.T) {
 	if err := json.Unmarshal(r.body, &p1); err != nil || p1.NextCursor == "" || len(p1.Events) != 3 {
 		t.Fatalf("page 1 = %s", r.body)
 	}
-	if e := p1.Events[0]; e.Action != "create" || e.RequestID != registerRequestID || e.ClientReqID != "req-register-1" {
-		t.Fatalf("the registration's audit event = %+v; want request id %s, the client's req-register-1", e, registerRequestID)
-	}
 	r = s.do("GET", "/v1/patients/"+id+"/access-log?cursor="+p1.NextCursor, self, nil)
 	expect(t, "access log page 2", r, 200)
-	if err := json.Unmarshal(r.body, &p2); err != nil || p2.NextCursor != "" {
+	if err := json.Unmarshal(r.body, &p2); err != nil || p2.NextCursor != "" || len(p2.Events) == 0 {
 		t.Fatalf("page 2 = %s", r.body)
+	}
+	if e := p2.Events[len(p2.Events)-1]; e.Action != "create" || e.RequestID != registerRequestID || e.ClientReqID != "req-register-1" {
+		t.Fatalf("the registration's audit event = %+v; want request id %s, the client's req-register-1", e, registerRequestID)
 	}
 	var got []string
 	for _, e := range append(p1.Events, p2.Events...) {
 		got = append(got, e.Subject+" "+e.Action+" "+e.Outcome)
 	}
-	// Page 2 shows the patient's own read of page 1; the unauthenticated
-	// attempt never reached the record (no identity to record).
+	// Newest first. Page 2 continues back in time from page 1, so the
+	// patient's own read of page 1 (newer) is not on it; the
+	// unauthenticated attempt never reached the record (no identity to
+	// record).
 	deskID := func(sub string) string { return subject(messages.Role_ROLE_RECEPTIONIST, sub) }
 	dr := subject(messages.Role_ROLE_DOCTOR, "dr-a")
-	want := []string{deskID("desk-1") + " create success", deskID("desk-a") + " read success", deskID("desk-b") + " read success",
-		deskID("desk-a") + " read success", dr + " read denied", dr + " read-access-log denied", id + " read-access-log success"}
+	want := []string{dr + " read-access-log denied", dr + " read denied", deskID("desk-a") + " read success",
+		deskID("desk-b") + " read success", deskID("desk-a") + " read success", deskID("desk-1") + " create success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("access log =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if p1.Events[1].PurposeOfUse != "TREAT" || p1.Events[1].Role != "receptionist" {
-		t.Fatalf("read event = %+v", p1.Events[1])
+	if p1.Events[2].PurposeOfUse != "TREAT" || p1.Events[2].Role != "receptionist" {
+		t.Fatalf("read event = %+v", p1.Events[2])
 	}
 
 	// The chains verify, and a changed row is found.
