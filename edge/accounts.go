@@ -2,10 +2,18 @@ package edge
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/search"
 	"github.com/gofiber/fiber/v2"
 )
 
@@ -17,6 +25,11 @@ type Accounts interface {
 	// link to choose one. replayed is set when key already made it.
 	Create(ctx context.Context, c *messages.Caller, in AccountInput, key string) (acct AccountInfo, replayed bool, err error)
 	Get(ctx context.Context, c *messages.Caller, id string) (AccountInfo, error)
+	// List returns a page of accounts by username; more is set when
+	// another page follows.
+	List(ctx context.Context, c *messages.Caller, q AccountQuery) (accounts []AccountInfo, more bool, err error)
+	// SetProfile changes a staff account's display name and clinic.
+	SetProfile(ctx context.Context, c *messages.Caller, id string, p AccountProfile) (AccountInfo, error)
 	// Act applies an admin action: unlock, disable, enable, reset-totp or send-reset.
 	Act(ctx context.Context, c *messages.Caller, id, action string) (AccountInfo, error)
 }
@@ -28,13 +41,35 @@ type AccountInput struct {
 	Email    string `json:"email"`
 	// RecordID links a doctor or patient account to its record; it becomes the account's id.
 	RecordID string `json:"record_id"`
+	// DisplayName and ClinicID are a receptionist's or admin's name and
+	// clinic as readers of an access log see them (a doctor's and a
+	// patient's come from their record).
+	DisplayName string `json:"display_name"`
+	ClinicID    string `json:"clinic_id"`
+}
+
+// AccountProfile is the body of PATCH /v1/accounts/{id}: a staff
+// account's display name and clinic (null or "" clears the clinic).
+type AccountProfile struct {
+	DisplayName *string `json:"display_name"`
+	ClinicID    *string `json:"clinic_id"`
+}
+
+// AccountQuery is GET /v1/accounts?role=&q=&status=&limit=&cursor=.
+type AccountQuery struct {
+	Role, Q, Status string
+	After           string // the last username of the previous page
+	Limit           int
 }
 
 // AccountInfo is an account as admins see it: never a secret.
 type AccountInfo struct {
 	ID           string     `json:"id"`
 	Username     string     `json:"username"`
+	DisplayName  string     `json:"display_name"`
 	Role         string     `json:"role"`
+	ClinicID     string     `json:"clinic_id,omitempty"`
+	ClinicName   string     `json:"clinic_name,omitempty"`
 	Email        string     `json:"email,omitempty"`
 	PasswordSet  bool       `json:"password_set"`
 	TOTPEnrolled bool       `json:"totp_enrolled"`
@@ -126,4 +161,113 @@ func (s *Server) accountAction(action string) fiber.Handler {
 		}
 		return c.JSON(acct)
 	}
+}
+
+// Account directory page sizes.
+const (
+	defaultAccountLimit = 50
+	maxAccountLimit     = 200
+)
+
+// listAccounts answers GET /v1/accounts?role=&q=&status=&limit=&cursor=:
+// the accounts by username, for admins.
+func (s *Server) listAccounts(c *fiber.Ctx) error {
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	accounts, err := s.accountsOrUnavailable(caller)
+	if err != nil {
+		return err
+	}
+	if d := access.ManageAccounts(caller); !d.Allowed { // before the query: others learn nothing from it
+		return forbidden(d.Reason)
+	}
+	q := AccountQuery{Role: c.Query("role"), Q: strings.TrimSpace(c.Query("q")), Status: c.Query("status"), Limit: defaultAccountLimit}
+	var bad []FieldError
+	if r, ok := messages.ParseRole(q.Role); q.Role != "" && (!ok || r == messages.Role_ROLE_UNSPECIFIED) {
+		bad = append(bad, FieldError{"role", "must be one of patient, doctor, receptionist, admin, service"})
+	}
+	if q.Status != "" && !slices.Contains(persistence.AccountStatuses, q.Status) {
+		bad = append(bad, FieldError{"status", "must be one of active, disabled, locked, unverified"})
+	}
+	if utf8.RuneCountInString(q.Q) > search.MaxQueryRunes {
+		bad = append(bad, FieldError{"q", "must be at most 100 characters"})
+	}
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxAccountLimit {
+			bad = append(bad, FieldError{"limit", "must be 1 to 200"})
+		}
+		q.Limit = n
+	}
+	if raw := c.Query("cursor"); raw != "" {
+		b, err := base64.RawURLEncoding.DecodeString(raw)
+		if err != nil || !utf8.Valid(b) || len(b) > 64 {
+			bad = append(bad, FieldError{"cursor", "must be a next_cursor from a previous page"})
+		}
+		q.After = string(b)
+	}
+	if len(bad) > 0 {
+		return malformed("the query is not valid; see errors", bad...)
+	}
+	list, more, err := accounts.List(c.UserContext(), caller, q)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Accounts   []AccountInfo `json:"accounts"`
+		NextCursor string        `json:"next_cursor,omitempty"`
+	}{Accounts: list}
+	if more {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(list[len(list)-1].Username))
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}
+
+// updateAccount answers PATCH /v1/accounts/{id}: a receptionist's or
+// admin's display name and clinic (admins).
+func (s *Server) updateAccount(c *fiber.Ctx) error {
+	id, err := uuidParam(c)
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(c, "application/merge-patch+json"); err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := decodeStrict(c.Body(), &fields); err != nil {
+		return err
+	}
+	var p AccountProfile
+	for name, raw := range fields {
+		var target **string
+		switch name {
+		case "display_name":
+			target = &p.DisplayName
+		case "clinic_id":
+			target = &p.ClinicID
+		default:
+			return malformed("the body has a field this API does not know", FieldError{name, "is not a known field"})
+		}
+		v := ""
+		if err := mergeValue(name, raw, &v); err != nil {
+			return err
+		}
+		*target = &v
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	accounts, err := s.accountsOrUnavailable(caller)
+	if err != nil {
+		return err
+	}
+	acct, err := accounts.SetProfile(c.UserContext(), caller, id, p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(acct)
 }

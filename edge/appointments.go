@@ -55,7 +55,9 @@ func (o *appointmentOwners) doctorOf(ctx context.Context, id string) (string, er
 type appointmentJSON struct {
 	ID              string `json:"id"`
 	DoctorID        string `json:"doctor_id"`
+	DoctorName      string `json:"doctor_name,omitempty"`
 	PatientID       string `json:"patient_id,omitempty"`
+	PatientName     string `json:"patient_name,omitempty"`
 	Start           string `json:"start"`
 	End             string `json:"end"`
 	DurationMinutes int32  `json:"duration_minutes"`
@@ -87,6 +89,21 @@ func toAppointmentsJSON(as []*messages.AppointmentRecord) []appointmentJSON {
 		out = append(out, toAppointmentJSON(a))
 	}
 	return out
+}
+
+// nameAppointments puts the doctor's and the patient's names beside their
+// ids in a list the caller was allowed to see (a patient id appears only
+// where the grain showed it).
+func (s *Server) nameAppointments(ctx context.Context, as []appointmentJSON) {
+	var doctors, patients []string
+	for _, a := range as {
+		doctors, patients = append(doctors, a.DoctorID), append(patients, a.PatientID)
+	}
+	dn := names(s, ctx, "doctors", func(n Names) (map[string]string, error) { return n.DoctorNames(ctx, doctors) })
+	pn := names(s, ctx, "patients", func(n Names) (map[string]string, error) { return n.PatientNames(ctx, patients) })
+	for i := range as {
+		as[i].DoctorName, as[i].PatientName = dn[as[i].DoctorID], pn[as[i].PatientID]
+	}
 }
 
 type bookJSON struct {
@@ -231,8 +248,10 @@ func (s *Server) patientAppointments(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	list := toAppointmentsJSON(reply.Appointments)
+	s.nameAppointments(c.UserContext(), list)
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.JSON(appointmentsJSON{Appointments: toAppointmentsJSON(reply.Appointments), NextCursor: reply.NextCursor})
+	return c.JSON(appointmentsJSON{Appointments: list, NextCursor: reply.NextCursor})
 }
 
 func (s *Server) doctorAgenda(c *fiber.Ctx) error {
@@ -247,6 +266,8 @@ func (s *Server) doctorAgenda(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	list := toAppointmentsJSON(reply.Appointments)
+	s.nameAppointments(c.UserContext(), list)
 	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.JSON(appointmentsJSON{Appointments: toAppointmentsJSON(reply.Appointments), Redacted: reply.Redacted})
+	return c.JSON(appointmentsJSON{Appointments: list, Redacted: reply.Redacted})
 }

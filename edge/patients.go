@@ -8,8 +8,10 @@ import (
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
 	"github.com/gofiber/fiber/v2"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 type allergyJSON struct {
@@ -250,12 +252,18 @@ func (s *Server) updatePatient(c *fiber.Ctx) error {
 	return c.JSON(toPatientJSON(reply))
 }
 
-// accessEventJSON is one entry of a patient's access log.
+// accessEventJSON is one entry of a patient's access log: who (their
+// name, role and clinic beside the account id), with which application,
+// why, what and when.
 type accessEventJSON struct {
 	OccurredAt       string `json:"occurred_at"`
 	Subject          string `json:"subject"`
+	SubjectName      string `json:"subject_name,omitempty"`
 	Role             string `json:"role"`
+	ClinicID         string `json:"clinic_id,omitempty"`
+	ClinicName       string `json:"clinic_name,omitempty"`
 	Client           string `json:"client"`
+	ClientName       string `json:"client_name,omitempty"`
 	PurposeOfUse     string `json:"purpose_of_use"`
 	BreakGlassReason string `json:"break_glass_reason,omitempty"`
 	Action           string `json:"action"`
@@ -273,23 +281,54 @@ type accessLogJSON struct {
 	NextCursor string            `json:"next_cursor,omitempty"`
 }
 
+// accessLog answers GET /v1/patients/{id}/access-log?from=&to=&limit=&cursor=:
+// newest first, from (inclusive) and to (exclusive) optional instants.
 func (s *Server) accessLog(c *fiber.Ctx) error {
+	from, err := optionalInstant(c, "from")
+	if err != nil {
+		return err
+	}
+	to, err := optionalInstant(c, "to")
+	if err != nil {
+		return err
+	}
 	reply, err := patientPage(s, c, func(g *messages.PatientGrainClient, p page, opts ...actorcluster.GrainCallOption) (*messages.AccessLogReply, error) {
-		return g.AccessLog(&messages.AccessLogRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor}, opts...)
+		return g.AccessLog(&messages.AccessLogRequest{Caller: p.caller, Limit: p.limit, Cursor: p.cursor, From: from, To: to}, opts...)
 	})
 	if err != nil {
 		return err
 	}
+	var subjects, clients []string
+	for _, e := range reply.Events {
+		subjects, clients = append(subjects, e.GetCaller().GetSubject()), append(clients, e.GetCaller().GetClient())
+	}
+	ctx := c.UserContext()
+	readers := names(s, ctx, "readers", func(n Names) (map[string]persistence.Reader, error) { return n.Readers(ctx, subjects) })
+	apps := names(s, ctx, "clients", func(n Names) (map[string]string, error) { return n.ClientNames(ctx, clients) })
 	out := accessLogJSON{Events: make([]accessEventJSON, 0, len(reply.Events)), NextCursor: reply.NextCursor}
 	for _, e := range reply.Events {
 		cl := e.GetCaller()
+		r := readers[cl.GetSubject()]
 		out.Events = append(out.Events, accessEventJSON{
-			OccurredAt: instant(e.OccurredAt.AsTime()), Subject: cl.GetSubject(), Role: cl.GetRole().Name(),
-			Client: cl.GetClient(), PurposeOfUse: cl.GetPurposeOfUse(), BreakGlassReason: cl.GetBreakGlassReason(),
+			OccurredAt: instant(e.OccurredAt.AsTime()), Subject: cl.GetSubject(), SubjectName: r.Name, Role: cl.GetRole().Name(),
+			ClinicID: r.ClinicID, ClinicName: r.ClinicName, Client: cl.GetClient(), ClientName: apps[cl.GetClient()],
+			PurposeOfUse: cl.GetPurposeOfUse(), BreakGlassReason: cl.GetBreakGlassReason(),
 			Action: e.Action, ResourceType: e.ResourceType, ResourceID: e.ResourceId, Outcome: e.Outcome.Name(),
 			Detail: e.Detail, RequestID: cl.GetRequestId(), ClientRequestID: cl.GetClientRequestId(), SourceAddress: cl.GetSourceAddress(),
 		})
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
+}
+
+// optionalInstant reads an RFC 3339 query parameter; nil when absent.
+func optionalInstant(c *fiber.Ctx, name string) (*timestamppb.Timestamp, error) {
+	if c.Query(name) == "" {
+		return nil, nil
+	}
+	t, err := instantParam(c, name)
+	if err != nil {
+		return nil, err
+	}
+	return timestamppb.New(t), nil
 }

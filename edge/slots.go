@@ -16,11 +16,13 @@ type SlotFinder interface {
 }
 
 type foundSlotJSON struct {
-	DoctorID  string `json:"doctor_id"`
-	ClinicID  string `json:"clinic_id"`
-	Specialty string `json:"specialty"`
-	Start     string `json:"start"`
-	End       string `json:"end"`
+	DoctorID   string `json:"doctor_id"`
+	DoctorName string `json:"doctor_name,omitempty"`
+	ClinicID   string `json:"clinic_id"`
+	ClinicName string `json:"clinic_name,omitempty"`
+	Specialty  string `json:"specialty"`
+	Start      string `json:"start"`
+	End        string `json:"end"`
 }
 
 // findSlots answers GET /v1/slots?specialty=&clinic=&from=&to=&limit=&cursor=.
@@ -63,9 +65,15 @@ func (s *Server) findSlots(c *fiber.Ctx) error {
 		Slots      []foundSlotJSON `json:"slots"`
 		NextCursor string          `json:"next_cursor,omitempty"`
 	}{Slots: make([]foundSlotJSON, 0, len(found))}
+	var doctors, clinics []string
 	for _, f := range found {
-		out.Slots = append(out.Slots, foundSlotJSON{DoctorID: f.DoctorID, ClinicID: f.ClinicID, Specialty: f.Specialty,
-			Start: instant(f.Start), End: instant(f.End)})
+		doctors, clinics = append(doctors, f.DoctorID), append(clinics, f.ClinicID)
+	}
+	dn := names(s, ctx, "doctors", func(n Names) (map[string]string, error) { return n.DoctorNames(ctx, doctors) })
+	cn := names(s, ctx, "clinics", func(n Names) (map[string]string, error) { return n.ClinicNames(ctx, clinics) })
+	for _, f := range found {
+		out.Slots = append(out.Slots, foundSlotJSON{DoctorID: f.DoctorID, DoctorName: dn[f.DoctorID], ClinicID: f.ClinicID,
+			ClinicName: cn[f.ClinicID], Specialty: f.Specialty, Start: instant(f.Start), End: instant(f.End)})
 	}
 	if more {
 		out.NextCursor = found[len(found)-1].Cursor()

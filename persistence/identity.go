@@ -41,14 +41,18 @@ type Account struct {
 	// Verified is false for a self-registration whose email link is unused.
 	Verified  bool
 	CreatedAt time.Time
+	// DisplayName and ClinicID are a staff account's name and clinic as
+	// readers see them (doctors and patients take theirs from the record).
+	DisplayName, ClinicID string
 }
 
-const accountColumns = `id::text, username, email, role, password_hash, totp_sealed, must_change_password, failed_logins, locked_until, disabled, verified, created_at`
+const accountColumns = `id::text, username, email, role, password_hash, totp_sealed, must_change_password, failed_logins, locked_until, disabled, verified, created_at,
+	display_name, coalesce(clinic_id::TEXT, '')`
 
 func scanAccount(row pgx.Row) (Account, error) {
 	var a Account
 	err := row.Scan(&a.ID, &a.Username, &a.Email, &a.Role, &a.PasswordHash, &a.TOTPSealed,
-		&a.MustChangePassword, &a.FailedLogins, &a.LockedUntil, &a.Disabled, &a.Verified, &a.CreatedAt)
+		&a.MustChangePassword, &a.FailedLogins, &a.LockedUntil, &a.Disabled, &a.Verified, &a.CreatedAt, &a.DisplayName, &a.ClinicID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, ErrNotFound
 	}
@@ -621,8 +625,9 @@ func (db *DB) CreateAccountWithLink(ctx context.Context, a Account, key string, 
 		k = &key
 	}
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, username, email, role, creation_key, creation_fingerprint) VALUES ($1, $2, $3, $4, $5, $6)`,
-			a.ID, a.Username, a.Email, a.Role, k, fingerprint); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, username, email, role, creation_key, creation_fingerprint, display_name, clinic_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, nullif($8, '')::UUID)`,
+			a.ID, a.Username, a.Email, a.Role, k, fingerprint, a.DisplayName, a.ClinicID); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO account_tokens (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, $3, $4)`,
@@ -630,6 +635,8 @@ func (db *DB) CreateAccountWithLink(ctx context.Context, a Account, key string, 
 		return err
 	})
 	switch {
+	case isForeignKeyViolation(err):
+		return ErrNoClinic
 	case isUniqueViolation(err, "accounts_creation_key_key"):
 		return ErrKeyUsed
 	case isUniqueViolation(err, "accounts_pkey") || isUniqueViolation(err, "accounts_username"):
@@ -648,7 +655,7 @@ func (db *DB) AccountByCreationKey(ctx context.Context, key string) (Account, []
 	row := db.Pool.QueryRow(ctx, `SELECT `+accountColumns+`, creation_fingerprint FROM accounts WHERE creation_key = $1`, key)
 	var a Account
 	err := row.Scan(&a.ID, &a.Username, &a.Email, &a.Role, &a.PasswordHash, &a.TOTPSealed,
-		&a.MustChangePassword, &a.FailedLogins, &a.LockedUntil, &a.Disabled, &a.Verified, &a.CreatedAt, &fp)
+		&a.MustChangePassword, &a.FailedLogins, &a.LockedUntil, &a.Disabled, &a.Verified, &a.CreatedAt, &a.DisplayName, &a.ClinicID, &fp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, nil, ErrNotFound
 	}
@@ -739,4 +746,17 @@ func (db *DB) SweepIdentity(ctx context.Context, keep time.Duration) (int64, err
 	}
 	links, err := db.Pool.Exec(ctx, `DELETE FROM account_tokens WHERE expires_at < now() - interval '1 hour'`)
 	return sessions.RowsAffected() + requests.RowsAffected() + links.RowsAffected(), classify(err)
+}
+
+// SetAccountProfile sets a staff account's display name and clinic (""
+// for none); ErrNoClinic when the clinic does not exist.
+func (db *DB) SetAccountProfile(ctx context.Context, id, displayName, clinicID string) error {
+	tag, err := db.Pool.Exec(ctx, `UPDATE accounts SET display_name = $2, clinic_id = nullif($3, '')::UUID WHERE id = $1`, id, displayName, clinicID)
+	if isForeignKeyViolation(err) {
+		return ErrNoClinic
+	}
+	if err == nil && tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return classify(err)
 }

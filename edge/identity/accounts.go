@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/edge"
@@ -29,9 +32,15 @@ func (p *Provider) Accounts() Accounts { return Accounts{p} }
 // SetupTTL bounds the link a new account's owner chooses a password with.
 const SetupTTL = 72 * time.Hour
 
-func info(a persistence.Account) edge.AccountInfo {
-	out := edge.AccountInfo{ID: a.ID, Username: a.Username, Role: a.Role, Email: a.Email, PasswordSet: a.PasswordHash != "",
+// info is an account as admins see it, with the name and clinic readers
+// of an access log see (r; the username when r has no name).
+func info(a persistence.Account, r persistence.Reader) edge.AccountInfo {
+	out := edge.AccountInfo{ID: a.ID, Username: a.Username, DisplayName: r.Name, Role: a.Role, ClinicID: r.ClinicID, ClinicName: r.ClinicName,
+		Email: a.Email, PasswordSet: a.PasswordHash != "",
 		TOTPEnrolled: a.TOTPSealed != nil, Disabled: a.Disabled, Verified: a.Verified, CreatedAt: a.CreatedAt.UTC()}
+	if out.DisplayName == "" {
+		out.DisplayName = a.Username
+	}
 	if a.LockedUntil != nil {
 		t := a.LockedUntil.UTC()
 		out.LockedUntil = &t
@@ -55,8 +64,21 @@ func (s Accounts) refuse(ctx context.Context, c *messages.Caller, action, id str
 	return messages.ErrPermissionDenied("%s", reason)
 }
 
+// withReader reads the name and clinic readers see for a, for info.
+func (s Accounts) withReader(ctx context.Context, a persistence.Account) (edge.AccountInfo, error) {
+	readers, err := s.p.cfg.DB.Readers(ctx, []string{a.ID})
+	if err != nil {
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	return info(a, readers[a.ID]), nil
+}
+
 func fingerprint(in edge.AccountInput) []byte {
-	h := sha256.Sum256([]byte(strings.Join([]string{in.Username, in.Role, in.Email, in.RecordID}, "\x00")))
+	parts := []string{in.Username, in.Role, in.Email, in.RecordID}
+	if in.DisplayName != "" || in.ClinicID != "" { // keys used before these fields existed still replay
+		parts = append(parts, in.DisplayName, in.ClinicID)
+	}
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	return h[:]
 }
 
@@ -65,11 +87,13 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 		return edge.AccountInfo{}, false, s.refuse(ctx, c, "account-create", "", d.Reason)
 	}
 	in.Username, in.Email, in.RecordID = strings.TrimSpace(in.Username), strings.TrimSpace(in.Email), strings.ToLower(strings.TrimSpace(in.RecordID))
+	in.DisplayName, in.ClinicID = strings.TrimSpace(in.DisplayName), strings.ToLower(strings.TrimSpace(in.ClinicID))
 	if key != "" {
 		prior, fp, err := s.p.cfg.DB.AccountByCreationKey(ctx, key)
 		switch {
 		case err == nil && bytes.Equal(fp, fingerprint(in)):
-			return info(prior), true, nil
+			out, err := s.withReader(ctx, prior)
+			return out, true, err
 		case err == nil:
 			return edge.AccountInfo{}, false, messages.ErrIdempotencyKeyReused("the idempotency key was used for a different account")
 		case !errors.Is(err, persistence.ErrNotFound):
@@ -94,6 +118,7 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 	case !linked && in.RecordID != "":
 		fields["field:record_id"] = "only doctor and patient accounts link to a record"
 	}
+	profileFields(fields, in.DisplayName, in.ClinicID, linked)
 	if len(fields) > 0 {
 		return edge.AccountInfo{}, false, messages.ErrInvalidArgument("the account is not valid").WithMetadata(fields)
 	}
@@ -105,7 +130,7 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 		}
 		if !exists {
 			return edge.AccountInfo{}, false, messages.ErrInvalidArgument("no %s record %s", role.Name(), in.RecordID).
-				WithMetadata(map[string]string{"field:record_id": "names no " + role.Name()})
+				WithMetadata(map[string]string{"field:record_id": "names no record of this role"})
 		}
 		id = in.RecordID
 	}
@@ -113,11 +138,14 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 		return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("this node sends no mail: create the account with 'caregrid admin account create'")
 	}
 	token, hash := newLinkToken()
-	a := persistence.Account{ID: id, Username: in.Username, Email: in.Email, Role: role.Name()}
+	a := persistence.Account{ID: id, Username: in.Username, Email: in.Email, Role: role.Name(), DisplayName: in.DisplayName, ClinicID: in.ClinicID}
 	err := s.p.cfg.DB.CreateAccountWithLink(ctx, a, key, fingerprint(in), hash, s.p.cfg.now().Add(SetupTTL))
 	switch {
 	case errors.Is(err, persistence.ErrKeyUsed):
 		return s.Create(ctx, c, in, key) // a concurrent request with the key won: answer as its replay
+	case errors.Is(err, persistence.ErrNoClinic):
+		return edge.AccountInfo{}, false, messages.ErrInvalidArgument("no clinic %s", in.ClinicID).
+			WithMetadata(map[string]string{"field:clinic_id": "names no clinic"})
 	case errors.Is(err, persistence.ErrExists):
 		return edge.AccountInfo{}, false, messages.ErrAlreadyExists("the username or the record already has an account")
 	case err != nil:
@@ -138,7 +166,8 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 	if err != nil {
 		return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("account store unavailable")
 	}
-	return info(created), false, nil
+	out, err := s.withReader(ctx, created)
+	return out, false, err
 }
 
 func (s Accounts) linkURL(token string) string {
@@ -159,7 +188,7 @@ func (s Accounts) Get(ctx context.Context, c *messages.Caller, id string) (edge.
 	if err := s.p.cfg.Events.Admin(ctx, c, "account-read", id, patientOf(a), "success", ""); err != nil {
 		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
 	}
-	return info(a), nil
+	return s.withReader(ctx, a)
 }
 
 func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string) (edge.AccountInfo, error) {
@@ -210,5 +239,96 @@ func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string
 	if err != nil {
 		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
 	}
-	return info(a), nil
+	return s.withReader(ctx, a)
+}
+
+// MaxDisplayNameRunes bounds a staff account's display name.
+const MaxDisplayNameRunes = 200
+
+// profileFields checks a display name and clinic into fields: only staff
+// of no record (receptionists, admins) have them; a linked account's come
+// from its record.
+func profileFields(fields map[string]string, name, clinic string, linked bool) {
+	switch {
+	case linked && name != "":
+		fields["field:display_name"] = "a doctor's or patient's name is the one on their record"
+	case utf8.RuneCountInString(name) > MaxDisplayNameRunes || strings.ContainsFunc(name, unicode.IsControl) || !utf8.ValidString(name):
+		fields["field:display_name"] = "must be at most 200 characters, without control characters"
+	}
+	switch {
+	case linked && clinic != "":
+		fields["field:clinic_id"] = "a doctor's clinic is the one on their record"
+	case clinic != "" && uuid.Validate(clinic) != nil:
+		fields["field:clinic_id"] = "must be a clinic id (UUID)"
+	}
+}
+
+// SetProfile sets a receptionist's or admin's display name and clinic.
+func (s Accounts) SetProfile(ctx context.Context, c *messages.Caller, id string, p edge.AccountProfile) (edge.AccountInfo, error) {
+	if d := access.ManageAccounts(c); !d.Allowed {
+		return edge.AccountInfo{}, s.refuse(ctx, c, "account-profile", id, d.Reason)
+	}
+	a, err := s.p.cfg.DB.AccountByID(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return edge.AccountInfo{}, messages.ErrNotFound("no account %s", id)
+	}
+	if err != nil {
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	name, clinic := a.DisplayName, a.ClinicID
+	if p.DisplayName != nil {
+		name = strings.TrimSpace(*p.DisplayName)
+	}
+	if p.ClinicID != nil {
+		clinic = strings.ToLower(strings.TrimSpace(*p.ClinicID))
+	}
+	fields := map[string]string{}
+	linked := a.Role == "doctor" || a.Role == "patient"
+	profileFields(fields, name, clinic, linked)
+	if linked && len(fields) == 0 {
+		fields["field:display_name"] = "a doctor's or patient's name and clinic are the ones on their record"
+	}
+	if len(fields) > 0 {
+		return edge.AccountInfo{}, messages.ErrInvalidArgument("the profile is not valid").WithMetadata(fields)
+	}
+	switch err := s.p.cfg.DB.SetAccountProfile(ctx, id, name, clinic); {
+	case errors.Is(err, persistence.ErrNoClinic):
+		return edge.AccountInfo{}, messages.ErrInvalidArgument("no clinic %s", clinic).
+			WithMetadata(map[string]string{"field:clinic_id": "names no clinic"})
+	case errors.Is(err, persistence.ErrNotFound):
+		return edge.AccountInfo{}, messages.ErrNotFound("no account %s", id)
+	case err != nil:
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	if err := s.p.cfg.Events.Admin(ctx, c, "account-profile", id, "", "success", ""); err != nil {
+		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	if a, err = s.p.cfg.DB.AccountByID(ctx, id); err != nil {
+		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	return s.withReader(ctx, a)
+}
+
+// List returns a page of the account directory. The listing itself is
+// audited (who looked at the accounts), not each account.
+func (s Accounts) List(ctx context.Context, c *messages.Caller, q edge.AccountQuery) ([]edge.AccountInfo, bool, error) {
+	if d := access.ManageAccounts(c); !d.Allowed {
+		return nil, false, s.refuse(ctx, c, "account-list", "", d.Reason)
+	}
+	rows, err := s.p.cfg.DB.ListAccounts(ctx, q.Role, q.Q, q.Status, q.After, q.Limit+1)
+	if err != nil {
+		return nil, false, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	more := len(rows) > q.Limit
+	if more {
+		rows = rows[:q.Limit]
+	}
+	if err := s.p.cfg.Events.Admin(ctx, c, "account-list", "", "", "success", fmt.Sprintf("%d accounts", len(rows))); err != nil {
+		return nil, false, messages.ErrAuditUnavailable("the access could not be audited")
+	}
+	out := make([]edge.AccountInfo, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, info(r.Account, r.Reader))
+	}
+	return out, more, nil
 }
