@@ -12,10 +12,14 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
-// DirectoryLists are the doctor and clinic directories (persistence.DB).
+// DirectoryLists are the lists read from the database rather than asked
+// of grains (persistence.DB): the doctor and clinic directories, a day's
+// appointments, and a patient's id by IDNP.
 type DirectoryLists interface {
 	ListDoctors(ctx context.Context, specialty, clinic string) ([]*messages.DoctorRecord, error)
 	ListClinics(ctx context.Context) ([]*messages.ClinicRecord, error)
+	DayAppointments(ctx context.Context, q persistence.DayQuery) ([]*messages.AppointmentRecord, error)
+	PatientIDByIDNP(ctx context.Context, idnp string) (string, error)
 }
 
 // Directory page sizes.

@@ -190,6 +190,61 @@ func (s *Server) getClinic(c *fiber.Ctx) error {
 	return c.JSON(toClinicJSON(reply.Clinic))
 }
 
+// updateClinic answers PATCH /v1/clinics/{id} (JSON merge patch of name,
+// address, time_zone; If-Match the version read).
+func (s *Server) updateClinic(c *fiber.Ctx) error {
+	id, err := uuidParam(c)
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(c, "application/merge-patch+json"); err != nil {
+		return err
+	}
+	version, err := ifMatchVersion(c)
+	if err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := decodeStrict(c.Body(), &fields); err != nil {
+		return err
+	}
+	in := &messages.ClinicRecord{}
+	mask := &fieldmaskpb.FieldMask{}
+	targets := map[string]*string{"name": &in.Name, "address": &in.Address, "time_zone": &in.TimeZone}
+	var bad []FieldError
+	for name, raw := range fields {
+		target, ok := targets[name]
+		switch {
+		case ok:
+			if err := mergeValue(name, raw, target); err != nil {
+				return err
+			}
+			mask.Paths = append(mask.Paths, name)
+		case name == "id", name == "version", name == "created_at", name == "updated_at":
+			bad = append(bad, FieldError{name, "cannot be changed"})
+		default:
+			return malformed("the body has a field this API does not know", FieldError{name, "is not a known field"})
+		}
+	}
+	if len(bad) > 0 {
+		return invalidInput(bad)
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.UpdateClinicRequest{Caller: caller, ExpectedVersion: version, Clinic: in, UpdateMask: mask}
+	reply, err := callGrain(s, c, "Clinic", id, messages.GetClinicGrainClient,
+		func(g *messages.ClinicGrainClient, opts ...actorcluster.GrainCallOption) (*messages.ClinicReply, error) {
+			return g.Update(req, opts...)
+		})
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderETag, etag(reply.Clinic.Version))
+	return c.JSON(toClinicJSON(reply.Clinic))
+}
+
 func (s *Server) createDoctor(c *fiber.Ctx) error {
 	if err := requireJSON(c); err != nil {
 		return err

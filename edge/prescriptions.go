@@ -249,6 +249,10 @@ func (s *Server) listPrescriptions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	return prescriptionsPage(c, reply)
+}
+
+func prescriptionsPage(c *fiber.Ctx, reply *messages.PrescriptionsReply) error {
 	out := struct {
 		Prescriptions []prescriptionJSON `json:"prescriptions"`
 		NextCursor    string             `json:"next_cursor,omitempty"`

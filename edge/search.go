@@ -111,17 +111,31 @@ func searchCursor(raw string) (int, error) {
 	return n, nil
 }
 
-// auditSearch records one "search" access per patient listed, grouped by
-// audit shard (each patient's events stay in their own shard's order).
+// listed is one entry of a list a person reads: the resource and the
+// patient whose access log records it.
+type listed struct{ resourceID, patientID string }
+
+// auditSearch records one "search" access per patient listed.
 func (s *Server) auditSearch(ctx context.Context, caller *messages.Caller, found []persistence.PatientView) error {
+	items := make([]listed, len(found))
+	for i, f := range found {
+		items[i] = listed{f.PatientID, f.PatientID}
+	}
+	return s.auditListed(ctx, caller, "search", "patient", items)
+}
+
+// auditListed records one access per entry of a page, grouped by audit
+// shard (each patient's events stay in their own shard's order), before
+// the page is answered: a page that cannot be audited is not served.
+func (s *Server) auditListed(ctx context.Context, caller *messages.Caller, action, resourceType string, items []listed) error {
 	now := time.Now()
 	byShard := map[int][]*messages.AuditEvent{}
 	keys := map[int]string{}
-	for _, f := range found {
-		shard := s.cfg.Audit.ShardOf(f.PatientID)
-		byShard[shard] = append(byShard[shard], audit.Event(caller, "search", "patient", f.PatientID, f.PatientID,
+	for _, it := range items {
+		shard := s.cfg.Audit.ShardOf(it.patientID)
+		byShard[shard] = append(byShard[shard], audit.Event(caller, action, resourceType, it.resourceID, it.patientID,
 			messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", now))
-		keys[shard] = f.PatientID
+		keys[shard] = it.patientID
 	}
 	var (
 		wg     sync.WaitGroup
@@ -141,8 +155,8 @@ func (s *Server) auditSearch(ctx context.Context, caller *messages.Caller, found
 	}
 	wg.Wait()
 	if failed != nil {
-		s.cfg.Logger.Error("patient search not audited", "error", failed)
-		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the search could not be audited; nothing is shown unaudited")
+		s.cfg.Logger.Error("list not audited", "action", action, "error", failed)
+		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the list could not be audited; nothing is shown unaudited")
 		p.retryAfter = "1"
 		return p
 	}

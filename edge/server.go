@@ -63,6 +63,8 @@ type Config struct {
 	Audit  *audit.Recorder
 	// Lists are the doctor and clinic directories (nil: those routes answer 503).
 	Lists DirectoryLists
+	// Names puts names beside ids in answers people read (nil: ids alone).
+	Names Names
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
 	Sessions Sessions
 	// Accounts serves /v1/accounts (nil: no identity provider).
@@ -107,6 +109,7 @@ var (
 	// prescriptionReaders and dispensers: services are pharmacy systems.
 	prescriptionReaders = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_SERVICE}
 	dispensers          = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_SERVICE}
+	services            = []messages.Role{messages.Role_ROLE_SERVICE}
 	// closers: the appointment's doctor (the grain checks) and admins.
 	closers = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 )
@@ -127,6 +130,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/clinics", admins, "Create a clinic", s.createClinic},
 		{"GET", "/v1/clinics", everyone, "The clinics by name, ?q= a name in any spelling", s.listClinics},
 		{"GET", "/v1/clinics/:id", everyone, "Read a clinic", s.getClinic},
+		{"PATCH", "/v1/clinics/:id", admins, "Change a clinic's name, address or time zone (If-Match its version)", s.updateClinic},
 		{"POST", "/v1/doctors", admins, "Create a doctor", s.createDoctor},
 		{"GET", "/v1/doctors", everyone, "The doctors by family name, by ?specialty= and ?clinic=, ?q= a name in any spelling", s.listDoctors},
 		{"GET", "/v1/doctors/:id", everyone, "Read a doctor", s.getDoctor},
@@ -136,6 +140,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/doctors/:id/slots", everyone, "A doctor's free slots between from and to", s.doctorSlots},
 		{"GET", "/v1/slots", everyone, "The earliest free slots across doctors, by specialty and clinic (from the read model)", s.findSlots},
 		{"POST", "/v1/appointments", everyone, "Book an appointment (patients: only for themselves)", s.book},
+		{"GET", "/v1/appointments", staff, "A day's appointments at a clinic or of a doctor (?clinic=, ?doctor=, ?date=, ?status=), by start, with names; other doctors' as times only; each patient listed sees it in their access log", s.listAppointments},
 		{"GET", "/v1/appointments/:id", everyone, "Read an appointment (its patient, its doctor, receptionists, admins)", s.getAppointment},
 		{"POST", "/v1/appointments/:id/cancel", everyone, "Cancel an appointment before it starts (patients: only their own)", s.transition(messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL)},
 		{"POST", "/v1/appointments/:id/reschedule", everyone, "Move an appointment to another start (patients: only their own)", s.reschedule},
@@ -151,6 +156,7 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/patients/:id/timeline", patientsAndDoctors, "Visits, diagnoses, prescriptions, vaccinations and appointments merged, newest first (the patient, doctors who treat them)", s.timeline},
 		{"GET", "/v1/patients/:id/prescriptions", patientsAndDoctors, "The patient's prescriptions, newest first, by ?status= (the patient, doctors who treat them)", s.listPrescriptions},
 		{"POST", "/v1/prescriptions", doctors, "Prescribe: checked against the patient's active prescriptions and allergies; blocking warnings need an override reason (a doctor who treats the patient)", s.createPrescription},
+		{"GET", "/v1/prescriptions", services, "A patient's active prescriptions by ?patient_idnp= and ?status=active (pharmacy services; in the patient's access log)", s.pharmacyPrescriptions},
 		{"GET", "/v1/prescriptions/:id", prescriptionReaders, "Read a prescription (the patient, doctors who treat them, pharmacy services)", s.getPrescription},
 		{"POST", "/v1/prescriptions/:id/dispense", dispensers, "Record a dispense; the last one allowed (1 + refills) completes it (doctors who treat the patient, pharmacy services)", s.dispensePrescription},
 		{"POST", "/v1/prescriptions/:id/cancel", doctors, "Cancel an active prescription with a reason (a doctor who treats the patient)", s.cancelPrescription},
@@ -165,7 +171,9 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/me/sessions", everyone, "The caller's live login sessions", s.mySessions},
 		{"DELETE", "/v1/me/sessions/:id", everyone, "End one of the caller's own sessions (and every token of it)", s.endMySession},
 		{"POST", "/v1/accounts", admins, "Create an account; its owner gets an email link to choose a password", s.createAccount},
+		{"GET", "/v1/accounts", admins, "The accounts by username, by ?role=, ?status= (active, disabled, locked, unverified) and ?q= (username, email or name)", s.listAccounts},
 		{"GET", "/v1/accounts/:id", admins, "Read an account (no secrets)", s.getAccount},
+		{"PATCH", "/v1/accounts/:id", admins, "Set a receptionist's or admin's display name and clinic (doctors and patients: from their record)", s.updateAccount},
 		{"POST", "/v1/accounts/:id/unlock", admins, "Lift a lock after failed logins", s.accountAction("unlock")},
 		{"POST", "/v1/accounts/:id/disable", admins, "Disable an account and end its sessions", s.accountAction("disable")},
 		{"POST", "/v1/accounts/:id/enable", admins, "Enable a disabled account", s.accountAction("enable")},

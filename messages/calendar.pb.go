@@ -824,6 +824,76 @@ func (x *GetClinicRequest) GetCaller() *Caller {
 	return nil
 }
 
+// UpdateClinicRequest changes the fields update_mask names (AIP-134):
+// name, address, time_zone.
+type UpdateClinicRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Caller          *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	ExpectedVersion int64                  `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	Clinic          *ClinicRecord          `protobuf:"bytes,3,opt,name=clinic,proto3" json:"clinic,omitempty"`
+	UpdateMask      *fieldmaskpb.FieldMask `protobuf:"bytes,4,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *UpdateClinicRequest) Reset() {
+	*x = UpdateClinicRequest{}
+	mi := &file_calendar_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateClinicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateClinicRequest) ProtoMessage() {}
+
+func (x *UpdateClinicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateClinicRequest.ProtoReflect.Descriptor instead.
+func (*UpdateClinicRequest) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateClinicRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *UpdateClinicRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+func (x *UpdateClinicRequest) GetClinic() *ClinicRecord {
+	if x != nil {
+		return x.Clinic
+	}
+	return nil
+}
+
+func (x *UpdateClinicRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
 type ClinicReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Clinic        *ClinicRecord          `protobuf:"bytes,1,opt,name=clinic,proto3" json:"clinic,omitempty"`
@@ -834,7 +904,7 @@ type ClinicReply struct {
 
 func (x *ClinicReply) Reset() {
 	*x = ClinicReply{}
-	mi := &file_calendar_proto_msgTypes[9]
+	mi := &file_calendar_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +916,7 @@ func (x *ClinicReply) String() string {
 func (*ClinicReply) ProtoMessage() {}
 
 func (x *ClinicReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[9]
+	mi := &file_calendar_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +929,7 @@ func (x *ClinicReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicReply.ProtoReflect.Descriptor instead.
 func (*ClinicReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{9}
+	return file_calendar_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClinicReply) GetClinic() *ClinicRecord {
@@ -887,7 +957,7 @@ type CreateDoctorRequest struct {
 
 func (x *CreateDoctorRequest) Reset() {
 	*x = CreateDoctorRequest{}
-	mi := &file_calendar_proto_msgTypes[10]
+	mi := &file_calendar_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +969,7 @@ func (x *CreateDoctorRequest) String() string {
 func (*CreateDoctorRequest) ProtoMessage() {}
 
 func (x *CreateDoctorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[10]
+	mi := &file_calendar_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +982,7 @@ func (x *CreateDoctorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDoctorRequest.ProtoReflect.Descriptor instead.
 func (*CreateDoctorRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{10}
+	return file_calendar_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateDoctorRequest) GetCaller() *Caller {
@@ -945,7 +1015,7 @@ type GetDoctorRequest struct {
 
 func (x *GetDoctorRequest) Reset() {
 	*x = GetDoctorRequest{}
-	mi := &file_calendar_proto_msgTypes[11]
+	mi := &file_calendar_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1027,7 @@ func (x *GetDoctorRequest) String() string {
 func (*GetDoctorRequest) ProtoMessage() {}
 
 func (x *GetDoctorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[11]
+	mi := &file_calendar_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1040,7 @@ func (x *GetDoctorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDoctorRequest.ProtoReflect.Descriptor instead.
 func (*GetDoctorRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{11}
+	return file_calendar_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetDoctorRequest) GetCaller() *Caller {
@@ -993,7 +1063,7 @@ type UpdateDoctorRequest struct {
 
 func (x *UpdateDoctorRequest) Reset() {
 	*x = UpdateDoctorRequest{}
-	mi := &file_calendar_proto_msgTypes[12]
+	mi := &file_calendar_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1075,7 @@ func (x *UpdateDoctorRequest) String() string {
 func (*UpdateDoctorRequest) ProtoMessage() {}
 
 func (x *UpdateDoctorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[12]
+	mi := &file_calendar_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1088,7 @@ func (x *UpdateDoctorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateDoctorRequest.ProtoReflect.Descriptor instead.
 func (*UpdateDoctorRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{12}
+	return file_calendar_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateDoctorRequest) GetCaller() *Caller {
@@ -1059,7 +1129,7 @@ type DoctorReply struct {
 
 func (x *DoctorReply) Reset() {
 	*x = DoctorReply{}
-	mi := &file_calendar_proto_msgTypes[13]
+	mi := &file_calendar_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1141,7 @@ func (x *DoctorReply) String() string {
 func (*DoctorReply) ProtoMessage() {}
 
 func (x *DoctorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[13]
+	mi := &file_calendar_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1154,7 @@ func (x *DoctorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorReply.ProtoReflect.Descriptor instead.
 func (*DoctorReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{13}
+	return file_calendar_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DoctorReply) GetDoctor() *DoctorRecord {
@@ -1111,7 +1181,7 @@ type SetAvailabilityRequest struct {
 
 func (x *SetAvailabilityRequest) Reset() {
 	*x = SetAvailabilityRequest{}
-	mi := &file_calendar_proto_msgTypes[14]
+	mi := &file_calendar_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1193,7 @@ func (x *SetAvailabilityRequest) String() string {
 func (*SetAvailabilityRequest) ProtoMessage() {}
 
 func (x *SetAvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[14]
+	mi := &file_calendar_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1206,7 @@ func (x *SetAvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*SetAvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{14}
+	return file_calendar_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetAvailabilityRequest) GetCaller() *Caller {
@@ -1162,7 +1232,7 @@ type GetAvailabilityRequest struct {
 
 func (x *GetAvailabilityRequest) Reset() {
 	*x = GetAvailabilityRequest{}
-	mi := &file_calendar_proto_msgTypes[15]
+	mi := &file_calendar_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1244,7 @@ func (x *GetAvailabilityRequest) String() string {
 func (*GetAvailabilityRequest) ProtoMessage() {}
 
 func (x *GetAvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[15]
+	mi := &file_calendar_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1257,7 @@ func (x *GetAvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*GetAvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{15}
+	return file_calendar_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetAvailabilityRequest) GetCaller() *Caller {
@@ -1208,7 +1278,7 @@ type AvailabilityReply struct {
 
 func (x *AvailabilityReply) Reset() {
 	*x = AvailabilityReply{}
-	mi := &file_calendar_proto_msgTypes[16]
+	mi := &file_calendar_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1290,7 @@ func (x *AvailabilityReply) String() string {
 func (*AvailabilityReply) ProtoMessage() {}
 
 func (x *AvailabilityReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[16]
+	mi := &file_calendar_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1303,7 @@ func (x *AvailabilityReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AvailabilityReply.ProtoReflect.Descriptor instead.
 func (*AvailabilityReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{16}
+	return file_calendar_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AvailabilityReply) GetAvailability() *Availability {
@@ -1261,7 +1331,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_calendar_proto_msgTypes[17]
+	mi := &file_calendar_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1343,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[17]
+	mi := &file_calendar_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1356,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{17}
+	return file_calendar_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FreeSlotsRequest) GetCaller() *Caller {
@@ -1319,7 +1389,7 @@ type FreeSlotsReply struct {
 
 func (x *FreeSlotsReply) Reset() {
 	*x = FreeSlotsReply{}
-	mi := &file_calendar_proto_msgTypes[18]
+	mi := &file_calendar_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1401,7 @@ func (x *FreeSlotsReply) String() string {
 func (*FreeSlotsReply) ProtoMessage() {}
 
 func (x *FreeSlotsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[18]
+	mi := &file_calendar_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1414,7 @@ func (x *FreeSlotsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsReply.ProtoReflect.Descriptor instead.
 func (*FreeSlotsReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{18}
+	return file_calendar_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FreeSlotsReply) GetSlots() []*Slot {
@@ -1367,7 +1437,7 @@ type DoctorChanged struct {
 
 func (x *DoctorChanged) Reset() {
 	*x = DoctorChanged{}
-	mi := &file_calendar_proto_msgTypes[19]
+	mi := &file_calendar_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1449,7 @@ func (x *DoctorChanged) String() string {
 func (*DoctorChanged) ProtoMessage() {}
 
 func (x *DoctorChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[19]
+	mi := &file_calendar_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1462,7 @@ func (x *DoctorChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorChanged.ProtoReflect.Descriptor instead.
 func (*DoctorChanged) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{19}
+	return file_calendar_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DoctorChanged) GetCaller() *Caller {
@@ -1427,7 +1497,7 @@ type ClinicCreated struct {
 
 func (x *ClinicCreated) Reset() {
 	*x = ClinicCreated{}
-	mi := &file_calendar_proto_msgTypes[20]
+	mi := &file_calendar_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1509,7 @@ func (x *ClinicCreated) String() string {
 func (*ClinicCreated) ProtoMessage() {}
 
 func (x *ClinicCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[20]
+	mi := &file_calendar_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1522,7 @@ func (x *ClinicCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicCreated.ProtoReflect.Descriptor instead.
 func (*ClinicCreated) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{20}
+	return file_calendar_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClinicCreated) GetCaller() *Caller {
@@ -1463,6 +1533,59 @@ func (x *ClinicCreated) GetCaller() *Caller {
 }
 
 func (x *ClinicCreated) GetClinic() *ClinicRecord {
+	if x != nil {
+		return x.Clinic
+	}
+	return nil
+}
+
+// ClinicChanged is the domain event written with every change to a clinic.
+type ClinicChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Clinic        *ClinicRecord          `protobuf:"bytes,2,opt,name=clinic,proto3" json:"clinic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClinicChanged) Reset() {
+	*x = ClinicChanged{}
+	mi := &file_calendar_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClinicChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClinicChanged) ProtoMessage() {}
+
+func (x *ClinicChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_calendar_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClinicChanged.ProtoReflect.Descriptor instead.
+func (*ClinicChanged) Descriptor() ([]byte, []int) {
+	return file_calendar_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ClinicChanged) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *ClinicChanged) GetClinic() *ClinicRecord {
 	if x != nil {
 		return x.Clinic
 	}
@@ -1492,7 +1615,7 @@ type AppointmentRecord struct {
 
 func (x *AppointmentRecord) Reset() {
 	*x = AppointmentRecord{}
-	mi := &file_calendar_proto_msgTypes[21]
+	mi := &file_calendar_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1627,7 @@ func (x *AppointmentRecord) String() string {
 func (*AppointmentRecord) ProtoMessage() {}
 
 func (x *AppointmentRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[21]
+	mi := &file_calendar_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1640,7 @@ func (x *AppointmentRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppointmentRecord.ProtoReflect.Descriptor instead.
 func (*AppointmentRecord) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{21}
+	return file_calendar_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AppointmentRecord) GetId() string {
@@ -1628,7 +1751,7 @@ type BookRequest struct {
 
 func (x *BookRequest) Reset() {
 	*x = BookRequest{}
-	mi := &file_calendar_proto_msgTypes[22]
+	mi := &file_calendar_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1763,7 @@ func (x *BookRequest) String() string {
 func (*BookRequest) ProtoMessage() {}
 
 func (x *BookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[22]
+	mi := &file_calendar_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1776,7 @@ func (x *BookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BookRequest.ProtoReflect.Descriptor instead.
 func (*BookRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{22}
+	return file_calendar_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BookRequest) GetCaller() *Caller {
@@ -1709,7 +1832,7 @@ type AppointmentReply struct {
 
 func (x *AppointmentReply) Reset() {
 	*x = AppointmentReply{}
-	mi := &file_calendar_proto_msgTypes[23]
+	mi := &file_calendar_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1844,7 @@ func (x *AppointmentReply) String() string {
 func (*AppointmentReply) ProtoMessage() {}
 
 func (x *AppointmentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[23]
+	mi := &file_calendar_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1857,7 @@ func (x *AppointmentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppointmentReply.ProtoReflect.Descriptor instead.
 func (*AppointmentReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{23}
+	return file_calendar_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AppointmentReply) GetAppointment() *AppointmentRecord {
@@ -1762,7 +1885,7 @@ type TransitionRequest struct {
 
 func (x *TransitionRequest) Reset() {
 	*x = TransitionRequest{}
-	mi := &file_calendar_proto_msgTypes[24]
+	mi := &file_calendar_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1897,7 @@ func (x *TransitionRequest) String() string {
 func (*TransitionRequest) ProtoMessage() {}
 
 func (x *TransitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[24]
+	mi := &file_calendar_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1910,7 @@ func (x *TransitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionRequest.ProtoReflect.Descriptor instead.
 func (*TransitionRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{24}
+	return file_calendar_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TransitionRequest) GetCaller() *Caller {
@@ -1822,7 +1945,7 @@ type RescheduleRequest struct {
 
 func (x *RescheduleRequest) Reset() {
 	*x = RescheduleRequest{}
-	mi := &file_calendar_proto_msgTypes[25]
+	mi := &file_calendar_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +1957,7 @@ func (x *RescheduleRequest) String() string {
 func (*RescheduleRequest) ProtoMessage() {}
 
 func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[25]
+	mi := &file_calendar_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +1970,7 @@ func (x *RescheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RescheduleRequest.ProtoReflect.Descriptor instead.
 func (*RescheduleRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{25}
+	return file_calendar_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RescheduleRequest) GetCaller() *Caller {
@@ -1881,7 +2004,7 @@ type GetAppointmentRequest struct {
 
 func (x *GetAppointmentRequest) Reset() {
 	*x = GetAppointmentRequest{}
-	mi := &file_calendar_proto_msgTypes[26]
+	mi := &file_calendar_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2016,7 @@ func (x *GetAppointmentRequest) String() string {
 func (*GetAppointmentRequest) ProtoMessage() {}
 
 func (x *GetAppointmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[26]
+	mi := &file_calendar_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2029,7 @@ func (x *GetAppointmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppointmentRequest.ProtoReflect.Descriptor instead.
 func (*GetAppointmentRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{26}
+	return file_calendar_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetAppointmentRequest) GetCaller() *Caller {
@@ -1934,7 +2057,7 @@ type AgendaRequest struct {
 
 func (x *AgendaRequest) Reset() {
 	*x = AgendaRequest{}
-	mi := &file_calendar_proto_msgTypes[27]
+	mi := &file_calendar_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2069,7 @@ func (x *AgendaRequest) String() string {
 func (*AgendaRequest) ProtoMessage() {}
 
 func (x *AgendaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[27]
+	mi := &file_calendar_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2082,7 @@ func (x *AgendaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgendaRequest.ProtoReflect.Descriptor instead.
 func (*AgendaRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{27}
+	return file_calendar_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AgendaRequest) GetCaller() *Caller {
@@ -1994,7 +2117,7 @@ type AgendaReply struct {
 
 func (x *AgendaReply) Reset() {
 	*x = AgendaReply{}
-	mi := &file_calendar_proto_msgTypes[28]
+	mi := &file_calendar_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2129,7 @@ func (x *AgendaReply) String() string {
 func (*AgendaReply) ProtoMessage() {}
 
 func (x *AgendaReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[28]
+	mi := &file_calendar_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2142,7 @@ func (x *AgendaReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgendaReply.ProtoReflect.Descriptor instead.
 func (*AgendaReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{28}
+	return file_calendar_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AgendaReply) GetAppointments() []*AppointmentRecord {
@@ -2051,7 +2174,7 @@ type AppointmentChanged struct {
 
 func (x *AppointmentChanged) Reset() {
 	*x = AppointmentChanged{}
-	mi := &file_calendar_proto_msgTypes[29]
+	mi := &file_calendar_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2186,7 @@ func (x *AppointmentChanged) String() string {
 func (*AppointmentChanged) ProtoMessage() {}
 
 func (x *AppointmentChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[29]
+	mi := &file_calendar_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2199,7 @@ func (x *AppointmentChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppointmentChanged.ProtoReflect.Descriptor instead.
 func (*AppointmentChanged) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{29}
+	return file_calendar_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AppointmentChanged) GetCaller() *Caller {
@@ -2126,7 +2249,7 @@ type ReserveRequest struct {
 
 func (x *ReserveRequest) Reset() {
 	*x = ReserveRequest{}
-	mi := &file_calendar_proto_msgTypes[30]
+	mi := &file_calendar_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2261,7 @@ func (x *ReserveRequest) String() string {
 func (*ReserveRequest) ProtoMessage() {}
 
 func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[30]
+	mi := &file_calendar_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2274,7 @@ func (x *ReserveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveRequest.ProtoReflect.Descriptor instead.
 func (*ReserveRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{30}
+	return file_calendar_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReserveRequest) GetCaller() *Caller {
@@ -2204,7 +2327,7 @@ type ReserveReply struct {
 
 func (x *ReserveReply) Reset() {
 	*x = ReserveReply{}
-	mi := &file_calendar_proto_msgTypes[31]
+	mi := &file_calendar_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2339,7 @@ func (x *ReserveReply) String() string {
 func (*ReserveReply) ProtoMessage() {}
 
 func (x *ReserveReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[31]
+	mi := &file_calendar_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2352,7 @@ func (x *ReserveReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReserveReply.ProtoReflect.Descriptor instead.
 func (*ReserveReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{31}
+	return file_calendar_proto_rawDescGZIP(), []int{33}
 }
 
 // SettleRequest tells a patient's grain how a reservation ended, so that
@@ -2247,7 +2370,7 @@ type SettleRequest struct {
 
 func (x *SettleRequest) Reset() {
 	*x = SettleRequest{}
-	mi := &file_calendar_proto_msgTypes[32]
+	mi := &file_calendar_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2382,7 @@ func (x *SettleRequest) String() string {
 func (*SettleRequest) ProtoMessage() {}
 
 func (x *SettleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[32]
+	mi := &file_calendar_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2395,7 @@ func (x *SettleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleRequest.ProtoReflect.Descriptor instead.
 func (*SettleRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{32}
+	return file_calendar_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SettleRequest) GetAppointmentId() string {
@@ -2311,7 +2434,7 @@ type SettleReply struct {
 
 func (x *SettleReply) Reset() {
 	*x = SettleReply{}
-	mi := &file_calendar_proto_msgTypes[33]
+	mi := &file_calendar_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2446,7 @@ func (x *SettleReply) String() string {
 func (*SettleReply) ProtoMessage() {}
 
 func (x *SettleReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[33]
+	mi := &file_calendar_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2459,7 @@ func (x *SettleReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleReply.ProtoReflect.Descriptor instead.
 func (*SettleReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{33}
+	return file_calendar_proto_rawDescGZIP(), []int{35}
 }
 
 type PatientAppointmentsRequest struct {
@@ -2350,7 +2473,7 @@ type PatientAppointmentsRequest struct {
 
 func (x *PatientAppointmentsRequest) Reset() {
 	*x = PatientAppointmentsRequest{}
-	mi := &file_calendar_proto_msgTypes[34]
+	mi := &file_calendar_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2485,7 @@ func (x *PatientAppointmentsRequest) String() string {
 func (*PatientAppointmentsRequest) ProtoMessage() {}
 
 func (x *PatientAppointmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[34]
+	mi := &file_calendar_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2498,7 @@ func (x *PatientAppointmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatientAppointmentsRequest.ProtoReflect.Descriptor instead.
 func (*PatientAppointmentsRequest) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{34}
+	return file_calendar_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PatientAppointmentsRequest) GetCaller() *Caller {
@@ -2409,7 +2532,7 @@ type AppointmentsReply struct {
 
 func (x *AppointmentsReply) Reset() {
 	*x = AppointmentsReply{}
-	mi := &file_calendar_proto_msgTypes[35]
+	mi := &file_calendar_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2421,7 +2544,7 @@ func (x *AppointmentsReply) String() string {
 func (*AppointmentsReply) ProtoMessage() {}
 
 func (x *AppointmentsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_calendar_proto_msgTypes[35]
+	mi := &file_calendar_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2434,7 +2557,7 @@ func (x *AppointmentsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppointmentsReply.ProtoReflect.Descriptor instead.
 func (*AppointmentsReply) Descriptor() ([]byte, []int) {
-	return file_calendar_proto_rawDescGZIP(), []int{35}
+	return file_calendar_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AppointmentsReply) GetAppointments() []*AppointmentRecord {
@@ -2507,7 +2630,13 @@ const file_calendar_proto_rawDesc = "" +
 	"\x06clinic\x18\x02 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\x12'\n" +
 	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"?\n" +
 	"\x10GetClinicRequest\x12+\n" +
-	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"\\\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"\xdd\x01\n" +
+	"\x13UpdateClinicRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x121\n" +
+	"\x06clinic\x18\x03 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\x12;\n" +
+	"\vupdate_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\\\n" +
 	"\vClinicReply\x121\n" +
 	"\x06clinic\x18\x01 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\"\x9e\x01\n" +
@@ -2545,6 +2674,9 @@ const file_calendar_proto_rawDesc = "" +
 	"\x06doctor\x18\x02 \x01(\v2\x19.caregrid.v1.DoctorRecordR\x06doctor\x12=\n" +
 	"\favailability\x18\x03 \x01(\v2\x19.caregrid.v1.AvailabilityR\favailability\"o\n" +
 	"\rClinicCreated\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x121\n" +
+	"\x06clinic\x18\x02 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\"o\n" +
+	"\rClinicChanged\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x121\n" +
 	"\x06clinic\x18\x02 \x01(\v2\x19.caregrid.v1.ClinicRecordR\x06clinic\"\xa4\x04\n" +
 	"\x11AppointmentRecord\x12\x0e\n" +
@@ -2662,7 +2794,7 @@ func file_calendar_proto_rawDescGZIP() []byte {
 }
 
 var file_calendar_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_calendar_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_calendar_proto_goTypes = []any{
 	(AppointmentStatus)(0),             // 0: caregrid.v1.AppointmentStatus
 	(AppointmentAction)(0),             // 1: caregrid.v1.AppointmentAction
@@ -2676,107 +2808,114 @@ var file_calendar_proto_goTypes = []any{
 	(*Slot)(nil),                       // 9: caregrid.v1.Slot
 	(*CreateClinicRequest)(nil),        // 10: caregrid.v1.CreateClinicRequest
 	(*GetClinicRequest)(nil),           // 11: caregrid.v1.GetClinicRequest
-	(*ClinicReply)(nil),                // 12: caregrid.v1.ClinicReply
-	(*CreateDoctorRequest)(nil),        // 13: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 14: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 15: caregrid.v1.UpdateDoctorRequest
-	(*DoctorReply)(nil),                // 16: caregrid.v1.DoctorReply
-	(*SetAvailabilityRequest)(nil),     // 17: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 18: caregrid.v1.GetAvailabilityRequest
-	(*AvailabilityReply)(nil),          // 19: caregrid.v1.AvailabilityReply
-	(*FreeSlotsRequest)(nil),           // 20: caregrid.v1.FreeSlotsRequest
-	(*FreeSlotsReply)(nil),             // 21: caregrid.v1.FreeSlotsReply
-	(*DoctorChanged)(nil),              // 22: caregrid.v1.DoctorChanged
-	(*ClinicCreated)(nil),              // 23: caregrid.v1.ClinicCreated
-	(*AppointmentRecord)(nil),          // 24: caregrid.v1.AppointmentRecord
-	(*BookRequest)(nil),                // 25: caregrid.v1.BookRequest
-	(*AppointmentReply)(nil),           // 26: caregrid.v1.AppointmentReply
-	(*TransitionRequest)(nil),          // 27: caregrid.v1.TransitionRequest
-	(*RescheduleRequest)(nil),          // 28: caregrid.v1.RescheduleRequest
-	(*GetAppointmentRequest)(nil),      // 29: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 30: caregrid.v1.AgendaRequest
-	(*AgendaReply)(nil),                // 31: caregrid.v1.AgendaReply
-	(*AppointmentChanged)(nil),         // 32: caregrid.v1.AppointmentChanged
-	(*ReserveRequest)(nil),             // 33: caregrid.v1.ReserveRequest
-	(*ReserveReply)(nil),               // 34: caregrid.v1.ReserveReply
-	(*SettleRequest)(nil),              // 35: caregrid.v1.SettleRequest
-	(*SettleReply)(nil),                // 36: caregrid.v1.SettleReply
-	(*PatientAppointmentsRequest)(nil), // 37: caregrid.v1.PatientAppointmentsRequest
-	(*AppointmentsReply)(nil),          // 38: caregrid.v1.AppointmentsReply
-	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
-	(*Caller)(nil),                     // 40: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),      // 41: google.protobuf.FieldMask
+	(*UpdateClinicRequest)(nil),        // 12: caregrid.v1.UpdateClinicRequest
+	(*ClinicReply)(nil),                // 13: caregrid.v1.ClinicReply
+	(*CreateDoctorRequest)(nil),        // 14: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 15: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 16: caregrid.v1.UpdateDoctorRequest
+	(*DoctorReply)(nil),                // 17: caregrid.v1.DoctorReply
+	(*SetAvailabilityRequest)(nil),     // 18: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 19: caregrid.v1.GetAvailabilityRequest
+	(*AvailabilityReply)(nil),          // 20: caregrid.v1.AvailabilityReply
+	(*FreeSlotsRequest)(nil),           // 21: caregrid.v1.FreeSlotsRequest
+	(*FreeSlotsReply)(nil),             // 22: caregrid.v1.FreeSlotsReply
+	(*DoctorChanged)(nil),              // 23: caregrid.v1.DoctorChanged
+	(*ClinicCreated)(nil),              // 24: caregrid.v1.ClinicCreated
+	(*ClinicChanged)(nil),              // 25: caregrid.v1.ClinicChanged
+	(*AppointmentRecord)(nil),          // 26: caregrid.v1.AppointmentRecord
+	(*BookRequest)(nil),                // 27: caregrid.v1.BookRequest
+	(*AppointmentReply)(nil),           // 28: caregrid.v1.AppointmentReply
+	(*TransitionRequest)(nil),          // 29: caregrid.v1.TransitionRequest
+	(*RescheduleRequest)(nil),          // 30: caregrid.v1.RescheduleRequest
+	(*GetAppointmentRequest)(nil),      // 31: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 32: caregrid.v1.AgendaRequest
+	(*AgendaReply)(nil),                // 33: caregrid.v1.AgendaReply
+	(*AppointmentChanged)(nil),         // 34: caregrid.v1.AppointmentChanged
+	(*ReserveRequest)(nil),             // 35: caregrid.v1.ReserveRequest
+	(*ReserveReply)(nil),               // 36: caregrid.v1.ReserveReply
+	(*SettleRequest)(nil),              // 37: caregrid.v1.SettleRequest
+	(*SettleReply)(nil),                // 38: caregrid.v1.SettleReply
+	(*PatientAppointmentsRequest)(nil), // 39: caregrid.v1.PatientAppointmentsRequest
+	(*AppointmentsReply)(nil),          // 40: caregrid.v1.AppointmentsReply
+	(*timestamppb.Timestamp)(nil),      // 41: google.protobuf.Timestamp
+	(*Caller)(nil),                     // 42: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),      // 43: google.protobuf.FieldMask
 }
 var file_calendar_proto_depIdxs = []int32{
-	39, // 0: caregrid.v1.ClinicRecord.created_at:type_name -> google.protobuf.Timestamp
-	39, // 1: caregrid.v1.ClinicRecord.updated_at:type_name -> google.protobuf.Timestamp
-	39, // 2: caregrid.v1.DoctorRecord.created_at:type_name -> google.protobuf.Timestamp
-	39, // 3: caregrid.v1.DoctorRecord.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 0: caregrid.v1.ClinicRecord.created_at:type_name -> google.protobuf.Timestamp
+	41, // 1: caregrid.v1.ClinicRecord.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 2: caregrid.v1.DoctorRecord.created_at:type_name -> google.protobuf.Timestamp
+	41, // 3: caregrid.v1.DoctorRecord.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: caregrid.v1.WeeklyHours.ranges:type_name -> caregrid.v1.TimeRange
 	5,  // 5: caregrid.v1.DateException.ranges:type_name -> caregrid.v1.TimeRange
 	6,  // 6: caregrid.v1.Availability.weekly:type_name -> caregrid.v1.WeeklyHours
 	7,  // 7: caregrid.v1.Availability.exceptions:type_name -> caregrid.v1.DateException
-	39, // 8: caregrid.v1.Slot.start:type_name -> google.protobuf.Timestamp
-	39, // 9: caregrid.v1.Slot.end:type_name -> google.protobuf.Timestamp
-	40, // 10: caregrid.v1.CreateClinicRequest.caller:type_name -> caregrid.v1.Caller
+	41, // 8: caregrid.v1.Slot.start:type_name -> google.protobuf.Timestamp
+	41, // 9: caregrid.v1.Slot.end:type_name -> google.protobuf.Timestamp
+	42, // 10: caregrid.v1.CreateClinicRequest.caller:type_name -> caregrid.v1.Caller
 	3,  // 11: caregrid.v1.CreateClinicRequest.clinic:type_name -> caregrid.v1.ClinicRecord
-	40, // 12: caregrid.v1.GetClinicRequest.caller:type_name -> caregrid.v1.Caller
-	3,  // 13: caregrid.v1.ClinicReply.clinic:type_name -> caregrid.v1.ClinicRecord
-	40, // 14: caregrid.v1.CreateDoctorRequest.caller:type_name -> caregrid.v1.Caller
-	4,  // 15: caregrid.v1.CreateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
-	40, // 16: caregrid.v1.GetDoctorRequest.caller:type_name -> caregrid.v1.Caller
-	40, // 17: caregrid.v1.UpdateDoctorRequest.caller:type_name -> caregrid.v1.Caller
-	4,  // 18: caregrid.v1.UpdateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
-	41, // 19: caregrid.v1.UpdateDoctorRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 20: caregrid.v1.DoctorReply.doctor:type_name -> caregrid.v1.DoctorRecord
-	40, // 21: caregrid.v1.SetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
-	8,  // 22: caregrid.v1.SetAvailabilityRequest.availability:type_name -> caregrid.v1.Availability
-	40, // 23: caregrid.v1.GetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
-	8,  // 24: caregrid.v1.AvailabilityReply.availability:type_name -> caregrid.v1.Availability
-	40, // 25: caregrid.v1.FreeSlotsRequest.caller:type_name -> caregrid.v1.Caller
-	39, // 26: caregrid.v1.FreeSlotsRequest.from:type_name -> google.protobuf.Timestamp
-	39, // 27: caregrid.v1.FreeSlotsRequest.to:type_name -> google.protobuf.Timestamp
-	9,  // 28: caregrid.v1.FreeSlotsReply.slots:type_name -> caregrid.v1.Slot
-	40, // 29: caregrid.v1.DoctorChanged.caller:type_name -> caregrid.v1.Caller
-	4,  // 30: caregrid.v1.DoctorChanged.doctor:type_name -> caregrid.v1.DoctorRecord
-	8,  // 31: caregrid.v1.DoctorChanged.availability:type_name -> caregrid.v1.Availability
-	40, // 32: caregrid.v1.ClinicCreated.caller:type_name -> caregrid.v1.Caller
-	3,  // 33: caregrid.v1.ClinicCreated.clinic:type_name -> caregrid.v1.ClinicRecord
-	39, // 34: caregrid.v1.AppointmentRecord.start:type_name -> google.protobuf.Timestamp
-	39, // 35: caregrid.v1.AppointmentRecord.end:type_name -> google.protobuf.Timestamp
-	0,  // 36: caregrid.v1.AppointmentRecord.status:type_name -> caregrid.v1.AppointmentStatus
-	39, // 37: caregrid.v1.AppointmentRecord.hold_expires_at:type_name -> google.protobuf.Timestamp
-	39, // 38: caregrid.v1.AppointmentRecord.created_at:type_name -> google.protobuf.Timestamp
-	39, // 39: caregrid.v1.AppointmentRecord.updated_at:type_name -> google.protobuf.Timestamp
-	40, // 40: caregrid.v1.BookRequest.caller:type_name -> caregrid.v1.Caller
-	39, // 41: caregrid.v1.BookRequest.start:type_name -> google.protobuf.Timestamp
-	24, // 42: caregrid.v1.AppointmentReply.appointment:type_name -> caregrid.v1.AppointmentRecord
-	40, // 43: caregrid.v1.TransitionRequest.caller:type_name -> caregrid.v1.Caller
-	1,  // 44: caregrid.v1.TransitionRequest.action:type_name -> caregrid.v1.AppointmentAction
-	40, // 45: caregrid.v1.RescheduleRequest.caller:type_name -> caregrid.v1.Caller
-	39, // 46: caregrid.v1.RescheduleRequest.start:type_name -> google.protobuf.Timestamp
-	40, // 47: caregrid.v1.GetAppointmentRequest.caller:type_name -> caregrid.v1.Caller
-	40, // 48: caregrid.v1.AgendaRequest.caller:type_name -> caregrid.v1.Caller
-	39, // 49: caregrid.v1.AgendaRequest.from:type_name -> google.protobuf.Timestamp
-	39, // 50: caregrid.v1.AgendaRequest.to:type_name -> google.protobuf.Timestamp
-	24, // 51: caregrid.v1.AgendaReply.appointments:type_name -> caregrid.v1.AppointmentRecord
-	40, // 52: caregrid.v1.AppointmentChanged.caller:type_name -> caregrid.v1.Caller
-	2,  // 53: caregrid.v1.AppointmentChanged.change:type_name -> caregrid.v1.AppointmentChange
-	24, // 54: caregrid.v1.AppointmentChanged.appointment:type_name -> caregrid.v1.AppointmentRecord
-	9,  // 55: caregrid.v1.AppointmentChanged.previous:type_name -> caregrid.v1.Slot
-	40, // 56: caregrid.v1.ReserveRequest.caller:type_name -> caregrid.v1.Caller
-	39, // 57: caregrid.v1.ReserveRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 58: caregrid.v1.ReserveRequest.end:type_name -> google.protobuf.Timestamp
-	39, // 59: caregrid.v1.ReserveRequest.pending_until:type_name -> google.protobuf.Timestamp
-	39, // 60: caregrid.v1.SettleRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 61: caregrid.v1.SettleRequest.end:type_name -> google.protobuf.Timestamp
-	40, // 62: caregrid.v1.PatientAppointmentsRequest.caller:type_name -> caregrid.v1.Caller
-	24, // 63: caregrid.v1.AppointmentsReply.appointments:type_name -> caregrid.v1.AppointmentRecord
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	42, // 12: caregrid.v1.GetClinicRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 13: caregrid.v1.UpdateClinicRequest.caller:type_name -> caregrid.v1.Caller
+	3,  // 14: caregrid.v1.UpdateClinicRequest.clinic:type_name -> caregrid.v1.ClinicRecord
+	43, // 15: caregrid.v1.UpdateClinicRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 16: caregrid.v1.ClinicReply.clinic:type_name -> caregrid.v1.ClinicRecord
+	42, // 17: caregrid.v1.CreateDoctorRequest.caller:type_name -> caregrid.v1.Caller
+	4,  // 18: caregrid.v1.CreateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
+	42, // 19: caregrid.v1.GetDoctorRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 20: caregrid.v1.UpdateDoctorRequest.caller:type_name -> caregrid.v1.Caller
+	4,  // 21: caregrid.v1.UpdateDoctorRequest.doctor:type_name -> caregrid.v1.DoctorRecord
+	43, // 22: caregrid.v1.UpdateDoctorRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 23: caregrid.v1.DoctorReply.doctor:type_name -> caregrid.v1.DoctorRecord
+	42, // 24: caregrid.v1.SetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
+	8,  // 25: caregrid.v1.SetAvailabilityRequest.availability:type_name -> caregrid.v1.Availability
+	42, // 26: caregrid.v1.GetAvailabilityRequest.caller:type_name -> caregrid.v1.Caller
+	8,  // 27: caregrid.v1.AvailabilityReply.availability:type_name -> caregrid.v1.Availability
+	42, // 28: caregrid.v1.FreeSlotsRequest.caller:type_name -> caregrid.v1.Caller
+	41, // 29: caregrid.v1.FreeSlotsRequest.from:type_name -> google.protobuf.Timestamp
+	41, // 30: caregrid.v1.FreeSlotsRequest.to:type_name -> google.protobuf.Timestamp
+	9,  // 31: caregrid.v1.FreeSlotsReply.slots:type_name -> caregrid.v1.Slot
+	42, // 32: caregrid.v1.DoctorChanged.caller:type_name -> caregrid.v1.Caller
+	4,  // 33: caregrid.v1.DoctorChanged.doctor:type_name -> caregrid.v1.DoctorRecord
+	8,  // 34: caregrid.v1.DoctorChanged.availability:type_name -> caregrid.v1.Availability
+	42, // 35: caregrid.v1.ClinicCreated.caller:type_name -> caregrid.v1.Caller
+	3,  // 36: caregrid.v1.ClinicCreated.clinic:type_name -> caregrid.v1.ClinicRecord
+	42, // 37: caregrid.v1.ClinicChanged.caller:type_name -> caregrid.v1.Caller
+	3,  // 38: caregrid.v1.ClinicChanged.clinic:type_name -> caregrid.v1.ClinicRecord
+	41, // 39: caregrid.v1.AppointmentRecord.start:type_name -> google.protobuf.Timestamp
+	41, // 40: caregrid.v1.AppointmentRecord.end:type_name -> google.protobuf.Timestamp
+	0,  // 41: caregrid.v1.AppointmentRecord.status:type_name -> caregrid.v1.AppointmentStatus
+	41, // 42: caregrid.v1.AppointmentRecord.hold_expires_at:type_name -> google.protobuf.Timestamp
+	41, // 43: caregrid.v1.AppointmentRecord.created_at:type_name -> google.protobuf.Timestamp
+	41, // 44: caregrid.v1.AppointmentRecord.updated_at:type_name -> google.protobuf.Timestamp
+	42, // 45: caregrid.v1.BookRequest.caller:type_name -> caregrid.v1.Caller
+	41, // 46: caregrid.v1.BookRequest.start:type_name -> google.protobuf.Timestamp
+	26, // 47: caregrid.v1.AppointmentReply.appointment:type_name -> caregrid.v1.AppointmentRecord
+	42, // 48: caregrid.v1.TransitionRequest.caller:type_name -> caregrid.v1.Caller
+	1,  // 49: caregrid.v1.TransitionRequest.action:type_name -> caregrid.v1.AppointmentAction
+	42, // 50: caregrid.v1.RescheduleRequest.caller:type_name -> caregrid.v1.Caller
+	41, // 51: caregrid.v1.RescheduleRequest.start:type_name -> google.protobuf.Timestamp
+	42, // 52: caregrid.v1.GetAppointmentRequest.caller:type_name -> caregrid.v1.Caller
+	42, // 53: caregrid.v1.AgendaRequest.caller:type_name -> caregrid.v1.Caller
+	41, // 54: caregrid.v1.AgendaRequest.from:type_name -> google.protobuf.Timestamp
+	41, // 55: caregrid.v1.AgendaRequest.to:type_name -> google.protobuf.Timestamp
+	26, // 56: caregrid.v1.AgendaReply.appointments:type_name -> caregrid.v1.AppointmentRecord
+	42, // 57: caregrid.v1.AppointmentChanged.caller:type_name -> caregrid.v1.Caller
+	2,  // 58: caregrid.v1.AppointmentChanged.change:type_name -> caregrid.v1.AppointmentChange
+	26, // 59: caregrid.v1.AppointmentChanged.appointment:type_name -> caregrid.v1.AppointmentRecord
+	9,  // 60: caregrid.v1.AppointmentChanged.previous:type_name -> caregrid.v1.Slot
+	42, // 61: caregrid.v1.ReserveRequest.caller:type_name -> caregrid.v1.Caller
+	41, // 62: caregrid.v1.ReserveRequest.start:type_name -> google.protobuf.Timestamp
+	41, // 63: caregrid.v1.ReserveRequest.end:type_name -> google.protobuf.Timestamp
+	41, // 64: caregrid.v1.ReserveRequest.pending_until:type_name -> google.protobuf.Timestamp
+	41, // 65: caregrid.v1.SettleRequest.start:type_name -> google.protobuf.Timestamp
+	41, // 66: caregrid.v1.SettleRequest.end:type_name -> google.protobuf.Timestamp
+	42, // 67: caregrid.v1.PatientAppointmentsRequest.caller:type_name -> caregrid.v1.Caller
+	26, // 68: caregrid.v1.AppointmentsReply.appointments:type_name -> caregrid.v1.AppointmentRecord
+	69, // [69:69] is the sub-list for method output_type
+	69, // [69:69] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_calendar_proto_init() }
@@ -2791,7 +2930,7 @@ func file_calendar_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_calendar_proto_rawDesc), len(file_calendar_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -67,10 +67,11 @@ const file_services_proto_rawDesc = "" +
 	"\n" +
 	"Transition\x12\x1e.caregrid.v1.TransitionRequest\x1a\x1d.caregrid.v1.AppointmentReply\"\x06\x82\xb5\x18\x02\b\x01\x12S\n" +
 	"\x0eGetAppointment\x12\".caregrid.v1.GetAppointmentRequest\x1a\x1d.caregrid.v1.AppointmentReply\x12>\n" +
-	"\x06Agenda\x12\x1a.caregrid.v1.AgendaRequest\x1a\x18.caregrid.v1.AgendaReply2\x8e\x01\n" +
+	"\x06Agenda\x12\x1a.caregrid.v1.AgendaRequest\x1a\x18.caregrid.v1.AgendaReply2\xd4\x01\n" +
 	"\x06Clinic\x12D\n" +
 	"\x06Create\x12 .caregrid.v1.CreateClinicRequest\x1a\x18.caregrid.v1.ClinicReply\x12>\n" +
-	"\x03Get\x12\x1d.caregrid.v1.GetClinicRequest\x1a\x18.caregrid.v1.ClinicReply2\x9a\x03\n" +
+	"\x03Get\x12\x1d.caregrid.v1.GetClinicRequest\x1a\x18.caregrid.v1.ClinicReply\x12D\n" +
+	"\x06Update\x12 .caregrid.v1.UpdateClinicRequest\x1a\x18.caregrid.v1.ClinicReply2\x9a\x03\n" +
 	"\fPrescription\x12P\n" +
 	"\x06Create\x12&.caregrid.v1.CreatePrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12J\n" +
 	"\x03Get\x12#.caregrid.v1.GetPrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReply\x12H\n" +
@@ -113,35 +114,36 @@ var file_services_proto_goTypes = []any{
 	(*AgendaRequest)(nil),              // 31: caregrid.v1.AgendaRequest
 	(*CreateClinicRequest)(nil),        // 32: caregrid.v1.CreateClinicRequest
 	(*GetClinicRequest)(nil),           // 33: caregrid.v1.GetClinicRequest
-	(*CreatePrescriptionRequest)(nil),  // 34: caregrid.v1.CreatePrescriptionRequest
-	(*GetPrescriptionRequest)(nil),     // 35: caregrid.v1.GetPrescriptionRequest
-	(*DispenseRequest)(nil),            // 36: caregrid.v1.DispenseRequest
-	(*CancelPrescriptionRequest)(nil),  // 37: caregrid.v1.CancelPrescriptionRequest
-	(*ExpirePrescriptionRequest)(nil),  // 38: caregrid.v1.ExpirePrescriptionRequest
-	(*PatientReply)(nil),               // 39: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 40: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 41: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 42: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 43: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 44: caregrid.v1.CareTeamReply
-	(*VisitReply)(nil),                 // 45: caregrid.v1.VisitReply
-	(*VisitsReply)(nil),                // 46: caregrid.v1.VisitsReply
-	(*VaccinationReply)(nil),           // 47: caregrid.v1.VaccinationReply
-	(*VaccinationsReply)(nil),          // 48: caregrid.v1.VaccinationsReply
-	(*ClinicalHistoryReply)(nil),       // 49: caregrid.v1.ClinicalHistoryReply
-	(*TimelineReply)(nil),              // 50: caregrid.v1.TimelineReply
-	(*PrescriptionReply)(nil),          // 51: caregrid.v1.PrescriptionReply
-	(*PrescriptionsReply)(nil),         // 52: caregrid.v1.PrescriptionsReply
-	(*DocumentReply)(nil),              // 53: caregrid.v1.DocumentReply
-	(*DocumentsReply)(nil),             // 54: caregrid.v1.DocumentsReply
-	(*OpenDocumentReply)(nil),          // 55: caregrid.v1.OpenDocumentReply
-	(*AppendAuditReply)(nil),           // 56: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 57: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 58: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 59: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 60: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 61: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 62: caregrid.v1.ClinicReply
+	(*UpdateClinicRequest)(nil),        // 34: caregrid.v1.UpdateClinicRequest
+	(*CreatePrescriptionRequest)(nil),  // 35: caregrid.v1.CreatePrescriptionRequest
+	(*GetPrescriptionRequest)(nil),     // 36: caregrid.v1.GetPrescriptionRequest
+	(*DispenseRequest)(nil),            // 37: caregrid.v1.DispenseRequest
+	(*CancelPrescriptionRequest)(nil),  // 38: caregrid.v1.CancelPrescriptionRequest
+	(*ExpirePrescriptionRequest)(nil),  // 39: caregrid.v1.ExpirePrescriptionRequest
+	(*PatientReply)(nil),               // 40: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 41: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 42: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 43: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 44: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 45: caregrid.v1.CareTeamReply
+	(*VisitReply)(nil),                 // 46: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                // 47: caregrid.v1.VisitsReply
+	(*VaccinationReply)(nil),           // 48: caregrid.v1.VaccinationReply
+	(*VaccinationsReply)(nil),          // 49: caregrid.v1.VaccinationsReply
+	(*ClinicalHistoryReply)(nil),       // 50: caregrid.v1.ClinicalHistoryReply
+	(*TimelineReply)(nil),              // 51: caregrid.v1.TimelineReply
+	(*PrescriptionReply)(nil),          // 52: caregrid.v1.PrescriptionReply
+	(*PrescriptionsReply)(nil),         // 53: caregrid.v1.PrescriptionsReply
+	(*DocumentReply)(nil),              // 54: caregrid.v1.DocumentReply
+	(*DocumentsReply)(nil),             // 55: caregrid.v1.DocumentsReply
+	(*OpenDocumentReply)(nil),          // 56: caregrid.v1.OpenDocumentReply
+	(*AppendAuditReply)(nil),           // 57: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 58: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 59: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 60: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 61: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 62: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 63: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -178,52 +180,54 @@ var file_services_proto_depIdxs = []int32{
 	31, // 31: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
 	32, // 32: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
 	33, // 33: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	34, // 34: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
-	35, // 35: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
-	36, // 36: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
-	37, // 37: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
-	38, // 38: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
-	39, // 39: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	39, // 40: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	39, // 41: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	40, // 42: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	41, // 43: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	42, // 44: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	43, // 45: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	44, // 46: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	44, // 47: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	45, // 48: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
-	46, // 49: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
-	47, // 50: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
-	48, // 51: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
-	49, // 52: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
-	50, // 53: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
-	51, // 54: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
-	52, // 55: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
-	53, // 56: caregrid.v1.Patient.RecordDocument:output_type -> caregrid.v1.DocumentReply
-	54, // 57: caregrid.v1.Patient.Documents:output_type -> caregrid.v1.DocumentsReply
-	55, // 58: caregrid.v1.Patient.OpenDocument:output_type -> caregrid.v1.OpenDocumentReply
-	56, // 59: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	57, // 60: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	57, // 61: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	57, // 62: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	58, // 63: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	58, // 64: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	59, // 65: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	60, // 66: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	60, // 67: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	60, // 68: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	60, // 69: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	61, // 70: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	62, // 71: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	62, // 72: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	51, // 73: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
-	51, // 74: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
-	51, // 75: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
-	51, // 76: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
-	51, // 77: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
-	39, // [39:78] is the sub-list for method output_type
-	0,  // [0:39] is the sub-list for method input_type
+	34, // 34: caregrid.v1.Clinic.Update:input_type -> caregrid.v1.UpdateClinicRequest
+	35, // 35: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
+	36, // 36: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
+	37, // 37: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
+	38, // 38: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
+	39, // 39: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
+	40, // 40: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	40, // 41: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	40, // 42: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	41, // 43: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	42, // 44: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	43, // 45: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	44, // 46: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	45, // 47: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	45, // 48: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	46, // 49: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	47, // 50: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	48, // 51: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
+	49, // 52: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
+	50, // 53: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
+	51, // 54: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
+	52, // 55: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
+	53, // 56: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
+	54, // 57: caregrid.v1.Patient.RecordDocument:output_type -> caregrid.v1.DocumentReply
+	55, // 58: caregrid.v1.Patient.Documents:output_type -> caregrid.v1.DocumentsReply
+	56, // 59: caregrid.v1.Patient.OpenDocument:output_type -> caregrid.v1.OpenDocumentReply
+	57, // 60: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	58, // 61: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	58, // 62: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	58, // 63: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	59, // 64: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	59, // 65: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	60, // 66: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	61, // 67: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	61, // 68: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	61, // 69: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	61, // 70: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	62, // 71: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	63, // 72: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	63, // 73: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	63, // 74: caregrid.v1.Clinic.Update:output_type -> caregrid.v1.ClinicReply
+	52, // 75: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
+	52, // 76: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
+	52, // 77: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
+	52, // 78: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
+	52, // 79: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
+	40, // [40:80] is the sub-list for method output_type
+	0,  // [0:40] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -1876,6 +1876,7 @@ type Clinic interface {
 	ReceiveDefault(ctx cluster.GrainContext)
 	Create(req *CreateClinicRequest, ctx cluster.GrainContext) (*ClinicReply, error)
 	Get(req *GetClinicRequest, ctx cluster.GrainContext) (*ClinicReply, error)
+	Update(req *UpdateClinicRequest, ctx cluster.GrainContext) (*ClinicReply, error)
 }
 
 // ClinicGrainClient holds the base data for the ClinicGrain
@@ -1921,6 +1922,33 @@ func (g *ClinicGrainClient) Get(r *GetClinicRequest, opts ...cluster.GrainCallOp
 		return nil, err
 	}
 	reqMsg := &cluster.GrainRequest{MethodIndex: 1, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Clinic", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *ClinicReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Update requests the execution on to the cluster with CallOptions
+func (g *ClinicGrainClient) Update(r *UpdateClinicRequest, opts ...cluster.GrainCallOption) (*ClinicReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Clinic"), slog.String("method", "Update"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 2, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Clinic", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -2000,6 +2028,26 @@ func (a *ClinicActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.Get(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 2:
+			req := &UpdateClinicRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Update(UpdateClinicRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Update(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)

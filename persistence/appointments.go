@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
@@ -587,4 +588,52 @@ func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string, now 
 		return until.Time.Add(w.After), nil
 	}
 	return time.Time{}, nil
+}
+
+// DayQuery is one page of a day's appointments at a clinic or of a
+// doctor (at least one of the two), on Date (YYYY-MM-DD) in each doctor's
+// own time zone, in the given statuses (nil: every status an agenda
+// shows), after the (start, id) position of the previous page.
+type DayQuery struct {
+	Clinic, Doctor string
+	Date           time.Time
+	Statuses       []string
+	AfterStart     time.Time
+	AfterID        string
+	Limit          int
+}
+
+// DayAppointments lists a day's appointments by start (the desk's list of
+// who comes today). The day is each doctor's local day; the UTC range
+// around it lets the (doctor_id, start_at) index do the walking.
+func (db *DB) DayAppointments(ctx context.Context, q DayQuery) ([]*messages.AppointmentRecord, error) {
+	statuses := q.Statuses
+	if len(statuses) == 0 {
+		statuses = agendaStatuses
+	}
+	afterID := q.AfterID
+	if afterID == "" {
+		afterID = uuid.Nil.String()
+	}
+	day := q.Date.Format(time.DateOnly)
+	rows, err := db.Pool.Query(ctx, `SELECT `+prefixed("a.", appointmentColumns)+` FROM appointments a JOIN doctors d ON d.id = a.doctor_id
+		WHERE ($1 = '' OR d.clinic_id = nullif($1, '')::UUID) AND ($2 = '' OR a.doctor_id = nullif($2, '')::UUID)
+		AND a.start_at >= (($3::DATE - 1)::TIMESTAMP AT TIME ZONE 'UTC') AND a.start_at < (($3::DATE + 2)::TIMESTAMP AT TIME ZONE 'UTC')
+		AND (a.start_at AT TIME ZONE d.time_zone)::DATE = $3::DATE
+		AND a.status = ANY($4) AND (a.start_at, a.id) > ($5, $6::UUID)
+		ORDER BY a.start_at, a.id LIMIT $7`, q.Clinic, q.Doctor, day, statuses, q.AfterStart, afterID, q.Limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*messages.AppointmentRecord, error) { return scanAppointment(r) })
+	return out, classify(err)
+}
+
+// prefixed qualifies a column list with a table alias.
+func prefixed(alias, columns string) string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = alias + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
 }

@@ -70,6 +70,19 @@ func (db *DB) CreateClinic(ctx context.Context, owner string, c *messages.Clinic
 	return f, classify(err)
 }
 
+// UpdateClinic writes a clinic's new name, address or time zone through
+// the fence, with its event.
+func (db *DB) UpdateClinic(ctx context.Context, f Fence, c *messages.ClinicRecord, prevVersion int64, event proto.Message) error {
+	return db.writeFenced(ctx, f, c.Version, event, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE clinics SET name = $2, address = $3, time_zone = $4, version = $5, updated_at = $6
+			WHERE id = $1 AND version = $7`, c.Id, c.Name, c.Address, c.TimeZone, c.Version, c.UpdatedAt.AsTime(), prevVersion)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fmt.Errorf("clinic %s: %w %d", c.Id, ErrStale, prevVersion)
+		}
+		return err
+	})
+}
+
 // ClinicExists reports whether a clinic exists.
 func (db *DB) ClinicExists(ctx context.Context, id string) (bool, error) {
 	var ok bool

@@ -153,6 +153,7 @@ var ErrStale = errors.New("row is not at the expected version")
 var versionedTables = map[string]string{
 	"patients": `SELECT version FROM patients WHERE id = $1`,
 	"doctors":  `SELECT version FROM doctors WHERE id = $1`,
+	"clinics":  `SELECT version FROM clinics WHERE id = $1`,
 }
 
 // StoredVersion is the version of a row as the database has it now (0:

@@ -277,6 +277,19 @@ func ReadPrescription(c *messages.Caller, patientID string, treats bool) Decisio
 	return ReadClinical(c, patientID, treats)
 }
 
+// ListPrescriptions: the patient and doctors who treat them list every
+// prescription; a pharmacy service only the active ones (what it may
+// dispense, found by the patient's IDNP at the counter), never the history.
+func ListPrescriptions(c *messages.Caller, patientID string, treats bool, status messages.PrescriptionStatus) Decision {
+	if c.GetRole() == messages.Role_ROLE_SERVICE && c.GetSubject() != "" {
+		if status == messages.PrescriptionStatus_PRESCRIPTION_STATUS_ACTIVE {
+			return allow
+		}
+		return deny("pharmacy services list only active prescriptions")
+	}
+	return ReadClinical(c, patientID, treats)
+}
+
 // DispensePrescription: a doctor who treats the patient (a ward's own
 // stock) and services (a pharmacy system). Patients, receptionists and
 // admins do not dispense.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,7 @@ type Grain struct {
 	loaded      bool
 	rec         *messages.ClinicRecord
 	fingerprint []byte
+	fence       persistence.Fence // this activation's claim, proven by every write
 }
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
@@ -102,7 +104,7 @@ func (g *Grain) load(ctx actorcluster.GrainContext) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	sc, _, err := g.deps.DB.LoadClinic(sctx, g.id, g.owner)
+	sc, f, err := g.deps.DB.LoadClinic(sctx, g.id, g.owner)
 	if err != nil {
 		g.deps.Logger.Error("clinic load failed", "clinic", g.id, "error", err)
 		ctx.Poison(ctx.Self())
@@ -110,17 +112,17 @@ func (g *Grain) load(ctx actorcluster.GrainContext) error {
 	}
 	g.loaded = true
 	if sc != nil {
-		g.rec, g.fingerprint = sc.Record, sc.Fingerprint
+		g.rec, g.fingerprint, g.fence = sc.Record, sc.Fingerprint, f
 	}
 	return nil
 }
 
-func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, outcome messages.AuditOutcome, detail string) error {
-	return g.deps.Audit.Access(ctx, g.id, audit.Event(c, "create", "clinic", g.id, "", outcome, detail, g.deps.Now()))
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action string, outcome messages.AuditOutcome, detail string) error {
+	return g.deps.Audit.Access(ctx, g.id, audit.Event(c, action, "clinic", g.id, "", outcome, detail, g.deps.Now()))
 }
 
-func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, reply *actorcluster.GrainErrorResponse) error {
-	if err := g.record(ctx, c, audit.OutcomeOf(reply), reply.Reason); err != nil {
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action string, reply *actorcluster.GrainErrorResponse) error {
+	if err := g.record(ctx, c, action, audit.OutcomeOf(reply), reply.Reason); err != nil {
 		return err
 	}
 	return reply
@@ -129,7 +131,7 @@ func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, reply 
 func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.GrainContext) (*messages.ClinicReply, error) {
 	c := req.GetCaller()
 	if d := access.ManageDirectory(c); !d.Allowed {
-		return nil, g.refuse(ctx, c, messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, "create", messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(ctx); err != nil {
 		return nil, err
@@ -137,9 +139,9 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 	fp := calendar.Fingerprint(req.GetClinic())
 	if g.rec != nil {
 		if req.IdempotencyKey == "" || !bytes.Equal(g.fingerprint, fp) {
-			return nil, g.refuse(ctx, c, messages.ErrAlreadyExists("clinic %s already exists", g.id).WithMetadata(map[string]string{"id": g.id}))
+			return nil, g.refuse(ctx, c, "create", messages.ErrAlreadyExists("clinic %s already exists", g.id).WithMetadata(map[string]string{"id": g.id}))
 		}
-		if err := g.record(ctx, c, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+		if err := g.record(ctx, c, "create", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
 			return nil, err
 		}
 		return &messages.ClinicReply{Clinic: g.rec, Replayed: true}, nil
@@ -147,11 +149,11 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 	rec, err := New(g.id, req.GetClinic(), g.deps.Now())
 	if err != nil {
 		cluster.PassivateSoon(ctx)
-		return nil, g.refuse(ctx, c, validate.Reply(err))
+		return nil, g.refuse(ctx, c, "create", validate.Reply(err))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_, err = g.deps.DB.CreateClinic(sctx, g.owner, rec, fp, &messages.ClinicCreated{Caller: c, Clinic: rec})
+	f, err := g.deps.DB.CreateClinic(sctx, g.owner, rec, fp, &messages.ClinicCreated{Caller: c, Clinic: rec})
 	if errors.Is(err, persistence.ErrExists) {
 		g.loaded = false
 		if err := g.load(ctx); err != nil {
@@ -165,8 +167,8 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 		g.deps.Logger.Error("clinic create failed", "clinic", g.id, "error", err)
 		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
 	}
-	g.rec, g.fingerprint = rec, fp
-	if err := g.record(ctx, c, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	g.rec, g.fingerprint, g.fence = rec, fp, f
+	if err := g.record(ctx, c, "create", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return &messages.ClinicReply{Clinic: rec}, nil
@@ -184,4 +186,97 @@ func (g *Grain) Get(req *messages.GetClinicRequest, ctx actorcluster.GrainContex
 		return nil, messages.ErrNotFound("no clinic %s", g.id)
 	}
 	return &messages.ClinicReply{Clinic: g.rec}, nil
+}
+
+// Updatable are the fields PATCH may change.
+var Updatable = []string{"name", "address", "time_zone"}
+
+// Update changes a clinic's name, address or time zone (admins), at the
+// version the caller read (If-Match).
+func (g *Grain) Update(req *messages.UpdateClinicRequest, ctx actorcluster.GrainContext) (*messages.ClinicReply, error) {
+	c := req.GetCaller()
+	if d := access.ManageDirectory(c); !d.Allowed {
+		return nil, g.refuse(ctx, c, "update", messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(ctx); err != nil {
+		return nil, err
+	}
+	if g.rec == nil {
+		cluster.PassivateSoon(ctx)
+		return nil, messages.ErrNotFound("no clinic %s", g.id)
+	}
+	if req.ExpectedVersion > g.rec.Version {
+		// Stale only if the database has the caller's version (see the
+		// patient grain's Update); otherwise a plain mismatch.
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		stored, err := g.deps.DB.StoredVersion(sctx, "clinics", g.id)
+		cancel()
+		if err != nil {
+			return nil, messages.ErrStoreUnavailable("clinic store unavailable")
+		}
+		if stored > g.rec.Version {
+			ctx.Poison(ctx.Self())
+			return nil, messages.ErrFenced("clinic %s: this activation is behind", g.id)
+		}
+	}
+	if req.ExpectedVersion != 0 && req.ExpectedVersion != g.rec.Version {
+		return nil, g.refuse(ctx, c, "update", messages.ErrVersionMismatch("clinic is at version %d, not %d", g.rec.Version, req.ExpectedVersion).
+			WithMetadata(map[string]string{"version": strconv.FormatInt(g.rec.Version, 10)}))
+	}
+	next, err := ApplyUpdate(g.rec, req.GetClinic(), req.GetUpdateMask().GetPaths(), g.deps.Now())
+	if err != nil {
+		return nil, g.refuse(ctx, c, "update", validate.Reply(err))
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = g.deps.DB.UpdateClinic(sctx, g.fence, next, g.rec.Version, &messages.ClinicChanged{Caller: c, Clinic: next})
+	if errors.Is(err, persistence.ErrFenced) {
+		ctx.Poison(ctx.Self())
+		return nil, messages.ErrFenced("clinic %s moved to another activation", g.id)
+	}
+	if err != nil {
+		g.loaded = false
+		ctx.Poison(ctx.Self())
+		g.deps.Logger.Error("clinic update failed", "clinic", g.id, "error", err)
+		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
+	}
+	g.rec = next
+	if err := g.record(ctx, c, "update", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, strings.Join(req.GetUpdateMask().GetPaths(), ",")); err != nil {
+		return nil, err
+	}
+	return &messages.ClinicReply{Clinic: next}, nil
+}
+
+// ApplyUpdate returns cur with the fields paths names taken from in, at
+// the next version, or the validation errors.
+func ApplyUpdate(cur, in *messages.ClinicRecord, paths []string, now time.Time) (*messages.ClinicRecord, error) {
+	if in == nil {
+		in = &messages.ClinicRecord{}
+	}
+	next := proto.Clone(cur).(*messages.ClinicRecord)
+	var errs validate.Errors
+	if len(paths) == 0 {
+		errs.Add("update_mask", "names no field to change")
+	}
+	for _, p := range paths {
+		switch p {
+		case "name":
+			next.Name = in.Name
+		case "address":
+			next.Address = in.Address
+		case "time_zone":
+			next.TimeZone = in.TimeZone
+		default:
+			errs.Add(p, "cannot be changed")
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	checked, err := New(cur.Id, next, now)
+	if err != nil {
+		return nil, err
+	}
+	checked.Version, checked.CreatedAt = cur.Version+1, cur.CreatedAt
+	return checked, nil
 }

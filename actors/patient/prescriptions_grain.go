@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/actors/prescription"
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
@@ -94,7 +95,9 @@ func blocking(ws []*messages.PrescriptionWarning) string {
 func (g *Grain) Prescriptions(req *messages.PrescriptionsRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionsReply, error) {
 	c := req.GetCaller()
 	const action = "list-prescriptions"
-	limit, after, err := g.clinicalRead(ctx, c, action, req.Limit, req.Cursor)
+	limit, after, err := g.clinicalReadAs(ctx, c, action, req.Limit, req.Cursor, func(treats bool) access.Decision {
+		return access.ListPrescriptions(c, g.id, treats, req.GetStatus())
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -67,9 +67,10 @@ var matrix = map[string][5]cell{
 	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 
-	"POST /v1/clinics":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
-	"GET /v1/clinics/{id}": {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
-	"GET /v1/clinics":      {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"POST /v1/clinics":       {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
+	"GET /v1/clinics/{id}":   {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/clinics":        {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"PATCH /v1/clinics/{id}": {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 
 	"POST /v1/doctors":                  {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
 	"GET /v1/doctors/{id}":              {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
@@ -83,6 +84,8 @@ var matrix = map[string][5]cell{
 
 	"POST /v1/appointments":                 {{401, 401}, {201, 403}, {201, 201}, {201, 201}, {201, 201}},
 	"GET /v1/appointments/{id}":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"GET /v1/appointments":                  {{401, 401}, {403, 403}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/prescriptions":                 {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {403, 403}},
 	"POST /v1/appointments/{id}/cancel":     {{401, 401}, {200, 403}, {200, 200}, {200, 200}, {200, 200}},
 	"POST /v1/appointments/{id}/reschedule": {{401, 401}, {200, 403}, {200, 200}, {200, 200}, {200, 200}},
 	"POST /v1/appointments/{id}/check-in":   {{401, 401}, {403, 403}, {200, 403}, {200, 200}, {200, 200}},
@@ -94,6 +97,8 @@ var matrix = map[string][5]cell{
 	"GET /v1/me/sessions":               {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
 	"POST /v1/accounts":                 {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
 	"GET /v1/accounts/{id}":             {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"GET /v1/accounts":                  {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"PATCH /v1/accounts/{id}":           {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"POST /v1/accounts/{id}/unlock":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"POST /v1/accounts/{id}/disable":    {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"POST /v1/accounts/{id}/enable":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
@@ -302,6 +307,8 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		id = f.prescribe(side)
 	case tmpl == "/v1/me/sessions/{id}":
 		id = f.sessionToEnd(who, own)
+	case route == "PATCH /v1/accounts/{id}":
+		id = f.freshAccount() // a staff account of no record: its profile may be set
 	case tmpl == "/v1/accounts/{id}":
 		id = f.accounts[1+(who%4)] // another caller's account
 		if own && who > 0 {
@@ -309,10 +316,7 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		}
 	case strings.HasPrefix(tmpl, "/v1/accounts/{id}/"):
 		// Actions change the account (disable would lock the caller out): a fresh one per cell.
-		id = uuid.NewString()
-		if err := f.is.db.CreateAccount(context.Background(), persistence.Account{ID: id, Username: "acct-" + id[:8], Email: id[:8] + "@hospital.example", Role: "receptionist"}); err != nil {
-			f.t.Fatal(err)
-		}
+		id = f.freshAccount()
 	}
 	path = strings.ReplaceAll(pathParam.ReplaceAllString(tmpl, id), "{doctor}", f.doctors[side])
 	if strings.Contains(tmpl, "{document}") {
@@ -354,12 +358,32 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		body = map[string]string{"quantity": "10 tablets"}
 	case "POST /v1/prescriptions/{id}/cancel":
 		body = map[string]string{"reason": "matrix"}
+	case "PATCH /v1/clinics/{id}":
+		body, headers = map[string]any{"address": fmt.Sprintf("Chisinau, str. %d", f.slot)}, []string{"If-Match", f.etag(path), "Content-Type", "application/merge-patch+json"}
+	case "PATCH /v1/accounts/{id}":
+		body, headers = map[string]any{"display_name": "Maria Desk", "clinic_id": f.clinic}, []string{"Content-Type", "application/merge-patch+json"}
+	case "GET /v1/appointments":
+		path += "?clinic=" + f.clinic + "&date=" + localDay(f.t, 1).Format(time.DateOnly)
+	case "GET /v1/prescriptions":
+		path += "?status=active&patient_idnp=" + nextIDNP()
+	case "GET /v1/accounts":
+		path += "?role=receptionist"
 	case "POST /v1/accounts":
 		body = map[string]any{"username": "new-" + uuid.NewString()[:8], "role": "receptionist", "email": "new@hospital.example"}
 	case "POST /v1/appointments/{id}/reschedule":
 		body = map[string]any{"start": rfc(f.nextStart())}
 	}
 	return method, path, body, headers
+}
+
+// freshAccount is a new receptionist account, for a cell that changes it.
+func (f *matrixFixture) freshAccount() string {
+	f.t.Helper()
+	id := uuid.NewString()
+	if err := f.is.db.CreateAccount(context.Background(), persistence.Account{ID: id, Username: "acct-" + id[:8], Email: id[:8] + "@hospital.example", Role: "receptionist"}); err != nil {
+		f.t.Fatal(err)
+	}
+	return id
 }
 
 // sessionToEnd is, for own, another live session of the caller's own

@@ -176,7 +176,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
-		Search: db, Lists: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+		Search: db, Lists: db, Names: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {

@@ -50,6 +50,8 @@ var grainTexts = []*regexp.Regexp{
 	regexp.MustCompile(`(?:errors\.New|fmt\.Errorf|fmt\.Sprintf)\(("(?:[^"\\]|\\.)*")[^\n]*// text`),
 	regexp.MustCompile(`\bwrongState\(("(?:[^"\\]|\\.)*")`),
 	regexp.MustCompile(`\bErrQuery\(("(?:[^"\\]|\\.)*")`), // the search's refusals of a query
+	// Field messages in a grain error's metadata ("field:name": "...").
+	regexp.MustCompile(`"field:[a-z_]+"(?:\]\s*=|:)\s*("(?:[^"\\]|\\.)*")`),
 }
 
 // usedTexts scans the login pages' sources and templates (edge/identity)
