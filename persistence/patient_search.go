@@ -126,10 +126,14 @@ func (db *DB) PutPatientViews(ctx context.Context, vs []PatientView) error {
 // PatientsAfter returns up to limit patients in id order after afterID
 // ("" for the first): a reindex's walk over the source table.
 func (db *DB) PatientsAfter(ctx context.Context, afterID string, limit int) ([]*messages.PatientRecord, error) {
+	return db.patientsWhere(ctx, "TRUE", afterID, limit)
+}
+
+func (db *DB) patientsWhere(ctx context.Context, cond, afterID string, limit int) ([]*messages.PatientRecord, error) {
 	if afterID == "" {
 		afterID = "00000000-0000-0000-0000-000000000000"
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT `+patientColumns+` FROM patients WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+	rows, err := db.Pool.Query(ctx, `SELECT `+patientColumns+` FROM patients WHERE id > $1 AND `+cond+` ORDER BY id LIMIT $2`, afterID, limit)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -141,6 +145,12 @@ func (db *DB) PatientsAfter(ctx context.Context, afterID string, limit int) ([]*
 		return sp.Record, nil
 	})
 	return out, classify(err)
+}
+
+// PatientsMissingFromSearch is PatientsAfter for the patients the search
+// read model does not hold (search.Backfill).
+func (db *DB) PatientsMissingFromSearch(ctx context.Context, afterID string, limit int) ([]*messages.PatientRecord, error) {
+	return db.patientsWhere(ctx, `NOT EXISTS (SELECT 1 FROM patient_search s WHERE s.patient_id = patients.id)`, afterID, limit)
 }
 
 // CountPatients is how many patients there are (a reindex's total).

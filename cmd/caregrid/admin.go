@@ -259,26 +259,11 @@ func reindex(ctx context.Context, db *persistence.DB, out io.Writer) (int, error
 		return 0, err
 	}
 	bar := newProgress(out, "reindex", total)
-	done, after := 0, ""
-	for {
-		recs, err := db.PatientsAfter(ctx, after, 1000)
-		if err != nil {
-			return done, err
-		}
-		if len(recs) == 0 {
-			bar.finish()
-			return done, nil
-		}
-		views := make([]persistence.PatientView, len(recs))
-		for i, rec := range recs {
-			views[i] = search.View(rec)
-		}
-		if err := db.PutPatientViews(ctx, views); err != nil {
-			return done, err
-		}
-		done, after = done+len(recs), recs[len(recs)-1].Id
-		bar.set(done)
+	n, err := search.Reindex(ctx, db, bar.set)
+	if err == nil {
+		bar.finish()
 	}
+	return n, err
 }
 
 // progress is a one-line progress bar on a terminal (or a line per tenth

@@ -199,6 +199,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		if sweeper != nil {
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}
+		go backfillSearch(relayCtx, db, cfg.Logger)
 		every := cfg.ExpirySweep
 		if every <= 0 {
 			every = time.Minute
@@ -280,4 +281,19 @@ func (n *node) stop(graceful bool) error {
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	return nil
+}
+
+// backfillSearch puts in the search read model the patients it lacks (a
+// database upgraded past migration 0016 with patients in it), in the
+// background: the node serves meanwhile, and a search finds those not yet
+// indexed only once they are.
+func backfillSearch(ctx context.Context, db *persistence.DB, logger *slog.Logger) {
+	started := time.Now()
+	n, err := search.Backfill(ctx, db, nil)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		logger.Error("search backfill stopped: run 'caregrid admin reindex'", "indexed", n, "error", err)
+	case n > 0:
+		logger.Info("search backfill: patients registered before the search read model are now found", "indexed", n, "took", time.Since(started).Round(time.Millisecond))
+	}
 }

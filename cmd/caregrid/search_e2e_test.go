@@ -12,6 +12,7 @@ import (
 
 	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/search"
 )
 
 // TestFindingAPatientIsSeenByThePatient: a receptionist finds a patient
@@ -124,6 +125,18 @@ func TestReindexRebuildsTheSearch(t *testing.T) {
 	}
 	if got := count(); got != 3 {
 		t.Fatalf("after reindex, %d found; want 3", got)
+	}
+
+	// A node starting on a database whose read model lacks patients (one
+	// upgraded past migration 0016) backfills just those.
+	if _, err := s.db.Pool.Exec(ctx, `DELETE FROM patient_search WHERE patient_id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := search.Backfill(ctx, s.db, nil); err != nil || n != 1 || count() != 3 {
+		t.Fatalf("backfill = %d, %v; %d found", n, err, count())
+	}
+	if n, err := search.Backfill(ctx, s.db, nil); err != nil || n != 0 {
+		t.Fatalf("a second backfill = %d, %v; want nothing to do", n, err)
 	}
 }
 
