@@ -2,6 +2,8 @@ package search
 
 import (
 	"errors"
+	"slices"
+	"strings"
 
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
@@ -44,10 +46,17 @@ func Project(ev persistence.OutboxEvent, p *persistence.Projection) error {
 // View is a patient as the read model keeps them: demographics and the
 // keys a search matches, never clinical data.
 func View(rec *messages.PatientRecord) persistence.PatientView {
+	key := Fold(rec.GetGivenName() + " " + rec.GetFamilyName())
+	var words []string
+	for _, w := range strings.Fields(key) {
+		if !slices.Contains(words, w) {
+			words = append(words, w)
+		}
+	}
 	return persistence.PatientView{
 		PatientID: rec.GetId(), IDNP: rec.GetIdnp(), GivenName: rec.GetGivenName(), FamilyName: rec.GetFamilyName(),
 		BirthDate: rec.GetBirthDate(), Sex: rec.GetSex().Name(), Phone: Phone(rec.GetPhone()),
-		NameKey: Fold(rec.GetGivenName() + " " + rec.GetFamilyName()), Version: rec.GetVersion(),
+		NameKey: key, Words: words, Version: rec.GetVersion(),
 	}
 }
 

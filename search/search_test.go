@@ -52,7 +52,9 @@ func TestSearchFindsPatientsAsPeopleTypeThem(t *testing.T) {
 		q, want string // want: the last digits of the ids found, in order
 	}{
 		{"Popescu", "13"}, {"popescu", "13"}, {"Popesku", "13"}, {"Попеску", "13"}, {"POPESCU", "13"},
-		{"Ion Popescu", "135"}, {"Popescu Ion", "135"}, // the person first, then the namesakes {"Popesco", "13"}, // a typo
+		{"Ion Popescu", "135"}, {"Popescu Ion", "135"}, // the person first, then the namesakes
+		{"Popesco", "13"}, {"Ciobnu", "2"}, {"Rotatu", "6"}, // a typo
+		{"Popes", "13"}, {"Ciob", "2"}, {"Ion Popes", "135"}, // still typing: the words a name starts with
 		{"Stefan Ciobanu", "2"}, {"Ştefan", "2"}, {"Штефан", "2"}, {"ciobanu", "2"}, {"Чобану", "2"},
 		{"Turcanu", "4"}, {"Ţurcanu", "4"}, {"Георге", "4"},
 		{"Maria Popescu", "31"},                                       // the closer name first
@@ -62,6 +64,23 @@ func TestSearchFindsPatientsAsPeopleTypeThem(t *testing.T) {
 	} {
 		if got := ids(tt.q); got != tt.want {
 			t.Errorf("search %q found %q, want %q", tt.q, got, tt.want)
+		}
+	}
+	// A rename moves the patient from the old words to the new; an older
+	// event delivered late changes nothing.
+	put := func(family string, version int64) {
+		t.Helper()
+		v := View(&messages.PatientRecord{Id: people[5].id, GivenName: "Elena", FamilyName: family, Idnp: people[5].idnp,
+			BirthDate: "1980-01-01", Sex: messages.Sex_SEX_FEMALE, Version: version})
+		if err := db.PutPatientViews(ctx, []persistence.PatientView{v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("Lungu", 2)
+	put("Rotaru", 1)
+	for q, want := range map[string]string{"Rotaru": "", "Lungu": "6", "Elena Lungu": "6", "Elena Rotaru": "6"} {
+		if got := ids(q); got != want {
+			t.Errorf("after the rename, %q found %q, want %q", q, got, want)
 		}
 	}
 	for _, bad := range []string{"", "a", "12345", "!!", fmt.Sprintf("%0101d", 1)} {

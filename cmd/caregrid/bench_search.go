@@ -67,11 +67,14 @@ func benchSeed(ctx context.Context, args []string) error {
 		bar.set(done)
 	}
 	bar.finish()
-	var size string
-	if err := db.Pool.QueryRow(ctx, `SELECT pg_size_pretty(pg_relation_size('patient_search_name'))`).Scan(&size); err != nil {
-		size = "unknown"
+	seconds := time.Since(start).Seconds()
+	var words, vocabulary, table string
+	if err := db.Pool.QueryRow(ctx, `SELECT pg_size_pretty(pg_relation_size('patient_search_words')),
+		pg_size_pretty(pg_total_relation_size('search_words')), pg_size_pretty(pg_total_relation_size('patient_search'))`).Scan(&words, &vocabulary, &table); err != nil {
+		words = "unknown"
 	}
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"seeded": *n, "seconds": time.Since(start).Seconds(), "name_index_size": size})
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"seeded": *n, "seconds": seconds,
+		"word_index_size": words, "vocabulary_size": vocabulary, "read_model_size": table})
 }
 
 func seedPatient(rng *rand.Rand) *messages.PatientRecord {
@@ -95,18 +98,32 @@ func copyPatients(ctx context.Context, db *persistence.DB, recs []*messages.Pati
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		rows := make([][]any, len(recs))
 		views := make([][]any, len(recs))
+		var (
+			words    []string
+			postings [][]any
+		)
 		for i, r := range recs {
 			rows[i] = []any{r.Id, r.Idnp, r.GivenName, r.FamilyName, r.BirthDate, r.Sex.Name(), r.Phone, "",
 				messages.BloodType_BLOOD_TYPE_UNSPECIFIED.Name(), "[]", int64(1), []byte{}, r.CreatedAt.AsTime(), r.UpdatedAt.AsTime()}
 			v := search.View(r)
-			views[i] = []any{v.PatientID, v.IDNP, v.GivenName, v.FamilyName, v.BirthDate, v.Sex, v.Phone, v.NameKey, v.Version, r.UpdatedAt.AsTime()}
+			views[i] = []any{v.PatientID, v.IDNP, v.GivenName, v.FamilyName, v.BirthDate, v.Sex, v.Phone, v.NameKey, v.Words, v.Version, r.UpdatedAt.AsTime()}
+			words = append(words, v.Words...)
+			for _, w := range v.Words {
+				postings = append(postings, []any{w, v.PatientID})
+			}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"patients"}, []string{"id", "idnp", "given_name", "family_name", "birth_date", "sex",
 			"phone", "email", "blood_type", "allergies", "version", "registration_fingerprint", "created_at", "updated_at"}, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("seed patients: %w", err)
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"patient_search"}, []string{"patient_id", "idnp", "given_name", "family_name", "birth_date",
-			"sex", "phone", "name_key", "version", "updated_at"}, pgx.CopyFromRows(views))
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"patient_search"}, []string{"patient_id", "idnp", "given_name", "family_name", "birth_date",
+			"sex", "phone", "name_key", "name_words", "version", "updated_at"}, pgx.CopyFromRows(views)); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"patient_words"}, []string{"word", "patient_id"}, pgx.CopyFromRows(postings)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO search_words SELECT DISTINCT unnest($1::TEXT[]) ON CONFLICT DO NOTHING`, words)
 		return err
 	})
 }
