@@ -123,19 +123,9 @@ func (s *Server) getAccount(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	accounts, err := s.accountsOrUnavailable(caller)
-	if err != nil {
-		return err
-	}
-	acct, err := accounts.Get(c.UserContext(), caller, id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(acct)
+	return s.accountCall(c, func(ctx context.Context, a Accounts, caller *messages.Caller) (AccountInfo, error) {
+		return a.Get(ctx, caller, id)
+	})
 }
 
 func (s *Server) accountAction(action string) fiber.Handler {
@@ -147,19 +137,9 @@ func (s *Server) accountAction(action string) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		caller, err := s.caller(c)
-		if err != nil {
-			return err
-		}
-		accounts, err := s.accountsOrUnavailable(caller)
-		if err != nil {
-			return err
-		}
-		acct, err := accounts.Act(c.UserContext(), caller, id, action)
-		if err != nil {
-			return err
-		}
-		return c.JSON(acct)
+		return s.accountCall(c, func(ctx context.Context, a Accounts, caller *messages.Caller) (AccountInfo, error) {
+			return a.Act(ctx, caller, id, action)
+		})
 	}
 }
 
@@ -257,6 +237,14 @@ func (s *Server) updateAccount(c *fiber.Ctx) error {
 		}
 		*target = &v
 	}
+	return s.accountCall(c, func(ctx context.Context, a Accounts, caller *messages.Caller) (AccountInfo, error) {
+		return a.SetProfile(ctx, caller, id, p)
+	})
+}
+
+// accountCall answers with the account call makes of the account service
+// for the proven caller.
+func (s *Server) accountCall(c *fiber.Ctx, call func(ctx context.Context, a Accounts, caller *messages.Caller) (AccountInfo, error)) error {
 	caller, err := s.caller(c)
 	if err != nil {
 		return err
@@ -265,7 +253,7 @@ func (s *Server) updateAccount(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	acct, err := accounts.SetProfile(c.UserContext(), caller, id, p)
+	acct, err := call(c.UserContext(), accounts, caller)
 	if err != nil {
 		return err
 	}

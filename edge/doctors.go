@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"encoding/json"
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -193,19 +192,8 @@ func (s *Server) getClinic(c *fiber.Ctx) error {
 // updateClinic answers PATCH /v1/clinics/{id} (JSON merge patch of name,
 // address, time_zone; If-Match the version read).
 func (s *Server) updateClinic(c *fiber.Ctx) error {
-	id, err := uuidParam(c)
+	id, version, fields, err := mergePatch(c)
 	if err != nil {
-		return err
-	}
-	if err := requireJSON(c, "application/merge-patch+json"); err != nil {
-		return err
-	}
-	version, err := ifMatchVersion(c)
-	if err != nil {
-		return err
-	}
-	var fields map[string]json.RawMessage
-	if err := decodeStrict(c.Body(), &fields); err != nil {
 		return err
 	}
 	in := &messages.ClinicRecord{}
@@ -303,19 +291,8 @@ func (s *Server) getDoctor(c *fiber.Ctx) error {
 }
 
 func (s *Server) updateDoctor(c *fiber.Ctx) error {
-	id, err := uuidParam(c)
+	id, version, fields, err := mergePatch(c)
 	if err != nil {
-		return err
-	}
-	if err := requireJSON(c, "application/merge-patch+json"); err != nil {
-		return err
-	}
-	version, err := ifMatchVersion(c)
-	if err != nil {
-		return err
-	}
-	var fields map[string]json.RawMessage
-	if err := decodeStrict(c.Body(), &fields); err != nil {
 		return err
 	}
 	d := &messages.DoctorRecord{}

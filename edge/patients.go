@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -177,20 +176,8 @@ func (s *Server) getPatient(c *fiber.Ctx) error {
 }
 
 func (s *Server) updatePatient(c *fiber.Ctx) error {
-	id, err := patientID(c)
+	id, version, fields, err := mergePatch(c)
 	if err != nil {
-		return err
-	}
-	if err := requireJSON(c, "application/merge-patch+json"); err != nil {
-		return err
-	}
-	version, err := ifMatchVersion(c)
-	if err != nil {
-		return err
-	}
-	// A JSON merge patch (RFC 7396): the fields present change; null clears.
-	var fields map[string]json.RawMessage
-	if err := decodeStrict(c.Body(), &fields); err != nil {
 		return err
 	}
 	rec := &messages.PatientRecord{}

@@ -189,6 +189,23 @@ func mergeValue(name string, raw json.RawMessage, v any) error {
 	return nil
 }
 
+// mergePatch reads what every PATCH of a versioned record needs: the :id,
+// the If-Match version, and a JSON merge patch (RFC 7396: the fields
+// present change; null clears) as its fields.
+func mergePatch(c *fiber.Ctx) (id string, version int64, fields map[string]json.RawMessage, err error) {
+	if id, err = uuidParam(c); err != nil {
+		return "", 0, nil, err
+	}
+	if err = requireJSON(c, "application/merge-patch+json"); err != nil {
+		return "", 0, nil, err
+	}
+	if version, err = ifMatchVersion(c); err != nil {
+		return "", 0, nil, err
+	}
+	err = decodeStrict(c.Body(), &fields)
+	return id, version, fields, err
+}
+
 // patientID reads and checks the :id route parameter.
 func patientID(c *fiber.Ctx) (string, error) { return uuidParam(c) }
 
