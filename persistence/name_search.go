@@ -18,6 +18,9 @@ const (
 	MaxQueryWords = 5
 	// maxCandidates bounds the vocabulary words one query word stands for.
 	maxCandidates = 32
+	// maxPaired bounds the candidates of each of two words that are paired
+	// (the best first): at most 16 x 16 keys a walk.
+	maxPaired = 16
 	// typoSimilarity is the least trigram similarity at which a vocabulary
 	// word is taken for a mistyped query word ("ciobnu" for ciobanu: 0.5).
 	typoSimilarity = 0.4
@@ -48,13 +51,12 @@ type candidate struct {
 //  3. every query word matches, some only forgiving a typo;
 //  4. some query word matches (the namesakes after the person).
 //
-// Each tier is read through the inverted word index as a bitmap, in the
-// table's order, stopping at the page: a common name costs its posting
-// list and a page of rows, not a sort of every namesake (a walk of an
-// ordered index instead goes through every name before the P of Popescu,
-// 1.3 s at a million). Equals are therefore in no meaningful order, but
-// the same order for every page of a query. Tiers 3 and 4 are ranked by
-// closeness within what they read: the sum over query words of the
+// Each tier is a walk of patient_words (matchWords) in (key, patient)
+// order, stopping at the page: a common name costs a page, not a sort of
+// every namesake (ordering them by name instead walked every name before
+// the P of Popescu: 1.3 s at a million). Equals are therefore in patient
+// id order, the same for every page of a query. Tiers 3 and 4 are ranked
+// by closeness within what they read: the sum over query words of the
 // word's length times its best match's quality (the longer, rarer word
 // weighs more).
 func (db *DB) searchNames(ctx context.Context, q PatientQuery) ([]PatientView, error) {
@@ -166,57 +168,61 @@ func covers(sets [][]string) bool {
 // matchWords returns up to limit patients not in seen whose words meet
 // every set (or, with or, the one set), with the query's filters.
 //
-// One set walks patient_words, a b-tree on (word, patient), and stops at
-// the page: a common name costs a page, not its 27,000 namesakes (4,500
-// such queries a second on this machine, against 450 through a GIN
-// bitmap, which decodes the whole posting list first). Several sets
-// intersect bitmaps of the GIN index on name_words instead: walking one
-// word and probing the others by patient was slower for two common words
-// (350 a second against 450), as many probes fail.
+// It walks patient_words, a b-tree on (key, patient), and stops at the
+// page: one set by its words, two or more by the pairs of the first two
+// sets' words (a third filters on the row). A common name costs a page,
+// not its 27,000 namesakes: 4,500 such walks a second on this machine,
+// against 450 through a GIN bitmap, which decodes whole posting lists,
+// and a given and a family name as cheap as one (intersecting their GIN
+// lists took 7 ms; walking one and probing the other, more).
 func matchWords(ctx context.Context, db querier, sets [][]string, or bool, q PatientQuery, seen []string, limit int) ([]PatientView, error) {
-	args := []any{q.BirthDate, q.Sex, seen, limit}
-	if or || len(sets) == 1 {
-		var words []string
+	var keys []string
+	var rest [][]string
+	switch {
+	case or:
 		for _, set := range sets {
-			words = append(words, set...)
+			keys = append(keys, set...)
 		}
-		args = append(args, distinct(words))
-		// A patient with two of the words comes twice: fetch twice the page
-		// and keep the first of each.
-		rows, err := db.Query(ctx, `SELECT `+prefixed("s.", searchColumns)+` FROM patient_words w
-			JOIN patient_search s ON s.patient_id = w.patient_id
-			WHERE w.word = ANY($5::TEXT[]) AND NOT w.patient_id = ANY($3::TEXT[]::UUID[])
-			AND ($1 = '' OR s.birth_date = $1) AND ($2 = '' OR s.sex = $2)
-			LIMIT $4 * 2`, args...)
-		if err != nil {
-			return nil, err
+	case len(sets) == 1:
+		keys = sets[0]
+	default:
+		for _, a := range sets[0][:min(len(sets[0]), maxPaired)] {
+			for _, b := range sets[1][:min(len(sets[1]), maxPaired)] {
+				if a != b {
+					keys = append(keys, PairKey(a, b))
+				}
+			}
 		}
-		found, err := collectViews(rows)
-		if err != nil {
-			return nil, err
-		}
-		once := map[string]bool{}
-		found = slices.DeleteFunc(found, func(v PatientView) bool {
-			dup := once[v.PatientID]
-			once[v.PatientID] = true
-			return dup
-		})
-		return found[:min(len(found), limit)], nil
+		rest = sets[2:]
 	}
+	args := []any{q.BirthDate, q.Sex, seen, limit, distinct(keys)}
 	var where []string
-	for _, set := range sets {
+	for _, set := range rest {
 		args = append(args, set)
-		where = append(where, fmt.Sprintf("s.name_words && $%d::TEXT[]", len(args)))
+		where = append(where, fmt.Sprintf("AND s.name_words && $%d::TEXT[]", len(args)))
 	}
-	rows, err := db.Query(ctx, `SELECT `+searchColumns+` FROM patient_search s
-		WHERE `+strings.Join(where, " AND ")+`
+	// A patient under two of the keys comes twice: fetch twice the page and
+	// keep the first of each.
+	rows, err := db.Query(ctx, `SELECT `+prefixed("s.", searchColumns)+` FROM patient_words w
+		JOIN patient_search s ON s.patient_id = w.patient_id
+		WHERE w.word = ANY($5::TEXT[]) AND NOT w.patient_id = ANY($3::TEXT[]::UUID[])
 		AND ($1 = '' OR s.birth_date = $1) AND ($2 = '' OR s.sex = $2)
-		AND NOT s.patient_id = ANY($3::TEXT[]::UUID[])
-		LIMIT $4`, args...)
+		`+strings.Join(where, " ")+`
+		LIMIT $4 * 2`, args...)
 	if err != nil {
 		return nil, err
 	}
-	return collectViews(rows)
+	found, err := collectViews(rows)
+	if err != nil {
+		return nil, err
+	}
+	once := map[string]bool{}
+	found = slices.DeleteFunc(found, func(v PatientView) bool {
+		dup := once[v.PatientID]
+		once[v.PatientID] = true
+		return dup
+	})
+	return found[:min(len(found), limit)], nil
 }
 
 // rank orders one tier best first (stable: equals keep the table's

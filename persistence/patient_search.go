@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -42,7 +43,7 @@ func queuePatientViews(q *pgx.Batch, vs []PatientView) {
 	// the same version again (a reindex after Fold changed) rewrites the
 	// keys. The words are split again from name_key here so that the array
 	// can never disagree with the key.
-	// patient_words follows the rows actually written (RETURNING): a word
+	// patient_words follows the rows actually written (RETURNING): a key
 	// the name no longer has goes, a new one comes.
 	q.Queue(`WITH up AS (
 			INSERT INTO patient_search (patient_id, idnp, given_name, family_name, birth_date, sex, phone, name_key, name_words, version, updated_at)
@@ -55,15 +56,41 @@ func queuePatientViews(q *pgx.Batch, vs []PatientView) {
 				name_key = EXCLUDED.name_key, name_words = EXCLUDED.name_words, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
 			WHERE patient_search.version <= EXCLUDED.version
 			RETURNING patient_id, name_words
+		), keys AS (
+			SELECT up.patient_id, k.key FROM up, LATERAL (`+postingKeys("up.name_words")+`) AS k (key)
 		), gone AS (
-			DELETE FROM patient_words w USING up WHERE w.patient_id = up.patient_id AND NOT w.word = ANY(up.name_words)
+			DELETE FROM patient_words w USING up WHERE w.patient_id = up.patient_id
+			AND NOT EXISTS (SELECT 1 FROM keys WHERE keys.patient_id = w.patient_id AND keys.key = w.word)
 		)
-		INSERT INTO patient_words (word, patient_id) SELECT unnest(up.name_words), up.patient_id FROM up ON CONFLICT DO NOTHING`,
+		INSERT INTO patient_words (word, patient_id) SELECT key, patient_id FROM keys ON CONFLICT DO NOTHING`,
 		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], versions, time.Now().UTC())
 	// Sorted, so that two writers insert shared words in the same order.
 	vocabulary = distinct(vocabulary)
 	slices.Sort(vocabulary)
 	q.Queue(`INSERT INTO search_words (word) SELECT unnest($1::TEXT[]) ON CONFLICT DO NOTHING`, vocabulary)
+}
+
+// MaxPairedWords are the words of a name whose pairs are indexed: names
+// are two to four words; a longer one is still found by its words, only
+// not through a pair of its later ones.
+const MaxPairedWords = 8
+
+// postingKeys is the SQL for the patient_words keys of a name's words (an
+// array expression): each word, and each pair of its first MaxPairedWords
+// as "a b" with a before b in byte order (PairKey's order), so that two
+// words are found with one walk instead of intersecting two long lists.
+func postingKeys(words string) string {
+	return `SELECT w FROM unnest(` + words + `) AS w
+		UNION SELECT a || ' ' || b FROM unnest(` + words + `) WITH ORDINALITY AS x (a, i), unnest(` + words + `) WITH ORDINALITY AS y (b, j)
+		WHERE i <= ` + fmt.Sprint(MaxPairedWords) + ` AND j <= ` + fmt.Sprint(MaxPairedWords) + ` AND a COLLATE "C" < b COLLATE "C"`
+}
+
+// PairKey is the patient_words key of two different words.
+func PairKey(a, b string) string {
+	if b < a { // Go compares bytes, as COLLATE "C" does
+		a, b = b, a
+	}
+	return a + " " + b
 }
 
 // PatientQuery is one search of the read model. Name is a folded name

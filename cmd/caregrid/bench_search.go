@@ -69,12 +69,12 @@ func benchSeed(ctx context.Context, args []string) error {
 	bar.finish()
 	seconds := time.Since(start).Seconds()
 	var words, vocabulary, table string
-	if err := db.Pool.QueryRow(ctx, `SELECT pg_size_pretty(pg_relation_size('patient_search_words')),
+	if err := db.Pool.QueryRow(ctx, `SELECT pg_size_pretty(pg_total_relation_size('patient_words')),
 		pg_size_pretty(pg_total_relation_size('search_words')), pg_size_pretty(pg_total_relation_size('patient_search'))`).Scan(&words, &vocabulary, &table); err != nil {
-		words = "unknown"
+		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"seeded": *n, "seconds": seconds,
-		"word_index_size": words, "vocabulary_size": vocabulary, "read_model_size": table})
+		"word_keys_size": words, "vocabulary_size": vocabulary, "read_model_size": table})
 }
 
 func seedPatient(rng *rand.Rand) *messages.PatientRecord {
@@ -108,8 +108,13 @@ func copyPatients(ctx context.Context, db *persistence.DB, recs []*messages.Pati
 			v := search.View(r)
 			views[i] = []any{v.PatientID, v.IDNP, v.GivenName, v.FamilyName, v.BirthDate, v.Sex, v.Phone, v.NameKey, v.Words, v.Version, r.UpdatedAt.AsTime()}
 			words = append(words, v.Words...)
-			for _, w := range v.Words {
-				postings = append(postings, []any{w, v.PatientID})
+			for i, a := range v.Words {
+				postings = append(postings, []any{a, v.PatientID})
+				for _, b := range v.Words[i+1 : min(len(v.Words), persistence.MaxPairedWords)] {
+					if i < persistence.MaxPairedWords {
+						postings = append(postings, []any{persistence.PairKey(a, b), v.PatientID})
+					}
+				}
 			}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"patients"}, []string{"id", "idnp", "given_name", "family_name", "birth_date", "sex",
