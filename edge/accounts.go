@@ -160,8 +160,11 @@ func (s *Server) listAccounts(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if d := access.ManageAccounts(caller); !d.Allowed { // before the query: others learn nothing from it
-		return forbidden(d.Reason)
+	if d := access.ManageAccounts(caller); !d.Allowed {
+		// Refused before the query is read (others learn nothing from it),
+		// by the service, which audits the attempt.
+		_, _, err := accounts.List(c.UserContext(), caller, AccountQuery{})
+		return err
 	}
 	q := AccountQuery{Role: c.Query("role"), Q: strings.TrimSpace(c.Query("q")), Status: c.Query("status"), Limit: defaultAccountLimit}
 	var bad []FieldError
