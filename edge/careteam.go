@@ -72,3 +72,57 @@ func (s *Server) changeCareTeam(remove bool) fiber.Handler {
 		return c.JSON(toCareTeamJSON(reply))
 	}
 }
+
+// accessGrantJSON is one reason a doctor may read a record now.
+type accessGrantJSON struct {
+	DoctorID         string `json:"doctor_id"`
+	DoctorName       string `json:"doctor_name,omitempty"`
+	Reason           string `json:"reason"`
+	Since            string `json:"since"`
+	Until            string `json:"until,omitempty"`
+	AppointmentID    string `json:"appointment_id,omitempty"`
+	AppointmentStart string `json:"appointment_start,omitempty"`
+}
+
+// accessGrants answers GET /v1/patients/{id}/access-grants: every doctor
+// who may read the record now, why, and until when (the patient,
+// receptionists and admins; the grain decides and audits).
+func (s *Server) accessGrants(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.AccessGrantsRequest{Caller: caller}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AccessGrantsReply, error) {
+		return g.AccessGrants(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	var doctors []string
+	for _, g := range reply.Grants {
+		doctors = append(doctors, g.DoctorId)
+	}
+	ctx := c.UserContext()
+	dn := names(s, ctx, "doctors", func(n Names) (map[string]string, error) { return n.DoctorNames(ctx, doctors) })
+	out := struct {
+		Grants []accessGrantJSON `json:"grants"`
+	}{Grants: make([]accessGrantJSON, 0, len(reply.Grants))}
+	for _, g := range reply.Grants {
+		j := accessGrantJSON{DoctorID: g.DoctorId, DoctorName: dn[g.DoctorId], Reason: g.Reason, Since: instant(g.Since.AsTime()),
+			AppointmentID: g.AppointmentId}
+		if g.Until != nil {
+			j.Until = instant(g.Until.AsTime())
+		}
+		if g.AppointmentStart != nil {
+			j.AppointmentStart = instant(g.AppointmentStart.AsTime())
+		}
+		out.Grants = append(out.Grants, j)
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}

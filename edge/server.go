@@ -110,6 +110,8 @@ var (
 	prescriptionReaders = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_SERVICE}
 	dispensers          = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_SERVICE}
 	services            = []messages.Role{messages.Role_ROLE_SERVICE}
+	// grantReaders see who may read a patient's record.
+	grantReaders = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_ADMIN}
 	// closers: the appointment's doctor (the grain checks) and admins.
 	closers = []messages.Role{messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 )
@@ -163,6 +165,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/patients/:id/documents", doctors, "Upload a document (multipart/form-data: file, title; PDF, JPEG or PNG by content; 20 MB) (a doctor who treats the patient)", s.uploadDocument},
 		{"GET", "/v1/patients/:id/documents", patientsAndDoctors, "The patient's documents, newest first (the patient, doctors who treat them)", s.listDocuments},
 		{"GET", "/v1/patients/:id/documents/:document", patientsAndDoctors, "Download a document's original bytes (the patient, doctors who treat them)", s.downloadDocument},
+		{"GET", "/v1/patients/:id/access-grants", grantReaders, "Who may read the record now, why and until when: the care team and doctors with a granting appointment (the patient, receptionists, admins)", s.accessGrants},
 		{"GET", "/v1/patients/:id/care-team", everyone, "The doctors with a care relationship to the patient (who may list the patient's appointments)", s.careTeam},
 		{"PUT", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Add a doctor to the patient's care team (lets them read the record)", s.changeCareTeam(false)},
 		{"DELETE", "/v1/patients/:id/care-team/:doctor", deskAndAdmins, "Remove a doctor from the patient's care team", s.changeCareTeam(true)},

@@ -1164,6 +1164,182 @@ func (x *CareTeamReply) GetMembers() []*CareTeamMember {
 	return nil
 }
 
+// AccessGrant is one reason a doctor may read the record now.
+type AccessGrant struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DoctorId string                 `protobuf:"bytes,1,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	// reason is "care-team" or "appointment".
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// since: when the doctor joined the care team, or the appointment was made.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// until is when the grant lapses; unset for the care team (no end).
+	Until            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	AppointmentId    string                 `protobuf:"bytes,5,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
+	AppointmentStart *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=appointment_start,json=appointmentStart,proto3" json:"appointment_start,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AccessGrant) Reset() {
+	*x = AccessGrant{}
+	mi := &file_patient_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessGrant) ProtoMessage() {}
+
+func (x *AccessGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessGrant.ProtoReflect.Descriptor instead.
+func (*AccessGrant) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AccessGrant) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *AccessGrant) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AccessGrant) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *AccessGrant) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *AccessGrant) GetAppointmentId() string {
+	if x != nil {
+		return x.AppointmentId
+	}
+	return ""
+}
+
+func (x *AccessGrant) GetAppointmentStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AppointmentStart
+	}
+	return nil
+}
+
+type AccessGrantsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessGrantsRequest) Reset() {
+	*x = AccessGrantsRequest{}
+	mi := &file_patient_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessGrantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessGrantsRequest) ProtoMessage() {}
+
+func (x *AccessGrantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessGrantsRequest.ProtoReflect.Descriptor instead.
+func (*AccessGrantsRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AccessGrantsRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+type AccessGrantsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Grants        []*AccessGrant         `protobuf:"bytes,1,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessGrantsReply) Reset() {
+	*x = AccessGrantsReply{}
+	mi := &file_patient_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessGrantsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessGrantsReply) ProtoMessage() {}
+
+func (x *AccessGrantsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessGrantsReply.ProtoReflect.Descriptor instead.
+func (*AccessGrantsReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AccessGrantsReply) GetGrants() []*AccessGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 // Diagnosis is an ICD-10 coded diagnosis, recorded on a visit.
 type Diagnosis struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1180,7 +1356,7 @@ type Diagnosis struct {
 
 func (x *Diagnosis) Reset() {
 	*x = Diagnosis{}
-	mi := &file_patient_proto_msgTypes[14]
+	mi := &file_patient_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1368,7 @@ func (x *Diagnosis) String() string {
 func (*Diagnosis) ProtoMessage() {}
 
 func (x *Diagnosis) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[14]
+	mi := &file_patient_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1381,7 @@ func (x *Diagnosis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnosis.ProtoReflect.Descriptor instead.
 func (*Diagnosis) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{14}
+	return file_patient_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Diagnosis) GetId() string {
@@ -1263,7 +1439,7 @@ type Visit struct {
 
 func (x *Visit) Reset() {
 	*x = Visit{}
-	mi := &file_patient_proto_msgTypes[15]
+	mi := &file_patient_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1451,7 @@ func (x *Visit) String() string {
 func (*Visit) ProtoMessage() {}
 
 func (x *Visit) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[15]
+	mi := &file_patient_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1464,7 @@ func (x *Visit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Visit.ProtoReflect.Descriptor instead.
 func (*Visit) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{15}
+	return file_patient_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Visit) GetId() string {
@@ -1366,7 +1542,7 @@ type RecordVisitRequest struct {
 
 func (x *RecordVisitRequest) Reset() {
 	*x = RecordVisitRequest{}
-	mi := &file_patient_proto_msgTypes[16]
+	mi := &file_patient_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1554,7 @@ func (x *RecordVisitRequest) String() string {
 func (*RecordVisitRequest) ProtoMessage() {}
 
 func (x *RecordVisitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[16]
+	mi := &file_patient_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1567,7 @@ func (x *RecordVisitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordVisitRequest.ProtoReflect.Descriptor instead.
 func (*RecordVisitRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{16}
+	return file_patient_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RecordVisitRequest) GetCaller() *Caller {
@@ -1425,7 +1601,7 @@ type VisitReply struct {
 
 func (x *VisitReply) Reset() {
 	*x = VisitReply{}
-	mi := &file_patient_proto_msgTypes[17]
+	mi := &file_patient_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1613,7 @@ func (x *VisitReply) String() string {
 func (*VisitReply) ProtoMessage() {}
 
 func (x *VisitReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[17]
+	mi := &file_patient_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1626,7 @@ func (x *VisitReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitReply.ProtoReflect.Descriptor instead.
 func (*VisitReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{17}
+	return file_patient_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VisitReply) GetVisit() *Visit {
@@ -1478,7 +1654,7 @@ type VisitsRequest struct {
 
 func (x *VisitsRequest) Reset() {
 	*x = VisitsRequest{}
-	mi := &file_patient_proto_msgTypes[18]
+	mi := &file_patient_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1666,7 @@ func (x *VisitsRequest) String() string {
 func (*VisitsRequest) ProtoMessage() {}
 
 func (x *VisitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[18]
+	mi := &file_patient_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1679,7 @@ func (x *VisitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitsRequest.ProtoReflect.Descriptor instead.
 func (*VisitsRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{18}
+	return file_patient_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VisitsRequest) GetCaller() *Caller {
@@ -1538,7 +1714,7 @@ type VisitsReply struct {
 
 func (x *VisitsReply) Reset() {
 	*x = VisitsReply{}
-	mi := &file_patient_proto_msgTypes[19]
+	mi := &file_patient_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1726,7 @@ func (x *VisitsReply) String() string {
 func (*VisitsReply) ProtoMessage() {}
 
 func (x *VisitsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[19]
+	mi := &file_patient_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1739,7 @@ func (x *VisitsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitsReply.ProtoReflect.Descriptor instead.
 func (*VisitsReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{19}
+	return file_patient_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VisitsReply) GetVisits() []*Visit {
@@ -1601,7 +1777,7 @@ type Vaccination struct {
 
 func (x *Vaccination) Reset() {
 	*x = Vaccination{}
-	mi := &file_patient_proto_msgTypes[20]
+	mi := &file_patient_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1789,7 @@ func (x *Vaccination) String() string {
 func (*Vaccination) ProtoMessage() {}
 
 func (x *Vaccination) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[20]
+	mi := &file_patient_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1802,7 @@ func (x *Vaccination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vaccination.ProtoReflect.Descriptor instead.
 func (*Vaccination) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{20}
+	return file_patient_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Vaccination) GetId() string {
@@ -1704,7 +1880,7 @@ type RecordVaccinationRequest struct {
 
 func (x *RecordVaccinationRequest) Reset() {
 	*x = RecordVaccinationRequest{}
-	mi := &file_patient_proto_msgTypes[21]
+	mi := &file_patient_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1892,7 @@ func (x *RecordVaccinationRequest) String() string {
 func (*RecordVaccinationRequest) ProtoMessage() {}
 
 func (x *RecordVaccinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[21]
+	mi := &file_patient_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1905,7 @@ func (x *RecordVaccinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordVaccinationRequest.ProtoReflect.Descriptor instead.
 func (*RecordVaccinationRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{21}
+	return file_patient_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecordVaccinationRequest) GetCaller() *Caller {
@@ -1763,7 +1939,7 @@ type VaccinationReply struct {
 
 func (x *VaccinationReply) Reset() {
 	*x = VaccinationReply{}
-	mi := &file_patient_proto_msgTypes[22]
+	mi := &file_patient_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1951,7 @@ func (x *VaccinationReply) String() string {
 func (*VaccinationReply) ProtoMessage() {}
 
 func (x *VaccinationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[22]
+	mi := &file_patient_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1964,7 @@ func (x *VaccinationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaccinationReply.ProtoReflect.Descriptor instead.
 func (*VaccinationReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{22}
+	return file_patient_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VaccinationReply) GetVaccination() *Vaccination {
@@ -1816,7 +1992,7 @@ type VaccinationsRequest struct {
 
 func (x *VaccinationsRequest) Reset() {
 	*x = VaccinationsRequest{}
-	mi := &file_patient_proto_msgTypes[23]
+	mi := &file_patient_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2004,7 @@ func (x *VaccinationsRequest) String() string {
 func (*VaccinationsRequest) ProtoMessage() {}
 
 func (x *VaccinationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[23]
+	mi := &file_patient_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2017,7 @@ func (x *VaccinationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaccinationsRequest.ProtoReflect.Descriptor instead.
 func (*VaccinationsRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{23}
+	return file_patient_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VaccinationsRequest) GetCaller() *Caller {
@@ -1876,7 +2052,7 @@ type VaccinationsReply struct {
 
 func (x *VaccinationsReply) Reset() {
 	*x = VaccinationsReply{}
-	mi := &file_patient_proto_msgTypes[24]
+	mi := &file_patient_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +2064,7 @@ func (x *VaccinationsReply) String() string {
 func (*VaccinationsReply) ProtoMessage() {}
 
 func (x *VaccinationsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[24]
+	mi := &file_patient_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +2077,7 @@ func (x *VaccinationsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaccinationsReply.ProtoReflect.Descriptor instead.
 func (*VaccinationsReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{24}
+	return file_patient_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VaccinationsReply) GetVaccinations() []*Vaccination {
@@ -1933,7 +2109,7 @@ type ClinicalChange struct {
 
 func (x *ClinicalChange) Reset() {
 	*x = ClinicalChange{}
-	mi := &file_patient_proto_msgTypes[25]
+	mi := &file_patient_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2121,7 @@ func (x *ClinicalChange) String() string {
 func (*ClinicalChange) ProtoMessage() {}
 
 func (x *ClinicalChange) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[25]
+	mi := &file_patient_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2134,7 @@ func (x *ClinicalChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicalChange.ProtoReflect.Descriptor instead.
 func (*ClinicalChange) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{25}
+	return file_patient_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClinicalChange) GetVersion() int64 {
@@ -2007,7 +2183,7 @@ type ClinicalHistoryRequest struct {
 
 func (x *ClinicalHistoryRequest) Reset() {
 	*x = ClinicalHistoryRequest{}
-	mi := &file_patient_proto_msgTypes[26]
+	mi := &file_patient_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2195,7 @@ func (x *ClinicalHistoryRequest) String() string {
 func (*ClinicalHistoryRequest) ProtoMessage() {}
 
 func (x *ClinicalHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[26]
+	mi := &file_patient_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2208,7 @@ func (x *ClinicalHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicalHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ClinicalHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{26}
+	return file_patient_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ClinicalHistoryRequest) GetCaller() *Caller {
@@ -2067,7 +2243,7 @@ type ClinicalHistoryReply struct {
 
 func (x *ClinicalHistoryReply) Reset() {
 	*x = ClinicalHistoryReply{}
-	mi := &file_patient_proto_msgTypes[27]
+	mi := &file_patient_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2255,7 @@ func (x *ClinicalHistoryReply) String() string {
 func (*ClinicalHistoryReply) ProtoMessage() {}
 
 func (x *ClinicalHistoryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[27]
+	mi := &file_patient_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2268,7 @@ func (x *ClinicalHistoryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicalHistoryReply.ProtoReflect.Descriptor instead.
 func (*ClinicalHistoryReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{27}
+	return file_patient_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClinicalHistoryReply) GetChanges() []*ClinicalChange {
@@ -2130,7 +2306,7 @@ type TimelineEntry struct {
 
 func (x *TimelineEntry) Reset() {
 	*x = TimelineEntry{}
-	mi := &file_patient_proto_msgTypes[28]
+	mi := &file_patient_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2318,7 @@ func (x *TimelineEntry) String() string {
 func (*TimelineEntry) ProtoMessage() {}
 
 func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[28]
+	mi := &file_patient_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2331,7 @@ func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
 func (*TimelineEntry) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{28}
+	return file_patient_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TimelineEntry) GetKind() string {
@@ -2211,7 +2387,7 @@ type TimelineRequest struct {
 
 func (x *TimelineRequest) Reset() {
 	*x = TimelineRequest{}
-	mi := &file_patient_proto_msgTypes[29]
+	mi := &file_patient_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2399,7 @@ func (x *TimelineRequest) String() string {
 func (*TimelineRequest) ProtoMessage() {}
 
 func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[29]
+	mi := &file_patient_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2412,7 @@ func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineRequest.ProtoReflect.Descriptor instead.
 func (*TimelineRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{29}
+	return file_patient_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TimelineRequest) GetCaller() *Caller {
@@ -2271,7 +2447,7 @@ type TimelineReply struct {
 
 func (x *TimelineReply) Reset() {
 	*x = TimelineReply{}
-	mi := &file_patient_proto_msgTypes[30]
+	mi := &file_patient_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2459,7 @@ func (x *TimelineReply) String() string {
 func (*TimelineReply) ProtoMessage() {}
 
 func (x *TimelineReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[30]
+	mi := &file_patient_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2472,7 @@ func (x *TimelineReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineReply.ProtoReflect.Descriptor instead.
 func (*TimelineReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{30}
+	return file_patient_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TimelineReply) GetEntries() []*TimelineEntry {
@@ -2334,7 +2510,7 @@ type Document struct {
 
 func (x *Document) Reset() {
 	*x = Document{}
-	mi := &file_patient_proto_msgTypes[31]
+	mi := &file_patient_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2522,7 @@ func (x *Document) String() string {
 func (*Document) ProtoMessage() {}
 
 func (x *Document) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[31]
+	mi := &file_patient_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2535,7 @@ func (x *Document) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Document.ProtoReflect.Descriptor instead.
 func (*Document) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{31}
+	return file_patient_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Document) GetId() string {
@@ -2432,7 +2608,7 @@ type RecordDocumentRequest struct {
 
 func (x *RecordDocumentRequest) Reset() {
 	*x = RecordDocumentRequest{}
-	mi := &file_patient_proto_msgTypes[32]
+	mi := &file_patient_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2620,7 @@ func (x *RecordDocumentRequest) String() string {
 func (*RecordDocumentRequest) ProtoMessage() {}
 
 func (x *RecordDocumentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[32]
+	mi := &file_patient_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2633,7 @@ func (x *RecordDocumentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDocumentRequest.ProtoReflect.Descriptor instead.
 func (*RecordDocumentRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{32}
+	return file_patient_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RecordDocumentRequest) GetCaller() *Caller {
@@ -2497,7 +2673,7 @@ type DocumentReply struct {
 
 func (x *DocumentReply) Reset() {
 	*x = DocumentReply{}
-	mi := &file_patient_proto_msgTypes[33]
+	mi := &file_patient_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2685,7 @@ func (x *DocumentReply) String() string {
 func (*DocumentReply) ProtoMessage() {}
 
 func (x *DocumentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[33]
+	mi := &file_patient_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2698,7 @@ func (x *DocumentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DocumentReply.ProtoReflect.Descriptor instead.
 func (*DocumentReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{33}
+	return file_patient_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DocumentReply) GetDocument() *Document {
@@ -2543,7 +2719,7 @@ type DocumentsRequest struct {
 
 func (x *DocumentsRequest) Reset() {
 	*x = DocumentsRequest{}
-	mi := &file_patient_proto_msgTypes[34]
+	mi := &file_patient_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2731,7 @@ func (x *DocumentsRequest) String() string {
 func (*DocumentsRequest) ProtoMessage() {}
 
 func (x *DocumentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[34]
+	mi := &file_patient_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2744,7 @@ func (x *DocumentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DocumentsRequest.ProtoReflect.Descriptor instead.
 func (*DocumentsRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{34}
+	return file_patient_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DocumentsRequest) GetCaller() *Caller {
@@ -2603,7 +2779,7 @@ type DocumentsReply struct {
 
 func (x *DocumentsReply) Reset() {
 	*x = DocumentsReply{}
-	mi := &file_patient_proto_msgTypes[35]
+	mi := &file_patient_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2791,7 @@ func (x *DocumentsReply) String() string {
 func (*DocumentsReply) ProtoMessage() {}
 
 func (x *DocumentsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[35]
+	mi := &file_patient_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2804,7 @@ func (x *DocumentsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DocumentsReply.ProtoReflect.Descriptor instead.
 func (*DocumentsReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{35}
+	return file_patient_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DocumentsReply) GetDocuments() []*Document {
@@ -2655,7 +2831,7 @@ type OpenDocumentRequest struct {
 
 func (x *OpenDocumentRequest) Reset() {
 	*x = OpenDocumentRequest{}
-	mi := &file_patient_proto_msgTypes[36]
+	mi := &file_patient_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2843,7 @@ func (x *OpenDocumentRequest) String() string {
 func (*OpenDocumentRequest) ProtoMessage() {}
 
 func (x *OpenDocumentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[36]
+	mi := &file_patient_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2856,7 @@ func (x *OpenDocumentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDocumentRequest.ProtoReflect.Descriptor instead.
 func (*OpenDocumentRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{36}
+	return file_patient_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *OpenDocumentRequest) GetCaller() *Caller {
@@ -2709,7 +2885,7 @@ type OpenDocumentReply struct {
 
 func (x *OpenDocumentReply) Reset() {
 	*x = OpenDocumentReply{}
-	mi := &file_patient_proto_msgTypes[37]
+	mi := &file_patient_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2897,7 @@ func (x *OpenDocumentReply) String() string {
 func (*OpenDocumentReply) ProtoMessage() {}
 
 func (x *OpenDocumentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[37]
+	mi := &file_patient_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2910,7 @@ func (x *OpenDocumentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDocumentReply.ProtoReflect.Descriptor instead.
 func (*OpenDocumentReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{37}
+	return file_patient_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *OpenDocumentReply) GetDocument() *Document {
@@ -2833,7 +3009,18 @@ const file_patient_proto_rawDesc = "" +
 	"\tdoctor_id\x18\x02 \x01(\tR\bdoctorId\x12\x16\n" +
 	"\x06remove\x18\x03 \x01(\bR\x06remove\"F\n" +
 	"\rCareTeamReply\x125\n" +
-	"\amembers\x18\x01 \x03(\v2\x1b.caregrid.v1.CareTeamMemberR\amembers\"\x8f\x01\n" +
+	"\amembers\x18\x01 \x03(\v2\x1b.caregrid.v1.CareTeamMemberR\amembers\"\x96\x02\n" +
+	"\vAccessGrant\x12\x1b\n" +
+	"\tdoctor_id\x18\x01 \x01(\tR\bdoctorId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12%\n" +
+	"\x0eappointment_id\x18\x05 \x01(\tR\rappointmentId\x12G\n" +
+	"\x11appointment_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x10appointmentStart\"B\n" +
+	"\x13AccessGrantsRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"E\n" +
+	"\x11AccessGrantsReply\x120\n" +
+	"\x06grants\x18\x01 \x03(\v2\x18.caregrid.v1.AccessGrantR\x06grants\"\x8f\x01\n" +
 	"\tDiagnosis\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x12\n" +
@@ -3004,7 +3191,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                         // 0: caregrid.v1.Sex
 	(BloodType)(0),                   // 1: caregrid.v1.BloodType
@@ -3024,97 +3211,105 @@ var file_patient_proto_goTypes = []any{
 	(*CareTeamRequest)(nil),          // 15: caregrid.v1.CareTeamRequest
 	(*ChangeCareTeamRequest)(nil),    // 16: caregrid.v1.ChangeCareTeamRequest
 	(*CareTeamReply)(nil),            // 17: caregrid.v1.CareTeamReply
-	(*Diagnosis)(nil),                // 18: caregrid.v1.Diagnosis
-	(*Visit)(nil),                    // 19: caregrid.v1.Visit
-	(*RecordVisitRequest)(nil),       // 20: caregrid.v1.RecordVisitRequest
-	(*VisitReply)(nil),               // 21: caregrid.v1.VisitReply
-	(*VisitsRequest)(nil),            // 22: caregrid.v1.VisitsRequest
-	(*VisitsReply)(nil),              // 23: caregrid.v1.VisitsReply
-	(*Vaccination)(nil),              // 24: caregrid.v1.Vaccination
-	(*RecordVaccinationRequest)(nil), // 25: caregrid.v1.RecordVaccinationRequest
-	(*VaccinationReply)(nil),         // 26: caregrid.v1.VaccinationReply
-	(*VaccinationsRequest)(nil),      // 27: caregrid.v1.VaccinationsRequest
-	(*VaccinationsReply)(nil),        // 28: caregrid.v1.VaccinationsReply
-	(*ClinicalChange)(nil),           // 29: caregrid.v1.ClinicalChange
-	(*ClinicalHistoryRequest)(nil),   // 30: caregrid.v1.ClinicalHistoryRequest
-	(*ClinicalHistoryReply)(nil),     // 31: caregrid.v1.ClinicalHistoryReply
-	(*TimelineEntry)(nil),            // 32: caregrid.v1.TimelineEntry
-	(*TimelineRequest)(nil),          // 33: caregrid.v1.TimelineRequest
-	(*TimelineReply)(nil),            // 34: caregrid.v1.TimelineReply
-	(*Document)(nil),                 // 35: caregrid.v1.Document
-	(*RecordDocumentRequest)(nil),    // 36: caregrid.v1.RecordDocumentRequest
-	(*DocumentReply)(nil),            // 37: caregrid.v1.DocumentReply
-	(*DocumentsRequest)(nil),         // 38: caregrid.v1.DocumentsRequest
-	(*DocumentsReply)(nil),           // 39: caregrid.v1.DocumentsReply
-	(*OpenDocumentRequest)(nil),      // 40: caregrid.v1.OpenDocumentRequest
-	(*OpenDocumentReply)(nil),        // 41: caregrid.v1.OpenDocumentReply
-	(*timestamppb.Timestamp)(nil),    // 42: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 43: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 44: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 45: caregrid.v1.AuditEvent
+	(*AccessGrant)(nil),              // 18: caregrid.v1.AccessGrant
+	(*AccessGrantsRequest)(nil),      // 19: caregrid.v1.AccessGrantsRequest
+	(*AccessGrantsReply)(nil),        // 20: caregrid.v1.AccessGrantsReply
+	(*Diagnosis)(nil),                // 21: caregrid.v1.Diagnosis
+	(*Visit)(nil),                    // 22: caregrid.v1.Visit
+	(*RecordVisitRequest)(nil),       // 23: caregrid.v1.RecordVisitRequest
+	(*VisitReply)(nil),               // 24: caregrid.v1.VisitReply
+	(*VisitsRequest)(nil),            // 25: caregrid.v1.VisitsRequest
+	(*VisitsReply)(nil),              // 26: caregrid.v1.VisitsReply
+	(*Vaccination)(nil),              // 27: caregrid.v1.Vaccination
+	(*RecordVaccinationRequest)(nil), // 28: caregrid.v1.RecordVaccinationRequest
+	(*VaccinationReply)(nil),         // 29: caregrid.v1.VaccinationReply
+	(*VaccinationsRequest)(nil),      // 30: caregrid.v1.VaccinationsRequest
+	(*VaccinationsReply)(nil),        // 31: caregrid.v1.VaccinationsReply
+	(*ClinicalChange)(nil),           // 32: caregrid.v1.ClinicalChange
+	(*ClinicalHistoryRequest)(nil),   // 33: caregrid.v1.ClinicalHistoryRequest
+	(*ClinicalHistoryReply)(nil),     // 34: caregrid.v1.ClinicalHistoryReply
+	(*TimelineEntry)(nil),            // 35: caregrid.v1.TimelineEntry
+	(*TimelineRequest)(nil),          // 36: caregrid.v1.TimelineRequest
+	(*TimelineReply)(nil),            // 37: caregrid.v1.TimelineReply
+	(*Document)(nil),                 // 38: caregrid.v1.Document
+	(*RecordDocumentRequest)(nil),    // 39: caregrid.v1.RecordDocumentRequest
+	(*DocumentReply)(nil),            // 40: caregrid.v1.DocumentReply
+	(*DocumentsRequest)(nil),         // 41: caregrid.v1.DocumentsRequest
+	(*DocumentsReply)(nil),           // 42: caregrid.v1.DocumentsReply
+	(*OpenDocumentRequest)(nil),      // 43: caregrid.v1.OpenDocumentRequest
+	(*OpenDocumentReply)(nil),        // 44: caregrid.v1.OpenDocumentReply
+	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 46: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 47: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 48: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	42, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	42, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	43, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	45, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	45, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	46, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	43, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	43, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	46, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	46, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	44, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	47, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	43, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	42, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
-	42, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
-	45, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	43, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	46, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	45, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
+	45, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
+	48, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	46, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	43, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	46, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 20: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	42, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	43, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	43, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	45, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	46, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	46, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 24: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
-	3,  // 25: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	42, // 26: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
-	18, // 27: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	42, // 28: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	43, // 29: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
-	19, // 30: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
-	19, // 31: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	43, // 32: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
-	19, // 33: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	42, // 34: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	43, // 35: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
-	24, // 36: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
-	24, // 37: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	43, // 38: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
-	24, // 39: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	42, // 40: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
-	1,  // 41: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
-	4,  // 42: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	43, // 43: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
-	29, // 44: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	42, // 45: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	43, // 46: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
-	32, // 47: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
-	42, // 48: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
-	43, // 49: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 50: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
-	35, // 51: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
-	43, // 52: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 53: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
-	43, // 54: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 55: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	45, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
+	45, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
+	45, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
+	46, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
+	18, // 29: caregrid.v1.AccessGrantsReply.grants:type_name -> caregrid.v1.AccessGrant
+	3,  // 30: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
+	45, // 31: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 32: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
+	45, // 33: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	46, // 34: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	22, // 35: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
+	22, // 36: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
+	46, // 37: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	22, // 38: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
+	45, // 39: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	46, // 40: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	27, // 41: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
+	27, // 42: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
+	46, // 43: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	27, // 44: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
+	45, // 45: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 46: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
+	4,  // 47: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
+	46, // 48: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 49: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
+	45, // 50: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	46, // 51: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	35, // 52: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
+	45, // 53: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
+	46, // 54: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	38, // 55: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
+	38, // 56: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
+	46, // 57: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
+	38, // 58: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
+	46, // 59: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	38, // 60: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -3130,7 +3325,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   38,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -70,6 +70,7 @@ type Patient interface {
 	Appointments(req *PatientAppointmentsRequest, ctx cluster.GrainContext) (*AppointmentsReply, error)
 	CareTeam(req *CareTeamRequest, ctx cluster.GrainContext) (*CareTeamReply, error)
 	ChangeCareTeam(req *ChangeCareTeamRequest, ctx cluster.GrainContext) (*CareTeamReply, error)
+	AccessGrants(req *AccessGrantsRequest, ctx cluster.GrainContext) (*AccessGrantsReply, error)
 	RecordVisit(req *RecordVisitRequest, ctx cluster.GrainContext) (*VisitReply, error)
 	Visits(req *VisitsRequest, ctx cluster.GrainContext) (*VisitsReply, error)
 	RecordVaccination(req *RecordVaccinationRequest, ctx cluster.GrainContext) (*VaccinationReply, error)
@@ -332,6 +333,33 @@ func (g *PatientGrainClient) ChangeCareTeam(r *ChangeCareTeamRequest, opts ...cl
 	}
 }
 
+// AccessGrants requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) AccessGrants(r *AccessGrantsRequest, opts ...cluster.GrainCallOption) (*AccessGrantsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "AccessGrants"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 9, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *AccessGrantsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // RecordVisit requests the execution on to the cluster with CallOptions
 func (g *PatientGrainClient) RecordVisit(r *RecordVisitRequest, opts ...cluster.GrainCallOption) (*VisitReply, error) {
 	if g.cluster.Config.RequestLog {
@@ -341,7 +369,7 @@ func (g *PatientGrainClient) RecordVisit(r *RecordVisitRequest, opts ...cluster.
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 9, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 10, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -368,7 +396,7 @@ func (g *PatientGrainClient) Visits(r *VisitsRequest, opts ...cluster.GrainCallO
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 10, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 11, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -395,7 +423,7 @@ func (g *PatientGrainClient) RecordVaccination(r *RecordVaccinationRequest, opts
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 11, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 12, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -422,7 +450,7 @@ func (g *PatientGrainClient) Vaccinations(r *VaccinationsRequest, opts ...cluste
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 12, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -449,7 +477,7 @@ func (g *PatientGrainClient) ClinicalHistory(r *ClinicalHistoryRequest, opts ...
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -476,7 +504,7 @@ func (g *PatientGrainClient) Timeline(r *TimelineRequest, opts ...cluster.GrainC
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 15, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -503,7 +531,7 @@ func (g *PatientGrainClient) AdmitPrescription(r *AdmitPrescriptionRequest, opts
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 15, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 16, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -530,7 +558,7 @@ func (g *PatientGrainClient) Prescriptions(r *PrescriptionsRequest, opts ...clus
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 16, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 17, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -557,7 +585,7 @@ func (g *PatientGrainClient) RecordDocument(r *RecordDocumentRequest, opts ...cl
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 17, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 18, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -584,7 +612,7 @@ func (g *PatientGrainClient) Documents(r *DocumentsRequest, opts ...cluster.Grai
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 18, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 19, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -611,7 +639,7 @@ func (g *PatientGrainClient) OpenDocument(r *OpenDocumentRequest, opts ...cluste
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 19, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 20, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -838,6 +866,26 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 			ctx.Respond(r0)
 		case 9:
+			req := &AccessGrantsRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] AccessGrants(AccessGrantsRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.AccessGrants(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 10:
 			req := &RecordVisitRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -857,7 +905,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 10:
+		case 11:
 			req := &VisitsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -877,7 +925,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 11:
+		case 12:
 			req := &RecordVaccinationRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -897,7 +945,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 12:
+		case 13:
 			req := &VaccinationsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -917,7 +965,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 13:
+		case 14:
 			req := &ClinicalHistoryRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -937,7 +985,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 14:
+		case 15:
 			req := &TimelineRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -957,7 +1005,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 15:
+		case 16:
 			req := &AdmitPrescriptionRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -977,7 +1025,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 16:
+		case 17:
 			req := &PrescriptionsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -997,7 +1045,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 17:
+		case 18:
 			req := &RecordDocumentRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1017,7 +1065,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 18:
+		case 19:
 			req := &DocumentsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1037,7 +1085,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 19:
+		case 20:
 			req := &OpenDocumentRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {

@@ -574,10 +574,7 @@ func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string, now 
 	)
 	err := db.Pool.QueryRow(ctx, `SELECT
 			EXISTS (SELECT 1 FROM care_team WHERE patient_id = $1 AND doctor_id = $2),
-			(SELECT max(start_at) FROM appointments WHERE patient_id = $1 AND doctor_id = $2
-				AND status IN ('booked', 'checked_in', 'completed')
-				AND (booked_by <> $2::TEXT OR (checked_in_by <> '' AND checked_in_by <> $2::TEXT))
-				AND start_at >= $3::TIMESTAMPTZ - $5::INTERVAL AND start_at <= $3::TIMESTAMPTZ + $4::INTERVAL)`,
+			(SELECT max(start_at) FROM appointments a WHERE a.patient_id = $1 AND a.doctor_id = $2 AND `+grantingAppointment("$3", "$4", "$5")+`)`,
 		patientID, doctorID, now, w.Before, w.After).Scan(&team, &until)
 	switch {
 	case err != nil:
@@ -588,6 +585,57 @@ func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string, now 
 		return until.Time.Add(w.After), nil
 	}
 	return time.Time{}, nil
+}
+
+// grantingAppointment is the condition under which an appointment a lets
+// its doctor read its patient's record at the instant now: from before
+// its start to after it (SQL parameters: an instant and two intervals).
+// DoctorTreats and AccessGrants share it, so that what a patient is shown
+// is what is enforced.
+func grantingAppointment(now, before, after string) string {
+	return `a.status IN ('booked', 'checked_in', 'completed')
+	AND (a.booked_by <> a.doctor_id::TEXT OR (a.checked_in_by <> '' AND a.checked_in_by <> a.doctor_id::TEXT))
+	AND a.start_at >= ` + now + `::TIMESTAMPTZ - ` + after + `::INTERVAL AND a.start_at <= ` + now + `::TIMESTAMPTZ + ` + before + `::INTERVAL`
+}
+
+// Grant is one reason a doctor may read a patient's record now.
+type Grant struct {
+	DoctorID string
+	// Reason is "care-team" (Since is when the doctor was added; no end) or
+	// "appointment" (the latest appointment that grants it, AppointmentID
+	// starting at AppointmentStart; Until is when the grant lapses).
+	Reason           string
+	Since, Until     time.Time
+	AppointmentID    string
+	AppointmentStart time.Time
+}
+
+// AccessGrants lists every doctor who may read a patient's record at now
+// and why, by the rules of DoctorTreats: the care team, and for each other
+// doctor their latest granting appointment within the window.
+func (db *DB) AccessGrants(ctx context.Context, patientID string, now time.Time, w CareWindow) ([]Grant, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT doctor_id::TEXT, 'care-team', added_at, NULL::TIMESTAMPTZ, '', NULL::TIMESTAMPTZ
+			FROM care_team WHERE patient_id = $1
+		UNION ALL
+		(SELECT DISTINCT ON (a.doctor_id) a.doctor_id::TEXT, 'appointment', a.created_at, a.start_at + $4::INTERVAL, a.id::TEXT, a.start_at
+			FROM appointments a WHERE a.patient_id = $1
+			AND NOT EXISTS (SELECT 1 FROM care_team t WHERE t.patient_id = $1 AND t.doctor_id = a.doctor_id)
+			AND `+grantingAppointment("$2", "$3", "$4")+`
+			ORDER BY a.doctor_id, a.start_at DESC)
+		ORDER BY 1`, patientID, now, w.Before, w.After)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Grant, error) {
+		var (
+			g            Grant
+			until, start pgtype.Timestamptz
+		)
+		err := r.Scan(&g.DoctorID, &g.Reason, &g.Since, &until, &g.AppointmentID, &start)
+		g.Until, g.AppointmentStart = until.Time, start.Time
+		return g, err
+	})
+	return out, classify(err)
 }
 
 // DayQuery is one page of a day's appointments at a clinic or of a

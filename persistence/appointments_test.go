@@ -295,5 +295,14 @@ func TestWhatLetsADoctorReadARecord(t *testing.T) {
 		if tt.grants && !until.Equal(a.Record.Start.AsTime().Add(w.After)) {
 			t.Errorf("%s: until %v, want the start + %v", tt.name, until, w.After)
 		}
+		// What the patient is shown is what is enforced.
+		grants, err := db.AccessGrants(ctx, a.Record.PatientId, now, w)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if shown := len(grants) == 1 && grants[0].DoctorID == doctor && grants[0].Reason == "appointment" &&
+			grants[0].AppointmentID == a.Record.Id && grants[0].Until.Equal(until); shown != tt.grants || len(grants) > 1 {
+			t.Errorf("%s: access grants %+v, want the doctor listed: %v", tt.name, grants, tt.grants)
+		}
 	}
 }

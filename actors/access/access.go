@@ -224,6 +224,16 @@ func ReadAgenda(c *messages.Caller, doctorID string) (AgendaView, Decision) {
 	return AgendaDenied, deny("patients do not read doctors' agendas")
 }
 
+// ReadAccessGrants: the patient themself sees who may read their record
+// and why; receptionists and admins on their behalf (audited, as any
+// read). Doctors do not: who else treats a patient is not theirs to list.
+func ReadAccessGrants(c *messages.Caller, patientID string) Decision {
+	if isSelf(c, patientID) || c.GetRole() == messages.Role_ROLE_RECEPTIONIST || c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only the patient, receptionists and admins see who may read a record")
+}
+
 // ManageAccounts: admins create, lock, unlock and reset accounts.
 func ManageAccounts(c *messages.Caller) Decision {
 	if c.GetRole() == messages.Role_ROLE_ADMIN {

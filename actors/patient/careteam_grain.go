@@ -83,3 +83,40 @@ func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller,
 	}
 	return reply, nil
 }
+
+// AccessGrants lists every doctor who may read the record now and why:
+// the patient themself, receptionists and admins (audited).
+func (g *Grain) AccessGrants(req *messages.AccessGrantsRequest, ctx actorcluster.GrainContext) (*messages.AccessGrantsReply, error) {
+	c := req.GetCaller()
+	const action = "read-access-grants"
+	if d := access.ReadAccessGrants(c, g.id); !d.Allowed {
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
+	}
+	if err := g.load(); err != nil {
+		return nil, g.storeError(ctx, "load", err)
+	}
+	if g.rec == nil {
+		return nil, g.notFound(ctx, c, action)
+	}
+	sctx, cancel := g.storeCtx()
+	defer cancel()
+	grants, err := g.deps.DB.AccessGrants(sctx, g.id, g.deps.Now(), g.deps.CareWindow)
+	if err != nil {
+		return nil, g.storeError(ctx, "access grants", err)
+	}
+	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		return nil, err
+	}
+	reply := &messages.AccessGrantsReply{}
+	for _, gr := range grants {
+		out := &messages.AccessGrant{DoctorId: gr.DoctorID, Reason: gr.Reason, Since: timestamppb.New(gr.Since), AppointmentId: gr.AppointmentID}
+		if !gr.Until.IsZero() {
+			out.Until = timestamppb.New(gr.Until)
+		}
+		if !gr.AppointmentStart.IsZero() {
+			out.AppointmentStart = timestamppb.New(gr.AppointmentStart)
+		}
+		reply.Grants = append(reply.Grants, out)
+	}
+	return reply, nil
+}

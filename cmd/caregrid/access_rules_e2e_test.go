@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
 )
 
 // TestADoctorCannotGrantHimselfAccess: booking (and checking in) an
@@ -104,4 +107,77 @@ func bookedPatient(t *testing.T, s *testServer, days int) (patient, doctor, appo
 	r = s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doctor, "patient_id": patient, "start": rfc(localDay(t, days))})
 	expect(t, "book", r, 201)
 	return patient, doctor, r.json(t)["id"].(string)
+}
+
+// TestWhoMayReadMyRecord: the patient (and the desk on their behalf) sees
+// every doctor who may read the record now, why and until when, by the
+// rules that are enforced: a desk-booked appointment's doctor until 90
+// days after it, a care-team member without end, and not a doctor who
+// booked himself. Doctors do not see the list, and the read is audited.
+func TestWhoMayReadMyRecord(t *testing.T) {
+	s := startTestServer(t)
+	patient, booked, appointment := bookedPatient(t, s, 2)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	admin := s.token(messages.Role_ROLE_ADMIN, "admin-1")
+	newDoctor := func(family string) string {
+		t.Helper()
+		r := s.do("GET", "/v1/doctors/"+booked, admin, nil)
+		expect(t, "doctor", r, 200)
+		r = s.do("POST", "/v1/doctors", admin, map[string]any{"given_name": "Vlad", "family_name": family, "specialty": "Neurology",
+			"clinic_id": r.json(t)["clinic_id"], "time_zone": "Europe/Chisinau"})
+		expect(t, "create doctor", r, 201)
+		id := r.json(t)["id"].(string)
+		workEveryDay(t, s, id)
+		return id
+	}
+	team := newDoctor("Echipa")
+	expect(t, "care team", s.do("PUT", "/v1/patients/"+patient+"/care-team/"+team, desk, nil), 200)
+	self := newDoctor("Singur")
+	expect(t, "self-booking", s.do("POST", "/v1/appointments", s.token(messages.Role_ROLE_DOCTOR, self),
+		map[string]any{"doctor_id": self, "patient_id": patient, "start": rfc(localDay(t, 3))}), 201)
+
+	type grant struct{ DoctorID, DoctorName, Reason, Since, Until, AppointmentID, AppointmentStart string }
+	read := func(token string) (int, []grant) {
+		r := s.do("GET", "/v1/patients/"+patient+"/access-grants", token, nil)
+		var out struct{ Grants []grant }
+		if r.status == 200 {
+			if err := json.Unmarshal(snake(r.body), &out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return r.status, out.Grants
+	}
+	status, grants := read(s.token(messages.Role_ROLE_PATIENT, patient))
+	if status != 200 || len(grants) != 2 {
+		t.Fatalf("the patient's view: %d %+v, want the booked doctor and the care team", status, grants)
+	}
+	byDoctor := map[string]grant{}
+	for _, g := range grants {
+		byDoctor[g.DoctorID] = g
+	}
+	start := localDay(t, 2).UTC()
+	if g := byDoctor[booked]; g.Reason != "appointment" || g.AppointmentID != appointment || g.AppointmentStart != rfc(start) ||
+		g.Until != rfc(start.Add(persistence.DefaultCareWindow.After)) || g.DoctorName == "" {
+		t.Errorf("the booked doctor's grant %+v, want the appointment, lapsing %v after it", g, persistence.DefaultCareWindow.After)
+	}
+	if g := byDoctor[team]; g.Reason != "care-team" || g.Until != "" || g.DoctorName != "Vlad Echipa" {
+		t.Errorf("the care team's grant %+v, want no end", g)
+	}
+	if _, listed := byDoctor[self]; listed {
+		t.Error("a doctor who booked himself is listed")
+	}
+	if status, _ := read(desk); status != 200 {
+		t.Errorf("the desk: %d, want 200", status)
+	}
+	for who, token := range map[string]string{"the booked doctor": s.token(messages.Role_ROLE_DOCTOR, booked),
+		"another patient": s.token(messages.Role_ROLE_PATIENT, "33333333-3333-4333-8333-333333333333")} {
+		if status, _ := read(token); status != 403 {
+			t.Errorf("%s: %d, want 403", who, status)
+		}
+	}
+	r := s.do("GET", "/v1/patients/"+patient+"/access-log", s.token(messages.Role_ROLE_PATIENT, patient), nil)
+	expect(t, "access log", r, 200)
+	if !strings.Contains(string(r.body), `"action":"read-access-grants"`) || !strings.Contains(string(r.body), `"outcome":"denied"`) {
+		t.Fatalf("the reads of the grants, allowed and refused, are not in the access log: %s", r.body)
+	}
 }

@@ -64,6 +64,7 @@ var matrix = map[string][5]cell{
 	"POST /v1/prescriptions/{id}/dispense":        {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"POST /v1/prescriptions/{id}/cancel":          {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/care-team":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"GET /v1/patients/{id}/access-grants":         {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 
