@@ -70,6 +70,9 @@ func (s *Server) searchPatients(c *fiber.Ctx) error {
 	if q.Offset, err = searchCursor(c.Query("cursor")); err != nil {
 		return err
 	}
+	if caller.GetRole() == messages.Role_ROLE_DOCTOR && isUUID(caller.GetSubject()) {
+		q.Blocked = normalUUID(caller.GetSubject()) // a patient who blocked the doctor is not found by him
+	}
 	if s.cfg.Search == nil || s.cfg.Audit == nil || s.cfg.Cluster == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Search unavailable", "this node has no patient search")
 	}

@@ -1340,6 +1340,320 @@ func (x *AccessGrantsReply) GetGrants() []*AccessGrant {
 	return nil
 }
 
+// Restriction is one of a patient's choices about who may read the record:
+// kind "block-doctor" (target a doctor id) or "block-clinic" (a clinic id).
+// It holds until lifted; lifted ones stay as the history.
+type Restriction struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	TargetId      string                 `protobuf:"bytes,3,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,5,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	LiftedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=lifted_at,json=liftedAt,proto3" json:"lifted_at,omitempty"`
+	LiftedBy      string                 `protobuf:"bytes,7,opt,name=lifted_by,json=liftedBy,proto3" json:"lifted_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Restriction) Reset() {
+	*x = Restriction{}
+	mi := &file_patient_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Restriction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Restriction) ProtoMessage() {}
+
+func (x *Restriction) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Restriction.ProtoReflect.Descriptor instead.
+func (*Restriction) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Restriction) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Restriction) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Restriction) GetTargetId() string {
+	if x != nil {
+		return x.TargetId
+	}
+	return ""
+}
+
+func (x *Restriction) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Restriction) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *Restriction) GetLiftedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LiftedAt
+	}
+	return nil
+}
+
+func (x *Restriction) GetLiftedBy() string {
+	if x != nil {
+		return x.LiftedBy
+	}
+	return ""
+}
+
+type RestrictionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestrictionsRequest) Reset() {
+	*x = RestrictionsRequest{}
+	mi := &file_patient_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestrictionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestrictionsRequest) ProtoMessage() {}
+
+func (x *RestrictionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestrictionsRequest.ProtoReflect.Descriptor instead.
+func (*RestrictionsRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RestrictionsRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+// RestrictRequest adds a restriction; LiftRestriction ends one.
+type RestrictRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	RestrictionId string                 `protobuf:"bytes,2,opt,name=restriction_id,json=restrictionId,proto3" json:"restriction_id,omitempty"`
+	Kind          string                 `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	TargetId      string                 `protobuf:"bytes,4,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestrictRequest) Reset() {
+	*x = RestrictRequest{}
+	mi := &file_patient_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestrictRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestrictRequest) ProtoMessage() {}
+
+func (x *RestrictRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestrictRequest.ProtoReflect.Descriptor instead.
+func (*RestrictRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RestrictRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *RestrictRequest) GetRestrictionId() string {
+	if x != nil {
+		return x.RestrictionId
+	}
+	return ""
+}
+
+func (x *RestrictRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RestrictRequest) GetTargetId() string {
+	if x != nil {
+		return x.TargetId
+	}
+	return ""
+}
+
+type LiftRestrictionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	RestrictionId string                 `protobuf:"bytes,2,opt,name=restriction_id,json=restrictionId,proto3" json:"restriction_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiftRestrictionRequest) Reset() {
+	*x = LiftRestrictionRequest{}
+	mi := &file_patient_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiftRestrictionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiftRestrictionRequest) ProtoMessage() {}
+
+func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
+func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LiftRestrictionRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *LiftRestrictionRequest) GetRestrictionId() string {
+	if x != nil {
+		return x.RestrictionId
+	}
+	return ""
+}
+
+type RestrictionsReply struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Restrictions []*Restriction         `protobuf:"bytes,1,rep,name=restrictions,proto3" json:"restrictions,omitempty"`
+	// created is set by Restrict when the restriction is new (not one that
+	// already held).
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestrictionsReply) Reset() {
+	*x = RestrictionsReply{}
+	mi := &file_patient_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestrictionsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestrictionsReply) ProtoMessage() {}
+
+func (x *RestrictionsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestrictionsReply.ProtoReflect.Descriptor instead.
+func (*RestrictionsReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RestrictionsReply) GetRestrictions() []*Restriction {
+	if x != nil {
+		return x.Restrictions
+	}
+	return nil
+}
+
+func (x *RestrictionsReply) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
 // Diagnosis is an ICD-10 coded diagnosis, recorded on a visit.
 type Diagnosis struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1356,7 +1670,7 @@ type Diagnosis struct {
 
 func (x *Diagnosis) Reset() {
 	*x = Diagnosis{}
-	mi := &file_patient_proto_msgTypes[17]
+	mi := &file_patient_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1682,7 @@ func (x *Diagnosis) String() string {
 func (*Diagnosis) ProtoMessage() {}
 
 func (x *Diagnosis) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[17]
+	mi := &file_patient_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1695,7 @@ func (x *Diagnosis) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Diagnosis.ProtoReflect.Descriptor instead.
 func (*Diagnosis) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{17}
+	return file_patient_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Diagnosis) GetId() string {
@@ -1439,7 +1753,7 @@ type Visit struct {
 
 func (x *Visit) Reset() {
 	*x = Visit{}
-	mi := &file_patient_proto_msgTypes[18]
+	mi := &file_patient_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1765,7 @@ func (x *Visit) String() string {
 func (*Visit) ProtoMessage() {}
 
 func (x *Visit) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[18]
+	mi := &file_patient_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1778,7 @@ func (x *Visit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Visit.ProtoReflect.Descriptor instead.
 func (*Visit) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{18}
+	return file_patient_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Visit) GetId() string {
@@ -1542,7 +1856,7 @@ type RecordVisitRequest struct {
 
 func (x *RecordVisitRequest) Reset() {
 	*x = RecordVisitRequest{}
-	mi := &file_patient_proto_msgTypes[19]
+	mi := &file_patient_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1868,7 @@ func (x *RecordVisitRequest) String() string {
 func (*RecordVisitRequest) ProtoMessage() {}
 
 func (x *RecordVisitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[19]
+	mi := &file_patient_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1881,7 @@ func (x *RecordVisitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordVisitRequest.ProtoReflect.Descriptor instead.
 func (*RecordVisitRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{19}
+	return file_patient_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RecordVisitRequest) GetCaller() *Caller {
@@ -1601,7 +1915,7 @@ type VisitReply struct {
 
 func (x *VisitReply) Reset() {
 	*x = VisitReply{}
-	mi := &file_patient_proto_msgTypes[20]
+	mi := &file_patient_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1927,7 @@ func (x *VisitReply) String() string {
 func (*VisitReply) ProtoMessage() {}
 
 func (x *VisitReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[20]
+	mi := &file_patient_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1940,7 @@ func (x *VisitReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitReply.ProtoReflect.Descriptor instead.
 func (*VisitReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{20}
+	return file_patient_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *VisitReply) GetVisit() *Visit {
@@ -1654,7 +1968,7 @@ type VisitsRequest struct {
 
 func (x *VisitsRequest) Reset() {
 	*x = VisitsRequest{}
-	mi := &file_patient_proto_msgTypes[21]
+	mi := &file_patient_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1980,7 @@ func (x *VisitsRequest) String() string {
 func (*VisitsRequest) ProtoMessage() {}
 
 func (x *VisitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[21]
+	mi := &file_patient_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1993,7 @@ func (x *VisitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitsRequest.ProtoReflect.Descriptor instead.
 func (*VisitsRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{21}
+	return file_patient_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VisitsRequest) GetCaller() *Caller {
@@ -1714,7 +2028,7 @@ type VisitsReply struct {
 
 func (x *VisitsReply) Reset() {
 	*x = VisitsReply{}
-	mi := &file_patient_proto_msgTypes[22]
+	mi := &file_patient_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +2040,7 @@ func (x *VisitsReply) String() string {
 func (*VisitsReply) ProtoMessage() {}
 
 func (x *VisitsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[22]
+	mi := &file_patient_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +2053,7 @@ func (x *VisitsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VisitsReply.ProtoReflect.Descriptor instead.
 func (*VisitsReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{22}
+	return file_patient_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VisitsReply) GetVisits() []*Visit {
@@ -1777,7 +2091,7 @@ type Vaccination struct {
 
 func (x *Vaccination) Reset() {
 	*x = Vaccination{}
-	mi := &file_patient_proto_msgTypes[23]
+	mi := &file_patient_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +2103,7 @@ func (x *Vaccination) String() string {
 func (*Vaccination) ProtoMessage() {}
 
 func (x *Vaccination) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[23]
+	mi := &file_patient_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +2116,7 @@ func (x *Vaccination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vaccination.ProtoReflect.Descriptor instead.
 func (*Vaccination) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{23}
+	return file_patient_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Vaccination) GetId() string {
@@ -1880,7 +2194,7 @@ type RecordVaccinationRequest struct {
 
 func (x *RecordVaccinationRequest) Reset() {
 	*x = RecordVaccinationRequest{}
-	mi := &file_patient_proto_msgTypes[24]
+	mi := &file_patient_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2206,7 @@ func (x *RecordVaccinationRequest) String() string {
 func (*RecordVaccinationRequest) ProtoMessage() {}
 
 func (x *RecordVaccinationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[24]
+	mi := &file_patient_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2219,7 @@ func (x *RecordVaccinationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordVaccinationRequest.ProtoReflect.Descriptor instead.
 func (*RecordVaccinationRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{24}
+	return file_patient_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecordVaccinationRequest) GetCaller() *Caller {
@@ -1939,7 +2253,7 @@ type VaccinationReply struct {
 
 func (x *VaccinationReply) Reset() {
 	*x = VaccinationReply{}
-	mi := &file_patient_proto_msgTypes[25]
+	mi := &file_patient_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2265,7 @@ func (x *VaccinationReply) String() string {
 func (*VaccinationReply) ProtoMessage() {}
 
 func (x *VaccinationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[25]
+	mi := &file_patient_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2278,7 @@ func (x *VaccinationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaccinationReply.ProtoReflect.Descriptor instead.
 func (*VaccinationReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{25}
+	return file_patient_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VaccinationReply) GetVaccination() *Vaccination {
@@ -1992,7 +2306,7 @@ type VaccinationsRequest struct {
 
 func (x *VaccinationsRequest) Reset() {
 	*x = VaccinationsRequest{}
-	mi := &file_patient_proto_msgTypes[26]
+	mi := &file_patient_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2318,7 @@ func (x *VaccinationsRequest) String() string {
 func (*VaccinationsRequest) ProtoMessage() {}
 
 func (x *VaccinationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[26]
+	mi := &file_patient_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2331,7 @@ func (x *VaccinationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaccinationsRequest.ProtoReflect.Descriptor instead.
 func (*VaccinationsRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{26}
+	return file_patient_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VaccinationsRequest) GetCaller() *Caller {
@@ -2052,7 +2366,7 @@ type VaccinationsReply struct {
 
 func (x *VaccinationsReply) Reset() {
 	*x = VaccinationsReply{}
-	mi := &file_patient_proto_msgTypes[27]
+	mi := &file_patient_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2378,7 @@ func (x *VaccinationsReply) String() string {
 func (*VaccinationsReply) ProtoMessage() {}
 
 func (x *VaccinationsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[27]
+	mi := &file_patient_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2391,7 @@ func (x *VaccinationsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VaccinationsReply.ProtoReflect.Descriptor instead.
 func (*VaccinationsReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{27}
+	return file_patient_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VaccinationsReply) GetVaccinations() []*Vaccination {
@@ -2109,7 +2423,7 @@ type ClinicalChange struct {
 
 func (x *ClinicalChange) Reset() {
 	*x = ClinicalChange{}
-	mi := &file_patient_proto_msgTypes[28]
+	mi := &file_patient_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2435,7 @@ func (x *ClinicalChange) String() string {
 func (*ClinicalChange) ProtoMessage() {}
 
 func (x *ClinicalChange) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[28]
+	mi := &file_patient_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2448,7 @@ func (x *ClinicalChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicalChange.ProtoReflect.Descriptor instead.
 func (*ClinicalChange) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{28}
+	return file_patient_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClinicalChange) GetVersion() int64 {
@@ -2183,7 +2497,7 @@ type ClinicalHistoryRequest struct {
 
 func (x *ClinicalHistoryRequest) Reset() {
 	*x = ClinicalHistoryRequest{}
-	mi := &file_patient_proto_msgTypes[29]
+	mi := &file_patient_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2509,7 @@ func (x *ClinicalHistoryRequest) String() string {
 func (*ClinicalHistoryRequest) ProtoMessage() {}
 
 func (x *ClinicalHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[29]
+	mi := &file_patient_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2522,7 @@ func (x *ClinicalHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicalHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ClinicalHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{29}
+	return file_patient_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClinicalHistoryRequest) GetCaller() *Caller {
@@ -2243,7 +2557,7 @@ type ClinicalHistoryReply struct {
 
 func (x *ClinicalHistoryReply) Reset() {
 	*x = ClinicalHistoryReply{}
-	mi := &file_patient_proto_msgTypes[30]
+	mi := &file_patient_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2569,7 @@ func (x *ClinicalHistoryReply) String() string {
 func (*ClinicalHistoryReply) ProtoMessage() {}
 
 func (x *ClinicalHistoryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[30]
+	mi := &file_patient_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2582,7 @@ func (x *ClinicalHistoryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClinicalHistoryReply.ProtoReflect.Descriptor instead.
 func (*ClinicalHistoryReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{30}
+	return file_patient_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClinicalHistoryReply) GetChanges() []*ClinicalChange {
@@ -2306,7 +2620,7 @@ type TimelineEntry struct {
 
 func (x *TimelineEntry) Reset() {
 	*x = TimelineEntry{}
-	mi := &file_patient_proto_msgTypes[31]
+	mi := &file_patient_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2632,7 @@ func (x *TimelineEntry) String() string {
 func (*TimelineEntry) ProtoMessage() {}
 
 func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[31]
+	mi := &file_patient_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2645,7 @@ func (x *TimelineEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineEntry.ProtoReflect.Descriptor instead.
 func (*TimelineEntry) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{31}
+	return file_patient_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TimelineEntry) GetKind() string {
@@ -2387,7 +2701,7 @@ type TimelineRequest struct {
 
 func (x *TimelineRequest) Reset() {
 	*x = TimelineRequest{}
-	mi := &file_patient_proto_msgTypes[32]
+	mi := &file_patient_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2713,7 @@ func (x *TimelineRequest) String() string {
 func (*TimelineRequest) ProtoMessage() {}
 
 func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[32]
+	mi := &file_patient_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2726,7 @@ func (x *TimelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineRequest.ProtoReflect.Descriptor instead.
 func (*TimelineRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{32}
+	return file_patient_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TimelineRequest) GetCaller() *Caller {
@@ -2447,7 +2761,7 @@ type TimelineReply struct {
 
 func (x *TimelineReply) Reset() {
 	*x = TimelineReply{}
-	mi := &file_patient_proto_msgTypes[33]
+	mi := &file_patient_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2773,7 @@ func (x *TimelineReply) String() string {
 func (*TimelineReply) ProtoMessage() {}
 
 func (x *TimelineReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[33]
+	mi := &file_patient_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2786,7 @@ func (x *TimelineReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineReply.ProtoReflect.Descriptor instead.
 func (*TimelineReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{33}
+	return file_patient_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TimelineReply) GetEntries() []*TimelineEntry {
@@ -2510,7 +2824,7 @@ type Document struct {
 
 func (x *Document) Reset() {
 	*x = Document{}
-	mi := &file_patient_proto_msgTypes[34]
+	mi := &file_patient_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2836,7 @@ func (x *Document) String() string {
 func (*Document) ProtoMessage() {}
 
 func (x *Document) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[34]
+	mi := &file_patient_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2849,7 @@ func (x *Document) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Document.ProtoReflect.Descriptor instead.
 func (*Document) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{34}
+	return file_patient_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Document) GetId() string {
@@ -2608,7 +2922,7 @@ type RecordDocumentRequest struct {
 
 func (x *RecordDocumentRequest) Reset() {
 	*x = RecordDocumentRequest{}
-	mi := &file_patient_proto_msgTypes[35]
+	mi := &file_patient_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2934,7 @@ func (x *RecordDocumentRequest) String() string {
 func (*RecordDocumentRequest) ProtoMessage() {}
 
 func (x *RecordDocumentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[35]
+	mi := &file_patient_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2947,7 @@ func (x *RecordDocumentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDocumentRequest.ProtoReflect.Descriptor instead.
 func (*RecordDocumentRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{35}
+	return file_patient_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RecordDocumentRequest) GetCaller() *Caller {
@@ -2673,7 +2987,7 @@ type DocumentReply struct {
 
 func (x *DocumentReply) Reset() {
 	*x = DocumentReply{}
-	mi := &file_patient_proto_msgTypes[36]
+	mi := &file_patient_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +2999,7 @@ func (x *DocumentReply) String() string {
 func (*DocumentReply) ProtoMessage() {}
 
 func (x *DocumentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[36]
+	mi := &file_patient_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +3012,7 @@ func (x *DocumentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DocumentReply.ProtoReflect.Descriptor instead.
 func (*DocumentReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{36}
+	return file_patient_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DocumentReply) GetDocument() *Document {
@@ -2719,7 +3033,7 @@ type DocumentsRequest struct {
 
 func (x *DocumentsRequest) Reset() {
 	*x = DocumentsRequest{}
-	mi := &file_patient_proto_msgTypes[37]
+	mi := &file_patient_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +3045,7 @@ func (x *DocumentsRequest) String() string {
 func (*DocumentsRequest) ProtoMessage() {}
 
 func (x *DocumentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[37]
+	mi := &file_patient_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +3058,7 @@ func (x *DocumentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DocumentsRequest.ProtoReflect.Descriptor instead.
 func (*DocumentsRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{37}
+	return file_patient_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DocumentsRequest) GetCaller() *Caller {
@@ -2779,7 +3093,7 @@ type DocumentsReply struct {
 
 func (x *DocumentsReply) Reset() {
 	*x = DocumentsReply{}
-	mi := &file_patient_proto_msgTypes[38]
+	mi := &file_patient_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +3105,7 @@ func (x *DocumentsReply) String() string {
 func (*DocumentsReply) ProtoMessage() {}
 
 func (x *DocumentsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[38]
+	mi := &file_patient_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +3118,7 @@ func (x *DocumentsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DocumentsReply.ProtoReflect.Descriptor instead.
 func (*DocumentsReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{38}
+	return file_patient_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DocumentsReply) GetDocuments() []*Document {
@@ -2831,7 +3145,7 @@ type OpenDocumentRequest struct {
 
 func (x *OpenDocumentRequest) Reset() {
 	*x = OpenDocumentRequest{}
-	mi := &file_patient_proto_msgTypes[39]
+	mi := &file_patient_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +3157,7 @@ func (x *OpenDocumentRequest) String() string {
 func (*OpenDocumentRequest) ProtoMessage() {}
 
 func (x *OpenDocumentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[39]
+	mi := &file_patient_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +3170,7 @@ func (x *OpenDocumentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDocumentRequest.ProtoReflect.Descriptor instead.
 func (*OpenDocumentRequest) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{39}
+	return file_patient_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *OpenDocumentRequest) GetCaller() *Caller {
@@ -2885,7 +3199,7 @@ type OpenDocumentReply struct {
 
 func (x *OpenDocumentReply) Reset() {
 	*x = OpenDocumentReply{}
-	mi := &file_patient_proto_msgTypes[40]
+	mi := &file_patient_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2897,7 +3211,7 @@ func (x *OpenDocumentReply) String() string {
 func (*OpenDocumentReply) ProtoMessage() {}
 
 func (x *OpenDocumentReply) ProtoReflect() protoreflect.Message {
-	mi := &file_patient_proto_msgTypes[40]
+	mi := &file_patient_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2910,7 +3224,7 @@ func (x *OpenDocumentReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenDocumentReply.ProtoReflect.Descriptor instead.
 func (*OpenDocumentReply) Descriptor() ([]byte, []int) {
-	return file_patient_proto_rawDescGZIP(), []int{40}
+	return file_patient_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *OpenDocumentReply) GetDocument() *Document {
@@ -3020,7 +3334,30 @@ const file_patient_proto_rawDesc = "" +
 	"\x13AccessGrantsRequest\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"E\n" +
 	"\x11AccessGrantsReply\x120\n" +
-	"\x06grants\x18\x01 \x03(\v2\x18.caregrid.v1.AccessGrantR\x06grants\"\x8f\x01\n" +
+	"\x06grants\x18\x01 \x03(\v2\x18.caregrid.v1.AccessGrantR\x06grants\"\xfe\x01\n" +
+	"\vRestriction\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1b\n" +
+	"\ttarget_id\x18\x03 \x01(\tR\btargetId\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x05 \x01(\tR\tcreatedBy\x127\n" +
+	"\tlifted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bliftedAt\x12\x1b\n" +
+	"\tlifted_by\x18\a \x01(\tR\bliftedBy\"B\n" +
+	"\x13RestrictionsRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"\x96\x01\n" +
+	"\x0fRestrictRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
+	"\x0erestriction_id\x18\x02 \x01(\tR\rrestrictionId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1b\n" +
+	"\ttarget_id\x18\x04 \x01(\tR\btargetId\"l\n" +
+	"\x16LiftRestrictionRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12%\n" +
+	"\x0erestriction_id\x18\x02 \x01(\tR\rrestrictionId\"k\n" +
+	"\x11RestrictionsReply\x12<\n" +
+	"\frestrictions\x18\x01 \x03(\v2\x18.caregrid.v1.RestrictionR\frestrictions\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\x8f\x01\n" +
 	"\tDiagnosis\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x12\n" +
@@ -3191,7 +3528,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                         // 0: caregrid.v1.Sex
 	(BloodType)(0),                   // 1: caregrid.v1.BloodType
@@ -3214,102 +3551,113 @@ var file_patient_proto_goTypes = []any{
 	(*AccessGrant)(nil),              // 18: caregrid.v1.AccessGrant
 	(*AccessGrantsRequest)(nil),      // 19: caregrid.v1.AccessGrantsRequest
 	(*AccessGrantsReply)(nil),        // 20: caregrid.v1.AccessGrantsReply
-	(*Diagnosis)(nil),                // 21: caregrid.v1.Diagnosis
-	(*Visit)(nil),                    // 22: caregrid.v1.Visit
-	(*RecordVisitRequest)(nil),       // 23: caregrid.v1.RecordVisitRequest
-	(*VisitReply)(nil),               // 24: caregrid.v1.VisitReply
-	(*VisitsRequest)(nil),            // 25: caregrid.v1.VisitsRequest
-	(*VisitsReply)(nil),              // 26: caregrid.v1.VisitsReply
-	(*Vaccination)(nil),              // 27: caregrid.v1.Vaccination
-	(*RecordVaccinationRequest)(nil), // 28: caregrid.v1.RecordVaccinationRequest
-	(*VaccinationReply)(nil),         // 29: caregrid.v1.VaccinationReply
-	(*VaccinationsRequest)(nil),      // 30: caregrid.v1.VaccinationsRequest
-	(*VaccinationsReply)(nil),        // 31: caregrid.v1.VaccinationsReply
-	(*ClinicalChange)(nil),           // 32: caregrid.v1.ClinicalChange
-	(*ClinicalHistoryRequest)(nil),   // 33: caregrid.v1.ClinicalHistoryRequest
-	(*ClinicalHistoryReply)(nil),     // 34: caregrid.v1.ClinicalHistoryReply
-	(*TimelineEntry)(nil),            // 35: caregrid.v1.TimelineEntry
-	(*TimelineRequest)(nil),          // 36: caregrid.v1.TimelineRequest
-	(*TimelineReply)(nil),            // 37: caregrid.v1.TimelineReply
-	(*Document)(nil),                 // 38: caregrid.v1.Document
-	(*RecordDocumentRequest)(nil),    // 39: caregrid.v1.RecordDocumentRequest
-	(*DocumentReply)(nil),            // 40: caregrid.v1.DocumentReply
-	(*DocumentsRequest)(nil),         // 41: caregrid.v1.DocumentsRequest
-	(*DocumentsReply)(nil),           // 42: caregrid.v1.DocumentsReply
-	(*OpenDocumentRequest)(nil),      // 43: caregrid.v1.OpenDocumentRequest
-	(*OpenDocumentReply)(nil),        // 44: caregrid.v1.OpenDocumentReply
-	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 46: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 47: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 48: caregrid.v1.AuditEvent
+	(*Restriction)(nil),              // 21: caregrid.v1.Restriction
+	(*RestrictionsRequest)(nil),      // 22: caregrid.v1.RestrictionsRequest
+	(*RestrictRequest)(nil),          // 23: caregrid.v1.RestrictRequest
+	(*LiftRestrictionRequest)(nil),   // 24: caregrid.v1.LiftRestrictionRequest
+	(*RestrictionsReply)(nil),        // 25: caregrid.v1.RestrictionsReply
+	(*Diagnosis)(nil),                // 26: caregrid.v1.Diagnosis
+	(*Visit)(nil),                    // 27: caregrid.v1.Visit
+	(*RecordVisitRequest)(nil),       // 28: caregrid.v1.RecordVisitRequest
+	(*VisitReply)(nil),               // 29: caregrid.v1.VisitReply
+	(*VisitsRequest)(nil),            // 30: caregrid.v1.VisitsRequest
+	(*VisitsReply)(nil),              // 31: caregrid.v1.VisitsReply
+	(*Vaccination)(nil),              // 32: caregrid.v1.Vaccination
+	(*RecordVaccinationRequest)(nil), // 33: caregrid.v1.RecordVaccinationRequest
+	(*VaccinationReply)(nil),         // 34: caregrid.v1.VaccinationReply
+	(*VaccinationsRequest)(nil),      // 35: caregrid.v1.VaccinationsRequest
+	(*VaccinationsReply)(nil),        // 36: caregrid.v1.VaccinationsReply
+	(*ClinicalChange)(nil),           // 37: caregrid.v1.ClinicalChange
+	(*ClinicalHistoryRequest)(nil),   // 38: caregrid.v1.ClinicalHistoryRequest
+	(*ClinicalHistoryReply)(nil),     // 39: caregrid.v1.ClinicalHistoryReply
+	(*TimelineEntry)(nil),            // 40: caregrid.v1.TimelineEntry
+	(*TimelineRequest)(nil),          // 41: caregrid.v1.TimelineRequest
+	(*TimelineReply)(nil),            // 42: caregrid.v1.TimelineReply
+	(*Document)(nil),                 // 43: caregrid.v1.Document
+	(*RecordDocumentRequest)(nil),    // 44: caregrid.v1.RecordDocumentRequest
+	(*DocumentReply)(nil),            // 45: caregrid.v1.DocumentReply
+	(*DocumentsRequest)(nil),         // 46: caregrid.v1.DocumentsRequest
+	(*DocumentsReply)(nil),           // 47: caregrid.v1.DocumentsReply
+	(*OpenDocumentRequest)(nil),      // 48: caregrid.v1.OpenDocumentRequest
+	(*OpenDocumentReply)(nil),        // 49: caregrid.v1.OpenDocumentReply
+	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 51: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 52: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 53: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	45, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	45, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	46, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	50, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	50, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	51, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	46, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	46, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	51, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	51, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	47, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	52, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	46, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	45, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
-	45, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
-	48, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	46, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	51, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	50, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
+	50, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
+	53, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	51, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	46, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	51, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 20: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	45, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	46, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	46, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	50, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	51, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	51, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 24: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
-	45, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
-	45, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
-	45, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
-	46, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
+	50, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
+	50, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
+	50, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
+	51, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
 	18, // 29: caregrid.v1.AccessGrantsReply.grants:type_name -> caregrid.v1.AccessGrant
-	3,  // 30: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	45, // 31: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
-	21, // 32: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	45, // 33: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	46, // 34: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
-	22, // 35: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
-	22, // 36: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	46, // 37: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
-	22, // 38: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	45, // 39: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	46, // 40: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
-	27, // 41: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
-	27, // 42: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	46, // 43: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
-	27, // 44: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	45, // 45: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
-	1,  // 46: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
-	4,  // 47: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	46, // 48: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
-	32, // 49: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	45, // 50: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	46, // 51: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
-	35, // 52: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
-	45, // 53: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
-	46, // 54: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
-	38, // 55: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
-	38, // 56: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
-	46, // 57: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
-	38, // 58: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
-	46, // 59: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
-	38, // 60: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	50, // 30: caregrid.v1.Restriction.created_at:type_name -> google.protobuf.Timestamp
+	50, // 31: caregrid.v1.Restriction.lifted_at:type_name -> google.protobuf.Timestamp
+	51, // 32: caregrid.v1.RestrictionsRequest.caller:type_name -> caregrid.v1.Caller
+	51, // 33: caregrid.v1.RestrictRequest.caller:type_name -> caregrid.v1.Caller
+	51, // 34: caregrid.v1.LiftRestrictionRequest.caller:type_name -> caregrid.v1.Caller
+	21, // 35: caregrid.v1.RestrictionsReply.restrictions:type_name -> caregrid.v1.Restriction
+	3,  // 36: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
+	50, // 37: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	26, // 38: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
+	50, // 39: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	51, // 40: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	27, // 41: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
+	27, // 42: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
+	51, // 43: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	27, // 44: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
+	50, // 45: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	51, // 46: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 47: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
+	32, // 48: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
+	51, // 49: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	32, // 50: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
+	50, // 51: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	1,  // 52: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
+	4,  // 53: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
+	51, // 54: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	37, // 55: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
+	50, // 56: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	51, // 57: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	40, // 58: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
+	50, // 59: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
+	51, // 60: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 61: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
+	43, // 62: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
+	51, // 63: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 64: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
+	51, // 65: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	43, // 66: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
+	67, // [67:67] is the sub-list for method output_type
+	67, // [67:67] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -3325,7 +3673,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   41,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -71,6 +71,9 @@ type Patient interface {
 	CareTeam(req *CareTeamRequest, ctx cluster.GrainContext) (*CareTeamReply, error)
 	ChangeCareTeam(req *ChangeCareTeamRequest, ctx cluster.GrainContext) (*CareTeamReply, error)
 	AccessGrants(req *AccessGrantsRequest, ctx cluster.GrainContext) (*AccessGrantsReply, error)
+	Restrictions(req *RestrictionsRequest, ctx cluster.GrainContext) (*RestrictionsReply, error)
+	Restrict(req *RestrictRequest, ctx cluster.GrainContext) (*RestrictionsReply, error)
+	LiftRestriction(req *LiftRestrictionRequest, ctx cluster.GrainContext) (*RestrictionsReply, error)
 	RecordVisit(req *RecordVisitRequest, ctx cluster.GrainContext) (*VisitReply, error)
 	Visits(req *VisitsRequest, ctx cluster.GrainContext) (*VisitsReply, error)
 	RecordVaccination(req *RecordVaccinationRequest, ctx cluster.GrainContext) (*VaccinationReply, error)
@@ -360,6 +363,87 @@ func (g *PatientGrainClient) AccessGrants(r *AccessGrantsRequest, opts ...cluste
 	}
 }
 
+// Restrictions requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Restrictions(r *RestrictionsRequest, opts ...cluster.GrainCallOption) (*RestrictionsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Restrictions"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 10, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *RestrictionsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Restrict requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Restrict(r *RestrictRequest, opts ...cluster.GrainCallOption) (*RestrictionsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Restrict"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 11, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *RestrictionsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// LiftRestriction requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) LiftRestriction(r *LiftRestrictionRequest, opts ...cluster.GrainCallOption) (*RestrictionsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "LiftRestriction"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 12, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *RestrictionsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // RecordVisit requests the execution on to the cluster with CallOptions
 func (g *PatientGrainClient) RecordVisit(r *RecordVisitRequest, opts ...cluster.GrainCallOption) (*VisitReply, error) {
 	if g.cluster.Config.RequestLog {
@@ -369,7 +453,7 @@ func (g *PatientGrainClient) RecordVisit(r *RecordVisitRequest, opts ...cluster.
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 10, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -396,7 +480,7 @@ func (g *PatientGrainClient) Visits(r *VisitsRequest, opts ...cluster.GrainCallO
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 11, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -423,7 +507,7 @@ func (g *PatientGrainClient) RecordVaccination(r *RecordVaccinationRequest, opts
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 12, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 15, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -450,7 +534,7 @@ func (g *PatientGrainClient) Vaccinations(r *VaccinationsRequest, opts ...cluste
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 16, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -477,7 +561,7 @@ func (g *PatientGrainClient) ClinicalHistory(r *ClinicalHistoryRequest, opts ...
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 17, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -504,7 +588,7 @@ func (g *PatientGrainClient) Timeline(r *TimelineRequest, opts ...cluster.GrainC
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 15, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 18, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -531,7 +615,7 @@ func (g *PatientGrainClient) AdmitPrescription(r *AdmitPrescriptionRequest, opts
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 16, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 19, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -558,7 +642,7 @@ func (g *PatientGrainClient) Prescriptions(r *PrescriptionsRequest, opts ...clus
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 17, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 20, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -585,7 +669,7 @@ func (g *PatientGrainClient) RecordDocument(r *RecordDocumentRequest, opts ...cl
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 18, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 21, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -612,7 +696,7 @@ func (g *PatientGrainClient) Documents(r *DocumentsRequest, opts ...cluster.Grai
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 19, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 22, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -639,7 +723,7 @@ func (g *PatientGrainClient) OpenDocument(r *OpenDocumentRequest, opts ...cluste
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 20, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 23, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -886,6 +970,66 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 			ctx.Respond(r0)
 		case 10:
+			req := &RestrictionsRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Restrictions(RestrictionsRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Restrictions(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 11:
+			req := &RestrictRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Restrict(RestrictRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Restrict(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 12:
+			req := &LiftRestrictionRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] LiftRestriction(LiftRestrictionRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.LiftRestriction(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 13:
 			req := &RecordVisitRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -905,7 +1049,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 11:
+		case 14:
 			req := &VisitsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -925,7 +1069,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 12:
+		case 15:
 			req := &RecordVaccinationRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -945,7 +1089,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 13:
+		case 16:
 			req := &VaccinationsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -965,7 +1109,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 14:
+		case 17:
 			req := &ClinicalHistoryRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -985,7 +1129,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 15:
+		case 18:
 			req := &TimelineRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1005,7 +1149,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 16:
+		case 19:
 			req := &AdmitPrescriptionRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1025,7 +1169,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 17:
+		case 20:
 			req := &PrescriptionsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1045,7 +1189,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 18:
+		case 21:
 			req := &RecordDocumentRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1065,7 +1209,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 19:
+		case 22:
 			req := &DocumentsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1085,7 +1229,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 20:
+		case 23:
 			req := &OpenDocumentRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {

@@ -566,15 +566,17 @@ var DefaultCareWindow = CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * 
 //
 // A doctor who books or checks in an appointment with himself gains
 // nothing by it; cancelled, missed (no-show), held and expired
-// appointments grant nothing.
+// appointments grant nothing; and nothing grants a doctor the patient has
+// blocked, by name or by clinic (patient_restrictions).
 func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string, now time.Time, w CareWindow) (time.Time, error) {
 	var (
 		team  bool
 		until pgtype.Timestamptz
 	)
 	err := db.Pool.QueryRow(ctx, `SELECT
-			EXISTS (SELECT 1 FROM care_team WHERE patient_id = $1 AND doctor_id = $2),
-			(SELECT max(start_at) FROM appointments a WHERE a.patient_id = $1 AND a.doctor_id = $2 AND `+grantingAppointment("$3", "$4", "$5")+`)`,
+			EXISTS (SELECT 1 FROM care_team WHERE patient_id = $1 AND doctor_id = $2) AND `+notBlocked("$1::UUID", "$2::UUID")+`,
+			(SELECT max(start_at) FROM appointments a WHERE a.patient_id = $1 AND a.doctor_id = $2 AND `+grantingAppointment("$3", "$4", "$5")+`
+				AND `+notBlocked("$1::UUID", "$2::UUID")+`)`,
 		patientID, doctorID, now, w.Before, w.After).Scan(&team, &until)
 	switch {
 	case err != nil:
@@ -615,12 +617,12 @@ type Grant struct {
 // doctor their latest granting appointment within the window.
 func (db *DB) AccessGrants(ctx context.Context, patientID string, now time.Time, w CareWindow) ([]Grant, error) {
 	rows, err := db.Pool.Query(ctx, `SELECT doctor_id::TEXT, 'care-team', added_at, NULL::TIMESTAMPTZ, '', NULL::TIMESTAMPTZ
-			FROM care_team WHERE patient_id = $1
+			FROM care_team t WHERE t.patient_id = $1 AND `+notBlocked("$1::UUID", "t.doctor_id")+`
 		UNION ALL
 		(SELECT DISTINCT ON (a.doctor_id) a.doctor_id::TEXT, 'appointment', a.created_at, a.start_at + $4::INTERVAL, a.id::TEXT, a.start_at
 			FROM appointments a WHERE a.patient_id = $1
 			AND NOT EXISTS (SELECT 1 FROM care_team t WHERE t.patient_id = $1 AND t.doctor_id = a.doctor_id)
-			AND `+grantingAppointment("$2", "$3", "$4")+`
+			AND `+grantingAppointment("$2", "$3", "$4")+` AND `+notBlocked("$1::UUID", "a.doctor_id")+`
 			ORDER BY a.doctor_id, a.start_at DESC)
 		ORDER BY 1`, patientID, now, w.Before, w.After)
 	if err != nil {

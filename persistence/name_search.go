@@ -197,6 +197,10 @@ func matchWords(ctx context.Context, db querier, sets [][]string, or bool, q Pat
 	}
 	args := []any{q.BirthDate, q.Sex, seen, limit, distinct(keys)}
 	var where []string
+	if q.Blocked != "" {
+		args = append(args, q.Blocked)
+		where = append(where, "AND "+notBlocked("s.patient_id", fmt.Sprintf("$%d::UUID", len(args))))
+	}
 	for _, set := range rest {
 		args = append(args, set)
 		where = append(where, fmt.Sprintf("AND s.name_words && $%d::TEXT[]", len(args)))

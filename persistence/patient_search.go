@@ -103,6 +103,9 @@ type PatientQuery struct {
 	Phone          string
 	BirthDate, Sex string
 	Offset, Limit  int
+	// Blocked, when set, is a doctor searching: patients who have blocked
+	// that doctor or their clinic are not found.
+	Blocked string
 }
 
 // SearchPatients returns up to Limit patients matching q, best first.
@@ -121,8 +124,9 @@ func (db *DB) SearchPatients(ctx context.Context, q PatientQuery) (found []Patie
 	rows, err := db.Pool.Query(ctx, `SELECT `+searchColumns+` FROM patient_search s
 		WHERE ((s.idnp COLLATE "C" >= $1 AND s.idnp COLLATE "C" < $2) OR ($3 <> '' AND s.phone = $3))
 		AND ($4 = '' OR s.birth_date = $4) AND ($5 = '' OR s.sex = $5)
+		AND ($8 = '' OR `+notBlocked("s.patient_id", "nullif($8, '')::UUID")+`)
 		ORDER BY s.idnp COLLATE "C" OFFSET $6 LIMIT $7`,
-		q.IDNPPrefix, upper, q.Phone, q.BirthDate, q.Sex, q.Offset, q.Limit)
+		q.IDNPPrefix, upper, q.Phone, q.BirthDate, q.Sex, q.Offset, q.Limit, q.Blocked)
 	if err != nil {
 		return nil, classify(err)
 	}

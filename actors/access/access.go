@@ -234,6 +234,16 @@ func ReadAccessGrants(c *messages.Caller, patientID string) Decision {
 	return deny("only the patient, receptionists and admins see who may read a record")
 }
 
+// ManageRestrictions: the patient themself restricts who may read their
+// record; receptionists and admins on their behalf (audited). Never a
+// doctor: he would lift his own block.
+func ManageRestrictions(c *messages.Caller, patientID string) Decision {
+	if isSelf(c, patientID) || c.GetRole() == messages.Role_ROLE_RECEPTIONIST || c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only the patient, receptionists and admins restrict who may read a record")
+}
+
 // ManageAccounts: admins create, lock, unlock and reset accounts.
 func ManageAccounts(c *messages.Caller) Decision {
 	if c.GetRole() == messages.Role_ROLE_ADMIN {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 )
@@ -179,5 +180,116 @@ func TestWhoMayReadMyRecord(t *testing.T) {
 	expect(t, "access log", r, 200)
 	if !strings.Contains(string(r.body), `"action":"read-access-grants"`) || !strings.Contains(string(r.body), `"outcome":"denied"`) {
 		t.Fatalf("the reads of the grants, allowed and refused, are not in the access log: %s", r.body)
+	}
+}
+
+// TestAPatientBlocksADoctor: a restriction holds at once over an
+// appointment and the care team, on the record, its clinical routes and
+// prescriptions (refusals audited); lifting it restores access; a clinic
+// block covers its doctors; the history keeps who did what and when.
+func TestAPatientBlocksADoctor(t *testing.T) {
+	s := startTestServer(t)
+	patient, doctor, _ := bookedPatient(t, s, 1)
+	self := s.token(messages.Role_ROLE_PATIENT, patient)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	doc := s.token(messages.Role_ROLE_DOCTOR, doctor)
+	r := s.do("POST", "/v1/prescriptions", doc, prescriptionBody(patient, "N02BE01", "Paracetamol"))
+	expect(t, "prescribe before the block", r, 201)
+	prescription := r.json(t)["id"].(string)
+	reads := map[string]string{
+		"record": "/v1/patients/" + patient, "visits": "/v1/patients/" + patient + "/visits",
+		"timeline": "/v1/patients/" + patient + "/timeline", "prescription": "/v1/prescriptions/" + prescription,
+	}
+	readsAs := func(status int) {
+		t.Helper()
+		for what, path := range reads {
+			expect(t, what, s.do("GET", path, doc, nil), status)
+		}
+	}
+	readsAs(200)
+
+	type restrictions struct {
+		Restrictions []struct{ ID, Kind, TargetID, TargetName, CreatedBy, LiftedAt, LiftedBy string }
+	}
+	restrict := func(token string, body map[string]any, status int) restrictions {
+		t.Helper()
+		r := s.do("POST", "/v1/patients/"+patient+"/restrictions", token, body)
+		expect(t, "restrict", r, status)
+		var out restrictions
+		_ = json.Unmarshal(snake(r.body), &out)
+		return out
+	}
+	got := restrict(self, map[string]any{"kind": "block-doctor", "target_id": doctor}, 201)
+	if len(got.Restrictions) != 1 || got.Restrictions[0].TargetName != "Elena Munteanu" || got.Restrictions[0].CreatedBy != patient {
+		t.Fatalf("after blocking: %+v", got)
+	}
+	blockID := got.Restrictions[0].ID
+	restrict(self, map[string]any{"kind": "block-doctor", "target_id": doctor}, 200) // already holds
+	readsAs(403)
+	expect(t, "prescribe while blocked", s.do("POST", "/v1/prescriptions", doc, prescriptionBody(patient, "J01CA04", "Amoxicillin")), 403)
+	r = s.do("GET", "/v1/patients/"+patient+"/access-grants", self, nil)
+	expect(t, "grants", r, 200)
+	if strings.Contains(string(r.body), doctor) {
+		t.Fatalf("a blocked doctor is listed as able to read: %s", r.body)
+	}
+	// The doctor cannot lift his own block, nor make one.
+	expect(t, "the doctor lifts", s.do("DELETE", "/v1/patients/"+patient+"/restrictions/"+blockID, doc, nil), 403)
+	expect(t, "the doctor restricts", s.do("POST", "/v1/patients/"+patient+"/restrictions", doc, map[string]any{"kind": "block-doctor", "target_id": doctor}), 403)
+	for what, body := range map[string]map[string]any{
+		"an unknown kind":        {"kind": "block-nurse", "target_id": doctor},
+		"no such doctor":         {"kind": "block-doctor", "target_id": "00000000-0000-4000-8000-000000000009"},
+		"a target that is no id": {"kind": "block-clinic", "target_id": "clinic-1"},
+	} {
+		expect(t, what, s.do("POST", "/v1/patients/"+patient+"/restrictions", desk, body), 422)
+	}
+
+	r = s.do("DELETE", "/v1/patients/"+patient+"/restrictions/"+blockID, desk, nil)
+	expect(t, "lift", r, 200)
+	readsAs(200)
+	expect(t, "lift again", s.do("DELETE", "/v1/patients/"+patient+"/restrictions/"+blockID, desk, nil), 404)
+
+	// A clinic block covers the clinic's doctors, the care team included.
+	r = s.do("GET", "/v1/doctors/"+doctor, desk, nil)
+	expect(t, "doctor", r, 200)
+	clinic := r.json(t)["clinic_id"].(string)
+	expect(t, "care team", s.do("PUT", "/v1/patients/"+patient+"/care-team/"+doctor, desk, nil), 200)
+	got = restrict(desk, map[string]any{"kind": "block-clinic", "target_id": clinic}, 201)
+	readsAs(403)
+	r = s.do("GET", "/v1/patients/"+patient+"/restrictions", self, nil)
+	expect(t, "history", r, 200)
+	var history restrictions
+	if err := json.Unmarshal(snake(r.body), &history); err != nil || len(history.Restrictions) != 2 {
+		t.Fatalf("history %s", r.body)
+	}
+	if h := history.Restrictions[0]; h.LiftedAt == "" || h.LiftedBy != subject(messages.Role_ROLE_RECEPTIONIST, "desk-1") {
+		t.Errorf("the lifted block %+v, want when and by whom", h)
+	}
+	if h := history.Restrictions[1]; h.Kind != "block-clinic" || h.LiftedAt != "" || h.TargetName == "" {
+		t.Errorf("the clinic block %+v", h)
+	}
+	// A blocked doctor does not find the patient; the desk does.
+	found := func(token, q string) int {
+		t.Helper()
+		r := s.do("GET", "/v1/patients?q="+q, token, nil)
+		expect(t, "search "+q, r, 200)
+		return strings.Count(string(r.body), patient)
+	}
+	await.Until(t, "the desk finds the patient", 10*time.Second, func() bool { return found(desk, "Ciobanu") == 1 })
+	r = s.do("GET", "/v1/patients/"+patient, desk, nil)
+	expect(t, "read as the desk", r, 200)
+	idnp := r.json(t)["idnp"].(string)
+	for _, q := range []string{"Ciobanu", "Maria%20Ciobanu", idnp} {
+		if n := found(doc, q); n != 0 {
+			t.Errorf("the blocked doctor finds the patient by %q", q)
+		}
+	}
+	if found(desk, idnp) != 1 {
+		t.Error("the desk does not find the patient by IDNP")
+	}
+	// The refusals are in the patient's access log.
+	r = s.do("GET", "/v1/patients/"+patient+"/access-log?limit=500", self, nil)
+	expect(t, "access log", r, 200)
+	if !strings.Contains(string(r.body), `"action":"restrict"`) || strings.Count(string(r.body), `"outcome":"denied"`) < 4 {
+		t.Fatalf("the blocks and the refused reads are not in the access log: %s", r.body)
 	}
 }

@@ -49,24 +49,27 @@ var matrix = map[string][5]cell{
 	"GET /v1/patients/{id}/access-log":   {{401, 401}, {200, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"GET /v1/patients/{id}/appointments": {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 
-	"POST /v1/patients/{id}/visits":               {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/visits":                {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"POST /v1/patients/{id}/vaccinations":         {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/vaccinations":          {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/clinical-history":      {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/timeline":              {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"POST /v1/patients/{id}/documents":            {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/documents":             {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/documents/{document}":  {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/prescriptions":         {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"POST /v1/prescriptions":                      {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
-	"GET /v1/prescriptions/{id}":                  {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"POST /v1/prescriptions/{id}/dispense":        {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"POST /v1/prescriptions/{id}/cancel":          {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
-	"GET /v1/patients/{id}/care-team":             {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
-	"GET /v1/patients/{id}/access-grants":         {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
-	"PUT /v1/patients/{id}/care-team/{doctor}":    {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
-	"DELETE /v1/patients/{id}/care-team/{doctor}": {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"POST /v1/patients/{id}/visits":                       {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/visits":                        {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/patients/{id}/vaccinations":                 {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/vaccinations":                  {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/clinical-history":              {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/timeline":                      {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/patients/{id}/documents":                    {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/documents":                     {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/documents/{document}":          {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/prescriptions":                 {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/prescriptions":                              {{401, 401}, {403, 403}, {201, 403}, {403, 403}, {403, 403}},
+	"GET /v1/prescriptions/{id}":                          {{401, 401}, {200, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/prescriptions/{id}/dispense":                {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"POST /v1/prescriptions/{id}/cancel":                  {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
+	"GET /v1/patients/{id}/care-team":                     {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"GET /v1/patients/{id}/access-grants":                 {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"GET /v1/patients/{id}/restrictions":                  {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"POST /v1/patients/{id}/restrictions":                 {{401, 401}, {201, 403}, {403, 403}, {201, 201}, {201, 201}},
+	"DELETE /v1/patients/{id}/restrictions/{restriction}": {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"PUT /v1/patients/{id}/care-team/{doctor}":            {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"DELETE /v1/patients/{id}/care-team/{doctor}":         {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 
 	"POST /v1/clinics":       {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
 	"GET /v1/clinics/{id}":   {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
@@ -320,6 +323,9 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		id = f.freshAccount()
 	}
 	path = strings.ReplaceAll(pathParam.ReplaceAllString(tmpl, id), "{doctor}", f.doctors[side])
+	if strings.Contains(tmpl, "{restriction}") {
+		path = strings.ReplaceAll(path, "{restriction}", f.restriction(side))
+	}
 	if strings.Contains(tmpl, "{document}") {
 		path = strings.ReplaceAll(path, "{document}", f.document(side))
 	}
@@ -359,6 +365,8 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		body = map[string]string{"quantity": "10 tablets"}
 	case "POST /v1/prescriptions/{id}/cancel":
 		body = map[string]string{"reason": "matrix"}
+	case "POST /v1/patients/{id}/restrictions":
+		body = map[string]any{"kind": "block-doctor", "target_id": f.spareDoctor()}
 	case "PATCH /v1/clinics/{id}":
 		body, headers = map[string]any{"address": fmt.Sprintf("Chisinau, str. %d", f.slot)}, []string{"If-Match", f.etag(path), "Content-Type", "application/merge-patch+json"}
 	case "PATCH /v1/accounts/{id}":
@@ -375,6 +383,32 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		body = map[string]any{"start": rfc(f.nextStart())}
 	}
 	return method, path, body, headers
+}
+
+// spareDoctor is a new doctor, unrelated to the fixture's patients: one
+// a cell may block without changing any other cell's answer.
+func (f *matrixFixture) spareDoctor() string {
+	f.t.Helper()
+	r := f.is.do("POST", "/v1/doctors", f.tokens[4], map[string]any{"given_name": "Ana", "family_name": "Rezerva",
+		"specialty": "Dermatology", "clinic_id": f.clinic, "time_zone": "Europe/Chisinau"})
+	expect(f.t, "spare doctor", r, 201)
+	return r.json(f.t)["id"].(string)
+}
+
+// restriction is a live restriction of the side's patient, made by the
+// desk, for a cell that lifts it.
+func (f *matrixFixture) restriction(side int) string {
+	f.t.Helper()
+	doctor := f.spareDoctor()
+	r := f.is.do("POST", "/v1/patients/"+f.patients[side]+"/restrictions", f.desk, map[string]any{"kind": "block-doctor", "target_id": doctor})
+	expect(f.t, "fixture restriction", r, 201)
+	for _, x := range r.json(f.t)["restrictions"].([]any) {
+		if x := x.(map[string]any); x["target_id"] == doctor {
+			return x["id"].(string)
+		}
+	}
+	f.t.Fatal("the new restriction is not listed")
+	return ""
 }
 
 // freshAccount is a new receptionist account, for a cell that changes it.

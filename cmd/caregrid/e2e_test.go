@@ -607,7 +607,8 @@ func TestHTTPRolesPerRoute(t *testing.T) {
 			expect(t, rt.Method+" "+rt.Path+" (public)", s.do(rt.Method, rt.Path, "", nil), 200)
 			continue
 		}
-		path := strings.NewReplacer(":id", idFor(rt.Path), ":doctor", doctorID, ":document", "77777777-7777-4777-8777-777777777777").Replace(rt.Path)
+		path := strings.NewReplacer(":id", idFor(rt.Path), ":doctor", doctorID, ":document", "77777777-7777-4777-8777-777777777777",
+			":restriction", "88888888-8888-4888-8888-888888888888").Replace(rt.Path)
 		var body any
 		if rt.Method != "GET" {
 			body = map[string]any{}

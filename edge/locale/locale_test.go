@@ -44,7 +44,7 @@ var apiTitles = []*regexp.Regexp{
 var grainTexts = []*regexp.Regexp{
 	regexp.MustCompile(`messages\.Err[A-Za-z]+\(("(?:[^"\\]|\\.)*")`),
 	regexp.MustCompile(`\bdeny\(("(?:[^"\\]|\\.)*")\)`),
-	regexp.MustCompile(`\bv\.Add\([^,]+, ("(?:[^"\\]|\\.)*")`),
+	regexp.MustCompile(`\b(?:v|errs)\.Add\([^,]+, ("(?:[^"\\]|\\.)*")`),
 	regexp.MustCompile(`\.Add\([^,]+, fmt\.Sprintf\(("(?:[^"\\]|\\.)*")`),
 	// An error whose text reaches the API (marked "// text" where it is made).
 	regexp.MustCompile(`(?:errors\.New|fmt\.Errorf|fmt\.Sprintf)\(("(?:[^"\\]|\\.)*")[^\n]*// text`),
