@@ -82,6 +82,7 @@ type accessGrantJSON struct {
 	Until            string `json:"until,omitempty"`
 	AppointmentID    string `json:"appointment_id,omitempty"`
 	AppointmentStart string `json:"appointment_start,omitempty"`
+	DemographicsOnly bool   `json:"demographics_only,omitempty"`
 }
 
 // accessGrants answers GET /v1/patients/{id}/access-grants: every doctor
@@ -114,7 +115,7 @@ func (s *Server) accessGrants(c *fiber.Ctx) error {
 	}{Grants: make([]accessGrantJSON, 0, len(reply.Grants))}
 	for _, g := range reply.Grants {
 		j := accessGrantJSON{DoctorID: g.DoctorId, DoctorName: dn[g.DoctorId], Reason: g.Reason, Since: instant(g.Since.AsTime()),
-			AppointmentID: g.AppointmentId}
+			AppointmentID: g.AppointmentId, DemographicsOnly: g.DemographicsOnly}
 		if g.Until != nil {
 			j.Until = instant(g.Until.AsTime())
 		}

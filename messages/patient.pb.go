@@ -1176,6 +1176,8 @@ type AccessGrant struct {
 	Until            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
 	AppointmentId    string                 `protobuf:"bytes,5,opt,name=appointment_id,json=appointmentId,proto3" json:"appointment_id,omitempty"`
 	AppointmentStart *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=appointment_start,json=appointmentStart,proto3" json:"appointment_start,omitempty"`
+	// demographics_only: the patient limited this doctor to what the desk sees.
+	DemographicsOnly bool `protobuf:"varint,7,opt,name=demographics_only,json=demographicsOnly,proto3" json:"demographics_only,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1250,6 +1252,13 @@ func (x *AccessGrant) GetAppointmentStart() *timestamppb.Timestamp {
 		return x.AppointmentStart
 	}
 	return nil
+}
+
+func (x *AccessGrant) GetDemographicsOnly() bool {
+	if x != nil {
+		return x.DemographicsOnly
+	}
+	return false
 }
 
 type AccessGrantsRequest struct {
@@ -1341,7 +1350,8 @@ func (x *AccessGrantsReply) GetGrants() []*AccessGrant {
 }
 
 // Restriction is one of a patient's choices about who may read the record:
-// kind "block-doctor" (target a doctor id) or "block-clinic" (a clinic id).
+// kind "block-doctor" or "demographics-only" (target a doctor id) or
+// "block-clinic" (a clinic id).
 // It holds until lifted; lifted ones stay as the history.
 type Restriction struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3323,14 +3333,15 @@ const file_patient_proto_rawDesc = "" +
 	"\tdoctor_id\x18\x02 \x01(\tR\bdoctorId\x12\x16\n" +
 	"\x06remove\x18\x03 \x01(\bR\x06remove\"F\n" +
 	"\rCareTeamReply\x125\n" +
-	"\amembers\x18\x01 \x03(\v2\x1b.caregrid.v1.CareTeamMemberR\amembers\"\x96\x02\n" +
+	"\amembers\x18\x01 \x03(\v2\x1b.caregrid.v1.CareTeamMemberR\amembers\"\xc3\x02\n" +
 	"\vAccessGrant\x12\x1b\n" +
 	"\tdoctor_id\x18\x01 \x01(\tR\bdoctorId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x120\n" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
 	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12%\n" +
 	"\x0eappointment_id\x18\x05 \x01(\tR\rappointmentId\x12G\n" +
-	"\x11appointment_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x10appointmentStart\"B\n" +
+	"\x11appointment_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x10appointmentStart\x12+\n" +
+	"\x11demographics_only\x18\a \x01(\bR\x10demographicsOnly\"B\n" +
 	"\x13AccessGrantsRequest\x12+\n" +
 	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"E\n" +
 	"\x11AccessGrantsReply\x120\n" +

@@ -569,24 +569,43 @@ var DefaultCareWindow = CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * 
 // appointments grant nothing; and nothing grants a doctor the patient has
 // blocked, by name or by clinic (patient_restrictions).
 func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string, now time.Time, w CareWindow) (time.Time, error) {
+	until, limited, err := db.doctorAccess(ctx, doctorID, patientID, now, w)
+	if limited {
+		return time.Time{}, err // the patient limited the doctor to demographics
+	}
+	return until, err
+}
+
+// DoctorLimited reports whether a doctor would treat a patient at now but
+// the patient has limited them to demographics: they see what the desk
+// sees, never the clinical record.
+func (db *DB) DoctorLimited(ctx context.Context, doctorID, patientID string, now time.Time, w CareWindow) (bool, error) {
+	until, limited, err := db.doctorAccess(ctx, doctorID, patientID, now, w)
+	return limited && now.Before(until), err
+}
+
+// doctorAccess is DoctorTreats before a demographics-only restriction, and
+// whether one holds.
+func (db *DB) doctorAccess(ctx context.Context, doctorID, patientID string, now time.Time, w CareWindow) (time.Time, bool, error) {
 	var (
-		team  bool
-		until pgtype.Timestamptz
+		team, limited bool
+		until         pgtype.Timestamptz
 	)
 	err := db.Pool.QueryRow(ctx, `SELECT
 			EXISTS (SELECT 1 FROM care_team WHERE patient_id = $1 AND doctor_id = $2) AND `+notBlocked("$1::UUID", "$2::UUID")+`,
 			(SELECT max(start_at) FROM appointments a WHERE a.patient_id = $1 AND a.doctor_id = $2 AND `+grantingAppointment("$3", "$4", "$5")+`
-				AND `+notBlocked("$1::UUID", "$2::UUID")+`)`,
-		patientID, doctorID, now, w.Before, w.After).Scan(&team, &until)
+				AND `+notBlocked("$1::UUID", "$2::UUID")+`),
+			`+limitedTo("$1::UUID", "$2::UUID"),
+		patientID, doctorID, now, w.Before, w.After).Scan(&team, &until, &limited)
 	switch {
 	case err != nil:
-		return time.Time{}, classify(err)
+		return time.Time{}, false, classify(err)
 	case team:
-		return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), nil
+		return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), limited, nil
 	case until.Valid:
-		return until.Time.Add(w.After), nil
+		return until.Time.Add(w.After), limited, nil
 	}
-	return time.Time{}, nil
+	return time.Time{}, limited, nil
 }
 
 // grantingAppointment is the condition under which an appointment a lets
@@ -610,16 +629,21 @@ type Grant struct {
 	Since, Until     time.Time
 	AppointmentID    string
 	AppointmentStart time.Time
+	// DemographicsOnly: the patient limited this doctor to what the desk
+	// sees; no clinical record.
+	DemographicsOnly bool
 }
 
 // AccessGrants lists every doctor who may read a patient's record at now
 // and why, by the rules of DoctorTreats: the care team, and for each other
 // doctor their latest granting appointment within the window.
 func (db *DB) AccessGrants(ctx context.Context, patientID string, now time.Time, w CareWindow) ([]Grant, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT doctor_id::TEXT, 'care-team', added_at, NULL::TIMESTAMPTZ, '', NULL::TIMESTAMPTZ
+	rows, err := db.Pool.Query(ctx, `SELECT doctor_id::TEXT, 'care-team', added_at, NULL::TIMESTAMPTZ, '', NULL::TIMESTAMPTZ,
+				`+limitedTo("$1::UUID", "t.doctor_id")+`
 			FROM care_team t WHERE t.patient_id = $1 AND `+notBlocked("$1::UUID", "t.doctor_id")+`
 		UNION ALL
-		(SELECT DISTINCT ON (a.doctor_id) a.doctor_id::TEXT, 'appointment', a.created_at, a.start_at + $4::INTERVAL, a.id::TEXT, a.start_at
+		(SELECT DISTINCT ON (a.doctor_id) a.doctor_id::TEXT, 'appointment', a.created_at, a.start_at + $4::INTERVAL, a.id::TEXT, a.start_at,
+				`+limitedTo("$1::UUID", "a.doctor_id")+`
 			FROM appointments a WHERE a.patient_id = $1
 			AND NOT EXISTS (SELECT 1 FROM care_team t WHERE t.patient_id = $1 AND t.doctor_id = a.doctor_id)
 			AND `+grantingAppointment("$2", "$3", "$4")+` AND `+notBlocked("$1::UUID", "a.doctor_id")+`
@@ -633,7 +657,7 @@ func (db *DB) AccessGrants(ctx context.Context, patientID string, now time.Time,
 			g            Grant
 			until, start pgtype.Timestamptz
 		)
-		err := r.Scan(&g.DoctorID, &g.Reason, &g.Since, &until, &g.AppointmentID, &start)
+		err := r.Scan(&g.DoctorID, &g.Reason, &g.Since, &until, &g.AppointmentID, &start, &g.DemographicsOnly)
 		g.Until, g.AppointmentStart = until.Time, start.Time
 		return g, err
 	})

@@ -13,6 +13,8 @@ import (
 const (
 	BlockDoctor = "block-doctor"
 	BlockClinic = "block-clinic"
+	// DemographicsOnly limits a doctor to what the desk sees of the record.
+	DemographicsOnly = "demographics-only"
 )
 
 // ErrNoTarget is returned when a restriction names no such doctor or clinic.
@@ -32,6 +34,13 @@ func notBlocked(patient, doctor string) string {
 	return `NOT EXISTS (SELECT 1 FROM patient_restrictions r WHERE r.patient_id = ` + patient + ` AND r.lifted_at IS NULL
 		AND ((r.kind = 'block-doctor' AND r.target_id = ` + doctor + `)
 			OR (r.kind = 'block-clinic' AND r.target_id = (SELECT clinic_id FROM doctors WHERE id = ` + doctor + `))))`
+}
+
+// limitedTo is the condition that a live restriction of patient limits
+// doctor to demographics.
+func limitedTo(patient, doctor string) string {
+	return `EXISTS (SELECT 1 FROM patient_restrictions r WHERE r.patient_id = ` + patient + ` AND r.lifted_at IS NULL
+		AND r.kind = 'demographics-only' AND r.target_id = ` + doctor + `)`
 }
 
 // Restrictions lists a patient's restrictions, live and lifted, oldest first.
@@ -56,7 +65,8 @@ func (db *DB) Restrictions(ctx context.Context, patientID string) ([]Restriction
 // Restrict records a restriction through the patient grain's fence. A live
 // one of the same kind on the same target is kept (created is false).
 func (db *DB) Restrict(ctx context.Context, f Fence, patientID string, r Restriction) (created bool, err error) {
-	target := map[string]string{BlockDoctor: `SELECT 1 FROM doctors WHERE id = $1`, BlockClinic: `SELECT 1 FROM clinics WHERE id = $1`}[r.Kind]
+	target := map[string]string{BlockDoctor: `SELECT 1 FROM doctors WHERE id = $1`, DemographicsOnly: `SELECT 1 FROM doctors WHERE id = $1`,
+		BlockClinic: `SELECT 1 FROM clinics WHERE id = $1`}[r.Kind]
 	if target == "" {
 		return false, ErrNoTarget
 	}

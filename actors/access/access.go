@@ -77,6 +77,15 @@ func ReadPatient(c *messages.Caller, patientID string, treats bool) (PatientView
 	return ViewNone, deny("a patient may read only their own record")
 }
 
+// ReadPatientLimited: a doctor who would treat the patient, but whom the
+// patient limited to demographics, sees what the desk sees.
+func ReadPatientLimited(c *messages.Caller) (PatientView, Decision) {
+	if c.GetRole() == messages.Role_ROLE_DOCTOR {
+		return ViewDemographics, allow
+	}
+	return ViewNone, deny("a doctor reads only the records of patients they have an appointment with")
+}
+
 // SelfUpdatable lists what a patient may change in their own record: how to
 // reach them. Clinical and identity fields are changed by staff.
 var SelfUpdatable = []string{"phone", "email"}

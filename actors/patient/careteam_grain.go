@@ -109,7 +109,8 @@ func (g *Grain) AccessGrants(req *messages.AccessGrantsRequest, ctx actorcluster
 	}
 	reply := &messages.AccessGrantsReply{}
 	for _, gr := range grants {
-		out := &messages.AccessGrant{DoctorId: gr.DoctorID, Reason: gr.Reason, Since: timestamppb.New(gr.Since), AppointmentId: gr.AppointmentID}
+		out := &messages.AccessGrant{DoctorId: gr.DoctorID, Reason: gr.Reason, Since: timestamppb.New(gr.Since), AppointmentId: gr.AppointmentID,
+			DemographicsOnly: gr.DemographicsOnly}
 		if !gr.Until.IsZero() {
 			out.Until = timestamppb.New(gr.Until)
 		}

@@ -298,6 +298,18 @@ func (g *Grain) Get(req *messages.GetPatientRequest, ctx actorcluster.GrainConte
 		return nil, g.storeError(ctx, "relationship", err)
 	}
 	view, d := access.ReadPatient(c, g.id, treats)
+	if !d.Allowed && c.GetRole() == messages.Role_ROLE_DOCTOR && validate.ID(c.GetSubject()) && validate.ID(g.id) {
+		// A doctor the patient limited to demographics sees what the desk sees.
+		sctx, cancel := g.storeCtx()
+		limited, err := g.deps.DB.DoctorLimited(sctx, c.GetSubject(), g.id, g.deps.Now(), g.deps.CareWindow)
+		cancel()
+		if err != nil {
+			return nil, g.storeError(ctx, "relationship", err)
+		}
+		if limited {
+			view, d = access.ReadPatientLimited(c)
+		}
+	}
 	if !d.Allowed {
 		return nil, g.refuse(ctx, c, "read", g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}

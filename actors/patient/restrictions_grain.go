@@ -21,7 +21,8 @@ func (g *Grain) Restrictions(req *messages.RestrictionsRequest, ctx actorcluster
 	return g.restrictionsReply(ctx, c, "read-restrictions", false)
 }
 
-// Restrict blocks a doctor or a clinic's doctors from the record. It
+// Restrict blocks a doctor or a clinic's doctors from the record, or
+// limits a doctor to its demographics. It
 // takes effect at once: this activation is the patient's only one that
 // decides reads, and it forgets every cached relationship here; the
 // prescription grains ask the database on every request.
@@ -32,8 +33,8 @@ func (g *Grain) Restrict(req *messages.RestrictRequest, ctx actorcluster.GrainCo
 		return nil, err
 	}
 	var errs validate.Errors
-	if req.Kind != persistence.BlockDoctor && req.Kind != persistence.BlockClinic {
-		errs.Add("kind", "must be block-doctor or block-clinic")
+	if req.Kind != persistence.BlockDoctor && req.Kind != persistence.BlockClinic && req.Kind != persistence.DemographicsOnly {
+		errs.Add("kind", "must be block-doctor, block-clinic or demographics-only")
 	}
 	if !validate.ID(req.TargetId) {
 		errs.Add("target_id", "must be a doctor's or a clinic's id (UUID)")

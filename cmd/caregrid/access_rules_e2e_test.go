@@ -248,6 +248,30 @@ func TestAPatientBlocksADoctor(t *testing.T) {
 	readsAs(200)
 	expect(t, "lift again", s.do("DELETE", "/v1/patients/"+patient+"/restrictions/"+blockID, desk, nil), 404)
 
+	// Limited to demographics: the record as the desk sees it, nothing clinical.
+	got = restrict(self, map[string]any{"kind": "demographics-only", "target_id": doctor}, 201)
+	r = s.do("GET", "/v1/patients/"+patient, doc, nil)
+	expect(t, "the record as a limited doctor", r, 200)
+	if r.json(t)["clinical_withheld"] != true {
+		t.Fatalf("a doctor limited to demographics got %s", r.body)
+	}
+	for what, path := range reads {
+		if what != "record" {
+			expect(t, what+" as a limited doctor", s.do("GET", path, doc, nil), 403)
+		}
+	}
+	r = s.do("GET", "/v1/patients/"+patient+"/access-grants", self, nil)
+	expect(t, "grants", r, 200)
+	if !strings.Contains(string(r.body), `"demographics_only":true`) {
+		t.Fatalf("the limit is not shown: %s", r.body)
+	}
+	for _, x := range got.Restrictions {
+		if x.Kind == "demographics-only" && x.LiftedAt == "" {
+			expect(t, "lift the limit", s.do("DELETE", "/v1/patients/"+patient+"/restrictions/"+x.ID, self, nil), 200)
+		}
+	}
+	readsAs(200)
+
 	// A clinic block covers the clinic's doctors, the care team included.
 	r = s.do("GET", "/v1/doctors/"+doctor, desk, nil)
 	expect(t, "doctor", r, 200)
@@ -258,13 +282,13 @@ func TestAPatientBlocksADoctor(t *testing.T) {
 	r = s.do("GET", "/v1/patients/"+patient+"/restrictions", self, nil)
 	expect(t, "history", r, 200)
 	var history restrictions
-	if err := json.Unmarshal(snake(r.body), &history); err != nil || len(history.Restrictions) != 2 {
+	if err := json.Unmarshal(snake(r.body), &history); err != nil || len(history.Restrictions) != 3 {
 		t.Fatalf("history %s", r.body)
 	}
 	if h := history.Restrictions[0]; h.LiftedAt == "" || h.LiftedBy != subject(messages.Role_ROLE_RECEPTIONIST, "desk-1") {
 		t.Errorf("the lifted block %+v, want when and by whom", h)
 	}
-	if h := history.Restrictions[1]; h.Kind != "block-clinic" || h.LiftedAt != "" || h.TargetName == "" {
+	if h := history.Restrictions[2]; h.Kind != "block-clinic" || h.LiftedAt != "" || h.TargetName == "" {
 		t.Errorf("the clinic block %+v", h)
 	}
 	// A blocked doctor does not find the patient; the desk does.
