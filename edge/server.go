@@ -65,6 +65,8 @@ type Config struct {
 	Lists DirectoryLists
 	// Names puts names beside ids in answers people read (nil: ids alone).
 	Names Names
+	// Reviews is the review queue of emergency accesses (nil: 503).
+	Reviews Reviews
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
 	Sessions Sessions
 	// Accounts serves /v1/accounts (nil: no identity provider).
@@ -166,6 +168,9 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/patients/:id/documents", patientsAndDoctors, "The patient's documents, newest first (the patient, doctors who treat them)", s.listDocuments},
 		{"GET", "/v1/patients/:id/documents/:document", patientsAndDoctors, "Download a document's original bytes (the patient, doctors who treat them)", s.downloadDocument},
 		{"GET", "/v1/patients/:id/access-grants", grantReaders, "Who may read the record now, why and until when: the care team and doctors with a granting appointment (the patient, receptionists, admins)", s.accessGrants},
+		{"POST", "/v1/patients/:id/emergency-access", doctors, "Break the glass: read the record for 4 hours past any restriction, stating why; in the patient's access log and the review queue (any doctor)", s.emergencyAccess},
+		{"GET", "/v1/reviews", admins, "The emergency accesses to review, oldest first, by ?status= (pending, approved, flagged, all)", s.listReviews},
+		{"POST", "/v1/reviews/:id", admins, "Approve or flag an emergency access with a note; in the patient's access log", s.reviewEmergencyAccess},
 		{"GET", "/v1/patients/:id/restrictions", grantReaders, "The patient's restrictions on who may read the record, live and lifted, with who made each and when (the patient, receptionists, admins)", s.restrictions},
 		{"POST", "/v1/patients/:id/restrictions", grantReaders, "Block a doctor or a clinic's doctors from the record, at once, whatever their appointments or care team (the patient, receptionists, admins)", s.restrict},
 		{"DELETE", "/v1/patients/:id/restrictions/:restriction", grantReaders, "Lift a restriction; it stays in the history (the patient, receptionists, admins)", s.liftRestriction},

@@ -3258,6 +3258,120 @@ func (x *OpenDocumentReply) GetKey() []byte {
 	return nil
 }
 
+// EmergencyAccessRequest is a doctor breaking the glass: access to the
+// record for a while, past any restriction, with a reason for the review.
+type EmergencyAccessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	AccessId      string                 `protobuf:"bytes,2,opt,name=access_id,json=accessId,proto3" json:"access_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmergencyAccessRequest) Reset() {
+	*x = EmergencyAccessRequest{}
+	mi := &file_patient_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmergencyAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmergencyAccessRequest) ProtoMessage() {}
+
+func (x *EmergencyAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmergencyAccessRequest.ProtoReflect.Descriptor instead.
+func (*EmergencyAccessRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *EmergencyAccessRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *EmergencyAccessRequest) GetAccessId() string {
+	if x != nil {
+		return x.AccessId
+	}
+	return ""
+}
+
+func (x *EmergencyAccessRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type EmergencyAccessReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmergencyAccessReply) Reset() {
+	*x = EmergencyAccessReply{}
+	mi := &file_patient_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmergencyAccessReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmergencyAccessReply) ProtoMessage() {}
+
+func (x *EmergencyAccessReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmergencyAccessReply.ProtoReflect.Descriptor instead.
+func (*EmergencyAccessReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *EmergencyAccessReply) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EmergencyAccessReply) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -3498,7 +3612,15 @@ const file_patient_proto_rawDesc = "" +
 	"\x11OpenDocumentReply\x121\n" +
 	"\bdocument\x18\x01 \x01(\v2\x15.caregrid.v1.DocumentR\bdocument\x12\x19\n" +
 	"\bblob_key\x18\x02 \x01(\tR\ablobKey\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\fR\x03key*X\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\"z\n" +
+	"\x16EmergencyAccessRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x1b\n" +
+	"\taccess_id\x18\x02 \x01(\tR\baccessId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"a\n" +
+	"\x14EmergencyAccessReply\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3539,7 +3661,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                         // 0: caregrid.v1.Sex
 	(BloodType)(0),                   // 1: caregrid.v1.BloodType
@@ -3591,84 +3713,88 @@ var file_patient_proto_goTypes = []any{
 	(*DocumentsReply)(nil),           // 47: caregrid.v1.DocumentsReply
 	(*OpenDocumentRequest)(nil),      // 48: caregrid.v1.OpenDocumentRequest
 	(*OpenDocumentReply)(nil),        // 49: caregrid.v1.OpenDocumentReply
-	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 51: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 52: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 53: caregrid.v1.AuditEvent
+	(*EmergencyAccessRequest)(nil),   // 50: caregrid.v1.EmergencyAccessRequest
+	(*EmergencyAccessReply)(nil),     // 51: caregrid.v1.EmergencyAccessReply
+	(*timestamppb.Timestamp)(nil),    // 52: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 53: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 54: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 55: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	50, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	50, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	51, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	52, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	53, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	51, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	51, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	52, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	54, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	51, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	50, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
-	50, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
-	53, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	51, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	53, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
+	52, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
+	55, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	53, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	51, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	53, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 20: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	50, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	51, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	51, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	53, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 24: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
-	50, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
-	50, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
-	50, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
-	51, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
+	52, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
+	52, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
+	53, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
 	18, // 29: caregrid.v1.AccessGrantsReply.grants:type_name -> caregrid.v1.AccessGrant
-	50, // 30: caregrid.v1.Restriction.created_at:type_name -> google.protobuf.Timestamp
-	50, // 31: caregrid.v1.Restriction.lifted_at:type_name -> google.protobuf.Timestamp
-	51, // 32: caregrid.v1.RestrictionsRequest.caller:type_name -> caregrid.v1.Caller
-	51, // 33: caregrid.v1.RestrictRequest.caller:type_name -> caregrid.v1.Caller
-	51, // 34: caregrid.v1.LiftRestrictionRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 30: caregrid.v1.Restriction.created_at:type_name -> google.protobuf.Timestamp
+	52, // 31: caregrid.v1.Restriction.lifted_at:type_name -> google.protobuf.Timestamp
+	53, // 32: caregrid.v1.RestrictionsRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 33: caregrid.v1.RestrictRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 34: caregrid.v1.LiftRestrictionRequest.caller:type_name -> caregrid.v1.Caller
 	21, // 35: caregrid.v1.RestrictionsReply.restrictions:type_name -> caregrid.v1.Restriction
 	3,  // 36: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	50, // 37: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	52, // 37: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
 	26, // 38: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	50, // 39: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	51, // 40: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 39: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	53, // 40: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
 	27, // 41: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
 	27, // 42: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	51, // 43: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 43: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
 	27, // 44: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	50, // 45: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	51, // 46: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 45: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	53, // 46: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
 	32, // 47: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
 	32, // 48: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	51, // 49: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 49: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
 	32, // 50: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	50, // 51: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	52, // 51: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
 	1,  // 52: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 53: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	51, // 54: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 54: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
 	37, // 55: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	50, // 56: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	51, // 57: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 56: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	53, // 57: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
 	40, // 58: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
-	50, // 59: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
-	51, // 60: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 59: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
+	53, // 60: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 61: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
 	43, // 62: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
-	51, // 63: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 63: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 64: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
-	51, // 65: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	53, // 65: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 66: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
-	67, // [67:67] is the sub-list for method output_type
-	67, // [67:67] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	53, // 67: caregrid.v1.EmergencyAccessRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 68: caregrid.v1.EmergencyAccessReply.expires_at:type_name -> google.protobuf.Timestamp
+	69, // [69:69] is the sub-list for method output_type
+	69, // [69:69] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -3684,7 +3810,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

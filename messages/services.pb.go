@@ -30,7 +30,7 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto\x1a\x12prescription.proto2\xd7\x0e\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto\x1a\x12prescription.proto2\xb2\x0f\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -44,7 +44,8 @@ const file_services_proto_rawDesc = "" +
 	"\fAccessGrants\x12 .caregrid.v1.AccessGrantsRequest\x1a\x1e.caregrid.v1.AccessGrantsReply\x12P\n" +
 	"\fRestrictions\x12 .caregrid.v1.RestrictionsRequest\x1a\x1e.caregrid.v1.RestrictionsReply\x12H\n" +
 	"\bRestrict\x12\x1c.caregrid.v1.RestrictRequest\x1a\x1e.caregrid.v1.RestrictionsReply\x12V\n" +
-	"\x0fLiftRestriction\x12#.caregrid.v1.LiftRestrictionRequest\x1a\x1e.caregrid.v1.RestrictionsReply\x12G\n" +
+	"\x0fLiftRestriction\x12#.caregrid.v1.LiftRestrictionRequest\x1a\x1e.caregrid.v1.RestrictionsReply\x12Y\n" +
+	"\x0fEmergencyAccess\x12#.caregrid.v1.EmergencyAccessRequest\x1a!.caregrid.v1.EmergencyAccessReply\x12G\n" +
 	"\vRecordVisit\x12\x1f.caregrid.v1.RecordVisitRequest\x1a\x17.caregrid.v1.VisitReply\x12>\n" +
 	"\x06Visits\x12\x1a.caregrid.v1.VisitsRequest\x1a\x18.caregrid.v1.VisitsReply\x12Y\n" +
 	"\x11RecordVaccination\x12%.caregrid.v1.RecordVaccinationRequest\x1a\x1d.caregrid.v1.VaccinationReply\x12P\n" +
@@ -97,63 +98,65 @@ var file_services_proto_goTypes = []any{
 	(*RestrictionsRequest)(nil),        // 10: caregrid.v1.RestrictionsRequest
 	(*RestrictRequest)(nil),            // 11: caregrid.v1.RestrictRequest
 	(*LiftRestrictionRequest)(nil),     // 12: caregrid.v1.LiftRestrictionRequest
-	(*RecordVisitRequest)(nil),         // 13: caregrid.v1.RecordVisitRequest
-	(*VisitsRequest)(nil),              // 14: caregrid.v1.VisitsRequest
-	(*RecordVaccinationRequest)(nil),   // 15: caregrid.v1.RecordVaccinationRequest
-	(*VaccinationsRequest)(nil),        // 16: caregrid.v1.VaccinationsRequest
-	(*ClinicalHistoryRequest)(nil),     // 17: caregrid.v1.ClinicalHistoryRequest
-	(*TimelineRequest)(nil),            // 18: caregrid.v1.TimelineRequest
-	(*AdmitPrescriptionRequest)(nil),   // 19: caregrid.v1.AdmitPrescriptionRequest
-	(*PrescriptionsRequest)(nil),       // 20: caregrid.v1.PrescriptionsRequest
-	(*RecordDocumentRequest)(nil),      // 21: caregrid.v1.RecordDocumentRequest
-	(*DocumentsRequest)(nil),           // 22: caregrid.v1.DocumentsRequest
-	(*OpenDocumentRequest)(nil),        // 23: caregrid.v1.OpenDocumentRequest
-	(*AppendAuditRequest)(nil),         // 24: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 25: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 26: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 27: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 28: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 29: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 30: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 31: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 32: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 33: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 34: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 35: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 36: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 37: caregrid.v1.GetClinicRequest
-	(*UpdateClinicRequest)(nil),        // 38: caregrid.v1.UpdateClinicRequest
-	(*CreatePrescriptionRequest)(nil),  // 39: caregrid.v1.CreatePrescriptionRequest
-	(*GetPrescriptionRequest)(nil),     // 40: caregrid.v1.GetPrescriptionRequest
-	(*DispenseRequest)(nil),            // 41: caregrid.v1.DispenseRequest
-	(*CancelPrescriptionRequest)(nil),  // 42: caregrid.v1.CancelPrescriptionRequest
-	(*ExpirePrescriptionRequest)(nil),  // 43: caregrid.v1.ExpirePrescriptionRequest
-	(*PatientReply)(nil),               // 44: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 45: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 46: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 47: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 48: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 49: caregrid.v1.CareTeamReply
-	(*AccessGrantsReply)(nil),          // 50: caregrid.v1.AccessGrantsReply
-	(*RestrictionsReply)(nil),          // 51: caregrid.v1.RestrictionsReply
-	(*VisitReply)(nil),                 // 52: caregrid.v1.VisitReply
-	(*VisitsReply)(nil),                // 53: caregrid.v1.VisitsReply
-	(*VaccinationReply)(nil),           // 54: caregrid.v1.VaccinationReply
-	(*VaccinationsReply)(nil),          // 55: caregrid.v1.VaccinationsReply
-	(*ClinicalHistoryReply)(nil),       // 56: caregrid.v1.ClinicalHistoryReply
-	(*TimelineReply)(nil),              // 57: caregrid.v1.TimelineReply
-	(*PrescriptionReply)(nil),          // 58: caregrid.v1.PrescriptionReply
-	(*PrescriptionsReply)(nil),         // 59: caregrid.v1.PrescriptionsReply
-	(*DocumentReply)(nil),              // 60: caregrid.v1.DocumentReply
-	(*DocumentsReply)(nil),             // 61: caregrid.v1.DocumentsReply
-	(*OpenDocumentReply)(nil),          // 62: caregrid.v1.OpenDocumentReply
-	(*AppendAuditReply)(nil),           // 63: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 64: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 65: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 66: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 67: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 68: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 69: caregrid.v1.ClinicReply
+	(*EmergencyAccessRequest)(nil),     // 13: caregrid.v1.EmergencyAccessRequest
+	(*RecordVisitRequest)(nil),         // 14: caregrid.v1.RecordVisitRequest
+	(*VisitsRequest)(nil),              // 15: caregrid.v1.VisitsRequest
+	(*RecordVaccinationRequest)(nil),   // 16: caregrid.v1.RecordVaccinationRequest
+	(*VaccinationsRequest)(nil),        // 17: caregrid.v1.VaccinationsRequest
+	(*ClinicalHistoryRequest)(nil),     // 18: caregrid.v1.ClinicalHistoryRequest
+	(*TimelineRequest)(nil),            // 19: caregrid.v1.TimelineRequest
+	(*AdmitPrescriptionRequest)(nil),   // 20: caregrid.v1.AdmitPrescriptionRequest
+	(*PrescriptionsRequest)(nil),       // 21: caregrid.v1.PrescriptionsRequest
+	(*RecordDocumentRequest)(nil),      // 22: caregrid.v1.RecordDocumentRequest
+	(*DocumentsRequest)(nil),           // 23: caregrid.v1.DocumentsRequest
+	(*OpenDocumentRequest)(nil),        // 24: caregrid.v1.OpenDocumentRequest
+	(*AppendAuditRequest)(nil),         // 25: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),        // 26: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),           // 27: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),        // 28: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),     // 29: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),     // 30: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),           // 31: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                // 32: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),          // 33: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),          // 34: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),      // 35: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),              // 36: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),        // 37: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),           // 38: caregrid.v1.GetClinicRequest
+	(*UpdateClinicRequest)(nil),        // 39: caregrid.v1.UpdateClinicRequest
+	(*CreatePrescriptionRequest)(nil),  // 40: caregrid.v1.CreatePrescriptionRequest
+	(*GetPrescriptionRequest)(nil),     // 41: caregrid.v1.GetPrescriptionRequest
+	(*DispenseRequest)(nil),            // 42: caregrid.v1.DispenseRequest
+	(*CancelPrescriptionRequest)(nil),  // 43: caregrid.v1.CancelPrescriptionRequest
+	(*ExpirePrescriptionRequest)(nil),  // 44: caregrid.v1.ExpirePrescriptionRequest
+	(*PatientReply)(nil),               // 45: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),             // 46: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),               // 47: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                // 48: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),          // 49: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),              // 50: caregrid.v1.CareTeamReply
+	(*AccessGrantsReply)(nil),          // 51: caregrid.v1.AccessGrantsReply
+	(*RestrictionsReply)(nil),          // 52: caregrid.v1.RestrictionsReply
+	(*EmergencyAccessReply)(nil),       // 53: caregrid.v1.EmergencyAccessReply
+	(*VisitReply)(nil),                 // 54: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                // 55: caregrid.v1.VisitsReply
+	(*VaccinationReply)(nil),           // 56: caregrid.v1.VaccinationReply
+	(*VaccinationsReply)(nil),          // 57: caregrid.v1.VaccinationsReply
+	(*ClinicalHistoryReply)(nil),       // 58: caregrid.v1.ClinicalHistoryReply
+	(*TimelineReply)(nil),              // 59: caregrid.v1.TimelineReply
+	(*PrescriptionReply)(nil),          // 60: caregrid.v1.PrescriptionReply
+	(*PrescriptionsReply)(nil),         // 61: caregrid.v1.PrescriptionsReply
+	(*DocumentReply)(nil),              // 62: caregrid.v1.DocumentReply
+	(*DocumentsReply)(nil),             // 63: caregrid.v1.DocumentsReply
+	(*OpenDocumentReply)(nil),          // 64: caregrid.v1.OpenDocumentReply
+	(*AppendAuditReply)(nil),           // 65: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                // 66: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),          // 67: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),             // 68: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),           // 69: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                // 70: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                // 71: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -169,83 +172,85 @@ var file_services_proto_depIdxs = []int32{
 	10, // 10: caregrid.v1.Patient.Restrictions:input_type -> caregrid.v1.RestrictionsRequest
 	11, // 11: caregrid.v1.Patient.Restrict:input_type -> caregrid.v1.RestrictRequest
 	12, // 12: caregrid.v1.Patient.LiftRestriction:input_type -> caregrid.v1.LiftRestrictionRequest
-	13, // 13: caregrid.v1.Patient.RecordVisit:input_type -> caregrid.v1.RecordVisitRequest
-	14, // 14: caregrid.v1.Patient.Visits:input_type -> caregrid.v1.VisitsRequest
-	15, // 15: caregrid.v1.Patient.RecordVaccination:input_type -> caregrid.v1.RecordVaccinationRequest
-	16, // 16: caregrid.v1.Patient.Vaccinations:input_type -> caregrid.v1.VaccinationsRequest
-	17, // 17: caregrid.v1.Patient.ClinicalHistory:input_type -> caregrid.v1.ClinicalHistoryRequest
-	18, // 18: caregrid.v1.Patient.Timeline:input_type -> caregrid.v1.TimelineRequest
-	19, // 19: caregrid.v1.Patient.AdmitPrescription:input_type -> caregrid.v1.AdmitPrescriptionRequest
-	20, // 20: caregrid.v1.Patient.Prescriptions:input_type -> caregrid.v1.PrescriptionsRequest
-	21, // 21: caregrid.v1.Patient.RecordDocument:input_type -> caregrid.v1.RecordDocumentRequest
-	22, // 22: caregrid.v1.Patient.Documents:input_type -> caregrid.v1.DocumentsRequest
-	23, // 23: caregrid.v1.Patient.OpenDocument:input_type -> caregrid.v1.OpenDocumentRequest
-	24, // 24: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	25, // 25: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	26, // 26: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	27, // 27: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	28, // 28: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	29, // 29: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	30, // 30: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	31, // 31: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	32, // 32: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	33, // 33: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	34, // 34: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	35, // 35: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	36, // 36: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	37, // 37: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	38, // 38: caregrid.v1.Clinic.Update:input_type -> caregrid.v1.UpdateClinicRequest
-	39, // 39: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
-	40, // 40: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
-	41, // 41: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
-	42, // 42: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
-	43, // 43: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
-	44, // 44: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	44, // 45: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	44, // 46: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	45, // 47: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	46, // 48: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	47, // 49: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	48, // 50: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	49, // 51: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	49, // 52: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	50, // 53: caregrid.v1.Patient.AccessGrants:output_type -> caregrid.v1.AccessGrantsReply
-	51, // 54: caregrid.v1.Patient.Restrictions:output_type -> caregrid.v1.RestrictionsReply
-	51, // 55: caregrid.v1.Patient.Restrict:output_type -> caregrid.v1.RestrictionsReply
-	51, // 56: caregrid.v1.Patient.LiftRestriction:output_type -> caregrid.v1.RestrictionsReply
-	52, // 57: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
-	53, // 58: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
-	54, // 59: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
-	55, // 60: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
-	56, // 61: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
-	57, // 62: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
-	58, // 63: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
-	59, // 64: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
-	60, // 65: caregrid.v1.Patient.RecordDocument:output_type -> caregrid.v1.DocumentReply
-	61, // 66: caregrid.v1.Patient.Documents:output_type -> caregrid.v1.DocumentsReply
-	62, // 67: caregrid.v1.Patient.OpenDocument:output_type -> caregrid.v1.OpenDocumentReply
-	63, // 68: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	64, // 69: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	64, // 70: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	64, // 71: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	65, // 72: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	65, // 73: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	66, // 74: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	67, // 75: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	67, // 76: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	67, // 77: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	67, // 78: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	68, // 79: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	69, // 80: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	69, // 81: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	69, // 82: caregrid.v1.Clinic.Update:output_type -> caregrid.v1.ClinicReply
-	58, // 83: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
-	58, // 84: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
-	58, // 85: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
-	58, // 86: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
-	58, // 87: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
-	44, // [44:88] is the sub-list for method output_type
-	0,  // [0:44] is the sub-list for method input_type
+	13, // 13: caregrid.v1.Patient.EmergencyAccess:input_type -> caregrid.v1.EmergencyAccessRequest
+	14, // 14: caregrid.v1.Patient.RecordVisit:input_type -> caregrid.v1.RecordVisitRequest
+	15, // 15: caregrid.v1.Patient.Visits:input_type -> caregrid.v1.VisitsRequest
+	16, // 16: caregrid.v1.Patient.RecordVaccination:input_type -> caregrid.v1.RecordVaccinationRequest
+	17, // 17: caregrid.v1.Patient.Vaccinations:input_type -> caregrid.v1.VaccinationsRequest
+	18, // 18: caregrid.v1.Patient.ClinicalHistory:input_type -> caregrid.v1.ClinicalHistoryRequest
+	19, // 19: caregrid.v1.Patient.Timeline:input_type -> caregrid.v1.TimelineRequest
+	20, // 20: caregrid.v1.Patient.AdmitPrescription:input_type -> caregrid.v1.AdmitPrescriptionRequest
+	21, // 21: caregrid.v1.Patient.Prescriptions:input_type -> caregrid.v1.PrescriptionsRequest
+	22, // 22: caregrid.v1.Patient.RecordDocument:input_type -> caregrid.v1.RecordDocumentRequest
+	23, // 23: caregrid.v1.Patient.Documents:input_type -> caregrid.v1.DocumentsRequest
+	24, // 24: caregrid.v1.Patient.OpenDocument:input_type -> caregrid.v1.OpenDocumentRequest
+	25, // 25: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	26, // 26: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	27, // 27: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	28, // 28: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	29, // 29: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	30, // 30: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	31, // 31: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	32, // 32: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	33, // 33: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	34, // 34: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	35, // 35: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	36, // 36: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	37, // 37: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	38, // 38: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	39, // 39: caregrid.v1.Clinic.Update:input_type -> caregrid.v1.UpdateClinicRequest
+	40, // 40: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
+	41, // 41: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
+	42, // 42: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
+	43, // 43: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
+	44, // 44: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
+	45, // 45: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	45, // 46: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	45, // 47: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	46, // 48: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	47, // 49: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	48, // 50: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	49, // 51: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	50, // 52: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	50, // 53: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	51, // 54: caregrid.v1.Patient.AccessGrants:output_type -> caregrid.v1.AccessGrantsReply
+	52, // 55: caregrid.v1.Patient.Restrictions:output_type -> caregrid.v1.RestrictionsReply
+	52, // 56: caregrid.v1.Patient.Restrict:output_type -> caregrid.v1.RestrictionsReply
+	52, // 57: caregrid.v1.Patient.LiftRestriction:output_type -> caregrid.v1.RestrictionsReply
+	53, // 58: caregrid.v1.Patient.EmergencyAccess:output_type -> caregrid.v1.EmergencyAccessReply
+	54, // 59: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	55, // 60: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	56, // 61: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
+	57, // 62: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
+	58, // 63: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
+	59, // 64: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
+	60, // 65: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
+	61, // 66: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
+	62, // 67: caregrid.v1.Patient.RecordDocument:output_type -> caregrid.v1.DocumentReply
+	63, // 68: caregrid.v1.Patient.Documents:output_type -> caregrid.v1.DocumentsReply
+	64, // 69: caregrid.v1.Patient.OpenDocument:output_type -> caregrid.v1.OpenDocumentReply
+	65, // 70: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	66, // 71: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	66, // 72: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	66, // 73: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	67, // 74: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	67, // 75: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	68, // 76: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	69, // 77: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	69, // 78: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	69, // 79: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	69, // 80: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	70, // 81: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	71, // 82: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	71, // 83: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	71, // 84: caregrid.v1.Clinic.Update:output_type -> caregrid.v1.ClinicReply
+	60, // 85: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
+	60, // 86: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
+	60, // 87: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
+	60, // 88: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
+	60, // 89: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
+	45, // [45:90] is the sub-list for method output_type
+	0,  // [0:45] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -74,6 +74,7 @@ type Patient interface {
 	Restrictions(req *RestrictionsRequest, ctx cluster.GrainContext) (*RestrictionsReply, error)
 	Restrict(req *RestrictRequest, ctx cluster.GrainContext) (*RestrictionsReply, error)
 	LiftRestriction(req *LiftRestrictionRequest, ctx cluster.GrainContext) (*RestrictionsReply, error)
+	EmergencyAccess(req *EmergencyAccessRequest, ctx cluster.GrainContext) (*EmergencyAccessReply, error)
 	RecordVisit(req *RecordVisitRequest, ctx cluster.GrainContext) (*VisitReply, error)
 	Visits(req *VisitsRequest, ctx cluster.GrainContext) (*VisitsReply, error)
 	RecordVaccination(req *RecordVaccinationRequest, ctx cluster.GrainContext) (*VaccinationReply, error)
@@ -444,6 +445,33 @@ func (g *PatientGrainClient) LiftRestriction(r *LiftRestrictionRequest, opts ...
 	}
 }
 
+// EmergencyAccess requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) EmergencyAccess(r *EmergencyAccessRequest, opts ...cluster.GrainCallOption) (*EmergencyAccessReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "EmergencyAccess"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *EmergencyAccessReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // RecordVisit requests the execution on to the cluster with CallOptions
 func (g *PatientGrainClient) RecordVisit(r *RecordVisitRequest, opts ...cluster.GrainCallOption) (*VisitReply, error) {
 	if g.cluster.Config.RequestLog {
@@ -453,7 +481,7 @@ func (g *PatientGrainClient) RecordVisit(r *RecordVisitRequest, opts ...cluster.
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 13, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -480,7 +508,7 @@ func (g *PatientGrainClient) Visits(r *VisitsRequest, opts ...cluster.GrainCallO
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 14, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 15, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -507,7 +535,7 @@ func (g *PatientGrainClient) RecordVaccination(r *RecordVaccinationRequest, opts
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 15, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 16, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -534,7 +562,7 @@ func (g *PatientGrainClient) Vaccinations(r *VaccinationsRequest, opts ...cluste
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 16, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 17, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -561,7 +589,7 @@ func (g *PatientGrainClient) ClinicalHistory(r *ClinicalHistoryRequest, opts ...
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 17, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 18, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -588,7 +616,7 @@ func (g *PatientGrainClient) Timeline(r *TimelineRequest, opts ...cluster.GrainC
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 18, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 19, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -615,7 +643,7 @@ func (g *PatientGrainClient) AdmitPrescription(r *AdmitPrescriptionRequest, opts
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 19, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 20, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -642,7 +670,7 @@ func (g *PatientGrainClient) Prescriptions(r *PrescriptionsRequest, opts ...clus
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 20, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 21, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -669,7 +697,7 @@ func (g *PatientGrainClient) RecordDocument(r *RecordDocumentRequest, opts ...cl
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 21, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 22, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -696,7 +724,7 @@ func (g *PatientGrainClient) Documents(r *DocumentsRequest, opts ...cluster.Grai
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 22, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 23, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -723,7 +751,7 @@ func (g *PatientGrainClient) OpenDocument(r *OpenDocumentRequest, opts ...cluste
 	if err != nil {
 		return nil, err
 	}
-	reqMsg := &cluster.GrainRequest{MethodIndex: 23, MessageData: bytes}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 24, MessageData: bytes}
 	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("error request: %w", err)
@@ -1030,6 +1058,26 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 			ctx.Respond(r0)
 		case 13:
+			req := &EmergencyAccessRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] EmergencyAccess(EmergencyAccessRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.EmergencyAccess(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 14:
 			req := &RecordVisitRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1049,7 +1097,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 14:
+		case 15:
 			req := &VisitsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1069,7 +1117,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 15:
+		case 16:
 			req := &RecordVaccinationRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1089,7 +1137,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 16:
+		case 17:
 			req := &VaccinationsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1109,7 +1157,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 17:
+		case 18:
 			req := &ClinicalHistoryRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1129,7 +1177,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 18:
+		case 19:
 			req := &TimelineRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1149,7 +1197,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 19:
+		case 20:
 			req := &AdmitPrescriptionRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1169,7 +1217,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 20:
+		case 21:
 			req := &PrescriptionsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1189,7 +1237,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 21:
+		case 22:
 			req := &RecordDocumentRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1209,7 +1257,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 22:
+		case 23:
 			req := &DocumentsRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {
@@ -1229,7 +1277,7 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
-		case 23:
+		case 24:
 			req := &OpenDocumentRequest{}
 			err := proto.Unmarshal(msg.MessageData, req)
 			if err != nil {

@@ -552,10 +552,14 @@ func must[T any](v T, _ bool) T { return v }
 // doctor read the patient's record: from Before the start to After it.
 type CareWindow struct {
 	Before, After time.Duration
+	// Emergency is how long a break-the-glass grant lasts (zero: the
+	// default's).
+	Emergency time.Duration
 }
 
-// DefaultCareWindow: a week to prepare, three months to follow up.
-var DefaultCareWindow = CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * time.Hour}
+// DefaultCareWindow: a week to prepare, three months to follow up, four
+// hours of emergency access.
+var DefaultCareWindow = CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * time.Hour, Emergency: 4 * time.Hour}
 
 // DoctorTreats reports until when a doctor may read a patient's record at
 // now (zero: not now). What grants it, and nothing else:
@@ -567,13 +571,24 @@ var DefaultCareWindow = CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * 
 // A doctor who books or checks in an appointment with himself gains
 // nothing by it; cancelled, missed (no-show), held and expired
 // appointments grant nothing; and nothing grants a doctor the patient has
-// blocked, by name or by clinic (patient_restrictions).
+// blocked, by name or by clinic (patient_restrictions). An emergency
+// access (EmergencyUntil) lets a doctor read, not write: it is not here.
 func (db *DB) DoctorTreats(ctx context.Context, doctorID, patientID string, now time.Time, w CareWindow) (time.Time, error) {
 	until, limited, err := db.doctorAccess(ctx, doctorID, patientID, now, w)
 	if limited {
 		return time.Time{}, err // the patient limited the doctor to demographics
 	}
 	return until, err
+}
+
+// EmergencyUntil is until when a doctor's live emergency access to a
+// patient's record lasts at now (zero: none). It lets them read, past any
+// restriction, never write: it is not in DoctorTreats.
+func (db *DB) EmergencyUntil(ctx context.Context, doctorID, patientID string, now time.Time) (time.Time, error) {
+	var until pgtype.Timestamptz
+	err := db.Pool.QueryRow(ctx, `SELECT max(expires_at) FROM emergency_access
+		WHERE patient_id = $1 AND doctor_id = $2 AND expires_at > $3`, patientID, doctorID, now).Scan(&until)
+	return until.Time, classify(err)
 }
 
 // DoctorLimited reports whether a doctor would treat a patient at now but
@@ -622,9 +637,11 @@ func grantingAppointment(now, before, after string) string {
 // Grant is one reason a doctor may read a patient's record now.
 type Grant struct {
 	DoctorID string
-	// Reason is "care-team" (Since is when the doctor was added; no end) or
+	// Reason is "care-team" (Since is when the doctor was added; no end),
 	// "appointment" (the latest appointment that grants it, AppointmentID
-	// starting at AppointmentStart; Until is when the grant lapses).
+	// starting at AppointmentStart; Until is when the grant lapses) or
+	// "emergency" (a break-the-glass read access, granted at Since, until
+	// Until).
 	Reason           string
 	Since, Until     time.Time
 	AppointmentID    string
@@ -636,7 +653,8 @@ type Grant struct {
 
 // AccessGrants lists every doctor who may read a patient's record at now
 // and why, by the rules of DoctorTreats: the care team, and for each other
-// doctor their latest granting appointment within the window.
+// doctor their latest granting appointment within the window; and every
+// live emergency access (EmergencyUntil).
 func (db *DB) AccessGrants(ctx context.Context, patientID string, now time.Time, w CareWindow) ([]Grant, error) {
 	rows, err := db.Pool.Query(ctx, `SELECT doctor_id::TEXT, 'care-team', added_at, NULL::TIMESTAMPTZ, '', NULL::TIMESTAMPTZ,
 				`+limitedTo("$1::UUID", "t.doctor_id")+`
@@ -648,7 +666,11 @@ func (db *DB) AccessGrants(ctx context.Context, patientID string, now time.Time,
 			AND NOT EXISTS (SELECT 1 FROM care_team t WHERE t.patient_id = $1 AND t.doctor_id = a.doctor_id)
 			AND `+grantingAppointment("$2", "$3", "$4")+` AND `+notBlocked("$1::UUID", "a.doctor_id")+`
 			ORDER BY a.doctor_id, a.start_at DESC)
-		ORDER BY 1`, patientID, now, w.Before, w.After)
+		UNION ALL
+		(SELECT DISTINCT ON (e.doctor_id) e.doctor_id::TEXT, 'emergency', e.granted_at, e.expires_at, '', NULL::TIMESTAMPTZ, FALSE
+			FROM emergency_access e WHERE e.patient_id = $1 AND e.expires_at > $2
+			ORDER BY e.doctor_id, e.expires_at DESC)
+		ORDER BY 1, 2`, patientID, now, w.Before, w.After)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -253,6 +253,24 @@ func ManageRestrictions(c *messages.Caller, patientID string) Decision {
 	return deny("only the patient, receptionists and admins restrict who may read a record")
 }
 
+// BreakGlass: any doctor may open a record in an emergency, stating why;
+// the grant is time-limited, in the patient's access log and reviewed.
+func BreakGlass(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_DOCTOR && c.GetSubject() != "" {
+		return allow
+	}
+	return deny("only doctors open a record in an emergency")
+}
+
+// ReviewEmergencyAccess: admins (the privacy officers) review emergency
+// accesses.
+func ReviewEmergencyAccess(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins review emergency accesses")
+}
+
 // ManageAccounts: admins create, lock, unlock and reset accounts.
 func ManageAccounts(c *messages.Caller) Decision {
 	if c.GetRole() == messages.Role_ROLE_ADMIN {

@@ -101,7 +101,7 @@ func (g *Grain) Settle(req *messages.SettleRequest, _ actorcluster.GrainContext)
 func (g *Grain) Appointments(req *messages.PatientAppointmentsRequest, ctx actorcluster.GrainContext) (*messages.AppointmentsReply, error) {
 	c := req.GetCaller()
 	const action = "list-appointments"
-	treats, err := g.treats(c)
+	treats, err := g.reads(c)
 	if err != nil {
 		return nil, g.storeError(ctx, "relationship", err)
 	}

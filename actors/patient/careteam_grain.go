@@ -16,7 +16,7 @@ import (
 func (g *Grain) CareTeam(req *messages.CareTeamRequest, ctx actorcluster.GrainContext) (*messages.CareTeamReply, error) {
 	c := req.GetCaller()
 	const action = "read-care-team"
-	treats, err := g.treats(c)
+	treats, err := g.reads(c)
 	if err != nil {
 		return nil, g.storeError(ctx, "relationship", err)
 	}

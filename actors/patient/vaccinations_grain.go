@@ -41,7 +41,7 @@ func (g *Grain) clinicalRead(ctx actorcluster.GrainContext, c *messages.Caller, 
 
 // clinicalReadAs is clinicalRead with its own access rule.
 func (g *Grain) clinicalReadAs(ctx actorcluster.GrainContext, c *messages.Caller, action string, limit int32, cursor string, decide func(treats bool) access.Decision) (int, appointmentCursor, error) {
-	treats, err := g.treats(c)
+	treats, err := g.reads(c)
 	if err != nil {
 		return 0, appointmentCursor{}, g.storeError(ctx, "relationship", err)
 	}

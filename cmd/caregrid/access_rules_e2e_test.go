@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,5 +316,87 @@ func TestAPatientBlocksADoctor(t *testing.T) {
 	expect(t, "access log", r, 200)
 	if !strings.Contains(string(r.body), `"action":"restrict"`) || strings.Count(string(r.body), `"outcome":"denied"`) < 4 {
 		t.Fatalf("the blocks and the refused reads are not in the access log: %s", r.body)
+	}
+}
+
+// TestBreakingTheGlass: a doctor without a relationship, even one the
+// patient blocked, opens the record by stating why; the access lasts its
+// window, is marked in the patient's access log (reason, ETREAT), and
+// waits in the review queue until an admin approves or flags it, which
+// the patient also sees.
+func TestBreakingTheGlass(t *testing.T) {
+	var skew atomic.Int64 // how far the grains' clock is ahead
+	s := startTestServerWithIdentity(t, nil, nil, func(c *nodeConfig) {
+		c.CareWindow = persistence.DefaultCareWindow
+		c.CareWindow.Emergency = time.Hour
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+	expect(t, "register", r, 201)
+	patient := r.json(t)["id"].(string)
+	doctor := workingDoctor(t, s)
+	doc := s.token(messages.Role_ROLE_DOCTOR, doctor)
+	self := s.token(messages.Role_ROLE_PATIENT, patient)
+	expect(t, "block", s.do("POST", "/v1/patients/"+patient+"/restrictions", self, map[string]any{"kind": "block-doctor", "target_id": doctor}), 201)
+	expect(t, "read without a relationship", s.do("GET", "/v1/patients/"+patient+"/visits", doc, nil), 403)
+
+	expect(t, "no reason", s.do("POST", "/v1/patients/"+patient+"/emergency-access", doc, map[string]any{"reason": "x"}), 422)
+	expect(t, "as the desk", s.do("POST", "/v1/patients/"+patient+"/emergency-access", desk, map[string]any{"reason": "unconscious on arrival"}), 403)
+	r = s.do("POST", "/v1/patients/"+patient+"/emergency-access", doc, map[string]any{"reason": "unconscious on arrival, no relatives"})
+	expect(t, "break the glass", r, 201)
+	access := r.json(t)["id"].(string)
+	expect(t, "read in the emergency, past the block", s.do("GET", "/v1/patients/"+patient+"/visits", doc, nil), 200)
+	expect(t, "the record in the emergency", s.do("GET", "/v1/patients/"+patient, doc, nil), 200)
+	// It opens the record for reading, not for writing.
+	expect(t, "a visit in the emergency", s.do("POST", "/v1/patients/"+patient+"/visits", doc, map[string]any{
+		"occurred_at": rfc(time.Now().Add(-time.Minute)), "reason": "emergency",
+		"diagnoses": []map[string]string{{"code": "R40.2", "text": "coma"}}}), 403)
+	r = s.do("GET", "/v1/patients/"+patient+"/access-grants", self, nil)
+	expect(t, "grants", r, 200)
+	if !strings.Contains(string(r.body), `"reason":"emergency"`) || !strings.Contains(string(r.body), doctor) {
+		t.Fatalf("the emergency access is not among the grants: %s", r.body)
+	}
+
+	// The patient's access log marks it.
+	r = s.do("GET", "/v1/patients/"+patient+"/access-log", self, nil)
+	expect(t, "access log", r, 200)
+	if !strings.Contains(string(r.body), `"break_glass_reason":"unconscious on arrival, no relatives"`) || !strings.Contains(string(r.body), `"purpose_of_use":"ETREAT"`) {
+		t.Fatalf("the emergency access is not marked in the access log: %s", r.body)
+	}
+
+	// It lapses with its window (the grain's clock, moved on).
+	skew.Store(int64(61 * time.Minute))
+	expect(t, "read after the window", s.do("GET", "/v1/patients/"+patient+"/visits", doc, nil), 403)
+
+	// The review queue: pending, then approved once.
+	admin := s.token(messages.Role_ROLE_ADMIN, "admin-1")
+	r = s.do("GET", "/v1/reviews", admin, nil)
+	expect(t, "reviews", r, 200)
+	if !strings.Contains(string(r.body), access) || !strings.Contains(string(r.body), `"review":"pending"`) {
+		t.Fatalf("the access is not pending review: %s", r.body)
+	}
+	expect(t, "reviews as a doctor", s.do("GET", "/v1/reviews", doc, nil), 403)
+	expect(t, "flag without a note", s.do("POST", "/v1/reviews/"+access, admin, map[string]any{"decision": "flag"}), 422)
+	r = s.do("POST", "/v1/reviews/"+access, admin, map[string]any{"decision": "approve", "note": "ER admission confirmed"})
+	expect(t, "approve", r, 200)
+	if r.json(t)["review"] != "approved" || r.json(t)["reviewed_by"] != subject(messages.Role_ROLE_ADMIN, "admin-1") {
+		t.Fatalf("review %s", r.body)
+	}
+	expect(t, "approve again", s.do("POST", "/v1/reviews/"+access, admin, map[string]any{"decision": "flag", "note": "x"}), 409)
+	r = s.do("GET", "/v1/reviews", admin, nil)
+	expect(t, "reviews", r, 200)
+	if strings.Contains(string(r.body), access) {
+		t.Fatalf("an approved access is still pending: %s", r.body)
+	}
+	r = s.do("GET", "/v1/reviews?status=approved", admin, nil)
+	expect(t, "approved reviews", r, 200)
+	if !strings.Contains(string(r.body), access) {
+		t.Fatalf("the approved access is not listed as approved: %s", r.body)
+	}
+	r = s.do("GET", "/v1/patients/"+patient+"/access-log", self, nil)
+	expect(t, "access log", r, 200)
+	if !strings.Contains(string(r.body), `"action":"review-emergency-access"`) {
+		t.Fatalf("the review is not in the patient's access log: %s", r.body)
 	}
 }

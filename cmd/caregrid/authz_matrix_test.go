@@ -65,6 +65,9 @@ var matrix = map[string][5]cell{
 	"POST /v1/prescriptions/{id}/cancel":                  {{401, 401}, {403, 403}, {200, 403}, {403, 403}, {403, 403}},
 	"GET /v1/patients/{id}/care-team":                     {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
 	"GET /v1/patients/{id}/access-grants":                 {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"POST /v1/patients/{id}/emergency-access":             {{401, 401}, {403, 403}, {201, 201}, {403, 403}, {403, 403}},
+	"GET /v1/reviews":                                     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/reviews/{id}":                               {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"GET /v1/patients/{id}/restrictions":                  {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"POST /v1/patients/{id}/restrictions":                 {{401, 401}, {201, 403}, {403, 403}, {201, 201}, {201, 201}},
 	"DELETE /v1/patients/{id}/restrictions/{restriction}": {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
@@ -311,6 +314,8 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		id = f.prescribe(side)
 	case tmpl == "/v1/me/sessions/{id}":
 		id = f.sessionToEnd(who, own)
+	case tmpl == "/v1/reviews/{id}":
+		id = f.emergencyAccess(side) // each cell a fresh one: a review is once
 	case route == "PATCH /v1/accounts/{id}":
 		id = f.freshAccount() // a staff account of no record: its profile may be set
 	case tmpl == "/v1/accounts/{id}":
@@ -365,6 +370,10 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		body = map[string]string{"quantity": "10 tablets"}
 	case "POST /v1/prescriptions/{id}/cancel":
 		body = map[string]string{"reason": "matrix"}
+	case "POST /v1/patients/{id}/emergency-access":
+		body = map[string]any{"reason": "unconscious in the emergency room"}
+	case "POST /v1/reviews/{id}":
+		body = map[string]any{"decision": "approve"}
 	case "POST /v1/patients/{id}/restrictions":
 		body = map[string]any{"kind": "block-doctor", "target_id": f.spareDoctor()}
 	case "PATCH /v1/clinics/{id}":
@@ -409,6 +418,16 @@ func (f *matrixFixture) restriction(side int) string {
 	}
 	f.t.Fatal("the new restriction is not listed")
 	return ""
+}
+
+// emergencyAccess is a fresh emergency access to the side's patient by
+// the other side's doctor, for a cell that reviews it.
+func (f *matrixFixture) emergencyAccess(side int) string {
+	f.t.Helper()
+	r := f.is.do("POST", "/v1/patients/"+f.patients[side]+"/emergency-access", f.serviceToken(f.doctors[1-side], "doctor"),
+		map[string]any{"reason": "collapsed at the pharmacy"})
+	expect(f.t, "fixture emergency access", r, 201)
+	return r.json(f.t)["id"].(string)
 }
 
 // freshAccount is a new receptionist account, for a cell that changes it.

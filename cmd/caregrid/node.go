@@ -43,7 +43,10 @@ type nodeConfig struct {
 	// record; CheckInOpens: how early an appointment can be checked in.
 	CareWindow   persistence.CareWindow
 	CheckInOpens time.Duration
-	Auth         edge.Authenticator
+	// Now is the patient grains' clock (nil: time.Now): tests move it to
+	// see a grant lapse.
+	Now  func() time.Time
+	Auth edge.Authenticator
 	// Identity configures the embedded OpenID Provider (nil: none); its
 	// access tokens are accepted beside Auth's.
 	Identity *identity.Config
@@ -80,7 +83,7 @@ func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *pro
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf,
-			CareWindow: cfg.CareWindow}, cfg.GrainIdle),
+			CareWindow: cfg.CareWindow, Now: cfg.Now}, cfg.GrainIdle),
 		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
 			GrainTimeout: cfg.GrainTimeout, Proof: pf, CareWindow: cfg.CareWindow}, cfg.GrainIdle),
 		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats, Proof: pf,
@@ -176,7 +179,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
-		Search: db, Lists: db, Names: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+		Search: db, Lists: db, Names: db, Reviews: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {

@@ -102,6 +102,8 @@ func serveFlags(args []string) (serveConfig, error) {
 		"an appointment lets its doctor read the patient's record from this long before its start (see README: Who may read a record)")
 	fs.DurationVar(&c.CareWindow.After, "care-window-after", persistence.DefaultCareWindow.After,
 		"... to this long after its start")
+	fs.DurationVar(&c.CareWindow.Emergency, "emergency-access-for", persistence.DefaultCareWindow.Emergency,
+		"how long a doctor's emergency access (break the glass) lets them read a record")
 	fs.DurationVar(&c.CheckInOpens, "check-in-opens", calendar.DefaultCheckInOpens, "an appointment can be checked in from this long before its start")
 	fs.StringVar(&c.BlobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "directory of the document store (sealed contents); every node needs the same one, e.g. a shared volume (default <data-dir>/blobs) (env CAREGRID_BLOB_DIR)")
 	fs.StringVar(&c.S3.Endpoint, "blob-s3-endpoint", envOr("CAREGRID_BLOB_S3_ENDPOINT", ""), "keep documents in an S3-compatible service at this URL (https://host[:port]) instead of --blob-dir; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared credentials file or the IAM role (env CAREGRID_BLOB_S3_ENDPOINT)")

@@ -1,0 +1,226 @@
+package edge
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+)
+
+// Reviews is the review queue of emergency accesses (persistence.DB).
+type Reviews interface {
+	EmergencyReviews(ctx context.Context, review string, after time.Time, afterID string, limit int) ([]persistence.EmergencyAccess, error)
+	ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time) (persistence.EmergencyAccess, error)
+}
+
+// Review queue limits.
+const (
+	defaultReviewLimit = 50
+	maxReviewLimit     = 200
+	maxReviewNoteRunes = 1000
+)
+
+// emergencyAccess answers POST /v1/patients/{id}/emergency-access {reason}:
+// a doctor breaks the glass (the patient grain decides, records and audits).
+func (s *Server) emergencyAccess(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(c); err != nil {
+		return err
+	}
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeStrict(c.Body(), &in); err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	req := &messages.EmergencyAccessRequest{Caller: caller, AccessId: uuid.NewString(), Reason: strings.TrimSpace(in.Reason)}
+	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.EmergencyAccessReply, error) {
+		return g.EmergencyAccess(req, opts...)
+	})
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": reply.Id, "expires_at": instant(reply.ExpiresAt.AsTime())})
+}
+
+// reviewJSON is one emergency access as the review queue shows it.
+type reviewJSON struct {
+	ID          string `json:"id"`
+	PatientID   string `json:"patient_id"`
+	PatientName string `json:"patient_name,omitempty"`
+	DoctorID    string `json:"doctor_id"`
+	DoctorName  string `json:"doctor_name,omitempty"`
+	Reason      string `json:"reason"`
+	GrantedAt   string `json:"granted_at"`
+	ExpiresAt   string `json:"expires_at"`
+	Review      string `json:"review"`
+	ReviewedBy  string `json:"reviewed_by,omitempty"`
+	ReviewedAt  string `json:"reviewed_at,omitempty"`
+	ReviewNote  string `json:"review_note,omitempty"`
+}
+
+func (s *Server) reviewsJSON(ctx context.Context, es []persistence.EmergencyAccess) []reviewJSON {
+	var patients, doctors []string
+	for _, e := range es {
+		patients, doctors = append(patients, e.PatientID), append(doctors, e.DoctorID)
+	}
+	pn := names(s, ctx, "patients", func(n Names) (map[string]string, error) { return n.PatientNames(ctx, patients) })
+	dn := names(s, ctx, "doctors", func(n Names) (map[string]string, error) { return n.DoctorNames(ctx, doctors) })
+	out := make([]reviewJSON, 0, len(es))
+	for _, e := range es {
+		j := reviewJSON{ID: e.ID, PatientID: e.PatientID, PatientName: pn[e.PatientID], DoctorID: e.DoctorID, DoctorName: dn[e.DoctorID],
+			Reason: e.Reason, GrantedAt: instant(e.GrantedAt), ExpiresAt: instant(e.ExpiresAt), Review: e.Review,
+			ReviewedBy: e.ReviewedBy, ReviewNote: e.ReviewNote}
+		if !e.ReviewedAt.IsZero() {
+			j.ReviewedAt = instant(e.ReviewedAt)
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// listReviews answers GET /v1/reviews?status=&limit=&cursor=: the
+// emergency accesses, oldest first, pending by default (admins).
+func (s *Server) listReviews(c *fiber.Ctx) error {
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	if d := access.ReviewEmergencyAccess(caller); !d.Allowed {
+		return forbidden(d.Reason)
+	}
+	status := c.Query("status", persistence.ReviewPending)
+	var bad []FieldError
+	switch status {
+	case persistence.ReviewPending, persistence.ReviewApproved, persistence.ReviewFlagged, "all":
+	default:
+		bad = append(bad, FieldError{"status", "must be pending, approved, flagged or all"})
+	}
+	limit := defaultReviewLimit
+	if raw := c.Query("limit"); raw != "" {
+		if limit, err = strconv.Atoi(raw); err != nil || limit < 1 || limit > maxReviewLimit {
+			bad = append(bad, FieldError{"limit", "must be 1 to 200"})
+		}
+	}
+	var after time.Time
+	afterID := ""
+	if raw := c.Query("cursor"); raw != "" {
+		b, err := base64.RawURLEncoding.DecodeString(raw)
+		micros, id, ok := strings.Cut(string(b), ",")
+		n, aerr := strconv.ParseInt(micros, 10, 64)
+		if err != nil || !ok || aerr != nil || !isUUID(id) {
+			bad = append(bad, FieldError{"cursor", "must be a next_cursor from a previous page"})
+		}
+		after, afterID = time.UnixMicro(n).UTC(), normalUUID(id)
+	}
+	if len(bad) > 0 {
+		return malformed("the query is not valid; see errors", bad...)
+	}
+	if s.cfg.Reviews == nil {
+		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no review queue")
+	}
+	if status == "all" {
+		status = ""
+	}
+	es, err := s.cfg.Reviews.EmergencyReviews(c.UserContext(), status, after, afterID, limit+1)
+	if err != nil {
+		return directoryUnavailable(s, err)
+	}
+	out := struct {
+		Reviews    []reviewJSON `json:"reviews"`
+		NextCursor string       `json:"next_cursor,omitempty"`
+	}{}
+	if len(es) > limit {
+		es = es[:limit]
+		last := es[len(es)-1]
+		out.NextCursor = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d,%s", last.GrantedAt.UnixMicro(), last.ID))
+	}
+	out.Reviews = s.reviewsJSON(c.UserContext(), es)
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(out)
+}
+
+// reviewEmergencyAccess answers POST /v1/reviews/{id} {decision, note}: a
+// privacy officer approves or flags an emergency access (admins). The
+// decision is in the patient's access log.
+func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
+	id, err := uuidParam(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	if d := access.ReviewEmergencyAccess(caller); !d.Allowed {
+		return forbidden(d.Reason)
+	}
+	if err := requireJSON(c); err != nil {
+		return err
+	}
+	var in struct {
+		Decision string `json:"decision"`
+		Note     string `json:"note"`
+	}
+	if err := decodeStrict(c.Body(), &in); err != nil {
+		return err
+	}
+	decision := map[string]string{"approve": persistence.ReviewApproved, "flag": persistence.ReviewFlagged}[in.Decision]
+	var bad []FieldError
+	if decision == "" {
+		bad = append(bad, FieldError{"decision", "must be approve or flag"})
+	}
+	in.Note = strings.TrimSpace(in.Note)
+	if utf8.RuneCountInString(in.Note) > maxReviewNoteRunes || strings.ContainsFunc(in.Note, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) {
+		bad = append(bad, FieldError{"note", "must be at most 1000 characters, without control characters"})
+	}
+	if decision == persistence.ReviewFlagged && in.Note == "" {
+		bad = append(bad, FieldError{"note", "a flag needs a note saying what is wrong"})
+	}
+	if len(bad) > 0 {
+		return invalidInput(bad)
+	}
+	if s.cfg.Reviews == nil || s.cfg.Audit == nil || s.cfg.Cluster == nil {
+		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no review queue")
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
+	defer cancel()
+	e, err := s.cfg.Reviews.ReviewEmergencyAccess(ctx, id, decision, caller.GetSubject(), in.Note, time.Now().UTC())
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		return problem(fiber.StatusNotFound, "not-found", "Not found", "no such emergency access")
+	case errors.Is(err, persistence.ErrReviewed):
+		return problem(fiber.StatusConflict, "wrong-state", "Not allowed in the current state", "this emergency access was reviewed already")
+	case err != nil:
+		return directoryUnavailable(s, err)
+	}
+	// The patient sees the review beside the access it judged.
+	ev := audit.Event(caller, "review-emergency-access", "emergency-access", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now())
+	if err := s.cfg.Audit.Record(ctx, s.cfg.Cluster, e.PatientID, ev); err != nil {
+		s.cfg.Logger.Error("review not audited", "access", e.ID, "error", err)
+		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the review is recorded but could not be audited; retrying it answers 409")
+		p.retryAfter = "1"
+		return p
+	}
+	return c.JSON(s.reviewsJSON(ctx, []persistence.EmergencyAccess{e})[0])
+}
