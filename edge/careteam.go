@@ -25,17 +25,8 @@ func toCareTeamJSON(r *messages.CareTeamReply) careTeamJSON {
 }
 
 func (s *Server) careTeam(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.CareTeamRequest{Caller: caller}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.CareTeamReply, error) {
-		return g.CareTeam(req, opts...)
+	reply, err := patientRequest(s, c, func(g *messages.PatientGrainClient, caller *messages.Caller, opts ...actorcluster.GrainCallOption) (*messages.CareTeamReply, error) {
+		return g.CareTeam(&messages.CareTeamRequest{Caller: caller}, opts...)
 	})
 	if err != nil {
 		return err
@@ -89,17 +80,8 @@ type accessGrantJSON struct {
 // who may read the record now, why, and until when (the patient,
 // receptionists and admins; the grain decides and audits).
 func (s *Server) accessGrants(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.AccessGrantsRequest{Caller: caller}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.AccessGrantsReply, error) {
-		return g.AccessGrants(req, opts...)
+	reply, err := patientRequest(s, c, func(g *messages.PatientGrainClient, caller *messages.Caller, opts ...actorcluster.GrainCallOption) (*messages.AccessGrantsReply, error) {
+		return g.AccessGrants(&messages.AccessGrantsRequest{Caller: caller}, opts...)
 	})
 	if err != nil {
 		return err

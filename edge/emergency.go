@@ -36,8 +36,7 @@ const (
 // emergencyAccess answers POST /v1/patients/{id}/emergency-access {reason}:
 // a doctor breaks the glass (the patient grain decides, records and audits).
 func (s *Server) emergencyAccess(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
+	if _, err := patientID(c); err != nil {
 		return err
 	}
 	if err := requireJSON(c); err != nil {
@@ -49,12 +48,9 @@ func (s *Server) emergencyAccess(c *fiber.Ctx) error {
 	if err := decodeStrict(c.Body(), &in); err != nil {
 		return err
 	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.EmergencyAccessRequest{Caller: caller, AccessId: uuid.NewString(), Reason: strings.TrimSpace(in.Reason)}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.EmergencyAccessReply, error) {
+	req := &messages.EmergencyAccessRequest{AccessId: uuid.NewString(), Reason: strings.TrimSpace(in.Reason)}
+	reply, err := patientRequest(s, c, func(g *messages.PatientGrainClient, caller *messages.Caller, opts ...actorcluster.GrainCallOption) (*messages.EmergencyAccessReply, error) {
+		req.Caller = caller
 		return g.EmergencyAccess(req, opts...)
 	})
 	if err != nil {

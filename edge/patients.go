@@ -155,17 +155,8 @@ func (s *Server) registerPatient(c *fiber.Ctx) error {
 }
 
 func (s *Server) getPatient(c *fiber.Ctx) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	req := &messages.GetPatientRequest{Caller: caller}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.PatientReply, error) {
-		return g.Get(req, opts...)
+	reply, err := patientRequest(s, c, func(g *messages.PatientGrainClient, caller *messages.Caller, opts ...actorcluster.GrainCallOption) (*messages.PatientReply, error) {
+		return g.Get(&messages.GetPatientRequest{Caller: caller}, opts...)
 	})
 	if err != nil {
 		return err

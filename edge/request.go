@@ -311,6 +311,23 @@ func pageLimit(c *fiber.Ctx) (int32, error) {
 	return int32(n), nil
 }
 
+// patientRequest reads /v1/patients/{id}/... (the patient id and the
+// caller) and asks the patient grain.
+func patientRequest[R any](s *Server, c *fiber.Ctx, call func(g *messages.PatientGrainClient, caller *messages.Caller, opts ...actorcluster.GrainCallOption) (R, error)) (R, error) {
+	var zero R
+	id, err := patientID(c)
+	if err != nil {
+		return zero, err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return zero, err
+	}
+	return callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (R, error) {
+		return call(g, caller, opts...)
+	})
+}
+
 // page is what a paged list request carries to the patient grain.
 type page struct {
 	caller *messages.Caller

@@ -64,17 +64,7 @@ func (s *Server) liftRestriction(c *fiber.Ctx) error {
 // with the doctors' and clinics' names; created answers status (201) only
 // for a new restriction.
 func (s *Server) restrictionCall(c *fiber.Ctx, created int, call func(g *messages.PatientGrainClient, caller *messages.Caller, opts ...actorcluster.GrainCallOption) (*messages.RestrictionsReply, error)) error {
-	id, err := patientID(c)
-	if err != nil {
-		return err
-	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	reply, err := callPatient(s, c, id, func(g *messages.PatientGrainClient, opts ...actorcluster.GrainCallOption) (*messages.RestrictionsReply, error) {
-		return call(g, caller, opts...)
-	})
+	reply, err := patientRequest(s, c, call)
 	if err != nil {
 		return err
 	}
