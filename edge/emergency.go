@@ -220,3 +220,41 @@ func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
 	}
 	return c.JSON(s.reviewsJSON(ctx, []persistence.EmergencyAccess{e})[0])
 }
+
+// AuditKeyList publishes the audit signing keys' public halves
+// (persistence.DB).
+type AuditKeyList interface {
+	AuditKeys(ctx context.Context) ([]persistence.AuditKey, error)
+}
+
+// auditKeys answers GET /.well-known/caregrid-audit-keys: the public keys
+// that sign the audit chains' checkpoints, for anyone to keep outside the
+// database and check `caregrid audit verify` against.
+func (s *Server) auditKeys(c *fiber.Ctx) error {
+	if s.cfg.AuditKeys == nil {
+		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node publishes no audit keys")
+	}
+	ks, err := s.cfg.AuditKeys.AuditKeys(c.UserContext())
+	if err != nil {
+		return directoryUnavailable(s, err)
+	}
+	type keyJSON struct {
+		ID        string `json:"id"`
+		Algorithm string `json:"alg"`
+		PublicKey string `json:"public_key"`
+		CreatedAt string `json:"created_at"`
+		RetiredAt string `json:"retired_at,omitempty"`
+	}
+	out := struct {
+		Keys []keyJSON `json:"keys"`
+	}{Keys: make([]keyJSON, 0, len(ks))}
+	for _, k := range ks {
+		j := keyJSON{ID: k.ID, Algorithm: "Ed25519", PublicKey: base64.StdEncoding.EncodeToString(k.Public), CreatedAt: instant(k.CreatedAt)}
+		if !k.RetiredAt.IsZero() {
+			j.RetiredAt = instant(k.RetiredAt)
+		}
+		out.Keys = append(out.Keys, j)
+	}
+	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	return c.JSON(out)
+}

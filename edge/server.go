@@ -67,6 +67,8 @@ type Config struct {
 	Names Names
 	// Reviews is the review queue of emergency accesses (nil: 503).
 	Reviews Reviews
+	// AuditKeys publishes the audit signing keys (nil: 503).
+	AuditKeys AuditKeyList
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
 	Sessions Sessions
 	// Accounts serves /v1/accounts (nil: no identity provider).
@@ -125,6 +127,7 @@ func (s *Server) routes() []route {
 		{"GET", "/readyz", nil, "Readiness: database and cluster are reachable", s.readyz},
 		{"GET", "/metrics", nil, "Prometheus metrics", s.metricsHandler()},
 		{"GET", "/openapi.json", nil, "This API's OpenAPI 3.1 document", s.openapi},
+		{"GET", "/.well-known/caregrid-audit-keys", nil, "The public keys that sign the audit chains' checkpoints (Ed25519)", s.auditKeys},
 		{"POST", "/v1/patients", staff, "Register a patient (clinical fields: doctors only)", s.registerPatient},
 		{"GET", "/v1/patients", staff, "Find patients by name (any script, diacritics, typos), IDNP prefix or phone: demographics only, best match first; each patient listed sees the search in their access log", s.searchPatients},
 		{"GET", "/v1/patients/:id", everyone, "Read a patient (patients: themselves; doctors: patients they have an appointment with; receptionists, admins: without clinical data)", s.getPatient},

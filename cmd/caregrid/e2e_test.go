@@ -5,17 +5,23 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
@@ -653,3 +659,103 @@ func (c *testClock) Now() time.Time { return time.Now().Add(time.Duration(c.offs
 
 // Shift moves the clock by d from the wall clock (0: back to it).
 func (c *testClock) Shift(d time.Duration) { c.offset.Store(int64(d)) }
+
+// TestSignedCheckpointsCatchARewriteAndACutTail: a chain rewritten whole
+// (every hash recomputed, so the chain itself verifies) or cut at its tail
+// is found by its signed checkpoints; a rotated key's checkpoints still
+// verify; the public keys are published.
+func TestSignedCheckpointsCatchARewriteAndACutTail(t *testing.T) {
+	ctx := context.Background()
+	s := startTestServer(t)
+	desk := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1")
+	r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+	expect(t, "register", r, 201)
+	id := r.json(t)["id"].(string)
+	for range 3 {
+		expect(t, "read", s.do("GET", "/v1/patients/"+id, desk, nil), 200)
+	}
+	signer := audit.Checkpointer{DB: s.db, Master: testMaster}
+	if n, err := signer.Sign(ctx); err != nil || n == 0 {
+		t.Fatalf("sign = %d, %v", n, err)
+	}
+	if n, err := signer.Sign(ctx); err != nil || n != 0 {
+		t.Fatalf("signing unmoved heads again = %d, %v; want nothing to do", n, err)
+	}
+	// A rotation: the old key's checkpoints still verify, new ones use the new key.
+	if err := rotateAuditKey(ctx, []string{"--database-url", s.db.Pool.Config().ConnString(), "--master-key-file", writeMasterKey(t)}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "one more read", s.do("GET", "/v1/patients/"+id, desk, nil), 200)
+	if n, err := signer.Sign(ctx); err != nil || n == 0 {
+		t.Fatalf("sign after the rotation = %d, %v", n, err)
+	}
+	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err != nil {
+		t.Fatalf("verify an intact trail: %v", err)
+	}
+	r = s.do("GET", "/.well-known/caregrid-audit-keys", "", nil)
+	expect(t, "keys", r, 200)
+	if n := strings.Count(string(r.body), `"alg":"Ed25519"`); n != 2 || !strings.Contains(string(r.body), `"retired_at"`) {
+		t.Fatalf("published keys: %s", r.body)
+	}
+
+	// Rewritten whole: a subject changed and every later hash recomputed.
+	var rows []persistence.AuditRow
+	shards, _ := s.db.AuditShards(ctx)
+	for _, shard := range shards {
+		if err := s.db.ScanAuditChain(ctx, shard, func(r persistence.AuditRow) error { rows = append(rows, r); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite := func(rows []persistence.AuditRow) {
+		t.Helper()
+		prev := map[int32][]byte{}
+		for i := range rows {
+			r := &rows[i]
+			if i == 0 {
+				r.Subject = "someone-else"
+			}
+			r.PrevHash = prev[r.Shard]
+			if r.PrevHash == nil {
+				r.PrevHash = []byte{}
+			}
+			r.Hash = audit.Hash(r.PrevHash, r)
+			prev[r.Shard] = r.Hash
+			if _, err := s.db.Pool.Exec(ctx, `UPDATE audit_events SET subject = $3, prev_hash = $4, hash = $5 WHERE shard = $1 AND seq = $2`,
+				r.Shard, r.Seq, r.Subject, r.PrevHash, r.Hash); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	original := slices.Clone(rows)
+	rewrite(rows)
+	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err == nil || !strings.Contains(err.Error(), "rewritten") {
+		t.Fatalf("verify a rewritten chain = %v, want it found", err)
+	}
+	for _, r := range original { // put it back
+		if _, err := s.db.Pool.Exec(ctx, `UPDATE audit_events SET subject = $3, prev_hash = $4, hash = $5 WHERE shard = $1 AND seq = $2`,
+			r.Shard, r.Seq, r.Subject, r.PrevHash, r.Hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err != nil {
+		t.Fatalf("verify the restored trail: %v", err)
+	}
+	// Cut: the last rows of a shard deleted.
+	last := original[len(original)-1]
+	if _, err := s.db.Pool.Exec(ctx, `DELETE FROM audit_events WHERE shard = $1 AND seq >= $2`, last.Shard, last.Seq-1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err == nil || !strings.Contains(err.Error(), "tail was cut") {
+		t.Fatalf("verify a cut chain = %v, want it found", err)
+	}
+}
+
+// writeMasterKey writes the tests' master key as a key file.
+func writeMasterKey(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "master.key")
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(bytes.Repeat([]byte{3}, seal.KeySize))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

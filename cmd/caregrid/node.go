@@ -43,6 +43,9 @@ type nodeConfig struct {
 	// record; CheckInOpens: how early an appointment can be checked in.
 	CareWindow   persistence.CareWindow
 	CheckInOpens time.Duration
+	// AuditCheckpointEvery is how often this member signs the audit chain
+	// heads (0: audit.DefaultCheckpointEvery).
+	AuditCheckpointEvery time.Duration
 	// Now is the patient grains' clock (nil: time.Now): tests move it to
 	// see a grant lapse.
 	Now  func() time.Time
@@ -179,7 +182,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
-		Search: db, Lists: db, Names: db, Reviews: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+		Search: db, Lists: db, Names: db, Reviews: db, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {
@@ -203,6 +206,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}
 		go backfillSearch(relayCtx, db, cfg.Logger)
+		if cfg.Master != nil {
+			go audit.Checkpointer{DB: db, Master: cfg.Master, Every: cfg.AuditCheckpointEvery, Logger: cfg.Logger}.Run(relayCtx)
+		}
 		every := cfg.ExpirySweep
 		if every <= 0 {
 			every = time.Minute

@@ -51,27 +51,29 @@ type serveConfig struct {
 	GrainIdle    time.Duration
 	CareWindow   persistence.CareWindow
 	CheckInOpens time.Duration
-	ExpirySweep  time.Duration
-	BlobDir      string
-	S3           blob.S3Config
-	DocumentMax  int64
-	DocumentType string
-	StoreTimeout time.Duration
-	GrainTimeout time.Duration
-	DBMaxConns   int
-	LogLevel     string
-	PprofAddr    string
-	PublicURL    string
-	MasterKey    string
-	RedisURL     string
-	LimitAddress string
-	LimitSubject string
-	SMTPAddr     string
-	Locale       string
-	CORSOrigins  string
-	SMTPFrom     string
-	SMTPUser     string
-	External     string
+	// AuditCheckpointEvery: how often the audit chain heads are signed.
+	AuditCheckpointEvery time.Duration
+	ExpirySweep          time.Duration
+	BlobDir              string
+	S3                   blob.S3Config
+	DocumentMax          int64
+	DocumentType         string
+	StoreTimeout         time.Duration
+	GrainTimeout         time.Duration
+	DBMaxConns           int
+	LogLevel             string
+	PprofAddr            string
+	PublicURL            string
+	MasterKey            string
+	RedisURL             string
+	LimitAddress         string
+	LimitSubject         string
+	SMTPAddr             string
+	Locale               string
+	CORSOrigins          string
+	SMTPFrom             string
+	SMTPUser             string
+	External             string
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -104,6 +106,8 @@ func serveFlags(args []string) (serveConfig, error) {
 		"... to this long after its start")
 	fs.DurationVar(&c.CareWindow.Emergency, "emergency-access-for", persistence.DefaultCareWindow.Emergency,
 		"how long a doctor's emergency access (break the glass) lets them read a record")
+	fs.DurationVar(&c.AuditCheckpointEvery, "audit-checkpoint-every", audit.DefaultCheckpointEvery,
+		"how often each member signs the audit chains' heads (see caregrid audit verify)")
 	fs.DurationVar(&c.CheckInOpens, "check-in-opens", calendar.DefaultCheckInOpens, "an appointment can be checked in from this long before its start")
 	fs.StringVar(&c.BlobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "directory of the document store (sealed contents); every node needs the same one, e.g. a shared volume (default <data-dir>/blobs) (env CAREGRID_BLOB_DIR)")
 	fs.StringVar(&c.S3.Endpoint, "blob-s3-endpoint", envOr("CAREGRID_BLOB_S3_ENDPOINT", ""), "keep documents in an S3-compatible service at this URL (https://host[:port]) instead of --blob-dir; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared credentials file or the IAM role (env CAREGRID_BLOB_S3_ENDPOINT)")
@@ -301,7 +305,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
 		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
-		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
+		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
 			StoreTimeout: cfg.StoreTimeout},
