@@ -95,6 +95,13 @@ func (db *DB) Checkpoints(ctx context.Context, shard int32) ([]Checkpoint, error
 	return out, classify(err)
 }
 
+// LastCheckpointSeq is the seq of a shard's latest checkpoint (0: none).
+func (db *DB) LastCheckpointSeq(ctx context.Context, shard int32) (int64, error) {
+	var seq int64
+	err := db.Pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_checkpoints WHERE shard = $1`, shard).Scan(&seq)
+	return seq, classify(err)
+}
+
 // CheckpointShards are the shards with a checkpoint (a shard whose rows
 // were all deleted still has its checkpoints).
 func (db *DB) CheckpointShards(ctx context.Context) ([]int32, error) {

@@ -99,11 +99,11 @@ func (c Checkpointer) Sign(ctx context.Context) (int, error) {
 		if err != nil {
 			return signed, err
 		}
-		last, err := c.DB.Checkpoints(ctx, shard)
+		last, err := c.DB.LastCheckpointSeq(ctx, shard)
 		if err != nil {
 			return signed, err
 		}
-		if seq == 0 || (len(last) > 0 && last[len(last)-1].Seq >= seq) {
+		if seq == 0 || last >= seq {
 			continue
 		}
 		cp := persistence.Checkpoint{Shard: shard, Seq: seq, Hash: hash, SignedAt: now().UTC().Truncate(time.Microsecond), KeyID: key.ID}
