@@ -39,9 +39,17 @@ func newEndpointReader(r *Remote) *endpointReader {
 func (s *endpointReader) Receive(stream Remoting_ReceiveServer) error {
 	disconnectChan := make(chan bool, 1)
 	s.remote.edpManager.endpointReaderConnections.Store(stream, disconnectChan)
+	// caregrid patch: the channel is never closed. The endpoint manager's
+	// stop may still be sending on it (a data race, and a send on a closed
+	// channel panics); every send is non-blocking, and the goroutine below
+	// takes the first.
 	defer func() {
 		s.remote.Logger().Info("EndpointReader is closing")
-		close(disconnectChan)
+		s.remote.edpManager.endpointReaderConnections.Delete(stream)
+		select {
+		case disconnectChan <- false:
+		default:
+		}
 	}()
 
 	go func() {
@@ -72,8 +80,7 @@ func (s *endpointReader) Receive(stream Remoting_ReceiveServer) error {
 		switch {
 		case errors.Is(err, io.EOF):
 			s.remote.Logger().Info("EndpointReader stream closed")
-			disconnectChan <- false
-			return nil
+			return nil // the deferred send tells the goroutine
 		case err != nil:
 			s.remote.Logger().Info("EndpointReader failed to read", slog.Any("error", err))
 			return err
