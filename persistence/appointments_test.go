@@ -204,7 +204,7 @@ func TestPatientReservationsJoinTheirAppointments(t *testing.T) {
 	db := pgtest.New(t)
 	doctor, df := newDoctor(t, db)
 	p := newPatient()
-	pf, err := db.RegisterPatient(ctx, "node-a", p, nil, &messages.PatientRegistered{Patient: p})
+	pf, _, err := db.RegisterPatient(ctx, "node-a", testMaster(t), p, nil, &messages.PatientRegistered{Patient: p})
 	if err != nil {
 		t.Fatal(err)
 	}

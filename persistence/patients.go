@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
@@ -33,10 +34,13 @@ func (e *IDNPTakenError) Error() string { return "idnp already registered to " +
 func (e *IDNPTakenError) Unwrap() error { return ErrIDNPTaken }
 
 // StoredPatient is a patient row: the record plus the fingerprint of the
-// registration that created it.
+// registration that created it. ClinicalSealed holds blood type and
+// allergies sealed with the patient's data key (OpenClinical); nil for a
+// row written before they were sealed, whose plain columns hold them.
 type StoredPatient struct {
-	Record      *messages.PatientRecord
-	Fingerprint []byte
+	Record         *messages.PatientRecord
+	Fingerprint    []byte
+	ClinicalSealed []byte
 }
 
 type allergyJSON struct {
@@ -47,7 +51,7 @@ type allergyJSON struct {
 }
 
 const patientColumns = `id, idnp, given_name, family_name, birth_date, sex, phone, email,
-	blood_type, allergies, version, registration_fingerprint, created_at, updated_at`
+	blood_type, allergies, version, registration_fingerprint, created_at, updated_at, clinical_sealed`
 
 func scanPatient(row pgx.Row) (*StoredPatient, error) {
 	var (
@@ -56,10 +60,10 @@ func scanPatient(row pgx.Row) (*StoredPatient, error) {
 		sex, blood              string
 		allergies               []byte
 		p                       = &messages.PatientRecord{}
-		fingerprint             []byte
+		fingerprint, sealed     []byte
 	)
 	err := row.Scan(&id, &p.Idnp, &p.GivenName, &p.FamilyName, &birth, &sex, &p.Phone, &p.Email,
-		&blood, &allergies, &p.Version, &fingerprint, &created, &updated)
+		&blood, &allergies, &p.Version, &fingerprint, &created, &updated, &sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +76,7 @@ func scanPatient(row pgx.Row) (*StoredPatient, error) {
 	}
 	p.CreatedAt = timestamppb.New(created)
 	p.UpdatedAt = timestamppb.New(updated)
-	return &StoredPatient{Record: p, Fingerprint: fingerprint}, nil
+	return &StoredPatient{Record: p, Fingerprint: fingerprint, ClinicalSealed: sealed}, nil
 }
 
 func parseAllergies(raw []byte) ([]*messages.Allergy, error) {
@@ -112,68 +116,78 @@ func (db *DB) LoadPatient(ctx context.Context, id, owner string) (*StoredPatient
 	return sp, f, nil
 }
 
-// RegisterPatient inserts a new patient, claiming its grain and writing the
-// registration event to the outbox in the same transaction. It returns an
-// *IDNPTakenError when the IDNP belongs to another patient and
-// ErrPatientExists when the id is taken.
-func (db *DB) RegisterPatient(ctx context.Context, owner string, p *messages.PatientRecord, fingerprint []byte, event proto.Message) (Fence, error) {
-	allergies, err := allergiesJSON(p)
+// RegisterPatient inserts a new patient with a new data key (wrapped by
+// master), claiming its grain and writing the registration event to the
+// outbox in the same transaction; blood type and allergies are sealed with
+// that key, which it returns. It returns an *IDNPTakenError when the IDNP
+// belongs to another patient and ErrPatientExists when the id is taken.
+func (db *DB) RegisterPatient(ctx context.Context, owner string, master *seal.Key, p *messages.PatientRecord, fingerprint []byte, event proto.Message) (Fence, *seal.Key, error) {
+	k, wrapped, err := NewDataKey(master, p.Id)
 	if err != nil {
-		return Fence{}, err
+		return Fence{}, nil, err
+	}
+	clinical, err := sealClinical(k, p, clinicalAAD(p.Id))
+	if err != nil {
+		return Fence{}, nil, err
 	}
 	if fingerprint == nil {
 		fingerprint = []byte{} // no idempotency key: nothing to recognise a replay by
 	}
 	f, err := db.createClaimed(ctx, PatientKind, p.Id, owner, p.Version, event, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO patients (`+patientColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', '[]', $9, $10, $11, $12, $13)`,
 			p.Id, p.Idnp, p.GivenName, p.FamilyName, p.BirthDate, p.Sex.Name(), p.Phone, p.Email,
-			p.BloodType.Name(), allergies, p.Version, fingerprint, p.CreatedAt.AsTime(), p.UpdatedAt.AsTime()); err != nil {
+			p.Version, fingerprint, p.CreatedAt.AsTime(), p.UpdatedAt.AsTime(), clinical); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO patient_keys (patient_id, wrapped) VALUES ($1, $2)`, p.Id, wrapped); err != nil {
 			return err
 		}
 		if p.BloodType == messages.BloodType_BLOOD_TYPE_UNSPECIFIED && len(p.Allergies) == 0 {
 			return nil // nothing clinical yet
 		}
-		return insertClinicalHistory(ctx, tx, p, allergies, changedBy(event))
+		return insertClinicalHistory(ctx, tx, k, p, changedBy(event))
 	})
 	switch {
 	case err == nil:
-		return f, nil
+		return f, k, nil
 	case isUniqueViolation(err, "patients_idnp_key"):
 		existing, lookupErr := db.PatientIDByIDNP(ctx, p.Idnp)
 		if lookupErr != nil {
-			return Fence{}, lookupErr
+			return Fence{}, nil, lookupErr
 		}
-		return Fence{}, &IDNPTakenError{ExistingID: existing}
+		return Fence{}, nil, &IDNPTakenError{ExistingID: existing}
 	case isUniqueViolation(err, "patients_pkey"):
-		return Fence{}, ErrPatientExists
+		return Fence{}, nil, ErrPatientExists
 	default:
-		return Fence{}, classify(fmt.Errorf("register patient: %w", err))
+		return Fence{}, nil, classify(fmt.Errorf("register patient: %w", err))
 	}
 }
 
-// UpdatePatient writes the new state of a patient through the fence, with
-// its domain event. prevVersion is the version the change was decided on.
-func (db *DB) UpdatePatient(ctx context.Context, f Fence, p *messages.PatientRecord, prevVersion int64, event proto.Message) error {
-	allergies, err := allergiesJSON(p)
+// UpdatePatient writes next, the new state of a patient decided on prev,
+// through the fence, with its domain event; blood type and allergies are
+// sealed with k, the patient's data key, and a change of them is kept in
+// the clinical history.
+func (db *DB) UpdatePatient(ctx context.Context, f Fence, k *seal.Key, prev, next *messages.PatientRecord, event proto.Message) error {
+	p := next
+	clinical, err := sealClinical(k, p, clinicalAAD(p.Id))
 	if err != nil {
 		return err
 	}
+	changed := prev.BloodType != p.BloodType || !sameAllergies(prev.Allergies, p.Allergies)
 	return db.writeFenced(ctx, f, p.Version, event, func(tx pgx.Tx) error {
-		// History first, while the row still holds the old values: a row
-		// only when blood type or allergies differ from them.
-		if _, err := tx.Exec(ctx, `INSERT INTO patient_clinical_history (patient_id, version, changed_at, changed_by, blood_type, allergies)
-			SELECT $1, $2, $3, $4, $5, $6 FROM patients WHERE id = $1 AND (blood_type <> $5 OR allergies <> $6::jsonb)`,
-			p.Id, p.Version, p.UpdatedAt.AsTime(), changedBy(event), p.BloodType.Name(), allergies); err != nil {
-			return err
+		if changed {
+			if err := insertClinicalHistory(ctx, tx, k, p, changedBy(event)); err != nil {
+				return err
+			}
 		}
 		tag, err := tx.Exec(ctx, `UPDATE patients SET given_name = $2, family_name = $3, birth_date = $4,
-			sex = $5, phone = $6, email = $7, blood_type = $8, allergies = $9, version = $10, updated_at = $11
-			WHERE id = $1 AND version = $12`,
+			sex = $5, phone = $6, email = $7, blood_type = '', allergies = '[]', clinical_sealed = $8, version = $9, updated_at = $10
+			WHERE id = $1 AND version = $11`,
 			p.Id, p.GivenName, p.FamilyName, p.BirthDate, p.Sex.Name(), p.Phone, p.Email,
-			p.BloodType.Name(), allergies, p.Version, p.UpdatedAt.AsTime(), prevVersion)
+			clinical, p.Version, p.UpdatedAt.AsTime(), prev.Version)
 		if err == nil && tag.RowsAffected() == 0 {
-			err = fmt.Errorf("patient %s: %w %d", p.Id, ErrStale, prevVersion)
+			err = fmt.Errorf("patient %s: %w %d", p.Id, ErrStale, prev.Version)
 		}
 		return err
 	})
@@ -205,10 +219,15 @@ func (db *DB) PatientIDs(ctx context.Context, limit int) ([]string, error) {
 	return ids, classify(err)
 }
 
-// insertClinicalHistory records the patient's clinical values at p.Version.
-func insertClinicalHistory(ctx context.Context, tx pgx.Tx, p *messages.PatientRecord, allergies []byte, by string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO patient_clinical_history (patient_id, version, changed_at, changed_by, blood_type, allergies)
-		VALUES ($1, $2, $3, $4, $5, $6)`, p.Id, p.Version, p.UpdatedAt.AsTime(), by, p.BloodType.Name(), allergies)
+// insertClinicalHistory records the patient's clinical values at p.Version,
+// sealed with k.
+func insertClinicalHistory(ctx context.Context, tx pgx.Tx, k *seal.Key, p *messages.PatientRecord, by string) error {
+	sealed, err := sealClinical(k, p, historyAAD(p.Id, p.Version))
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO patient_clinical_history (patient_id, version, changed_at, changed_by, blood_type, allergies, sealed)
+		VALUES ($1, $2, $3, $4, '', '[]', $5)`, p.Id, p.Version, p.UpdatedAt.AsTime(), by, sealed)
 	return err
 }
 
@@ -230,24 +249,32 @@ type ClinicalChange struct {
 }
 
 // ClinicalHistory lists a patient's clinical changes, newest first, below
-// version before (0: from the newest), at most limit.
-func (db *DB) ClinicalHistory(ctx context.Context, patientID string, before int64, limit int) ([]ClinicalChange, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT version, changed_at, changed_by, blood_type, allergies FROM patient_clinical_history
+// version before (0: from the newest), at most limit, opened with k.
+func (db *DB) ClinicalHistory(ctx context.Context, k *seal.Key, patientID string, before int64, limit int) ([]ClinicalChange, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT version, changed_at, changed_by, blood_type, allergies, sealed FROM patient_clinical_history
 		WHERE patient_id = $1 AND ($2 = 0 OR version < $2) ORDER BY version DESC LIMIT $3`, patientID, before, limit)
 	if err != nil {
 		return nil, classify(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ClinicalChange, error) {
 		var (
-			c   ClinicalChange
-			raw []byte
+			c           ClinicalChange
+			raw, sealed []byte
 		)
-		if err := r.Scan(&c.Version, &c.ChangedAt, &c.ChangedBy, &c.BloodType, &raw); err != nil {
+		if err := r.Scan(&c.Version, &c.ChangedAt, &c.ChangedBy, &c.BloodType, &raw, &sealed); err != nil {
 			return c, err
 		}
-		var err error
-		c.Allergies, err = parseAllergies(raw)
-		return c, err
+		if sealed == nil { // written before clinical values were sealed
+			var err error
+			c.Allergies, err = parseAllergies(raw)
+			return c, err
+		}
+		var p messages.PatientRecord
+		if err := openClinical(k, sealed, historyAAD(patientID, c.Version), &p); err != nil {
+			return c, err
+		}
+		c.BloodType, c.Allergies = p.BloodType.Name(), p.Allergies
+		return c, nil
 	})
 	return out, classify(err)
 }

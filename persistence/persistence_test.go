@@ -1,6 +1,7 @@
 package persistence_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
+	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
@@ -66,17 +68,40 @@ func newPatient() *messages.PatientRecord {
 	}
 }
 
+// testMaster is a master key for the tests' patient data keys.
+func testMaster(t *testing.T) *seal.Key {
+	t.Helper()
+	k, err := seal.NewKey(bytes.Repeat([]byte{7}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func TestPatientRoundTripAndOutbox(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	p := newPatient()
 	fp := []byte("fingerprint")
-	if _, err := db.RegisterPatient(ctx, "node-a", p, fp, &messages.PatientRegistered{Patient: p}); err != nil {
+	_, k, err := db.RegisterPatient(ctx, "node-a", testMaster(t), p, fp, &messages.PatientRegistered{Patient: p})
+	if err != nil {
 		t.Fatalf("RegisterPatient = %v", err)
 	}
 	got, f, err := db.LoadPatient(ctx, p.Id, "node-a")
 	if err != nil || got == nil {
 		t.Fatalf("LoadPatient = %v, %v", got, err)
+	}
+	// Blood type and allergies are sealed: the row holds neither in plain.
+	var blood, allergies, sealed, history string
+	if err := db.Pool.QueryRow(ctx, `SELECT p.blood_type, p.allergies::TEXT, encode(p.clinical_sealed, 'escape'), encode(h.sealed, 'escape')
+		FROM patients p JOIN patient_clinical_history h ON h.patient_id = p.id WHERE p.id = $1`, p.Id).Scan(&blood, &allergies, &sealed, &history); err != nil {
+		t.Fatal(err)
+	}
+	if blood != "" || allergies != "[]" || strings.Contains(sealed, "penicillin") || strings.Contains(history, "penicillin") {
+		t.Fatalf("the row holds clinical values in plain: blood %q allergies %q sealed %q history %q", blood, allergies, sealed, history)
+	}
+	if err := persistence.OpenClinical(k, got); err != nil {
+		t.Fatalf("OpenClinical = %v", err)
 	}
 	if d := cmp.Diff(p, got.Record, protocmp.Transform()); d != "" {
 		t.Fatalf("LoadPatient round trip (-want +got):\n%s", d)
@@ -87,12 +112,19 @@ func TestPatientRoundTripAndOutbox(t *testing.T) {
 
 	next := proto.Clone(p).(*messages.PatientRecord)
 	next.Phone, next.Allergies, next.Version = "", nil, 2
-	if err := db.UpdatePatient(ctx, f, next, 1, &messages.PatientUpdated{Patient: next}); err != nil {
+	if err := db.UpdatePatient(ctx, f, k, p, next, &messages.PatientUpdated{Patient: next}); err != nil {
 		t.Fatalf("UpdatePatient = %v", err)
 	}
 	got, _, err = db.LoadPatient(ctx, p.Id, "node-a")
+	if err == nil {
+		err = persistence.OpenClinical(k, got)
+	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	hist, err := db.ClinicalHistory(ctx, k, p.Id, 0, 10)
+	if err != nil || len(hist) != 2 || len(hist[0].Allergies) != 0 || hist[1].Allergies[0].Substance != "penicillin" || hist[1].BloodType != p.BloodType.Name() {
+		t.Fatalf("ClinicalHistory = %+v, %v; want the change and the registration", hist, err)
 	}
 	if d := cmp.Diff(next, got.Record, protocmp.Transform()); d != "" {
 		t.Fatalf("after update (-want +got):\n%s", d)
@@ -123,11 +155,11 @@ func TestDuplicateIDNPNamesExistingPatient(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	first := newPatient()
-	if _, err := db.RegisterPatient(ctx, "a", first, nil, &messages.PatientRegistered{}); err != nil {
+	if _, _, err := db.RegisterPatient(ctx, "a", testMaster(t), first, nil, &messages.PatientRegistered{}); err != nil {
 		t.Fatal(err)
 	}
 	second := newPatient()
-	_, err := db.RegisterPatient(ctx, "a", second, nil, &messages.PatientRegistered{})
+	_, _, err := db.RegisterPatient(ctx, "a", testMaster(t), second, nil, &messages.PatientRegistered{})
 	var taken *persistence.IDNPTakenError
 	if !errors.As(err, &taken) || taken.ExistingID != first.Id {
 		t.Fatalf("RegisterPatient(same idnp) = %v, want IDNPTakenError{%s}", err, first.Id)
@@ -135,7 +167,7 @@ func TestDuplicateIDNPNamesExistingPatient(t *testing.T) {
 	// The same id with an IDNP nobody holds: only the id is taken.
 	sameID := proto.Clone(first).(*messages.PatientRecord)
 	sameID.Idnp = "0010000000001"
-	_, err = db.RegisterPatient(ctx, "a", sameID, nil, &messages.PatientRegistered{})
+	_, _, err = db.RegisterPatient(ctx, "a", testMaster(t), sameID, nil, &messages.PatientRegistered{})
 	if !errors.Is(err, persistence.ErrPatientExists) || errors.Is(err, persistence.ErrIDNPTaken) {
 		t.Fatalf("RegisterPatient(same id, new idnp) = %v, want ErrPatientExists", err)
 	}
@@ -156,7 +188,8 @@ func TestStaleActivationIsFenced(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	p := newPatient()
-	if _, err := db.RegisterPatient(ctx, "a", p, nil, &messages.PatientRegistered{}); err != nil {
+	_, k, err := db.RegisterPatient(ctx, "a", testMaster(t), p, nil, &messages.PatientRegistered{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	_, old, err := db.LoadPatient(ctx, p.Id, "a")
@@ -172,12 +205,12 @@ func TestStaleActivationIsFenced(t *testing.T) {
 	}
 	stale := proto.Clone(p).(*messages.PatientRecord)
 	stale.GivenName, stale.Version = "Stale", 2
-	if err := db.UpdatePatient(ctx, old, stale, 1, &messages.PatientUpdated{}); !errors.Is(err, persistence.ErrFenced) {
+	if err := db.UpdatePatient(ctx, old, k, p, stale, &messages.PatientUpdated{}); !errors.Is(err, persistence.ErrFenced) {
 		t.Fatalf("UpdatePatient(stale) = %v, want ErrFenced", err)
 	}
 	fresh := proto.Clone(p).(*messages.PatientRecord)
 	fresh.GivenName, fresh.Version = "Live", 2
-	if err := db.UpdatePatient(ctx, live, fresh, 1, &messages.PatientUpdated{}); err != nil {
+	if err := db.UpdatePatient(ctx, live, k, p, fresh, &messages.PatientUpdated{}); err != nil {
 		t.Fatalf("UpdatePatient(live) = %v", err)
 	}
 	got, _, _ := db.LoadPatient(ctx, p.Id, "c")

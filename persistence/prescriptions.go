@@ -2,7 +2,6 @@ package persistence
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"time"
 
@@ -23,19 +22,18 @@ func (db *DB) DataKey(ctx context.Context, master *seal.Key, patientID string) (
 	if master == nil {
 		return nil, errors.New("no master key: clinical records are off on this node")
 	}
-	aad := "patient-key/" + patientID
 	wrapped, err := db.PatientKey(ctx, patientID)
 	if errors.Is(err, ErrNotFound) {
-		fresh := make([]byte, seal.KeySize)
-		if _, err := rand.Read(fresh); err != nil {
+		var fresh []byte
+		if _, fresh, err = NewDataKey(master, patientID); err != nil {
 			return nil, err
 		}
-		wrapped, err = db.AddPatientKey(ctx, patientID, master.Seal(fresh, aad))
+		wrapped, err = db.AddPatientKey(ctx, patientID, fresh)
 	}
 	if err != nil {
 		return nil, err
 	}
-	raw, err := master.Open(wrapped, aad)
+	raw, err := master.Open(wrapped, patientKeyAAD(patientID))
 	if err != nil {
 		return nil, err
 	}

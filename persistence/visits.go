@@ -38,10 +38,12 @@ type StoredVisit struct {
 	Diagnoses                              []StoredDiagnosis
 }
 
-// StoredDiagnosis is a diagnosis row; Onset is YYYY-MM-DD or "".
+// StoredDiagnosis is a diagnosis row; Onset is YYYY-MM-DD or "". The code
+// is sealed (CodeSealed, SealDiagnosisCode); Code is set only on rows
+// written before codes were sealed.
 type StoredDiagnosis struct {
 	ID, Code, Status, Onset string
-	TextSealed              []byte
+	TextSealed, CodeSealed  []byte
 }
 
 // RecordVisit inserts a visit and its diagnoses, fenced by the patient
@@ -66,8 +68,8 @@ func (db *DB) RecordVisit(ctx context.Context, f Fence, v StoredVisit, key strin
 			if d.Onset != "" {
 				onset = &d.Onset
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO diagnoses (id, patient_id, visit_id, position, code, text_sealed, status, onset)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, d.ID, v.PatientID, v.ID, i, d.Code, d.TextSealed, d.Status, onset); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO diagnoses (id, patient_id, visit_id, position, code, code_sealed, text_sealed, status, onset)
+				VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8)`, d.ID, v.PatientID, v.ID, i, d.CodeSealed, d.TextSealed, d.Status, onset); err != nil {
 				return err
 			}
 		}
@@ -134,7 +136,7 @@ func (db *DB) attachDiagnoses(ctx context.Context, vs []StoredVisit) error {
 	for i, v := range vs {
 		ids[i], at[v.ID] = v.ID, i
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT visit_id::text, id::text, code, text_sealed, status, coalesce(to_char(onset, 'YYYY-MM-DD'), '')
+	rows, err := db.Pool.Query(ctx, `SELECT visit_id::text, id::text, code, code_sealed, text_sealed, status, coalesce(to_char(onset, 'YYYY-MM-DD'), '')
 		FROM diagnoses WHERE visit_id = ANY($1::TEXT[]::UUID[]) ORDER BY visit_id, position`, ids)
 	if err != nil {
 		return classify(err)
@@ -145,7 +147,7 @@ func (db *DB) attachDiagnoses(ctx context.Context, vs []StoredVisit) error {
 			visit string
 			d     StoredDiagnosis
 		)
-		if err := rows.Scan(&visit, &d.ID, &d.Code, &d.TextSealed, &d.Status, &d.Onset); err != nil {
+		if err := rows.Scan(&visit, &d.ID, &d.Code, &d.CodeSealed, &d.TextSealed, &d.Status, &d.Onset); err != nil {
 			return classify(err)
 		}
 		vs[at[visit]].Diagnoses = append(vs[at[visit]].Diagnoses, d)

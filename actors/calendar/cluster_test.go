@@ -70,7 +70,7 @@ func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.
 		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
 			audit.Kind(audit.Deps{DB: db, Proof: checker}),
-			patient.Kind(patient.Deps{DB: db, Proof: checker, Audit: rec, Now: clock.Now}, time.Minute),
+			patient.Kind(patient.Deps{DB: db, Master: pgtest.MasterKey(t), Proof: checker, Audit: rec, Now: clock.Now}, time.Minute),
 			calendar.Kind(calendar.Deps{DB: db, Proof: checker, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now}, time.Minute),
 		},
 	}

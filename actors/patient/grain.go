@@ -127,6 +127,17 @@ func (g *Grain) load() error {
 	if err != nil {
 		return err
 	}
+	if sp != nil && sp.ClinicalSealed != nil {
+		// Blood type and allergies are sealed with the patient's data key.
+		k, err := g.deps.DB.DataKey(ctx, g.deps.Master, g.id)
+		if err != nil {
+			return err
+		}
+		if err := persistence.OpenClinical(k, sp); err != nil {
+			return err
+		}
+		g.dataKey = k
+	}
 	g.loaded, g.fence = true, f
 	if sp != nil {
 		g.rec, g.fingerprint = sp.Record, sp.Fingerprint
@@ -255,7 +266,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	f, err := g.deps.DB.RegisterPatient(sctx, g.owner, rec, fp, &messages.PatientRegistered{Caller: c, Patient: rec})
+	f, key, err := g.deps.DB.RegisterPatient(sctx, g.owner, g.deps.Master, rec, fp, &messages.PatientRegistered{Caller: c, Patient: rec})
 	var taken *persistence.IDNPTakenError
 	switch {
 	case errors.As(err, &taken):
@@ -274,7 +285,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	case err != nil:
 		return nil, g.storeError(ctx, "register", err)
 	}
-	g.rec, g.fingerprint, g.fence = rec, fp, f
+	g.rec, g.fingerprint, g.fence, g.dataKey = rec, fp, f, key
 	if err := g.record(ctx, c, "create", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
@@ -392,7 +403,11 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 	sctx, cancel := g.storeCtx()
 	defer cancel()
 	event := &messages.PatientUpdated{Caller: c, Patient: next, ChangedFields: changed}
-	if err := g.deps.DB.UpdatePatient(sctx, g.fence, next, g.rec.Version, event); err != nil {
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
+	if err := g.deps.DB.UpdatePatient(sctx, g.fence, k, g.rec, next, event); err != nil {
 		return nil, g.storeError(ctx, "update", err)
 	}
 	g.rec = next

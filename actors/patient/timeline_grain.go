@@ -54,7 +54,7 @@ func (g *Grain) Timeline(req *messages.TimelineRequest, ctx actorcluster.GrainCo
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	rows, err := g.deps.DB.Timeline(sctx, g.id, before, kind, id, limit+1)
+	rows, err := g.deps.DB.Timeline(sctx, k, g.id, before, kind, id, limit+1)
 	if err != nil {
 		return nil, g.storeError(ctx, "timeline", err)
 	}
@@ -65,16 +65,8 @@ func (g *Grain) Timeline(req *messages.TimelineRequest, ctx actorcluster.GrainCo
 			reply.NextCursor = encodeTimelineCursor(last.At, last.Kind, last.ID)
 			break
 		}
-		summary := r.Text
-		if r.Sealed != nil {
-			text, err := k.Open(r.Sealed, r.SealedAAD)
-			if err != nil {
-				return nil, g.storeError(ctx, "open timeline entry", err)
-			}
-			summary += string(text)
-		}
 		reply.Entries = append(reply.Entries, &messages.TimelineEntry{Kind: r.Kind, Id: r.ID, At: timestamppb.New(r.At),
-			Summary: summary, DoctorId: r.DoctorID, VisitId: r.VisitID})
+			Summary: r.Text, DoctorId: r.DoctorID, VisitId: r.VisitID})
 	}
 	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err

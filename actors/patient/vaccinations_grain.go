@@ -82,9 +82,13 @@ func (g *Grain) RecordVaccination(req *messages.RecordVaccinationRequest, ctx ac
 		if req.GetIdempotencyKey() == "" {
 			return nil, false, nil
 		}
+		k, err := g.key()
+		if err != nil {
+			return nil, true, g.storeError(ctx, "data key", err)
+		}
 		sctx, cancel := g.storeCtx()
 		defer cancel()
-		prior, priorFP, err := g.deps.DB.VaccinationByKey(sctx, g.id, req.GetIdempotencyKey())
+		prior, priorFP, err := g.deps.DB.VaccinationByKey(sctx, k, g.id, req.GetIdempotencyKey())
 		switch {
 		case errors.Is(err, persistence.ErrNotFound):
 			return nil, false, nil
@@ -105,9 +109,13 @@ func (g *Grain) RecordVaccination(req *messages.RecordVaccinationRequest, ctx ac
 	if err != nil {
 		return nil, g.refuse(ctx, c, action, g.id, validate.Reply(err))
 	}
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	err = g.deps.DB.RecordVaccination(sctx, g.fence, v, req.GetIdempotencyKey(), fp)
+	err = g.deps.DB.RecordVaccination(sctx, g.fence, k, v, req.GetIdempotencyKey(), fp)
 	if errors.Is(err, persistence.ErrExists) {
 		if reply, done, err := replay(); done || err != nil {
 			return reply, err
@@ -134,9 +142,13 @@ func (g *Grain) Vaccinations(req *messages.VaccinationsRequest, ctx actorcluster
 	if req.Cursor != "" {
 		before = after.start.Format(time.DateOnly)
 	}
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	rows, err := g.deps.DB.Vaccinations(sctx, g.id, before, after.id, limit+1)
+	rows, err := g.deps.DB.Vaccinations(sctx, k, g.id, before, after.id, limit+1)
 	if err != nil {
 		return nil, g.storeError(ctx, "vaccinations", err)
 	}
@@ -168,9 +180,13 @@ func (g *Grain) ClinicalHistory(req *messages.ClinicalHistoryRequest, ctx actorc
 				WithMetadata(map[string]string{"field:cursor": "is not a cursor this API returned"}))
 		}
 	}
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	rows, err := g.deps.DB.ClinicalHistory(sctx, g.id, before, limit+1)
+	rows, err := g.deps.DB.ClinicalHistory(sctx, k, g.id, before, limit+1)
 	if err != nil {
 		return nil, g.storeError(ctx, "clinical history", err)
 	}

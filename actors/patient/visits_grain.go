@@ -37,8 +37,8 @@ func sealVisit(k *seal.Key, v *messages.Visit, createdBy string, fingerprint []b
 		OccurredAt: v.OccurredAt.AsTime(), CreatedAt: v.CreatedAt.AsTime(), CreatedBy: createdBy, Fingerprint: fingerprint,
 		ReasonSealed: k.Seal([]byte(v.Reason), visitAAD(v.Id, "reason")), NotesSealed: k.Seal([]byte(v.Notes), visitAAD(v.Id, "notes"))}
 	for _, d := range v.Diagnoses {
-		out.Diagnoses = append(out.Diagnoses, persistence.StoredDiagnosis{ID: d.Id, Code: d.Code, Status: d.Status.Name(), Onset: d.Onset,
-			TextSealed: k.Seal([]byte(d.Text), visitAAD(v.Id, "diagnosis/"+d.Id))})
+		out.Diagnoses = append(out.Diagnoses, persistence.StoredDiagnosis{ID: d.Id, Status: d.Status.Name(), Onset: d.Onset,
+			CodeSealed: persistence.SealDiagnosisCode(k, d.Id, d.Code), TextSealed: k.Seal([]byte(d.Text), visitAAD(v.Id, "diagnosis/"+d.Id))})
 	}
 	return out
 }
@@ -59,8 +59,12 @@ func openVisit(k *seal.Key, s persistence.StoredVisit) (*messages.Visit, error) 
 		if err != nil {
 			return nil, err
 		}
+		code, err := persistence.OpenDiagnosisCode(k, d)
+		if err != nil {
+			return nil, err
+		}
 		status, _ := messages.ParseDiagnosisStatus(d.Status)
-		v.Diagnoses = append(v.Diagnoses, &messages.Diagnosis{Id: d.ID, Code: d.Code, Text: string(text), Status: status, Onset: d.Onset})
+		v.Diagnoses = append(v.Diagnoses, &messages.Diagnosis{Id: d.ID, Code: code, Text: string(text), Status: status, Onset: d.Onset})
 	}
 	return v, nil
 }

@@ -207,6 +207,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		}
 		go backfillSearch(relayCtx, db, cfg.Logger)
 		if cfg.Master != nil {
+			go sealPlain(relayCtx, db, cfg.Master, cfg.Logger)
 			go audit.Checkpointer{DB: db, Master: cfg.Master, Every: cfg.AuditCheckpointEvery, Logger: cfg.Logger}.Run(relayCtx)
 		}
 		every := cfg.ExpirySweep
@@ -290,6 +291,18 @@ func (n *node) stop(graceful bool) error {
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	return nil
+}
+
+// sealPlain seals the clinical values that rows from before migration 0022
+// hold plain (persistence.SealPlain), in the background.
+func sealPlain(ctx context.Context, db *persistence.DB, master *seal.Key, logger *slog.Logger) {
+	n, err := db.SealPlain(ctx, master)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		logger.Error("sealing plain clinical values stopped; it resumes at the next start", "patients", n, "error", err)
+	case n > 0:
+		logger.Info("clinical values written before sealing are now sealed", "patients", n)
+	}
 }
 
 // backfillSearch puts in the search read model the patients it lacks (a

@@ -4,6 +4,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -89,4 +91,14 @@ func redact(raw string) string {
 		return "DATABASE_URL"
 	}
 	return u.Redacted()
+}
+
+// MasterKey is a fixed master key for tests that seal patients' data.
+func MasterKey(t testing.TB) *seal.Key {
+	t.Helper()
+	k, err := seal.NewKey(bytes.Repeat([]byte{0x5e}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
