@@ -114,8 +114,14 @@ func TestHTTPVisitsAreClinicalRecordsSealedPerPatient(t *testing.T) {
 	if err := s.db.Pool.QueryRow(ctx, `SELECT reason_sealed, notes_sealed FROM visits WHERE id = $1`, visitID).Scan(&reason, &stored); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Pool.QueryRow(ctx, `SELECT text_sealed FROM diagnoses WHERE visit_id = $1 AND code = 'J45.0'`, visitID).Scan(&text); err != nil {
+	// The diagnosis code is sealed too: the plain column is empty.
+	var plainCode string
+	var code []byte
+	if err := s.db.Pool.QueryRow(ctx, `SELECT text_sealed, code, code_sealed FROM diagnoses WHERE visit_id = $1 AND position = 0`, visitID).Scan(&text, &plainCode, &code); err != nil {
 		t.Fatal(err)
+	}
+	if plainCode != "" || bytes.Contains(code, []byte("J45")) || bytes.Contains(code, []byte("J30")) || len(code) == 0 {
+		t.Errorf("the diagnosis code is stored as %q, sealed %q", plainCode, code)
 	}
 	if err := s.db.Pool.QueryRow(ctx, `SELECT wrapped FROM patient_keys WHERE patient_id = $1`, id).Scan(&wrapped); err != nil {
 		t.Fatal(err)
@@ -211,5 +217,25 @@ func TestHTTPVaccinations(t *testing.T) {
 	page.NextCursor = "" // absent on the last page
 	if err := json.Unmarshal(r.body, &page); err != nil || len(page.Vaccinations) != 1 || page.Vaccinations[0].ATCCode != "J07BB02" || page.NextCursor != "" {
 		t.Fatalf("page 2 = %s", r.body)
+	}
+	// At rest the vaccine, its code and its lot are sealed with the
+	// patient's data key.
+	rows, err := s.db.Pool.Query(context.Background(), `SELECT atc_code || vaccine_name || lot, details_sealed FROM vaccinations WHERE patient_id = $1`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var plain string
+		var sealed []byte
+		if err := rows.Scan(&plain, &sealed); err != nil {
+			t.Fatal(err)
+		}
+		if n++; plain != "" || len(sealed) == 0 || bytes.Contains(sealed, []byte("J07")) || bytes.Contains(sealed, []byte("FLU-25")) {
+			t.Errorf("a vaccination is stored as %q, sealed %q", plain, sealed)
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d vaccination rows, want 2", n)
 	}
 }
