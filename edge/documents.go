@@ -20,6 +20,7 @@ import (
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence/blob"
 	"github.com/caregrid/caregrid/persistence/seal"
@@ -75,7 +76,7 @@ func (s *Server) uploadLimit() int64 {
 }
 
 // documentAAD binds a sealed content to its document.
-func documentAAD(id string) string { return "document/" + id }
+func documentAAD(id string) string { return patient.DocumentAAD(id) }
 
 type documentJSON struct {
 	ID          string `json:"id"`
@@ -354,7 +355,7 @@ func (s *Server) downloadDocument(c *fiber.Ctx) error {
 		s.cfg.Logger.Error("document content unreadable", "blob", reply.BlobKey, "error", err)
 		return problem(fiber.StatusServiceUnavailable, "store-unavailable", "Document store unavailable", "")
 	}
-	content, err := openDocument(stored, reply.Key, reply.Document)
+	content, err := patient.OpenDocumentContent(stored, reply.Key, reply.Document)
 	if err != nil {
 		stored.Close()
 		cancel()
@@ -373,32 +374,6 @@ func (s *Server) downloadDocument(c *fiber.Ctx) error {
 		failed: func(err error) {
 			s.cfg.Logger.Error("document content failed while it was sent", "blob", blobKey, "error", err)
 		}}, int(reply.Document.Size))
-}
-
-// openDocument reads a stored content: a sealed stream (uploads since
-// streaming), or, for documents stored before, one sealed value.
-func openDocument(stored io.Reader, key []byte, d *messages.Document) (io.Reader, error) {
-	br := bufio.NewReader(stored)
-	first, err := br.Peek(1)
-	if err != nil {
-		return nil, err
-	}
-	if first[0] == seal.StreamFormat {
-		return seal.OpenStream(br, key, documentAAD(d.Id))
-	}
-	sealed, err := io.ReadAll(io.LimitReader(br, d.Size+1024))
-	if err != nil {
-		return nil, err
-	}
-	k, err := seal.NewKey(key)
-	if err != nil {
-		return nil, err
-	}
-	content, err := k.Open(sealed, documentAAD(d.Id))
-	if err != nil {
-		return nil, err
-	}
-	return bytes.NewReader(content), nil
 }
 
 // closing is a reader with its own Close (fasthttp closes a body stream

@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence/seal"
 )
@@ -27,7 +28,7 @@ func TestOpenDocumentReadsBothFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, stored := range map[string][]byte{"one sealed value": k.Seal(content, documentAAD(d.Id)), "a sealed stream": streamed.Bytes()} {
-		r, err := openDocument(bytes.NewReader(stored), raw, d)
+		r, err := patient.OpenDocumentContent(bytes.NewReader(stored), raw, d)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -36,7 +37,7 @@ func TestOpenDocumentReadsBothFormats(t *testing.T) {
 			t.Fatalf("%s: %d bytes, %v", name, len(got), err)
 		}
 		other := &messages.Document{Id: "doc-2", Size: d.Size}
-		if r, err := openDocument(bytes.NewReader(stored), raw, other); err == nil {
+		if r, err := patient.OpenDocumentContent(bytes.NewReader(stored), raw, other); err == nil {
 			if _, err := io.ReadAll(r); err == nil {
 				t.Fatalf("%s opened as another document", name)
 			}

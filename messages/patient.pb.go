@@ -3372,6 +3372,851 @@ func (x *EmergencyAccessReply) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Erasure is a patient's request to be erased (GDPR art. 17) and what came
+// of it. state: pending (waits for a privacy officer), approved (carried
+// out once no retention period or legal hold stands in its way; until then
+// retain_until says when), refused, erased (proof_json says what was
+// destroyed).
+type Erasure struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PatientId   string                 `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	State       string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	RequestedBy string                 `protobuf:"bytes,4,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	ReviewedBy  string                 `protobuf:"bytes,6,opt,name=reviewed_by,json=reviewedBy,proto3" json:"reviewed_by,omitempty"`
+	ReviewedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=reviewed_at,json=reviewedAt,proto3" json:"reviewed_at,omitempty"`
+	ReviewNote  string                 `protobuf:"bytes,8,opt,name=review_note,json=reviewNote,proto3" json:"review_note,omitempty"`
+	RetainUntil *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=retain_until,json=retainUntil,proto3" json:"retain_until,omitempty"`
+	ErasedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=erased_at,json=erasedAt,proto3" json:"erased_at,omitempty"`
+	ProofJson   string                 `protobuf:"bytes,11,opt,name=proof_json,json=proofJson,proto3" json:"proof_json,omitempty"`
+	// blocked_by says why an approved erasure waits: "retention",
+	// "legal-hold" or "upcoming-appointments"; empty otherwise.
+	BlockedBy     string `protobuf:"bytes,12,opt,name=blocked_by,json=blockedBy,proto3" json:"blocked_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Erasure) Reset() {
+	*x = Erasure{}
+	mi := &file_patient_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Erasure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Erasure) ProtoMessage() {}
+
+func (x *Erasure) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Erasure.ProtoReflect.Descriptor instead.
+func (*Erasure) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *Erasure) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Erasure) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *Erasure) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Erasure) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *Erasure) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *Erasure) GetReviewedBy() string {
+	if x != nil {
+		return x.ReviewedBy
+	}
+	return ""
+}
+
+func (x *Erasure) GetReviewedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReviewedAt
+	}
+	return nil
+}
+
+func (x *Erasure) GetReviewNote() string {
+	if x != nil {
+		return x.ReviewNote
+	}
+	return ""
+}
+
+func (x *Erasure) GetRetainUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetainUntil
+	}
+	return nil
+}
+
+func (x *Erasure) GetErasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ErasedAt
+	}
+	return nil
+}
+
+func (x *Erasure) GetProofJson() string {
+	if x != nil {
+		return x.ProofJson
+	}
+	return ""
+}
+
+func (x *Erasure) GetBlockedBy() string {
+	if x != nil {
+		return x.BlockedBy
+	}
+	return ""
+}
+
+type RequestErasureRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Caller *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	// erasure_id names the new request (the edge makes it).
+	ErasureId     string `protobuf:"bytes,2,opt,name=erasure_id,json=erasureId,proto3" json:"erasure_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestErasureRequest) Reset() {
+	*x = RequestErasureRequest{}
+	mi := &file_patient_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestErasureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestErasureRequest) ProtoMessage() {}
+
+func (x *RequestErasureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestErasureRequest.ProtoReflect.Descriptor instead.
+func (*RequestErasureRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RequestErasureRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *RequestErasureRequest) GetErasureId() string {
+	if x != nil {
+		return x.ErasureId
+	}
+	return ""
+}
+
+type GetErasureRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetErasureRequest) Reset() {
+	*x = GetErasureRequest{}
+	mi := &file_patient_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetErasureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetErasureRequest) ProtoMessage() {}
+
+func (x *GetErasureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetErasureRequest.ProtoReflect.Descriptor instead.
+func (*GetErasureRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *GetErasureRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+type ErasureReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Erasure       *Erasure               `protobuf:"bytes,1,opt,name=erasure,proto3" json:"erasure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErasureReply) Reset() {
+	*x = ErasureReply{}
+	mi := &file_patient_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErasureReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErasureReply) ProtoMessage() {}
+
+func (x *ErasureReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErasureReply.ProtoReflect.Descriptor instead.
+func (*ErasureReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ErasureReply) GetErasure() *Erasure {
+	if x != nil {
+		return x.Erasure
+	}
+	return nil
+}
+
+// EraseRequest carries out an approved erasure if nothing stands in its
+// way (member only: the retention sweep sends it).
+type EraseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	ErasureId     string                 `protobuf:"bytes,2,opt,name=erasure_id,json=erasureId,proto3" json:"erasure_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseRequest) Reset() {
+	*x = EraseRequest{}
+	mi := &file_patient_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseRequest) ProtoMessage() {}
+
+func (x *EraseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseRequest.ProtoReflect.Descriptor instead.
+func (*EraseRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *EraseRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *EraseRequest) GetErasureId() string {
+	if x != nil {
+		return x.ErasureId
+	}
+	return ""
+}
+
+// SetLegalHoldRequest places (hold) or lifts a legal hold: while it
+// stands, neither an erasure nor the retention sweep deletes anything.
+type SetLegalHoldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Hold          bool                   `protobuf:"varint,2,opt,name=hold,proto3" json:"hold,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLegalHoldRequest) Reset() {
+	*x = SetLegalHoldRequest{}
+	mi := &file_patient_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLegalHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLegalHoldRequest) ProtoMessage() {}
+
+func (x *SetLegalHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLegalHoldRequest.ProtoReflect.Descriptor instead.
+func (*SetLegalHoldRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *SetLegalHoldRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *SetLegalHoldRequest) GetHold() bool {
+	if x != nil {
+		return x.Hold
+	}
+	return false
+}
+
+func (x *SetLegalHoldRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type LegalHoldReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Held          bool                   `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	PlacedBy      string                 `protobuf:"bytes,3,opt,name=placed_by,json=placedBy,proto3" json:"placed_by,omitempty"`
+	PlacedAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LegalHoldReply) Reset() {
+	*x = LegalHoldReply{}
+	mi := &file_patient_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LegalHoldReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LegalHoldReply) ProtoMessage() {}
+
+func (x *LegalHoldReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LegalHoldReply.ProtoReflect.Descriptor instead.
+func (*LegalHoldReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *LegalHoldReply) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *LegalHoldReply) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *LegalHoldReply) GetPlacedBy() string {
+	if x != nil {
+		return x.PlacedBy
+	}
+	return ""
+}
+
+func (x *LegalHoldReply) GetPlacedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlacedAt
+	}
+	return nil
+}
+
+// ApplyRetentionRequest deletes the patient's records whose retention
+// period has ended (member only: the retention sweep sends it).
+type ApplyRetentionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRetentionRequest) Reset() {
+	*x = ApplyRetentionRequest{}
+	mi := &file_patient_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRetentionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRetentionRequest) ProtoMessage() {}
+
+func (x *ApplyRetentionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRetentionRequest.ProtoReflect.Descriptor instead.
+func (*ApplyRetentionRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ApplyRetentionRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+type ApplyRetentionReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// deleted counts the records deleted, by kind.
+	Deleted       map[string]int64 `protobuf:"bytes,1,rep,name=deleted,proto3" json:"deleted,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRetentionReply) Reset() {
+	*x = ApplyRetentionReply{}
+	mi := &file_patient_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRetentionReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRetentionReply) ProtoMessage() {}
+
+func (x *ApplyRetentionReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRetentionReply.ProtoReflect.Descriptor instead.
+func (*ApplyRetentionReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ApplyRetentionReply) GetDeleted() map[string]int64 {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
+// StartExportRequest begins an export of everything held about the patient
+// (GDPR art. 15 and 20); a member builds it in the background.
+type StartExportRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Caller   *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	ExportId string                 `protobuf:"bytes,2,opt,name=export_id,json=exportId,proto3" json:"export_id,omitempty"`
+	// language of the archive's index: ro, ru or en.
+	Language string `protobuf:"bytes,3,opt,name=language,proto3" json:"language,omitempty"`
+	// token_sha256 is the SHA-256 of the download link's token: the edge
+	// hands the token to the caller once and keeps nothing else of it.
+	TokenSha256   []byte `protobuf:"bytes,4,opt,name=token_sha256,json=tokenSha256,proto3" json:"token_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartExportRequest) Reset() {
+	*x = StartExportRequest{}
+	mi := &file_patient_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartExportRequest) ProtoMessage() {}
+
+func (x *StartExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartExportRequest.ProtoReflect.Descriptor instead.
+func (*StartExportRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *StartExportRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *StartExportRequest) GetExportId() string {
+	if x != nil {
+		return x.ExportId
+	}
+	return ""
+}
+
+func (x *StartExportRequest) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *StartExportRequest) GetTokenSha256() []byte {
+	if x != nil {
+		return x.TokenSha256
+	}
+	return nil
+}
+
+// Export is an export's progress. state: queued, building, ready, failed,
+// downloaded, expired.
+type Export struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PatientId       string                 `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	State           string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	ProgressPercent int32                  `protobuf:"varint,4,opt,name=progress_percent,json=progressPercent,proto3" json:"progress_percent,omitempty"`
+	RequestedBy     string                 `protobuf:"bytes,5,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	RequestedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	ExpiresAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Export) Reset() {
+	*x = Export{}
+	mi := &file_patient_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Export) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Export) ProtoMessage() {}
+
+func (x *Export) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Export.ProtoReflect.Descriptor instead.
+func (*Export) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *Export) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Export) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *Export) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Export) GetProgressPercent() int32 {
+	if x != nil {
+		return x.ProgressPercent
+	}
+	return 0
+}
+
+func (x *Export) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *Export) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *Export) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type ExportReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Export        *Export                `protobuf:"bytes,1,opt,name=export,proto3" json:"export,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportReply) Reset() {
+	*x = ExportReply{}
+	mi := &file_patient_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportReply) ProtoMessage() {}
+
+func (x *ExportReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportReply.ProtoReflect.Descriptor instead.
+func (*ExportReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ExportReply) GetExport() *Export {
+	if x != nil {
+		return x.Export
+	}
+	return nil
+}
+
+// EmergencyAccessGranted is the domain event of a doctor breaking the
+// glass, written with the grant: the notifications tell the patient. It
+// carries ids only; the reason stays sealed with the grant.
+type EmergencyAccessGranted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccessId      string                 `protobuf:"bytes,1,opt,name=access_id,json=accessId,proto3" json:"access_id,omitempty"`
+	PatientId     string                 `protobuf:"bytes,2,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	DoctorId      string                 `protobuf:"bytes,3,opt,name=doctor_id,json=doctorId,proto3" json:"doctor_id,omitempty"`
+	GrantedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=granted_at,json=grantedAt,proto3" json:"granted_at,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmergencyAccessGranted) Reset() {
+	*x = EmergencyAccessGranted{}
+	mi := &file_patient_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmergencyAccessGranted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmergencyAccessGranted) ProtoMessage() {}
+
+func (x *EmergencyAccessGranted) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmergencyAccessGranted.ProtoReflect.Descriptor instead.
+func (*EmergencyAccessGranted) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *EmergencyAccessGranted) GetAccessId() string {
+	if x != nil {
+		return x.AccessId
+	}
+	return ""
+}
+
+func (x *EmergencyAccessGranted) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *EmergencyAccessGranted) GetDoctorId() string {
+	if x != nil {
+		return x.DoctorId
+	}
+	return ""
+}
+
+func (x *EmergencyAccessGranted) GetGrantedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GrantedAt
+	}
+	return nil
+}
+
+func (x *EmergencyAccessGranted) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -3620,7 +4465,81 @@ const file_patient_proto_rawDesc = "" +
 	"\x14EmergencyAccessReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*X\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xe5\x03\n" +
+	"\aErasure\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\tR\tpatientId\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12!\n" +
+	"\frequested_by\x18\x04 \x01(\tR\vrequestedBy\x12=\n" +
+	"\frequested_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12\x1f\n" +
+	"\vreviewed_by\x18\x06 \x01(\tR\n" +
+	"reviewedBy\x12;\n" +
+	"\vreviewed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reviewedAt\x12\x1f\n" +
+	"\vreview_note\x18\b \x01(\tR\n" +
+	"reviewNote\x12=\n" +
+	"\fretain_until\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vretainUntil\x127\n" +
+	"\terased_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\x12\x1d\n" +
+	"\n" +
+	"proof_json\x18\v \x01(\tR\tproofJson\x12\x1d\n" +
+	"\n" +
+	"blocked_by\x18\f \x01(\tR\tblockedBy\"c\n" +
+	"\x15RequestErasureRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x1d\n" +
+	"\n" +
+	"erasure_id\x18\x02 \x01(\tR\terasureId\"@\n" +
+	"\x11GetErasureRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\">\n" +
+	"\fErasureReply\x12.\n" +
+	"\aerasure\x18\x01 \x01(\v2\x14.caregrid.v1.ErasureR\aerasure\"Z\n" +
+	"\fEraseRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x1d\n" +
+	"\n" +
+	"erasure_id\x18\x02 \x01(\tR\terasureId\"n\n" +
+	"\x13SetLegalHoldRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x12\n" +
+	"\x04hold\x18\x02 \x01(\bR\x04hold\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x92\x01\n" +
+	"\x0eLegalHoldReply\x12\x12\n" +
+	"\x04held\x18\x01 \x01(\bR\x04held\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tplaced_by\x18\x03 \x01(\tR\bplacedBy\x127\n" +
+	"\tplaced_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\"D\n" +
+	"\x15ApplyRetentionRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"\x9a\x01\n" +
+	"\x13ApplyRetentionReply\x12G\n" +
+	"\adeleted\x18\x01 \x03(\v2-.caregrid.v1.ApplyRetentionReply.DeletedEntryR\adeleted\x1a:\n" +
+	"\fDeletedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9d\x01\n" +
+	"\x12StartExportRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x1b\n" +
+	"\texport_id\x18\x02 \x01(\tR\bexportId\x12\x1a\n" +
+	"\blanguage\x18\x03 \x01(\tR\blanguage\x12!\n" +
+	"\ftoken_sha256\x18\x04 \x01(\fR\vtokenSha256\"\x95\x02\n" +
+	"\x06Export\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\tR\tpatientId\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12)\n" +
+	"\x10progress_percent\x18\x04 \x01(\x05R\x0fprogressPercent\x12!\n" +
+	"\frequested_by\x18\x05 \x01(\tR\vrequestedBy\x12=\n" +
+	"\frequested_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\":\n" +
+	"\vExportReply\x12+\n" +
+	"\x06export\x18\x01 \x01(\v2\x13.caregrid.v1.ExportR\x06export\"\xe7\x01\n" +
+	"\x16EmergencyAccessGranted\x12\x1b\n" +
+	"\taccess_id\x18\x01 \x01(\tR\baccessId\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x02 \x01(\tR\tpatientId\x12\x1b\n" +
+	"\tdoctor_id\x18\x03 \x01(\tR\bdoctorId\x129\n" +
+	"\n" +
+	"granted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -3661,7 +4580,7 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_patient_proto_goTypes = []any{
 	(Sex)(0),                         // 0: caregrid.v1.Sex
 	(BloodType)(0),                   // 1: caregrid.v1.BloodType
@@ -3715,86 +4634,118 @@ var file_patient_proto_goTypes = []any{
 	(*OpenDocumentReply)(nil),        // 49: caregrid.v1.OpenDocumentReply
 	(*EmergencyAccessRequest)(nil),   // 50: caregrid.v1.EmergencyAccessRequest
 	(*EmergencyAccessReply)(nil),     // 51: caregrid.v1.EmergencyAccessReply
-	(*timestamppb.Timestamp)(nil),    // 52: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 53: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 54: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 55: caregrid.v1.AuditEvent
+	(*Erasure)(nil),                  // 52: caregrid.v1.Erasure
+	(*RequestErasureRequest)(nil),    // 53: caregrid.v1.RequestErasureRequest
+	(*GetErasureRequest)(nil),        // 54: caregrid.v1.GetErasureRequest
+	(*ErasureReply)(nil),             // 55: caregrid.v1.ErasureReply
+	(*EraseRequest)(nil),             // 56: caregrid.v1.EraseRequest
+	(*SetLegalHoldRequest)(nil),      // 57: caregrid.v1.SetLegalHoldRequest
+	(*LegalHoldReply)(nil),           // 58: caregrid.v1.LegalHoldReply
+	(*ApplyRetentionRequest)(nil),    // 59: caregrid.v1.ApplyRetentionRequest
+	(*ApplyRetentionReply)(nil),      // 60: caregrid.v1.ApplyRetentionReply
+	(*StartExportRequest)(nil),       // 61: caregrid.v1.StartExportRequest
+	(*Export)(nil),                   // 62: caregrid.v1.Export
+	(*ExportReply)(nil),              // 63: caregrid.v1.ExportReply
+	(*EmergencyAccessGranted)(nil),   // 64: caregrid.v1.EmergencyAccessGranted
+	nil,                              // 65: caregrid.v1.ApplyRetentionReply.DeletedEntry
+	(*timestamppb.Timestamp)(nil),    // 66: google.protobuf.Timestamp
+	(*Caller)(nil),                   // 67: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),    // 68: google.protobuf.FieldMask
+	(*AuditEvent)(nil),               // 69: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	52, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	52, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	53, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	66, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	67, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	53, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	53, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	54, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	68, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	53, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	52, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
-	52, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
-	55, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	53, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	67, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
+	66, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
+	69, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	67, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	53, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	67, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 20: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	52, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	53, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	53, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	67, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 24: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
-	52, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
-	52, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
-	52, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
-	53, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
+	66, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
+	66, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
+	67, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
 	18, // 29: caregrid.v1.AccessGrantsReply.grants:type_name -> caregrid.v1.AccessGrant
-	52, // 30: caregrid.v1.Restriction.created_at:type_name -> google.protobuf.Timestamp
-	52, // 31: caregrid.v1.Restriction.lifted_at:type_name -> google.protobuf.Timestamp
-	53, // 32: caregrid.v1.RestrictionsRequest.caller:type_name -> caregrid.v1.Caller
-	53, // 33: caregrid.v1.RestrictRequest.caller:type_name -> caregrid.v1.Caller
-	53, // 34: caregrid.v1.LiftRestrictionRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 30: caregrid.v1.Restriction.created_at:type_name -> google.protobuf.Timestamp
+	66, // 31: caregrid.v1.Restriction.lifted_at:type_name -> google.protobuf.Timestamp
+	67, // 32: caregrid.v1.RestrictionsRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 33: caregrid.v1.RestrictRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 34: caregrid.v1.LiftRestrictionRequest.caller:type_name -> caregrid.v1.Caller
 	21, // 35: caregrid.v1.RestrictionsReply.restrictions:type_name -> caregrid.v1.Restriction
 	3,  // 36: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	52, // 37: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	66, // 37: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
 	26, // 38: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	52, // 39: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	53, // 40: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 39: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	67, // 40: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
 	27, // 41: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
 	27, // 42: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	53, // 43: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 43: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
 	27, // 44: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	52, // 45: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	53, // 46: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 45: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	67, // 46: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
 	32, // 47: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
 	32, // 48: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	53, // 49: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 49: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
 	32, // 50: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	52, // 51: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	66, // 51: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
 	1,  // 52: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 53: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	53, // 54: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 54: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
 	37, // 55: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	52, // 56: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	53, // 57: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 56: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	67, // 57: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
 	40, // 58: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
-	52, // 59: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
-	53, // 60: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 59: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
+	67, // 60: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 61: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
 	43, // 62: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
-	53, // 63: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 63: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 64: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
-	53, // 65: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 65: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 66: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
-	53, // 67: caregrid.v1.EmergencyAccessRequest.caller:type_name -> caregrid.v1.Caller
-	52, // 68: caregrid.v1.EmergencyAccessReply.expires_at:type_name -> google.protobuf.Timestamp
-	69, // [69:69] is the sub-list for method output_type
-	69, // [69:69] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	67, // 67: caregrid.v1.EmergencyAccessRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 68: caregrid.v1.EmergencyAccessReply.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 69: caregrid.v1.Erasure.requested_at:type_name -> google.protobuf.Timestamp
+	66, // 70: caregrid.v1.Erasure.reviewed_at:type_name -> google.protobuf.Timestamp
+	66, // 71: caregrid.v1.Erasure.retain_until:type_name -> google.protobuf.Timestamp
+	66, // 72: caregrid.v1.Erasure.erased_at:type_name -> google.protobuf.Timestamp
+	67, // 73: caregrid.v1.RequestErasureRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 74: caregrid.v1.GetErasureRequest.caller:type_name -> caregrid.v1.Caller
+	52, // 75: caregrid.v1.ErasureReply.erasure:type_name -> caregrid.v1.Erasure
+	67, // 76: caregrid.v1.EraseRequest.caller:type_name -> caregrid.v1.Caller
+	67, // 77: caregrid.v1.SetLegalHoldRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 78: caregrid.v1.LegalHoldReply.placed_at:type_name -> google.protobuf.Timestamp
+	67, // 79: caregrid.v1.ApplyRetentionRequest.caller:type_name -> caregrid.v1.Caller
+	65, // 80: caregrid.v1.ApplyRetentionReply.deleted:type_name -> caregrid.v1.ApplyRetentionReply.DeletedEntry
+	67, // 81: caregrid.v1.StartExportRequest.caller:type_name -> caregrid.v1.Caller
+	66, // 82: caregrid.v1.Export.requested_at:type_name -> google.protobuf.Timestamp
+	66, // 83: caregrid.v1.Export.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 84: caregrid.v1.ExportReply.export:type_name -> caregrid.v1.Export
+	66, // 85: caregrid.v1.EmergencyAccessGranted.granted_at:type_name -> google.protobuf.Timestamp
+	66, // 86: caregrid.v1.EmergencyAccessGranted.expires_at:type_name -> google.protobuf.Timestamp
+	87, // [87:87] is the sub-list for method output_type
+	87, // [87:87] is the sub-list for method input_type
+	87, // [87:87] is the sub-list for extension type_name
+	87, // [87:87] is the sub-list for extension extendee
+	0,  // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -3810,7 +4761,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   48,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

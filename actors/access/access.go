@@ -271,6 +271,33 @@ func ReviewEmergencyAccess(c *messages.Caller) Decision {
 	return deny("only admins review emergency accesses")
 }
 
+// ExerciseDataRights: the patient themself asks for a copy of their data
+// (GDPR art. 15 and 20) or for erasure (art. 17); receptionists file it for
+// them at the desk. Admins decide on erasures (ReviewErasure), they do not
+// ask for them: a privacy officer does not both ask and approve.
+func ExerciseDataRights(c *messages.Caller, patientID string) Decision {
+	if isSelf(c, patientID) || c.GetRole() == messages.Role_ROLE_RECEPTIONIST {
+		return allow
+	}
+	return deny("only the patient, or a receptionist for them, asks for their data or its erasure")
+}
+
+// ReviewErasure: admins (the privacy officers) approve or refuse erasures.
+func ReviewErasure(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins review erasure requests")
+}
+
+// PlaceLegalHold: admins place and lift legal holds.
+func PlaceLegalHold(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins place or lift a legal hold")
+}
+
 // ManageAccounts: admins create, lock, unlock and reset accounts.
 func ManageAccounts(c *messages.Caller) Decision {
 	if c.GetRole() == messages.Role_ROLE_ADMIN {

@@ -9,10 +9,11 @@ package patient_test
 import (
 	"context"
 	"fmt"
-	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/patient"

@@ -1,8 +1,11 @@
 package patient
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/hex"
 	"errors"
+	"io"
 	"strings"
 	"time"
 
@@ -121,4 +124,33 @@ func (g *Grain) OpenDocument(req *messages.OpenDocumentRequest, ctx actorcluster
 		return nil, err
 	}
 	return &messages.OpenDocumentReply{Document: d.Document, BlobKey: d.BlobKey, Key: key}, nil
+}
+
+// DocumentAAD binds a document's sealed content to its document.
+func DocumentAAD(id string) string { return "document/" + id }
+
+// OpenDocumentContent reads a stored document content: a sealed stream (uploads since
+// streaming), or, for documents stored before, one sealed value.
+func OpenDocumentContent(stored io.Reader, key []byte, d *messages.Document) (io.Reader, error) {
+	br := bufio.NewReader(stored)
+	first, err := br.Peek(1)
+	if err != nil {
+		return nil, err
+	}
+	if first[0] == seal.StreamFormat {
+		return seal.OpenStream(br, key, DocumentAAD(d.Id))
+	}
+	sealed, err := io.ReadAll(io.LimitReader(br, d.Size+1024))
+	if err != nil {
+		return nil, err
+	}
+	k, err := seal.NewKey(key)
+	if err != nil {
+		return nil, err
+	}
+	content, err := k.Open(sealed, DocumentAAD(d.Id))
+	if err != nil {
+		return nil, err
+	}
+	return bytes.NewReader(content), nil
 }

@@ -2,6 +2,7 @@ package patient
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -9,6 +10,7 @@ import (
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/seal"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -18,6 +20,31 @@ const (
 	MinEmergencyReasonRunes = 10
 	MaxEmergencyReasonRunes = 500
 )
+
+// emergencyDetail is the audit detail of a grant: its id and end.
+func emergencyDetail(e persistence.EmergencyAccess) string {
+	return emergencyGrantPrefix + e.ID + " until " + e.ExpiresAt.Format(time.RFC3339)
+}
+
+const emergencyGrantPrefix = "grant "
+
+// emergencyGrantOf is the grant id an audit detail names, or "".
+func emergencyGrantOf(detail string) string {
+	rest, ok := strings.CutPrefix(detail, emergencyGrantPrefix)
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, " ")
+	if !validate.ID(id) {
+		return ""
+	}
+	return id
+}
+
+// OpenEmergencyReason is a grant's reason, opened with the patient's key.
+func OpenEmergencyReason(k *seal.Key, e persistence.EmergencyAccess) (string, error) {
+	return persistence.OpenEmergencyReason(k, e)
+}
 
 // EmergencyAccess breaks the glass: the calling doctor may read the record
 // (Grain.reads), not write it, until the grant expires
@@ -53,19 +80,27 @@ func (g *Grain) EmergencyAccess(req *messages.EmergencyAccessRequest, ctx actorc
 	now := g.deps.Now().UTC()
 	grant := persistence.EmergencyAccess{ID: req.AccessId, PatientID: g.id, DoctorID: c.GetSubject(), Reason: req.Reason,
 		GrantedAt: now, ExpiresAt: now.Add(lasts)}
+	k, err := g.key()
+	if err != nil {
+		return nil, g.storeError(ctx, "data key", err)
+	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	switch err := g.deps.DB.GrantEmergencyAccess(sctx, g.fence, grant); {
+	event := &messages.EmergencyAccessGranted{AccessId: grant.ID, PatientId: g.id, DoctorId: grant.DoctorID,
+		GrantedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(grant.ExpiresAt)}
+	switch err := g.deps.DB.GrantEmergencyAccess(sctx, g.fence, k, grant, g.rec.Version, event); {
 	case errors.Is(err, persistence.ErrNoDoctor):
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("only doctors with a record open a record in an emergency"))
 	case err != nil:
 		return nil, g.storeError(ctx, "emergency access", err)
 	}
-	// The access log marks the grant: the reason, and the purpose of an
-	// emergency treatment.
+	// The access log marks the grant with the purpose of an emergency
+	// treatment and names it: the reason is free text about the patient,
+	// kept sealed with the grant (shredded with the record), and the
+	// access log shows it from there (AccessLog).
 	marked := proto.Clone(c).(*messages.Caller)
-	marked.BreakGlassReason, marked.PurposeOfUse = req.Reason, "ETREAT"
-	if err := g.record(ctx, marked, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "until "+grant.ExpiresAt.Format(time.RFC3339)); err != nil {
+	marked.BreakGlassReason, marked.PurposeOfUse = "", "ETREAT"
+	if err := g.record(ctx, marked, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, emergencyDetail(grant)); err != nil {
 		return nil, err
 	}
 	return &messages.EmergencyAccessReply{Id: grant.ID, ExpiresAt: timestamppb.New(grant.ExpiresAt)}, nil

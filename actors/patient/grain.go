@@ -21,6 +21,7 @@ import (
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/blob"
 	"github.com/caregrid/caregrid/persistence/seal"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -52,6 +53,15 @@ type Deps struct {
 	// CareWindow is how long around an appointment it lets its doctor
 	// read the record (zero: persistence.DefaultCareWindow).
 	CareWindow persistence.CareWindow
+	// Retention is how long each kind of record is kept (zero:
+	// persistence.DefaultRetention).
+	Retention persistence.Retention
+	// ExportExpiry is how long an export's download link works (zero:
+	// DefaultExportExpiry).
+	ExportExpiry time.Duration
+	// Blobs is the document store, for deleting the blobs of erased or
+	// expired documents (nil: left for the store's own lifecycle rules).
+	Blobs blob.Store
 }
 
 // Kind registers the patient grain kind; an activation idle for idle
@@ -67,13 +77,16 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 	if deps.CareWindow == (persistence.CareWindow{}) {
 		deps.CareWindow = persistence.DefaultCareWindow
 	}
+	if deps.Retention == (persistence.Retention{}) {
+		deps.Retention = persistence.DefaultRetention
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
 	if deps.Interactions == nil {
 		deps.Interactions = interactions.HighPriority()
 	}
-	return messages.NewPatientKind(func() messages.Patient { return &Grain{deps: deps} }, idle, actor.WithReceiverMiddleware(deps.Proof.Middleware(proof.Policy{Service: "Patient", MemberOnly: []string{"Reserve", "Settle", "AdmitPrescription"}})))
+	return messages.NewPatientKind(func() messages.Patient { return &Grain{deps: deps} }, idle, actor.WithReceiverMiddleware(deps.Proof.Middleware(proof.Policy{Service: "Patient", MemberOnly: []string{"Reserve", "Settle", "AdmitPrescription", "Erase", "ApplyRetention"}})))
 }
 
 // Grain is one patient. Every method follows the same steps: decide access
@@ -469,10 +482,42 @@ func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.Grain
 	for _, r := range rows {
 		reply.Events = append(reply.Events, eventOf(r))
 	}
+	if err := g.emergencyReasons(reply.Events); err != nil {
+		return nil, g.storeError(ctx, "emergency reasons", err)
+	}
 	if err := g.record(ctx, c, "read-access-log", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return reply, nil
+}
+
+// emergencyReasons shows each emergency grant in the log with its reason,
+// which the audit row leaves out (it names the grant) and the grant keeps
+// sealed.
+func (g *Grain) emergencyReasons(evs []*messages.AuditEvent) error {
+	for _, ev := range evs {
+		id := emergencyGrantOf(ev.GetDetail())
+		if ev.GetAction() != "emergency-access" || id == "" {
+			continue
+		}
+		k, err := g.key()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := g.storeCtx()
+		e, err := g.deps.DB.EmergencyAccessByID(ctx, id)
+		cancel()
+		if errors.Is(err, persistence.ErrNotFound) || err == nil && e.PatientID != g.id {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if ev.Caller.BreakGlassReason, err = OpenEmergencyReason(k, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func eventOf(r persistence.AuditRow) *messages.AuditEvent {

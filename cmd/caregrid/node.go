@@ -182,7 +182,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
-		Search: db, Lists: db, Names: db, Reviews: db, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {
@@ -318,4 +318,30 @@ func backfillSearch(ctx context.Context, db *persistence.DB, logger *slog.Logger
 	case n > 0:
 		logger.Info("search backfill: patients registered before the search read model are now found", "indexed", n, "took", time.Since(started).Round(time.Millisecond))
 	}
+}
+
+// reviewQueue is the edge's review queue: the database's, with each
+// emergency access's reason opened with its patient's data key (the rows
+// keep it sealed).
+type reviewQueue struct {
+	*persistence.DB
+	master *seal.Key
+}
+
+func (q reviewQueue) EmergencyReviews(ctx context.Context, review string, after time.Time, afterID string, limit int) ([]persistence.EmergencyAccess, error) {
+	es, err := q.DB.EmergencyReviews(ctx, review, after, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return es, q.DB.OpenEmergencyReasons(ctx, q.master, es)
+}
+
+func (q reviewQueue) ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time) (persistence.EmergencyAccess, error) {
+	e, err := q.DB.ReviewEmergencyAccess(ctx, id, decision, by, note, at)
+	if err != nil {
+		return e, err
+	}
+	es := []persistence.EmergencyAccess{e}
+	err = q.DB.OpenEmergencyReasons(ctx, q.master, es)
+	return es[0], err
 }
