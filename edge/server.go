@@ -67,6 +67,10 @@ type Config struct {
 	Names Names
 	// Reviews is the review queue of emergency accesses (nil: 503).
 	Reviews Reviews
+	// Erasures is the review queue of erasure requests (nil: 503).
+	Erasures Erasures
+	// Exports serves export downloads (nil: 503).
+	Exports Exports
 	// AuditKeys publishes the audit signing keys (nil: 503).
 	AuditKeys AuditKeyList
 	// Sessions serves /v1/me/sessions (nil: no identity provider).
@@ -174,6 +178,15 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/patients/:id/emergency-access", doctors, "Break the glass: read the record for 4 hours past any restriction, stating why; in the patient's access log and the review queue (any doctor)", s.emergencyAccess},
 		{"GET", "/v1/reviews", admins, "The emergency accesses to review, oldest first, by ?status= (pending, approved, flagged, all)", s.listReviews},
 		{"POST", "/v1/reviews/:id", admins, "Approve or flag an emergency access with a note; in the patient's access log", s.reviewEmergencyAccess},
+		{"POST", "/v1/patients/:id/exports", dataRights, "Start an export of everything held about the patient (GDPR art. 15, 20): a ZIP of JSON per kind, documents' contents, the access log with its proofs; 202 with a single-use download link (the patient, receptionists for them)", s.startExport},
+		{"GET", "/v1/patients/:id/exports/:export", dataRights, "An export's progress (the patient, and whoever asked for it)", s.getExport},
+		{"GET", "/v1/exports/:export/download", nil, "Download an export's ZIP, once, with the token of the link its start answered; expires (the link is the credential)", s.downloadExport},
+		{"POST", "/v1/patients/:id/erasure-requests", dataRights, "Ask for the patient's erasure (GDPR art. 17); waits for a privacy officer (the patient, receptionists for them)", s.requestErasure},
+		{"GET", "/v1/patients/:id/erasure-requests/latest", dataRights, "The patient's latest erasure request: its state, what it waits for, its proof once erased (the patient, receptionists)", s.latestErasure},
+		{"GET", "/v1/erasure-requests", admins, "The erasure requests, oldest first, by ?status= (pending, approved, refused, erased, all)", s.listErasures},
+		{"POST", "/v1/erasure-requests/:id", admins, "Approve or refuse an erasure with a note; an approved one is carried out once no retention period, legal hold or appointment to come stands in its way", s.reviewErasure},
+		{"PUT", "/v1/patients/:id/legal-hold", admins, "Place a legal hold: no erasure and no retention deletion while it stands", s.placeLegalHold},
+		{"DELETE", "/v1/patients/:id/legal-hold", admins, "Lift the legal hold", s.liftLegalHold},
 		{"GET", "/v1/patients/:id/restrictions", grantReaders, "The patient's restrictions on who may read the record, live and lifted, with who made each and when (the patient, receptionists, admins)", s.restrictions},
 		{"POST", "/v1/patients/:id/restrictions", grantReaders, "Block a doctor or a clinic's doctors from the record, at once, whatever their appointments or care team (the patient, receptionists, admins)", s.restrict},
 		{"DELETE", "/v1/patients/:id/restrictions/:restriction", grantReaders, "Lift a restriction; it stays in the history (the patient, receptionists, admins)", s.liftRestriction},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/edge/identity"
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/google/uuid"
 	"golang.org/x/oauth2/clientcredentials"
@@ -73,7 +74,17 @@ var matrix = map[string][5]cell{
 	"POST /v1/patients/{id}/restrictions":                 {{401, 401}, {201, 403}, {403, 403}, {201, 201}, {201, 201}},
 	"DELETE /v1/patients/{id}/restrictions/{restriction}": {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
 	"PUT /v1/patients/{id}/care-team/{doctor}":            {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
-	"DELETE /v1/patients/{id}/care-team/{doctor}":         {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"POST /v1/patients/{id}/exports":                      {{401, 401}, {202, 403}, {403, 403}, {202, 202}, {403, 403}},
+	"GET /v1/patients/{id}/exports/{export}":              {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {403, 403}},
+	// The link is the credential: without its token, nobody (see TestExportAndErasure).
+	"GET /v1/exports/{export}/download":             {{404, 404}, {404, 404}, {404, 404}, {404, 404}, {404, 404}},
+	"POST /v1/patients/{id}/erasure-requests":       {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {403, 403}},
+	"GET /v1/patients/{id}/erasure-requests/latest": {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {403, 403}},
+	"GET /v1/erasure-requests":                      {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/erasure-requests/{id}":                {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"PUT /v1/patients/{id}/legal-hold":              {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"DELETE /v1/patients/{id}/legal-hold":           {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {204, 204}},
+	"DELETE /v1/patients/{id}/care-team/{doctor}":   {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
 
 	"POST /v1/clinics":       {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
 	"GET /v1/clinics/{id}":   {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
@@ -317,6 +328,11 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		id = f.sessionToEnd(who, own)
 	case tmpl == "/v1/reviews/{id}":
 		id = f.emergencyAccess(side) // each cell a fresh one: a review is once
+	case tmpl == "/v1/erasure-requests/{id}":
+		id = f.erasureOfNewPatient() // approving it erases a patient of its own
+	case tmpl == "/v1/exports/{export}/download":
+		path = strings.ReplaceAll(tmpl, "{export}", f.export(side))
+		return method, path + "?token=" + strings.Repeat("A", 43), nil, nil
 	case route == "PATCH /v1/accounts/{id}":
 		id = f.freshAccount() // a staff account of no record: its profile may be set
 	case tmpl == "/v1/accounts/{id}":
@@ -331,6 +347,18 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 	path = strings.ReplaceAll(pathParam.ReplaceAllString(tmpl, id), "{doctor}", f.doctors[side])
 	if strings.Contains(tmpl, "{restriction}") {
 		path = strings.ReplaceAll(path, "{restriction}", f.restriction(side))
+	}
+	if strings.Contains(tmpl, "{export}") {
+		path = strings.ReplaceAll(path, "{export}", f.export(side))
+	}
+	if strings.HasPrefix(tmpl, "/v1/patients/{id}/erasure-requests") {
+		// One is open for the patient: asking again answers it (200).
+		if r := f.is.do("POST", "/v1/patients/"+id+"/erasure-requests", f.desk, nil); r.status != 200 && r.status != 201 {
+			f.t.Fatalf("fixture erasure request: %d %s", r.status, r.body)
+		}
+	}
+	if route == "POST /v1/patients/{id}/exports" {
+		f.awaitNoExportInMaking(id)
 	}
 	if strings.Contains(tmpl, "{document}") {
 		path = strings.ReplaceAll(path, "{document}", f.document(side))
@@ -373,8 +401,10 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		body = map[string]string{"reason": "matrix"}
 	case "POST /v1/patients/{id}/emergency-access":
 		body = map[string]any{"reason": "unconscious in the emergency room"}
-	case "POST /v1/reviews/{id}":
+	case "POST /v1/reviews/{id}", "POST /v1/erasure-requests/{id}":
 		body = map[string]any{"decision": "approve"}
+	case "PUT /v1/patients/{id}/legal-hold":
+		body = map[string]any{"reason": "court order 12/2026"}
 	case "POST /v1/patients/{id}/restrictions":
 		body = map[string]any{"kind": "block-doctor", "target_id": f.spareDoctor()}
 	case "PATCH /v1/clinics/{id}":
@@ -429,6 +459,36 @@ func (f *matrixFixture) emergencyAccess(side int) string {
 		map[string]any{"reason": "collapsed at the pharmacy"})
 	expect(f.t, "fixture emergency access", r, 201)
 	return r.json(f.t)["id"].(string)
+}
+
+// erasureOfNewPatient is a pending erasure request of a new patient, for
+// a cell that reviews it.
+func (f *matrixFixture) erasureOfNewPatient() string {
+	f.t.Helper()
+	r := f.is.do("POST", "/v1/patients/"+f.register()+"/erasure-requests", f.desk, nil)
+	expect(f.t, "fixture erasure request", r, 201)
+	return r.json(f.t)["id"].(string)
+}
+
+// export is an export of the side's patient asked for by the desk (the
+// receptionist caller), once none is in the making.
+func (f *matrixFixture) export(side int) string {
+	f.t.Helper()
+	f.awaitNoExportInMaking(f.patients[side])
+	r := f.is.do("POST", "/v1/patients/"+f.patients[side]+"/exports", f.desk, nil)
+	expect(f.t, "fixture export", r, 202)
+	return r.json(f.t)["id"].(string)
+}
+
+// awaitNoExportInMaking waits until the patient has no export queued or
+// being built: a patient has one in the making at a time.
+func (f *matrixFixture) awaitNoExportInMaking(patientID string) {
+	f.t.Helper()
+	await.Until(f.t, "the patient's export to be made", 30*time.Second, func() bool {
+		var n int
+		err := f.is.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM patient_exports WHERE patient_id = $1 AND state IN ('queued', 'building')`, patientID).Scan(&n)
+		return err == nil && n == 0
+	})
 }
 
 // freshAccount is a new receptionist account, for a cell that changes it.

@@ -19,6 +19,7 @@ import (
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/blob"
 	"github.com/caregrid/caregrid/persistence/seal"
 	"github.com/caregrid/caregrid/search"
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,15 @@ type nodeConfig struct {
 	// AuditCheckpointEvery is how often this member signs the audit chain
 	// heads (0: audit.DefaultCheckpointEvery).
 	AuditCheckpointEvery time.Duration
+	// Retention is how long each kind of record is kept (zero:
+	// persistence.DefaultRetention); the sweeps' pauses (zero: their
+	// defaults) and how long an export's link works.
+	Retention                    persistence.Retention
+	RetentionSweep, ErasureSweep time.Duration
+	ExportExpiry                 time.Duration
+	// ExportPoll is the pause between the exporter's looks at its queue
+	// (0: 2 s).
+	ExportPoll time.Duration
 	// Now is the patient grains' clock (nil: time.Now): tests move it to
 	// see a grant lapse.
 	Now  func() time.Time
@@ -83,10 +93,11 @@ type node struct {
 // kinds builds every grain kind a member hosts, registered once here.
 func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *proof.Checker) []*actorcluster.Kind {
 	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
+	blobs := cfg.blobs()
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf,
-			CareWindow: cfg.CareWindow, Now: cfg.Now}, cfg.GrainIdle),
+			CareWindow: cfg.CareWindow, Retention: cfg.Retention, ExportExpiry: cfg.ExportExpiry, Blobs: blobs, Now: cfg.Now}, cfg.GrainIdle),
 		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
 			GrainTimeout: cfg.GrainTimeout, Proof: pf, CareWindow: cfg.CareWindow}, cfg.GrainIdle),
 		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats, Proof: pf,
@@ -182,7 +193,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
-		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, Erasures: db, Exports: exportDesk{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		Ready: func(ctx context.Context) error {
@@ -196,6 +207,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		},
 	})
 	relayCtx, stopRelay := context.WithCancel(context.Background())
+	blobs := cfg.blobs()
 	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{})}
 	go func() {
 		defer close(n.relayDone)
@@ -206,6 +218,10 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}
 		go backfillSearch(relayCtx, db, cfg.Logger)
+		if cfg.Master != nil && blobs != nil {
+			go patient.Exporter{DB: db, Master: cfg.Master, Blobs: blobs, Owner: member.Address(), Index: edge.ExportIndex,
+				Every: cfg.ExportPoll, Logger: cfg.Logger, Now: cfg.Now}.Run(relayCtx)
+		}
 		if cfg.Master != nil {
 			go sealPlain(relayCtx, db, cfg.Master, cfg.Logger)
 			go audit.Checkpointer{DB: db, Master: cfg.Master, Every: cfg.AuditCheckpointEvery, Logger: cfg.Logger}.Run(relayCtx)
@@ -214,13 +230,22 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		if every <= 0 {
 			every = time.Minute
 		}
-		// The expiry sweep calls grains: the member stops only after it has.
-		swept := make(chan struct{})
+		// The sweeps call grains: the member stops only after they have.
+		swept := make(chan struct{}, 2)
 		go func() {
-			defer close(swept)
+			defer func() { swept <- struct{}{} }()
 			prescription.Sweeper{DB: db, Cluster: member.Cluster, Every: every, Logger: cfg.Logger}.Run(relayCtx)
 		}()
-		defer func() { <-swept }()
+		go func() {
+			defer func() { swept <- struct{}{} }()
+			retention := cfg.Retention
+			if retention == (persistence.Retention{}) {
+				retention = persistence.DefaultRetention
+			}
+			patient.RetentionSweeper{DB: db, Cluster: member.Cluster, Blobs: blobs, Retention: retention,
+				ErasureEvery: cfg.ErasureSweep, RetentionEvery: cfg.RetentionSweep, Now: cfg.Now, Logger: cfg.Logger}.Run(relayCtx)
+		}()
+		defer func() { <-swept; <-swept }()
 		relay.Run(relayCtx)
 	}()
 	return n, nil
@@ -344,4 +369,26 @@ func (q reviewQueue) ReviewEmergencyAccess(ctx context.Context, id, decision, by
 	es := []persistence.EmergencyAccess{e}
 	err = q.DB.OpenEmergencyReasons(ctx, q.master, es)
 	return es[0], err
+}
+
+// blobs is the document store (nil: none configured).
+func (cfg nodeConfig) blobs() blob.Store {
+	if cfg.Documents == nil {
+		return nil
+	}
+	return cfg.Documents.Store
+}
+
+// exportDesk serves export downloads: the database's rows, and each
+// archive's key opened with the master key.
+type exportDesk struct {
+	*persistence.DB
+	master *seal.Key
+}
+
+func (d exportDesk) ExportKey(e persistence.Export) ([]byte, error) {
+	if d.master == nil || e.KeySealed == nil {
+		return nil, errors.New("no key for the export")
+	}
+	return d.master.Open(e.KeySealed, patient.ExportKeyAAD(e.ID))
 }

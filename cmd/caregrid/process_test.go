@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 
 	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/persistence"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/calendar"
+	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/cluster/devcerts"
 	"github.com/caregrid/caregrid/edge"
@@ -53,27 +54,32 @@ type serveConfig struct {
 	CheckInOpens time.Duration
 	// AuditCheckpointEvery: how often the audit chain heads are signed.
 	AuditCheckpointEvery time.Duration
-	ExpirySweep          time.Duration
-	BlobDir              string
-	S3                   blob.S3Config
-	DocumentMax          int64
-	DocumentType         string
-	StoreTimeout         time.Duration
-	GrainTimeout         time.Duration
-	DBMaxConns           int
-	LogLevel             string
-	PprofAddr            string
-	PublicURL            string
-	MasterKey            string
-	RedisURL             string
-	LimitAddress         string
-	LimitSubject         string
-	SMTPAddr             string
-	Locale               string
-	CORSOrigins          string
-	SMTPFrom             string
-	SMTPUser             string
-	External             string
+	// Retention: how long each kind of record is kept (--retention).
+	Retention      string
+	RetentionSweep time.Duration
+	ErasureSweep   time.Duration
+	ExportExpiry   time.Duration
+	ExpirySweep    time.Duration
+	BlobDir        string
+	S3             blob.S3Config
+	DocumentMax    int64
+	DocumentType   string
+	StoreTimeout   time.Duration
+	GrainTimeout   time.Duration
+	DBMaxConns     int
+	LogLevel       string
+	PprofAddr      string
+	PublicURL      string
+	MasterKey      string
+	RedisURL       string
+	LimitAddress   string
+	LimitSubject   string
+	SMTPAddr       string
+	Locale         string
+	CORSOrigins    string
+	SMTPFrom       string
+	SMTPUser       string
+	External       string
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -108,6 +114,11 @@ func serveFlags(args []string) (serveConfig, error) {
 		"how long a doctor's emergency access (break the glass) lets them read a record")
 	fs.DurationVar(&c.AuditCheckpointEvery, "audit-checkpoint-every", audit.DefaultCheckpointEvery,
 		"how often each member signs the audit chains' heads (see caregrid audit verify)")
+	fs.StringVar(&c.Retention, "retention", envOr("CAREGRID_RETENTION", ""),
+		"how long records are kept after their date, as kind=period (25y, 30d) over the defaults visits=25y,documents=25y,vaccinations=25y,clinical-history=25y,prescriptions=10y,appointments=5y (see docs/compliance.md) (env CAREGRID_RETENTION)")
+	fs.DurationVar(&c.RetentionSweep, "retention-sweep-every", time.Hour, "how often each member deletes the records past their retention period")
+	fs.DurationVar(&c.ErasureSweep, "erasure-sweep-every", time.Minute, "how often each member carries out the approved erasures that are due")
+	fs.DurationVar(&c.ExportExpiry, "export-expires-after", patient.DefaultExportExpiry, "how long an export's download link works")
 	fs.DurationVar(&c.CheckInOpens, "check-in-opens", calendar.DefaultCheckInOpens, "an appointment can be checked in from this long before its start")
 	fs.StringVar(&c.BlobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "directory of the document store (sealed contents); every node needs the same one, e.g. a shared volume (default <data-dir>/blobs) (env CAREGRID_BLOB_DIR)")
 	fs.StringVar(&c.S3.Endpoint, "blob-s3-endpoint", envOr("CAREGRID_BLOB_S3_ENDPOINT", ""), "keep documents in an S3-compatible service at this URL (https://host[:port]) instead of --blob-dir; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared credentials file or the IAM role (env CAREGRID_BLOB_S3_ENDPOINT)")
@@ -245,6 +256,10 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		return fmt.Errorf("the database lacks migrations %v: run 'caregrid migrate' or start with --migrate", pending)
 	}
 
+	retention, err := persistence.ParseRetention(cfg.Retention)
+	if err != nil {
+		return fmt.Errorf("--retention: %w", err)
+	}
 	master, err := seal.LoadKeyFile(cfg.MasterKey, true)
 	if err != nil {
 		return err
@@ -305,7 +320,8 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
 		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
-		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
+		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery,
+		Retention: retention, RetentionSweep: cfg.RetentionSweep, ErasureSweep: cfg.ErasureSweep, ExportExpiry: cfg.ExportExpiry, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
 			StoreTimeout: cfg.StoreTimeout},

@@ -37,6 +37,8 @@ var apiTitles = []*regexp.Regexp{
 	regexp.MustCompile(`\b(?:malformed|forbidden|unauthenticated)\(("(?:[^"\\]|\\.)*")`),
 	regexp.MustCompile(`\bFieldError\{[^{}"]*(?:"[^"]*"[^{}"]*)?("(?:[^"\\]|\\.)*")\}`),
 	regexp.MustCompile(`(?:malformed\(|,\s+)fmt\.Sprintf\(("(?:[^"\\]|\\.)*")`),
+	// Texts the edge writes for a person outside a problem (an export's index).
+	regexp.MustCompile(`\btx\.[TN]\(("(?:[^"\\]|\\.)*")`),
 }
 
 // grainTexts are the details and field messages the grains write (they

@@ -93,3 +93,9 @@ func (o openErrors) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// PlainSize is the size of what a sealed stream of n bytes opens to.
+func PlainSize(n int64) (int64, error) {
+	s, err := sio.DecryptedSize(uint64(n))
+	return int64(s), err
+}
