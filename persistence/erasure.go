@@ -222,7 +222,8 @@ func (db *DB) ErasePatient(ctx context.Context, f Fence, erasureID, patientID st
 		proof = ErasureProof{ErasureID: erasureID, PatientID: patientID, ErasedAt: now, Deleted: map[string]int64{}}
 		var held, upcoming bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM legal_holds WHERE patient_id = $1),
-			EXISTS (SELECT 1 FROM appointments WHERE patient_id = $1 AND end_at > $2 AND status IN ('held', 'booked', 'checked_in'))`,
+			EXISTS (SELECT 1 FROM appointments WHERE patient_id = $1 AND end_at > $2
+				AND (status IN ('booked', 'checked_in') OR status = 'held' AND hold_expires_at > $2))`,
 			patientID, now).Scan(&held, &upcoming); err != nil {
 			return err
 		}
@@ -239,8 +240,8 @@ func (db *DB) ErasePatient(ctx context.Context, f Fence, erasureID, patientID st
 			}
 			proof.Deleted[t] = n
 		}
-		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT encode(sha256(wrapped), 'hex') FROM patient_keys WHERE patient_id = $1), ''),
-			(SELECT count(*) FROM audit_events WHERE patient_id = $1::TEXT)`, patientID).Scan(&proof.DataKeySHA256, &proof.AuditRowsKept); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT encode(sha256(wrapped), 'hex') FROM patient_keys WHERE patient_id = $1::UUID), ''),
+			(SELECT count(*) FROM audit_events WHERE patient_id = $1::UUID::TEXT)`, patientID).Scan(&proof.DataKeySHA256, &proof.AuditRowsKept); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT blob_key FROM documents WHERE patient_id = $1
@@ -253,8 +254,8 @@ func (db *DB) ErasePatient(ctx context.Context, f Fence, erasureID, patientID st
 		}
 		proof.Blobs = len(blobs)
 		for _, q := range []string{
-			`DELETE FROM outbox WHERE (aggregate_kind = 'Patient' AND aggregate_id = $1::TEXT)
-				OR (aggregate_kind = 'Prescription' AND aggregate_id IN (SELECT id::TEXT FROM prescriptions WHERE patient_id = $1))`,
+			`DELETE FROM outbox WHERE (aggregate_kind = 'Patient' AND aggregate_id = $1::UUID::TEXT)
+				OR (aggregate_kind = 'Prescription' AND aggregate_id IN (SELECT id::TEXT FROM prescriptions WHERE patient_id = $1::UUID))`,
 			`DELETE FROM patient_words WHERE patient_id = $1`,
 			`DELETE FROM patient_search WHERE patient_id = $1`,
 			`DELETE FROM patient_reservations WHERE patient_id = $1`,

@@ -216,12 +216,15 @@ func (db *DB) PatientErasures(ctx context.Context, patientID string) ([]Erasure,
 	return out, classify(err)
 }
 
-// CheckpointsFrom returns a shard's first checkpoint at or after seq, and
-// every one between (the checkpoints that sign an exported log's entries).
-func (db *DB) CheckpointsFrom(ctx context.Context, shard int32, fromSeq, toSeq int64) ([]Checkpoint, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT shard, seq, hash, signed_at, key_id, signature FROM audit_checkpoints
-		WHERE shard = $1 AND seq >= $2 AND seq <= coalesce((SELECT min(seq) FROM audit_checkpoints WHERE shard = $1 AND seq >= $3), $3)
-		ORDER BY seq`, shard, fromSeq, toSeq)
+// CheckpointsAfter returns the checkpoint that signs a shard's chain at or
+// after seq (the first such), or, while none does yet, the shard's latest:
+// what an exported log's entries of that shard can be checked against.
+func (db *DB) CheckpointsAfter(ctx context.Context, shard int32, seq int64) ([]Checkpoint, error) {
+	rows, err := db.Pool.Query(ctx, `(SELECT shard, seq, hash, signed_at, key_id, signature FROM audit_checkpoints
+			WHERE shard = $1 AND seq >= $2 ORDER BY seq LIMIT 1)
+		UNION ALL (SELECT shard, seq, hash, signed_at, key_id, signature FROM audit_checkpoints
+			WHERE shard = $1 AND seq < $2 AND NOT EXISTS (SELECT 1 FROM audit_checkpoints WHERE shard = $1 AND seq >= $2)
+			ORDER BY seq DESC LIMIT 1)`, shard, seq)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -104,6 +104,9 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
+// epoch is "from the newest" to the paged lists (their cursor's zero).
+var epoch = time.Unix(0, 0).UTC()
+
 // ExportFile is one file of an export, as its index lists it.
 type ExportFile struct {
 	// Name is the path in the archive; Kind what it holds ("patient",
@@ -308,7 +311,7 @@ func (x Exporter) writeArchive(ctx context.Context, w io.Writer, e persistence.E
 			return add("clinical-history.json", "clinical-history", len(h), h)
 		},
 		func() error {
-			stored, err := x.DB.Visits(ctx, e.PatientID, time.Time{}, "", 1<<30)
+			stored, err := x.DB.Visits(ctx, e.PatientID, epoch, "", 1<<30)
 			if err != nil {
 				return err
 			}
@@ -330,7 +333,7 @@ func (x Exporter) writeArchive(ctx context.Context, w io.Writer, e persistence.E
 			return add("vaccinations.json", "vaccinations", len(vs), vs)
 		},
 		func() error {
-			stored, err := x.DB.Prescriptions(ctx, e.PatientID, "", time.Time{}, "", 1<<30)
+			stored, err := x.DB.Prescriptions(ctx, e.PatientID, "", epoch, "", 1<<30)
 			if err != nil {
 				return err
 			}
@@ -388,7 +391,7 @@ func (x Exporter) writeArchive(ctx context.Context, w io.Writer, e persistence.E
 			}
 			var cps []persistence.Checkpoint
 			for shard, seq := range last {
-				c, err := x.DB.CheckpointsFrom(ctx, shard, seq, seq)
+				c, err := x.DB.CheckpointsAfter(ctx, shard, seq)
 				if err != nil {
 					return err
 				}
@@ -424,7 +427,7 @@ func (x Exporter) writeArchive(ctx context.Context, w io.Writer, e persistence.E
 // documents writes documents.json and each document's content, opened.
 func (x Exporter) documents(ctx context.Context, z *zip.Writer, e persistence.Export, k *seal.Key,
 	add func(name, kind string, count int, v any) error, files *[]ExportFile) error {
-	ds, err := x.DB.Documents(ctx, e.PatientID, time.Time{}, "", 1<<30)
+	ds, err := x.DB.Documents(ctx, e.PatientID, epoch, "", 1<<30)
 	if err != nil {
 		return err
 	}
@@ -483,7 +486,7 @@ func exportJSON(v any) ([]byte, error) {
 	var raw any
 	switch m := v.(type) {
 	case proto.Message:
-		return protoJSON.Marshal(m)
+		return indented(protoJSON.Marshal(m))
 	case []proto.Message:
 		items := make([]json.RawMessage, 0, len(m))
 		for _, x := range m {
@@ -507,7 +510,21 @@ func exportJSON(v any) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-var protoJSON = protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: "  "}
+// protoJSON writes compact JSON, which indented lays out: protojson's own
+// layout varies on purpose from build to build.
+var protoJSON = protojson.MarshalOptions{UseProtoNames: true}
+
+func indented(b []byte, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
 
 // asMessages turns a slice of a protobuf message type into []proto.Message.
 func asMessages(v any) ([]proto.Message, bool) {
