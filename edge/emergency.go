@@ -211,7 +211,7 @@ func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
 		return directoryUnavailable(s, err)
 	}
 	// The patient sees the review beside the access it judged.
-	ev := audit.Event(caller, "review-emergency-access", "emergency-access", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now())
+	ev := audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS, "emergency-access", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now())
 	if err := s.cfg.Audit.Record(ctx, s.cfg.Cluster, e.PatientID, ev); err != nil {
 		s.cfg.Logger.Error("review not audited", "access", e.ID, "error", err)
 		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the review is recorded but could not be audited; retrying it answers 409")

@@ -66,7 +66,7 @@ func (s *Server) listAppointments(c *fiber.Ctx) error {
 		}
 		shown = append(shown, listed{a.Id, a.PatientId})
 	}
-	if err := s.auditListed(ctx, caller, "list", "appointment", shown); err != nil {
+	if err := s.auditListed(ctx, caller, messages.AuditAction_AUDIT_ACTION_LIST, "appointment", shown); err != nil {
 		return err
 	}
 	s.nameAppointments(ctx, list)

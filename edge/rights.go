@@ -254,7 +254,7 @@ func (s *Server) reviewErasure(c *fiber.Ctx) error {
 	case err != nil:
 		return directoryUnavailable(s, err)
 	}
-	ev := audit.Event(caller, "review-erasure", "erasure", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now())
+	ev := audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_ERASURE, "erasure", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now())
 	if err := s.cfg.Audit.Record(ctx, s.cfg.Cluster, e.PatientID, ev); err != nil {
 		s.cfg.Logger.Error("review not audited", "erasure", e.ID, "error", err)
 		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the review is recorded but could not be audited; retrying it answers 409")
@@ -420,7 +420,7 @@ func (s *Server) downloadExport(c *fiber.Ctx) error {
 		return directoryUnavailable(s, err)
 	}
 	by := &messages.Caller{Subject: e.RequestedBy, Client: "export-link", RequestId: c.GetRespHeader(fiber.HeaderXRequestID), SourceAddress: c.IP()}
-	ev := audit.Event(by, "download-export", "export", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now())
+	ev := audit.Event(by, messages.AuditAction_AUDIT_ACTION_DOWNLOAD_EXPORT, "export", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now())
 	actx, acancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
 	err = s.cfg.Audit.Record(actx, s.cfg.Cluster, e.PatientID, ev)
 	acancel()

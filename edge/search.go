@@ -124,13 +124,13 @@ func (s *Server) auditSearch(ctx context.Context, caller *messages.Caller, found
 	for i, f := range found {
 		items[i] = listed{f.PatientID, f.PatientID}
 	}
-	return s.auditListed(ctx, caller, "search", "patient", items)
+	return s.auditListed(ctx, caller, messages.AuditAction_AUDIT_ACTION_SEARCH, "patient", items)
 }
 
 // auditListed records one access per entry of a page, grouped by audit
 // shard (each patient's events stay in their own shard's order), before
 // the page is answered: a page that cannot be audited is not served.
-func (s *Server) auditListed(ctx context.Context, caller *messages.Caller, action, resourceType string, items []listed) error {
+func (s *Server) auditListed(ctx context.Context, caller *messages.Caller, action messages.AuditAction, resourceType string, items []listed) error {
 	now := time.Now()
 	byShard := map[int][]*messages.AuditEvent{}
 	keys := map[int]string{}

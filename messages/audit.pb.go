@@ -22,6 +22,230 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AuditAction is what an audit event records: the one vocabulary of the
+// trail. Its stored spelling (AuditEvent.action, the audit_events column) is
+// the name after AUDIT_ACTION_, in lower case with hyphens (Name): one style,
+// derived, never typed by hand. Values are stable: append only.
+type AuditAction int32
+
+const (
+	AuditAction_AUDIT_ACTION_UNSPECIFIED              AuditAction = 0
+	AuditAction_AUDIT_ACTION_ACCOUNT_CREATE           AuditAction = 1
+	AuditAction_AUDIT_ACTION_ACCOUNT_DISABLE          AuditAction = 2
+	AuditAction_AUDIT_ACTION_ACCOUNT_ENABLE           AuditAction = 3
+	AuditAction_AUDIT_ACTION_ACCOUNT_LIST             AuditAction = 4
+	AuditAction_AUDIT_ACTION_ACCOUNT_PROFILE          AuditAction = 5
+	AuditAction_AUDIT_ACTION_ACCOUNT_READ             AuditAction = 6
+	AuditAction_AUDIT_ACTION_ACCOUNT_RESET_TOTP       AuditAction = 7
+	AuditAction_AUDIT_ACTION_ACCOUNT_SEND_RESET       AuditAction = 8
+	AuditAction_AUDIT_ACTION_ACCOUNT_UNLOCK           AuditAction = 9
+	AuditAction_AUDIT_ACTION_ADD_CARE_TEAM            AuditAction = 10
+	AuditAction_AUDIT_ACTION_APPLY_RETENTION          AuditAction = 11
+	AuditAction_AUDIT_ACTION_CANCEL                   AuditAction = 12
+	AuditAction_AUDIT_ACTION_CANCEL_PRESCRIPTION      AuditAction = 13
+	AuditAction_AUDIT_ACTION_CHECK_IN                 AuditAction = 14
+	AuditAction_AUDIT_ACTION_COMPLETE                 AuditAction = 15
+	AuditAction_AUDIT_ACTION_CREATE                   AuditAction = 16
+	AuditAction_AUDIT_ACTION_CREATE_PRESCRIPTION      AuditAction = 17
+	AuditAction_AUDIT_ACTION_CREATE_VACCINATION       AuditAction = 18
+	AuditAction_AUDIT_ACTION_CREATE_VISIT             AuditAction = 19
+	AuditAction_AUDIT_ACTION_DISPENSE_PRESCRIPTION    AuditAction = 20
+	AuditAction_AUDIT_ACTION_DOWNLOAD_DOCUMENT        AuditAction = 21
+	AuditAction_AUDIT_ACTION_DOWNLOAD_EXPORT          AuditAction = 22
+	AuditAction_AUDIT_ACTION_EMERGENCY_ACCESS         AuditAction = 23
+	AuditAction_AUDIT_ACTION_ERASE                    AuditAction = 24
+	AuditAction_AUDIT_ACTION_EXPORT                   AuditAction = 25
+	AuditAction_AUDIT_ACTION_LIFT_LEGAL_HOLD          AuditAction = 26
+	AuditAction_AUDIT_ACTION_LIFT_RESTRICTION         AuditAction = 27
+	AuditAction_AUDIT_ACTION_LIST                     AuditAction = 28
+	AuditAction_AUDIT_ACTION_LIST_APPOINTMENTS        AuditAction = 29
+	AuditAction_AUDIT_ACTION_LIST_DOCUMENTS           AuditAction = 30
+	AuditAction_AUDIT_ACTION_LIST_PRESCRIPTIONS       AuditAction = 31
+	AuditAction_AUDIT_ACTION_LIST_VACCINATIONS        AuditAction = 32
+	AuditAction_AUDIT_ACTION_LIST_VISITS              AuditAction = 33
+	AuditAction_AUDIT_ACTION_LOGIN                    AuditAction = 34
+	AuditAction_AUDIT_ACTION_LOGOUT                   AuditAction = 35
+	AuditAction_AUDIT_ACTION_NO_SHOW                  AuditAction = 36
+	AuditAction_AUDIT_ACTION_PASSWORD_RESET           AuditAction = 37
+	AuditAction_AUDIT_ACTION_PASSWORD_RESET_REQUESTED AuditAction = 38
+	AuditAction_AUDIT_ACTION_PLACE_LEGAL_HOLD         AuditAction = 39
+	AuditAction_AUDIT_ACTION_READ                     AuditAction = 40
+	AuditAction_AUDIT_ACTION_READ_ACCESS_GRANTS       AuditAction = 41
+	AuditAction_AUDIT_ACTION_READ_ACCESS_LOG          AuditAction = 42
+	AuditAction_AUDIT_ACTION_READ_CARE_TEAM           AuditAction = 43
+	AuditAction_AUDIT_ACTION_READ_CLINICAL_HISTORY    AuditAction = 44
+	AuditAction_AUDIT_ACTION_READ_ERASURE             AuditAction = 45
+	AuditAction_AUDIT_ACTION_READ_PRESCRIPTION        AuditAction = 46
+	AuditAction_AUDIT_ACTION_READ_RESTRICTIONS        AuditAction = 47
+	AuditAction_AUDIT_ACTION_READ_TIMELINE            AuditAction = 48
+	AuditAction_AUDIT_ACTION_REMOVE_CARE_TEAM         AuditAction = 49
+	AuditAction_AUDIT_ACTION_REQUEST_ERASURE          AuditAction = 50
+	AuditAction_AUDIT_ACTION_RESCHEDULE               AuditAction = 51
+	AuditAction_AUDIT_ACTION_RESTRICT                 AuditAction = 52
+	AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS  AuditAction = 53
+	AuditAction_AUDIT_ACTION_REVIEW_ERASURE           AuditAction = 54
+	AuditAction_AUDIT_ACTION_SEARCH                   AuditAction = 55
+	AuditAction_AUDIT_ACTION_SELF_REGISTER            AuditAction = 56
+	AuditAction_AUDIT_ACTION_UPDATE                   AuditAction = 57
+	AuditAction_AUDIT_ACTION_UPLOAD_DOCUMENT          AuditAction = 58
+	AuditAction_AUDIT_ACTION_VERIFY_EMAIL             AuditAction = 59
+)
+
+// Enum value maps for AuditAction.
+var (
+	AuditAction_name = map[int32]string{
+		0:  "AUDIT_ACTION_UNSPECIFIED",
+		1:  "AUDIT_ACTION_ACCOUNT_CREATE",
+		2:  "AUDIT_ACTION_ACCOUNT_DISABLE",
+		3:  "AUDIT_ACTION_ACCOUNT_ENABLE",
+		4:  "AUDIT_ACTION_ACCOUNT_LIST",
+		5:  "AUDIT_ACTION_ACCOUNT_PROFILE",
+		6:  "AUDIT_ACTION_ACCOUNT_READ",
+		7:  "AUDIT_ACTION_ACCOUNT_RESET_TOTP",
+		8:  "AUDIT_ACTION_ACCOUNT_SEND_RESET",
+		9:  "AUDIT_ACTION_ACCOUNT_UNLOCK",
+		10: "AUDIT_ACTION_ADD_CARE_TEAM",
+		11: "AUDIT_ACTION_APPLY_RETENTION",
+		12: "AUDIT_ACTION_CANCEL",
+		13: "AUDIT_ACTION_CANCEL_PRESCRIPTION",
+		14: "AUDIT_ACTION_CHECK_IN",
+		15: "AUDIT_ACTION_COMPLETE",
+		16: "AUDIT_ACTION_CREATE",
+		17: "AUDIT_ACTION_CREATE_PRESCRIPTION",
+		18: "AUDIT_ACTION_CREATE_VACCINATION",
+		19: "AUDIT_ACTION_CREATE_VISIT",
+		20: "AUDIT_ACTION_DISPENSE_PRESCRIPTION",
+		21: "AUDIT_ACTION_DOWNLOAD_DOCUMENT",
+		22: "AUDIT_ACTION_DOWNLOAD_EXPORT",
+		23: "AUDIT_ACTION_EMERGENCY_ACCESS",
+		24: "AUDIT_ACTION_ERASE",
+		25: "AUDIT_ACTION_EXPORT",
+		26: "AUDIT_ACTION_LIFT_LEGAL_HOLD",
+		27: "AUDIT_ACTION_LIFT_RESTRICTION",
+		28: "AUDIT_ACTION_LIST",
+		29: "AUDIT_ACTION_LIST_APPOINTMENTS",
+		30: "AUDIT_ACTION_LIST_DOCUMENTS",
+		31: "AUDIT_ACTION_LIST_PRESCRIPTIONS",
+		32: "AUDIT_ACTION_LIST_VACCINATIONS",
+		33: "AUDIT_ACTION_LIST_VISITS",
+		34: "AUDIT_ACTION_LOGIN",
+		35: "AUDIT_ACTION_LOGOUT",
+		36: "AUDIT_ACTION_NO_SHOW",
+		37: "AUDIT_ACTION_PASSWORD_RESET",
+		38: "AUDIT_ACTION_PASSWORD_RESET_REQUESTED",
+		39: "AUDIT_ACTION_PLACE_LEGAL_HOLD",
+		40: "AUDIT_ACTION_READ",
+		41: "AUDIT_ACTION_READ_ACCESS_GRANTS",
+		42: "AUDIT_ACTION_READ_ACCESS_LOG",
+		43: "AUDIT_ACTION_READ_CARE_TEAM",
+		44: "AUDIT_ACTION_READ_CLINICAL_HISTORY",
+		45: "AUDIT_ACTION_READ_ERASURE",
+		46: "AUDIT_ACTION_READ_PRESCRIPTION",
+		47: "AUDIT_ACTION_READ_RESTRICTIONS",
+		48: "AUDIT_ACTION_READ_TIMELINE",
+		49: "AUDIT_ACTION_REMOVE_CARE_TEAM",
+		50: "AUDIT_ACTION_REQUEST_ERASURE",
+		51: "AUDIT_ACTION_RESCHEDULE",
+		52: "AUDIT_ACTION_RESTRICT",
+		53: "AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS",
+		54: "AUDIT_ACTION_REVIEW_ERASURE",
+		55: "AUDIT_ACTION_SEARCH",
+		56: "AUDIT_ACTION_SELF_REGISTER",
+		57: "AUDIT_ACTION_UPDATE",
+		58: "AUDIT_ACTION_UPLOAD_DOCUMENT",
+		59: "AUDIT_ACTION_VERIFY_EMAIL",
+	}
+	AuditAction_value = map[string]int32{
+		"AUDIT_ACTION_UNSPECIFIED":              0,
+		"AUDIT_ACTION_ACCOUNT_CREATE":           1,
+		"AUDIT_ACTION_ACCOUNT_DISABLE":          2,
+		"AUDIT_ACTION_ACCOUNT_ENABLE":           3,
+		"AUDIT_ACTION_ACCOUNT_LIST":             4,
+		"AUDIT_ACTION_ACCOUNT_PROFILE":          5,
+		"AUDIT_ACTION_ACCOUNT_READ":             6,
+		"AUDIT_ACTION_ACCOUNT_RESET_TOTP":       7,
+		"AUDIT_ACTION_ACCOUNT_SEND_RESET":       8,
+		"AUDIT_ACTION_ACCOUNT_UNLOCK":           9,
+		"AUDIT_ACTION_ADD_CARE_TEAM":            10,
+		"AUDIT_ACTION_APPLY_RETENTION":          11,
+		"AUDIT_ACTION_CANCEL":                   12,
+		"AUDIT_ACTION_CANCEL_PRESCRIPTION":      13,
+		"AUDIT_ACTION_CHECK_IN":                 14,
+		"AUDIT_ACTION_COMPLETE":                 15,
+		"AUDIT_ACTION_CREATE":                   16,
+		"AUDIT_ACTION_CREATE_PRESCRIPTION":      17,
+		"AUDIT_ACTION_CREATE_VACCINATION":       18,
+		"AUDIT_ACTION_CREATE_VISIT":             19,
+		"AUDIT_ACTION_DISPENSE_PRESCRIPTION":    20,
+		"AUDIT_ACTION_DOWNLOAD_DOCUMENT":        21,
+		"AUDIT_ACTION_DOWNLOAD_EXPORT":          22,
+		"AUDIT_ACTION_EMERGENCY_ACCESS":         23,
+		"AUDIT_ACTION_ERASE":                    24,
+		"AUDIT_ACTION_EXPORT":                   25,
+		"AUDIT_ACTION_LIFT_LEGAL_HOLD":          26,
+		"AUDIT_ACTION_LIFT_RESTRICTION":         27,
+		"AUDIT_ACTION_LIST":                     28,
+		"AUDIT_ACTION_LIST_APPOINTMENTS":        29,
+		"AUDIT_ACTION_LIST_DOCUMENTS":           30,
+		"AUDIT_ACTION_LIST_PRESCRIPTIONS":       31,
+		"AUDIT_ACTION_LIST_VACCINATIONS":        32,
+		"AUDIT_ACTION_LIST_VISITS":              33,
+		"AUDIT_ACTION_LOGIN":                    34,
+		"AUDIT_ACTION_LOGOUT":                   35,
+		"AUDIT_ACTION_NO_SHOW":                  36,
+		"AUDIT_ACTION_PASSWORD_RESET":           37,
+		"AUDIT_ACTION_PASSWORD_RESET_REQUESTED": 38,
+		"AUDIT_ACTION_PLACE_LEGAL_HOLD":         39,
+		"AUDIT_ACTION_READ":                     40,
+		"AUDIT_ACTION_READ_ACCESS_GRANTS":       41,
+		"AUDIT_ACTION_READ_ACCESS_LOG":          42,
+		"AUDIT_ACTION_READ_CARE_TEAM":           43,
+		"AUDIT_ACTION_READ_CLINICAL_HISTORY":    44,
+		"AUDIT_ACTION_READ_ERASURE":             45,
+		"AUDIT_ACTION_READ_PRESCRIPTION":        46,
+		"AUDIT_ACTION_READ_RESTRICTIONS":        47,
+		"AUDIT_ACTION_READ_TIMELINE":            48,
+		"AUDIT_ACTION_REMOVE_CARE_TEAM":         49,
+		"AUDIT_ACTION_REQUEST_ERASURE":          50,
+		"AUDIT_ACTION_RESCHEDULE":               51,
+		"AUDIT_ACTION_RESTRICT":                 52,
+		"AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS":  53,
+		"AUDIT_ACTION_REVIEW_ERASURE":           54,
+		"AUDIT_ACTION_SEARCH":                   55,
+		"AUDIT_ACTION_SELF_REGISTER":            56,
+		"AUDIT_ACTION_UPDATE":                   57,
+		"AUDIT_ACTION_UPLOAD_DOCUMENT":          58,
+		"AUDIT_ACTION_VERIFY_EMAIL":             59,
+	}
+)
+
+func (x AuditAction) Enum() *AuditAction {
+	p := new(AuditAction)
+	*p = x
+	return p
+}
+
+func (x AuditAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuditAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_audit_proto_enumTypes[0].Descriptor()
+}
+
+func (AuditAction) Type() protoreflect.EnumType {
+	return &file_audit_proto_enumTypes[0]
+}
+
+func (x AuditAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuditAction.Descriptor instead.
+func (AuditAction) EnumDescriptor() ([]byte, []int) {
+	return file_audit_proto_rawDescGZIP(), []int{0}
+}
+
 type AuditOutcome int32
 
 const (
@@ -61,11 +285,11 @@ func (x AuditOutcome) String() string {
 }
 
 func (AuditOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_audit_proto_enumTypes[0].Descriptor()
+	return file_audit_proto_enumTypes[1].Descriptor()
 }
 
 func (AuditOutcome) Type() protoreflect.EnumType {
-	return &file_audit_proto_enumTypes[0]
+	return &file_audit_proto_enumTypes[1]
 }
 
 func (x AuditOutcome) Number() protoreflect.EnumNumber {
@@ -74,7 +298,7 @@ func (x AuditOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuditOutcome.Descriptor instead.
 func (AuditOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_audit_proto_rawDescGZIP(), []int{0}
+	return file_audit_proto_rawDescGZIP(), []int{1}
 }
 
 // AuditEvent is one access to personal or clinical data.
@@ -310,7 +534,69 @@ const file_audit_proto_rawDesc = "" +
 	"\x12AppendAuditRequest\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.caregrid.v1.AuditEventR\x06events\"&\n" +
 	"\x10AppendAuditReply\x12\x12\n" +
-	"\x04seqs\x18\x01 \x03(\x03R\x04seqs*|\n" +
+	"\x04seqs\x18\x01 \x03(\x03R\x04seqs*\xa1\x0f\n" +
+	"\vAuditAction\x12\x1c\n" +
+	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_ACCOUNT_CREATE\x10\x01\x12 \n" +
+	"\x1cAUDIT_ACTION_ACCOUNT_DISABLE\x10\x02\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_ACCOUNT_ENABLE\x10\x03\x12\x1d\n" +
+	"\x19AUDIT_ACTION_ACCOUNT_LIST\x10\x04\x12 \n" +
+	"\x1cAUDIT_ACTION_ACCOUNT_PROFILE\x10\x05\x12\x1d\n" +
+	"\x19AUDIT_ACTION_ACCOUNT_READ\x10\x06\x12#\n" +
+	"\x1fAUDIT_ACTION_ACCOUNT_RESET_TOTP\x10\a\x12#\n" +
+	"\x1fAUDIT_ACTION_ACCOUNT_SEND_RESET\x10\b\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_ACCOUNT_UNLOCK\x10\t\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_ADD_CARE_TEAM\x10\n" +
+	"\x12 \n" +
+	"\x1cAUDIT_ACTION_APPLY_RETENTION\x10\v\x12\x17\n" +
+	"\x13AUDIT_ACTION_CANCEL\x10\f\x12$\n" +
+	" AUDIT_ACTION_CANCEL_PRESCRIPTION\x10\r\x12\x19\n" +
+	"\x15AUDIT_ACTION_CHECK_IN\x10\x0e\x12\x19\n" +
+	"\x15AUDIT_ACTION_COMPLETE\x10\x0f\x12\x17\n" +
+	"\x13AUDIT_ACTION_CREATE\x10\x10\x12$\n" +
+	" AUDIT_ACTION_CREATE_PRESCRIPTION\x10\x11\x12#\n" +
+	"\x1fAUDIT_ACTION_CREATE_VACCINATION\x10\x12\x12\x1d\n" +
+	"\x19AUDIT_ACTION_CREATE_VISIT\x10\x13\x12&\n" +
+	"\"AUDIT_ACTION_DISPENSE_PRESCRIPTION\x10\x14\x12\"\n" +
+	"\x1eAUDIT_ACTION_DOWNLOAD_DOCUMENT\x10\x15\x12 \n" +
+	"\x1cAUDIT_ACTION_DOWNLOAD_EXPORT\x10\x16\x12!\n" +
+	"\x1dAUDIT_ACTION_EMERGENCY_ACCESS\x10\x17\x12\x16\n" +
+	"\x12AUDIT_ACTION_ERASE\x10\x18\x12\x17\n" +
+	"\x13AUDIT_ACTION_EXPORT\x10\x19\x12 \n" +
+	"\x1cAUDIT_ACTION_LIFT_LEGAL_HOLD\x10\x1a\x12!\n" +
+	"\x1dAUDIT_ACTION_LIFT_RESTRICTION\x10\x1b\x12\x15\n" +
+	"\x11AUDIT_ACTION_LIST\x10\x1c\x12\"\n" +
+	"\x1eAUDIT_ACTION_LIST_APPOINTMENTS\x10\x1d\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_LIST_DOCUMENTS\x10\x1e\x12#\n" +
+	"\x1fAUDIT_ACTION_LIST_PRESCRIPTIONS\x10\x1f\x12\"\n" +
+	"\x1eAUDIT_ACTION_LIST_VACCINATIONS\x10 \x12\x1c\n" +
+	"\x18AUDIT_ACTION_LIST_VISITS\x10!\x12\x16\n" +
+	"\x12AUDIT_ACTION_LOGIN\x10\"\x12\x17\n" +
+	"\x13AUDIT_ACTION_LOGOUT\x10#\x12\x18\n" +
+	"\x14AUDIT_ACTION_NO_SHOW\x10$\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_PASSWORD_RESET\x10%\x12)\n" +
+	"%AUDIT_ACTION_PASSWORD_RESET_REQUESTED\x10&\x12!\n" +
+	"\x1dAUDIT_ACTION_PLACE_LEGAL_HOLD\x10'\x12\x15\n" +
+	"\x11AUDIT_ACTION_READ\x10(\x12#\n" +
+	"\x1fAUDIT_ACTION_READ_ACCESS_GRANTS\x10)\x12 \n" +
+	"\x1cAUDIT_ACTION_READ_ACCESS_LOG\x10*\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_READ_CARE_TEAM\x10+\x12&\n" +
+	"\"AUDIT_ACTION_READ_CLINICAL_HISTORY\x10,\x12\x1d\n" +
+	"\x19AUDIT_ACTION_READ_ERASURE\x10-\x12\"\n" +
+	"\x1eAUDIT_ACTION_READ_PRESCRIPTION\x10.\x12\"\n" +
+	"\x1eAUDIT_ACTION_READ_RESTRICTIONS\x10/\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_READ_TIMELINE\x100\x12!\n" +
+	"\x1dAUDIT_ACTION_REMOVE_CARE_TEAM\x101\x12 \n" +
+	"\x1cAUDIT_ACTION_REQUEST_ERASURE\x102\x12\x1b\n" +
+	"\x17AUDIT_ACTION_RESCHEDULE\x103\x12\x19\n" +
+	"\x15AUDIT_ACTION_RESTRICT\x104\x12(\n" +
+	"$AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS\x105\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_REVIEW_ERASURE\x106\x12\x17\n" +
+	"\x13AUDIT_ACTION_SEARCH\x107\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_SELF_REGISTER\x108\x12\x17\n" +
+	"\x13AUDIT_ACTION_UPDATE\x109\x12 \n" +
+	"\x1cAUDIT_ACTION_UPLOAD_DOCUMENT\x10:\x12\x1d\n" +
+	"\x19AUDIT_ACTION_VERIFY_EMAIL\x10;*|\n" +
 	"\fAuditOutcome\x12\x1d\n" +
 	"\x19AUDIT_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15AUDIT_OUTCOME_SUCCESS\x10\x01\x12\x18\n" +
@@ -329,21 +615,22 @@ func file_audit_proto_rawDescGZIP() []byte {
 	return file_audit_proto_rawDescData
 }
 
-var file_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_audit_proto_goTypes = []any{
-	(AuditOutcome)(0),             // 0: caregrid.v1.AuditOutcome
-	(*AuditEvent)(nil),            // 1: caregrid.v1.AuditEvent
-	(*AppendAuditRequest)(nil),    // 2: caregrid.v1.AppendAuditRequest
-	(*AppendAuditReply)(nil),      // 3: caregrid.v1.AppendAuditReply
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*Caller)(nil),                // 5: caregrid.v1.Caller
+	(AuditAction)(0),              // 0: caregrid.v1.AuditAction
+	(AuditOutcome)(0),             // 1: caregrid.v1.AuditOutcome
+	(*AuditEvent)(nil),            // 2: caregrid.v1.AuditEvent
+	(*AppendAuditRequest)(nil),    // 3: caregrid.v1.AppendAuditRequest
+	(*AppendAuditReply)(nil),      // 4: caregrid.v1.AppendAuditReply
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*Caller)(nil),                // 6: caregrid.v1.Caller
 }
 var file_audit_proto_depIdxs = []int32{
-	4, // 0: caregrid.v1.AuditEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	5, // 1: caregrid.v1.AuditEvent.caller:type_name -> caregrid.v1.Caller
-	0, // 2: caregrid.v1.AuditEvent.outcome:type_name -> caregrid.v1.AuditOutcome
-	1, // 3: caregrid.v1.AppendAuditRequest.events:type_name -> caregrid.v1.AuditEvent
+	5, // 0: caregrid.v1.AuditEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	6, // 1: caregrid.v1.AuditEvent.caller:type_name -> caregrid.v1.Caller
+	1, // 2: caregrid.v1.AuditEvent.outcome:type_name -> caregrid.v1.AuditOutcome
+	2, // 3: caregrid.v1.AppendAuditRequest.events:type_name -> caregrid.v1.AuditEvent
 	4, // [4:4] is the sub-list for method output_type
 	4, // [4:4] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
@@ -362,7 +649,7 @@ func file_audit_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_audit_proto_rawDesc), len(file_audit_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,

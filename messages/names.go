@@ -1,5 +1,7 @@
 package messages
 
+import "strings"
+
 // The external names of the enums: the strings the HTTP API speaks and the
 // database stores. They are part of the public contract, like field numbers.
 
@@ -130,3 +132,26 @@ func (s PrescriptionStatus) Name() string { return prescriptionStatusNames[s] }
 func ParsePrescriptionStatus(s string) (PrescriptionStatus, bool) {
 	return parse(prescriptionStatusNames, s)
 }
+
+// Name is the stored spelling of an audit action: its enum name after
+// AUDIT_ACTION_, in lower case with hyphens ("read-access-log"); "" when
+// unspecified.
+func (a AuditAction) Name() string {
+	if a == AuditAction_AUDIT_ACTION_UNSPECIFIED {
+		return ""
+	}
+	return auditActionNames[a]
+}
+
+// ParseAuditAction reads a stored spelling.
+func ParseAuditAction(s string) (AuditAction, bool) { return parse(auditActionNames, s) }
+
+var auditActionNames = func() map[AuditAction]string {
+	m := map[AuditAction]string{}
+	for v, n := range AuditAction_name {
+		if v != 0 {
+			m[AuditAction(v)] = strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(n, "AUDIT_ACTION_"), "_", "-"))
+		}
+	}
+	return m
+}()

@@ -40,14 +40,14 @@ func (r Recorder) ShardOf(key string) int {
 
 // Event builds one audit event about a patient's record. The caller's token
 // stays behind: it proved the caller to the grain and is never recorded.
-func Event(c *messages.Caller, action, resourceType, resourceID, patientID string, outcome messages.AuditOutcome, detail string, at time.Time) *messages.AuditEvent {
+func Event(c *messages.Caller, action messages.AuditAction, resourceType, resourceID, patientID string, outcome messages.AuditOutcome, detail string, at time.Time) *messages.AuditEvent {
 	if c.GetToken() != "" {
 		c = &messages.Caller{Subject: c.Subject, Role: c.Role, Client: c.Client, PurposeOfUse: c.PurposeOfUse,
 			RequestId: c.RequestId, SourceAddress: c.SourceAddress, BreakGlassReason: c.BreakGlassReason,
 			ClientRequestId: c.ClientRequestId}
 	}
 	return &messages.AuditEvent{
-		OccurredAt: timestamppb.New(at), Caller: c, Action: action,
+		OccurredAt: timestamppb.New(at), Caller: c, Action: action.Name(),
 		ResourceType: resourceType, ResourceId: resourceID, PatientId: patientID,
 		Outcome: outcome, Detail: detail,
 	}

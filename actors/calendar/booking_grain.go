@@ -180,7 +180,7 @@ func (g *Grain) forget(id string) {
 }
 
 // event is the audit event of an appointment access.
-func (g *Grain) event(c *messages.Caller, action, apptID, patientID string, reply proto.Message) *messages.AuditEvent {
+func (g *Grain) event(c *messages.Caller, action messages.AuditAction, apptID, patientID string, reply proto.Message) *messages.AuditEvent {
 	outcome, detail := messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""
 	if ge, ok := reply.(*actorcluster.GrainErrorResponse); ok {
 		outcome, detail = audit.OutcomeOf(ge), ge.Reason
@@ -189,7 +189,7 @@ func (g *Grain) event(c *messages.Caller, action, apptID, patientID string, repl
 }
 
 // answer audits and replies to one request without blocking the grain.
-func (g *Grain) answer(ctx actorcluster.GrainContext, sender *actor.PID, c *messages.Caller, action, apptID, patientID string, reply proto.Message) {
+func (g *Grain) answer(ctx actorcluster.GrainContext, sender *actor.PID, c *messages.Caller, action messages.AuditAction, apptID, patientID string, reply proto.Message) {
 	e := g.event(c, action, apptID, patientID, reply)
 	if g.collecting {
 		g.answers = append(g.answers, audit.Answer{Sender: sender, Reply: reply, Key: patientID, Events: []*messages.AuditEvent{e}})
@@ -200,7 +200,7 @@ func (g *Grain) answer(ctx actorcluster.GrainContext, sender *actor.PID, c *mess
 
 // finish ends the op on id and answers its waiters: with the appointment,
 // or with errReply.
-func (g *Grain) finish(ctx actorcluster.GrainContext, id, action string, a *messages.AppointmentRecord, errReply *actorcluster.GrainErrorResponse, patientID string) {
+func (g *Grain) finish(ctx actorcluster.GrainContext, id string, action messages.AuditAction, a *messages.AppointmentRecord, errReply *actorcluster.GrainErrorResponse, patientID string) {
 	o := g.ops[id]
 	delete(g.ops, id)
 	if o == nil {
@@ -278,7 +278,7 @@ func bookingError(err error) *actorcluster.GrainErrorResponse {
 func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentReply), _ func(error), ctx actorcluster.GrainContext) error {
 	c, id, sender := req.GetCaller(), req.GetAppointmentId(), ctx.Sender()
 	refuse := func(reply *actorcluster.GrainErrorResponse) error {
-		g.answer(ctx, sender, c, "create", id, req.GetPatientId(), reply)
+		g.answer(ctx, sender, c, messages.AuditAction_AUDIT_ACTION_CREATE, id, req.GetPatientId(), reply)
 		return nil
 	}
 	if d := access.BookFor(c, req.GetPatientId()); !d.Allowed {
@@ -320,7 +320,7 @@ func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentRepl
 			g.reserve(ctx, c, a, iv, func(err error) { g.reserved(ctx, a, err) })
 			return nil
 		case a.Status != held:
-			g.answer(ctx, sender, c, "create", id, a.PatientId, &messages.AppointmentReply{Appointment: a, Replayed: true})
+			g.answer(ctx, sender, c, messages.AuditAction_AUDIT_ACTION_CREATE, id, a.PatientId, &messages.AppointmentReply{Appointment: a, Replayed: true})
 			return nil
 		}
 		// A lapsed hold of this very request: start afresh below.
@@ -361,7 +361,7 @@ func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentRepl
 			return
 		}
 		if direct != nil {
-			g.finish(ctx, id, "create", direct, nil, a.PatientId)
+			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_CREATE, direct, nil, a.PatientId)
 			return
 		}
 		if held = true; asked {
@@ -404,7 +404,7 @@ func (g *Grain) reserved(ctx actorcluster.GrainContext, a *messages.AppointmentR
 	if err != nil {
 		g.release(ctx, a)
 		g.settle(ctx, &messages.AppointmentRecord{Id: a.Id, PatientId: a.PatientId})
-		g.finish(ctx, a.Id, "create", nil, patientRefusal(err), a.PatientId)
+		g.finish(ctx, a.Id, messages.AuditAction_AUDIT_ACTION_CREATE, nil, patientRefusal(err), a.PatientId)
 		return
 	}
 	confirmed := Confirm(a, g.deps.Now())
@@ -419,7 +419,7 @@ func (g *Grain) reserved(ctx actorcluster.GrainContext, a *messages.AppointmentR
 		b.Updates = append(b.Updates, persistence.AppointmentUpdate{Record: confirmed, PrevVersion: a.Version})
 		b.Events = append(b.Events, event)
 	}, func(map[string]bool) {
-		g.finish(ctx, a.Id, "create", confirmed, nil, a.PatientId)
+		g.finish(ctx, a.Id, messages.AuditAction_AUDIT_ACTION_CREATE, confirmed, nil, a.PatientId)
 	})
 }
 
@@ -456,7 +456,7 @@ func (g *Grain) replayStored(ctx actorcluster.GrainContext, id string, fp []byte
 	if o != nil && len(o.waiters) > 0 {
 		o.waiters[0].replayed = true
 	}
-	g.finish(ctx, id, "create", a, reply, "")
+	g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_CREATE, a, reply, "")
 }
 
 // lookup finds an appointment of this doctor: in memory when it holds
@@ -491,7 +491,7 @@ func (g *Grain) Reschedule(req *messages.RescheduleRequest, _ func(*messages.App
 		return nf
 	}
 	refuse := func(reply *actorcluster.GrainErrorResponse) error {
-		g.answer(ctx, sender, c, "reschedule", id, a.PatientId, reply)
+		g.answer(ctx, sender, c, messages.AuditAction_AUDIT_ACTION_RESCHEDULE, id, a.PatientId, reply)
 		return nil
 	}
 	if d := access.BookFor(c, a.PatientId); !d.Allowed {
@@ -525,11 +525,11 @@ func (g *Grain) Reschedule(req *messages.RescheduleRequest, _ func(*messages.App
 		g.busy.Remove(tentative)
 		if err != nil {
 			g.settle(ctx, a)
-			g.finish(ctx, id, "reschedule", nil, patientRefusal(err), a.PatientId)
+			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_RESCHEDULE, nil, patientRefusal(err), a.PatientId)
 			return
 		}
 		if g.appts[id] != a { // cannot happen while the op holds the id; be safe
-			g.finish(ctx, id, "reschedule", nil, messages.ErrWrongState("the appointment changed meanwhile; retry"), a.PatientId)
+			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_RESCHEDULE, nil, messages.ErrWrongState("the appointment changed meanwhile; retry"), a.PatientId)
 			return
 		}
 		moved := Moved(a, iv, g.deps.Now())
@@ -547,7 +547,7 @@ func (g *Grain) Reschedule(req *messages.RescheduleRequest, _ func(*messages.App
 			b.Events = append(b.Events, event)
 		}, func(map[string]bool) {
 			g.settle(ctx, moved)
-			g.finish(ctx, id, "reschedule", moved, nil, a.PatientId)
+			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_RESCHEDULE, moved, nil, a.PatientId)
 		})
 	})
 	return nil
@@ -569,11 +569,14 @@ func cellDiff(id string, iv, old Interval) (gained, lost []persistence.Claim) {
 	return gained, lost
 }
 
-var actionNames = map[messages.AppointmentAction]string{
-	messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL:   "cancel",
-	messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN: "check_in",
-	messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE: "complete",
-	messages.AppointmentAction_APPOINTMENT_ACTION_NO_SHOW:  "no_show",
+// actionNames are the transitions as the audit trail names them (before
+// the typed vocabulary, check-in and no-show were stored as check_in and
+// no_show).
+var actionNames = map[messages.AppointmentAction]messages.AuditAction{
+	messages.AppointmentAction_APPOINTMENT_ACTION_CANCEL:   messages.AuditAction_AUDIT_ACTION_CANCEL,
+	messages.AppointmentAction_APPOINTMENT_ACTION_CHECK_IN: messages.AuditAction_AUDIT_ACTION_CHECK_IN,
+	messages.AppointmentAction_APPOINTMENT_ACTION_COMPLETE: messages.AuditAction_AUDIT_ACTION_COMPLETE,
+	messages.AppointmentAction_APPOINTMENT_ACTION_NO_SHOW:  messages.AuditAction_AUDIT_ACTION_NO_SHOW,
 }
 
 func transitionAccess(c *messages.Caller, action messages.AppointmentAction, a *messages.AppointmentRecord) access.Decision {
@@ -650,7 +653,7 @@ func (g *Grain) GetAppointment(req *messages.GetAppointmentRequest, ctx actorclu
 	if d := access.ReadAppointment(c, a.PatientId, a.DoctorId); !d.Allowed {
 		reply = messages.ErrPermissionDenied("%s", d.Reason)
 	}
-	if err := g.deps.Audit.Access(ctx, a.PatientId, g.event(c, "read", a.Id, a.PatientId, reply)); err != nil {
+	if err := g.deps.Audit.Access(ctx, a.PatientId, g.event(c, messages.AuditAction_AUDIT_ACTION_READ, a.Id, a.PatientId, reply)); err != nil {
 		return nil, err
 	}
 	if ge, ok := reply.(*actorcluster.GrainErrorResponse); ok {
@@ -669,7 +672,7 @@ func (g *Grain) Agenda(req *messages.AgendaRequest, ctx actorcluster.GrainContex
 	c := req.GetCaller()
 	view, d := access.ReadAgenda(c, g.id)
 	if !d.Allowed {
-		if err := g.record(ctx, c, "read", "agenda", messages.AuditOutcome_AUDIT_OUTCOME_DENIED, d.Reason); err != nil {
+		if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_READ, "agenda", messages.AuditOutcome_AUDIT_OUTCOME_DENIED, d.Reason); err != nil {
 			return nil, err
 		}
 		return nil, messages.ErrPermissionDenied("%s", d.Reason)
@@ -698,9 +701,9 @@ func (g *Grain) Agenda(req *messages.AgendaRequest, ctx actorcluster.GrainContex
 	// A full agenda shows each patient's appointment: each patient's trail
 	// records the read.
 	events := make([]*messages.AuditEvent, 0, len(appts)+1)
-	events = append(events, audit.Event(c, "read", "agenda", g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, fmt.Sprintf("%d appointments", len(appts)), g.deps.Now()))
+	events = append(events, audit.Event(c, messages.AuditAction_AUDIT_ACTION_READ, "agenda", g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, fmt.Sprintf("%d appointments", len(appts)), g.deps.Now()))
 	for _, a := range appts {
-		events = append(events, audit.Event(c, "read", "appointment", a.Id, a.PatientId, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "agenda", g.deps.Now()))
+		events = append(events, audit.Event(c, messages.AuditAction_AUDIT_ACTION_READ, "appointment", a.Id, a.PatientId, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "agenda", g.deps.Now()))
 	}
 	actx, cancel := context.WithTimeout(context.Background(), cluster.DefaultTimeout)
 	defer cancel()

@@ -188,12 +188,12 @@ func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) 
 }
 
 // record audits a change to the doctor's data (staff data: resource doctor).
-func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action, resource string, outcome messages.AuditOutcome, detail string) error {
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, resource string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, resource, g.id, "", outcome, detail, g.deps.Now())
 	return g.deps.Audit.Access(ctx, g.id, e)
 }
 
-func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action, resource string, reply *actorcluster.GrainErrorResponse) error {
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, resource string, reply *actorcluster.GrainErrorResponse) error {
 	if err := g.record(ctx, c, action, resource, audit.OutcomeOf(reply), reply.Reason); err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action
 func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster.GrainContext) (*messages.DoctorReply, error) {
 	c := req.GetCaller()
 	if d := access.ManageDirectory(c); !d.Allowed {
-		return nil, g.refuse(ctx, c, "create", "doctor", messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor", messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
 		return nil, g.storeError(ctx, "load", err)
@@ -211,10 +211,10 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 	fp := Fingerprint(req.GetDoctor())
 	if g.doc != nil {
 		if req.IdempotencyKey == "" || !bytes.Equal(g.fingerprint, fp) {
-			return nil, g.refuse(ctx, c, "create", "doctor", messages.ErrAlreadyExists("doctor %s already exists", g.id).
+			return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor", messages.ErrAlreadyExists("doctor %s already exists", g.id).
 				WithMetadata(map[string]string{"id": g.id}))
 		}
-		if err := g.record(ctx, c, "create", "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+		if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
 			return nil, err
 		}
 		return &messages.DoctorReply{Doctor: g.doc, Replayed: true}, nil
@@ -225,7 +225,7 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 	}
 	if err != nil {
 		ctx.Poison(ctx.Self())
-		return nil, g.refuse(ctx, c, "create", "doctor", validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor", validate.Reply(err))
 	}
 	hours := &messages.Availability{SlotMinutes: doc.SlotMinutes}
 	sctx, cancel := g.storeCtx()
@@ -234,7 +234,7 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 	switch {
 	case errors.Is(err, persistence.ErrNoClinic):
 		cluster.PassivateSoon(ctx)
-		return nil, g.refuse(ctx, c, "create", "doctor", messages.ErrInvalidArgument("no such clinic").
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor", messages.ErrInvalidArgument("no such clinic").
 			WithMetadata(map[string]string{"field:clinic_id": "names no clinic"}))
 	case errors.Is(err, persistence.ErrExists):
 		g.loaded = false // another activation created it: answer from its row
@@ -249,7 +249,7 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 		return nil, g.storeError(ctx, "create", err)
 	}
 	g.fence = f
-	if err := g.record(ctx, c, "create", "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return &messages.DoctorReply{Doctor: doc}, nil
@@ -298,7 +298,7 @@ func (g *Grain) save(ctx actorcluster.GrainContext, c *messages.Caller, doc *mes
 func (g *Grain) UpdateDoctor(req *messages.UpdateDoctorRequest, ctx actorcluster.GrainContext) (*messages.DoctorReply, error) {
 	c := req.GetCaller()
 	if d := access.ManageDirectory(c); !d.Allowed {
-		return nil, g.refuse(ctx, c, "update", "doctor", messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if ok, err := g.found(ctx); !ok {
 		return nil, err
@@ -321,23 +321,23 @@ func (g *Grain) UpdateDoctor(req *messages.UpdateDoctorRequest, ctx actorcluster
 	var stale VersionError
 	switch {
 	case errors.As(err, &stale):
-		return nil, g.refuse(ctx, c, "update", "doctor", messages.ErrVersionMismatch("%s", stale.Error()).
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", messages.ErrVersionMismatch("%s", stale.Error()).
 			WithMetadata(map[string]string{"version": strconv.FormatInt(g.doc.Version, 10)}))
 	case err != nil:
-		return nil, g.refuse(ctx, c, "update", "doctor", validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", validate.Reply(err))
 	}
 	// The hours are kept in the doctor's zone: check they still parse there.
 	if _, err := time.LoadLocation(next.TimeZone); err != nil {
-		return nil, g.refuse(ctx, c, "update", "doctor", validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", validate.Reply(err))
 	}
 	if err := g.save(ctx, c, next, g.hoursMsg); err != nil {
 		var ge *actorcluster.GrainErrorResponse
 		if errors.As(err, &ge) && ge.Reason == messages.ErrorReason_INVALID_ARGUMENT.String() {
-			return nil, g.refuse(ctx, c, "update", "doctor", ge)
+			return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", ge)
 		}
 		return nil, err
 	}
-	if err := g.record(ctx, c, "update", "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return &messages.DoctorReply{Doctor: g.doc}, nil
@@ -346,7 +346,7 @@ func (g *Grain) UpdateDoctor(req *messages.UpdateDoctorRequest, ctx actorcluster
 func (g *Grain) SetAvailability(req *messages.SetAvailabilityRequest, ctx actorcluster.GrainContext) (*messages.AvailabilityReply, error) {
 	c := req.GetCaller()
 	if d := access.SetAvailability(c, g.id); !d.Allowed {
-		return nil, g.refuse(ctx, c, "update", "availability", messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "availability", messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if ok, err := g.found(ctx); !ok {
 		return nil, err
@@ -356,7 +356,7 @@ func (g *Grain) SetAvailability(req *messages.SetAvailabilityRequest, ctx actorc
 		hours.SlotMinutes = g.doc.SlotMinutes
 	}
 	if _, err := ParseAvailability(hours, g.hours.Zone, int(g.doc.SlotMinutes)); err != nil {
-		return nil, g.refuse(ctx, c, "update", "availability", validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "availability", validate.Reply(err))
 	}
 	next := proto.Clone(g.doc).(*messages.DoctorRecord)
 	next.Version++
@@ -364,7 +364,7 @@ func (g *Grain) SetAvailability(req *messages.SetAvailabilityRequest, ctx actorc
 	if err := g.save(ctx, c, next, hours); err != nil {
 		return nil, err
 	}
-	if err := g.record(ctx, c, "update", "availability", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "availability", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return &messages.AvailabilityReply{Availability: g.hoursMsg, Version: g.doc.Version}, nil

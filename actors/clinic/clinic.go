@@ -117,11 +117,11 @@ func (g *Grain) load(ctx actorcluster.GrainContext) error {
 	return nil
 }
 
-func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action string, outcome messages.AuditOutcome, detail string) error {
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, outcome messages.AuditOutcome, detail string) error {
 	return g.deps.Audit.Access(ctx, g.id, audit.Event(c, action, "clinic", g.id, "", outcome, detail, g.deps.Now()))
 }
 
-func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action string, reply *actorcluster.GrainErrorResponse) error {
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, reply *actorcluster.GrainErrorResponse) error {
 	if err := g.record(ctx, c, action, audit.OutcomeOf(reply), reply.Reason); err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action
 func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.GrainContext) (*messages.ClinicReply, error) {
 	c := req.GetCaller()
 	if d := access.ManageDirectory(c); !d.Allowed {
-		return nil, g.refuse(ctx, c, "create", messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(ctx); err != nil {
 		return nil, err
@@ -139,9 +139,9 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 	fp := calendar.Fingerprint(req.GetClinic())
 	if g.rec != nil {
 		if req.IdempotencyKey == "" || !bytes.Equal(g.fingerprint, fp) {
-			return nil, g.refuse(ctx, c, "create", messages.ErrAlreadyExists("clinic %s already exists", g.id).WithMetadata(map[string]string{"id": g.id}))
+			return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, messages.ErrAlreadyExists("clinic %s already exists", g.id).WithMetadata(map[string]string{"id": g.id}))
 		}
-		if err := g.record(ctx, c, "create", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+		if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
 			return nil, err
 		}
 		return &messages.ClinicReply{Clinic: g.rec, Replayed: true}, nil
@@ -149,7 +149,7 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 	rec, err := New(g.id, req.GetClinic(), g.deps.Now())
 	if err != nil {
 		cluster.PassivateSoon(ctx)
-		return nil, g.refuse(ctx, c, "create", validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, validate.Reply(err))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -168,7 +168,7 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
 	}
 	g.rec, g.fingerprint, g.fence = rec, fp, f
-	if err := g.record(ctx, c, "create", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return &messages.ClinicReply{Clinic: rec}, nil
@@ -196,7 +196,7 @@ var Updatable = []string{"name", "address", "time_zone"}
 func (g *Grain) Update(req *messages.UpdateClinicRequest, ctx actorcluster.GrainContext) (*messages.ClinicReply, error) {
 	c := req.GetCaller()
 	if d := access.ManageDirectory(c); !d.Allowed {
-		return nil, g.refuse(ctx, c, "update", messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(ctx); err != nil {
 		return nil, err
@@ -220,12 +220,12 @@ func (g *Grain) Update(req *messages.UpdateClinicRequest, ctx actorcluster.Grain
 		}
 	}
 	if req.ExpectedVersion != 0 && req.ExpectedVersion != g.rec.Version {
-		return nil, g.refuse(ctx, c, "update", messages.ErrVersionMismatch("clinic is at version %d, not %d", g.rec.Version, req.ExpectedVersion).
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, messages.ErrVersionMismatch("clinic is at version %d, not %d", g.rec.Version, req.ExpectedVersion).
 			WithMetadata(map[string]string{"version": strconv.FormatInt(g.rec.Version, 10)}))
 	}
 	next, err := ApplyUpdate(g.rec, req.GetClinic(), req.GetUpdateMask().GetPaths(), g.deps.Now())
 	if err != nil {
-		return nil, g.refuse(ctx, c, "update", validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, validate.Reply(err))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -241,7 +241,7 @@ func (g *Grain) Update(req *messages.UpdateClinicRequest, ctx actorcluster.Grain
 		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
 	}
 	g.rec = next
-	if err := g.record(ctx, c, "update", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, strings.Join(req.GetUpdateMask().GetPaths(), ",")); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, strings.Join(req.GetUpdateMask().GetPaths(), ",")); err != nil {
 		return nil, err
 	}
 	return &messages.ClinicReply{Clinic: next}, nil

@@ -100,7 +100,7 @@ func (g *Grain) Settle(req *messages.SettleRequest, _ actorcluster.GrainContext)
 // Appointments lists the patient's appointments in start order, paged.
 func (g *Grain) Appointments(req *messages.PatientAppointmentsRequest, ctx actorcluster.GrainContext) (*messages.AppointmentsReply, error) {
 	c := req.GetCaller()
-	const action = "list-appointments"
+	const action = messages.AuditAction_AUDIT_ACTION_LIST_APPOINTMENTS
 	treats, err := g.reads(c)
 	if err != nil {
 		return nil, g.storeError(ctx, "relationship", err)

@@ -15,7 +15,7 @@ import (
 // may see it: whoever may list the patient's appointments.
 func (g *Grain) CareTeam(req *messages.CareTeamRequest, ctx actorcluster.GrainContext) (*messages.CareTeamReply, error) {
 	c := req.GetCaller()
-	const action = "read-care-team"
+	const action = messages.AuditAction_AUDIT_ACTION_READ_CARE_TEAM
 	treats, err := g.reads(c)
 	if err != nil {
 		return nil, g.storeError(ctx, "relationship", err)
@@ -29,9 +29,9 @@ func (g *Grain) CareTeam(req *messages.CareTeamRequest, ctx actorcluster.GrainCo
 // ChangeCareTeam adds a doctor to the care team or removes one.
 func (g *Grain) ChangeCareTeam(req *messages.ChangeCareTeamRequest, ctx actorcluster.GrainContext) (*messages.CareTeamReply, error) {
 	c := req.GetCaller()
-	action := "add-care-team"
+	action := messages.AuditAction_AUDIT_ACTION_ADD_CARE_TEAM
 	if req.Remove {
-		action = "remove-care-team"
+		action = messages.AuditAction_AUDIT_ACTION_REMOVE_CARE_TEAM
 	}
 	if d := access.ChangeCareTeam(c); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
@@ -61,7 +61,7 @@ func (g *Grain) ChangeCareTeam(req *messages.ChangeCareTeamRequest, ctx actorclu
 	return g.careTeamReply(ctx, c, action)
 }
 
-func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller, action string) (*messages.CareTeamReply, error) {
+func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction) (*messages.CareTeamReply, error) {
 	if err := g.load(); err != nil {
 		return nil, g.storeError(ctx, "load", err)
 	}
@@ -88,7 +88,7 @@ func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller,
 // the patient themself, receptionists and admins (audited).
 func (g *Grain) AccessGrants(req *messages.AccessGrantsRequest, ctx actorcluster.GrainContext) (*messages.AccessGrantsReply, error) {
 	c := req.GetCaller()
-	const action = "read-access-grants"
+	const action = messages.AuditAction_AUDIT_ACTION_READ_ACCESS_GRANTS
 	if d := access.ReadAccessGrants(c, g.id); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}

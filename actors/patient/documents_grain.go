@@ -28,7 +28,7 @@ func documentKeyAAD(id string) string { return "document/" + id + "/key" }
 // patient's data key; on refusal the edge deletes the stored content.
 func (g *Grain) RecordDocument(req *messages.RecordDocumentRequest, ctx actorcluster.GrainContext) (*messages.DocumentReply, error) {
 	c := req.GetCaller()
-	const action = "upload-document"
+	const action = messages.AuditAction_AUDIT_ACTION_UPLOAD_DOCUMENT
 	if err := g.clinicalWrite(ctx, c, action); err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func (g *Grain) RecordDocument(req *messages.RecordDocumentRequest, ctx actorclu
 // Documents lists the documents' metadata, newest first.
 func (g *Grain) Documents(req *messages.DocumentsRequest, ctx actorcluster.GrainContext) (*messages.DocumentsReply, error) {
 	c := req.GetCaller()
-	const action = "list-documents"
+	const action = messages.AuditAction_AUDIT_ACTION_LIST_DOCUMENTS
 	limit, after, err := g.clinicalRead(ctx, c, action, req.Limit, req.Cursor)
 	if err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func (g *Grain) Documents(req *messages.DocumentsRequest, ctx actorcluster.Grain
 // to the patient or a doctor who treats them: the download is audited here.
 func (g *Grain) OpenDocument(req *messages.OpenDocumentRequest, ctx actorcluster.GrainContext) (*messages.OpenDocumentReply, error) {
 	c := req.GetCaller()
-	const action = "download-document"
+	const action = messages.AuditAction_AUDIT_ACTION_DOWNLOAD_DOCUMENT
 	if _, _, err := g.clinicalRead(ctx, c, action, 0, ""); err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func OpenEmergencyReason(k *seal.Key, e persistence.EmergencyAccess) (string, er
 // reason and purpose ETREAT, and waits in the review queue.
 func (g *Grain) EmergencyAccess(req *messages.EmergencyAccessRequest, ctx actorcluster.GrainContext) (*messages.EmergencyAccessReply, error) {
 	c := req.GetCaller()
-	const action = "emergency-access"
+	const action = messages.AuditAction_AUDIT_ACTION_EMERGENCY_ACCESS
 	if d := access.BreakGlass(c); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}

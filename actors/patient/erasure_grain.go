@@ -35,7 +35,7 @@ func ErasureOf(e persistence.Erasure) *messages.Erasure {
 // a patient with an open request gets that one back.
 func (g *Grain) RequestErasure(req *messages.RequestErasureRequest, ctx actorcluster.GrainContext) (*messages.ErasureReply, error) {
 	c := req.GetCaller()
-	const action = "request-erasure"
+	const action = messages.AuditAction_AUDIT_ACTION_REQUEST_ERASURE
 	if d := access.ExerciseDataRights(c, g.id); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
@@ -68,7 +68,7 @@ func (g *Grain) RequestErasure(req *messages.RequestErasureRequest, ctx actorclu
 // Erasure shows the patient's latest erasure request.
 func (g *Grain) Erasure(req *messages.GetErasureRequest, ctx actorcluster.GrainContext) (*messages.ErasureReply, error) {
 	c := req.GetCaller()
-	const action = "read-erasure"
+	const action = messages.AuditAction_AUDIT_ACTION_READ_ERASURE
 	if d := access.ExerciseDataRights(c, g.id); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
@@ -100,7 +100,7 @@ func (g *Grain) Erasure(req *messages.GetErasureRequest, ctx actorcluster.GrainC
 // activation forgets everything and stops.
 func (g *Grain) Erase(req *messages.EraseRequest, ctx actorcluster.GrainContext) (*messages.ErasureReply, error) {
 	c := req.GetCaller()
-	const action = "erase"
+	const action = messages.AuditAction_AUDIT_ACTION_ERASE
 	sctx, cancel := g.storeCtx()
 	defer cancel()
 	e, err := g.deps.DB.GetErasure(sctx, req.GetErasureId())
@@ -188,9 +188,9 @@ func (g *Grain) deleteBlobs(erasureID string, keys []string) {
 // neither an erasure nor the retention sweep deletes the patient's records.
 func (g *Grain) SetLegalHold(req *messages.SetLegalHoldRequest, ctx actorcluster.GrainContext) (*messages.LegalHoldReply, error) {
 	c := req.GetCaller()
-	action := "lift-legal-hold"
+	action := messages.AuditAction_AUDIT_ACTION_LIFT_LEGAL_HOLD
 	if req.GetHold() {
-		action = "place-legal-hold"
+		action = messages.AuditAction_AUDIT_ACTION_PLACE_LEGAL_HOLD
 	}
 	if d := access.PlaceLegalHold(c); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
@@ -219,7 +219,7 @@ func (g *Grain) SetLegalHold(req *messages.SetLegalHoldRequest, ctx actorcluster
 		err = g.deps.DB.LiftLegalHold(sctx, g.fence, g.id)
 	}
 	if err != nil {
-		return nil, g.storeError(ctx, action, err)
+		return nil, g.storeError(ctx, action.Name(), err)
 	}
 	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
@@ -251,7 +251,7 @@ func (g *Grain) ApplyRetention(req *messages.ApplyRetentionRequest, ctx actorclu
 		n += c
 	}
 	if n > 0 {
-		if err := g.record(ctx, req.GetCaller(), "apply-retention", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+		if err := g.record(ctx, req.GetCaller(), messages.AuditAction_AUDIT_ACTION_APPLY_RETENTION, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 			return nil, err
 		}
 	}

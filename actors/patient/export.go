@@ -47,7 +47,7 @@ func ExportOf(e persistence.Export) *messages.Export {
 // link, whose token's hash the request carries.
 func (g *Grain) StartExport(req *messages.StartExportRequest, ctx actorcluster.GrainContext) (*messages.ExportReply, error) {
 	c := req.GetCaller()
-	const action = "export"
+	const action = messages.AuditAction_AUDIT_ACTION_EXPORT
 	if d := access.ExerciseDataRights(c, g.id); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}

@@ -235,7 +235,7 @@ func reply(rec *messages.PatientRecord, view access.PatientView, replayed bool) 
 
 // record makes one audit event about this patient durable. If it cannot,
 // the access fails: nothing is served unaudited.
-func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action, patientID string, outcome messages.AuditOutcome, detail string) error {
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, patientID string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, "patient", g.id, patientID, outcome, detail, g.deps.Now())
 	if err := g.deps.Audit.Access(ctx, patientID, e); err != nil {
 		g.deps.Logger.Error("audit failed: access refused", "patient", g.id, "action", action)
@@ -246,7 +246,7 @@ func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action
 
 // refuse audits a refused or failed access and returns reply, unless the
 // audit itself fails.
-func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action, patientID string, reply *actorcluster.GrainErrorResponse) error {
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, patientID string, reply *actorcluster.GrainErrorResponse) error {
 	if err := g.record(ctx, c, action, patientID, audit.OutcomeOf(reply), reply.Reason); err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	c := req.GetCaller()
 	withClinical := req.GetPatient().GetBloodType() != messages.BloodType_BLOOD_TYPE_UNSPECIFIED || len(req.GetPatient().GetAllergies()) > 0
 	if d := access.RegisterPatient(c, withClinical); !d.Allowed {
-		return nil, g.refuse(ctx, c, "create", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
 		return nil, g.storeError(ctx, "load", err)
@@ -266,12 +266,12 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 		return g.registered(ctx, req)
 	}
 	if !validate.ID(g.id) {
-		return nil, g.refuse(ctx, c, "create", "", messages.ErrInvalidArgument("patient id %q is not a UUID", g.id))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "", messages.ErrInvalidArgument("patient id %q is not a UUID", g.id))
 	}
 	rec, err := NewRecord(g.id, req.GetPatient(), g.deps.Now())
 	if err != nil {
 		cluster.PassivateSoon(ctx) // nothing registered: do not keep an empty activation
-		return nil, g.refuse(ctx, c, "create", g.id, validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, g.id, validate.Reply(err))
 	}
 	var fp []byte
 	if req.IdempotencyKey != "" {
@@ -287,7 +287,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 		reply := messages.ErrAlreadyExists("a patient with this IDNP is already registered").
 			WithMetadata(map[string]string{"id": taken.ExistingID})
 		// The reply names the existing patient: audit it as an access to them.
-		return nil, g.refuse(ctx, c, "create", taken.ExistingID, reply)
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, taken.ExistingID, reply)
 	case errors.Is(err, persistence.ErrPatientExists):
 		// Another activation registered this id first; answer from its record.
 		g.loaded = false
@@ -299,7 +299,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 		return nil, g.storeError(ctx, "register", err)
 	}
 	g.rec, g.fingerprint, g.fence, g.dataKey = rec, fp, f, key
-	if err := g.record(ctx, c, "create", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return reply(rec, registrarView(c), false), nil
@@ -310,13 +310,13 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 func (g *Grain) registered(ctx actorcluster.GrainContext, req *messages.RegisterPatientRequest) (*messages.PatientReply, error) {
 	c := req.GetCaller()
 	if req.IdempotencyKey == "" {
-		return nil, g.refuse(ctx, c, "create", g.id, messages.ErrAlreadyExists("patient %s already exists", g.id).
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, g.id, messages.ErrAlreadyExists("patient %s already exists", g.id).
 			WithMetadata(map[string]string{"id": g.id}))
 	}
 	if len(g.fingerprint) == 0 || !bytes.Equal(g.fingerprint, Fingerprint(req.GetPatient())) {
-		return nil, g.refuse(ctx, c, "create", g.id, messages.ErrIdempotencyKeyReused("the idempotency key was used for a different registration"))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, g.id, messages.ErrIdempotencyKeyReused("the idempotency key was used for a different registration"))
 	}
-	if err := g.record(ctx, c, "create", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
 		return nil, err
 	}
 	return reply(g.rec, registrarView(c), true), nil
@@ -351,15 +351,15 @@ func (g *Grain) Get(req *messages.GetPatientRequest, ctx actorcluster.GrainConte
 		}
 	}
 	if !d.Allowed {
-		return nil, g.refuse(ctx, c, "read", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_READ, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
 		return nil, g.storeError(ctx, "load", err)
 	}
 	if g.rec == nil {
-		return nil, g.notFound(ctx, c, "read")
+		return nil, g.notFound(ctx, c, messages.AuditAction_AUDIT_ACTION_READ)
 	}
-	if err := g.record(ctx, c, "read", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_READ, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return reply(g.rec, view, false), nil
@@ -367,7 +367,7 @@ func (g *Grain) Get(req *messages.GetPatientRequest, ctx actorcluster.GrainConte
 
 // notFound audits the attempt (probing for ids is worth knowing about) and
 // passivates the empty activation.
-func (g *Grain) notFound(ctx actorcluster.GrainContext, c *messages.Caller, action string) error {
+func (g *Grain) notFound(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction) error {
 	ctx.Poison(ctx.Self())
 	return g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no patient %s", g.id))
 }
@@ -379,13 +379,13 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 		return nil, g.storeError(ctx, "relationship", err)
 	}
 	if d := access.UpdatePatient(c, g.id, req.GetUpdateMask().GetPaths(), treats); !d.Allowed {
-		return nil, g.refuse(ctx, c, "update", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
 		return nil, g.storeError(ctx, "load", err)
 	}
 	if g.rec == nil {
-		return nil, g.notFound(ctx, c, "update")
+		return nil, g.notFound(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE)
 	}
 	if req.ExpectedVersion > g.rec.Version {
 		// Versions only grow. If the database has the caller's version, this
@@ -408,10 +408,10 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 	var stale errVersion
 	switch {
 	case errors.As(err, &stale):
-		return nil, g.refuse(ctx, c, "update", g.id, messages.ErrVersionMismatch("%s", stale.Error()).
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, g.id, messages.ErrVersionMismatch("%s", stale.Error()).
 			WithMetadata(map[string]string{"version": strconv.FormatInt(g.rec.Version, 10)}))
 	case err != nil:
-		return nil, g.refuse(ctx, c, "update", g.id, validate.Reply(err))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, g.id, validate.Reply(err))
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
@@ -424,7 +424,7 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 		return nil, g.storeError(ctx, "update", err)
 	}
 	g.rec = next
-	if err := g.record(ctx, c, "update", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	view, _ := access.ReadPatient(c, g.id, treats)
@@ -434,25 +434,25 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.GrainContext) (*messages.AccessLogReply, error) {
 	c := req.GetCaller()
 	if d := access.ReadAccessLog(c, g.id); !d.Allowed {
-		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrPermissionDenied("%s", d.Reason))
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_ACCESS_LOG, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
 	if err := g.load(); err != nil {
 		return nil, g.storeError(ctx, "load", err)
 	}
 	if g.rec == nil {
-		return nil, g.notFound(ctx, c, "read-access-log")
+		return nil, g.notFound(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_ACCESS_LOG)
 	}
 	limit := int(req.Limit)
 	if limit == 0 {
 		limit = DefaultPageSize
 	}
 	if limit < 1 || limit > MaxPageSize {
-		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrInvalidArgument("limit must be 1 to %d", MaxPageSize).
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_ACCESS_LOG, g.id, messages.ErrInvalidArgument("limit must be 1 to %d", MaxPageSize).
 			WithMetadata(map[string]string{"field:limit": "must be 1 to 500"}))
 	}
 	after, err := decodeCursor(req.Cursor)
 	if err != nil {
-		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrInvalidArgument("bad cursor").
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_ACCESS_LOG, g.id, messages.ErrInvalidArgument("bad cursor").
 			WithMetadata(map[string]string{"field:cursor": "is not a cursor this API returned"}))
 	}
 	w := persistence.AuditWindow{Before: after}
@@ -463,7 +463,7 @@ func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.Grain
 		w.To = req.GetTo().AsTime()
 	}
 	if !w.To.IsZero() && !w.From.Before(w.To) {
-		return nil, g.refuse(ctx, c, "read-access-log", g.id, messages.ErrInvalidArgument("from must be before to").
+		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_ACCESS_LOG, g.id, messages.ErrInvalidArgument("from must be before to").
 			WithMetadata(map[string]string{"field:to": "must be after from"}))
 	}
 	sctx, cancel := g.storeCtx()
@@ -485,7 +485,7 @@ func (g *Grain) AccessLog(req *messages.AccessLogRequest, ctx actorcluster.Grain
 	if err := g.emergencyReasons(reply.Events); err != nil {
 		return nil, g.storeError(ctx, "emergency reasons", err)
 	}
-	if err := g.record(ctx, c, "read-access-log", g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_ACCESS_LOG, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return reply, nil

@@ -21,7 +21,7 @@ import (
 // prescriptions created together the second is checked against the first.
 func (g *Grain) AdmitPrescription(req *messages.AdmitPrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
 	c := req.GetCaller()
-	const action = "create-prescription"
+	const action = messages.AuditAction_AUDIT_ACTION_CREATE_PRESCRIPTION
 	if err := g.clinicalWrite(ctx, c, action); err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func blocking(ws []*messages.PrescriptionWarning) string {
 // status or all.
 func (g *Grain) Prescriptions(req *messages.PrescriptionsRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionsReply, error) {
 	c := req.GetCaller()
-	const action = "list-prescriptions"
+	const action = messages.AuditAction_AUDIT_ACTION_LIST_PRESCRIPTIONS
 	limit, after, err := g.clinicalReadAs(ctx, c, action, req.Limit, req.Cursor, func(treats bool) access.Decision {
 		return access.ListPrescriptions(c, g.id, treats, req.GetStatus())
 	})

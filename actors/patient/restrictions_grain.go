@@ -15,10 +15,10 @@ import (
 // patient, receptionists, admins; audited).
 func (g *Grain) Restrictions(req *messages.RestrictionsRequest, ctx actorcluster.GrainContext) (*messages.RestrictionsReply, error) {
 	c := req.GetCaller()
-	if err := g.restrictionsAllowed(ctx, c, "read-restrictions"); err != nil {
+	if err := g.restrictionsAllowed(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_RESTRICTIONS); err != nil {
 		return nil, err
 	}
-	return g.restrictionsReply(ctx, c, "read-restrictions", false)
+	return g.restrictionsReply(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_RESTRICTIONS, false)
 }
 
 // Restrict blocks a doctor or a clinic's doctors from the record, or
@@ -28,7 +28,7 @@ func (g *Grain) Restrictions(req *messages.RestrictionsRequest, ctx actorcluster
 // prescription grains ask the database on every request.
 func (g *Grain) Restrict(req *messages.RestrictRequest, ctx actorcluster.GrainContext) (*messages.RestrictionsReply, error) {
 	c := req.GetCaller()
-	const action = "restrict"
+	const action = messages.AuditAction_AUDIT_ACTION_RESTRICT
 	if err := g.restrictionsAllowed(ctx, c, action); err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func (g *Grain) Restrict(req *messages.RestrictRequest, ctx actorcluster.GrainCo
 // LiftRestriction ends a restriction; it stays in the history.
 func (g *Grain) LiftRestriction(req *messages.LiftRestrictionRequest, ctx actorcluster.GrainContext) (*messages.RestrictionsReply, error) {
 	c := req.GetCaller()
-	const action = "lift-restriction"
+	const action = messages.AuditAction_AUDIT_ACTION_LIFT_RESTRICTION
 	if err := g.restrictionsAllowed(ctx, c, action); err != nil {
 		return nil, err
 	}
@@ -82,7 +82,7 @@ func (g *Grain) LiftRestriction(req *messages.LiftRestrictionRequest, ctx actorc
 	return g.restrictionsReply(ctx, c, action, false)
 }
 
-func (g *Grain) restrictionsAllowed(ctx actorcluster.GrainContext, c *messages.Caller, action string) error {
+func (g *Grain) restrictionsAllowed(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction) error {
 	if d := access.ManageRestrictions(c, g.id); !d.Allowed {
 		return g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
@@ -95,7 +95,7 @@ func (g *Grain) restrictionsAllowed(ctx actorcluster.GrainContext, c *messages.C
 	return nil
 }
 
-func (g *Grain) restrictionsReply(ctx actorcluster.GrainContext, c *messages.Caller, action string, created bool) (*messages.RestrictionsReply, error) {
+func (g *Grain) restrictionsReply(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, created bool) (*messages.RestrictionsReply, error) {
 	sctx, cancel := g.storeCtx()
 	defer cancel()
 	rs, err := g.deps.DB.Restrictions(sctx, g.id)

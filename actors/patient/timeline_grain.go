@@ -38,7 +38,7 @@ func decodeTimelineCursor(s string) (time.Time, string, string, bool) {
 // appointments, newest first: the patient and doctors who treat them.
 func (g *Grain) Timeline(req *messages.TimelineRequest, ctx actorcluster.GrainContext) (*messages.TimelineReply, error) {
 	c := req.GetCaller()
-	const action = "read-timeline"
+	const action = messages.AuditAction_AUDIT_ACTION_READ_TIMELINE
 	limit, _, err := g.clinicalRead(ctx, c, action, req.Limit, "")
 	if err != nil {
 		return nil, err

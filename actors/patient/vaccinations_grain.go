@@ -16,7 +16,7 @@ import (
 
 // clinicalWrite is the access check and load every clinical write starts
 // with: a doctor who treats the patient, and a patient that exists.
-func (g *Grain) clinicalWrite(ctx actorcluster.GrainContext, c *messages.Caller, action string) error {
+func (g *Grain) clinicalWrite(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction) error {
 	treats, err := g.treats(c)
 	if err != nil {
 		return g.storeError(ctx, "relationship", err)
@@ -35,12 +35,12 @@ func (g *Grain) clinicalWrite(ctx actorcluster.GrainContext, c *messages.Caller,
 
 // clinicalRead is the access check, load and page size every clinical
 // list starts with: the patient and doctors who treat them.
-func (g *Grain) clinicalRead(ctx actorcluster.GrainContext, c *messages.Caller, action string, limit int32, cursor string) (int, appointmentCursor, error) {
+func (g *Grain) clinicalRead(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, limit int32, cursor string) (int, appointmentCursor, error) {
 	return g.clinicalReadAs(ctx, c, action, limit, cursor, func(treats bool) access.Decision { return access.ReadClinical(c, g.id, treats) })
 }
 
 // clinicalReadAs is clinicalRead with its own access rule.
-func (g *Grain) clinicalReadAs(ctx actorcluster.GrainContext, c *messages.Caller, action string, limit int32, cursor string, decide func(treats bool) access.Decision) (int, appointmentCursor, error) {
+func (g *Grain) clinicalReadAs(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, limit int32, cursor string, decide func(treats bool) access.Decision) (int, appointmentCursor, error) {
 	treats, err := g.reads(c)
 	if err != nil {
 		return 0, appointmentCursor{}, g.storeError(ctx, "relationship", err)
@@ -73,7 +73,7 @@ func (g *Grain) clinicalReadAs(ctx actorcluster.GrainContext, c *messages.Caller
 // RecordVaccination records a dose: a doctor who treats the patient.
 func (g *Grain) RecordVaccination(req *messages.RecordVaccinationRequest, ctx actorcluster.GrainContext) (*messages.VaccinationReply, error) {
 	c := req.GetCaller()
-	const action = "create-vaccination"
+	const action = messages.AuditAction_AUDIT_ACTION_CREATE_VACCINATION
 	if err := g.clinicalWrite(ctx, c, action); err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (g *Grain) RecordVaccination(req *messages.RecordVaccinationRequest, ctx ac
 // Vaccinations lists the patient's vaccinations, newest first.
 func (g *Grain) Vaccinations(req *messages.VaccinationsRequest, ctx actorcluster.GrainContext) (*messages.VaccinationsReply, error) {
 	c := req.GetCaller()
-	const action = "list-vaccinations"
+	const action = messages.AuditAction_AUDIT_ACTION_LIST_VACCINATIONS
 	limit, after, err := g.clinicalRead(ctx, c, action, req.Limit, req.Cursor)
 	if err != nil {
 		return nil, err
@@ -168,7 +168,7 @@ func (g *Grain) Vaccinations(req *messages.VaccinationsRequest, ctx actorcluster
 // first; the cursor is the last version seen.
 func (g *Grain) ClinicalHistory(req *messages.ClinicalHistoryRequest, ctx actorcluster.GrainContext) (*messages.ClinicalHistoryReply, error) {
 	c := req.GetCaller()
-	const action = "read-clinical-history"
+	const action = messages.AuditAction_AUDIT_ACTION_READ_CLINICAL_HISTORY
 	limit, _, err := g.clinicalRead(ctx, c, action, req.Limit, "")
 	if err != nil {
 		return nil, err

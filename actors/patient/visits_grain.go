@@ -72,7 +72,7 @@ func openVisit(k *seal.Key, s persistence.StoredVisit) (*messages.Visit, error) 
 // RecordVisit records a visit with its diagnoses: a doctor who treats the patient.
 func (g *Grain) RecordVisit(req *messages.RecordVisitRequest, ctx actorcluster.GrainContext) (*messages.VisitReply, error) {
 	c := req.GetCaller()
-	const action = "create-visit"
+	const action = messages.AuditAction_AUDIT_ACTION_CREATE_VISIT
 	if err := g.clinicalWrite(ctx, c, action); err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func (g *Grain) RecordVisit(req *messages.RecordVisitRequest, ctx actorcluster.G
 // refusal when the key came with another visit. done is false when the
 // key is unused.
 func (g *Grain) replayVisit(ctx actorcluster.GrainContext, c *messages.Caller, k *seal.Key, key string, fp []byte) (*messages.VisitReply, bool, error) {
-	const action = "create-visit"
+	const action = messages.AuditAction_AUDIT_ACTION_CREATE_VISIT
 	sctx, cancel := g.storeCtx()
 	defer cancel()
 	prior, err := g.deps.DB.VisitByKey(sctx, g.id, key)
@@ -146,7 +146,7 @@ func (g *Grain) replayVisit(ctx actorcluster.GrainContext, c *messages.Caller, k
 // Visits lists the patient's visits, newest first: the patient and doctors who treat them.
 func (g *Grain) Visits(req *messages.VisitsRequest, ctx actorcluster.GrainContext) (*messages.VisitsReply, error) {
 	c := req.GetCaller()
-	const action = "list-visits"
+	const action = messages.AuditAction_AUDIT_ACTION_LIST_VISITS
 	limit, after, err := g.clinicalRead(ctx, c, action, req.Limit, req.Cursor)
 	if err != nil {
 		return nil, err

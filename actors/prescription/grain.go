@@ -125,13 +125,13 @@ func (g *Grain) patientID() string {
 }
 
 // record makes one audit event durable, or fails the access.
-func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action string, outcome messages.AuditOutcome, detail string) error {
+func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, outcome messages.AuditOutcome, detail string) error {
 	return g.recordFor(ctx, c, action, g.patientID(), outcome, detail)
 }
 
 // recordFor audits an access to patient's record (before the prescription
 // is stored, the patient the request names).
-func (g *Grain) recordFor(ctx actorcluster.GrainContext, c *messages.Caller, action, patient string, outcome messages.AuditOutcome, detail string) error {
+func (g *Grain) recordFor(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, patient string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, "prescription", g.id, patient, outcome, detail, g.deps.Now())
 	if err := g.deps.Audit.Access(ctx, patient, e); err != nil {
 		g.deps.Logger.Error("audit failed: access refused", "prescription", g.id, "action", action)
@@ -140,7 +140,7 @@ func (g *Grain) recordFor(ctx actorcluster.GrainContext, c *messages.Caller, act
 	return nil
 }
 
-func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action string, reply *actorcluster.GrainErrorResponse) error {
+func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, reply *actorcluster.GrainErrorResponse) error {
 	if err := g.record(ctx, c, action, audit.OutcomeOf(reply), reply.Reason); err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action
 // existing loads the prescription for a request on it, after the role
 // gate: not found is audited (probing ids is worth knowing about) and
 // passivates.
-func (g *Grain) existing(ctx actorcluster.GrainContext, c *messages.Caller, action, gate string) error {
+func (g *Grain) existing(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, gate string) error {
 	if d := access.PrescriptionGate(c, gate); !d.Allowed {
 		return g.refuse(ctx, c, action, messages.ErrPermissionDenied("%s", d.Reason))
 	}
@@ -251,7 +251,7 @@ func (g *Grain) view(ctx actorcluster.GrainContext) (*messages.PrescriptionRecor
 // and is answered from the stored prescription.
 func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
 	c := req.GetCaller()
-	const action = "create-prescription"
+	const action = messages.AuditAction_AUDIT_ACTION_CREATE_PRESCRIPTION
 	fp := Fingerprint(req.GetPrescription(), req.GetOverrideReason())
 	if d := access.PrescriptionGate(c, access.PrescriptionCreate); !d.Allowed {
 		// An attempt on the patient the request names: their trail shows it.
@@ -313,7 +313,7 @@ func (g *Grain) Create(req *messages.CreatePrescriptionRequest, ctx actorcluster
 // of the same idempotent request gets the stored prescription.
 func (g *Grain) created(ctx actorcluster.GrainContext, req *messages.CreatePrescriptionRequest, fp []byte, replayed bool) (*messages.PrescriptionReply, error) {
 	c := req.GetCaller()
-	const action = "create-prescription"
+	const action = messages.AuditAction_AUDIT_ACTION_CREATE_PRESCRIPTION
 	if replayed {
 		switch {
 		case req.GetIdempotencyKey() == "" || c.GetSubject() != g.stored.Record.PrescriberId:
@@ -338,7 +338,7 @@ func (g *Grain) created(ctx actorcluster.GrainContext, req *messages.CreatePresc
 
 func (g *Grain) Get(req *messages.GetPrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
 	c := req.GetCaller()
-	const action = "read-prescription"
+	const action = messages.AuditAction_AUDIT_ACTION_READ_PRESCRIPTION
 	if err := g.existing(ctx, c, action, access.PrescriptionRead); err != nil {
 		return nil, err
 	}
@@ -363,7 +363,7 @@ func (g *Grain) Get(req *messages.GetPrescriptionRequest, ctx actorcluster.Grain
 // counts once.
 func (g *Grain) Dispense(req *messages.DispenseRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
 	c := req.GetCaller()
-	const action = "dispense-prescription"
+	const action = messages.AuditAction_AUDIT_ACTION_DISPENSE_PRESCRIPTION
 	if err := g.existing(ctx, c, action, access.PrescriptionDispense); err != nil {
 		return nil, err
 	}
@@ -404,7 +404,7 @@ func (g *Grain) Dispense(req *messages.DispenseRequest, ctx actorcluster.GrainCo
 // reason (clinical text, stored sealed).
 func (g *Grain) Cancel(req *messages.CancelPrescriptionRequest, ctx actorcluster.GrainContext) (*messages.PrescriptionReply, error) {
 	c := req.GetCaller()
-	const action = "cancel-prescription"
+	const action = messages.AuditAction_AUDIT_ACTION_CANCEL_PRESCRIPTION
 	if err := g.existing(ctx, c, action, access.PrescriptionCancel); err != nil {
 		return nil, err
 	}

@@ -56,8 +56,18 @@ func patientOf(a persistence.Account) string {
 	return ""
 }
 
+// accountActions are the actions on an account and how the audit trail
+// names them.
+var accountActions = map[string]messages.AuditAction{
+	"unlock":     messages.AuditAction_AUDIT_ACTION_ACCOUNT_UNLOCK,
+	"disable":    messages.AuditAction_AUDIT_ACTION_ACCOUNT_DISABLE,
+	"enable":     messages.AuditAction_AUDIT_ACTION_ACCOUNT_ENABLE,
+	"reset-totp": messages.AuditAction_AUDIT_ACTION_ACCOUNT_RESET_TOTP,
+	"send-reset": messages.AuditAction_AUDIT_ACTION_ACCOUNT_SEND_RESET,
+}
+
 // refuse audits a denied admin action and returns the grain error for it.
-func (s Accounts) refuse(ctx context.Context, c *messages.Caller, action, id string, reason string) error {
+func (s Accounts) refuse(ctx context.Context, c *messages.Caller, action messages.AuditAction, id string, reason string) error {
 	if err := s.p.cfg.Events.Admin(ctx, c, action, id, "", "denied", reason); err != nil {
 		return messages.ErrAuditUnavailable("the access could not be audited")
 	}
@@ -84,7 +94,7 @@ func fingerprint(in edge.AccountInput) []byte {
 
 func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.AccountInput, key string) (edge.AccountInfo, bool, error) {
 	if d := access.ManageAccounts(c); !d.Allowed {
-		return edge.AccountInfo{}, false, s.refuse(ctx, c, "account-create", "", d.Reason)
+		return edge.AccountInfo{}, false, s.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_CREATE, "", d.Reason)
 	}
 	in.Username, in.Email, in.RecordID = strings.TrimSpace(in.Username), strings.TrimSpace(in.Email), strings.ToLower(strings.TrimSpace(in.RecordID))
 	in.DisplayName, in.ClinicID = strings.TrimSpace(in.DisplayName), strings.ToLower(strings.TrimSpace(in.ClinicID))
@@ -151,7 +161,7 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 	case err != nil:
 		return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("account store unavailable")
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, "account-create", id, patientOf(a), "success", role.Name()); err != nil {
+	if err := s.p.cfg.Events.Admin(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_CREATE, id, patientOf(a), "success", role.Name()); err != nil {
 		return edge.AccountInfo{}, false, messages.ErrAuditUnavailable("the access could not be audited")
 	}
 	// The owner's language is not known here: the node's default.
@@ -176,7 +186,7 @@ func (s Accounts) linkURL(token string) string {
 
 func (s Accounts) Get(ctx context.Context, c *messages.Caller, id string) (edge.AccountInfo, error) {
 	if d := access.ManageAccounts(c); !d.Allowed {
-		return edge.AccountInfo{}, s.refuse(ctx, c, "account-read", id, d.Reason)
+		return edge.AccountInfo{}, s.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_READ, id, d.Reason)
 	}
 	a, err := s.p.cfg.DB.AccountByID(ctx, id)
 	if errors.Is(err, persistence.ErrNotFound) {
@@ -185,15 +195,19 @@ func (s Accounts) Get(ctx context.Context, c *messages.Caller, id string) (edge.
 	if err != nil {
 		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, "account-read", id, patientOf(a), "success", ""); err != nil {
+	if err := s.p.cfg.Events.Admin(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_READ, id, patientOf(a), "success", ""); err != nil {
 		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
 	}
 	return s.withReader(ctx, a)
 }
 
 func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string) (edge.AccountInfo, error) {
+	audited, ok := accountActions[action]
+	if !ok {
+		return edge.AccountInfo{}, messages.ErrInvalidArgument("unknown action %q", action)
+	}
 	if d := access.ManageAccounts(c); !d.Allowed {
-		return edge.AccountInfo{}, s.refuse(ctx, c, "account-"+action, id, d.Reason)
+		return edge.AccountInfo{}, s.refuse(ctx, c, audited, id, d.Reason)
 	}
 	a, err := s.p.cfg.DB.AccountByID(ctx, id)
 	if errors.Is(err, persistence.ErrNotFound) {
@@ -232,7 +246,7 @@ func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string
 	for _, sid := range ended {
 		s.p.cfg.Events.SessionEnded(ctx, sid, id, "account disabled")
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, "account-"+action, id, patientOf(a), "success", ""); err != nil {
+	if err := s.p.cfg.Events.Admin(ctx, c, audited, id, patientOf(a), "success", ""); err != nil {
 		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
 	}
 	a, err = s.p.cfg.DB.AccountByID(ctx, id)
@@ -266,7 +280,7 @@ func profileFields(fields map[string]string, name, clinic string, linked bool) {
 // SetProfile sets a receptionist's or admin's display name and clinic.
 func (s Accounts) SetProfile(ctx context.Context, c *messages.Caller, id string, p edge.AccountProfile) (edge.AccountInfo, error) {
 	if d := access.ManageAccounts(c); !d.Allowed {
-		return edge.AccountInfo{}, s.refuse(ctx, c, "account-profile", id, d.Reason)
+		return edge.AccountInfo{}, s.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_PROFILE, id, d.Reason)
 	}
 	a, err := s.p.cfg.DB.AccountByID(ctx, id)
 	if errors.Is(err, persistence.ErrNotFound) {
@@ -300,7 +314,7 @@ func (s Accounts) SetProfile(ctx context.Context, c *messages.Caller, id string,
 	case err != nil:
 		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, "account-profile", id, "", "success", ""); err != nil {
+	if err := s.p.cfg.Events.Admin(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_PROFILE, id, "", "success", ""); err != nil {
 		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
 	}
 	if a, err = s.p.cfg.DB.AccountByID(ctx, id); err != nil {
@@ -313,7 +327,7 @@ func (s Accounts) SetProfile(ctx context.Context, c *messages.Caller, id string,
 // audited (who looked at the accounts), not each account.
 func (s Accounts) List(ctx context.Context, c *messages.Caller, q edge.AccountQuery) ([]edge.AccountInfo, bool, error) {
 	if d := access.ManageAccounts(c); !d.Allowed {
-		return nil, false, s.refuse(ctx, c, "account-list", "", d.Reason)
+		return nil, false, s.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_LIST, "", d.Reason)
 	}
 	rows, err := s.p.cfg.DB.ListAccounts(ctx, q.Role, q.Q, q.Status, q.After, q.Limit+1)
 	if err != nil {
@@ -323,7 +337,7 @@ func (s Accounts) List(ctx context.Context, c *messages.Caller, q edge.AccountQu
 	if more {
 		rows = rows[:q.Limit]
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, "account-list", "", "", "success", fmt.Sprintf("%d accounts", len(rows))); err != nil {
+	if err := s.p.cfg.Events.Admin(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_LIST, "", "", "success", fmt.Sprintf("%d accounts", len(rows))); err != nil {
 		return nil, false, messages.ErrAuditUnavailable("the access could not be audited")
 	}
 	out := make([]edge.AccountInfo, 0, len(rows))

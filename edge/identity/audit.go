@@ -44,22 +44,22 @@ func (a AuditEvents) Login(ctx context.Context, e LoginEvent) error {
 	if key == "" {
 		key = "login:" + e.SourceAddress
 	}
-	if action == "" {
-		action = "login"
+	if action == messages.AuditAction_AUDIT_ACTION_UNSPECIFIED {
+		action = messages.AuditAction_AUDIT_ACTION_LOGIN
 	}
 	ev := audit.Event(caller, action, "account", e.AccountID, patient, loginOutcomes[e.Outcome], e.Detail, time.Now())
 	return a.Recorder.Record(ctx, a.Cluster, key, ev)
 }
 
 func (a AuditEvents) SessionEnded(ctx context.Context, sessionID, accountID, reason string) {
-	ev := audit.Event(&messages.Caller{Subject: accountID}, "logout", "session", sessionID, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, reason, time.Now())
+	ev := audit.Event(&messages.Caller{Subject: accountID}, messages.AuditAction_AUDIT_ACTION_LOGOUT, "session", sessionID, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, reason, time.Now())
 	if err := a.Recorder.Record(ctx, a.Cluster, accountID, ev); err != nil && a.Logger != nil {
 		// The session is already ended; a missing record of it is logged, not undone.
 		a.Logger.Error("audit session end", "session", sessionID, "error", err)
 	}
 }
 
-func (a AuditEvents) Admin(ctx context.Context, c *messages.Caller, action, accountID, patientID, outcome, detail string) error {
+func (a AuditEvents) Admin(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, outcome, detail string) error {
 	key := patientID
 	if key == "" {
 		key = accountID

@@ -94,14 +94,15 @@ type Events interface {
 	SessionEnded(ctx context.Context, sessionID, accountID, reason string)
 	// Admin is an admin's action on an account (or its refusal); an error
 	// fails the action.
-	Admin(ctx context.Context, c *messages.Caller, action, accountID, patientID, outcome, detail string) error
+	Admin(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, outcome, detail string) error
 }
 
-// LoginEvent is one login-page event: a login attempt (Action "login",
-// the default), a password reset, a self-registration or an email check.
+// LoginEvent is one login-page event: a login attempt (Action login, the
+// default), a password reset, a self-registration or an email check.
 // AccountID is empty for an unknown name.
 type LoginEvent struct {
-	Action, AccountID, PatientID, Role, Client, Outcome, Detail, SourceAddress string
+	Action                                                             messages.AuditAction
+	AccountID, PatientID, Role, Client, Outcome, Detail, SourceAddress string
 	// Attempt, when set, is the keyed hash of what the visitor typed (a
 	// username or an IDNP): the event is an attempt on AccountID by someone
 	// not proven to be its owner, and is recorded under the attempt, not
@@ -113,7 +114,7 @@ type noEvents struct{}
 
 func (noEvents) Login(context.Context, LoginEvent) error              { return nil }
 func (noEvents) SessionEnded(context.Context, string, string, string) {}
-func (noEvents) Admin(context.Context, *messages.Caller, string, string, string, string, string) error {
+func (noEvents) Admin(context.Context, *messages.Caller, messages.AuditAction, string, string, string, string) error {
 	return nil
 }
 

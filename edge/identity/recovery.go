@@ -10,6 +10,7 @@ import (
 
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 )
 
@@ -72,7 +73,7 @@ func (l *login) sendReset(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, r, err)
 		return
 	}
-	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "password-reset-requested", AccountID: acct.ID, Role: acct.Role,
+	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_PASSWORD_RESET_REQUESTED, AccountID: acct.ID, Role: acct.Role,
 		Outcome: "success", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(username)}); err != nil {
 		l.fail(w, r, err)
 		return
@@ -125,7 +126,7 @@ func (l *login) resetPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	acct, err := l.p.cfg.DB.AccountByID(r.Context(), account)
 	if err == nil {
-		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "password-reset", AccountID: account, Role: acct.Role,
+		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_PASSWORD_RESET, AccountID: account, Role: acct.Role,
 			Outcome: "success", SourceAddress: sourceAddress(r)})
 	}
 	if err != nil {
@@ -211,7 +212,7 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// The record has an account already: say nothing more than for a new one.
-		_ = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
+		_ = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_SELF_REGISTER, AccountID: patientID, PatientID: patientID, Role: "patient",
 			Outcome: "denied", Detail: "the record has an account", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(form.IDNP)})
 		l.evenOut(r, start)
 		l.render(w, r, http.StatusOK, "message.html", sent)
@@ -228,7 +229,7 @@ func (l *login) register(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, r, err)
 		return
 	}
-	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "self-register", AccountID: patientID, PatientID: patientID, Role: "patient",
+	if err := l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_SELF_REGISTER, AccountID: patientID, PatientID: patientID, Role: "patient",
 		Outcome: "success", Detail: "email link sent", SourceAddress: sourceAddress(r), Attempt: l.attemptKey(form.IDNP)}); err != nil {
 		l.fail(w, r, err)
 		return
@@ -259,7 +260,7 @@ func (l *login) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil {
-		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: "verify-email", AccountID: account, Role: "patient",
+		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_VERIFY_EMAIL, AccountID: account, Role: "patient",
 			Outcome: "success", SourceAddress: sourceAddress(r)})
 	}
 	if err != nil {
