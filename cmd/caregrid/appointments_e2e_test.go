@@ -206,7 +206,7 @@ func TestHTTPBookingLifecycle(t *testing.T) {
 			seen[ev["action"].(string)+"/"+ev["outcome"].(string)]++
 		}
 	}
-	for _, want := range []string{"create/success", "create/failed", "cancel/success", "reschedule/success", "check_in/success", "complete/success", "read/success"} {
+	for _, want := range []string{"create/success", "create/failed", "cancel/success", "reschedule/success", "check-in/success", "complete/success", "read/success"} {
 		if seen[want] == 0 {
 			t.Fatalf("access log has no %s appointment event: %v", want, seen)
 		}
