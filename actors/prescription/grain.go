@@ -179,6 +179,21 @@ func (g *Grain) treats(c *messages.Caller) (bool, error) {
 	return now.Before(until), err
 }
 
+// reads reports whether the caller may read the prescription as a doctor:
+// one who treats the patient, or who broke the glass for them and whose
+// emergency access has not lapsed (reading only, like the patient's grain).
+func (g *Grain) reads(c *messages.Caller) (bool, error) {
+	treats, err := g.treats(c)
+	if err != nil || treats || c.GetRole() != messages.Role_ROLE_DOCTOR || !validate.ID(c.GetSubject()) {
+		return treats, err
+	}
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	now := g.deps.Now()
+	until, err := g.deps.DB.EmergencyUntil(ctx, c.GetSubject(), g.patientID(), now)
+	return now.Before(until), err
+}
+
 // key is the patient's data key, read once per activation: every read of
 // the prescription opens its notes with it.
 func (g *Grain) key() (*seal.Key, error) {
@@ -342,7 +357,7 @@ func (g *Grain) Get(req *messages.GetPrescriptionRequest, ctx actorcluster.Grain
 	if err := g.existing(ctx, c, action, access.PrescriptionRead); err != nil {
 		return nil, err
 	}
-	treats, err := g.treats(c)
+	treats, err := g.reads(c)
 	if err != nil {
 		return nil, g.storeError(ctx, "relationship", err)
 	}

@@ -27,6 +27,7 @@ import (
 // exports and, after an erasure, anywhere.
 type fullRecord struct {
 	patient, doctor, visit, document string
+	prescription, emergencyDoctor    string
 	pdf                              []byte
 	words                            []string // personal and clinical words the record holds
 }
@@ -52,14 +53,17 @@ func recordWithEverything(t *testing.T, s *testServer) fullRecord {
 	rec.visit = r.json(t)["id"].(string)
 	expect(t, "vaccination", s.do("POST", "/v1/patients/"+rec.patient+"/vaccinations", doc, map[string]any{"atc_code": "J07AL02",
 		"vaccine_name": "Pneumococcal", "date": time.Now().Format(time.DateOnly), "dose_number": 1, "lot": "Pneumovax-lot-77"}), 201)
-	expect(t, "prescription", s.do("POST", "/v1/prescriptions", doc, prescriptionBody(rec.patient, "J01CA04", "Amoxicillin")), 201)
+	r = s.do("POST", "/v1/prescriptions", doc, prescriptionBody(rec.patient, "J01CA04", "Amoxicillin"))
+	expect(t, "prescription", r, 201)
+	rec.prescription = r.json(t)["id"].(string)
 	rec.pdf = []byte("%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\nOperation report: Erasmusova\n%%EOF\n")
 	b, ctype := upload(t, "Operation report", rec.pdf, "application/pdf")
 	r = s.do("POST", "/v1/patients/"+rec.patient+"/documents", doc, b, "Content-Type", ctype)
 	expect(t, "document", r, 201)
 	rec.document = r.json(t)["id"].(string)
 	// Another doctor breaks the glass.
-	other := s.token(messages.Role_ROLE_DOCTOR, workingDoctor(t, s))
+	rec.emergencyDoctor = workingDoctor(t, s)
+	other := s.token(messages.Role_ROLE_DOCTOR, rec.emergencyDoctor)
 	expect(t, "emergency access", s.do("POST", "/v1/patients/"+rec.patient+"/emergency-access", other,
 		map[string]any{"reason": "fell down the stairs, unconscious"}), 201)
 	return rec
@@ -76,6 +80,11 @@ func TestExportHoldsEverythingOnce(t *testing.T) {
 	self := s.token(messages.Role_ROLE_PATIENT, rec.patient)
 	doc := s.token(messages.Role_ROLE_DOCTOR, rec.doctor)
 	expect(t, "a doctor asks for the patient's export", s.do("POST", "/v1/patients/"+rec.patient+"/exports", doc, nil), 403)
+	// The emergency access opens the prescriptions too, to the doctor who broke the glass only.
+	expect(t, "a prescription read in the emergency", s.do("GET", "/v1/prescriptions/"+rec.prescription,
+		s.token(messages.Role_ROLE_DOCTOR, rec.emergencyDoctor), nil), 200)
+	expect(t, "a prescription read by a doctor without access", s.do("GET", "/v1/prescriptions/"+rec.prescription,
+		s.token(messages.Role_ROLE_DOCTOR, workingDoctor(t, s)), nil), 403)
 	expect(t, "an unknown language", s.do("POST", "/v1/patients/"+rec.patient+"/exports", self, map[string]any{"language": "de"}), 422)
 	await.Until(t, "a checkpoint to sign the chains", 10*time.Second, func() bool {
 		var n int
