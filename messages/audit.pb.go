@@ -422,8 +422,11 @@ func (x *AuditEvent) GetSeq() int64 {
 }
 
 type AppendAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// drain asks the shard to chain, with its next batch, the events writes
+	// left in audit_pending (persistence.WithAudit); events may then be empty.
+	Drain         bool `protobuf:"varint,2,opt,name=drain,proto3" json:"drain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -463,6 +466,13 @@ func (x *AppendAuditRequest) GetEvents() []*AuditEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *AppendAuditRequest) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
 }
 
 type AppendAuditReply struct {
@@ -530,9 +540,10 @@ const file_audit_proto_rawDesc = "" +
 	"\x06detail\x18\b \x01(\tR\x06detail\x12\x14\n" +
 	"\x05shard\x18\t \x01(\x05R\x05shard\x12\x10\n" +
 	"\x03seq\x18\n" +
-	" \x01(\x03R\x03seq\"E\n" +
+	" \x01(\x03R\x03seq\"[\n" +
 	"\x12AppendAuditRequest\x12/\n" +
-	"\x06events\x18\x01 \x03(\v2\x17.caregrid.v1.AuditEventR\x06events\"&\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.caregrid.v1.AuditEventR\x06events\x12\x14\n" +
+	"\x05drain\x18\x02 \x01(\bR\x05drain\"&\n" +
 	"\x10AppendAuditReply\x12\x12\n" +
 	"\x04seqs\x18\x01 \x03(\x03R\x04seqs*\xa1\x0f\n" +
 	"\vAuditAction\x12\x1c\n" +

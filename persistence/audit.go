@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // AuditKind is the grain kind whose fence guards a shard's chain.
@@ -87,6 +88,13 @@ func (db *DB) AppendAudit(ctx context.Context, f Fence, rows []AuditRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	return classify(execAppendAudit(ctx, db.Pool, f, rows))
+}
+
+// execAppendAudit is AppendAudit's statement, on a pool or in a transaction.
+func execAppendAudit(ctx context.Context, q interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, f Fence, rows []AuditRow) error {
 	n := len(rows)
 	var (
 		shards                                                 = make([]int32, n)
@@ -103,10 +111,10 @@ func (db *DB) AppendAudit(ctx context.Context, f Fence, rows []AuditRow) error {
 		pid[i], outcome[i], detail[i], prev[i], hash[i] = r.PatientID, r.Outcome, r.Detail, r.PrevHash, r.Hash
 		clientReqID[i] = r.ClientRequestID
 	}
-	tag, err := db.Pool.Exec(ctx, appendAuditSQL, f.Kind, f.ID, f.Epoch, shards, seqs, times,
+	tag, err := q.Exec(ctx, appendAuditSQL, f.Kind, f.ID, f.Epoch, shards, seqs, times,
 		subj, role, client, purpose, glass, reqID, src, action, rtype, rid, pid, outcome, detail, prev, hash, clientReqID)
 	if err != nil {
-		return classify(fmt.Errorf("append audit: %w", err))
+		return fmt.Errorf("append audit: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrFenced

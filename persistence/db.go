@@ -70,7 +70,8 @@ func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 			conn.tx.release()
 		}
 	}()
-	err := crdbpgx.ExecuteTx(ctx, conn, pgx.TxOptions{}, fn)
+	// A write's audit events ride in its context (WithAudit).
+	err := crdbpgx.ExecuteTx(ctx, conn, pgx.TxOptions{}, withPendingAudit(ctx, fn))
 	if err == nil && conn.tx != nil {
 		err = conn.tx.commitErr
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/caregrid/caregrid/actors/proof"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof"
+	"google.golang.org/protobuf/proto"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/messages"
@@ -68,10 +70,18 @@ type Grain struct {
 type pendingAppend struct {
 	sender *actor.PID
 	events []*messages.AuditEvent
+	drain  bool
 }
 
-// flushDone reports a finished batch write to the grain.
-type flushDone struct{ err error }
+// drainLimit is how many of the writes' pending events one batch chains.
+const drainLimit = 1000
+
+// flushDone reports a finished batch write to the grain, with the rows it
+// chained from the writes' pending events.
+type flushDone struct {
+	err     error
+	drained []persistence.AuditRow
+}
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
 	g.owner = ctx.Cluster().ActorSystem.Address()
@@ -113,7 +123,7 @@ func (g *Grain) Append(req *messages.AppendAuditRequest, _ func(*messages.Append
 	if g.stopped {
 		return messages.ErrFenced("audit shard %d is stopping", g.shard)
 	}
-	if len(req.Events) == 0 {
+	if len(req.Events) == 0 && !req.Drain {
 		return messages.ErrInvalidArgument("no events")
 	}
 	for _, e := range req.Events {
@@ -128,7 +138,7 @@ func (g *Grain) Append(req *messages.AppendAuditRequest, _ func(*messages.Append
 			return messages.ErrAuditUnavailable("audit shard %d: store unavailable", g.shard)
 		}
 	}
-	g.pending = append(g.pending, pendingAppend{sender: ctx.Sender(), events: req.Events})
+	g.pending = append(g.pending, pendingAppend{sender: ctx.Sender(), events: req.Events, drain: req.Drain})
 	if !g.writing {
 		g.flush(ctx)
 	}
@@ -145,7 +155,9 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 	rows := make([]persistence.AuditRow, 0, len(batch))
 	seqs := make([][]int64, len(batch))
 	seq, prev := g.seq, g.hash
+	drain := false
 	for i, p := range batch {
+		drain = drain || p.drain
 		for _, e := range p.events {
 			seq++
 			r := rowOf(g.shard, seq, e)
@@ -156,19 +168,43 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 			seqs[i] = append(seqs[i], seq)
 		}
 	}
-	fence, db, timeout := g.fence, g.deps.DB, g.deps.WriteTimeout
+	fence, db, timeout, shard := g.fence, g.deps.DB, g.deps.WriteTimeout, g.shard
 	system := ctx.ActorSystem()
 	done := actor.NewFuture(system, timeout+time.Second)
+	// The writes' pending events continue the chain after the batch's.
+	chain := func(events [][]byte) ([]persistence.AuditRow, error) {
+		out := make([]persistence.AuditRow, 0, len(events))
+		s, h := seq, prev
+		for _, b := range events {
+			var e messages.AuditEvent
+			if err := proto.Unmarshal(b, &e); err != nil {
+				return nil, fmt.Errorf("pending audit event: %w", err)
+			}
+			s++
+			r := rowOf(shard, s, &e)
+			r.PrevHash = h
+			r.Hash = Hash(h, &r)
+			h = r.Hash
+			out = append(out, r)
+		}
+		return out, nil
+	}
 	go func() {
 		wctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		system.Root.Send(done.PID(), &flushDone{err: db.AppendAudit(wctx, fence, rows)})
+		if !drain {
+			system.Root.Send(done.PID(), &flushDone{err: db.AppendAudit(wctx, fence, rows)})
+			return
+		}
+		drained, err := db.AppendAuditDraining(wctx, fence, shard, rows, drainLimit, chain)
+		system.Root.Send(done.PID(), &flushDone{err: err, drained: drained})
 	}()
 	ctx.ReenterAfter(done, func(res interface{}, err error) {
 		g.writing = false
+		var drained []persistence.AuditRow
 		if err == nil {
 			if d, ok := res.(*flushDone); ok {
-				err = d.err
+				err, drained = d.err, d.drained
 			} else {
 				err = fmt.Errorf("unexpected flush result %T", res)
 			}
@@ -178,6 +214,9 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 			return
 		}
 		g.seq, g.hash = seq, prev
+		if n := len(drained); n > 0 {
+			g.seq, g.hash = drained[n-1].Seq, drained[n-1].Hash
+		}
 		for i, p := range batch {
 			if p.sender != nil {
 				ctx.Send(p.sender, &messages.AppendAuditReply{Seqs: seqs[i]})

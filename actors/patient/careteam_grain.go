@@ -23,7 +23,7 @@ func (g *Grain) CareTeam(req *messages.CareTeamRequest, ctx actorcluster.GrainCo
 	if d := access.ReadPatientAppointments(c, g.id, treats); !d.Allowed {
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("%s", d.Reason))
 	}
-	return g.careTeamReply(ctx, c, action)
+	return g.careTeamReply(ctx, c, action, false)
 }
 
 // ChangeCareTeam adds a doctor to the care team or removes one.
@@ -48,7 +48,7 @@ func (g *Grain) ChangeCareTeam(req *messages.ChangeCareTeamRequest, ctx actorclu
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	err := g.deps.DB.ChangeCareTeam(sctx, g.fence, g.id, doctor, c.GetSubject(), req.Remove)
+	err := g.deps.DB.ChangeCareTeam(g.written(sctx, c, action, doctor), g.fence, g.id, doctor, c.GetSubject(), req.Remove)
 	switch {
 	case errors.Is(err, persistence.ErrNoDoctor):
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no doctor %s", doctor))
@@ -58,10 +58,13 @@ func (g *Grain) ChangeCareTeam(req *messages.ChangeCareTeamRequest, ctx actorclu
 	// The relationship cache follows: an appointment may still make the
 	// doctor a treating one, so a removal only forgets the cached answer.
 	g.treating.Forget(doctor)
-	return g.careTeamReply(ctx, c, action)
+	g.chained(ctx)
+	return g.careTeamReply(ctx, c, action, true)
 }
 
-func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction) (*messages.CareTeamReply, error) {
+// careTeamReply answers the care team; a read is audited here, a change
+// (written) was in its own transaction.
+func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, written bool) (*messages.CareTeamReply, error) {
 	if err := g.load(); err != nil {
 		return nil, g.storeError(ctx, "load", err)
 	}
@@ -74,8 +77,10 @@ func (g *Grain) careTeamReply(ctx actorcluster.GrainContext, c *messages.Caller,
 	if err != nil {
 		return nil, g.storeError(ctx, "care team", err)
 	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
+	if !written {
+		if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+			return nil, err
+		}
 	}
 	reply := &messages.CareTeamReply{}
 	for _, m := range members {

@@ -54,12 +54,10 @@ func (g *Grain) RecordDocument(req *messages.RecordDocumentRequest, ctx actorclu
 	sctx, cancel := g.storeCtx()
 	defer cancel()
 	stored := persistence.StoredDocument{Document: d, BlobKey: req.GetBlobKey(), KeyWrapped: k.Seal(req.GetKey(), documentKeyAAD(d.Id))}
-	if err := g.deps.DB.RecordDocument(sctx, g.fence, stored); err != nil {
+	if err := g.deps.DB.RecordDocument(g.written(sctx, c, action, d.Id), g.fence, stored); err != nil {
 		return nil, g.storeError(ctx, "record document", err)
 	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, d.Id); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	return &messages.DocumentReply{Document: d}, nil
 }
 

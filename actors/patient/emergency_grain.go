@@ -88,20 +88,18 @@ func (g *Grain) EmergencyAccess(req *messages.EmergencyAccessRequest, ctx actorc
 	defer cancel()
 	event := &messages.EmergencyAccessGranted{AccessId: grant.ID, PatientId: g.id, DoctorId: grant.DoctorID,
 		GrantedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(grant.ExpiresAt)}
-	switch err := g.deps.DB.GrantEmergencyAccess(sctx, g.fence, k, grant, g.rec.Version, event); {
-	case errors.Is(err, persistence.ErrNoDoctor):
-		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("only doctors with a record open a record in an emergency"))
-	case err != nil:
-		return nil, g.storeError(ctx, "emergency access", err)
-	}
 	// The access log marks the grant with the purpose of an emergency
 	// treatment and names it: the reason is free text about the patient,
 	// kept sealed with the grant (shredded with the record), and the
 	// access log shows it from there (AccessLog).
 	marked := proto.Clone(c).(*messages.Caller)
 	marked.BreakGlassReason, marked.PurposeOfUse = "", "ETREAT"
-	if err := g.record(ctx, marked, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, emergencyDetail(grant)); err != nil {
-		return nil, err
+	switch err := g.deps.DB.GrantEmergencyAccess(g.written(sctx, marked, action, emergencyDetail(grant)), g.fence, k, grant, g.rec.Version, event); {
+	case errors.Is(err, persistence.ErrNoDoctor):
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrPermissionDenied("only doctors with a record open a record in an emergency"))
+	case err != nil:
+		return nil, g.storeError(ctx, "emergency access", err)
 	}
+	g.chained(ctx)
 	return &messages.EmergencyAccessReply{Id: grant.ID, ExpiresAt: timestamppb.New(grant.ExpiresAt)}, nil
 }

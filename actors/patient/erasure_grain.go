@@ -50,17 +50,18 @@ func (g *Grain) RequestErasure(req *messages.RequestErasureRequest, ctx actorclu
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	e, err := g.deps.DB.RequestErasure(sctx, g.fence, persistence.Erasure{ID: req.GetErasureId(), PatientID: g.id,
+	e, err := g.deps.DB.RequestErasure(g.written(sctx, c, action, req.GetErasureId()), g.fence, persistence.Erasure{ID: req.GetErasureId(), PatientID: g.id,
 		RequestedBy: c.GetSubject(), RequestedAt: g.deps.Now().UTC()})
-	detail := e.ID
-	if errors.Is(err, persistence.ErrExists) {
-		err, detail = nil, e.ID+" already open"
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, persistence.ErrExists):
+		// Nothing was written: the open request answers.
+		if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, e.ID+" already open"); err != nil {
+			return nil, err
+		}
+	case err != nil:
 		return nil, g.storeError(ctx, "request erasure", err)
-	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail); err != nil {
-		return nil, err
+	default:
+		g.chained(ctx)
 	}
 	return &messages.ErasureReply{Erasure: ErasureOf(e)}, nil
 }
@@ -126,7 +127,7 @@ func (g *Grain) Erase(req *messages.EraseRequest, ctx actorcluster.GrainContext)
 	if until.After(now) {
 		return g.blockErasure(sctx, e, persistence.BlockedByRetention, until)
 	}
-	proof, blobs, err := g.deps.DB.ErasePatient(sctx, g.fence, e.ID, g.id, now)
+	proof, blobs, err := g.deps.DB.ErasePatient(g.written(sctx, c, action, e.ID), g.fence, e.ID, g.id, now)
 	switch {
 	case errors.Is(err, persistence.ErrLegalHold):
 		return g.blockErasure(sctx, e, persistence.BlockedByLegalHold, time.Time{})
@@ -139,9 +140,7 @@ func (g *Grain) Erase(req *messages.EraseRequest, ctx actorcluster.GrainContext)
 	g.drop(ctx)
 	g.deleteBlobs(e.ID, blobs)
 	g.deps.Logger.Info("patient erased", "patient", g.id, "erasure", e.ID, "deleted", proof.Deleted, "blobs", proof.Blobs)
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, e.ID); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	done, err := g.deps.DB.GetErasure(sctx, e.ID)
 	if err != nil {
 		return nil, messages.ErrStoreUnavailable("patient store unavailable")
@@ -213,17 +212,16 @@ func (g *Grain) SetLegalHold(req *messages.SetLegalHoldRequest, ctx actorcluster
 	defer cancel()
 	h := persistence.LegalHold{Reason: reason, PlacedBy: c.GetSubject(), PlacedAt: g.deps.Now().UTC()}
 	var err error
+	wctx := g.written(sctx, c, action, "")
 	if req.GetHold() {
-		err = g.deps.DB.PlaceLegalHold(sctx, g.fence, g.id, h)
+		err = g.deps.DB.PlaceLegalHold(wctx, g.fence, g.id, h)
 	} else {
-		err = g.deps.DB.LiftLegalHold(sctx, g.fence, g.id)
+		err = g.deps.DB.LiftLegalHold(wctx, g.fence, g.id)
 	}
 	if err != nil {
 		return nil, g.storeError(ctx, action.Name(), err)
 	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	if !req.GetHold() {
 		return &messages.LegalHoldReply{}, nil
 	}
@@ -241,19 +239,12 @@ func (g *Grain) ApplyRetention(req *messages.ApplyRetentionRequest, ctx actorclu
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	deleted, blobs, err := g.deps.DB.ApplyRetention(sctx, g.fence, g.id, g.deps.Retention, g.deps.Now().UTC())
+	wctx := g.written(sctx, req.GetCaller(), messages.AuditAction_AUDIT_ACTION_APPLY_RETENTION, "")
+	deleted, blobs, err := g.deps.DB.ApplyRetention(wctx, g.fence, g.id, g.deps.Retention, g.deps.Now().UTC())
 	if err != nil {
 		return nil, g.storeError(ctx, "retention", err)
 	}
+	g.chained(ctx)
 	g.deleteBlobs("", blobs)
-	var n int64
-	for _, c := range deleted {
-		n += c
-	}
-	if n > 0 {
-		if err := g.record(ctx, req.GetCaller(), messages.AuditAction_AUDIT_ACTION_APPLY_RETENTION, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-			return nil, err
-		}
-	}
 	return &messages.ApplyRetentionReply{Deleted: deleted}, nil
 }

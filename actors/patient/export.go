@@ -83,15 +83,13 @@ func (g *Grain) StartExport(req *messages.StartExportRequest, ctx actorcluster.G
 		Language: lang, State: persistence.ExportQueued, TokenHash: req.GetTokenSha256(), ExpiresAt: now.Add(expiry)}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	switch err := g.deps.DB.QueueExport(sctx, g.fence, e); {
+	switch err := g.deps.DB.QueueExport(g.written(sctx, c, action, e.ID), g.fence, e); {
 	case errors.Is(err, persistence.ErrExists):
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrWrongState("an export of this record is being made; wait for it"))
 	case err != nil:
 		return nil, g.storeError(ctx, "export", err)
 	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, e.ID); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	return &messages.ExportReply{Export: ExportOf(e)}, nil
 }
 

@@ -244,6 +244,18 @@ func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action
 	return nil
 }
 
+// written returns ctx for a write of this record whose audit event (action,
+// by c, a success) is written in the write's own transaction
+// (audit.Recorder.InWrite): hand it to that one write only. Once the write
+// has committed, chained asks the shard to chain the event; the write is
+// answered whatever the audit grain does.
+func (g *Grain) written(ctx context.Context, c *messages.Caller, action messages.AuditAction, detail string) context.Context {
+	return g.deps.Audit.InWrite(ctx, g.id, audit.Event(c, action, "patient", g.id, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, g.deps.Now()))
+}
+
+// chained: see written.
+func (g *Grain) chained(ctx actorcluster.GrainContext) { g.deps.Audit.Chain(ctx, g.id, g.deps.Logger) }
+
 // refuse audits a refused or failed access and returns reply, unless the
 // audit itself fails.
 func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, patientID string, reply *actorcluster.GrainErrorResponse) error {
@@ -279,7 +291,8 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	f, key, err := g.deps.DB.RegisterPatient(sctx, g.owner, g.deps.Master, rec, fp, &messages.PatientRegistered{Caller: c, Patient: rec})
+	f, key, err := g.deps.DB.RegisterPatient(g.written(sctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, ""), g.owner, g.deps.Master, rec, fp,
+		&messages.PatientRegistered{Caller: c, Patient: rec})
 	var taken *persistence.IDNPTakenError
 	switch {
 	case errors.As(err, &taken):
@@ -299,9 +312,7 @@ func (g *Grain) Register(req *messages.RegisterPatientRequest, ctx actorcluster.
 		return nil, g.storeError(ctx, "register", err)
 	}
 	g.rec, g.fingerprint, g.fence, g.dataKey = rec, fp, f, key
-	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	return reply(rec, registrarView(c), false), nil
 }
 
@@ -420,13 +431,11 @@ func (g *Grain) Update(req *messages.UpdatePatientRequest, ctx actorcluster.Grai
 	if err != nil {
 		return nil, g.storeError(ctx, "data key", err)
 	}
-	if err := g.deps.DB.UpdatePatient(sctx, g.fence, k, g.rec, next, event); err != nil {
+	if err := g.deps.DB.UpdatePatient(g.written(sctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, ""), g.fence, k, g.rec, next, event); err != nil {
 		return nil, g.storeError(ctx, "update", err)
 	}
 	g.rec = next
-	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	view, _ := access.ReadPatient(c, g.id, treats)
 	return reply(next, view, false), nil
 }

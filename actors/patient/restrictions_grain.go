@@ -18,7 +18,7 @@ func (g *Grain) Restrictions(req *messages.RestrictionsRequest, ctx actorcluster
 	if err := g.restrictionsAllowed(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_RESTRICTIONS); err != nil {
 		return nil, err
 	}
-	return g.restrictionsReply(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_RESTRICTIONS, false)
+	return g.restrictionsReply(ctx, c, messages.AuditAction_AUDIT_ACTION_READ_RESTRICTIONS, false, false)
 }
 
 // Restrict blocks a doctor or a clinic's doctors from the record, or
@@ -47,7 +47,7 @@ func (g *Grain) Restrict(req *messages.RestrictRequest, ctx actorcluster.GrainCo
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	created, err := g.deps.DB.Restrict(sctx, g.fence, g.id, persistence.Restriction{ID: req.RestrictionId, Kind: req.Kind,
+	created, err := g.deps.DB.Restrict(g.written(sctx, c, action, req.TargetId), g.fence, g.id, persistence.Restriction{ID: req.RestrictionId, Kind: req.Kind,
 		TargetID: req.TargetId, CreatedAt: g.deps.Now().UTC(), CreatedBy: c.GetSubject()})
 	switch {
 	case errors.Is(err, persistence.ErrNoTarget):
@@ -57,7 +57,8 @@ func (g *Grain) Restrict(req *messages.RestrictRequest, ctx actorcluster.GrainCo
 		return nil, g.storeError(ctx, "restrict", err)
 	}
 	g.treating.ForgetAll()
-	return g.restrictionsReply(ctx, c, action, created)
+	g.chained(ctx)
+	return g.restrictionsReply(ctx, c, action, created, true)
 }
 
 // LiftRestriction ends a restriction; it stays in the history.
@@ -72,14 +73,15 @@ func (g *Grain) LiftRestriction(req *messages.LiftRestrictionRequest, ctx actorc
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	switch err := g.deps.DB.Lift(sctx, g.fence, g.id, req.RestrictionId, c.GetSubject(), g.deps.Now().UTC()); {
+	switch err := g.deps.DB.Lift(g.written(sctx, c, action, req.RestrictionId), g.fence, g.id, req.RestrictionId, c.GetSubject(), g.deps.Now().UTC()); {
 	case errors.Is(err, persistence.ErrNotFound):
 		return nil, g.refuse(ctx, c, action, g.id, messages.ErrNotFound("no live restriction %s", req.RestrictionId))
 	case err != nil:
 		return nil, g.storeError(ctx, "lift restriction", err)
 	}
 	g.treating.ForgetAll()
-	return g.restrictionsReply(ctx, c, action, false)
+	g.chained(ctx)
+	return g.restrictionsReply(ctx, c, action, false, true)
 }
 
 func (g *Grain) restrictionsAllowed(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction) error {
@@ -95,15 +97,19 @@ func (g *Grain) restrictionsAllowed(ctx actorcluster.GrainContext, c *messages.C
 	return nil
 }
 
-func (g *Grain) restrictionsReply(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, created bool) (*messages.RestrictionsReply, error) {
+// restrictionsReply answers the restrictions; a read is audited here, a
+// change (written) was in its own transaction.
+func (g *Grain) restrictionsReply(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, created, written bool) (*messages.RestrictionsReply, error) {
 	sctx, cancel := g.storeCtx()
 	defer cancel()
 	rs, err := g.deps.DB.Restrictions(sctx, g.id)
 	if err != nil {
 		return nil, g.storeError(ctx, "restrictions", err)
 	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
+	if !written {
+		if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+			return nil, err
+		}
 	}
 	reply := &messages.RestrictionsReply{Created: created}
 	for _, r := range rs {

@@ -115,7 +115,7 @@ func (g *Grain) RecordVaccination(req *messages.RecordVaccinationRequest, ctx ac
 	}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	err = g.deps.DB.RecordVaccination(sctx, g.fence, k, v, req.GetIdempotencyKey(), fp)
+	err = g.deps.DB.RecordVaccination(g.written(sctx, c, action, ""), g.fence, k, v, req.GetIdempotencyKey(), fp)
 	if errors.Is(err, persistence.ErrExists) {
 		if reply, done, err := replay(); done || err != nil {
 			return reply, err
@@ -124,9 +124,7 @@ func (g *Grain) RecordVaccination(req *messages.RecordVaccinationRequest, ctx ac
 	if err != nil {
 		return nil, g.storeError(ctx, "record vaccination", err)
 	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	return &messages.VaccinationReply{Vaccination: v}, nil
 }
 

@@ -101,7 +101,7 @@ func (g *Grain) RecordVisit(req *messages.RecordVisitRequest, ctx actorcluster.G
 			return nil, g.refuse(ctx, c, action, g.id, validate.Reply(err))
 		}
 	}
-	err = g.deps.DB.RecordVisit(sctx, g.fence, sealVisit(k, v, c.GetSubject(), fp), req.GetIdempotencyKey())
+	err = g.deps.DB.RecordVisit(g.written(sctx, c, action, ""), g.fence, sealVisit(k, v, c.GetSubject(), fp), req.GetIdempotencyKey())
 	if errors.Is(err, persistence.ErrExists) {
 		// Another activation recorded the same key first: answer as its replay.
 		if reply, done, err := g.replayVisit(ctx, c, k, req.GetIdempotencyKey(), fp); done || err != nil {
@@ -111,9 +111,7 @@ func (g *Grain) RecordVisit(req *messages.RecordVisitRequest, ctx actorcluster.G
 	if err != nil {
 		return nil, g.storeError(ctx, "record visit", err)
 	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	return &messages.VisitReply{Visit: v}, nil
 }
 

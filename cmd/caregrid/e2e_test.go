@@ -22,6 +22,7 @@ import (
 
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/proof/prooftest"
+	"github.com/caregrid/caregrid/internal/await"
 
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/edge/identity"
@@ -557,15 +558,31 @@ func TestHTTPFailsClosedWithoutAudit(t *testing.T) {
 	if _, err := s.db.Pool.Exec(ctx, `ALTER TABLE audit_events RENAME TO audit_events_away`); err != nil {
 		t.Fatal(err)
 	}
+	etag := r.header.Get("ETag")
 	r = s.do("GET", "/v1/patients/"+id, desk, nil)
 	expect(t, "read while the audit store fails", r, 503)
 	if bytes.Contains(r.body, []byte("Ciobanu")) || r.json(t)["type"] != "/problems/audit-unavailable" || r.header.Get("Retry-After") == "" {
 		t.Fatalf("fail-closed reply = %s %v", r.body, r.header)
 	}
+	// A write's audit row is in its own transaction: the change commits
+	// with it and is answered, and the trail chains it once it can.
+	r = s.do("PATCH", "/v1/patients/"+id, desk, map[string]any{"phone": "+37369000002"}, "If-Match", etag, "Content-Type", "application/merge-patch+json")
+	expect(t, "a change while the audit chain cannot be written", r, 200)
+	var pending int
+	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_pending`).Scan(&pending); err != nil || pending != 1 {
+		t.Fatalf("%d audit events wait for the chain (%v), want the change's", pending, err)
+	}
 	if _, err := s.db.Pool.Exec(ctx, `ALTER TABLE audit_events_away RENAME TO audit_events`); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, "read once the audit store is back", s.do("GET", "/v1/patients/"+id, desk, nil), 200)
+	await.Until(t, "the change's audit event to be chained", 10*time.Second, func() bool {
+		var n int
+		return s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE patient_id = $1 AND action = 'update' AND outcome = 'success'`, id).Scan(&n) == nil && n == 1
+	})
+	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_pending`).Scan(&pending); err != nil || pending != 0 {
+		t.Fatalf("%d audit events still wait (%v)", pending, err)
+	}
 	if _, err := verifyAudit(ctx, s.db, func(int32, int64) {}); err != nil {
 		t.Fatalf("verifyAudit after the outage = %v", err)
 	}

@@ -218,6 +218,8 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}
 		go backfillSearch(relayCtx, db, cfg.Logger)
+		go audit.Drainer{DB: db, Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+			Logger: cfg.Logger}.Run(relayCtx)
 		if cfg.Master != nil && blobs != nil {
 			go patient.Exporter{DB: db, Master: cfg.Master, Blobs: blobs, Owner: member.Address(), Index: edge.ExportIndex,
 				Every: cfg.ExportPoll, Logger: cfg.Logger, Now: cfg.Now}.Run(relayCtx)
