@@ -61,6 +61,9 @@ type CalendarBatch struct {
 	// cells must be in Unclaims.
 	Drops  []string
 	Events []*messages.AppointmentChanged
+	// Audit are the audit events of the changes the batch makes for
+	// someone, written in its transaction (see WithAudit).
+	Audit []PendingAudit
 }
 
 // Empty reports whether the batch writes nothing.

@@ -23,25 +23,22 @@ type PendingAudit struct {
 type pendingAuditKey struct{}
 
 type pendingAuditRow struct {
-	id      uuid.UUID
-	shard   int32
-	at      time.Time
-	payload []byte
+	id    uuid.UUID
+	shard int32
+	at    time.Time
+	event proto.Message
 }
 
 // WithAudit returns ctx carrying events to write in the transaction of the
 // write ctx is handed to. Hand it to that write only: every transaction
-// run with it writes the events.
+// run with it writes the events. They are encoded when the transaction
+// writes them, so the write's own work may still fill them in (a detail).
 func WithAudit(ctx context.Context, events ...PendingAudit) context.Context {
 	rows, _ := ctx.Value(pendingAuditKey{}).([]pendingAuditRow)
 	rows = append([]pendingAuditRow(nil), rows...)
 	now := time.Now().UTC()
 	for _, e := range events {
-		payload, err := proto.Marshal(e.Event)
-		if err != nil {
-			panic(err) // an AuditEvent always marshals
-		}
-		rows = append(rows, pendingAuditRow{id: uuid.New(), shard: e.Shard, at: now, payload: payload})
+		rows = append(rows, pendingAuditRow{id: uuid.New(), shard: e.Shard, at: now, event: e.Event})
 	}
 	return context.WithValue(ctx, pendingAuditKey{}, rows)
 }
@@ -58,8 +55,12 @@ func withPendingAudit(ctx context.Context, fn func(pgx.Tx) error) func(pgx.Tx) e
 			return err
 		}
 		for _, r := range rows {
+			payload, err := proto.Marshal(r.event)
+			if err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO audit_pending (id, shard, created_at, event) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (id) DO NOTHING`, r.id, r.shard, r.at, r.payload); err != nil {
+				ON CONFLICT (id) DO NOTHING`, r.id, r.shard, r.at, payload); err != nil {
 				return err
 			}
 		}

@@ -2,10 +2,12 @@ package audit
 
 import (
 	"context"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
-	"hash/fnv"
-	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/cluster"
@@ -92,6 +94,36 @@ func OutcomeOf(reply *actorcluster.GrainErrorResponse) messages.AuditOutcome {
 		return messages.AuditOutcome_AUDIT_OUTCOME_DENIED
 	}
 	return messages.AuditOutcome_AUDIT_OUTCOME_FAILED
+}
+
+// ChainThenAnswerAll answers replies whose audit events are durable
+// already (written in the transaction of the change, InWrite): it asks each
+// shard to chain them, then sends the replies, whatever the shard did.
+// Nothing blocks the grain.
+func (r Recorder) ChainThenAnswerAll(ctx actorcluster.GrainContext, answers []Answer, logger *slog.Logger) {
+	if len(answers) == 0 {
+		return
+	}
+	byShard := map[int][]Answer{}
+	for _, a := range answers {
+		if a.Sender != nil {
+			s := r.ShardOf(a.Key)
+			byShard[s] = append(byShard[s], a)
+		}
+	}
+	system, c := ctx.ActorSystem(), ctx.Cluster()
+	for shard, as := range byShard {
+		go func() {
+			rctx, cancel := context.WithTimeout(context.Background(), r.timeout())
+			defer cancel()
+			if err := r.drain(rctx, c, shard); err != nil && logger != nil {
+				logger.Warn("audit events of a write wait to be chained", "shard", shard, "error", err)
+			}
+			for _, a := range as {
+				system.Root.Send(a.Sender, a.Reply)
+			}
+		}()
+	}
 }
 
 // Answer is one reply that waits for its audit events (see AnswerAllAfter).

@@ -46,6 +46,9 @@ import (
 // waiting for its outcome (the first, and replays of the same booking).
 type op struct {
 	waiters []waiter
+	// audited is how many of waiters have their success audit event in
+	// the batch that makes the change (auditInBatch).
+	audited int
 }
 
 type waiter struct {
@@ -99,7 +102,7 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 		wctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var err error
-		taken, err = db.WriteCalendar(wctx, fence, b)
+		taken, err = db.WriteCalendar(persistence.WithAudit(wctx, b.Audit...), fence, b)
 		return err
 	}, func(err error) {
 		if err != nil {
@@ -120,9 +123,10 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 			d(set)
 		}
 		g.collecting = false
-		answers := g.answers
-		g.answers = nil
+		answers, durable := g.answers, g.durable
+		g.answers, g.durable = nil, nil
 		g.deps.Audit.AnswerAllAfter(ctx, answers)
+		g.deps.Audit.ChainThenAnswerAll(ctx, durable, g.deps.Logger)
 		g.writing = false
 		if g.batch != nil {
 			g.flush(ctx)
@@ -198,18 +202,46 @@ func (g *Grain) answer(ctx actorcluster.GrainContext, sender *actor.PID, c *mess
 	g.deps.Audit.AnswerAfter(ctx, sender, reply, patientID, e)
 }
 
+// auditInBatch puts the success audit events of the op on id, for the
+// waiters it has now, in batch b: the change and its audit rows commit
+// together, so a committed change is answered whatever becomes of the
+// audit grain (finish). a is the appointment the change makes.
+func (g *Grain) auditInBatch(b *persistence.CalendarBatch, id string, action messages.AuditAction, a *messages.AppointmentRecord, patientID string) {
+	o := g.ops[id]
+	if o == nil {
+		return
+	}
+	shard := int32(g.deps.Audit.ShardOf(patientID))
+	for _, w := range o.waiters[o.audited:] {
+		e := g.event(w.caller, action, id, patientID, &messages.AppointmentReply{Appointment: a, Replayed: w.replayed})
+		b.Audit = append(b.Audit, persistence.PendingAudit{Shard: shard, Event: e})
+	}
+	o.audited = len(o.waiters)
+}
+
 // finish ends the op on id and answers its waiters: with the appointment,
-// or with errReply.
+// or with errReply. Waiters whose success event the change's batch wrote
+// are answered once the shard is asked to chain it; the others (refusals,
+// replays that joined later) are audited first.
 func (g *Grain) finish(ctx actorcluster.GrainContext, id string, action messages.AuditAction, a *messages.AppointmentRecord, errReply *actorcluster.GrainErrorResponse, patientID string) {
 	o := g.ops[id]
 	delete(g.ops, id)
 	if o == nil {
 		return
 	}
-	for _, w := range o.waiters {
+	for i, w := range o.waiters {
 		var reply proto.Message = errReply
 		if errReply == nil {
 			reply = &messages.AppointmentReply{Appointment: a, Replayed: w.replayed}
+		}
+		if errReply == nil && i < o.audited {
+			answer := audit.Answer{Sender: w.sender, Reply: reply, Key: patientID}
+			if g.collecting {
+				g.durable = append(g.durable, answer)
+			} else {
+				g.deps.Audit.ChainThenAnswerAll(ctx, []audit.Answer{answer}, g.deps.Logger)
+			}
+			continue
 		}
 		g.answer(ctx, w.sender, w.caller, action, id, patientID, reply)
 	}
@@ -393,6 +425,7 @@ func (g *Grain) confirmUnsent(unsent *persistence.CalendarBatch, slot int, a *me
 	unsent.Inserts[slot].Record = confirmed
 	unsent.Inserts[slot].Event = &messages.AppointmentChanged{Caller: g.ops[a.Id].waiters[0].caller,
 		Change: messages.AppointmentChange_APPOINTMENT_CHANGE_BOOKED, Appointment: confirmed}
+	g.auditInBatch(unsent, a.Id, messages.AuditAction_AUDIT_ACTION_CREATE, confirmed, a.PatientId)
 	return confirmed
 }
 
@@ -418,6 +451,7 @@ func (g *Grain) reserved(ctx actorcluster.GrainContext, a *messages.AppointmentR
 	g.enqueue(ctx, func(b *persistence.CalendarBatch) {
 		b.Updates = append(b.Updates, persistence.AppointmentUpdate{Record: confirmed, PrevVersion: a.Version})
 		b.Events = append(b.Events, event)
+		g.auditInBatch(b, a.Id, messages.AuditAction_AUDIT_ACTION_CREATE, confirmed, a.PatientId)
 	}, func(map[string]bool) {
 		g.finish(ctx, a.Id, messages.AuditAction_AUDIT_ACTION_CREATE, confirmed, nil, a.PatientId)
 	})
@@ -545,6 +579,7 @@ func (g *Grain) Reschedule(req *messages.RescheduleRequest, _ func(*messages.App
 			b.Claims = append(b.Claims, gained...)
 			b.Unclaims = append(b.Unclaims, lost...)
 			b.Events = append(b.Events, event)
+			g.auditInBatch(b, id, messages.AuditAction_AUDIT_ACTION_RESCHEDULE, moved, a.PatientId)
 		}, func(map[string]bool) {
 			g.settle(ctx, moved)
 			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_RESCHEDULE, moved, nil, a.PatientId)
@@ -625,6 +660,7 @@ func (g *Grain) Transition(req *messages.TransitionRequest, _ func(*messages.App
 			b.Unclaims = append(b.Unclaims, claimsOf(id, IntervalOf(a))...)
 		}
 		b.Events = append(b.Events, event)
+		g.auditInBatch(b, id, name, n, a.PatientId)
 	}, func(map[string]bool) {
 		if Holds(n) && g.deps.Now().Before(n.End.AsTime()) {
 			g.place(n, nil)

@@ -94,6 +94,10 @@ type Grain struct {
 	// collecting is set, so that their audit events go in one append.
 	answers    []audit.Answer
 	collecting bool
+	// durable gathers likewise the replies whose audit events the batch
+	// wrote itself (auditInBatch): they are sent once the shard is asked to
+	// chain them, whatever it answers.
+	durable []audit.Answer
 	gen        int // bumped when state is dropped: older continuations do nothing
 }
 
@@ -187,6 +191,12 @@ func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) 
 	return reply
 }
 
+// written returns ctx for a write of the doctor's data whose audit event
+// (on resource) is written in the write's own transaction.
+func (g *Grain) written(ctx context.Context, c *messages.Caller, action messages.AuditAction, resource string) context.Context {
+	return g.deps.Audit.InWrite(ctx, g.id, audit.Event(c, action, resource, g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", g.deps.Now()))
+}
+
 // record audits a change to the doctor's data (staff data: resource doctor).
 func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, resource string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, resource, g.id, "", outcome, detail, g.deps.Now())
@@ -230,7 +240,8 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 	hours := &messages.Availability{SlotMinutes: doc.SlotMinutes}
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	f, err := g.deps.DB.CreateDoctor(sctx, g.owner, doc, hours, fp, &messages.DoctorChanged{Caller: c, Doctor: doc, Availability: hours})
+	f, err := g.deps.DB.CreateDoctor(g.written(sctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor"), g.owner, doc, hours, fp,
+		&messages.DoctorChanged{Caller: c, Doctor: doc, Availability: hours})
 	switch {
 	case errors.Is(err, persistence.ErrNoClinic):
 		cluster.PassivateSoon(ctx)
@@ -249,9 +260,7 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 		return nil, g.storeError(ctx, "create", err)
 	}
 	g.fence = f
-	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
-	}
+	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
 	return &messages.DoctorReply{Doctor: doc}, nil
 }
 
@@ -277,12 +286,13 @@ func (g *Grain) GetDoctor(req *messages.GetDoctorRequest, ctx actorcluster.Grain
 	return &messages.DoctorReply{Doctor: g.doc}, nil
 }
 
-// save writes the doctor's new profile and hours through the fence.
-func (g *Grain) save(ctx actorcluster.GrainContext, c *messages.Caller, doc *messages.DoctorRecord, hours *messages.Availability) error {
+// save writes the doctor's new profile and hours through the fence, with
+// the change's audit event (its resource) in the same transaction.
+func (g *Grain) save(ctx actorcluster.GrainContext, c *messages.Caller, resource string, doc *messages.DoctorRecord, hours *messages.Availability) error {
 	sctx, cancel := g.storeCtx()
 	defer cancel()
 	event := &messages.DoctorChanged{Caller: c, Doctor: doc, Availability: hours}
-	err := g.deps.DB.UpdateDoctor(sctx, g.fence, doc, hours, g.doc.Version, event)
+	err := g.deps.DB.UpdateDoctor(g.written(sctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, resource), g.fence, doc, hours, g.doc.Version, event)
 	if errors.Is(err, persistence.ErrNoClinic) {
 		return messages.ErrInvalidArgument("no such clinic").WithMetadata(map[string]string{"field:clinic_id": "names no clinic"})
 	}
@@ -292,6 +302,7 @@ func (g *Grain) save(ctx actorcluster.GrainContext, c *messages.Caller, doc *mes
 	if err := g.set(doc, hours, g.fingerprint); err != nil {
 		return g.storeError(ctx, "update", err)
 	}
+	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
 	return nil
 }
 
@@ -330,14 +341,11 @@ func (g *Grain) UpdateDoctor(req *messages.UpdateDoctorRequest, ctx actorcluster
 	if _, err := time.LoadLocation(next.TimeZone); err != nil {
 		return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", validate.Reply(err))
 	}
-	if err := g.save(ctx, c, next, g.hoursMsg); err != nil {
+	if err := g.save(ctx, c, "doctor", next, g.hoursMsg); err != nil {
 		var ge *actorcluster.GrainErrorResponse
 		if errors.As(err, &ge) && ge.Reason == messages.ErrorReason_INVALID_ARGUMENT.String() {
 			return nil, g.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", ge)
 		}
-		return nil, err
-	}
-	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "doctor", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
 		return nil, err
 	}
 	return &messages.DoctorReply{Doctor: g.doc}, nil
@@ -361,10 +369,7 @@ func (g *Grain) SetAvailability(req *messages.SetAvailabilityRequest, ctx actorc
 	next := proto.Clone(g.doc).(*messages.DoctorRecord)
 	next.Version++
 	next.UpdatedAt = timestamppb.New(g.deps.Now().UTC().Truncate(time.Microsecond))
-	if err := g.save(ctx, c, next, hours); err != nil {
-		return nil, err
-	}
-	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, "availability", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.save(ctx, c, "availability", next, hours); err != nil {
 		return nil, err
 	}
 	return &messages.AvailabilityReply{Availability: g.hoursMsg, Version: g.doc.Version}, nil

@@ -117,6 +117,12 @@ func (g *Grain) load(ctx actorcluster.GrainContext) error {
 	return nil
 }
 
+// written returns ctx for a write of this clinic whose audit event is
+// written in the write's own transaction (audit.Recorder.InWrite).
+func (g *Grain) written(ctx context.Context, c *messages.Caller, action messages.AuditAction, detail string) context.Context {
+	return g.deps.Audit.InWrite(ctx, g.id, audit.Event(c, action, "clinic", g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, g.deps.Now()))
+}
+
 func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, outcome messages.AuditOutcome, detail string) error {
 	return g.deps.Audit.Access(ctx, g.id, audit.Event(c, action, "clinic", g.id, "", outcome, detail, g.deps.Now()))
 }
@@ -153,7 +159,7 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	f, err := g.deps.DB.CreateClinic(sctx, g.owner, rec, fp, &messages.ClinicCreated{Caller: c, Clinic: rec})
+	f, err := g.deps.DB.CreateClinic(g.written(sctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, ""), g.owner, rec, fp, &messages.ClinicCreated{Caller: c, Clinic: rec})
 	if errors.Is(err, persistence.ErrExists) {
 		g.loaded = false
 		if err := g.load(ctx); err != nil {
@@ -168,9 +174,7 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
 	}
 	g.rec, g.fingerprint, g.fence = rec, fp, f
-	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_CREATE, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
-		return nil, err
-	}
+	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
 	return &messages.ClinicReply{Clinic: rec}, nil
 }
 
@@ -229,7 +233,8 @@ func (g *Grain) Update(req *messages.UpdateClinicRequest, ctx actorcluster.Grain
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	err = g.deps.DB.UpdateClinic(sctx, g.fence, next, g.rec.Version, &messages.ClinicChanged{Caller: c, Clinic: next})
+	wctx := g.written(sctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, strings.Join(req.GetUpdateMask().GetPaths(), ","))
+	err = g.deps.DB.UpdateClinic(wctx, g.fence, next, g.rec.Version, &messages.ClinicChanged{Caller: c, Clinic: next})
 	if errors.Is(err, persistence.ErrFenced) {
 		ctx.Poison(ctx.Self())
 		return nil, messages.ErrFenced("clinic %s moved to another activation", g.id)
@@ -241,9 +246,7 @@ func (g *Grain) Update(req *messages.UpdateClinicRequest, ctx actorcluster.Grain
 		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
 	}
 	g.rec = next
-	if err := g.record(ctx, c, messages.AuditAction_AUDIT_ACTION_UPDATE, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, strings.Join(req.GetUpdateMask().GetPaths(), ",")); err != nil {
-		return nil, err
-	}
+	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
 	return &messages.ClinicReply{Clinic: next}, nil
 }
 

@@ -3,10 +3,10 @@ package patient
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
+	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/prescription"
 	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
@@ -39,17 +39,26 @@ func (g *Grain) AdmitPrescription(req *messages.AdmitPrescriptionRequest, ctx ac
 	if err != nil {
 		return nil, g.storeError(ctx, "data key", err)
 	}
-	var blocked bool
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	admitted, err := g.deps.DB.AdmitPrescription(sctx, g.fence, g.deps.Now(), func(active []persistence.ActiveDrug) (*persistence.StoredPrescription, error) {
+	// The creation's audit event is written with the prescription; what
+	// was overridden is clinical (it stays sealed with the prescription):
+	// the trail counts it.
+	created := audit.Event(c, action, "patient", g.id, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", g.deps.Now())
+	wctx := g.deps.Audit.InWrite(sctx, g.id, created)
+	admitted, err := g.deps.DB.AdmitPrescription(wctx, g.fence, g.deps.Now(), func(active []persistence.ActiveDrug) (*persistence.StoredPrescription, error) {
 		others := make([]prescription.Active, len(active))
 		for i, a := range active {
 			others[i] = prescription.Active{ID: a.PrescriptionID, Medication: a.Medication}
 		}
+		var blocked bool
 		p.Warnings, blocked = prescription.Check(g.deps.Interactions, p.Medication, others, g.rec.GetAllergies())
 		if blocked && req.GetOverrideReason() == "" {
 			return nil, nil
+		}
+		created.Detail = ""
+		if blocked {
+			created.Detail = fmt.Sprintf("override of %d blocking warnings", blocking(p.Warnings))
 		}
 		p.OverrideReason = req.GetOverrideReason()
 		sp := prescription.Seal(k, p, req.GetFingerprint())
@@ -63,31 +72,22 @@ func (g *Grain) AdmitPrescription(req *messages.AdmitPrescriptionRequest, ctx ac
 		return nil, g.storeError(ctx, "admit prescription", err)
 	case !admitted:
 		ws, _ := protojson.Marshal(&messages.PrescriptionWarnings{Warnings: p.Warnings})
-		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInteraction("the prescription meets %s; give an override reason to prescribe it anyway",
-			blocking(p.Warnings)).WithMetadata(map[string]string{"warnings": string(ws)}))
+		return nil, g.refuse(ctx, c, action, g.id, messages.ErrInteraction("the prescription meets blocking warnings (listed in warnings); give an override reason to prescribe it anyway").
+			WithMetadata(map[string]string{"warnings": string(ws)}))
 	}
-	detail := ""
-	if blocked {
-		// The reason is clinical text: it is stored sealed with the
-		// prescription; the trail names what was overridden.
-		detail = "override of " + blocking(p.Warnings)
-	}
-	if err := g.record(ctx, c, action, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail); err != nil {
-		return nil, err
-	}
+	g.chained(ctx)
 	return &messages.PrescriptionReply{Prescription: p}, nil
 }
 
-// blocking names the blocking warnings: "contraindicated interaction
-// (rule 4) with N06AF03".
-func blocking(ws []*messages.PrescriptionWarning) string {
-	var parts []string
+// blocking counts the blocking warnings.
+func blocking(ws []*messages.PrescriptionWarning) int {
+	n := 0
 	for _, w := range ws {
 		if w.Blocking {
-			parts = append(parts, fmt.Sprintf("%s %s (rule %s) with %s", w.Severity, w.Kind, w.Rule, w.GetOther().GetAtcCode()))
+			n++
 		}
 	}
-	return strings.Join(parts, ", ")
+	return n
 }
 
 // Prescriptions lists the patient's prescriptions, newest first, in a

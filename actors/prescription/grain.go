@@ -219,12 +219,23 @@ func (g *Grain) changed(next *messages.PrescriptionRecord) persistence.StoredPre
 }
 
 // update stores sp (decided on the current version) with an optional new
-// dispense made with key, then makes it the state.
-func (g *Grain) update(ctx actorcluster.GrainContext, op string, sp persistence.StoredPrescription, d *messages.Dispense, key string) error {
+// dispense made with key, then makes it the state. A change someone asked
+// for carries its audit event (by, action), written in the same
+// transaction and then chained; the expiry is no one's access (by nil).
+func (g *Grain) update(ctx actorcluster.GrainContext, op string, sp persistence.StoredPrescription, d *messages.Dispense, key string,
+	by *messages.Caller, action messages.AuditAction) error {
 	sctx, cancel := g.storeCtx()
 	defer cancel()
-	if err := g.deps.DB.UpdatePrescription(sctx, g.fence, sp, g.stored.Record.Version, d, key); err != nil {
+	wctx := sctx
+	if by != nil {
+		e := audit.Event(by, action, "prescription", g.id, g.patientID(), messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", g.deps.Now())
+		wctx = g.deps.Audit.InWrite(sctx, g.patientID(), e)
+	}
+	if err := g.deps.DB.UpdatePrescription(wctx, g.fence, sp, g.stored.Record.Version, d, key); err != nil {
 		return g.storeError(ctx, op, err)
+	}
+	if by != nil {
+		g.deps.Audit.Chain(ctx, g.patientID(), g.deps.Logger)
 	}
 	if key != "" {
 		keys := map[string]int32{key: d.Number}
@@ -244,7 +255,7 @@ func (g *Grain) expireIfDue(ctx actorcluster.GrainContext) error {
 	if !ok {
 		return nil
 	}
-	return g.update(ctx, "expire", g.changed(next), nil, "")
+	return g.update(ctx, "expire", g.changed(next), nil, "", nil, messages.AuditAction_AUDIT_ACTION_UNSPECIFIED)
 }
 
 // view is the prescription with its clinical text opened.
@@ -397,7 +408,7 @@ func (g *Grain) Dispense(req *messages.DispenseRequest, ctx actorcluster.GrainCo
 		if err != nil {
 			return nil, g.refuse(ctx, c, action, stateReply(err))
 		}
-		if err := g.update(ctx, "dispense", g.changed(next), d, req.GetIdempotencyKey()); err != nil {
+		if err := g.update(ctx, "dispense", g.changed(next), d, req.GetIdempotencyKey(), c, action); err != nil {
 			return nil, err
 		}
 	}
@@ -405,12 +416,10 @@ func (g *Grain) Dispense(req *messages.DispenseRequest, ctx actorcluster.GrainCo
 	if err != nil {
 		return nil, err
 	}
-	detail := ""
 	if replayed {
-		detail = "replayed"
-	}
-	if err := g.record(ctx, c, action, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail); err != nil {
-		return nil, err
+		if err := g.record(ctx, c, action, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "replayed"); err != nil {
+			return nil, err
+		}
 	}
 	return &messages.PrescriptionReply{Prescription: p, Replayed: replayed}, nil
 }
@@ -442,10 +451,7 @@ func (g *Grain) Cancel(req *messages.CancelPrescriptionRequest, ctx actorcluster
 	if err != nil {
 		return nil, g.storeError(ctx, "data key", err)
 	}
-	if err := g.update(ctx, "cancel", Seal(k, next, g.stored.Fingerprint), nil, ""); err != nil {
-		return nil, err
-	}
-	if err := g.record(ctx, c, action, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, ""); err != nil {
+	if err := g.update(ctx, "cancel", Seal(k, next, g.stored.Fingerprint), nil, "", c, action); err != nil {
 		return nil, err
 	}
 	return &messages.PrescriptionReply{Prescription: next}, nil
