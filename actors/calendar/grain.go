@@ -98,7 +98,7 @@ type Grain struct {
 	// wrote itself (auditInBatch): they are sent once the shard is asked to
 	// chain them, whatever it answers.
 	durable []audit.Answer
-	gen        int // bumped when state is dropped: older continuations do nothing
+	gen     int // bumped when state is dropped: older continuations do nothing
 }
 
 // LoadSince is how far back an activation keeps appointments in memory:
