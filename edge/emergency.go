@@ -118,16 +118,9 @@ func (s *Server) listReviews(c *fiber.Ctx) error {
 			bad = append(bad, FieldError{"limit", "must be 1 to 200"})
 		}
 	}
-	var after time.Time
-	afterID := ""
-	if raw := c.Query("cursor"); raw != "" {
-		b, err := base64.RawURLEncoding.DecodeString(raw)
-		micros, id, ok := strings.Cut(string(b), ",")
-		n, aerr := strconv.ParseInt(micros, 10, 64)
-		if err != nil || !ok || aerr != nil || !isUUID(id) {
-			bad = append(bad, FieldError{"cursor", "must be a next_cursor from a previous page"})
-		}
-		after, afterID = time.UnixMicro(n).UTC(), normalUUID(id)
+	after, afterID, ok := reviewCursor(c.Query("cursor"))
+	if !ok {
+		bad = append(bad, FieldError{"cursor", "must be a next_cursor from a previous page"})
 	}
 	if len(bad) > 0 {
 		return malformed("the query is not valid; see errors", bad...)
@@ -156,6 +149,38 @@ func (s *Server) listReviews(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
+// reviewDecision reads a review's {decision, note}: decisions maps what a
+// reviewer may send to the state it makes (else badDecision), and the
+// state needsNote takes a note (else noNote).
+func reviewDecision(c *fiber.Ctx, decisions map[string]string, badDecision FieldError, needsNote string, noNote FieldError) (string, string, error) {
+	if err := requireJSON(c); err != nil {
+		return "", "", err
+	}
+	var in struct {
+		Decision string `json:"decision"`
+		Note     string `json:"note"`
+	}
+	if err := decodeStrict(c.Body(), &in); err != nil {
+		return "", "", err
+	}
+	decision := decisions[in.Decision]
+	var bad []FieldError
+	if decision == "" {
+		bad = append(bad, badDecision)
+	}
+	note := strings.TrimSpace(in.Note)
+	if utf8.RuneCountInString(note) > maxReviewNoteRunes || strings.ContainsFunc(note, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) {
+		bad = append(bad, FieldError{"note", "must be at most 1000 characters, without control characters"})
+	}
+	if decision == needsNote && note == "" {
+		bad = append(bad, noNote)
+	}
+	if len(bad) > 0 {
+		return "", "", invalidInput(bad)
+	}
+	return decision, note, nil
+}
+
 // reviewEmergencyAccess answers POST /v1/reviews/{id} {decision, note}: a
 // privacy officer approves or flags an emergency access (admins). The
 // decision is in the patient's access log.
@@ -171,37 +196,17 @@ func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
 	if d := access.ReviewEmergencyAccess(caller); !d.Allowed {
 		return forbidden(d.Reason)
 	}
-	if err := requireJSON(c); err != nil {
+	decision, note, err := reviewDecision(c, map[string]string{"approve": persistence.ReviewApproved, "flag": persistence.ReviewFlagged},
+		FieldError{"decision", "must be approve or flag"}, persistence.ReviewFlagged, FieldError{"note", "a flag needs a note saying what is wrong"})
+	if err != nil {
 		return err
-	}
-	var in struct {
-		Decision string `json:"decision"`
-		Note     string `json:"note"`
-	}
-	if err := decodeStrict(c.Body(), &in); err != nil {
-		return err
-	}
-	decision := map[string]string{"approve": persistence.ReviewApproved, "flag": persistence.ReviewFlagged}[in.Decision]
-	var bad []FieldError
-	if decision == "" {
-		bad = append(bad, FieldError{"decision", "must be approve or flag"})
-	}
-	in.Note = strings.TrimSpace(in.Note)
-	if utf8.RuneCountInString(in.Note) > maxReviewNoteRunes || strings.ContainsFunc(in.Note, func(r rune) bool { return unicode.IsControl(r) && r != '\n' }) {
-		bad = append(bad, FieldError{"note", "must be at most 1000 characters, without control characters"})
-	}
-	if decision == persistence.ReviewFlagged && in.Note == "" {
-		bad = append(bad, FieldError{"note", "a flag needs a note saying what is wrong"})
-	}
-	if len(bad) > 0 {
-		return invalidInput(bad)
 	}
 	if s.cfg.Reviews == nil || s.cfg.Audit == nil || s.cfg.Cluster == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no review queue")
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
 	defer cancel()
-	e, err := s.cfg.Reviews.ReviewEmergencyAccess(ctx, id, decision, caller.GetSubject(), in.Note, time.Now().UTC())
+	e, err := s.cfg.Reviews.ReviewEmergencyAccess(ctx, id, decision, caller.GetSubject(), note, time.Now().UTC())
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
 		return problem(fiber.StatusNotFound, "not-found", "Not found", "no such emergency access")

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
@@ -194,12 +192,6 @@ func reviewCursor(raw string) (time.Time, string, bool) {
 	return time.UnixMicro(n).UTC(), normalUUID(id), true
 }
 
-// reviewNote checks a review's note.
-func reviewNote(note string) (string, bool) {
-	note = strings.TrimSpace(note)
-	return note, utf8.RuneCountInString(note) <= maxReviewNoteRunes && !strings.ContainsFunc(note, func(r rune) bool { return unicode.IsControl(r) && r != '\n' })
-}
-
 // reviewErasure answers POST /v1/erasure-requests/{id} {decision, note}: a
 // privacy officer approves or refuses an erasure (admins). An approved one
 // is carried out by the retention sweep once nothing stands in its way.
@@ -215,30 +207,11 @@ func (s *Server) reviewErasure(c *fiber.Ctx) error {
 	if d := access.ReviewErasure(caller); !d.Allowed {
 		return forbidden(d.Reason)
 	}
-	if err := requireJSON(c); err != nil {
+	decision, note, err := reviewDecision(c, map[string]string{"approve": persistence.ErasureApproved, "refuse": persistence.ErasureRefused},
+		FieldError{"decision", "must be approve or refuse"}, persistence.ErasureRefused,
+		FieldError{"note", "a refusal needs a note saying why (the patient is told)"})
+	if err != nil {
 		return err
-	}
-	var in struct {
-		Decision string `json:"decision"`
-		Note     string `json:"note"`
-	}
-	if err := decodeStrict(c.Body(), &in); err != nil {
-		return err
-	}
-	decision := map[string]string{"approve": persistence.ErasureApproved, "refuse": persistence.ErasureRefused}[in.Decision]
-	var bad []FieldError
-	if decision == "" {
-		bad = append(bad, FieldError{"decision", "must be approve or refuse"})
-	}
-	note, ok := reviewNote(in.Note)
-	if !ok {
-		bad = append(bad, FieldError{"note", "must be at most 1000 characters, without control characters"})
-	}
-	if decision == persistence.ErasureRefused && note == "" {
-		bad = append(bad, FieldError{"note", "a refusal needs a note saying why (the patient is told)"})
-	}
-	if len(bad) > 0 {
-		return invalidInput(bad)
 	}
 	if s.cfg.Erasures == nil || s.cfg.Audit == nil || s.cfg.Cluster == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no review queue")

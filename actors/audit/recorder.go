@@ -101,18 +101,8 @@ func OutcomeOf(reply *actorcluster.GrainErrorResponse) messages.AuditOutcome {
 // shard to chain them, then sends the replies, whatever the shard did.
 // Nothing blocks the grain.
 func (r Recorder) ChainThenAnswerAll(ctx actorcluster.GrainContext, answers []Answer, logger *slog.Logger) {
-	if len(answers) == 0 {
-		return
-	}
-	byShard := map[int][]Answer{}
-	for _, a := range answers {
-		if a.Sender != nil {
-			s := r.ShardOf(a.Key)
-			byShard[s] = append(byShard[s], a)
-		}
-	}
 	system, c := ctx.ActorSystem(), ctx.Cluster()
-	for shard, as := range byShard {
+	for shard, as := range r.byShard(answers) {
 		go func() {
 			rctx, cancel := context.WithTimeout(context.Background(), r.timeout())
 			defer cancel()
@@ -124,6 +114,18 @@ func (r Recorder) ChainThenAnswerAll(ctx actorcluster.GrainContext, answers []An
 			}
 		}()
 	}
+}
+
+// byShard groups the answers that have a sender by their key's shard.
+func (r Recorder) byShard(answers []Answer) map[int][]Answer {
+	out := map[int][]Answer{}
+	for _, a := range answers {
+		if a.Sender != nil {
+			s := r.ShardOf(a.Key)
+			out[s] = append(out[s], a)
+		}
+	}
+	return out
 }
 
 // Answer is one reply that waits for its audit events (see AnswerAllAfter).
@@ -140,18 +142,8 @@ type Answer struct {
 // shard instead of one per reply. A reply is sent once its shard's append
 // is durable, or replaced by AUDIT_UNAVAILABLE if it failed.
 func (r Recorder) AnswerAllAfter(ctx actorcluster.GrainContext, answers []Answer) {
-	if len(answers) == 0 {
-		return
-	}
-	byShard := map[int][]Answer{}
-	for _, a := range answers {
-		if a.Sender != nil {
-			s := r.ShardOf(a.Key)
-			byShard[s] = append(byShard[s], a)
-		}
-	}
 	system, c := ctx.ActorSystem(), ctx.Cluster()
-	for _, as := range byShard {
+	for _, as := range r.byShard(answers) {
 		go func() {
 			var events []*messages.AuditEvent
 			for _, a := range as {
