@@ -23,7 +23,7 @@ import (
 // Reviews is the review queue of emergency accesses (persistence.DB).
 type Reviews interface {
 	EmergencyReviews(ctx context.Context, review string, after time.Time, afterID string, limit int) ([]persistence.EmergencyAccess, error)
-	ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time) (persistence.EmergencyAccess, error)
+	ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time, audited func(persistence.EmergencyAccess) persistence.PendingAudit) (persistence.EmergencyAccess, error)
 }
 
 // Review queue limits.
@@ -206,7 +206,13 @@ func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
 	defer cancel()
-	e, err := s.cfg.Reviews.ReviewEmergencyAccess(ctx, id, decision, caller.GetSubject(), note, time.Now().UTC())
+	// The patient sees the review beside the access it judged; its audit
+	// row is written with it.
+	e, err := s.cfg.Reviews.ReviewEmergencyAccess(ctx, id, decision, caller.GetSubject(), note, time.Now().UTC(),
+		func(e persistence.EmergencyAccess) persistence.PendingAudit {
+			return s.cfg.Audit.Pending(e.PatientID, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS, "emergency-access",
+				e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now()))
+		})
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
 		return problem(fiber.StatusNotFound, "not-found", "Not found", "no such emergency access")
@@ -215,14 +221,7 @@ func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
 	case err != nil:
 		return directoryUnavailable(s, err)
 	}
-	// The patient sees the review beside the access it judged.
-	ev := audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS, "emergency-access", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now())
-	if err := s.cfg.Audit.Record(ctx, s.cfg.Cluster, e.PatientID, ev); err != nil {
-		s.cfg.Logger.Error("review not audited", "access", e.ID, "error", err)
-		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the review is recorded but could not be audited; retrying it answers 409")
-		p.retryAfter = "1"
-		return p
-	}
+	s.cfg.Audit.ChainKey(ctx, s.cfg.Cluster, e.PatientID, s.cfg.Logger)
 	return c.JSON(s.reviewsJSON(ctx, []persistence.EmergencyAccess{e})[0])
 }
 

@@ -30,7 +30,7 @@ import (
 // Erasures is the erasure review queue (persistence.DB).
 type Erasures interface {
 	ErasureRequests(ctx context.Context, state string, after time.Time, afterID string, limit int) ([]persistence.Erasure, error)
-	ReviewErasure(ctx context.Context, id, decision, by, note string, at time.Time) (persistence.Erasure, error)
+	ReviewErasure(ctx context.Context, id, decision, by, note string, at time.Time, audited func(persistence.Erasure) persistence.PendingAudit) (persistence.Erasure, error)
 }
 
 // Exports serves export downloads: the rows (persistence.DB) and the key
@@ -218,7 +218,11 @@ func (s *Server) reviewErasure(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
 	defer cancel()
-	e, err := s.cfg.Erasures.ReviewErasure(ctx, id, decision, caller.GetSubject(), note, time.Now().UTC())
+	e, err := s.cfg.Erasures.ReviewErasure(ctx, id, decision, caller.GetSubject(), note, time.Now().UTC(),
+		func(e persistence.Erasure) persistence.PendingAudit {
+			return s.cfg.Audit.Pending(e.PatientID, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_ERASURE, "erasure",
+				e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now()))
+		})
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
 		return problem(fiber.StatusNotFound, "not-found", "Not found", "no such erasure request")
@@ -227,13 +231,7 @@ func (s *Server) reviewErasure(c *fiber.Ctx) error {
 	case err != nil:
 		return directoryUnavailable(s, err)
 	}
-	ev := audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_ERASURE, "erasure", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now())
-	if err := s.cfg.Audit.Record(ctx, s.cfg.Cluster, e.PatientID, ev); err != nil {
-		s.cfg.Logger.Error("review not audited", "erasure", e.ID, "error", err)
-		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the review is recorded but could not be audited; retrying it answers 409")
-		p.retryAfter = "1"
-		return p
-	}
+	s.cfg.Audit.ChainKey(ctx, s.cfg.Cluster, e.PatientID, s.cfg.Logger)
 	return c.JSON(erasureFromRow(e, ""))
 }
 

@@ -55,17 +55,35 @@ func withPendingAudit(ctx context.Context, fn func(pgx.Tx) error) func(pgx.Tx) e
 			return err
 		}
 		for _, r := range rows {
-			payload, err := proto.Marshal(r.event)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO audit_pending (id, shard, created_at, event) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (id) DO NOTHING`, r.id, r.shard, r.at, payload); err != nil {
+			if err := insertPendingAudit(ctx, tx, r); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
+}
+
+func insertPendingAudit(ctx context.Context, tx pgx.Tx, r pendingAuditRow) error {
+	payload, err := proto.Marshal(r.event)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO audit_pending (id, shard, created_at, event) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (id) DO NOTHING`, r.id, r.shard, r.at, payload)
+	return err
+}
+
+// writeAudited runs a write whose audit event depends on what it wrote:
+// write returns the event (nil: none), which goes in the same transaction.
+func (db *DB) writeAudited(ctx context.Context, write func(pgx.Tx) (*PendingAudit, error)) error {
+	id := uuid.New()
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		e, err := write(tx)
+		if err != nil || e == nil {
+			return err
+		}
+		return insertPendingAudit(ctx, tx, pendingAuditRow{id: id, shard: e.Shard, at: time.Now().UTC(), event: e.Event})
+	})
 }
 
 // AppendAuditDraining is AppendAudit followed, in the same transaction, by

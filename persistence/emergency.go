@@ -89,15 +89,24 @@ func (db *DB) EmergencyReviews(ctx context.Context, review string, after time.Ti
 }
 
 // ReviewEmergencyAccess records a privacy officer's decision on a pending
-// grant; ErrNotFound when there is no such grant, ErrReviewed when it was
-// reviewed already. It returns the grant as reviewed.
-func (db *DB) ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time) (EmergencyAccess, error) {
-	rows, err := db.Pool.Query(ctx, `UPDATE emergency_access SET review = $2, reviewed_by = $3, review_note = $4, reviewed_at = $5
-		WHERE id = $1 AND review = 'pending' RETURNING `+emergencyColumns, id, decision, by, note, at)
-	if err != nil {
-		return EmergencyAccess{}, classify(err)
-	}
-	e, err := pgx.CollectExactlyOneRow(rows, scanEmergency)
+// grant, with the audit event audited makes of the grant as reviewed in
+// the same transaction; ErrNotFound when there is no such grant,
+// ErrReviewed when it was reviewed already. It returns the grant as
+// reviewed.
+func (db *DB) ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time, audited func(EmergencyAccess) PendingAudit) (EmergencyAccess, error) {
+	var e EmergencyAccess
+	err := db.writeAudited(ctx, func(tx pgx.Tx) (*PendingAudit, error) {
+		rows, err := tx.Query(ctx, `UPDATE emergency_access SET review = $2, reviewed_by = $3, review_note = $4, reviewed_at = $5
+			WHERE id = $1 AND review = 'pending' RETURNING `+emergencyColumns, id, decision, by, note, at)
+		if err != nil {
+			return nil, err
+		}
+		if e, err = pgx.CollectExactlyOneRow(rows, scanEmergency); err != nil {
+			return nil, err
+		}
+		pa := audited(e)
+		return &pa, nil
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		var exists bool
 		if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM emergency_access WHERE id = $1)`, id).Scan(&exists); err != nil {

@@ -127,15 +127,29 @@ func (db *DB) ErasureRequests(ctx context.Context, state string, after time.Time
 // ReviewErasure records a privacy officer's decision (ErasureApproved or
 // ErasureRefused) on a pending request; ErrNotFound when there is none,
 // ErrReviewed when it was reviewed already.
-func (db *DB) ReviewErasure(ctx context.Context, id, decision, by, note string, at time.Time) (Erasure, error) {
-	e, err := db.oneErasure(ctx, `UPDATE erasure_requests SET state = $2, reviewed_by = $3, review_note = $4, reviewed_at = $5
-		WHERE id = $1 AND state = 'pending' RETURNING `+erasureColumns, id, decision, by, note, at)
-	if errors.Is(err, ErrNotFound) {
+// The audit event audited makes of the request as reviewed is written in
+// the same transaction.
+func (db *DB) ReviewErasure(ctx context.Context, id, decision, by, note string, at time.Time, audited func(Erasure) PendingAudit) (Erasure, error) {
+	var e Erasure
+	err := db.writeAudited(ctx, func(tx pgx.Tx) (*PendingAudit, error) {
+		rows, err := tx.Query(ctx, `UPDATE erasure_requests SET state = $2, reviewed_by = $3, review_note = $4, reviewed_at = $5
+			WHERE id = $1 AND state = 'pending' RETURNING `+erasureColumns, id, decision, by, note, at)
+		if err != nil {
+			return nil, err
+		}
+		if e, err = pgx.CollectExactlyOneRow(rows, scanErasure); err != nil {
+			return nil, err
+		}
+		pa := audited(e)
+		return &pa, nil
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
 		if _, gerr := db.GetErasure(ctx, id); gerr == nil {
 			return Erasure{}, ErrReviewed
 		}
+		return Erasure{}, ErrNotFound
 	}
-	return e, err
+	return e, classify(err)
 }
 
 // DueErasures lists approved erasures whose retention has ended (or was

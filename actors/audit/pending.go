@@ -39,6 +39,19 @@ func (r Recorder) Chain(ctx actorcluster.GrainContext, key string, logger *slog.
 	}
 }
 
+// ChainKey is Chain for callers outside a grain (the edge's own writes).
+func (r Recorder) ChainKey(ctx context.Context, c *actorcluster.Cluster, key string, logger *slog.Logger) {
+	if err := r.drain(ctx, c, r.ShardOf(key)); err != nil && logger != nil {
+		logger.Warn("audit events of a write wait to be chained", "shard", r.ShardOf(key), "error", err)
+	}
+}
+
+// Pending is the audit event about key, as a write's transaction writes
+// it (persistence.WithAudit and the writes that make their event).
+func (r Recorder) Pending(key string, e *messages.AuditEvent) persistence.PendingAudit {
+	return persistence.PendingAudit{Shard: int32(r.ShardOf(key)), Event: e}
+}
+
 func (r Recorder) drain(ctx context.Context, c *actorcluster.Cluster, shard int) error {
 	id := ShardIdentity(shard)
 	_, err := cluster.Call(ctx, c, "Audit", id, func() (*messages.AppendAuditReply, error) {

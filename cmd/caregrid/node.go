@@ -363,8 +363,9 @@ func (q reviewQueue) EmergencyReviews(ctx context.Context, review string, after 
 	return es, q.DB.OpenEmergencyReasons(ctx, q.master, es)
 }
 
-func (q reviewQueue) ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time) (persistence.EmergencyAccess, error) {
-	e, err := q.DB.ReviewEmergencyAccess(ctx, id, decision, by, note, at)
+func (q reviewQueue) ReviewEmergencyAccess(ctx context.Context, id, decision, by, note string, at time.Time,
+	audited func(persistence.EmergencyAccess) persistence.PendingAudit) (persistence.EmergencyAccess, error) {
+	e, err := q.DB.ReviewEmergencyAccess(ctx, id, decision, by, note, at, audited)
 	if err != nil {
 		return e, err
 	}
