@@ -504,9 +504,12 @@ const (
 
 // CreateAccountToken stores the hash of an emailed link.
 func (db *DB) CreateAccountToken(ctx context.Context, hash []byte, accountID, purpose string, expires time.Time) error {
-	_, err := db.Pool.Exec(ctx, `INSERT INTO account_tokens (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, $3, $4)`,
-		hash, accountID, purpose, expires)
-	return classify(err)
+	// A transaction, for the audit event ctx may carry (WithAudit).
+	return classify(db.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO account_tokens (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, $3, $4)`,
+			hash, accountID, purpose, expires)
+		return err
+	}))
 }
 
 // AccountTokenLive reports the account of an unused, unexpired link, or ErrNotFound.
@@ -664,11 +667,14 @@ func (db *DB) AccountByCreationKey(ctx context.Context, key string) (Account, []
 
 // UnlockAccount clears an account's lock and failure count.
 func (db *DB) UnlockAccount(ctx context.Context, id string) error {
-	tag, err := db.Pool.Exec(ctx, `UPDATE accounts SET locked_until = NULL, failed_logins = 0 WHERE id = $1`, id)
-	if err == nil && tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return classify(err)
+	// A transaction, for the audit event ctx may carry (WithAudit).
+	return classify(db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET locked_until = NULL, failed_logins = 0 WHERE id = $1`, id)
+		if err == nil && tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return err
+	}))
 }
 
 // SetAccountDisabled disables or enables an account; disabling ends its
@@ -751,12 +757,16 @@ func (db *DB) SweepIdentity(ctx context.Context, keep time.Duration) (int64, err
 // SetAccountProfile sets a staff account's display name and clinic (""
 // for none); ErrNoClinic when the clinic does not exist.
 func (db *DB) SetAccountProfile(ctx context.Context, id, displayName, clinicID string) error {
-	tag, err := db.Pool.Exec(ctx, `UPDATE accounts SET display_name = $2, clinic_id = nullif($3, '')::UUID WHERE id = $1`, id, displayName, clinicID)
+	// A transaction, for the audit event ctx may carry (WithAudit).
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE accounts SET display_name = $2, clinic_id = nullif($3, '')::UUID WHERE id = $1`, id, displayName, clinicID)
+		if err == nil && tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return err
+	})
 	if isForeignKeyViolation(err) {
 		return ErrNoClinic
-	}
-	if err == nil && tag.RowsAffected() == 0 {
-		return ErrNotFound
 	}
 	return classify(err)
 }

@@ -149,7 +149,8 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 	}
 	token, hash := newLinkToken()
 	a := persistence.Account{ID: id, Username: in.Username, Email: in.Email, Role: role.Name(), DisplayName: in.DisplayName, ClinicID: in.ClinicID}
-	err := s.p.cfg.DB.CreateAccountWithLink(ctx, a, key, fingerprint(in), hash, s.p.cfg.now().Add(SetupTTL))
+	wctx := s.p.cfg.Events.AdminWrite(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_CREATE, id, patientOf(a), role.Name())
+	err := s.p.cfg.DB.CreateAccountWithLink(wctx, a, key, fingerprint(in), hash, s.p.cfg.now().Add(SetupTTL))
 	switch {
 	case errors.Is(err, persistence.ErrKeyUsed):
 		return s.Create(ctx, c, in, key) // a concurrent request with the key won: answer as its replay
@@ -161,9 +162,7 @@ func (s Accounts) Create(ctx context.Context, c *messages.Caller, in edge.Accoun
 	case err != nil:
 		return edge.AccountInfo{}, false, messages.ErrStoreUnavailable("account store unavailable")
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_CREATE, id, patientOf(a), "success", role.Name()); err != nil {
-		return edge.AccountInfo{}, false, messages.ErrAuditUnavailable("the access could not be audited")
-	}
+	s.p.cfg.Events.AdminWritten(ctx, id, patientOf(a))
 	// The owner's language is not known here: the node's default.
 	tx := locale.For("", "", s.p.cfg.DefaultLocale)
 	body := tx.T("An account was created for you in caregrid, with the username {{.Username}}.\n\nChoose your password with this link within 72 hours (it works once):\n\n{{.Link}}\n",
@@ -217,21 +216,22 @@ func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string
 		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
 	}
 	var ended []string
+	wctx := s.p.cfg.Events.AdminWrite(ctx, c, audited, id, patientOf(a), "")
 	switch action {
 	case "unlock":
-		err = s.p.cfg.DB.UnlockAccount(ctx, id)
+		err = s.p.cfg.DB.UnlockAccount(wctx, id)
 	case "disable":
-		ended, err = s.p.cfg.DB.SetAccountDisabled(ctx, id, true)
+		ended, err = s.p.cfg.DB.SetAccountDisabled(wctx, id, true)
 	case "enable":
-		_, err = s.p.cfg.DB.SetAccountDisabled(ctx, id, false)
+		_, err = s.p.cfg.DB.SetAccountDisabled(wctx, id, false)
 	case "reset-totp":
-		err = s.p.cfg.DB.ResetTOTP(ctx, id)
+		err = s.p.cfg.DB.ResetTOTP(wctx, id)
 	case "send-reset":
 		if a.Email == "" || s.p.cfg.Mailer == nil {
 			return edge.AccountInfo{}, messages.ErrWrongState("the account has no email address, or this node sends no mail")
 		}
 		token, hash := newLinkToken()
-		if err = s.p.cfg.DB.CreateAccountToken(ctx, hash, id, persistence.TokenReset, s.p.cfg.now().Add(SetupTTL)); err == nil {
+		if err = s.p.cfg.DB.CreateAccountToken(wctx, hash, id, persistence.TokenReset, s.p.cfg.now().Add(SetupTTL)); err == nil {
 			tx := locale.For("", "", s.p.cfg.DefaultLocale)
 			err = s.p.cfg.Mailer.Send(ctx, a.Email, tx.T("Choose your caregrid password"),
 				tx.T("An administrator sent you a link to choose a new password for {{.Username}}.\n\nIt works once, within 72 hours:\n\n{{.Link}}\n",
@@ -246,9 +246,7 @@ func (s Accounts) Act(ctx context.Context, c *messages.Caller, id, action string
 	for _, sid := range ended {
 		s.p.cfg.Events.SessionEnded(ctx, sid, id, "account disabled")
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, audited, id, patientOf(a), "success", ""); err != nil {
-		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
-	}
+	s.p.cfg.Events.AdminWritten(ctx, id, patientOf(a))
 	a, err = s.p.cfg.DB.AccountByID(ctx, id)
 	if err != nil {
 		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
@@ -305,7 +303,7 @@ func (s Accounts) SetProfile(ctx context.Context, c *messages.Caller, id string,
 	if len(fields) > 0 {
 		return edge.AccountInfo{}, messages.ErrInvalidArgument("the profile is not valid").WithMetadata(fields)
 	}
-	switch err := s.p.cfg.DB.SetAccountProfile(ctx, id, name, clinic); {
+	switch err := s.p.cfg.DB.SetAccountProfile(s.p.cfg.Events.AdminWrite(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_PROFILE, id, "", ""), id, name, clinic); {
 	case errors.Is(err, persistence.ErrNoClinic):
 		return edge.AccountInfo{}, messages.ErrInvalidArgument("no clinic %s", clinic).
 			WithMetadata(map[string]string{"field:clinic_id": "names no clinic"})
@@ -314,9 +312,7 @@ func (s Accounts) SetProfile(ctx context.Context, c *messages.Caller, id string,
 	case err != nil:
 		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
 	}
-	if err := s.p.cfg.Events.Admin(ctx, c, messages.AuditAction_AUDIT_ACTION_ACCOUNT_PROFILE, id, "", "success", ""); err != nil {
-		return edge.AccountInfo{}, messages.ErrAuditUnavailable("the access could not be audited")
-	}
+	s.p.cfg.Events.AdminWritten(ctx, id, "")
 	if a, err = s.p.cfg.DB.AccountByID(ctx, id); err != nil {
 		return edge.AccountInfo{}, messages.ErrStoreUnavailable("account store unavailable")
 	}

@@ -59,6 +59,23 @@ func (a AuditEvents) SessionEnded(ctx context.Context, sessionID, accountID, rea
 	}
 }
 
+func (a AuditEvents) AdminWrite(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, detail string) context.Context {
+	key := patientID
+	if key == "" {
+		key = accountID
+	}
+	ev := audit.Event(c, action, "account", accountID, patientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, time.Now())
+	return a.Recorder.InWrite(ctx, key, ev)
+}
+
+func (a AuditEvents) AdminWritten(ctx context.Context, accountID, patientID string) {
+	key := patientID
+	if key == "" {
+		key = accountID
+	}
+	a.Recorder.ChainKey(ctx, a.Cluster, key, a.Logger)
+}
+
 func (a AuditEvents) Admin(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, outcome, detail string) error {
 	key := patientID
 	if key == "" {

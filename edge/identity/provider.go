@@ -95,6 +95,11 @@ type Events interface {
 	// Admin is an admin's action on an account (or its refusal); an error
 	// fails the action.
 	Admin(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, outcome, detail string) error
+	// AdminWrite returns ctx carrying the audit event of an admin's change
+	// of an account, written in the change's own transaction; AdminWritten,
+	// once it has committed, asks for it to be chained.
+	AdminWrite(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, detail string) context.Context
+	AdminWritten(ctx context.Context, accountID, patientID string)
 }
 
 // LoginEvent is one login-page event: a login attempt (Action login, the
@@ -117,6 +122,10 @@ func (noEvents) SessionEnded(context.Context, string, string, string) {}
 func (noEvents) Admin(context.Context, *messages.Caller, messages.AuditAction, string, string, string, string) error {
 	return nil
 }
+func (noEvents) AdminWrite(ctx context.Context, _ *messages.Caller, _ messages.AuditAction, _, _, _ string) context.Context {
+	return ctx
+}
+func (noEvents) AdminWritten(context.Context, string, string) {}
 
 func (c *Config) now() time.Time { return c.Now() }
 
