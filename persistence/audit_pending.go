@@ -79,7 +79,7 @@ func (db *DB) writeAudited(ctx context.Context, write func(pgx.Tx) (*PendingAudi
 	id := uuid.New()
 	return db.inTx(ctx, func(tx pgx.Tx) error {
 		e, err := write(tx)
-		if err != nil || e == nil {
+		if err != nil || e == nil || e.Event == nil {
 			return err
 		}
 		return insertPendingAudit(ctx, tx, pendingAuditRow{id: id, shard: e.Shard, at: time.Now().UTC(), event: e.Event})

@@ -538,25 +538,36 @@ func useAccountToken(ctx context.Context, tx pgx.Tx, hash []byte, purpose string
 // ResetPassword spends a reset link and sets the account's password; the
 // lock and failure count are cleared and every session of the account is
 // ended, in one transaction. It returns the account and the ended sessions.
-func (db *DB) ResetPassword(ctx context.Context, hash []byte, passwordHash string) (string, []string, error) {
+// audited makes the reset's audit event from the account and its role; it
+// is written in the same transaction (nil: none).
+func (db *DB) ResetPassword(ctx context.Context, hash []byte, passwordHash string, audited func(account, role string) *PendingAudit) (string, []string, error) {
 	var (
 		account string
 		ended   []string
 	)
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
+	err := db.writeAudited(ctx, func(tx pgx.Tx) (*PendingAudit, error) {
 		var err error
 		if account, err = useAccountToken(ctx, tx, hash, TokenReset); err != nil {
-			return err
+			return nil, err
+		}
+		var role string
+		if err := tx.QueryRow(ctx, `SELECT role FROM accounts WHERE id = $1`, account).Scan(&role); err != nil {
+			return nil, err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE accounts SET password_hash = $2, must_change_password = FALSE, failed_logins = 0, locked_until = NULL
 			WHERE id = $1`, account, passwordHash); err != nil {
-			return err
+			return nil, err
 		}
 		if err := endPendingLogins(ctx, tx, account, ""); err != nil {
-			return err
+			return nil, err
 		}
-		ended, err = endAccountSessions(ctx, tx, account, "password reset")
-		return err
+		if ended, err = endAccountSessions(ctx, tx, account, "password reset"); err != nil {
+			return nil, err
+		}
+		if audited == nil {
+			return nil, nil
+		}
+		return audited(account, role), nil
 	})
 	return account, ended, classify(err)
 }
@@ -572,16 +583,20 @@ func endAccountSessions(ctx context.Context, tx pgx.Tx, account, reason string) 
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// VerifyAccount spends a verification link and lets the account sign in.
-func (db *DB) VerifyAccount(ctx context.Context, hash []byte) (string, error) {
+// VerifyAccount spends a verification link and lets the account sign in,
+// with the audit event audited makes of the account in the same
+// transaction (nil: none).
+func (db *DB) VerifyAccount(ctx context.Context, hash []byte, audited func(account string) *PendingAudit) (string, error) {
 	var account string
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
+	err := db.writeAudited(ctx, func(tx pgx.Tx) (*PendingAudit, error) {
 		var err error
 		if account, err = useAccountToken(ctx, tx, hash, TokenVerify); err != nil {
-			return err
+			return nil, err
 		}
-		_, err = tx.Exec(ctx, `UPDATE accounts SET verified = TRUE WHERE id = $1`, account)
-		return err
+		if _, err = tx.Exec(ctx, `UPDATE accounts SET verified = TRUE WHERE id = $1`, account); err != nil || audited == nil {
+			return nil, err
+		}
+		return audited(account), nil
 	})
 	return account, classify(err)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/messages"
+	"github.com/caregrid/caregrid/persistence"
 )
 
 // AuditEvents records logins and ended sessions in the audit trail. A
@@ -28,6 +29,22 @@ var loginOutcomes = map[string]messages.AuditOutcome{
 }
 
 func (a AuditEvents) Login(ctx context.Context, e LoginEvent) error {
+	key, ev := loginEvent(e)
+	return a.Recorder.Record(ctx, a.Cluster, key, ev)
+}
+
+func (a AuditEvents) LoginPending(e LoginEvent) persistence.PendingAudit {
+	key, ev := loginEvent(e)
+	return a.Recorder.Pending(key, ev)
+}
+
+func (a AuditEvents) LoginWritten(ctx context.Context, e LoginEvent) {
+	key, _ := loginEvent(e)
+	a.Recorder.ChainKey(ctx, a.Cluster, key, a.Logger)
+}
+
+// loginEvent is a login page's event and the key of its shard.
+func loginEvent(e LoginEvent) (string, *messages.AuditEvent) {
 	role, _ := messages.ParseRole(e.Role)
 	caller := &messages.Caller{Subject: e.AccountID, Role: role, Client: e.Client, SourceAddress: e.SourceAddress}
 	if e.Attempt != "" {
@@ -47,8 +64,7 @@ func (a AuditEvents) Login(ctx context.Context, e LoginEvent) error {
 	if action == messages.AuditAction_AUDIT_ACTION_UNSPECIFIED {
 		action = messages.AuditAction_AUDIT_ACTION_LOGIN
 	}
-	ev := audit.Event(caller, action, "account", e.AccountID, patient, loginOutcomes[e.Outcome], e.Detail, time.Now())
-	return a.Recorder.Record(ctx, a.Cluster, key, ev)
+	return key, audit.Event(caller, action, "account", e.AccountID, patient, loginOutcomes[e.Outcome], e.Detail, time.Now())
 }
 
 func (a AuditEvents) SessionEnded(ctx context.Context, sessionID, accountID, reason string) {

@@ -100,6 +100,11 @@ type Events interface {
 	// once it has committed, asks for it to be chained.
 	AdminWrite(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, detail string) context.Context
 	AdminWritten(ctx context.Context, accountID, patientID string)
+	// LoginPending is a login page's change's audit event as the change's
+	// transaction writes it (Event nil: none); LoginWritten, once it has
+	// committed, asks for it to be chained.
+	LoginPending(e LoginEvent) persistence.PendingAudit
+	LoginWritten(ctx context.Context, e LoginEvent)
 }
 
 // LoginEvent is one login-page event: a login attempt (Action login, the
@@ -125,7 +130,9 @@ func (noEvents) Admin(context.Context, *messages.Caller, messages.AuditAction, s
 func (noEvents) AdminWrite(ctx context.Context, _ *messages.Caller, _ messages.AuditAction, _, _, _ string) context.Context {
 	return ctx
 }
-func (noEvents) AdminWritten(context.Context, string, string) {}
+func (noEvents) AdminWritten(context.Context, string, string)     {}
+func (noEvents) LoginPending(LoginEvent) persistence.PendingAudit { return persistence.PendingAudit{} }
+func (noEvents) LoginWritten(context.Context, LoginEvent)         {}
 
 func (c *Config) now() time.Time { return c.Now() }
 

@@ -112,7 +112,17 @@ func (l *login) resetPassword(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, r, err)
 		return
 	}
-	account, ended, err := l.p.cfg.DB.ResetPassword(r.Context(), hashToken(token), hash)
+	// The reset's audit event is written with it.
+	event := func(account, role string) LoginEvent {
+		return LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_PASSWORD_RESET, AccountID: account, Role: role,
+			Outcome: "success", SourceAddress: sourceAddress(r)}
+	}
+	var done LoginEvent
+	account, ended, err := l.p.cfg.DB.ResetPassword(r.Context(), hashToken(token), hash, func(account, role string) *persistence.PendingAudit {
+		done = event(account, role)
+		pa := l.p.cfg.Events.LoginPending(done)
+		return &pa
+	})
 	if errors.Is(err, persistence.ErrNotFound) {
 		l.linkExpired(w, r)
 		return
@@ -124,15 +134,7 @@ func (l *login) resetPassword(w http.ResponseWriter, r *http.Request) {
 	for _, sid := range ended {
 		l.p.cfg.Events.SessionEnded(r.Context(), sid, account, "password reset")
 	}
-	acct, err := l.p.cfg.DB.AccountByID(r.Context(), account)
-	if err == nil {
-		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_PASSWORD_RESET, AccountID: account, Role: acct.Role,
-			Outcome: "success", SourceAddress: sourceAddress(r)})
-	}
-	if err != nil {
-		l.fail(w, r, err)
-		return
-	}
+	l.p.cfg.Events.LoginWritten(r.Context(), done)
 	l.render(w, r, http.StatusOK, "message.html", page{Title: "Password changed",
 		Message: "Your password is changed and every session of your account has ended. Sign in again from your application."})
 }
@@ -254,18 +256,22 @@ func (l *login) showVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *login) verify(w http.ResponseWriter, r *http.Request) {
-	account, err := l.p.cfg.DB.VerifyAccount(r.Context(), hashToken(r.PostFormValue("token")))
+	// The verification's audit event is written with it.
+	var done LoginEvent
+	_, err := l.p.cfg.DB.VerifyAccount(r.Context(), hashToken(r.PostFormValue("token")), func(account string) *persistence.PendingAudit {
+		done = LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_VERIFY_EMAIL, AccountID: account, Role: "patient",
+			Outcome: "success", SourceAddress: sourceAddress(r)}
+		pa := l.p.cfg.Events.LoginPending(done)
+		return &pa
+	})
 	if errors.Is(err, persistence.ErrNotFound) {
 		l.linkExpired(w, r)
 		return
-	}
-	if err == nil {
-		err = l.p.cfg.Events.Login(r.Context(), LoginEvent{Action: messages.AuditAction_AUDIT_ACTION_VERIFY_EMAIL, AccountID: account, Role: "patient",
-			Outcome: "success", SourceAddress: sourceAddress(r)})
 	}
 	if err != nil {
 		l.fail(w, r, err)
 		return
 	}
+	l.p.cfg.Events.LoginWritten(r.Context(), done)
 	l.render(w, r, http.StatusOK, "message.html", page{Title: "Account ready", Message: "Your email address is confirmed. Sign in from your application."})
 }
