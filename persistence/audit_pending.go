@@ -1,7 +1,9 @@
 package persistence
 
 import (
+	"bytes"
 	"context"
+	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,22 +56,24 @@ func withPendingAudit(ctx context.Context, fn func(pgx.Tx) error) func(pgx.Tx) e
 		if err := fn(tx); err != nil {
 			return err
 		}
-		for _, r := range rows {
-			if err := insertPendingAudit(ctx, tx, r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return insertPendingAudit(ctx, tx, rows...)
 	}
 }
 
-func insertPendingAudit(ctx context.Context, tx pgx.Tx, r pendingAuditRow) error {
-	payload, err := proto.Marshal(r.event)
-	if err != nil {
-		return err
+// insertPendingAudit writes rows in one statement: a calendar batch's
+// bookings add one round trip, not one each.
+func insertPendingAudit(ctx context.Context, tx pgx.Tx, rows ...pendingAuditRow) error {
+	n := len(rows)
+	ids, shards, ats, payloads := make([]uuid.UUID, n), make([]int32, n), make([]time.Time, n), make([][]byte, n)
+	for i, r := range rows {
+		payload, err := proto.Marshal(r.event)
+		if err != nil {
+			return err
+		}
+		ids[i], shards[i], ats[i], payloads[i] = r.id, r.shard, r.at, payload
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO audit_pending (id, shard, created_at, event) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (id) DO NOTHING`, r.id, r.shard, r.at, payload)
+	_, err := tx.Exec(ctx, `INSERT INTO audit_pending (id, shard, created_at, event)
+		SELECT * FROM unnest($1::UUID[], $2::INT[], $3::TIMESTAMPTZ[], $4::BYTEA[]) ON CONFLICT (id) DO NOTHING`, ids, shards, ats, payloads)
 	return err
 }
 
@@ -94,46 +98,52 @@ func (db *DB) writeAudited(ctx context.Context, write func(pgx.Tx) (*PendingAudi
 // It returns the rows made from pending events.
 func (db *DB) AppendAuditDraining(ctx context.Context, f Fence, shard int32, rows []AuditRow, limit int, chain func(events [][]byte) ([]AuditRow, error)) ([]AuditRow, error) {
 	var drained []AuditRow
-	err := db.fenced(ctx, f, func(tx pgx.Tx) error {
-		q, err := tx.Query(ctx, `SELECT id, event FROM audit_pending WHERE shard = $1
-			ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`, shard, limit)
+	// Two statements: the pending events are taken (deleted, locked against
+	// other drains), then the rows inserted through the fence check of
+	// AppendAudit's statement; a refused insert rolls the taking back.
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		q, err := tx.Query(ctx, `DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending WHERE shard = $1
+			ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING created_at, id, event`, shard, limit)
 		if err != nil {
 			return err
 		}
-		var (
-			ids    []uuid.UUID
-			events [][]byte
-		)
+		type taken struct {
+			at    time.Time
+			id    uuid.UUID
+			event []byte
+		}
+		var ts []taken
 		for q.Next() {
-			var (
-				id uuid.UUID
-				ev []byte
-			)
-			if err := q.Scan(&id, &ev); err != nil {
+			var t taken
+			if err := q.Scan(&t.at, &t.id, &t.event); err != nil {
 				q.Close()
 				return err
 			}
-			ids, events = append(ids, id), append(events, ev)
+			ts = append(ts, t)
 		}
 		q.Close()
 		if err := q.Err(); err != nil {
 			return err
 		}
+		// RETURNING keeps no order: chain them as they were written.
+		sort.Slice(ts, func(i, j int) bool {
+			if !ts[i].at.Equal(ts[j].at) {
+				return ts[i].at.Before(ts[j].at)
+			}
+			return bytes.Compare(ts[i].id[:], ts[j].id[:]) < 0
+		})
+		events := make([][]byte, len(ts))
+		for i, t := range ts {
+			events[i] = t.event
+		}
 		if drained, err = chain(events); err != nil {
 			return err
 		}
 		all := append(rows[:len(rows):len(rows)], drained...)
-		if len(all) > 0 {
-			if err := execAppendAudit(ctx, tx, f, all); err != nil {
-				return err
-			}
+		if len(all) == 0 {
+			return nil
 		}
-		if len(ids) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM audit_pending WHERE id = ANY($1)`, ids); err != nil {
-				return err
-			}
-		}
-		return nil
+		return execAppendAudit(ctx, tx, f, all)
 	})
 	if err != nil {
 		return nil, classify(err)
