@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,31 +106,14 @@ func (s *Server) listReviews(c *fiber.Ctx) error {
 	if d := access.ReviewEmergencyAccess(caller); !d.Allowed {
 		return forbidden(d.Reason)
 	}
-	status := c.Query("status", persistence.ReviewPending)
-	var bad []FieldError
-	switch status {
-	case persistence.ReviewPending, persistence.ReviewApproved, persistence.ReviewFlagged, "all":
-	default:
-		bad = append(bad, FieldError{"status", "must be pending, approved, flagged or all"})
+	q, err := reviewQuery(c, persistence.ReviewPending, []string{persistence.ReviewPending, persistence.ReviewApproved, persistence.ReviewFlagged},
+		FieldError{"status", "must be pending, approved, flagged or all"})
+	if err != nil {
+		return err
 	}
-	limit := defaultReviewLimit
-	if raw := c.Query("limit"); raw != "" {
-		if limit, err = strconv.Atoi(raw); err != nil || limit < 1 || limit > maxReviewLimit {
-			bad = append(bad, FieldError{"limit", "must be 1 to 200"})
-		}
-	}
-	after, afterID, ok := reviewCursor(c.Query("cursor"))
-	if !ok {
-		bad = append(bad, FieldError{"cursor", "must be a next_cursor from a previous page"})
-	}
-	if len(bad) > 0 {
-		return malformed("the query is not valid; see errors", bad...)
-	}
+	status, limit, after, afterID := q.status, q.limit, q.after, q.afterID
 	if s.cfg.Reviews == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no review queue")
-	}
-	if status == "all" {
-		status = ""
 	}
 	es, err := s.cfg.Reviews.EmergencyReviews(c.UserContext(), status, after, afterID, limit+1)
 	if err != nil {
@@ -147,6 +131,42 @@ func (s *Server) listReviews(c *fiber.Ctx) error {
 	out.Reviews = s.reviewsJSON(c.UserContext(), es)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
+}
+
+// reviewPage is a review queue's query: the state asked for ("" all), the
+// page size, and the keyset after which the page starts.
+type reviewPage struct {
+	status, afterID string
+	limit           int
+	after           time.Time
+}
+
+// reviewQuery reads ?status= (one of states or all; def when absent, else
+// badStatus), ?limit= and ?cursor= of a review queue.
+func reviewQuery(c *fiber.Ctx, def string, states []string, badStatus FieldError) (reviewPage, error) {
+	q := reviewPage{status: c.Query("status", def), limit: defaultReviewLimit}
+	var bad []FieldError
+	if q.status != "all" && !slices.Contains(states, q.status) {
+		bad = append(bad, badStatus)
+	}
+	if raw := c.Query("limit"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxReviewLimit {
+			bad = append(bad, FieldError{"limit", "must be 1 to 200"})
+		}
+		q.limit = n
+	}
+	var ok bool
+	if q.after, q.afterID, ok = reviewCursor(c.Query("cursor")); !ok {
+		bad = append(bad, FieldError{"cursor", "must be a next_cursor from a previous page"})
+	}
+	if len(bad) > 0 {
+		return q, malformed("the query is not valid; see errors", bad...)
+	}
+	if q.status == "all" {
+		q.status = ""
+	}
+	return q, nil
 }
 
 // reviewDecision reads a review's {decision, note}: decisions maps what a

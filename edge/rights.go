@@ -126,31 +126,15 @@ func (s *Server) listErasures(c *fiber.Ctx) error {
 	if d := access.ReviewErasure(caller); !d.Allowed {
 		return forbidden(d.Reason)
 	}
-	status := c.Query("status", persistence.ErasurePending)
-	var bad []FieldError
-	switch status {
-	case persistence.ErasurePending, persistence.ErasureApproved, persistence.ErasureRefused, persistence.ErasureErased, "all":
-	default:
-		bad = append(bad, FieldError{"status", "must be pending, approved, refused, erased or all"})
+	q, err := reviewQuery(c, persistence.ErasurePending,
+		[]string{persistence.ErasurePending, persistence.ErasureApproved, persistence.ErasureRefused, persistence.ErasureErased},
+		FieldError{"status", "must be pending, approved, refused, erased or all"})
+	if err != nil {
+		return err
 	}
-	limit := defaultReviewLimit
-	if raw := c.Query("limit"); raw != "" {
-		if limit, err = strconv.Atoi(raw); err != nil || limit < 1 || limit > maxReviewLimit {
-			bad = append(bad, FieldError{"limit", "must be 1 to 200"})
-		}
-	}
-	after, afterID, ok := reviewCursor(c.Query("cursor"))
-	if !ok {
-		bad = append(bad, FieldError{"cursor", "must be a next_cursor from a previous page"})
-	}
-	if len(bad) > 0 {
-		return malformed("the query is not valid; see errors", bad...)
-	}
+	status, limit, after, afterID := q.status, q.limit, q.after, q.afterID
 	if s.cfg.Erasures == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no review queue")
-	}
-	if status == "all" {
-		status = ""
 	}
 	es, err := s.cfg.Erasures.ErasureRequests(c.UserContext(), status, after, afterID, limit+1)
 	if err != nil {

@@ -265,6 +265,10 @@ func TestErasureByCryptoShredding(t *testing.T) {
 	if !strings.Contains(string(r.body), erasure) || !strings.Contains(string(r.body), `"patient_name":"Zinovia Erasmusova"`) {
 		t.Fatalf("the request is not in the queue: %s", r.body)
 	}
+	for _, q := range []string{"?status=bogus", "?limit=0", "?limit=201", "?cursor=nonsense"} {
+		expect(t, "the review queue with "+q, s.do("GET", "/v1/erasure-requests"+q, admin, nil), 400)
+	}
+	expect(t, "the review queue as the desk", s.do("GET", "/v1/erasure-requests", desk, nil), 403)
 	expect(t, "refuse without a note", s.do("POST", "/v1/erasure-requests/"+erasure, admin, map[string]any{"decision": "refuse"}), 422)
 	expect(t, "approve", s.do("POST", "/v1/erasure-requests/"+erasure, admin, map[string]any{"decision": "approve", "note": "identity checked at the desk"}), 200)
 	expect(t, "approve again", s.do("POST", "/v1/erasure-requests/"+erasure, admin, map[string]any{"decision": "approve"}), 409)
