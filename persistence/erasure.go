@@ -228,6 +228,13 @@ var erasedTables = []string{"visits", "diagnoses", "vaccinations", "patient_clin
 // the caller to delete. ErrLegalHold, ErrUpcoming and ErrWrongState say why
 // nothing was done.
 func (db *DB) ErasePatient(ctx context.Context, f Fence, erasureID, patientID string, now time.Time) (ErasureProof, []string, error) {
+	return db.erasePatient(ctx, f, erasureID, patientID, now, true)
+}
+
+// erasePatient is ErasePatient; with honour false the legal hold and the
+// appointments to come are not asked about (an erasure carried out
+// already, applied again to a restored backup).
+func (db *DB) erasePatient(ctx context.Context, f Fence, erasureID, patientID string, now time.Time, honour bool) (ErasureProof, []string, error) {
 	var (
 		proof ErasureProof
 		blobs []string
@@ -242,9 +249,9 @@ func (db *DB) ErasePatient(ctx context.Context, f Fence, erasureID, patientID st
 			return err
 		}
 		switch {
-		case held:
+		case held && honour:
 			return ErrLegalHold
-		case upcoming:
+		case upcoming && honour:
 			return ErrUpcoming
 		}
 		for _, t := range erasedTables {
@@ -537,4 +544,39 @@ func (db *DB) ApplyRetention(ctx context.Context, f Fence, patientID string, r R
 		return nil, nil, classify(err)
 	}
 	return deleted, blobs, nil
+}
+
+// ReapplyErasure erases again a patient a restored backup brought back:
+// e is an erasure carried out after the backup was taken (as listed by
+// ErasureRequests before the restore). It claims the patient's grain (a
+// live activation is fenced out), records e as approved, and erases the
+// patient as ErasePatient does, whatever holds or appointments the
+// backup holds: the decision was made and carried out already. audited
+// makes the erasure's audit event, written in the same transaction. It
+// returns false when the patient is not in the database (nothing to do).
+func (db *DB) ReapplyErasure(ctx context.Context, owner string, e Erasure, now time.Time, audited PendingAudit) (ErasureProof, []string, bool, error) {
+	var exists bool
+	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM patients WHERE id = $1)`, e.PatientID).Scan(&exists); err != nil || !exists {
+		return ErasureProof{}, nil, false, classify(err)
+	}
+	f, err := db.Claim(ctx, PatientKind, e.PatientID, owner)
+	if err != nil {
+		return ErasureProof{}, nil, false, err
+	}
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM erasure_requests WHERE patient_id = $1 AND state IN ('pending', 'approved') AND id <> $2`,
+			e.PatientID, e.ID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO erasure_requests (id, patient_id, state, requested_by, requested_at, reviewed_by, reviewed_at, review_note)
+			VALUES ($1, $2, 'approved', $3, $4, $5, $6, 'applied again after a restore')
+			ON CONFLICT (id) DO UPDATE SET state = 'approved', review_note = 'applied again after a restore'`,
+			e.ID, e.PatientID, e.RequestedBy, e.RequestedAt, e.ReviewedBy, now)
+		return err
+	})
+	if err != nil {
+		return ErasureProof{}, nil, false, classify(err)
+	}
+	proof, blobs, err := db.erasePatient(WithAudit(ctx, audited), f, e.ID, e.PatientID, now, false)
+	return proof, blobs, err == nil, err
 }

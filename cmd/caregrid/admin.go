@@ -5,17 +5,21 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
+	"github.com/caregrid/caregrid/persistence/blob"
 	"github.com/caregrid/caregrid/persistence/embedpg"
 	"github.com/caregrid/caregrid/search"
 	"github.com/google/uuid"
@@ -30,6 +34,13 @@ commands:
                   or --kind public|confidential --redirect-uri URI ...
   reindex         rebuild the patient search read model from the patients table (a progress bar
                   on stderr); safe while nodes run: the relay's newer versions are never overwritten
+  erasures        print the erasures carried out (JSON, as GET /v1/erasure-requests?status=erased
+                  pages it): keep it beside the backups
+  reapply-erasures --file F [--blob-dir D] [--audit-shards N]
+                  after restoring a backup, erase again every patient in F (the output of
+                  'erasures', or of the API, taken before the restore) that the backup brought back;
+                  run it before the nodes start on the restored database (a running grain fenced
+                  out by it writes nothing more, but serves what it holds until it passivates)
 
 Every command takes --database-url (env DATABASE_URL); without it, the
 embedded database under --data-dir (stop 'caregrid serve' first).
@@ -56,6 +67,33 @@ func adminCmd(ctx context.Context, args []string) error {
 			if err == nil {
 				fmt.Printf("reindexed %d patients\n", n)
 			}
+			return err
+		})
+	case args[0] == "erasures":
+		return withAdminDB(ctx, "admin erasures", args[1:], nil, func(db *persistence.DB) error {
+			return printErasures(ctx, db, os.Stdout)
+		})
+	case args[0] == "reapply-erasures":
+		var file, blobDir string
+		shards, _ := strconv.Atoi(envOr("CAREGRID_AUDIT_SHARDS", strconv.Itoa(audit.DefaultShards)))
+		return withAdminDB(ctx, "admin reapply-erasures", args[1:], func(fs *flag.FlagSet) {
+			fs.StringVar(&file, "file", "", "the erasures to apply again (JSON: the output of 'caregrid admin erasures')")
+			fs.StringVar(&blobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "the document store's directory, to delete the erased patients' blobs (empty: leave them; they are unreadable)")
+			fs.IntVar(&shards, "audit-shards", shards, "the nodes' --audit-shards (where the erasures' audit events go)")
+		}, func(db *persistence.DB) error {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			var list erasureList
+			if err := json.Unmarshal(b, &list); err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			var store blob.Store
+			if blobDir != "" {
+				store = blob.Dir{Root: blobDir}
+			}
+			_, err = reapplyErasures(ctx, db, list.ErasureRequests, audit.Recorder{Shards: shards}, store, os.Stdout)
 			return err
 		})
 	case args[0] == "client" && len(args) > 1 && args[1] == "create":
@@ -294,3 +332,85 @@ func (p *progress) finish() {
 	p.set(p.total)
 	fmt.Fprintln(p.out)
 }
+
+// erasureList is the erasures as 'caregrid admin erasures' prints them and
+// GET /v1/erasure-requests answers them.
+type erasureList struct {
+	ErasureRequests []erasedJSON `json:"erasure_requests"`
+}
+
+type erasedJSON struct {
+	ID          string    `json:"id"`
+	PatientID   string    `json:"patient_id"`
+	State       string    `json:"state"`
+	RequestedBy string    `json:"requested_by"`
+	RequestedAt time.Time `json:"requested_at"`
+	ReviewedBy  string    `json:"reviewed_by,omitempty"`
+	ErasedAt    time.Time `json:"erased_at,omitempty"`
+}
+
+// printErasures writes every erasure carried out, oldest first.
+func printErasures(ctx context.Context, db *persistence.DB, out io.Writer) error {
+	list := erasureList{ErasureRequests: []erasedJSON{}}
+	var after time.Time
+	afterID := ""
+	for {
+		page, err := db.ErasureRequests(ctx, persistence.ErasureErased, after, afterID, 500)
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			list.ErasureRequests = append(list.ErasureRequests, erasedJSON{ID: e.ID, PatientID: e.PatientID, State: e.State,
+				RequestedBy: e.RequestedBy, RequestedAt: e.RequestedAt, ReviewedBy: e.ReviewedBy, ErasedAt: e.ErasedAt})
+		}
+		if len(page) < 500 {
+			break
+		}
+		after, afterID = page[len(page)-1].RequestedAt, page[len(page)-1].ID
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(list)
+}
+
+// reapplyErasures erases again the patients of list that the database
+// holds (a restored backup brought them back), each through its grain's
+// fence (persistence.ReapplyErasure), with an erase event in the audit
+// trail; it returns how many it erased.
+func reapplyErasures(ctx context.Context, db *persistence.DB, list []erasedJSON, rec audit.Recorder, blobs blob.Store, out io.Writer) (int, error) {
+	by := &messages.Caller{Subject: "caregrid/admin-reapply-erasures", Role: messages.Role_ROLE_SERVICE}
+	n := 0
+	for _, j := range list {
+		if j.State != "" && j.State != persistence.ErasureErased || !isUUID(j.ID) || !isUUID(j.PatientID) {
+			continue
+		}
+		e := persistence.Erasure{ID: j.ID, PatientID: j.PatientID, RequestedBy: j.RequestedBy, RequestedAt: j.RequestedAt, ReviewedBy: j.ReviewedBy}
+		ev := audit.Event(by, messages.AuditAction_AUDIT_ACTION_ERASE, "patient", e.PatientID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS,
+			e.ID+" applied again after a restore", time.Now())
+		proof, keys, erased, err := db.ReapplyErasure(ctx, "caregrid-admin", e, time.Now().UTC(), rec.Pending(e.PatientID, ev))
+		if err != nil {
+			return n, fmt.Errorf("patient %s: %w", e.PatientID, err)
+		}
+		if !erased {
+			continue
+		}
+		n++
+		for _, k := range keys {
+			if blobs != nil {
+				if err := blobs.Delete(ctx, k); err != nil && !errors.Is(err, blob.ErrNotFound) {
+					return n, fmt.Errorf("patient %s: blob: %w", e.PatientID, err)
+				}
+			}
+		}
+		if blobs != nil {
+			if err := db.BlobsDeleted(ctx, e.ID, keys); err != nil {
+				return n, err
+			}
+		}
+		fmt.Fprintf(out, "patient %s erased again (erasure %s, key %s)\n", e.PatientID, e.ID, proof.DataKeySHA256)
+	}
+	fmt.Fprintf(out, "%d patients erased again\n", n)
+	return n, nil
+}
+
+func isUUID(s string) bool { return len(s) == 36 && uuid.Validate(s) == nil }

@@ -20,6 +20,7 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/blob"
+	"github.com/google/uuid"
 )
 
 // A patient's record with one of everything, as a doctor who treats them
@@ -413,5 +414,58 @@ func TestRetentionSweepSparesTheHeld(t *testing.T) {
 	r := s.do("GET", "/v1/patients/"+free.patient+"/access-log?limit=500", s.token(messages.Role_ROLE_PATIENT, free.patient), nil)
 	if !strings.Contains(string(r.body), `"action":"apply-retention"`) {
 		t.Errorf("the retention is not in the patient's access log: %.400s", r.body)
+	}
+}
+
+// TestReapplyErasuresAfterARestore: a restored backup brings back a
+// patient erased since; 'caregrid admin reapply-erasures' with the list of
+// erasures kept beside the backups erases them again, whatever the backup
+// holds (a legal hold lifted since), once, with an audit event, and
+// 'caregrid admin erasures' lists it for the next restore.
+func TestReapplyErasuresAfterARestore(t *testing.T) {
+	s := startTestServerWithIdentity(t, nil, nil)
+	ctx := context.Background()
+	rec := recordWithEverything(t, s)
+	admin := s.token(messages.Role_ROLE_ADMIN, "privacy-officer")
+	expect(t, "a legal hold the backup still holds", s.do("PUT", "/v1/patients/"+rec.patient+"/legal-hold", admin, map[string]any{"reason": "court order 12/2026"}), 200)
+	var blobKey string
+	if err := s.db.Pool.QueryRow(ctx, `SELECT blob_key FROM documents WHERE id = $1`, rec.document).Scan(&blobKey); err != nil {
+		t.Fatal(err)
+	}
+	// What was kept beside the backups: an erasure carried out after it.
+	list := []erasedJSON{{ID: uuid.NewString(), PatientID: rec.patient, State: persistence.ErasureErased, RequestedBy: rec.patient,
+		RequestedAt: time.Now().UTC().Add(-time.Hour), ReviewedBy: "privacy-officer"}}
+	var out bytes.Buffer
+	n, err := reapplyErasures(ctx, s.db, list, audit.Recorder{Shards: 2}, blob.Dir{Root: s.blobs}, &out)
+	if err != nil || n != 1 {
+		t.Fatalf("reapply = %d, %v (%s); want the patient erased again", n, err, out.String())
+	}
+	for _, table := range []string{"patient_keys", "visits", "documents", "legal_holds"} {
+		var left int
+		if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE patient_id = $1`, rec.patient).Scan(&left); err != nil || left != 0 {
+			t.Errorf("%s holds %d rows of the patient erased again (%v)", table, left, err)
+		}
+	}
+	if _, err := (blob.Dir{Root: s.blobs}).Get(ctx, blobKey); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("the document's blob = %v, want deleted", err)
+	}
+	var rows int
+	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM patients WHERE id = $1`, rec.patient).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("the patient row = %d (%v), want gone", rows, err)
+	}
+	await.Until(t, "the erasure's audit event to be chained", 10*time.Second, func() bool {
+		var n int
+		return s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE patient_id = $1 AND action = 'erase'`, rec.patient).Scan(&n) == nil && n == 1
+	})
+	if n, err := reapplyErasures(ctx, s.db, list, audit.Recorder{Shards: 2}, nil, &out); err != nil || n != 0 {
+		t.Fatalf("reapply again = %d, %v; want nothing left to do", n, err)
+	}
+	out.Reset()
+	if err := printErasures(ctx, s.db, &out); err != nil {
+		t.Fatal(err)
+	}
+	var printed erasureList
+	if err := json.Unmarshal(out.Bytes(), &printed); err != nil || len(printed.ErasureRequests) != 1 || printed.ErasureRequests[0].PatientID != rec.patient {
+		t.Fatalf("admin erasures = %s (%v)", out.String(), err)
 	}
 }
