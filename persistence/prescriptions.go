@@ -269,3 +269,11 @@ func (db *DB) DuePrescriptions(ctx context.Context, now time.Time, limit int) ([
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return ids, classify(err)
 }
+
+// PrescriptionGone reports whether a prescription's row no longer exists
+// (its patient was erased).
+func (db *DB) PrescriptionGone(ctx context.Context, id string) (bool, error) {
+	var exists bool
+	err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM prescriptions WHERE id = $1)`, id).Scan(&exists)
+	return err == nil && !exists, classify(err)
+}

@@ -157,11 +157,28 @@ func (g *Grain) existing(ctx actorcluster.GrainContext, c *messages.Caller, acti
 	if err := g.load(); err != nil {
 		return g.storeError(ctx, "load", err)
 	}
+	if g.stored != nil && g.erased() {
+		// The patient was erased while this activation held the
+		// prescription: it forgets it, as the database did.
+		g.drop(ctx)
+		return messages.ErrNotFound("no prescription %s", g.id)
+	}
 	if g.stored == nil {
 		cluster.PassivateSoon(ctx)
 		return g.refuse(ctx, c, action, messages.ErrNotFound("no prescription %s", g.id))
 	}
 	return g.expireIfDue(ctx)
+}
+
+// erased reports whether the prescription's row is gone with its patient
+// (an erasure deletes it behind this grain): asked on every request, as an
+// erasure tells no prescription grain. A store error counts as not erased;
+// the request's own reads fail on it.
+func (g *Grain) erased() bool {
+	ctx, cancel := g.storeCtx()
+	defer cancel()
+	gone, err := g.deps.DB.PrescriptionGone(ctx, g.id)
+	return err == nil && gone
 }
 
 // treats reports whether the caller is a doctor who treats the patient

@@ -338,6 +338,8 @@ func TestErasureByCryptoShredding(t *testing.T) {
 		t.Errorf("the document's blob = %v, want deleted", err)
 	}
 	expect(t, "the record", s.do("GET", "/v1/patients/"+rec.patient, admin, nil), 404)
+	// The prescription's grain held it in memory: it forgets it too.
+	expect(t, "the prescription, with a token from before", s.do("GET", "/v1/prescriptions/"+rec.prescription, self, nil), 404)
 
 	// The audit trail is whole, and its rows about the patient carry ids:
 	// not the name, the IDNP, the email, an allergy, a code, a reason.
