@@ -306,7 +306,13 @@ func (x Exporter) writeArchive(ctx context.Context, w io.Writer, e persistence.E
 			if err != nil {
 				return err
 			}
-			return add("clinical-history.json", "clinical-history", len(h), h)
+			changes := make([]proto.Message, 0, len(h))
+			for _, c := range h {
+				blood, _ := messages.ParseBloodType(c.BloodType)
+				changes = append(changes, &messages.ClinicalChange{Version: c.Version, ChangedAt: timestamppb.New(c.ChangedAt),
+					ChangedBy: c.ChangedBy, BloodType: blood, Allergies: c.Allergies})
+			}
+			return add("clinical-history.json", "clinical-history", len(changes), changes)
 		},
 		func() error {
 			stored, err := x.DB.Visits(ctx, e.PatientID, epoch, "", 1<<30)
@@ -366,17 +372,15 @@ func (x Exporter) writeArchive(ctx context.Context, w io.Writer, e persistence.E
 			if err != nil {
 				return err
 			}
-			for i := range em {
-				if em[i].Reason, err = OpenEmergencyReason(k, em[i]); err != nil {
-					return err
-				}
-			}
 			er, err := x.DB.PatientErasures(ctx, e.PatientID)
 			if err != nil {
 				return err
 			}
-			consents := map[string]any{"care_team": team, "restrictions": rs, "emergency_accesses": em, "erasure_requests": er}
-			return add("consents.json", "consents", len(team)+len(rs)+len(em)+len(er), consents)
+			c, err := consentsOf(k, team, rs, em, er)
+			if err != nil {
+				return err
+			}
+			return add("consents.json", "consents", len(team)+len(rs)+len(em)+len(er), c)
 		},
 		func() error {
 			rows, err := x.DB.PatientAuditRows(ctx, e.PatientID)
@@ -462,6 +466,81 @@ func (x Exporter) documents(ctx context.Context, z *zip.Writer, e persistence.Ex
 		*files = append(*files, ExportFile{Name: name, Kind: "document", Count: 1})
 	}
 	return nil
+}
+
+// consents is consents.json: who may read the record and what the patient
+// asked for, in the API's field names.
+type consents struct {
+	CareTeam          []careTeamJSON    `json:"care_team"`
+	Restrictions      []restrictionJSON `json:"restrictions"`
+	EmergencyAccesses []emergencyJSON   `json:"emergency_accesses"`
+	Erasures          []json.RawMessage `json:"erasure_requests"`
+}
+
+type careTeamJSON struct {
+	DoctorID string    `json:"doctor_id"`
+	Since    time.Time `json:"since"`
+	AddedBy  string    `json:"added_by"`
+}
+
+type restrictionJSON struct {
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"`
+	TargetID  string     `json:"target_id"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by"`
+	LiftedAt  *time.Time `json:"lifted_at,omitempty"`
+	LiftedBy  string     `json:"lifted_by,omitempty"`
+}
+
+type emergencyJSON struct {
+	ID         string     `json:"id"`
+	DoctorID   string     `json:"doctor_id"`
+	Reason     string     `json:"reason"`
+	GrantedAt  time.Time  `json:"granted_at"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	Review     string     `json:"review"`
+	ReviewedBy string     `json:"reviewed_by,omitempty"`
+	ReviewedAt *time.Time `json:"reviewed_at,omitempty"`
+	ReviewNote string     `json:"review_note,omitempty"`
+}
+
+// consentsOf is consents.json, emergency reasons opened with k.
+func consentsOf(k *seal.Key, team []persistence.CareTeamMember, rs []persistence.Restriction, em []persistence.EmergencyAccess,
+	er []persistence.Erasure) (consents, error) {
+	c := consents{CareTeam: []careTeamJSON{}, Restrictions: []restrictionJSON{}, EmergencyAccesses: []emergencyJSON{}, Erasures: []json.RawMessage{}}
+	for _, m := range team {
+		c.CareTeam = append(c.CareTeam, careTeamJSON{DoctorID: m.DoctorID, Since: m.Since.UTC(), AddedBy: m.AddedBy})
+	}
+	for _, r := range rs {
+		j := restrictionJSON{ID: r.ID, Kind: r.Kind, TargetID: r.TargetID, CreatedAt: r.CreatedAt.UTC(), CreatedBy: r.CreatedBy, LiftedBy: r.LiftedBy}
+		if !r.LiftedAt.IsZero() {
+			at := r.LiftedAt.UTC()
+			j.LiftedAt = &at
+		}
+		c.Restrictions = append(c.Restrictions, j)
+	}
+	for _, e := range em {
+		reason, err := OpenEmergencyReason(k, e)
+		if err != nil {
+			return c, err
+		}
+		j := emergencyJSON{ID: e.ID, DoctorID: e.DoctorID, Reason: reason, GrantedAt: e.GrantedAt.UTC(), ExpiresAt: e.ExpiresAt.UTC(),
+			Review: e.Review, ReviewedBy: e.ReviewedBy, ReviewNote: e.ReviewNote}
+		if !e.ReviewedAt.IsZero() {
+			at := e.ReviewedAt.UTC()
+			j.ReviewedAt = &at
+		}
+		c.EmergencyAccesses = append(c.EmergencyAccesses, j)
+	}
+	for _, e := range er {
+		b, err := protoJSON.Marshal(ErasureOf(e))
+		if err != nil {
+			return c, err
+		}
+		c.Erasures = append(c.Erasures, b)
+	}
+	return c, nil
 }
 
 func extensionOf(contentType string) string {

@@ -137,9 +137,9 @@ func TestExportHoldsEverythingOnce(t *testing.T) {
 		"vaccinations.json":     {"Pneumovax-lot-77", "J07AL02"},
 		"prescriptions.json":    {"Amoxicillin", "Review mood in four weeks."},
 		"appointments.json":     {"abdominal pain"},
-		"clinical-history.json": {"ibuprofen"},
+		"clinical-history.json": {"ibuprofen", `"blood_type": "BLOOD_TYPE_B_NEG"`, `"changed_by"`},
 		"documents.json":        {"Operation report"},
-		"consents.json":         {"fell down the stairs, unconscious"},
+		"consents.json":         {`"reason": "fell down the stairs, unconscious"`, `"emergency_accesses"`, `"doctor_id"`, `"erasure_requests"`},
 		"access-log.json":       {`"action": "export"`, `"action": "emergency-access"`},
 		"README.txt":            {"Tot ce păstrează caregrid despre dumneavoastră", "access-log.json"},
 	} {
@@ -153,6 +153,9 @@ func TestExportHoldsEverythingOnce(t *testing.T) {
 				t.Errorf("%s lacks %q:\n%.600s", name, w, got)
 			}
 		}
+	}
+	if bytes.Contains(files["consents.json"], []byte("Sealed")) || bytes.Contains(files["consents.json"], []byte("ReasonSealed")) {
+		t.Errorf("consents.json carries sealed values: %s", files["consents.json"])
 	}
 	if got := files["documents/"+rec.document+".pdf"]; !bytes.Equal(got, rec.pdf) {
 		t.Errorf("the document in the export is %q, want what was uploaded", got)
