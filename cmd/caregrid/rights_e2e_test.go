@@ -337,9 +337,11 @@ func TestErasureByCryptoShredding(t *testing.T) {
 	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments WHERE patient_id = $1 AND reason <> ''`, rec.patient).Scan(&reasons); err != nil || reasons != 0 {
 		t.Errorf("%d appointments keep their reason (%v)", reasons, err)
 	}
-	if _, err := (blob.Dir{Root: s.blobs}).Get(ctx, blobKey); !errors.Is(err, blob.ErrNotFound) {
-		t.Errorf("the document's blob = %v, want deleted", err)
-	}
+	// The blob goes after the erasure's transaction has committed.
+	await.Until(t, "the document's blob to be deleted", 10*time.Second, func() bool {
+		_, err := (blob.Dir{Root: s.blobs}).Get(ctx, blobKey)
+		return errors.Is(err, blob.ErrNotFound)
+	})
 	expect(t, "the record", s.do("GET", "/v1/patients/"+rec.patient, admin, nil), 404)
 	// The prescription's grain held it in memory: it forgets it too.
 	expect(t, "the prescription, with a token from before", s.do("GET", "/v1/prescriptions/"+rec.prescription, self, nil), 404)
@@ -406,9 +408,11 @@ func TestRetentionSweepSparesTheHeld(t *testing.T) {
 	await.Until(t, "the sweep to delete the old visit and document", 10*time.Second, func() bool {
 		return count("visits", free.patient) == 0 && count("documents", free.patient) == 0
 	})
-	if _, err := (blob.Dir{Root: s.blobs}).Get(ctx, freeBlob); !errors.Is(err, blob.ErrNotFound) {
-		t.Errorf("the expired document's blob = %v, want deleted", err)
-	}
+	// The blob goes after the rows' transaction has committed.
+	await.Until(t, "the expired document's blob to be deleted", 10*time.Second, func() bool {
+		_, err := (blob.Dir{Root: s.blobs}).Get(ctx, freeBlob)
+		return errors.Is(err, blob.ErrNotFound)
+	})
 	time.Sleep(600 * time.Millisecond) // a few more sweeps
 	if count("visits", held.patient) != 1 || count("documents", held.patient) != 1 {
 		t.Fatal("the sweep deleted records under a legal hold")
