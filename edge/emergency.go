@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,7 +125,7 @@ func (s *Server) listReviews(c *fiber.Ctx) error {
 	if len(es) > limit {
 		es = es[:limit]
 		last := es[len(es)-1]
-		out.NextCursor = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d,%s", last.GrantedAt.UnixMicro(), last.ID))
+		out.NextCursor = reviewCursorOf(last.GrantedAt, last.ID)
 	}
 	out.Reviews = s.reviewsJSON(c.UserContext(), es)
 	c.Set(fiber.HeaderCacheControl, "no-store")

@@ -147,7 +147,7 @@ func (s *Server) listErasures(c *fiber.Ctx) error {
 	if len(es) > limit {
 		es = es[:limit]
 		last := es[len(es)-1]
-		out.NextCursor = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d,%s", last.RequestedAt.UnixMicro(), last.ID))
+		out.NextCursor = reviewCursorOf(last.RequestedAt, last.ID)
 	}
 	var ids []string
 	for _, e := range es {
@@ -160,6 +160,12 @@ func (s *Server) listErasures(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(out)
+}
+
+// reviewCursorOf is the cursor of a review queue's page after the row at
+// (at, id).
+func reviewCursorOf(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d,%s", at.UnixMicro(), id))
 }
 
 // reviewCursor reads a review queue's cursor ("": from the start).

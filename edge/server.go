@@ -83,6 +83,13 @@ type Config struct {
 	RateLimits *RateLimits
 	// Documents configures document uploads (nil: the document routes answer 503).
 	Documents *Documents
+	// Notifications serves push subscriptions, dead letters and clinics'
+	// reminder times (nil: those routes answer 503); VAPIDPublicKey is
+	// the key browsers subscribe with (""; no push); DefaultReminders the
+	// reminder times of clinics that set none.
+	Notifications    Notifications
+	VAPIDPublicKey   string
+	DefaultReminders []int32
 }
 
 // Server is the HTTP edge of one node.
@@ -206,6 +213,16 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/accounts/:id/enable", admins, "Enable a disabled account", s.accountAction("enable")},
 		{"POST", "/v1/accounts/:id/reset-totp", admins, "Remove the second factor; the next login enrols a new one", s.accountAction("reset-totp")},
 		{"POST", "/v1/accounts/:id/send-reset", admins, "Email the owner a new link to choose a password", s.accountAction("send-reset")},
+		{"GET", "/v1/patients/:id/notification-preferences", grantReaders, "How the patient wants to be told: language, channels, reminders, quiet hours (the patient, receptionists, admins)", s.notificationPreferences},
+		{"PUT", "/v1/patients/:id/notification-preferences", grantReaders, "Set how the patient wants to be told; security messages are sent whatever is chosen (the patient, receptionists, admins)", s.setNotificationPreferences},
+		{"GET", "/v1/patients/:id/notifications", everyone, "What was sent to the patient, when, over which channel, and its delivery state, newest first; never the content (the patient, receptionists, admins, doctors who treat them)", s.patientNotifications},
+		{"POST", "/v1/me/push-subscriptions", everyone, "Receive push notifications in this browser: its PushSubscription (patients)", s.addPushSubscription},
+		{"DELETE", "/v1/me/push-subscriptions/:id", everyone, "Stop push notifications to one of the caller's browsers", s.deletePushSubscription},
+		{"GET", "/v1/push/vapid-public-key", nil, "The application server key browsers subscribe to push notifications with (VAPID)", s.vapidKey},
+		{"GET", "/v1/notifications", admins, "Notification delivery for operators, oldest first, by ?status= (dead by default; pending, sending, sent, delivered, skipped, all)", s.listNotifications},
+		{"POST", "/v1/notifications/:id/retry", admins, "Send a dead notification again from its first try", s.retryNotification},
+		{"GET", "/v1/clinics/:id/reminders", admins, "How long before an appointment the clinic's patients are reminded", s.clinicReminders},
+		{"PUT", "/v1/clinics/:id/reminders", admins, "Set the clinic's reminder times in minutes before the appointment (null: the default)", s.setClinicReminders},
 		{"GET", "/v1/ops/cluster", admins, "This node's view of the cluster: every member's id, address, roles, status and grain activations by kind", s.clusterView},
 	}
 }

@@ -29,66 +29,71 @@ const (
 type AuditAction int32
 
 const (
-	AuditAction_AUDIT_ACTION_UNSPECIFIED              AuditAction = 0
-	AuditAction_AUDIT_ACTION_ACCOUNT_CREATE           AuditAction = 1
-	AuditAction_AUDIT_ACTION_ACCOUNT_DISABLE          AuditAction = 2
-	AuditAction_AUDIT_ACTION_ACCOUNT_ENABLE           AuditAction = 3
-	AuditAction_AUDIT_ACTION_ACCOUNT_LIST             AuditAction = 4
-	AuditAction_AUDIT_ACTION_ACCOUNT_PROFILE          AuditAction = 5
-	AuditAction_AUDIT_ACTION_ACCOUNT_READ             AuditAction = 6
-	AuditAction_AUDIT_ACTION_ACCOUNT_RESET_TOTP       AuditAction = 7
-	AuditAction_AUDIT_ACTION_ACCOUNT_SEND_RESET       AuditAction = 8
-	AuditAction_AUDIT_ACTION_ACCOUNT_UNLOCK           AuditAction = 9
-	AuditAction_AUDIT_ACTION_ADD_CARE_TEAM            AuditAction = 10
-	AuditAction_AUDIT_ACTION_APPLY_RETENTION          AuditAction = 11
-	AuditAction_AUDIT_ACTION_CANCEL                   AuditAction = 12
-	AuditAction_AUDIT_ACTION_CANCEL_PRESCRIPTION      AuditAction = 13
-	AuditAction_AUDIT_ACTION_CHECK_IN                 AuditAction = 14
-	AuditAction_AUDIT_ACTION_COMPLETE                 AuditAction = 15
-	AuditAction_AUDIT_ACTION_CREATE                   AuditAction = 16
-	AuditAction_AUDIT_ACTION_CREATE_PRESCRIPTION      AuditAction = 17
-	AuditAction_AUDIT_ACTION_CREATE_VACCINATION       AuditAction = 18
-	AuditAction_AUDIT_ACTION_CREATE_VISIT             AuditAction = 19
-	AuditAction_AUDIT_ACTION_DISPENSE_PRESCRIPTION    AuditAction = 20
-	AuditAction_AUDIT_ACTION_DOWNLOAD_DOCUMENT        AuditAction = 21
-	AuditAction_AUDIT_ACTION_DOWNLOAD_EXPORT          AuditAction = 22
-	AuditAction_AUDIT_ACTION_EMERGENCY_ACCESS         AuditAction = 23
-	AuditAction_AUDIT_ACTION_ERASE                    AuditAction = 24
-	AuditAction_AUDIT_ACTION_EXPORT                   AuditAction = 25
-	AuditAction_AUDIT_ACTION_LIFT_LEGAL_HOLD          AuditAction = 26
-	AuditAction_AUDIT_ACTION_LIFT_RESTRICTION         AuditAction = 27
-	AuditAction_AUDIT_ACTION_LIST                     AuditAction = 28
-	AuditAction_AUDIT_ACTION_LIST_APPOINTMENTS        AuditAction = 29
-	AuditAction_AUDIT_ACTION_LIST_DOCUMENTS           AuditAction = 30
-	AuditAction_AUDIT_ACTION_LIST_PRESCRIPTIONS       AuditAction = 31
-	AuditAction_AUDIT_ACTION_LIST_VACCINATIONS        AuditAction = 32
-	AuditAction_AUDIT_ACTION_LIST_VISITS              AuditAction = 33
-	AuditAction_AUDIT_ACTION_LOGIN                    AuditAction = 34
-	AuditAction_AUDIT_ACTION_LOGOUT                   AuditAction = 35
-	AuditAction_AUDIT_ACTION_NO_SHOW                  AuditAction = 36
-	AuditAction_AUDIT_ACTION_PASSWORD_RESET           AuditAction = 37
-	AuditAction_AUDIT_ACTION_PASSWORD_RESET_REQUESTED AuditAction = 38
-	AuditAction_AUDIT_ACTION_PLACE_LEGAL_HOLD         AuditAction = 39
-	AuditAction_AUDIT_ACTION_READ                     AuditAction = 40
-	AuditAction_AUDIT_ACTION_READ_ACCESS_GRANTS       AuditAction = 41
-	AuditAction_AUDIT_ACTION_READ_ACCESS_LOG          AuditAction = 42
-	AuditAction_AUDIT_ACTION_READ_CARE_TEAM           AuditAction = 43
-	AuditAction_AUDIT_ACTION_READ_CLINICAL_HISTORY    AuditAction = 44
-	AuditAction_AUDIT_ACTION_READ_ERASURE             AuditAction = 45
-	AuditAction_AUDIT_ACTION_READ_PRESCRIPTION        AuditAction = 46
-	AuditAction_AUDIT_ACTION_READ_RESTRICTIONS        AuditAction = 47
-	AuditAction_AUDIT_ACTION_READ_TIMELINE            AuditAction = 48
-	AuditAction_AUDIT_ACTION_REMOVE_CARE_TEAM         AuditAction = 49
-	AuditAction_AUDIT_ACTION_REQUEST_ERASURE          AuditAction = 50
-	AuditAction_AUDIT_ACTION_RESCHEDULE               AuditAction = 51
-	AuditAction_AUDIT_ACTION_RESTRICT                 AuditAction = 52
-	AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS  AuditAction = 53
-	AuditAction_AUDIT_ACTION_REVIEW_ERASURE           AuditAction = 54
-	AuditAction_AUDIT_ACTION_SEARCH                   AuditAction = 55
-	AuditAction_AUDIT_ACTION_SELF_REGISTER            AuditAction = 56
-	AuditAction_AUDIT_ACTION_UPDATE                   AuditAction = 57
-	AuditAction_AUDIT_ACTION_UPLOAD_DOCUMENT          AuditAction = 58
-	AuditAction_AUDIT_ACTION_VERIFY_EMAIL             AuditAction = 59
+	AuditAction_AUDIT_ACTION_UNSPECIFIED                   AuditAction = 0
+	AuditAction_AUDIT_ACTION_ACCOUNT_CREATE                AuditAction = 1
+	AuditAction_AUDIT_ACTION_ACCOUNT_DISABLE               AuditAction = 2
+	AuditAction_AUDIT_ACTION_ACCOUNT_ENABLE                AuditAction = 3
+	AuditAction_AUDIT_ACTION_ACCOUNT_LIST                  AuditAction = 4
+	AuditAction_AUDIT_ACTION_ACCOUNT_PROFILE               AuditAction = 5
+	AuditAction_AUDIT_ACTION_ACCOUNT_READ                  AuditAction = 6
+	AuditAction_AUDIT_ACTION_ACCOUNT_RESET_TOTP            AuditAction = 7
+	AuditAction_AUDIT_ACTION_ACCOUNT_SEND_RESET            AuditAction = 8
+	AuditAction_AUDIT_ACTION_ACCOUNT_UNLOCK                AuditAction = 9
+	AuditAction_AUDIT_ACTION_ADD_CARE_TEAM                 AuditAction = 10
+	AuditAction_AUDIT_ACTION_APPLY_RETENTION               AuditAction = 11
+	AuditAction_AUDIT_ACTION_CANCEL                        AuditAction = 12
+	AuditAction_AUDIT_ACTION_CANCEL_PRESCRIPTION           AuditAction = 13
+	AuditAction_AUDIT_ACTION_CHECK_IN                      AuditAction = 14
+	AuditAction_AUDIT_ACTION_COMPLETE                      AuditAction = 15
+	AuditAction_AUDIT_ACTION_CREATE                        AuditAction = 16
+	AuditAction_AUDIT_ACTION_CREATE_PRESCRIPTION           AuditAction = 17
+	AuditAction_AUDIT_ACTION_CREATE_VACCINATION            AuditAction = 18
+	AuditAction_AUDIT_ACTION_CREATE_VISIT                  AuditAction = 19
+	AuditAction_AUDIT_ACTION_DISPENSE_PRESCRIPTION         AuditAction = 20
+	AuditAction_AUDIT_ACTION_DOWNLOAD_DOCUMENT             AuditAction = 21
+	AuditAction_AUDIT_ACTION_DOWNLOAD_EXPORT               AuditAction = 22
+	AuditAction_AUDIT_ACTION_EMERGENCY_ACCESS              AuditAction = 23
+	AuditAction_AUDIT_ACTION_ERASE                         AuditAction = 24
+	AuditAction_AUDIT_ACTION_EXPORT                        AuditAction = 25
+	AuditAction_AUDIT_ACTION_LIFT_LEGAL_HOLD               AuditAction = 26
+	AuditAction_AUDIT_ACTION_LIFT_RESTRICTION              AuditAction = 27
+	AuditAction_AUDIT_ACTION_LIST                          AuditAction = 28
+	AuditAction_AUDIT_ACTION_LIST_APPOINTMENTS             AuditAction = 29
+	AuditAction_AUDIT_ACTION_LIST_DOCUMENTS                AuditAction = 30
+	AuditAction_AUDIT_ACTION_LIST_PRESCRIPTIONS            AuditAction = 31
+	AuditAction_AUDIT_ACTION_LIST_VACCINATIONS             AuditAction = 32
+	AuditAction_AUDIT_ACTION_LIST_VISITS                   AuditAction = 33
+	AuditAction_AUDIT_ACTION_LOGIN                         AuditAction = 34
+	AuditAction_AUDIT_ACTION_LOGOUT                        AuditAction = 35
+	AuditAction_AUDIT_ACTION_NO_SHOW                       AuditAction = 36
+	AuditAction_AUDIT_ACTION_PASSWORD_RESET                AuditAction = 37
+	AuditAction_AUDIT_ACTION_PASSWORD_RESET_REQUESTED      AuditAction = 38
+	AuditAction_AUDIT_ACTION_PLACE_LEGAL_HOLD              AuditAction = 39
+	AuditAction_AUDIT_ACTION_READ                          AuditAction = 40
+	AuditAction_AUDIT_ACTION_READ_ACCESS_GRANTS            AuditAction = 41
+	AuditAction_AUDIT_ACTION_READ_ACCESS_LOG               AuditAction = 42
+	AuditAction_AUDIT_ACTION_READ_CARE_TEAM                AuditAction = 43
+	AuditAction_AUDIT_ACTION_READ_CLINICAL_HISTORY         AuditAction = 44
+	AuditAction_AUDIT_ACTION_READ_ERASURE                  AuditAction = 45
+	AuditAction_AUDIT_ACTION_READ_PRESCRIPTION             AuditAction = 46
+	AuditAction_AUDIT_ACTION_READ_RESTRICTIONS             AuditAction = 47
+	AuditAction_AUDIT_ACTION_READ_TIMELINE                 AuditAction = 48
+	AuditAction_AUDIT_ACTION_REMOVE_CARE_TEAM              AuditAction = 49
+	AuditAction_AUDIT_ACTION_REQUEST_ERASURE               AuditAction = 50
+	AuditAction_AUDIT_ACTION_RESCHEDULE                    AuditAction = 51
+	AuditAction_AUDIT_ACTION_RESTRICT                      AuditAction = 52
+	AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS       AuditAction = 53
+	AuditAction_AUDIT_ACTION_REVIEW_ERASURE                AuditAction = 54
+	AuditAction_AUDIT_ACTION_SEARCH                        AuditAction = 55
+	AuditAction_AUDIT_ACTION_SELF_REGISTER                 AuditAction = 56
+	AuditAction_AUDIT_ACTION_UPDATE                        AuditAction = 57
+	AuditAction_AUDIT_ACTION_UPLOAD_DOCUMENT               AuditAction = 58
+	AuditAction_AUDIT_ACTION_VERIFY_EMAIL                  AuditAction = 59
+	AuditAction_AUDIT_ACTION_READ_NOTIFICATIONS            AuditAction = 60
+	AuditAction_AUDIT_ACTION_READ_NOTIFICATION_PREFERENCES AuditAction = 61
+	AuditAction_AUDIT_ACTION_SET_NOTIFICATION_PREFERENCES  AuditAction = 62
+	AuditAction_AUDIT_ACTION_RETRY_NOTIFICATION            AuditAction = 63
+	AuditAction_AUDIT_ACTION_SET_CLINIC_REMINDERS          AuditAction = 64
 )
 
 // Enum value maps for AuditAction.
@@ -154,68 +159,78 @@ var (
 		57: "AUDIT_ACTION_UPDATE",
 		58: "AUDIT_ACTION_UPLOAD_DOCUMENT",
 		59: "AUDIT_ACTION_VERIFY_EMAIL",
+		60: "AUDIT_ACTION_READ_NOTIFICATIONS",
+		61: "AUDIT_ACTION_READ_NOTIFICATION_PREFERENCES",
+		62: "AUDIT_ACTION_SET_NOTIFICATION_PREFERENCES",
+		63: "AUDIT_ACTION_RETRY_NOTIFICATION",
+		64: "AUDIT_ACTION_SET_CLINIC_REMINDERS",
 	}
 	AuditAction_value = map[string]int32{
-		"AUDIT_ACTION_UNSPECIFIED":              0,
-		"AUDIT_ACTION_ACCOUNT_CREATE":           1,
-		"AUDIT_ACTION_ACCOUNT_DISABLE":          2,
-		"AUDIT_ACTION_ACCOUNT_ENABLE":           3,
-		"AUDIT_ACTION_ACCOUNT_LIST":             4,
-		"AUDIT_ACTION_ACCOUNT_PROFILE":          5,
-		"AUDIT_ACTION_ACCOUNT_READ":             6,
-		"AUDIT_ACTION_ACCOUNT_RESET_TOTP":       7,
-		"AUDIT_ACTION_ACCOUNT_SEND_RESET":       8,
-		"AUDIT_ACTION_ACCOUNT_UNLOCK":           9,
-		"AUDIT_ACTION_ADD_CARE_TEAM":            10,
-		"AUDIT_ACTION_APPLY_RETENTION":          11,
-		"AUDIT_ACTION_CANCEL":                   12,
-		"AUDIT_ACTION_CANCEL_PRESCRIPTION":      13,
-		"AUDIT_ACTION_CHECK_IN":                 14,
-		"AUDIT_ACTION_COMPLETE":                 15,
-		"AUDIT_ACTION_CREATE":                   16,
-		"AUDIT_ACTION_CREATE_PRESCRIPTION":      17,
-		"AUDIT_ACTION_CREATE_VACCINATION":       18,
-		"AUDIT_ACTION_CREATE_VISIT":             19,
-		"AUDIT_ACTION_DISPENSE_PRESCRIPTION":    20,
-		"AUDIT_ACTION_DOWNLOAD_DOCUMENT":        21,
-		"AUDIT_ACTION_DOWNLOAD_EXPORT":          22,
-		"AUDIT_ACTION_EMERGENCY_ACCESS":         23,
-		"AUDIT_ACTION_ERASE":                    24,
-		"AUDIT_ACTION_EXPORT":                   25,
-		"AUDIT_ACTION_LIFT_LEGAL_HOLD":          26,
-		"AUDIT_ACTION_LIFT_RESTRICTION":         27,
-		"AUDIT_ACTION_LIST":                     28,
-		"AUDIT_ACTION_LIST_APPOINTMENTS":        29,
-		"AUDIT_ACTION_LIST_DOCUMENTS":           30,
-		"AUDIT_ACTION_LIST_PRESCRIPTIONS":       31,
-		"AUDIT_ACTION_LIST_VACCINATIONS":        32,
-		"AUDIT_ACTION_LIST_VISITS":              33,
-		"AUDIT_ACTION_LOGIN":                    34,
-		"AUDIT_ACTION_LOGOUT":                   35,
-		"AUDIT_ACTION_NO_SHOW":                  36,
-		"AUDIT_ACTION_PASSWORD_RESET":           37,
-		"AUDIT_ACTION_PASSWORD_RESET_REQUESTED": 38,
-		"AUDIT_ACTION_PLACE_LEGAL_HOLD":         39,
-		"AUDIT_ACTION_READ":                     40,
-		"AUDIT_ACTION_READ_ACCESS_GRANTS":       41,
-		"AUDIT_ACTION_READ_ACCESS_LOG":          42,
-		"AUDIT_ACTION_READ_CARE_TEAM":           43,
-		"AUDIT_ACTION_READ_CLINICAL_HISTORY":    44,
-		"AUDIT_ACTION_READ_ERASURE":             45,
-		"AUDIT_ACTION_READ_PRESCRIPTION":        46,
-		"AUDIT_ACTION_READ_RESTRICTIONS":        47,
-		"AUDIT_ACTION_READ_TIMELINE":            48,
-		"AUDIT_ACTION_REMOVE_CARE_TEAM":         49,
-		"AUDIT_ACTION_REQUEST_ERASURE":          50,
-		"AUDIT_ACTION_RESCHEDULE":               51,
-		"AUDIT_ACTION_RESTRICT":                 52,
-		"AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS":  53,
-		"AUDIT_ACTION_REVIEW_ERASURE":           54,
-		"AUDIT_ACTION_SEARCH":                   55,
-		"AUDIT_ACTION_SELF_REGISTER":            56,
-		"AUDIT_ACTION_UPDATE":                   57,
-		"AUDIT_ACTION_UPLOAD_DOCUMENT":          58,
-		"AUDIT_ACTION_VERIFY_EMAIL":             59,
+		"AUDIT_ACTION_UNSPECIFIED":                   0,
+		"AUDIT_ACTION_ACCOUNT_CREATE":                1,
+		"AUDIT_ACTION_ACCOUNT_DISABLE":               2,
+		"AUDIT_ACTION_ACCOUNT_ENABLE":                3,
+		"AUDIT_ACTION_ACCOUNT_LIST":                  4,
+		"AUDIT_ACTION_ACCOUNT_PROFILE":               5,
+		"AUDIT_ACTION_ACCOUNT_READ":                  6,
+		"AUDIT_ACTION_ACCOUNT_RESET_TOTP":            7,
+		"AUDIT_ACTION_ACCOUNT_SEND_RESET":            8,
+		"AUDIT_ACTION_ACCOUNT_UNLOCK":                9,
+		"AUDIT_ACTION_ADD_CARE_TEAM":                 10,
+		"AUDIT_ACTION_APPLY_RETENTION":               11,
+		"AUDIT_ACTION_CANCEL":                        12,
+		"AUDIT_ACTION_CANCEL_PRESCRIPTION":           13,
+		"AUDIT_ACTION_CHECK_IN":                      14,
+		"AUDIT_ACTION_COMPLETE":                      15,
+		"AUDIT_ACTION_CREATE":                        16,
+		"AUDIT_ACTION_CREATE_PRESCRIPTION":           17,
+		"AUDIT_ACTION_CREATE_VACCINATION":            18,
+		"AUDIT_ACTION_CREATE_VISIT":                  19,
+		"AUDIT_ACTION_DISPENSE_PRESCRIPTION":         20,
+		"AUDIT_ACTION_DOWNLOAD_DOCUMENT":             21,
+		"AUDIT_ACTION_DOWNLOAD_EXPORT":               22,
+		"AUDIT_ACTION_EMERGENCY_ACCESS":              23,
+		"AUDIT_ACTION_ERASE":                         24,
+		"AUDIT_ACTION_EXPORT":                        25,
+		"AUDIT_ACTION_LIFT_LEGAL_HOLD":               26,
+		"AUDIT_ACTION_LIFT_RESTRICTION":              27,
+		"AUDIT_ACTION_LIST":                          28,
+		"AUDIT_ACTION_LIST_APPOINTMENTS":             29,
+		"AUDIT_ACTION_LIST_DOCUMENTS":                30,
+		"AUDIT_ACTION_LIST_PRESCRIPTIONS":            31,
+		"AUDIT_ACTION_LIST_VACCINATIONS":             32,
+		"AUDIT_ACTION_LIST_VISITS":                   33,
+		"AUDIT_ACTION_LOGIN":                         34,
+		"AUDIT_ACTION_LOGOUT":                        35,
+		"AUDIT_ACTION_NO_SHOW":                       36,
+		"AUDIT_ACTION_PASSWORD_RESET":                37,
+		"AUDIT_ACTION_PASSWORD_RESET_REQUESTED":      38,
+		"AUDIT_ACTION_PLACE_LEGAL_HOLD":              39,
+		"AUDIT_ACTION_READ":                          40,
+		"AUDIT_ACTION_READ_ACCESS_GRANTS":            41,
+		"AUDIT_ACTION_READ_ACCESS_LOG":               42,
+		"AUDIT_ACTION_READ_CARE_TEAM":                43,
+		"AUDIT_ACTION_READ_CLINICAL_HISTORY":         44,
+		"AUDIT_ACTION_READ_ERASURE":                  45,
+		"AUDIT_ACTION_READ_PRESCRIPTION":             46,
+		"AUDIT_ACTION_READ_RESTRICTIONS":             47,
+		"AUDIT_ACTION_READ_TIMELINE":                 48,
+		"AUDIT_ACTION_REMOVE_CARE_TEAM":              49,
+		"AUDIT_ACTION_REQUEST_ERASURE":               50,
+		"AUDIT_ACTION_RESCHEDULE":                    51,
+		"AUDIT_ACTION_RESTRICT":                      52,
+		"AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS":       53,
+		"AUDIT_ACTION_REVIEW_ERASURE":                54,
+		"AUDIT_ACTION_SEARCH":                        55,
+		"AUDIT_ACTION_SELF_REGISTER":                 56,
+		"AUDIT_ACTION_UPDATE":                        57,
+		"AUDIT_ACTION_UPLOAD_DOCUMENT":               58,
+		"AUDIT_ACTION_VERIFY_EMAIL":                  59,
+		"AUDIT_ACTION_READ_NOTIFICATIONS":            60,
+		"AUDIT_ACTION_READ_NOTIFICATION_PREFERENCES": 61,
+		"AUDIT_ACTION_SET_NOTIFICATION_PREFERENCES":  62,
+		"AUDIT_ACTION_RETRY_NOTIFICATION":            63,
+		"AUDIT_ACTION_SET_CLINIC_REMINDERS":          64,
 	}
 )
 
@@ -545,7 +560,7 @@ const file_audit_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x17.caregrid.v1.AuditEventR\x06events\x12\x14\n" +
 	"\x05drain\x18\x02 \x01(\bR\x05drain\"&\n" +
 	"\x10AppendAuditReply\x12\x12\n" +
-	"\x04seqs\x18\x01 \x03(\x03R\x04seqs*\xa1\x0f\n" +
+	"\x04seqs\x18\x01 \x03(\x03R\x04seqs*\xf1\x10\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bAUDIT_ACTION_ACCOUNT_CREATE\x10\x01\x12 \n" +
@@ -607,7 +622,12 @@ const file_audit_proto_rawDesc = "" +
 	"\x1aAUDIT_ACTION_SELF_REGISTER\x108\x12\x17\n" +
 	"\x13AUDIT_ACTION_UPDATE\x109\x12 \n" +
 	"\x1cAUDIT_ACTION_UPLOAD_DOCUMENT\x10:\x12\x1d\n" +
-	"\x19AUDIT_ACTION_VERIFY_EMAIL\x10;*|\n" +
+	"\x19AUDIT_ACTION_VERIFY_EMAIL\x10;\x12#\n" +
+	"\x1fAUDIT_ACTION_READ_NOTIFICATIONS\x10<\x12.\n" +
+	"*AUDIT_ACTION_READ_NOTIFICATION_PREFERENCES\x10=\x12-\n" +
+	")AUDIT_ACTION_SET_NOTIFICATION_PREFERENCES\x10>\x12#\n" +
+	"\x1fAUDIT_ACTION_RETRY_NOTIFICATION\x10?\x12%\n" +
+	"!AUDIT_ACTION_SET_CLINIC_REMINDERS\x10@*|\n" +
 	"\fAuditOutcome\x12\x1d\n" +
 	"\x19AUDIT_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15AUDIT_OUTCOME_SUCCESS\x10\x01\x12\x18\n" +

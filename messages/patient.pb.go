@@ -4217,6 +4217,509 @@ func (x *EmergencyAccessGranted) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// NotificationPreferences are how a patient wants to be told (notify).
+type NotificationPreferences struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// language: ro, ru or en.
+	Language string `protobuf:"bytes,1,opt,name=language,proto3" json:"language,omitempty"`
+	// channels: of email, sms, push, those chosen.
+	Channels []string `protobuf:"bytes,2,rep,name=channels,proto3" json:"channels,omitempty"`
+	// reminders: false declines appointment reminders (security messages
+	// cannot be declined).
+	Reminders bool `protobuf:"varint,3,opt,name=reminders,proto3" json:"reminders,omitempty"`
+	// quiet_start, quiet_end: HH:MM in time_zone; SMS and push wait for the
+	// end. Equal: no quiet hours.
+	QuietStart string                 `protobuf:"bytes,4,opt,name=quiet_start,json=quietStart,proto3" json:"quiet_start,omitempty"`
+	QuietEnd   string                 `protobuf:"bytes,5,opt,name=quiet_end,json=quietEnd,proto3" json:"quiet_end,omitempty"`
+	TimeZone   string                 `protobuf:"bytes,6,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Version    int64                  `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// chosen is false while the defaults apply.
+	Chosen        bool `protobuf:"varint,9,opt,name=chosen,proto3" json:"chosen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationPreferences) Reset() {
+	*x = NotificationPreferences{}
+	mi := &file_patient_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationPreferences) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationPreferences) ProtoMessage() {}
+
+func (x *NotificationPreferences) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationPreferences.ProtoReflect.Descriptor instead.
+func (*NotificationPreferences) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *NotificationPreferences) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *NotificationPreferences) GetChannels() []string {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+func (x *NotificationPreferences) GetReminders() bool {
+	if x != nil {
+		return x.Reminders
+	}
+	return false
+}
+
+func (x *NotificationPreferences) GetQuietStart() string {
+	if x != nil {
+		return x.QuietStart
+	}
+	return ""
+}
+
+func (x *NotificationPreferences) GetQuietEnd() string {
+	if x != nil {
+		return x.QuietEnd
+	}
+	return ""
+}
+
+func (x *NotificationPreferences) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *NotificationPreferences) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *NotificationPreferences) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *NotificationPreferences) GetChosen() bool {
+	if x != nil {
+		return x.Chosen
+	}
+	return false
+}
+
+type GetNotificationPreferencesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNotificationPreferencesRequest) Reset() {
+	*x = GetNotificationPreferencesRequest{}
+	mi := &file_patient_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNotificationPreferencesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNotificationPreferencesRequest) ProtoMessage() {}
+
+func (x *GetNotificationPreferencesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNotificationPreferencesRequest.ProtoReflect.Descriptor instead.
+func (*GetNotificationPreferencesRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *GetNotificationPreferencesRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+type SetNotificationPreferencesRequest struct {
+	state       protoimpl.MessageState   `protogen:"open.v1"`
+	Caller      *Caller                  `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Preferences *NotificationPreferences `protobuf:"bytes,2,opt,name=preferences,proto3" json:"preferences,omitempty"`
+	// expected_version, when non-zero, must equal the current version.
+	ExpectedVersion int64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetNotificationPreferencesRequest) Reset() {
+	*x = SetNotificationPreferencesRequest{}
+	mi := &file_patient_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNotificationPreferencesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNotificationPreferencesRequest) ProtoMessage() {}
+
+func (x *SetNotificationPreferencesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNotificationPreferencesRequest.ProtoReflect.Descriptor instead.
+func (*SetNotificationPreferencesRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *SetNotificationPreferencesRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *SetNotificationPreferencesRequest) GetPreferences() *NotificationPreferences {
+	if x != nil {
+		return x.Preferences
+	}
+	return nil
+}
+
+func (x *SetNotificationPreferencesRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+type NotificationPreferencesReply struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Preferences   *NotificationPreferences `protobuf:"bytes,1,opt,name=preferences,proto3" json:"preferences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationPreferencesReply) Reset() {
+	*x = NotificationPreferencesReply{}
+	mi := &file_patient_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationPreferencesReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationPreferencesReply) ProtoMessage() {}
+
+func (x *NotificationPreferencesReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationPreferencesReply.ProtoReflect.Descriptor instead.
+func (*NotificationPreferencesReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *NotificationPreferencesReply) GetPreferences() *NotificationPreferences {
+	if x != nil {
+		return x.Preferences
+	}
+	return nil
+}
+
+type PatientNotificationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        *Caller                `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Cursor        string                 `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatientNotificationsRequest) Reset() {
+	*x = PatientNotificationsRequest{}
+	mi := &file_patient_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatientNotificationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatientNotificationsRequest) ProtoMessage() {}
+
+func (x *PatientNotificationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatientNotificationsRequest.ProtoReflect.Descriptor instead.
+func (*PatientNotificationsRequest) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *PatientNotificationsRequest) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *PatientNotificationsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *PatientNotificationsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// NotificationRecord is one message sent (or to be sent) to a patient:
+// never its content.
+type NotificationRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Event         string                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	Channel       string                 `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Attempts      int32                  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	SentAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	DeliveredAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	LastError     string                 `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	About         string                 `protobuf:"bytes,11,opt,name=about,proto3" json:"about,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationRecord) Reset() {
+	*x = NotificationRecord{}
+	mi := &file_patient_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationRecord) ProtoMessage() {}
+
+func (x *NotificationRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationRecord.ProtoReflect.Descriptor instead.
+func (*NotificationRecord) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *NotificationRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *NotificationRecord) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *NotificationRecord) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *NotificationRecord) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *NotificationRecord) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *NotificationRecord) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *NotificationRecord) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *NotificationRecord) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *NotificationRecord) GetDeliveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliveredAt
+	}
+	return nil
+}
+
+func (x *NotificationRecord) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *NotificationRecord) GetAbout() string {
+	if x != nil {
+		return x.About
+	}
+	return ""
+}
+
+type PatientNotificationsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Notifications []*NotificationRecord  `protobuf:"bytes,1,rep,name=notifications,proto3" json:"notifications,omitempty"`
+	NextCursor    string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatientNotificationsReply) Reset() {
+	*x = PatientNotificationsReply{}
+	mi := &file_patient_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatientNotificationsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatientNotificationsReply) ProtoMessage() {}
+
+func (x *PatientNotificationsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_patient_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatientNotificationsReply.ProtoReflect.Descriptor instead.
+func (*PatientNotificationsReply) Descriptor() ([]byte, []int) {
+	return file_patient_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *PatientNotificationsReply) GetNotifications() []*NotificationRecord {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
+func (x *PatientNotificationsReply) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
 var File_patient_proto protoreflect.FileDescriptor
 
 const file_patient_proto_rawDesc = "" +
@@ -4539,7 +5042,50 @@ const file_patient_proto_rawDesc = "" +
 	"\n" +
 	"granted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*X\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb7\x02\n" +
+	"\x17NotificationPreferences\x12\x1a\n" +
+	"\blanguage\x18\x01 \x01(\tR\blanguage\x12\x1a\n" +
+	"\bchannels\x18\x02 \x03(\tR\bchannels\x12\x1c\n" +
+	"\treminders\x18\x03 \x01(\bR\treminders\x12\x1f\n" +
+	"\vquiet_start\x18\x04 \x01(\tR\n" +
+	"quietStart\x12\x1b\n" +
+	"\tquiet_end\x18\x05 \x01(\tR\bquietEnd\x12\x1b\n" +
+	"\ttime_zone\x18\x06 \x01(\tR\btimeZone\x12\x18\n" +
+	"\aversion\x18\a \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x16\n" +
+	"\x06chosen\x18\t \x01(\bR\x06chosen\"P\n" +
+	"!GetNotificationPreferencesRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\"\xc3\x01\n" +
+	"!SetNotificationPreferencesRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12F\n" +
+	"\vpreferences\x18\x02 \x01(\v2$.caregrid.v1.NotificationPreferencesR\vpreferences\x12)\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"f\n" +
+	"\x1cNotificationPreferencesReply\x12F\n" +
+	"\vpreferences\x18\x01 \x01(\v2$.caregrid.v1.NotificationPreferencesR\vpreferences\"x\n" +
+	"\x1bPatientNotificationsRequest\x12+\n" +
+	"\x06caller\x18\x01 \x01(\v2\x13.caregrid.v1.CallerR\x06caller\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\tR\x06cursor\"\xae\x03\n" +
+	"\x12NotificationRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05event\x18\x02 \x01(\tR\x05event\x12\x18\n" +
+	"\achannel\x18\x03 \x01(\tR\achannel\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12B\n" +
+	"\x0fnext_attempt_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x123\n" +
+	"\asent_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12=\n" +
+	"\fdelivered_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\n" +
+	" \x01(\tR\tlastError\x12\x14\n" +
+	"\x05about\x18\v \x01(\tR\x05about\"\x83\x01\n" +
+	"\x19PatientNotificationsReply\x12E\n" +
+	"\rnotifications\x18\x01 \x03(\v2\x1f.caregrid.v1.NotificationRecordR\rnotifications\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor*X\n" +
 	"\x03Sex\x12\x13\n" +
 	"\x0fSEX_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -4580,172 +5126,190 @@ func file_patient_proto_rawDescGZIP() []byte {
 }
 
 var file_patient_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_patient_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_patient_proto_goTypes = []any{
-	(Sex)(0),                         // 0: caregrid.v1.Sex
-	(BloodType)(0),                   // 1: caregrid.v1.BloodType
-	(AllergySeverity)(0),             // 2: caregrid.v1.AllergySeverity
-	(DiagnosisStatus)(0),             // 3: caregrid.v1.DiagnosisStatus
-	(*Allergy)(nil),                  // 4: caregrid.v1.Allergy
-	(*PatientRecord)(nil),            // 5: caregrid.v1.PatientRecord
-	(*RegisterPatientRequest)(nil),   // 6: caregrid.v1.RegisterPatientRequest
-	(*GetPatientRequest)(nil),        // 7: caregrid.v1.GetPatientRequest
-	(*UpdatePatientRequest)(nil),     // 8: caregrid.v1.UpdatePatientRequest
-	(*PatientReply)(nil),             // 9: caregrid.v1.PatientReply
-	(*AccessLogRequest)(nil),         // 10: caregrid.v1.AccessLogRequest
-	(*AccessLogReply)(nil),           // 11: caregrid.v1.AccessLogReply
-	(*PatientRegistered)(nil),        // 12: caregrid.v1.PatientRegistered
-	(*PatientUpdated)(nil),           // 13: caregrid.v1.PatientUpdated
-	(*CareTeamMember)(nil),           // 14: caregrid.v1.CareTeamMember
-	(*CareTeamRequest)(nil),          // 15: caregrid.v1.CareTeamRequest
-	(*ChangeCareTeamRequest)(nil),    // 16: caregrid.v1.ChangeCareTeamRequest
-	(*CareTeamReply)(nil),            // 17: caregrid.v1.CareTeamReply
-	(*AccessGrant)(nil),              // 18: caregrid.v1.AccessGrant
-	(*AccessGrantsRequest)(nil),      // 19: caregrid.v1.AccessGrantsRequest
-	(*AccessGrantsReply)(nil),        // 20: caregrid.v1.AccessGrantsReply
-	(*Restriction)(nil),              // 21: caregrid.v1.Restriction
-	(*RestrictionsRequest)(nil),      // 22: caregrid.v1.RestrictionsRequest
-	(*RestrictRequest)(nil),          // 23: caregrid.v1.RestrictRequest
-	(*LiftRestrictionRequest)(nil),   // 24: caregrid.v1.LiftRestrictionRequest
-	(*RestrictionsReply)(nil),        // 25: caregrid.v1.RestrictionsReply
-	(*Diagnosis)(nil),                // 26: caregrid.v1.Diagnosis
-	(*Visit)(nil),                    // 27: caregrid.v1.Visit
-	(*RecordVisitRequest)(nil),       // 28: caregrid.v1.RecordVisitRequest
-	(*VisitReply)(nil),               // 29: caregrid.v1.VisitReply
-	(*VisitsRequest)(nil),            // 30: caregrid.v1.VisitsRequest
-	(*VisitsReply)(nil),              // 31: caregrid.v1.VisitsReply
-	(*Vaccination)(nil),              // 32: caregrid.v1.Vaccination
-	(*RecordVaccinationRequest)(nil), // 33: caregrid.v1.RecordVaccinationRequest
-	(*VaccinationReply)(nil),         // 34: caregrid.v1.VaccinationReply
-	(*VaccinationsRequest)(nil),      // 35: caregrid.v1.VaccinationsRequest
-	(*VaccinationsReply)(nil),        // 36: caregrid.v1.VaccinationsReply
-	(*ClinicalChange)(nil),           // 37: caregrid.v1.ClinicalChange
-	(*ClinicalHistoryRequest)(nil),   // 38: caregrid.v1.ClinicalHistoryRequest
-	(*ClinicalHistoryReply)(nil),     // 39: caregrid.v1.ClinicalHistoryReply
-	(*TimelineEntry)(nil),            // 40: caregrid.v1.TimelineEntry
-	(*TimelineRequest)(nil),          // 41: caregrid.v1.TimelineRequest
-	(*TimelineReply)(nil),            // 42: caregrid.v1.TimelineReply
-	(*Document)(nil),                 // 43: caregrid.v1.Document
-	(*RecordDocumentRequest)(nil),    // 44: caregrid.v1.RecordDocumentRequest
-	(*DocumentReply)(nil),            // 45: caregrid.v1.DocumentReply
-	(*DocumentsRequest)(nil),         // 46: caregrid.v1.DocumentsRequest
-	(*DocumentsReply)(nil),           // 47: caregrid.v1.DocumentsReply
-	(*OpenDocumentRequest)(nil),      // 48: caregrid.v1.OpenDocumentRequest
-	(*OpenDocumentReply)(nil),        // 49: caregrid.v1.OpenDocumentReply
-	(*EmergencyAccessRequest)(nil),   // 50: caregrid.v1.EmergencyAccessRequest
-	(*EmergencyAccessReply)(nil),     // 51: caregrid.v1.EmergencyAccessReply
-	(*Erasure)(nil),                  // 52: caregrid.v1.Erasure
-	(*RequestErasureRequest)(nil),    // 53: caregrid.v1.RequestErasureRequest
-	(*GetErasureRequest)(nil),        // 54: caregrid.v1.GetErasureRequest
-	(*ErasureReply)(nil),             // 55: caregrid.v1.ErasureReply
-	(*EraseRequest)(nil),             // 56: caregrid.v1.EraseRequest
-	(*SetLegalHoldRequest)(nil),      // 57: caregrid.v1.SetLegalHoldRequest
-	(*LegalHoldReply)(nil),           // 58: caregrid.v1.LegalHoldReply
-	(*ApplyRetentionRequest)(nil),    // 59: caregrid.v1.ApplyRetentionRequest
-	(*ApplyRetentionReply)(nil),      // 60: caregrid.v1.ApplyRetentionReply
-	(*StartExportRequest)(nil),       // 61: caregrid.v1.StartExportRequest
-	(*Export)(nil),                   // 62: caregrid.v1.Export
-	(*ExportReply)(nil),              // 63: caregrid.v1.ExportReply
-	(*EmergencyAccessGranted)(nil),   // 64: caregrid.v1.EmergencyAccessGranted
-	nil,                              // 65: caregrid.v1.ApplyRetentionReply.DeletedEntry
-	(*timestamppb.Timestamp)(nil),    // 66: google.protobuf.Timestamp
-	(*Caller)(nil),                   // 67: caregrid.v1.Caller
-	(*fieldmaskpb.FieldMask)(nil),    // 68: google.protobuf.FieldMask
-	(*AuditEvent)(nil),               // 69: caregrid.v1.AuditEvent
+	(Sex)(0),                                  // 0: caregrid.v1.Sex
+	(BloodType)(0),                            // 1: caregrid.v1.BloodType
+	(AllergySeverity)(0),                      // 2: caregrid.v1.AllergySeverity
+	(DiagnosisStatus)(0),                      // 3: caregrid.v1.DiagnosisStatus
+	(*Allergy)(nil),                           // 4: caregrid.v1.Allergy
+	(*PatientRecord)(nil),                     // 5: caregrid.v1.PatientRecord
+	(*RegisterPatientRequest)(nil),            // 6: caregrid.v1.RegisterPatientRequest
+	(*GetPatientRequest)(nil),                 // 7: caregrid.v1.GetPatientRequest
+	(*UpdatePatientRequest)(nil),              // 8: caregrid.v1.UpdatePatientRequest
+	(*PatientReply)(nil),                      // 9: caregrid.v1.PatientReply
+	(*AccessLogRequest)(nil),                  // 10: caregrid.v1.AccessLogRequest
+	(*AccessLogReply)(nil),                    // 11: caregrid.v1.AccessLogReply
+	(*PatientRegistered)(nil),                 // 12: caregrid.v1.PatientRegistered
+	(*PatientUpdated)(nil),                    // 13: caregrid.v1.PatientUpdated
+	(*CareTeamMember)(nil),                    // 14: caregrid.v1.CareTeamMember
+	(*CareTeamRequest)(nil),                   // 15: caregrid.v1.CareTeamRequest
+	(*ChangeCareTeamRequest)(nil),             // 16: caregrid.v1.ChangeCareTeamRequest
+	(*CareTeamReply)(nil),                     // 17: caregrid.v1.CareTeamReply
+	(*AccessGrant)(nil),                       // 18: caregrid.v1.AccessGrant
+	(*AccessGrantsRequest)(nil),               // 19: caregrid.v1.AccessGrantsRequest
+	(*AccessGrantsReply)(nil),                 // 20: caregrid.v1.AccessGrantsReply
+	(*Restriction)(nil),                       // 21: caregrid.v1.Restriction
+	(*RestrictionsRequest)(nil),               // 22: caregrid.v1.RestrictionsRequest
+	(*RestrictRequest)(nil),                   // 23: caregrid.v1.RestrictRequest
+	(*LiftRestrictionRequest)(nil),            // 24: caregrid.v1.LiftRestrictionRequest
+	(*RestrictionsReply)(nil),                 // 25: caregrid.v1.RestrictionsReply
+	(*Diagnosis)(nil),                         // 26: caregrid.v1.Diagnosis
+	(*Visit)(nil),                             // 27: caregrid.v1.Visit
+	(*RecordVisitRequest)(nil),                // 28: caregrid.v1.RecordVisitRequest
+	(*VisitReply)(nil),                        // 29: caregrid.v1.VisitReply
+	(*VisitsRequest)(nil),                     // 30: caregrid.v1.VisitsRequest
+	(*VisitsReply)(nil),                       // 31: caregrid.v1.VisitsReply
+	(*Vaccination)(nil),                       // 32: caregrid.v1.Vaccination
+	(*RecordVaccinationRequest)(nil),          // 33: caregrid.v1.RecordVaccinationRequest
+	(*VaccinationReply)(nil),                  // 34: caregrid.v1.VaccinationReply
+	(*VaccinationsRequest)(nil),               // 35: caregrid.v1.VaccinationsRequest
+	(*VaccinationsReply)(nil),                 // 36: caregrid.v1.VaccinationsReply
+	(*ClinicalChange)(nil),                    // 37: caregrid.v1.ClinicalChange
+	(*ClinicalHistoryRequest)(nil),            // 38: caregrid.v1.ClinicalHistoryRequest
+	(*ClinicalHistoryReply)(nil),              // 39: caregrid.v1.ClinicalHistoryReply
+	(*TimelineEntry)(nil),                     // 40: caregrid.v1.TimelineEntry
+	(*TimelineRequest)(nil),                   // 41: caregrid.v1.TimelineRequest
+	(*TimelineReply)(nil),                     // 42: caregrid.v1.TimelineReply
+	(*Document)(nil),                          // 43: caregrid.v1.Document
+	(*RecordDocumentRequest)(nil),             // 44: caregrid.v1.RecordDocumentRequest
+	(*DocumentReply)(nil),                     // 45: caregrid.v1.DocumentReply
+	(*DocumentsRequest)(nil),                  // 46: caregrid.v1.DocumentsRequest
+	(*DocumentsReply)(nil),                    // 47: caregrid.v1.DocumentsReply
+	(*OpenDocumentRequest)(nil),               // 48: caregrid.v1.OpenDocumentRequest
+	(*OpenDocumentReply)(nil),                 // 49: caregrid.v1.OpenDocumentReply
+	(*EmergencyAccessRequest)(nil),            // 50: caregrid.v1.EmergencyAccessRequest
+	(*EmergencyAccessReply)(nil),              // 51: caregrid.v1.EmergencyAccessReply
+	(*Erasure)(nil),                           // 52: caregrid.v1.Erasure
+	(*RequestErasureRequest)(nil),             // 53: caregrid.v1.RequestErasureRequest
+	(*GetErasureRequest)(nil),                 // 54: caregrid.v1.GetErasureRequest
+	(*ErasureReply)(nil),                      // 55: caregrid.v1.ErasureReply
+	(*EraseRequest)(nil),                      // 56: caregrid.v1.EraseRequest
+	(*SetLegalHoldRequest)(nil),               // 57: caregrid.v1.SetLegalHoldRequest
+	(*LegalHoldReply)(nil),                    // 58: caregrid.v1.LegalHoldReply
+	(*ApplyRetentionRequest)(nil),             // 59: caregrid.v1.ApplyRetentionRequest
+	(*ApplyRetentionReply)(nil),               // 60: caregrid.v1.ApplyRetentionReply
+	(*StartExportRequest)(nil),                // 61: caregrid.v1.StartExportRequest
+	(*Export)(nil),                            // 62: caregrid.v1.Export
+	(*ExportReply)(nil),                       // 63: caregrid.v1.ExportReply
+	(*EmergencyAccessGranted)(nil),            // 64: caregrid.v1.EmergencyAccessGranted
+	(*NotificationPreferences)(nil),           // 65: caregrid.v1.NotificationPreferences
+	(*GetNotificationPreferencesRequest)(nil), // 66: caregrid.v1.GetNotificationPreferencesRequest
+	(*SetNotificationPreferencesRequest)(nil), // 67: caregrid.v1.SetNotificationPreferencesRequest
+	(*NotificationPreferencesReply)(nil),      // 68: caregrid.v1.NotificationPreferencesReply
+	(*PatientNotificationsRequest)(nil),       // 69: caregrid.v1.PatientNotificationsRequest
+	(*NotificationRecord)(nil),                // 70: caregrid.v1.NotificationRecord
+	(*PatientNotificationsReply)(nil),         // 71: caregrid.v1.PatientNotificationsReply
+	nil,                                       // 72: caregrid.v1.ApplyRetentionReply.DeletedEntry
+	(*timestamppb.Timestamp)(nil),             // 73: google.protobuf.Timestamp
+	(*Caller)(nil),                            // 74: caregrid.v1.Caller
+	(*fieldmaskpb.FieldMask)(nil),             // 75: google.protobuf.FieldMask
+	(*AuditEvent)(nil),                        // 76: caregrid.v1.AuditEvent
 }
 var file_patient_proto_depIdxs = []int32{
 	2,  // 0: caregrid.v1.Allergy.severity:type_name -> caregrid.v1.AllergySeverity
 	0,  // 1: caregrid.v1.PatientRecord.sex:type_name -> caregrid.v1.Sex
 	1,  // 2: caregrid.v1.PatientRecord.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 3: caregrid.v1.PatientRecord.allergies:type_name -> caregrid.v1.Allergy
-	66, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
-	66, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
-	67, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 4: caregrid.v1.PatientRecord.created_at:type_name -> google.protobuf.Timestamp
+	73, // 5: caregrid.v1.PatientRecord.updated_at:type_name -> google.protobuf.Timestamp
+	74, // 6: caregrid.v1.RegisterPatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 7: caregrid.v1.RegisterPatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	67, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
-	67, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 8: caregrid.v1.GetPatientRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 9: caregrid.v1.UpdatePatientRequest.caller:type_name -> caregrid.v1.Caller
 	5,  // 10: caregrid.v1.UpdatePatientRequest.patient:type_name -> caregrid.v1.PatientRecord
-	68, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
+	75, // 11: caregrid.v1.UpdatePatientRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 12: caregrid.v1.PatientReply.patient:type_name -> caregrid.v1.PatientRecord
-	67, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
-	66, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
-	66, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
-	69, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
-	67, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
+	74, // 13: caregrid.v1.AccessLogRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 14: caregrid.v1.AccessLogRequest.from:type_name -> google.protobuf.Timestamp
+	73, // 15: caregrid.v1.AccessLogRequest.to:type_name -> google.protobuf.Timestamp
+	76, // 16: caregrid.v1.AccessLogReply.events:type_name -> caregrid.v1.AuditEvent
+	74, // 17: caregrid.v1.PatientRegistered.caller:type_name -> caregrid.v1.Caller
 	5,  // 18: caregrid.v1.PatientRegistered.patient:type_name -> caregrid.v1.PatientRecord
-	67, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
+	74, // 19: caregrid.v1.PatientUpdated.caller:type_name -> caregrid.v1.Caller
 	5,  // 20: caregrid.v1.PatientUpdated.patient:type_name -> caregrid.v1.PatientRecord
-	66, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
-	67, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
-	67, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 21: caregrid.v1.CareTeamMember.since:type_name -> google.protobuf.Timestamp
+	74, // 22: caregrid.v1.CareTeamRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 23: caregrid.v1.ChangeCareTeamRequest.caller:type_name -> caregrid.v1.Caller
 	14, // 24: caregrid.v1.CareTeamReply.members:type_name -> caregrid.v1.CareTeamMember
-	66, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
-	66, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
-	66, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
-	67, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 25: caregrid.v1.AccessGrant.since:type_name -> google.protobuf.Timestamp
+	73, // 26: caregrid.v1.AccessGrant.until:type_name -> google.protobuf.Timestamp
+	73, // 27: caregrid.v1.AccessGrant.appointment_start:type_name -> google.protobuf.Timestamp
+	74, // 28: caregrid.v1.AccessGrantsRequest.caller:type_name -> caregrid.v1.Caller
 	18, // 29: caregrid.v1.AccessGrantsReply.grants:type_name -> caregrid.v1.AccessGrant
-	66, // 30: caregrid.v1.Restriction.created_at:type_name -> google.protobuf.Timestamp
-	66, // 31: caregrid.v1.Restriction.lifted_at:type_name -> google.protobuf.Timestamp
-	67, // 32: caregrid.v1.RestrictionsRequest.caller:type_name -> caregrid.v1.Caller
-	67, // 33: caregrid.v1.RestrictRequest.caller:type_name -> caregrid.v1.Caller
-	67, // 34: caregrid.v1.LiftRestrictionRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 30: caregrid.v1.Restriction.created_at:type_name -> google.protobuf.Timestamp
+	73, // 31: caregrid.v1.Restriction.lifted_at:type_name -> google.protobuf.Timestamp
+	74, // 32: caregrid.v1.RestrictionsRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 33: caregrid.v1.RestrictRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 34: caregrid.v1.LiftRestrictionRequest.caller:type_name -> caregrid.v1.Caller
 	21, // 35: caregrid.v1.RestrictionsReply.restrictions:type_name -> caregrid.v1.Restriction
 	3,  // 36: caregrid.v1.Diagnosis.status:type_name -> caregrid.v1.DiagnosisStatus
-	66, // 37: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
+	73, // 37: caregrid.v1.Visit.occurred_at:type_name -> google.protobuf.Timestamp
 	26, // 38: caregrid.v1.Visit.diagnoses:type_name -> caregrid.v1.Diagnosis
-	66, // 39: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
-	67, // 40: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 39: caregrid.v1.Visit.created_at:type_name -> google.protobuf.Timestamp
+	74, // 40: caregrid.v1.RecordVisitRequest.caller:type_name -> caregrid.v1.Caller
 	27, // 41: caregrid.v1.RecordVisitRequest.visit:type_name -> caregrid.v1.Visit
 	27, // 42: caregrid.v1.VisitReply.visit:type_name -> caregrid.v1.Visit
-	67, // 43: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 43: caregrid.v1.VisitsRequest.caller:type_name -> caregrid.v1.Caller
 	27, // 44: caregrid.v1.VisitsReply.visits:type_name -> caregrid.v1.Visit
-	66, // 45: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
-	67, // 46: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 45: caregrid.v1.Vaccination.created_at:type_name -> google.protobuf.Timestamp
+	74, // 46: caregrid.v1.RecordVaccinationRequest.caller:type_name -> caregrid.v1.Caller
 	32, // 47: caregrid.v1.RecordVaccinationRequest.vaccination:type_name -> caregrid.v1.Vaccination
 	32, // 48: caregrid.v1.VaccinationReply.vaccination:type_name -> caregrid.v1.Vaccination
-	67, // 49: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 49: caregrid.v1.VaccinationsRequest.caller:type_name -> caregrid.v1.Caller
 	32, // 50: caregrid.v1.VaccinationsReply.vaccinations:type_name -> caregrid.v1.Vaccination
-	66, // 51: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
+	73, // 51: caregrid.v1.ClinicalChange.changed_at:type_name -> google.protobuf.Timestamp
 	1,  // 52: caregrid.v1.ClinicalChange.blood_type:type_name -> caregrid.v1.BloodType
 	4,  // 53: caregrid.v1.ClinicalChange.allergies:type_name -> caregrid.v1.Allergy
-	67, // 54: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 54: caregrid.v1.ClinicalHistoryRequest.caller:type_name -> caregrid.v1.Caller
 	37, // 55: caregrid.v1.ClinicalHistoryReply.changes:type_name -> caregrid.v1.ClinicalChange
-	66, // 56: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
-	67, // 57: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 56: caregrid.v1.TimelineEntry.at:type_name -> google.protobuf.Timestamp
+	74, // 57: caregrid.v1.TimelineRequest.caller:type_name -> caregrid.v1.Caller
 	40, // 58: caregrid.v1.TimelineReply.entries:type_name -> caregrid.v1.TimelineEntry
-	66, // 59: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
-	67, // 60: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 59: caregrid.v1.Document.created_at:type_name -> google.protobuf.Timestamp
+	74, // 60: caregrid.v1.RecordDocumentRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 61: caregrid.v1.RecordDocumentRequest.document:type_name -> caregrid.v1.Document
 	43, // 62: caregrid.v1.DocumentReply.document:type_name -> caregrid.v1.Document
-	67, // 63: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 63: caregrid.v1.DocumentsRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 64: caregrid.v1.DocumentsReply.documents:type_name -> caregrid.v1.Document
-	67, // 65: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 65: caregrid.v1.OpenDocumentRequest.caller:type_name -> caregrid.v1.Caller
 	43, // 66: caregrid.v1.OpenDocumentReply.document:type_name -> caregrid.v1.Document
-	67, // 67: caregrid.v1.EmergencyAccessRequest.caller:type_name -> caregrid.v1.Caller
-	66, // 68: caregrid.v1.EmergencyAccessReply.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 69: caregrid.v1.Erasure.requested_at:type_name -> google.protobuf.Timestamp
-	66, // 70: caregrid.v1.Erasure.reviewed_at:type_name -> google.protobuf.Timestamp
-	66, // 71: caregrid.v1.Erasure.retain_until:type_name -> google.protobuf.Timestamp
-	66, // 72: caregrid.v1.Erasure.erased_at:type_name -> google.protobuf.Timestamp
-	67, // 73: caregrid.v1.RequestErasureRequest.caller:type_name -> caregrid.v1.Caller
-	67, // 74: caregrid.v1.GetErasureRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 67: caregrid.v1.EmergencyAccessRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 68: caregrid.v1.EmergencyAccessReply.expires_at:type_name -> google.protobuf.Timestamp
+	73, // 69: caregrid.v1.Erasure.requested_at:type_name -> google.protobuf.Timestamp
+	73, // 70: caregrid.v1.Erasure.reviewed_at:type_name -> google.protobuf.Timestamp
+	73, // 71: caregrid.v1.Erasure.retain_until:type_name -> google.protobuf.Timestamp
+	73, // 72: caregrid.v1.Erasure.erased_at:type_name -> google.protobuf.Timestamp
+	74, // 73: caregrid.v1.RequestErasureRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 74: caregrid.v1.GetErasureRequest.caller:type_name -> caregrid.v1.Caller
 	52, // 75: caregrid.v1.ErasureReply.erasure:type_name -> caregrid.v1.Erasure
-	67, // 76: caregrid.v1.EraseRequest.caller:type_name -> caregrid.v1.Caller
-	67, // 77: caregrid.v1.SetLegalHoldRequest.caller:type_name -> caregrid.v1.Caller
-	66, // 78: caregrid.v1.LegalHoldReply.placed_at:type_name -> google.protobuf.Timestamp
-	67, // 79: caregrid.v1.ApplyRetentionRequest.caller:type_name -> caregrid.v1.Caller
-	65, // 80: caregrid.v1.ApplyRetentionReply.deleted:type_name -> caregrid.v1.ApplyRetentionReply.DeletedEntry
-	67, // 81: caregrid.v1.StartExportRequest.caller:type_name -> caregrid.v1.Caller
-	66, // 82: caregrid.v1.Export.requested_at:type_name -> google.protobuf.Timestamp
-	66, // 83: caregrid.v1.Export.expires_at:type_name -> google.protobuf.Timestamp
+	74, // 76: caregrid.v1.EraseRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 77: caregrid.v1.SetLegalHoldRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 78: caregrid.v1.LegalHoldReply.placed_at:type_name -> google.protobuf.Timestamp
+	74, // 79: caregrid.v1.ApplyRetentionRequest.caller:type_name -> caregrid.v1.Caller
+	72, // 80: caregrid.v1.ApplyRetentionReply.deleted:type_name -> caregrid.v1.ApplyRetentionReply.DeletedEntry
+	74, // 81: caregrid.v1.StartExportRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 82: caregrid.v1.Export.requested_at:type_name -> google.protobuf.Timestamp
+	73, // 83: caregrid.v1.Export.expires_at:type_name -> google.protobuf.Timestamp
 	62, // 84: caregrid.v1.ExportReply.export:type_name -> caregrid.v1.Export
-	66, // 85: caregrid.v1.EmergencyAccessGranted.granted_at:type_name -> google.protobuf.Timestamp
-	66, // 86: caregrid.v1.EmergencyAccessGranted.expires_at:type_name -> google.protobuf.Timestamp
-	87, // [87:87] is the sub-list for method output_type
-	87, // [87:87] is the sub-list for method input_type
-	87, // [87:87] is the sub-list for extension type_name
-	87, // [87:87] is the sub-list for extension extendee
-	0,  // [0:87] is the sub-list for field type_name
+	73, // 85: caregrid.v1.EmergencyAccessGranted.granted_at:type_name -> google.protobuf.Timestamp
+	73, // 86: caregrid.v1.EmergencyAccessGranted.expires_at:type_name -> google.protobuf.Timestamp
+	73, // 87: caregrid.v1.NotificationPreferences.updated_at:type_name -> google.protobuf.Timestamp
+	74, // 88: caregrid.v1.GetNotificationPreferencesRequest.caller:type_name -> caregrid.v1.Caller
+	74, // 89: caregrid.v1.SetNotificationPreferencesRequest.caller:type_name -> caregrid.v1.Caller
+	65, // 90: caregrid.v1.SetNotificationPreferencesRequest.preferences:type_name -> caregrid.v1.NotificationPreferences
+	65, // 91: caregrid.v1.NotificationPreferencesReply.preferences:type_name -> caregrid.v1.NotificationPreferences
+	74, // 92: caregrid.v1.PatientNotificationsRequest.caller:type_name -> caregrid.v1.Caller
+	73, // 93: caregrid.v1.NotificationRecord.created_at:type_name -> google.protobuf.Timestamp
+	73, // 94: caregrid.v1.NotificationRecord.next_attempt_at:type_name -> google.protobuf.Timestamp
+	73, // 95: caregrid.v1.NotificationRecord.sent_at:type_name -> google.protobuf.Timestamp
+	73, // 96: caregrid.v1.NotificationRecord.delivered_at:type_name -> google.protobuf.Timestamp
+	70, // 97: caregrid.v1.PatientNotificationsReply.notifications:type_name -> caregrid.v1.NotificationRecord
+	98, // [98:98] is the sub-list for method output_type
+	98, // [98:98] is the sub-list for method input_type
+	98, // [98:98] is the sub-list for extension type_name
+	98, // [98:98] is the sub-list for extension extendee
+	0,  // [0:98] is the sub-list for field type_name
 }
 
 func init() { file_patient_proto_init() }
@@ -4761,7 +5325,7 @@ func file_patient_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_patient_proto_rawDesc), len(file_patient_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   62,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

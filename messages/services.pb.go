@@ -30,7 +30,7 @@ var File_services_proto protoreflect.FileDescriptor
 
 const file_services_proto_rawDesc = "" +
 	"\n" +
-	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto\x1a\x12prescription.proto2\xf9\x12\n" +
+	"\x0eservices.proto\x12\vcaregrid.v1\x1a2protobuf/protoc-gen-go-grain/options/options.proto\x1a\rpatient.proto\x1a\vaudit.proto\x1a\x0ecalendar.proto\x1a\x12prescription.proto2\xcb\x15\n" +
 	"\aPatient\x12J\n" +
 	"\bRegister\x12#.caregrid.v1.RegisterPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12@\n" +
 	"\x03Get\x12\x1e.caregrid.v1.GetPatientRequest\x1a\x19.caregrid.v1.PatientReply\x12F\n" +
@@ -62,7 +62,10 @@ const file_services_proto_rawDesc = "" +
 	"\x05Erase\x12\x19.caregrid.v1.EraseRequest\x1a\x19.caregrid.v1.ErasureReply\x12M\n" +
 	"\fSetLegalHold\x12 .caregrid.v1.SetLegalHoldRequest\x1a\x1b.caregrid.v1.LegalHoldReply\x12V\n" +
 	"\x0eApplyRetention\x12\".caregrid.v1.ApplyRetentionRequest\x1a .caregrid.v1.ApplyRetentionReply\x12H\n" +
-	"\vStartExport\x12\x1f.caregrid.v1.StartExportRequest\x1a\x18.caregrid.v1.ExportReply2Y\n" +
+	"\vStartExport\x12\x1f.caregrid.v1.StartExportRequest\x1a\x18.caregrid.v1.ExportReply\x12t\n" +
+	"\x17NotificationPreferences\x12..caregrid.v1.GetNotificationPreferencesRequest\x1a).caregrid.v1.NotificationPreferencesReply\x12w\n" +
+	"\x1aSetNotificationPreferences\x12..caregrid.v1.SetNotificationPreferencesRequest\x1a).caregrid.v1.NotificationPreferencesReply\x12a\n" +
+	"\rNotifications\x12(.caregrid.v1.PatientNotificationsRequest\x1a&.caregrid.v1.PatientNotificationsReply2Y\n" +
 	"\x05Audit\x12P\n" +
 	"\x06Append\x12\x1f.caregrid.v1.AppendAuditRequest\x1a\x1d.caregrid.v1.AppendAuditReply\"\x06\x82\xb5\x18\x02\b\x012\xe9\x06\n" +
 	"\bCalendar\x12J\n" +
@@ -91,88 +94,93 @@ const file_services_proto_rawDesc = "" +
 	"\x06Expire\x12&.caregrid.v1.ExpirePrescriptionRequest\x1a\x1e.caregrid.v1.PrescriptionReplyB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var file_services_proto_goTypes = []any{
-	(*RegisterPatientRequest)(nil),     // 0: caregrid.v1.RegisterPatientRequest
-	(*GetPatientRequest)(nil),          // 1: caregrid.v1.GetPatientRequest
-	(*UpdatePatientRequest)(nil),       // 2: caregrid.v1.UpdatePatientRequest
-	(*AccessLogRequest)(nil),           // 3: caregrid.v1.AccessLogRequest
-	(*ReserveRequest)(nil),             // 4: caregrid.v1.ReserveRequest
-	(*SettleRequest)(nil),              // 5: caregrid.v1.SettleRequest
-	(*PatientAppointmentsRequest)(nil), // 6: caregrid.v1.PatientAppointmentsRequest
-	(*CareTeamRequest)(nil),            // 7: caregrid.v1.CareTeamRequest
-	(*ChangeCareTeamRequest)(nil),      // 8: caregrid.v1.ChangeCareTeamRequest
-	(*AccessGrantsRequest)(nil),        // 9: caregrid.v1.AccessGrantsRequest
-	(*RestrictionsRequest)(nil),        // 10: caregrid.v1.RestrictionsRequest
-	(*RestrictRequest)(nil),            // 11: caregrid.v1.RestrictRequest
-	(*LiftRestrictionRequest)(nil),     // 12: caregrid.v1.LiftRestrictionRequest
-	(*EmergencyAccessRequest)(nil),     // 13: caregrid.v1.EmergencyAccessRequest
-	(*RecordVisitRequest)(nil),         // 14: caregrid.v1.RecordVisitRequest
-	(*VisitsRequest)(nil),              // 15: caregrid.v1.VisitsRequest
-	(*RecordVaccinationRequest)(nil),   // 16: caregrid.v1.RecordVaccinationRequest
-	(*VaccinationsRequest)(nil),        // 17: caregrid.v1.VaccinationsRequest
-	(*ClinicalHistoryRequest)(nil),     // 18: caregrid.v1.ClinicalHistoryRequest
-	(*TimelineRequest)(nil),            // 19: caregrid.v1.TimelineRequest
-	(*AdmitPrescriptionRequest)(nil),   // 20: caregrid.v1.AdmitPrescriptionRequest
-	(*PrescriptionsRequest)(nil),       // 21: caregrid.v1.PrescriptionsRequest
-	(*RecordDocumentRequest)(nil),      // 22: caregrid.v1.RecordDocumentRequest
-	(*DocumentsRequest)(nil),           // 23: caregrid.v1.DocumentsRequest
-	(*OpenDocumentRequest)(nil),        // 24: caregrid.v1.OpenDocumentRequest
-	(*RequestErasureRequest)(nil),      // 25: caregrid.v1.RequestErasureRequest
-	(*GetErasureRequest)(nil),          // 26: caregrid.v1.GetErasureRequest
-	(*EraseRequest)(nil),               // 27: caregrid.v1.EraseRequest
-	(*SetLegalHoldRequest)(nil),        // 28: caregrid.v1.SetLegalHoldRequest
-	(*ApplyRetentionRequest)(nil),      // 29: caregrid.v1.ApplyRetentionRequest
-	(*StartExportRequest)(nil),         // 30: caregrid.v1.StartExportRequest
-	(*AppendAuditRequest)(nil),         // 31: caregrid.v1.AppendAuditRequest
-	(*CreateDoctorRequest)(nil),        // 32: caregrid.v1.CreateDoctorRequest
-	(*GetDoctorRequest)(nil),           // 33: caregrid.v1.GetDoctorRequest
-	(*UpdateDoctorRequest)(nil),        // 34: caregrid.v1.UpdateDoctorRequest
-	(*SetAvailabilityRequest)(nil),     // 35: caregrid.v1.SetAvailabilityRequest
-	(*GetAvailabilityRequest)(nil),     // 36: caregrid.v1.GetAvailabilityRequest
-	(*FreeSlotsRequest)(nil),           // 37: caregrid.v1.FreeSlotsRequest
-	(*BookRequest)(nil),                // 38: caregrid.v1.BookRequest
-	(*RescheduleRequest)(nil),          // 39: caregrid.v1.RescheduleRequest
-	(*TransitionRequest)(nil),          // 40: caregrid.v1.TransitionRequest
-	(*GetAppointmentRequest)(nil),      // 41: caregrid.v1.GetAppointmentRequest
-	(*AgendaRequest)(nil),              // 42: caregrid.v1.AgendaRequest
-	(*CreateClinicRequest)(nil),        // 43: caregrid.v1.CreateClinicRequest
-	(*GetClinicRequest)(nil),           // 44: caregrid.v1.GetClinicRequest
-	(*UpdateClinicRequest)(nil),        // 45: caregrid.v1.UpdateClinicRequest
-	(*CreatePrescriptionRequest)(nil),  // 46: caregrid.v1.CreatePrescriptionRequest
-	(*GetPrescriptionRequest)(nil),     // 47: caregrid.v1.GetPrescriptionRequest
-	(*DispenseRequest)(nil),            // 48: caregrid.v1.DispenseRequest
-	(*CancelPrescriptionRequest)(nil),  // 49: caregrid.v1.CancelPrescriptionRequest
-	(*ExpirePrescriptionRequest)(nil),  // 50: caregrid.v1.ExpirePrescriptionRequest
-	(*PatientReply)(nil),               // 51: caregrid.v1.PatientReply
-	(*AccessLogReply)(nil),             // 52: caregrid.v1.AccessLogReply
-	(*ReserveReply)(nil),               // 53: caregrid.v1.ReserveReply
-	(*SettleReply)(nil),                // 54: caregrid.v1.SettleReply
-	(*AppointmentsReply)(nil),          // 55: caregrid.v1.AppointmentsReply
-	(*CareTeamReply)(nil),              // 56: caregrid.v1.CareTeamReply
-	(*AccessGrantsReply)(nil),          // 57: caregrid.v1.AccessGrantsReply
-	(*RestrictionsReply)(nil),          // 58: caregrid.v1.RestrictionsReply
-	(*EmergencyAccessReply)(nil),       // 59: caregrid.v1.EmergencyAccessReply
-	(*VisitReply)(nil),                 // 60: caregrid.v1.VisitReply
-	(*VisitsReply)(nil),                // 61: caregrid.v1.VisitsReply
-	(*VaccinationReply)(nil),           // 62: caregrid.v1.VaccinationReply
-	(*VaccinationsReply)(nil),          // 63: caregrid.v1.VaccinationsReply
-	(*ClinicalHistoryReply)(nil),       // 64: caregrid.v1.ClinicalHistoryReply
-	(*TimelineReply)(nil),              // 65: caregrid.v1.TimelineReply
-	(*PrescriptionReply)(nil),          // 66: caregrid.v1.PrescriptionReply
-	(*PrescriptionsReply)(nil),         // 67: caregrid.v1.PrescriptionsReply
-	(*DocumentReply)(nil),              // 68: caregrid.v1.DocumentReply
-	(*DocumentsReply)(nil),             // 69: caregrid.v1.DocumentsReply
-	(*OpenDocumentReply)(nil),          // 70: caregrid.v1.OpenDocumentReply
-	(*ErasureReply)(nil),               // 71: caregrid.v1.ErasureReply
-	(*LegalHoldReply)(nil),             // 72: caregrid.v1.LegalHoldReply
-	(*ApplyRetentionReply)(nil),        // 73: caregrid.v1.ApplyRetentionReply
-	(*ExportReply)(nil),                // 74: caregrid.v1.ExportReply
-	(*AppendAuditReply)(nil),           // 75: caregrid.v1.AppendAuditReply
-	(*DoctorReply)(nil),                // 76: caregrid.v1.DoctorReply
-	(*AvailabilityReply)(nil),          // 77: caregrid.v1.AvailabilityReply
-	(*FreeSlotsReply)(nil),             // 78: caregrid.v1.FreeSlotsReply
-	(*AppointmentReply)(nil),           // 79: caregrid.v1.AppointmentReply
-	(*AgendaReply)(nil),                // 80: caregrid.v1.AgendaReply
-	(*ClinicReply)(nil),                // 81: caregrid.v1.ClinicReply
+	(*RegisterPatientRequest)(nil),            // 0: caregrid.v1.RegisterPatientRequest
+	(*GetPatientRequest)(nil),                 // 1: caregrid.v1.GetPatientRequest
+	(*UpdatePatientRequest)(nil),              // 2: caregrid.v1.UpdatePatientRequest
+	(*AccessLogRequest)(nil),                  // 3: caregrid.v1.AccessLogRequest
+	(*ReserveRequest)(nil),                    // 4: caregrid.v1.ReserveRequest
+	(*SettleRequest)(nil),                     // 5: caregrid.v1.SettleRequest
+	(*PatientAppointmentsRequest)(nil),        // 6: caregrid.v1.PatientAppointmentsRequest
+	(*CareTeamRequest)(nil),                   // 7: caregrid.v1.CareTeamRequest
+	(*ChangeCareTeamRequest)(nil),             // 8: caregrid.v1.ChangeCareTeamRequest
+	(*AccessGrantsRequest)(nil),               // 9: caregrid.v1.AccessGrantsRequest
+	(*RestrictionsRequest)(nil),               // 10: caregrid.v1.RestrictionsRequest
+	(*RestrictRequest)(nil),                   // 11: caregrid.v1.RestrictRequest
+	(*LiftRestrictionRequest)(nil),            // 12: caregrid.v1.LiftRestrictionRequest
+	(*EmergencyAccessRequest)(nil),            // 13: caregrid.v1.EmergencyAccessRequest
+	(*RecordVisitRequest)(nil),                // 14: caregrid.v1.RecordVisitRequest
+	(*VisitsRequest)(nil),                     // 15: caregrid.v1.VisitsRequest
+	(*RecordVaccinationRequest)(nil),          // 16: caregrid.v1.RecordVaccinationRequest
+	(*VaccinationsRequest)(nil),               // 17: caregrid.v1.VaccinationsRequest
+	(*ClinicalHistoryRequest)(nil),            // 18: caregrid.v1.ClinicalHistoryRequest
+	(*TimelineRequest)(nil),                   // 19: caregrid.v1.TimelineRequest
+	(*AdmitPrescriptionRequest)(nil),          // 20: caregrid.v1.AdmitPrescriptionRequest
+	(*PrescriptionsRequest)(nil),              // 21: caregrid.v1.PrescriptionsRequest
+	(*RecordDocumentRequest)(nil),             // 22: caregrid.v1.RecordDocumentRequest
+	(*DocumentsRequest)(nil),                  // 23: caregrid.v1.DocumentsRequest
+	(*OpenDocumentRequest)(nil),               // 24: caregrid.v1.OpenDocumentRequest
+	(*RequestErasureRequest)(nil),             // 25: caregrid.v1.RequestErasureRequest
+	(*GetErasureRequest)(nil),                 // 26: caregrid.v1.GetErasureRequest
+	(*EraseRequest)(nil),                      // 27: caregrid.v1.EraseRequest
+	(*SetLegalHoldRequest)(nil),               // 28: caregrid.v1.SetLegalHoldRequest
+	(*ApplyRetentionRequest)(nil),             // 29: caregrid.v1.ApplyRetentionRequest
+	(*StartExportRequest)(nil),                // 30: caregrid.v1.StartExportRequest
+	(*GetNotificationPreferencesRequest)(nil), // 31: caregrid.v1.GetNotificationPreferencesRequest
+	(*SetNotificationPreferencesRequest)(nil), // 32: caregrid.v1.SetNotificationPreferencesRequest
+	(*PatientNotificationsRequest)(nil),       // 33: caregrid.v1.PatientNotificationsRequest
+	(*AppendAuditRequest)(nil),                // 34: caregrid.v1.AppendAuditRequest
+	(*CreateDoctorRequest)(nil),               // 35: caregrid.v1.CreateDoctorRequest
+	(*GetDoctorRequest)(nil),                  // 36: caregrid.v1.GetDoctorRequest
+	(*UpdateDoctorRequest)(nil),               // 37: caregrid.v1.UpdateDoctorRequest
+	(*SetAvailabilityRequest)(nil),            // 38: caregrid.v1.SetAvailabilityRequest
+	(*GetAvailabilityRequest)(nil),            // 39: caregrid.v1.GetAvailabilityRequest
+	(*FreeSlotsRequest)(nil),                  // 40: caregrid.v1.FreeSlotsRequest
+	(*BookRequest)(nil),                       // 41: caregrid.v1.BookRequest
+	(*RescheduleRequest)(nil),                 // 42: caregrid.v1.RescheduleRequest
+	(*TransitionRequest)(nil),                 // 43: caregrid.v1.TransitionRequest
+	(*GetAppointmentRequest)(nil),             // 44: caregrid.v1.GetAppointmentRequest
+	(*AgendaRequest)(nil),                     // 45: caregrid.v1.AgendaRequest
+	(*CreateClinicRequest)(nil),               // 46: caregrid.v1.CreateClinicRequest
+	(*GetClinicRequest)(nil),                  // 47: caregrid.v1.GetClinicRequest
+	(*UpdateClinicRequest)(nil),               // 48: caregrid.v1.UpdateClinicRequest
+	(*CreatePrescriptionRequest)(nil),         // 49: caregrid.v1.CreatePrescriptionRequest
+	(*GetPrescriptionRequest)(nil),            // 50: caregrid.v1.GetPrescriptionRequest
+	(*DispenseRequest)(nil),                   // 51: caregrid.v1.DispenseRequest
+	(*CancelPrescriptionRequest)(nil),         // 52: caregrid.v1.CancelPrescriptionRequest
+	(*ExpirePrescriptionRequest)(nil),         // 53: caregrid.v1.ExpirePrescriptionRequest
+	(*PatientReply)(nil),                      // 54: caregrid.v1.PatientReply
+	(*AccessLogReply)(nil),                    // 55: caregrid.v1.AccessLogReply
+	(*ReserveReply)(nil),                      // 56: caregrid.v1.ReserveReply
+	(*SettleReply)(nil),                       // 57: caregrid.v1.SettleReply
+	(*AppointmentsReply)(nil),                 // 58: caregrid.v1.AppointmentsReply
+	(*CareTeamReply)(nil),                     // 59: caregrid.v1.CareTeamReply
+	(*AccessGrantsReply)(nil),                 // 60: caregrid.v1.AccessGrantsReply
+	(*RestrictionsReply)(nil),                 // 61: caregrid.v1.RestrictionsReply
+	(*EmergencyAccessReply)(nil),              // 62: caregrid.v1.EmergencyAccessReply
+	(*VisitReply)(nil),                        // 63: caregrid.v1.VisitReply
+	(*VisitsReply)(nil),                       // 64: caregrid.v1.VisitsReply
+	(*VaccinationReply)(nil),                  // 65: caregrid.v1.VaccinationReply
+	(*VaccinationsReply)(nil),                 // 66: caregrid.v1.VaccinationsReply
+	(*ClinicalHistoryReply)(nil),              // 67: caregrid.v1.ClinicalHistoryReply
+	(*TimelineReply)(nil),                     // 68: caregrid.v1.TimelineReply
+	(*PrescriptionReply)(nil),                 // 69: caregrid.v1.PrescriptionReply
+	(*PrescriptionsReply)(nil),                // 70: caregrid.v1.PrescriptionsReply
+	(*DocumentReply)(nil),                     // 71: caregrid.v1.DocumentReply
+	(*DocumentsReply)(nil),                    // 72: caregrid.v1.DocumentsReply
+	(*OpenDocumentReply)(nil),                 // 73: caregrid.v1.OpenDocumentReply
+	(*ErasureReply)(nil),                      // 74: caregrid.v1.ErasureReply
+	(*LegalHoldReply)(nil),                    // 75: caregrid.v1.LegalHoldReply
+	(*ApplyRetentionReply)(nil),               // 76: caregrid.v1.ApplyRetentionReply
+	(*ExportReply)(nil),                       // 77: caregrid.v1.ExportReply
+	(*NotificationPreferencesReply)(nil),      // 78: caregrid.v1.NotificationPreferencesReply
+	(*PatientNotificationsReply)(nil),         // 79: caregrid.v1.PatientNotificationsReply
+	(*AppendAuditReply)(nil),                  // 80: caregrid.v1.AppendAuditReply
+	(*DoctorReply)(nil),                       // 81: caregrid.v1.DoctorReply
+	(*AvailabilityReply)(nil),                 // 82: caregrid.v1.AvailabilityReply
+	(*FreeSlotsReply)(nil),                    // 83: caregrid.v1.FreeSlotsReply
+	(*AppointmentReply)(nil),                  // 84: caregrid.v1.AppointmentReply
+	(*AgendaReply)(nil),                       // 85: caregrid.v1.AgendaReply
+	(*ClinicReply)(nil),                       // 86: caregrid.v1.ClinicReply
 }
 var file_services_proto_depIdxs = []int32{
 	0,  // 0: caregrid.v1.Patient.Register:input_type -> caregrid.v1.RegisterPatientRequest
@@ -206,79 +214,85 @@ var file_services_proto_depIdxs = []int32{
 	28, // 28: caregrid.v1.Patient.SetLegalHold:input_type -> caregrid.v1.SetLegalHoldRequest
 	29, // 29: caregrid.v1.Patient.ApplyRetention:input_type -> caregrid.v1.ApplyRetentionRequest
 	30, // 30: caregrid.v1.Patient.StartExport:input_type -> caregrid.v1.StartExportRequest
-	31, // 31: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
-	32, // 32: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
-	33, // 33: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
-	34, // 34: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
-	35, // 35: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
-	36, // 36: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
-	37, // 37: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
-	38, // 38: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
-	39, // 39: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
-	40, // 40: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
-	41, // 41: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
-	42, // 42: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
-	43, // 43: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
-	44, // 44: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
-	45, // 45: caregrid.v1.Clinic.Update:input_type -> caregrid.v1.UpdateClinicRequest
-	46, // 46: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
-	47, // 47: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
-	48, // 48: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
-	49, // 49: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
-	50, // 50: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
-	51, // 51: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
-	51, // 52: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
-	51, // 53: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
-	52, // 54: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
-	53, // 55: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
-	54, // 56: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
-	55, // 57: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
-	56, // 58: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
-	56, // 59: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
-	57, // 60: caregrid.v1.Patient.AccessGrants:output_type -> caregrid.v1.AccessGrantsReply
-	58, // 61: caregrid.v1.Patient.Restrictions:output_type -> caregrid.v1.RestrictionsReply
-	58, // 62: caregrid.v1.Patient.Restrict:output_type -> caregrid.v1.RestrictionsReply
-	58, // 63: caregrid.v1.Patient.LiftRestriction:output_type -> caregrid.v1.RestrictionsReply
-	59, // 64: caregrid.v1.Patient.EmergencyAccess:output_type -> caregrid.v1.EmergencyAccessReply
-	60, // 65: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
-	61, // 66: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
-	62, // 67: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
-	63, // 68: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
-	64, // 69: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
-	65, // 70: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
-	66, // 71: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
-	67, // 72: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
-	68, // 73: caregrid.v1.Patient.RecordDocument:output_type -> caregrid.v1.DocumentReply
-	69, // 74: caregrid.v1.Patient.Documents:output_type -> caregrid.v1.DocumentsReply
-	70, // 75: caregrid.v1.Patient.OpenDocument:output_type -> caregrid.v1.OpenDocumentReply
-	71, // 76: caregrid.v1.Patient.RequestErasure:output_type -> caregrid.v1.ErasureReply
-	71, // 77: caregrid.v1.Patient.Erasure:output_type -> caregrid.v1.ErasureReply
-	71, // 78: caregrid.v1.Patient.Erase:output_type -> caregrid.v1.ErasureReply
-	72, // 79: caregrid.v1.Patient.SetLegalHold:output_type -> caregrid.v1.LegalHoldReply
-	73, // 80: caregrid.v1.Patient.ApplyRetention:output_type -> caregrid.v1.ApplyRetentionReply
-	74, // 81: caregrid.v1.Patient.StartExport:output_type -> caregrid.v1.ExportReply
-	75, // 82: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
-	76, // 83: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
-	76, // 84: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
-	76, // 85: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
-	77, // 86: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	77, // 87: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
-	78, // 88: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
-	79, // 89: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
-	79, // 90: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
-	79, // 91: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
-	79, // 92: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
-	80, // 93: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
-	81, // 94: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
-	81, // 95: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
-	81, // 96: caregrid.v1.Clinic.Update:output_type -> caregrid.v1.ClinicReply
-	66, // 97: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
-	66, // 98: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
-	66, // 99: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
-	66, // 100: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
-	66, // 101: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
-	51, // [51:102] is the sub-list for method output_type
-	0,  // [0:51] is the sub-list for method input_type
+	31, // 31: caregrid.v1.Patient.NotificationPreferences:input_type -> caregrid.v1.GetNotificationPreferencesRequest
+	32, // 32: caregrid.v1.Patient.SetNotificationPreferences:input_type -> caregrid.v1.SetNotificationPreferencesRequest
+	33, // 33: caregrid.v1.Patient.Notifications:input_type -> caregrid.v1.PatientNotificationsRequest
+	34, // 34: caregrid.v1.Audit.Append:input_type -> caregrid.v1.AppendAuditRequest
+	35, // 35: caregrid.v1.Calendar.CreateDoctor:input_type -> caregrid.v1.CreateDoctorRequest
+	36, // 36: caregrid.v1.Calendar.GetDoctor:input_type -> caregrid.v1.GetDoctorRequest
+	37, // 37: caregrid.v1.Calendar.UpdateDoctor:input_type -> caregrid.v1.UpdateDoctorRequest
+	38, // 38: caregrid.v1.Calendar.SetAvailability:input_type -> caregrid.v1.SetAvailabilityRequest
+	39, // 39: caregrid.v1.Calendar.GetAvailability:input_type -> caregrid.v1.GetAvailabilityRequest
+	40, // 40: caregrid.v1.Calendar.FreeSlots:input_type -> caregrid.v1.FreeSlotsRequest
+	41, // 41: caregrid.v1.Calendar.Book:input_type -> caregrid.v1.BookRequest
+	42, // 42: caregrid.v1.Calendar.Reschedule:input_type -> caregrid.v1.RescheduleRequest
+	43, // 43: caregrid.v1.Calendar.Transition:input_type -> caregrid.v1.TransitionRequest
+	44, // 44: caregrid.v1.Calendar.GetAppointment:input_type -> caregrid.v1.GetAppointmentRequest
+	45, // 45: caregrid.v1.Calendar.Agenda:input_type -> caregrid.v1.AgendaRequest
+	46, // 46: caregrid.v1.Clinic.Create:input_type -> caregrid.v1.CreateClinicRequest
+	47, // 47: caregrid.v1.Clinic.Get:input_type -> caregrid.v1.GetClinicRequest
+	48, // 48: caregrid.v1.Clinic.Update:input_type -> caregrid.v1.UpdateClinicRequest
+	49, // 49: caregrid.v1.Prescription.Create:input_type -> caregrid.v1.CreatePrescriptionRequest
+	50, // 50: caregrid.v1.Prescription.Get:input_type -> caregrid.v1.GetPrescriptionRequest
+	51, // 51: caregrid.v1.Prescription.Dispense:input_type -> caregrid.v1.DispenseRequest
+	52, // 52: caregrid.v1.Prescription.Cancel:input_type -> caregrid.v1.CancelPrescriptionRequest
+	53, // 53: caregrid.v1.Prescription.Expire:input_type -> caregrid.v1.ExpirePrescriptionRequest
+	54, // 54: caregrid.v1.Patient.Register:output_type -> caregrid.v1.PatientReply
+	54, // 55: caregrid.v1.Patient.Get:output_type -> caregrid.v1.PatientReply
+	54, // 56: caregrid.v1.Patient.Update:output_type -> caregrid.v1.PatientReply
+	55, // 57: caregrid.v1.Patient.AccessLog:output_type -> caregrid.v1.AccessLogReply
+	56, // 58: caregrid.v1.Patient.Reserve:output_type -> caregrid.v1.ReserveReply
+	57, // 59: caregrid.v1.Patient.Settle:output_type -> caregrid.v1.SettleReply
+	58, // 60: caregrid.v1.Patient.Appointments:output_type -> caregrid.v1.AppointmentsReply
+	59, // 61: caregrid.v1.Patient.CareTeam:output_type -> caregrid.v1.CareTeamReply
+	59, // 62: caregrid.v1.Patient.ChangeCareTeam:output_type -> caregrid.v1.CareTeamReply
+	60, // 63: caregrid.v1.Patient.AccessGrants:output_type -> caregrid.v1.AccessGrantsReply
+	61, // 64: caregrid.v1.Patient.Restrictions:output_type -> caregrid.v1.RestrictionsReply
+	61, // 65: caregrid.v1.Patient.Restrict:output_type -> caregrid.v1.RestrictionsReply
+	61, // 66: caregrid.v1.Patient.LiftRestriction:output_type -> caregrid.v1.RestrictionsReply
+	62, // 67: caregrid.v1.Patient.EmergencyAccess:output_type -> caregrid.v1.EmergencyAccessReply
+	63, // 68: caregrid.v1.Patient.RecordVisit:output_type -> caregrid.v1.VisitReply
+	64, // 69: caregrid.v1.Patient.Visits:output_type -> caregrid.v1.VisitsReply
+	65, // 70: caregrid.v1.Patient.RecordVaccination:output_type -> caregrid.v1.VaccinationReply
+	66, // 71: caregrid.v1.Patient.Vaccinations:output_type -> caregrid.v1.VaccinationsReply
+	67, // 72: caregrid.v1.Patient.ClinicalHistory:output_type -> caregrid.v1.ClinicalHistoryReply
+	68, // 73: caregrid.v1.Patient.Timeline:output_type -> caregrid.v1.TimelineReply
+	69, // 74: caregrid.v1.Patient.AdmitPrescription:output_type -> caregrid.v1.PrescriptionReply
+	70, // 75: caregrid.v1.Patient.Prescriptions:output_type -> caregrid.v1.PrescriptionsReply
+	71, // 76: caregrid.v1.Patient.RecordDocument:output_type -> caregrid.v1.DocumentReply
+	72, // 77: caregrid.v1.Patient.Documents:output_type -> caregrid.v1.DocumentsReply
+	73, // 78: caregrid.v1.Patient.OpenDocument:output_type -> caregrid.v1.OpenDocumentReply
+	74, // 79: caregrid.v1.Patient.RequestErasure:output_type -> caregrid.v1.ErasureReply
+	74, // 80: caregrid.v1.Patient.Erasure:output_type -> caregrid.v1.ErasureReply
+	74, // 81: caregrid.v1.Patient.Erase:output_type -> caregrid.v1.ErasureReply
+	75, // 82: caregrid.v1.Patient.SetLegalHold:output_type -> caregrid.v1.LegalHoldReply
+	76, // 83: caregrid.v1.Patient.ApplyRetention:output_type -> caregrid.v1.ApplyRetentionReply
+	77, // 84: caregrid.v1.Patient.StartExport:output_type -> caregrid.v1.ExportReply
+	78, // 85: caregrid.v1.Patient.NotificationPreferences:output_type -> caregrid.v1.NotificationPreferencesReply
+	78, // 86: caregrid.v1.Patient.SetNotificationPreferences:output_type -> caregrid.v1.NotificationPreferencesReply
+	79, // 87: caregrid.v1.Patient.Notifications:output_type -> caregrid.v1.PatientNotificationsReply
+	80, // 88: caregrid.v1.Audit.Append:output_type -> caregrid.v1.AppendAuditReply
+	81, // 89: caregrid.v1.Calendar.CreateDoctor:output_type -> caregrid.v1.DoctorReply
+	81, // 90: caregrid.v1.Calendar.GetDoctor:output_type -> caregrid.v1.DoctorReply
+	81, // 91: caregrid.v1.Calendar.UpdateDoctor:output_type -> caregrid.v1.DoctorReply
+	82, // 92: caregrid.v1.Calendar.SetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	82, // 93: caregrid.v1.Calendar.GetAvailability:output_type -> caregrid.v1.AvailabilityReply
+	83, // 94: caregrid.v1.Calendar.FreeSlots:output_type -> caregrid.v1.FreeSlotsReply
+	84, // 95: caregrid.v1.Calendar.Book:output_type -> caregrid.v1.AppointmentReply
+	84, // 96: caregrid.v1.Calendar.Reschedule:output_type -> caregrid.v1.AppointmentReply
+	84, // 97: caregrid.v1.Calendar.Transition:output_type -> caregrid.v1.AppointmentReply
+	84, // 98: caregrid.v1.Calendar.GetAppointment:output_type -> caregrid.v1.AppointmentReply
+	85, // 99: caregrid.v1.Calendar.Agenda:output_type -> caregrid.v1.AgendaReply
+	86, // 100: caregrid.v1.Clinic.Create:output_type -> caregrid.v1.ClinicReply
+	86, // 101: caregrid.v1.Clinic.Get:output_type -> caregrid.v1.ClinicReply
+	86, // 102: caregrid.v1.Clinic.Update:output_type -> caregrid.v1.ClinicReply
+	69, // 103: caregrid.v1.Prescription.Create:output_type -> caregrid.v1.PrescriptionReply
+	69, // 104: caregrid.v1.Prescription.Get:output_type -> caregrid.v1.PrescriptionReply
+	69, // 105: caregrid.v1.Prescription.Dispense:output_type -> caregrid.v1.PrescriptionReply
+	69, // 106: caregrid.v1.Prescription.Cancel:output_type -> caregrid.v1.PrescriptionReply
+	69, // 107: caregrid.v1.Prescription.Expire:output_type -> caregrid.v1.PrescriptionReply
+	54, // [54:108] is the sub-list for method output_type
+	0,  // [0:54] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -92,6 +92,9 @@ type Patient interface {
 	SetLegalHold(req *SetLegalHoldRequest, ctx cluster.GrainContext) (*LegalHoldReply, error)
 	ApplyRetention(req *ApplyRetentionRequest, ctx cluster.GrainContext) (*ApplyRetentionReply, error)
 	StartExport(req *StartExportRequest, ctx cluster.GrainContext) (*ExportReply, error)
+	NotificationPreferences(req *GetNotificationPreferencesRequest, ctx cluster.GrainContext) (*NotificationPreferencesReply, error)
+	SetNotificationPreferences(req *SetNotificationPreferencesRequest, ctx cluster.GrainContext) (*NotificationPreferencesReply, error)
+	Notifications(req *PatientNotificationsRequest, ctx cluster.GrainContext) (*PatientNotificationsReply, error)
 }
 
 // PatientGrainClient holds the base data for the PatientGrain
@@ -937,6 +940,87 @@ func (g *PatientGrainClient) StartExport(r *StartExportRequest, opts ...cluster.
 	}
 }
 
+// NotificationPreferences requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) NotificationPreferences(r *GetNotificationPreferencesRequest, opts ...cluster.GrainCallOption) (*NotificationPreferencesReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "NotificationPreferences"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 31, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *NotificationPreferencesReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// SetNotificationPreferences requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) SetNotificationPreferences(r *SetNotificationPreferencesRequest, opts ...cluster.GrainCallOption) (*NotificationPreferencesReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "SetNotificationPreferences"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 32, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *NotificationPreferencesReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
+// Notifications requests the execution on to the cluster with CallOptions
+func (g *PatientGrainClient) Notifications(r *PatientNotificationsRequest, opts ...cluster.GrainCallOption) (*PatientNotificationsReply, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "Patient"), slog.String("method", "Notifications"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 33, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "Patient", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *PatientNotificationsReply:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // PatientActor represents the actor structure
 type PatientActor struct {
 	ctx     cluster.GrainContext
@@ -1579,6 +1663,66 @@ func (a *PatientActor) Receive(ctx actor.Context) {
 			}
 
 			r0, err := a.inner.StartExport(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 31:
+			req := &GetNotificationPreferencesRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] NotificationPreferences(GetNotificationPreferencesRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.NotificationPreferences(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 32:
+			req := &SetNotificationPreferencesRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] SetNotificationPreferences(SetNotificationPreferencesRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.SetNotificationPreferences(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
+		case 33:
+			req := &PatientNotificationsRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] Notifications(PatientNotificationsRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.Notifications(req, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)

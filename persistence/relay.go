@@ -20,6 +20,9 @@ type Projection struct {
 	Doctors  []DoctorView
 	Busy     []BusyView
 	Patients []PatientView
+	// Notices are events for the notifier (NotificationEvent.Key: the
+	// outbox event's id).
+	Notices []NotificationEvent
 }
 
 // DoctorView is a doctor as the slot finder sees them.
@@ -91,6 +94,7 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, project Projector) (n 
 		}
 		queueBusyViews(&q, p.Busy)
 		queuePatientViews(&q, p.Patients)
+		queueNotificationEvents(&q, p.Notices)
 		q.Queue(`DELETE FROM outbox WHERE id = ANY($1::TEXT[]::UUID[])`, ids)
 		if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 			return err

@@ -432,3 +432,32 @@ func SearchPatients(c *messages.Caller) Decision {
 	}
 	return deny("only receptionists, doctors and admins search for patients")
 }
+
+// ManageNotifications: the patient themself chooses how they are told;
+// receptionists and admins set it for them at the desk (audited).
+func ManageNotifications(c *messages.Caller, patientID string) Decision {
+	if isSelf(c, patientID) || c.GetRole() == messages.Role_ROLE_RECEPTIONIST || c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only the patient, receptionists and admins set how a patient is told")
+}
+
+// ReadNotifications: what was sent to a patient is seen by the patient,
+// by receptionists and admins (who answer "I got no reminder"), and by the
+// doctors who treat them.
+func ReadNotifications(c *messages.Caller, patientID string, treats bool) Decision {
+	if isSelf(c, patientID) || c.GetRole() == messages.Role_ROLE_RECEPTIONIST || c.GetRole() == messages.Role_ROLE_ADMIN ||
+		(c.GetRole() == messages.Role_ROLE_DOCTOR && treats) {
+		return allow
+	}
+	return deny("only the patient, receptionists, admins and doctors who treat them see the patient's notifications")
+}
+
+// ManageNotificationDelivery: admins (operators) see the dead letters and
+// send them again, and set clinics' reminder times.
+func ManageNotificationDelivery(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins manage notification delivery")
+}

@@ -62,6 +62,9 @@ type Deps struct {
 	// Blobs is the document store, for deleting the blobs of erased or
 	// expired documents (nil: left for the store's own lifecycle rules).
 	Blobs blob.Store
+	// NotifyLanguage is the language of patients who have not chosen one
+	// (default ro).
+	NotifyLanguage string
 }
 
 // Kind registers the patient grain kind; an activation idle for idle

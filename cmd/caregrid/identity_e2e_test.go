@@ -43,13 +43,13 @@ type identityServer struct {
 
 const testRedirect = "http://127.0.0.1:1/callback" // never dialled: the browser stops at it
 
-func startIdentityServer(t *testing.T, tune func(*identity.Config)) *identityServer {
+func startIdentityServer(t *testing.T, tune func(*identity.Config), node ...func(*nodeConfig)) *identityServer {
 	t.Helper()
 	ic := &identity.Config{Limiter: ratelimit.NewLocal(1000)}
 	if tune != nil {
 		tune(ic)
 	}
-	s := startTestServerWithIdentity(t, nil, ic)
+	s := startTestServerWithIdentity(t, nil, ic, node...)
 	is := &identityServer{testServer: s, issuer: s.base + identity.PathPrefix, clientID: "test-app"}
 	ctx := context.Background()
 	if err := s.db.CreateClient(ctx, persistence.Client{ID: is.clientID, Name: "test app", Kind: "public", RedirectURIs: []string{testRedirect}}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/calendar"
 	"github.com/caregrid/caregrid/actors/clinic"
+	"github.com/caregrid/caregrid/actors/notify"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/actors/prescription"
 	"github.com/caregrid/caregrid/actors/proof"
@@ -80,6 +82,39 @@ type nodeConfig struct {
 	HTTPS bool
 	// ActorLogger receives proto.actor's logs; nil: warnings on stderr.
 	ActorLogger *slog.Logger
+	// Notify configures notifications (nil: none). They need Master too:
+	// messages are sealed in the database.
+	Notify *notifyConfig
+}
+
+// notifyConfig is a node's notification channels and policies.
+type notifyConfig struct {
+	// Email and SMS send over their channel (nil: the channel is off).
+	// An Email also carries the login pages' mail, queued.
+	Email, SMS notify.Sender
+	// Push turns Web Push on, signed with the VAPID key derived from the
+	// master key; PushContact is its VAPID subject; PushClient sends
+	// (nil: http.DefaultClient).
+	Push        bool
+	PushContact string
+	PushClient  *http.Client
+	// Templates is an operator's directory of template overrides.
+	Templates string
+	// Language is the language of patients who chose none; PortalURL is
+	// where messages send them.
+	Language, PortalURL string
+	// Reminders are the default reminder offsets in minutes (nil:
+	// notify.DefaultReminders).
+	Reminders []int32
+	Retry     notify.Retry
+	// Trip, Open configure the channels' breakers; Lease the dispatchers'
+	// lease; Idle their pause (zero: the notify defaults).
+	Trip               int
+	Open, Lease, Idle  time.Duration
+	PrescriptionNotice time.Duration
+	// Now is the notifications' clock (nil: time.Now): tests move it to
+	// make reminders fall due.
+	Now func() time.Time
 }
 
 // node is a started member with its edge and its outbox relay.
@@ -88,6 +123,8 @@ type node struct {
 	edge      *edge.Server
 	stopRelay context.CancelFunc
 	relayDone chan struct{}
+	// notifications is nil without them.
+	notifications *notifications
 }
 
 // kinds builds every grain kind a member hosts, registered once here.
@@ -97,7 +134,8 @@ func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *pro
 	return []*actorcluster.Kind{
 		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf,
-			CareWindow: cfg.CareWindow, Retention: cfg.Retention, ExportExpiry: cfg.ExportExpiry, Blobs: blobs, Now: cfg.Now}, cfg.GrainIdle),
+			CareWindow: cfg.CareWindow, Retention: cfg.Retention, ExportExpiry: cfg.ExportExpiry, Blobs: blobs, Now: cfg.Now,
+			NotifyLanguage: cfg.notifyLanguage()}, cfg.GrainIdle),
 		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
 			GrainTimeout: cfg.GrainTimeout, Proof: pf, CareWindow: cfg.CareWindow}, cfg.GrainIdle),
 		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats, Proof: pf,
@@ -153,11 +191,25 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	registerCalendarMetrics(reg, calStats)
 	relay := &persistence.Relay{DB: db, Project: search.Projectors(calendar.Project, search.Project), Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
+	notifications, err := newNotifications(db, cfg)
+	if err != nil {
+		member.Stop(false)
+		return nil, err
+	}
+	if notifications != nil {
+		relay.Project = search.Projectors(calendar.Project, search.Project, notify.Project)
+		notifications.register(reg)
+	}
 	auth, mounts, sessions, accounts := cfg.Auth, []edge.Mount(nil), edge.Sessions(nil), edge.Accounts(nil)
 	var sweeper *identity.Provider
 	if cfg.Identity != nil {
 		ic := *cfg.Identity
 		ic.Events = identity.AuditEvents{Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}, Logger: cfg.Logger}
+		if notifications != nil && notifications.mail {
+			// Account mail leaves the request path: the request writes it,
+			// the dispatchers send it with retries.
+			ic.Mailer = notify.Queue{DB: db, Decider: notifications.decider}
+		}
 		provider, err := identity.New(ic)
 		if err != nil {
 			member.Stop(false)
@@ -195,7 +247,8 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
 		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, Erasures: db, Exports: exportDesk{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
-		ClusterView: member.View,
+		ClusterView:   member.View,
+		Notifications: notifications.desk(db), VAPIDPublicKey: notifications.vapidPublic(), DefaultReminders: notifications.reminders(),
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
@@ -208,7 +261,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	})
 	relayCtx, stopRelay := context.WithCancel(context.Background())
 	blobs := cfg.blobs()
-	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{})}
+	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{}), notifications: notifications}
 	go func() {
 		defer close(n.relayDone)
 		if cfg.EdgeOnly {
@@ -218,6 +271,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}
 		go backfillSearch(relayCtx, db, cfg.Logger)
+		if notifications != nil {
+			notifications.run(relayCtx)
+		}
 		go audit.Drainer{DB: db, Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 			Logger: cfg.Logger}.Run(relayCtx)
 		if cfg.Master != nil && blobs != nil {
@@ -313,6 +369,9 @@ func (n *node) stop(graceful bool) error {
 	err := n.edge.Shutdown(ctx)
 	n.stopRelay()
 	<-n.relayDone
+	if n.notifications != nil {
+		n.notifications.close()
+	}
 	n.member.Stop(graceful)
 	if err != nil {
 		return fmt.Errorf("http shutdown: %w", err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/calendar"
+	"github.com/caregrid/caregrid/actors/notify"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/cluster/devcerts"
@@ -80,6 +81,13 @@ type serveConfig struct {
 	SMTPFrom       string
 	SMTPUser       string
 	External       string
+	SMPPAddr       string
+	SMPPSystemID   string
+	SMPPSource     string
+	PushContact    string
+	Templates      string
+	Reminders      string
+	NotifyRetries  int
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -143,6 +151,13 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", envOr("CAREGRID_SMTP_ADDR", ""), "SMTP server (host:port) for password-reset and sign-up links; STARTTLS when offered; empty: no mail (env CAREGRID_SMTP_ADDR)")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", envOr("CAREGRID_SMTP_FROM", "caregrid <no-reply@localhost>"), "sender of those mails (env CAREGRID_SMTP_FROM)")
 	fs.StringVar(&c.SMTPUser, "smtp-username", envOr("CAREGRID_SMTP_USERNAME", ""), "SMTP user; the password comes from CAREGRID_SMTP_PASSWORD only")
+	fs.StringVar(&c.SMPPAddr, "smpp-addr", envOr("CAREGRID_SMPP_ADDR", ""), "SMS gateway (SMPP 3.4, host:port) for SMS notifications; empty: no SMS (env CAREGRID_SMPP_ADDR)")
+	fs.StringVar(&c.SMPPSystemID, "smpp-system-id", envOr("CAREGRID_SMPP_SYSTEM_ID", ""), "SMPP system_id; the password comes from CAREGRID_SMPP_PASSWORD only")
+	fs.StringVar(&c.SMPPSource, "smpp-source", envOr("CAREGRID_SMPP_SOURCE", "caregrid"), "the sender SMS show: a name (11 letters at most) or a number (env CAREGRID_SMPP_SOURCE)")
+	fs.StringVar(&c.PushContact, "push-contact", envOr("CAREGRID_PUSH_CONTACT", "mailto:no-reply@localhost"), "the contact push services may use about this server's messages (VAPID sub; env CAREGRID_PUSH_CONTACT)")
+	fs.StringVar(&c.Templates, "notification-templates", envOr("CAREGRID_NOTIFICATION_TEMPLATES", ""), "directory whose <lang>/<event>.tmpl and layout.html replace the built-in notification templates (env CAREGRID_NOTIFICATION_TEMPLATES)")
+	fs.StringVar(&c.Reminders, "reminders", envOr("CAREGRID_REMINDERS", "24h,2h"), "when patients are reminded before an appointment, for clinics that set no times of their own (env CAREGRID_REMINDERS)")
+	fs.IntVar(&c.NotifyRetries, "notification-attempts", 8, "tries a notification gets before it is dead (backoff from 10 s doubling to 1 h)")
 	fs.StringVar(&c.External, "external-issuers", envOr("CAREGRID_EXTERNAL_ISSUERS", ""), "JSON file of external identity providers whose access tokens are accepted (see README) (env CAREGRID_EXTERNAL_ISSUERS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -154,6 +169,12 @@ func serveFlags(args []string) (serveConfig, error) {
 		if _, err := edge.ParseLimit(l); err != nil {
 			return c, fmt.Errorf("serve: %w", err)
 		}
+	}
+	if _, err := parseReminders(c.Reminders); err != nil {
+		return c, fmt.Errorf("serve: %w", err)
+	}
+	if c.NotifyRetries < 1 || c.NotifyRetries > 30 {
+		return c, errors.New("serve: --notification-attempts: 1 to 30")
 	}
 	if c.BlobDir == "" {
 		c.BlobDir = filepath.Join(c.DataDir, "blobs")
@@ -326,6 +347,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
 			StoreTimeout: cfg.StoreTimeout},
 		Identity: identityConfig(cfg, db, master, base, limiter, logger),
+		Notify:   notifyConfigOf(cfg, base, logger),
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -426,17 +448,57 @@ func corsOrigins(list string) []string {
 	return out
 }
 
-// mailer is the SMTP client, or on a development node without SMTP the
-// log (the links then show in the node's log), or none.
+// mailer is the login pages' mail on a development node without SMTP: the
+// log (the links then show in the node's log). With SMTP the node queues
+// account mail with the notifications (startNode); without either, none.
 func mailer(cfg serveConfig, logger *slog.Logger) identity.Mailer {
-	switch {
-	case cfg.SMTPAddr != "":
-		return identity.SMTPMailer{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUser, Password: os.Getenv("CAREGRID_SMTP_PASSWORD")}
-	case cfg.DevAuth:
+	if cfg.SMTPAddr == "" && cfg.DevAuth {
 		logger.Warn("no SMTP server (--smtp-addr): reset and sign-up links are written to this log (development only)")
 		return identity.LogMailer{Logger: logger}
 	}
 	return nil
+}
+
+// notifyConfigOf is the notification channels the flags configure: email
+// over SMTP, SMS over SMPP, Web Push always (it reaches only browsers that
+// subscribed). A development node without SMTP or SMPP writes those
+// messages to its log.
+func notifyConfigOf(cfg serveConfig, base string, logger *slog.Logger) *notifyConfig {
+	reminders, _ := parseReminders(cfg.Reminders) // checked by serveFlags
+	def, _ := locale.Parse(cfg.Locale)
+	lang, _ := def.Base()
+	nc := &notifyConfig{Language: lang.String(), PortalURL: base, Templates: cfg.Templates, Reminders: reminders,
+		Retry: notify.Retry{Attempts: cfg.NotifyRetries}, PushContact: cfg.PushContact, Push: true}
+	switch {
+	case cfg.SMTPAddr != "":
+		nc.Email = notify.Email{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUser, Password: os.Getenv("CAREGRID_SMTP_PASSWORD")}
+	case cfg.DevAuth:
+		nc.Email = notify.LogSender{Channel: "email", Logger: logger}
+	}
+	switch {
+	case cfg.SMPPAddr != "":
+		nc.SMS = &notify.SMS{Addr: cfg.SMPPAddr, SystemID: cfg.SMPPSystemID, Password: os.Getenv("CAREGRID_SMPP_PASSWORD"),
+			Source: cfg.SMPPSource, Logger: logger}
+	case cfg.DevAuth:
+		nc.SMS = notify.LogSender{Channel: "sms", Logger: logger}
+	}
+	return nc
+}
+
+// parseReminders reads "24h,2h" as minutes before an appointment.
+func parseReminders(s string) ([]int32, error) {
+	var out []int32
+	for _, part := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d < time.Minute || d > 14*24*time.Hour || d%time.Minute != 0 {
+			return nil, fmt.Errorf("--reminders: %q is not a whole number of minutes up to two weeks (24h, 2h, 30m)", part)
+		}
+		out = append(out, int32(d/time.Minute))
+	}
+	if len(out) > edge.MaxReminders {
+		return nil, fmt.Errorf("--reminders: at most %d", edge.MaxReminders)
+	}
+	return out, nil
 }
 
 // documentStore is the S3-compatible store when one is configured (and

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caregrid/caregrid/actors/notify"
 	"github.com/caregrid/caregrid/edge/identity"
 )
 
@@ -25,15 +26,19 @@ func TestServeConfiguresTheProvidersMailer(t *testing.T) {
 			t.Fatal(err)
 		}
 		ic := identityConfig(cfg, nil, testMaster, "http://127.0.0.1:8080", nil, logger)
+		nc := notifyConfigOf(cfg, "http://127.0.0.1:8080", logger)
 		got := "none"
-		switch m := ic.Mailer.(type) {
-		case identity.SMTPMailer:
+		switch m := nc.Email.(type) {
+		case notify.Email:
 			got = "smtp"
-			if m.Addr != "mail.hospital.example:587" || m.From != "caregrid <no-reply@hospital.example>" {
-				t.Errorf("%s: SMTP mailer %+v", name, m)
+			if m.Addr != "mail.hospital.example:587" || m.From != "caregrid <no-reply@hospital.example>" || ic.Mailer != nil {
+				t.Errorf("%s: SMTP %+v, login pages' mailer %T (want the queue the node sets)", name, m, ic.Mailer)
 			}
-		case identity.LogMailer:
+		case notify.LogSender:
 			got = "log"
+			if _, ok := ic.Mailer.(identity.LogMailer); !ok {
+				t.Errorf("%s: login pages' mailer %T, want the log", name, ic.Mailer)
+			}
 		}
 		if got != tt.want || ic.Issuer != "http://127.0.0.1:8080/oidc" {
 			t.Errorf("%s: mailer %s, issuer %s; want %s", name, got, ic.Issuer, tt.want)

@@ -1,4 +1,4 @@
-package identity
+package notify
 
 import (
 	"context"
@@ -100,7 +100,7 @@ func (s *relaySession) Data(r io.Reader) error {
 // on loopback) the mailer sends only over STARTTLS with a certificate it
 // trusts: a relay without TLS gets nothing, and one with TLS gets the
 // message over TLS, authenticated.
-func TestSMTPMailerInsistsOnSTARTTLS(t *testing.T) {
+func TestEmailInsistsOnSTARTTLS(t *testing.T) {
 	files, err := devcerts.Generate(t.TempDir(), 1, "relay.hospital.example", []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
@@ -115,12 +115,15 @@ func TestSMTPMailerInsistsOnSTARTTLS(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	ctx := context.Background()
+	send := func(e Email) error {
+		_, err := e.Send(context.Background(), Message{ID: "n-1", To: "ana@hospital.example", Subject: "Reset", Text: "link"})
+		return err
+	}
 
 	plain := startRelay(t, nil)
-	m := SMTPMailer{Addr: plain.addr, From: "caregrid <no-reply@hospital.example>", Username: "caregrid", Password: "relay-secret",
+	m := Email{Addr: plain.addr, From: "caregrid <no-reply@hospital.example>", Username: "caregrid", Password: "relay-secret",
 		TLS: &tls.Config{RootCAs: roots, ServerName: "relay.hospital.example"}}
-	if err := m.Send(ctx, "ana@hospital.example", "Reset", "link"); err == nil || !strings.Contains(strings.ToLower(err.Error()), "starttls") {
+	if err := send(m); err == nil || !strings.Contains(strings.ToLower(err.Error()), "starttls") {
 		t.Fatalf("Send to a relay without STARTTLS = %v, want a refusal naming STARTTLS", err)
 	}
 	if len(plain.got) != 0 {
@@ -130,11 +133,11 @@ func TestSMTPMailerInsistsOnSTARTTLS(t *testing.T) {
 	secure := startRelay(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	untrusted := m
 	untrusted.Addr, untrusted.TLS = secure.addr, nil // the system's roots do not know the test CA
-	if err := untrusted.Send(ctx, "ana@hospital.example", "Reset", "link"); err == nil {
+	if err := send(untrusted); err == nil {
 		t.Fatal("Send to a relay whose certificate is not trusted succeeded")
 	}
 	m.Addr = secure.addr
-	if err := m.Send(ctx, "ana@hospital.example", "Reset", "link"); err != nil {
+	if err := send(m); err != nil {
 		t.Fatalf("Send over STARTTLS: %v", err)
 	}
 	if d := <-secure.got; !d.tls || d.username != "caregrid" || d.to != "ana@hospital.example" {
