@@ -109,7 +109,7 @@ func (t *Templates) Render(lang, event string, v View) (Rendered, error) {
 	var b bytes.Buffer
 	err = t.layout.Execute(&b, struct {
 		Lang, Subject, Open, URL string
-		Paragraphs              []string
+		Paragraphs               []string
 	}{lang, r.Subject, r.Open, v.PortalURL, strings.Split(r.Text, "\n\n")})
 	r.HTML = b.String()
 	return r, err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/notify"
@@ -60,13 +61,8 @@ func newNotifications(db *persistence.DB, cfg nodeConfig) (*notifications, error
 		if s, ok := nc.SMS.(*notify.SMS); ok {
 			n.sms = s
 			s.OnReceipt = func(id string, delivered bool) {
-				if !delivered {
-					return
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if _, err := db.NotificationDelivered(ctx, "sms", id, nc.Now()); err != nil {
-					cfg.Logger.Warn("recording an SMS delivery receipt failed", "message", id, "err", err)
+				if delivered {
+					go n.delivered("sms", id, cfg.Logger)
 				}
 			}
 		}
@@ -93,6 +89,25 @@ func newNotifications(db *persistence.DB, cfg nodeConfig) (*notifications, error
 			}
 		}}
 	return n, nil
+}
+
+// delivered records a delivery receipt. A receipt may come before the
+// dispatcher has recorded the provider's id (the gateway answers the
+// submit and sends the receipt at once): it is tried again for a while.
+func (n *notifications) delivered(channel, providerID string, logger *slog.Logger) {
+	for wait := 50 * time.Millisecond; wait < 30*time.Second; wait *= 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ok, err := n.db.NotificationDelivered(ctx, channel, providerID, n.cfg.Now())
+		cancel()
+		if ok {
+			return
+		}
+		if err != nil {
+			logger.Warn("recording a delivery receipt failed", "channel", channel, "message", providerID, "err", err)
+		}
+		time.Sleep(wait)
+	}
+	logger.Warn("a delivery receipt matches no notification sent", "channel", channel, "message", providerID)
 }
 
 // run starts the notifier and the dispatcher until ctx ends.

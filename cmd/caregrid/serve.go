@@ -88,6 +88,7 @@ type serveConfig struct {
 	Templates      string
 	Reminders      string
 	NotifyRetries  int
+	NotifyLease    time.Duration
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -158,6 +159,7 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.StringVar(&c.Templates, "notification-templates", envOr("CAREGRID_NOTIFICATION_TEMPLATES", ""), "directory whose <lang>/<event>.tmpl and layout.html replace the built-in notification templates (env CAREGRID_NOTIFICATION_TEMPLATES)")
 	fs.StringVar(&c.Reminders, "reminders", envOr("CAREGRID_REMINDERS", "24h,2h"), "when patients are reminded before an appointment, for clinics that set no times of their own (env CAREGRID_REMINDERS)")
 	fs.IntVar(&c.NotifyRetries, "notification-attempts", 8, "tries a notification gets before it is dead (backoff from 10 s doubling to 1 h)")
+	fs.DurationVar(&c.NotifyLease, "notification-lease", time.Minute, "how long a member holds a notification it is sending; one left by a member that died is sent again after it")
 	fs.StringVar(&c.External, "external-issuers", envOr("CAREGRID_EXTERNAL_ISSUERS", ""), "JSON file of external identity providers whose access tokens are accepted (see README) (env CAREGRID_EXTERNAL_ISSUERS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -172,6 +174,9 @@ func serveFlags(args []string) (serveConfig, error) {
 	}
 	if _, err := parseReminders(c.Reminders); err != nil {
 		return c, fmt.Errorf("serve: %w", err)
+	}
+	if c.NotifyLease < 2*time.Second {
+		return c, errors.New("serve: --notification-lease: at least 2s (a send may take half of it)")
 	}
 	if c.NotifyRetries < 1 || c.NotifyRetries > 30 {
 		return c, errors.New("serve: --notification-attempts: 1 to 30")
@@ -468,7 +473,7 @@ func notifyConfigOf(cfg serveConfig, base string, logger *slog.Logger) *notifyCo
 	def, _ := locale.Parse(cfg.Locale)
 	lang, _ := def.Base()
 	nc := &notifyConfig{Language: lang.String(), PortalURL: base, Templates: cfg.Templates, Reminders: reminders,
-		Retry: notify.Retry{Attempts: cfg.NotifyRetries}, PushContact: cfg.PushContact, Push: true}
+		Retry: notify.Retry{Attempts: cfg.NotifyRetries}, PushContact: cfg.PushContact, Push: true, Lease: cfg.NotifyLease}
 	switch {
 	case cfg.SMTPAddr != "":
 		nc.Email = notify.Email{Addr: cfg.SMTPAddr, From: cfg.SMTPFrom, Username: cfg.SMTPUser, Password: os.Getenv("CAREGRID_SMTP_PASSWORD")}
