@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strconv"
 	"time"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -12,6 +11,7 @@ import (
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/notify"
 	"github.com/caregrid/caregrid/actors/patient"
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/gofiber/fiber/v2"
@@ -32,7 +32,8 @@ type Notifications interface {
 
 // Limits of the notification routes.
 const (
-	// MaxReminders is how many reminder times a clinic may set.
+	// MaxReminders is how many reminder times a clinic may set (the
+	// message that says so names it).
 	MaxReminders = 4
 	// MaxReminderMinutes is the earliest a reminder may come: two weeks before.
 	MaxReminderMinutes = 14 * 24 * 60
@@ -84,6 +85,19 @@ func (s *Server) notificationPreferences(c *fiber.Ctx) error {
 // {language, channels, reminders, quiet_hours: {start, end}, time_zone}
 // (If-Match: the version read, optional).
 func (s *Server) setNotificationPreferences(c *fiber.Ctx) error {
+	id, err := patientID(c)
+	if err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	// The grain decides again; asked here first, so that a caller who may
+	// not set them learns nothing from the body's validation.
+	if d := access.ManageNotifications(caller, id); !d.Allowed {
+		return forbidden(d.Reason)
+	}
 	if err := requireJSON(c); err != nil {
 		return err
 	}
@@ -293,12 +307,13 @@ func (s *Server) addPushSubscription(c *fiber.Ctx) error {
 	if err := decodeStrict(c.Body(), &in); err != nil {
 		return err
 	}
-	if bad := notify.ValidSubscription(in.Endpoint, in.Keys.P256DH, in.Keys.Auth); bad != nil {
-		var fields []FieldError
-		for f, why := range bad {
-			fields = append(fields, FieldError{f, why})
+	var bad validate.Errors
+	notify.ValidSubscription(in.Endpoint, in.Keys.P256DH, in.Keys.Auth, &bad)
+	if len(bad) > 0 {
+		fields := make([]FieldError, len(bad))
+		for i, f := range bad {
+			fields[i] = FieldError{f.Field, f.Message}
 		}
-		slices.SortFunc(fields, func(a, b FieldError) int { return compareStrings(a.Field, b.Field) })
 		return invalidInput(fields)
 	}
 	if s.cfg.Notifications == nil {
@@ -325,6 +340,9 @@ func (s *Server) deletePushSubscription(c *fiber.Ctx) error {
 	caller, err := s.caller(c)
 	if err != nil {
 		return err
+	}
+	if caller.GetRole() != messages.Role_ROLE_PATIENT {
+		return forbidden("only patients receive push notifications")
 	}
 	if s.cfg.Notifications == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no notifications")
@@ -404,12 +422,12 @@ func (s *Server) setClinicReminders(c *fiber.Ctx) error {
 		return err
 	}
 	if len(in.Minutes) > MaxReminders {
-		return invalidInput([]FieldError{{"minutes_before", "at most " + strconv.Itoa(MaxReminders) + " reminders"}})
+		return invalidInput([]FieldError{FieldError{"minutes_before", "at most 4 reminders"}})
 	}
 	seen := map[int32]bool{}
 	for _, m := range in.Minutes {
 		if m < 1 || m > MaxReminderMinutes || seen[m] {
-			return invalidInput([]FieldError{{"minutes_before", "each a distinct number of minutes from 1 to 20160 (two weeks)"}})
+			return invalidInput([]FieldError{FieldError{"minutes_before", "each a distinct number of minutes from 1 to 20160 (two weeks)"}})
 		}
 		seen[m] = true
 	}

@@ -114,6 +114,8 @@ var (
 	staff    = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 	everyone = []messages.Role{messages.Role_ROLE_PATIENT, messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 	admins   = []messages.Role{messages.Role_ROLE_ADMIN}
+	// patientsOnly: a patient's own devices (push subscriptions).
+	patientsOnly = []messages.Role{messages.Role_ROLE_PATIENT}
 	// hoursKeepers: a doctor may set only their own hours (the grain checks).
 	hoursKeepers = []messages.Role{messages.Role_ROLE_RECEPTIONIST, messages.Role_ROLE_DOCTOR, messages.Role_ROLE_ADMIN}
 	// deskAndAdmins: receptionists and admins (care teams: not doctors, who would grant themselves access).
@@ -216,8 +218,8 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/patients/:id/notification-preferences", grantReaders, "How the patient wants to be told: language, channels, reminders, quiet hours (the patient, receptionists, admins)", s.notificationPreferences},
 		{"PUT", "/v1/patients/:id/notification-preferences", grantReaders, "Set how the patient wants to be told; security messages are sent whatever is chosen (the patient, receptionists, admins)", s.setNotificationPreferences},
 		{"GET", "/v1/patients/:id/notifications", everyone, "What was sent to the patient, when, over which channel, and its delivery state, newest first; never the content (the patient, receptionists, admins, doctors who treat them)", s.patientNotifications},
-		{"POST", "/v1/me/push-subscriptions", everyone, "Receive push notifications in this browser: its PushSubscription (patients)", s.addPushSubscription},
-		{"DELETE", "/v1/me/push-subscriptions/:id", everyone, "Stop push notifications to one of the caller's browsers", s.deletePushSubscription},
+		{"POST", "/v1/me/push-subscriptions", patientsOnly, "Receive push notifications in this browser: its PushSubscription (patients)", s.addPushSubscription},
+		{"DELETE", "/v1/me/push-subscriptions/:id", patientsOnly, "Stop push notifications to one of the caller's browsers", s.deletePushSubscription},
 		{"GET", "/v1/push/vapid-public-key", nil, "The application server key browsers subscribe to push notifications with (VAPID)", s.vapidKey},
 		{"GET", "/v1/notifications", admins, "Notification delivery for operators, oldest first, by ?status= (dead by default; pending, sending, sent, delivered, skipped, all)", s.listNotifications},
 		{"POST", "/v1/notifications/:id/retry", admins, "Send a dead notification again from its first try", s.retryNotification},

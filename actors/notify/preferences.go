@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/persistence"
 )
 
@@ -28,30 +29,23 @@ func DefaultPreferences(patientID, language string) persistence.NotificationPref
 		Reminders: true, QuietStart: 22 * 60, QuietEnd: 8 * 60, TimeZone: DefaultTimeZone}
 }
 
-// ValidatePreferences names what is wrong with p, field by field (nil: nothing).
-func ValidatePreferences(p persistence.NotificationPreferences) map[string]string {
-	bad := map[string]string{}
+// ValidatePreferences adds to errs what is wrong with p, field by field.
+func ValidatePreferences(p persistence.NotificationPreferences, errs *validate.Errors) {
 	if !slices.Contains(Languages, p.Language) {
-		bad["language"] = "must be ro, ru or en"
+		errs.Add("language", "must be ro, ru or en")
 	}
 	for _, c := range p.Channels {
 		if !slices.Contains(Channels, c) {
-			bad["channels"] = "each must be email, sms or push"
+			errs.Add("channels", "each must be email, sms or push")
+			break
 		}
 	}
-	if len(p.Channels) > len(Channels) || hasDuplicates(p.Channels) {
-		bad["channels"] = "each channel at most once"
-	}
-	if p.QuietStart < 0 || p.QuietStart >= 24*60 || p.QuietEnd < 0 || p.QuietEnd >= 24*60 {
-		bad["quiet_hours"] = "must be HH:MM times"
+	if hasDuplicates(p.Channels) {
+		errs.Add("channels", "each channel at most once")
 	}
 	if _, err := time.LoadLocation(p.TimeZone); err != nil || p.TimeZone == "" || p.TimeZone == "Local" {
-		bad["time_zone"] = "must be an IANA time zone such as Europe/Chisinau"
+		errs.Add("time_zone", "must be an IANA time zone such as Europe/Chisinau")
 	}
-	if len(bad) == 0 {
-		return nil
-	}
-	return bad
 }
 
 func hasDuplicates(xs []string) bool {

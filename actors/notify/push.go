@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/SherClockHolmes/webpush-go"
+	"github.com/caregrid/caregrid/actors/validate"
 	"github.com/caregrid/caregrid/persistence/seal"
 )
 
@@ -103,30 +104,26 @@ func (p Push) Send(ctx context.Context, m Message) (string, error) {
 	return resp.Header.Get("Location"), nil
 }
 
-// ValidSubscription checks a browser's subscription: an https endpoint
-// (loopback may be http, for tests and a push service on the node's host)
-// and keys of the sizes RFC 8291 fixes.
-func ValidSubscription(endpoint, p256dh, auth string) map[string]string {
-	bad := map[string]string{}
+// ValidSubscription adds to errs what is wrong with a browser's
+// subscription: it needs an https endpoint (loopback may be http, for
+// tests and a push service on the node's host) and keys of the sizes RFC
+// 8291 fixes.
+func ValidSubscription(endpoint, p256dh, auth string, errs *validate.Errors) {
 	u, err := url.Parse(endpoint)
 	switch {
 	case err != nil || u.Host == "" || len(endpoint) > 2048:
-		bad["endpoint"] = "must be the push service's URL"
+		errs.Add("endpoint", "must be the push service's URL")
 	case u.Scheme != "https" && !(u.Scheme == "http" && plainAllowed(u.Host, false)):
-		bad["endpoint"] = "must be an https URL"
+		errs.Add("endpoint", "must be an https URL")
 	}
 	if k, err := decodeKey(p256dh); err != nil || len(k) != 65 || k[0] != 4 {
-		bad["keys.p256dh"] = "must be an uncompressed P-256 public key, base64url"
+		errs.Add("keys.p256dh", "must be an uncompressed P-256 public key, base64url")
 	} else if _, err := ecdh.P256().NewPublicKey(k); err != nil {
-		bad["keys.p256dh"] = "must be a point on P-256"
+		errs.Add("keys.p256dh", "must be a point on P-256")
 	}
 	if k, err := decodeKey(auth); err != nil || len(k) != 16 {
-		bad["keys.auth"] = "must be a 16-byte secret, base64url"
+		errs.Add("keys.auth", "must be a 16-byte secret, base64url")
 	}
-	if len(bad) == 0 {
-		return nil
-	}
-	return bad
 }
 
 func decodeKey(s string) ([]byte, error) {

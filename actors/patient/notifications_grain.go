@@ -3,7 +3,6 @@ package patient
 import (
 	"encoding/base64"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -89,17 +88,7 @@ func (g *Grain) SetNotificationPreferences(req *messages.SetNotificationPreferen
 	if p.QuietEnd, err = notify.ParseClock(in.GetQuietEnd()); err != nil {
 		errs.Add("quiet_hours.end", "must be an HH:MM time")
 	}
-	bad := notify.ValidatePreferences(p)
-	fields := make([]string, 0, len(bad))
-	for f := range bad {
-		fields = append(fields, f)
-	}
-	slices.Sort(fields)
-	for _, f := range fields {
-		if f != "quiet_hours" || len(errs) == 0 {
-			errs.Add(f, bad[f])
-		}
-	}
+	notify.ValidatePreferences(p, &errs)
 	if err := errs.Err(); err != nil {
 		return nil, g.refuse(ctx, c, action, g.id, validate.Reply(err))
 	}

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -85,6 +88,18 @@ var matrix = map[string][5]cell{
 	"PUT /v1/patients/{id}/legal-hold":              {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"DELETE /v1/patients/{id}/legal-hold":           {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {204, 204}},
 	"DELETE /v1/patients/{id}/care-team/{doctor}":   {{401, 401}, {403, 403}, {403, 403}, {200, 200}, {200, 200}},
+
+	"GET /v1/patients/{id}/notification-preferences": {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"PUT /v1/patients/{id}/notification-preferences": {{401, 401}, {200, 403}, {403, 403}, {200, 200}, {200, 200}},
+	"GET /v1/patients/{id}/notifications":            {{401, 401}, {200, 403}, {200, 403}, {200, 200}, {200, 200}},
+	"POST /v1/me/push-subscriptions":                 {{401, 401}, {201, 201}, {403, 403}, {403, 403}, {403, 403}},
+	// Own: a subscription of the caller's; other: another patient's (404: none of the caller's).
+	"DELETE /v1/me/push-subscriptions/{id}": {{401, 401}, {204, 404}, {403, 403}, {403, 403}, {403, 403}},
+	"GET /v1/push/vapid-public-key":         {{200, 200}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
+	"GET /v1/notifications":                 {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/notifications/{id}/retry":     {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"GET /v1/clinics/{id}/reminders":        {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"PUT /v1/clinics/{id}/reminders":        {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 
 	"POST /v1/clinics":       {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
 	"GET /v1/clinics/{id}":   {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
@@ -311,8 +326,19 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		id = f.patients[side]
 	case strings.HasPrefix(tmpl, "/v1/doctors/{id}"):
 		id = f.doctors[side]
-	case tmpl == "/v1/clinics/{id}":
+	case strings.HasPrefix(tmpl, "/v1/clinics/{id}"):
 		id = f.clinic
+	case tmpl == "/v1/notifications/{id}/retry":
+		id = f.deadNotification() // each cell a fresh one: a retry makes it pending
+	case tmpl == "/v1/me/push-subscriptions/{id}":
+		// Subscribed by the caller (own) or by the other patient.
+		subscriber := f.serviceToken(f.patients[1], "patient")
+		if own && who == 1 {
+			subscriber = f.tokens[1]
+		}
+		r := f.is.do("POST", "/v1/me/push-subscriptions", subscriber, pushSubscriptionBody(f.t))
+		expect(f.t, "fixture push subscription", r, 201)
+		id = r.json(f.t)["id"].(string)
 	case tmpl == "/v1/appointments/{id}":
 		id = f.appointments[side]
 	case strings.HasPrefix(tmpl, "/v1/appointments/{id}/"):
@@ -421,6 +447,13 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		body = map[string]any{"username": "new-" + uuid.NewString()[:8], "role": "receptionist", "email": "new@hospital.example"}
 	case "POST /v1/appointments/{id}/reschedule":
 		body = map[string]any{"start": rfc(f.nextStart())}
+	case "PUT /v1/patients/{id}/notification-preferences":
+		body = map[string]any{"language": "ro", "channels": []string{"email"}, "reminders": false,
+			"quiet_hours": map[string]string{"start": "21:00", "end": "09:00"}, "time_zone": "Europe/Chisinau"}
+	case "POST /v1/me/push-subscriptions":
+		body = pushSubscriptionBody(f.t)
+	case "PUT /v1/clinics/{id}/reminders":
+		body = map[string]any{"minutes_before": []int{1440, 60}}
 	}
 	return method, path, body, headers
 }
@@ -537,3 +570,28 @@ func hashSecret(secret string) []byte {
 }
 
 func patientCheckDigit(twelve string) byte { return patient.CheckDigit(twelve) }
+
+// pushSubscriptionBody is a browser's PushSubscription.toJSON() with a
+// fresh key, to an endpoint on loopback where nothing listens.
+func pushSubscriptionBody(t *testing.T) map[string]any {
+	t.Helper()
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, 16)
+	_, _ = rand.Read(secret)
+	return map[string]any{"endpoint": "http://127.0.0.1:9/push/" + uuid.NewString(),
+		"keys": map[string]string{"p256dh": base64.RawURLEncoding.EncodeToString(k.PublicKey().Bytes()), "auth": base64.RawURLEncoding.EncodeToString(secret)}}
+}
+
+// deadNotification is a dead account mail, for a cell that retries it.
+func (f *matrixFixture) deadNotification() string {
+	f.t.Helper()
+	id := uuid.NewString()
+	if _, err := f.is.db.Pool.Exec(context.Background(), `INSERT INTO notifications (id, dedup_key, event, channel, language, about, content_sealed,
+		state, attempts, next_attempt_at, last_error, provider_id, created_at) VALUES ($1, $2, 'account-mail', 'email', '', '', '\x00', 'dead', 8, now(), 'relay refused', '', now())`, id, "matrix:"+id); err != nil {
+		f.t.Fatal(err)
+	}
+	return id
+}

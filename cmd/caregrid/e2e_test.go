@@ -94,10 +94,13 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 		CheckInOpens: 30 * 24 * time.Hour,
 		// Exports and erasures are carried out in the background: soon.
 		ExportPoll: 100 * time.Millisecond, ErasureSweep: 200 * time.Millisecond,
-		Auth:        auth,
-		Identity:    ic,
-		Master:      testMaster,
-		Documents:   &edge.Documents{Store: blob.Dir{Root: blobs}, MaxBytes: 1 << 20},
+		Auth:      auth,
+		Identity:  ic,
+		Master:    testMaster,
+		Documents: &edge.Documents{Store: blob.Dir{Root: blobs}, MaxBytes: 1 << 20},
+		// Web Push only, to no browser unless a test subscribes one: the
+		// notification routes answer, and nothing is sent anywhere.
+		Notify:      &notifyConfig{Push: true, PushContact: "mailto:ops@hospital.example", Language: "en"},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
