@@ -372,3 +372,46 @@ func TestAdminManagesAccountsOverTheAPI(t *testing.T) {
 		t.Errorf("audited admin actions on the account: %d, want at least 7", n)
 	}
 }
+
+// TestASignInFromANewDeviceIsToldToTheOwner: the first sign-in and a
+// sign-in from a browser used before send nothing; a sign-in from another
+// browser sends the owner a mail naming it (a security message).
+func TestASignInFromANewDeviceIsToldToTheOwner(t *testing.T) {
+	is, mb := startMailServer(t, nil)
+	const deskID = "5e7a0c1d-2b3c-4d5e-8f60-718293a4b5c6"
+	is.account(deskID, "desk-lia", "receptionist", "lia-password-123", false)
+	if _, err := is.db.Pool.Exec(context.Background(), `UPDATE accounts SET email = 'lia@hospital.example' WHERE id = $1`, deskID); err != nil {
+		t.Fatal(err)
+	}
+	signIn := func(b *browser) {
+		t.Helper()
+		p, verifier, nonce := is.login(b)
+		is.exchange(b.submit(p, map[string]string{"username": "desk-lia", "password": "lia-password-123"}), verifier, nonce)
+	}
+	queued := func() int { // the request writes the mail: counted at once
+		var n int
+		if err := is.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM notifications WHERE event = 'account-mail'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	laptop := newBrowser(t)
+	signIn(laptop)
+	signIn(laptop)
+	if n := queued(); n != 0 {
+		t.Fatalf("%d mails after sign-ins from one browser", n)
+	}
+	signIn(newBrowser(t))
+	if n := queued(); n != 1 {
+		t.Fatalf("%d mails after a sign-in from a new browser, want 1", n)
+	}
+	m := mb.next(t)
+	if m.to != "lia@hospital.example" || m.subject != "New sign-in to your caregrid account" || !strings.Contains(m.body, "desk-lia") ||
+		!strings.Contains(m.body, "Go-http-client") {
+		t.Fatalf("the new device's mail: %+v", m)
+	}
+	signIn(laptop)
+	if n := queued(); n != 1 {
+		t.Fatalf("%d mails after the first browser again, want still 1", n)
+	}
+}

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
@@ -576,6 +577,7 @@ func (l *login) complete(w http.ResponseWriter, r *http.Request, id string, acct
 		l.fail(w, r, err)
 		return
 	}
+	l.noteDevice(w, r, acct, now)
 	if err := l.p.cfg.DB.CompleteLogin(r.Context(), id, sess); err != nil {
 		if errors.Is(err, persistence.ErrNotFound) {
 			l.render(w, r, http.StatusBadRequest, "message.html", page{Title: "Sign-in expired", Message: "This sign-in has expired. Go back to the application and sign in again."})
@@ -597,6 +599,42 @@ func (l *login) complete(w http.ResponseWriter, r *http.Request, id string, acct
 	// is a new navigation, not the form's; form-action stays 'self', with no
 	// list of every client's redirect targets in it.
 	l.render(w, r, http.StatusOK, "continue.html", page{Title: "Signed in", Refresh: next})
+}
+
+// deviceCookie names the browser across sign-ins: 256 random bits, kept
+// by the database only as a hash.
+const deviceCookie = "caregrid_device"
+
+// noteDevice remembers the browser an account signed in from and, when
+// the account had signed in from other browsers before, tells its owner
+// by mail (a security message: it cannot be declined). The first sign-in
+// is not news; a failure here never fails the sign-in.
+func (l *login) noteDevice(w http.ResponseWriter, r *http.Request, acct persistence.Account, now time.Time) {
+	raw := ""
+	if c, err := r.Cookie(deviceCookie); err == nil && len(c.Value) == 43 {
+		raw = c.Value
+	} else {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		raw = base64.RawURLEncoding.EncodeToString(b)
+		http.SetCookie(w, &http.Cookie{Name: deviceCookie, Value: raw, Path: PathPrefix, MaxAge: 400 * 24 * 3600, HttpOnly: true,
+			Secure: strings.HasPrefix(l.p.cfg.Issuer, "https://"), SameSite: http.SameSiteLaxMode})
+	}
+	hash := sha256.Sum256([]byte(raw))
+	isNew, hadOthers, err := l.p.cfg.DB.RememberDevice(r.Context(), acct.ID, hash[:], r.UserAgent(), now)
+	if err != nil {
+		l.p.cfg.Logger.Warn("remembering a sign-in's device failed", "account", acct.ID, "error", err)
+		return
+	}
+	if !isNew || !hadOthers || acct.Email == "" || l.p.cfg.Mailer == nil {
+		return
+	}
+	tx := l.texts(r)
+	body := tx.T("Someone signed in to your caregrid account {{.Username}} from a browser or device it was not used from before ({{.Device}}), on {{.When}} (UTC).\n\nIf it was you, there is nothing to do. If not, change your password at once and tell the hospital.\n",
+		"Username", acct.Username, "Device", truncate(r.UserAgent(), 120), "When", now.UTC().Format("02.01.2006 15:04"))
+	if err := l.p.cfg.Mailer.Send(r.Context(), acct.Email, tx.T("New sign-in to your caregrid account"), body); err != nil {
+		l.p.cfg.Logger.Warn("telling of a new device failed", "account", acct.ID, "error", err)
+	}
 }
 
 func truncate(s string, n int) string {
