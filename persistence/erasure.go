@@ -215,7 +215,7 @@ type ErasureProof struct {
 // delete cascades to them; appointments are the calendars', kept with
 // their reason blanked.
 var erasedTables = []string{"visits", "diagnoses", "vaccinations", "patient_clinical_history", "prescriptions", "documents",
-	"care_team", "patient_restrictions", "emergency_access", "appointments", "patient_reservations"}
+	"care_team", "patient_restrictions", "emergency_access", "appointments", "patient_reservations", "notifications", "notification_preferences"}
 
 // ErasePatient carries out an approved erasure through the patient grain's
 // fence, in one transaction: the data key is destroyed (crypto-shredding:
@@ -282,6 +282,7 @@ func (db *DB) erasePatient(ctx context.Context, f Fence, erasureID, patientID st
 			`DELETE FROM patient_reservations WHERE patient_id = $1`,
 			`UPDATE appointments SET reason = '' WHERE patient_id = $1 AND reason <> ''`,
 			`DELETE FROM accounts WHERE id = $1 AND role = 'patient'`,
+			`DELETE FROM push_subscriptions WHERE subject = $1::UUID::TEXT`,
 			// The key first, by name: the cascade below would take it too,
 			// but the shredding is the point and should read so.
 			`DELETE FROM patient_keys WHERE patient_id = $1`,

@@ -515,10 +515,12 @@ func (db *DB) ClaimNotifications(ctx context.Context, now time.Time, lease time.
 	return out, classify(err)
 }
 
-// NotificationSent records that the provider accepted the message.
+// NotificationSent records that the provider accepted the message, and
+// forgets its content: the address and the text are needed no longer
+// (the row keeps what was sent when, over which channel).
 func (db *DB) NotificationSent(ctx context.Context, id, providerID string, at time.Time) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = 'sent', provider_id = $2, sent_at = $3, lease_until = NULL, last_error = ''
-		WHERE id = $1 AND state = 'sending'`, id, providerID, at.UTC())
+	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = 'sent', provider_id = $2, sent_at = $3, lease_until = NULL, last_error = '',
+		content_sealed = ''::BYTEA WHERE id = $1 AND state = 'sending'`, id, providerID, at.UTC())
 	return classify(err)
 }
 
@@ -543,7 +545,7 @@ func (db *DB) NotificationDeferred(ctx context.Context, id string, next time.Tim
 
 // NotificationSkipped records that a message is no longer wanted.
 func (db *DB) NotificationSkipped(ctx context.Context, id, why string) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = 'skipped', last_error = $2, lease_until = NULL
+	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = 'skipped', last_error = $2, lease_until = NULL, content_sealed = ''::BYTEA
 		WHERE id = $1 AND state = 'sending'`, id, truncateText(why, 500))
 	return classify(err)
 }

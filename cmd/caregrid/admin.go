@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,11 @@ commands:
                   'erasures', or of the API, taken before the restore) that the backup brought back;
                   run it before the nodes start on the restored database (a running grain fenced
                   out by it writes nothing more, but serves what it holds until it passivates)
+  notifications [--status S] [--retry ID] [--retry-dead] [--audit-shards N]
+                  list notifications in a state (dead by default; pending, sending, sent,
+                  delivered, skipped, all), oldest first, as GET /v1/notifications does; --retry
+                  sends a dead one again from its first try, --retry-dead every dead one
+                  (audited, as the API's retry)
 
 Every command takes --database-url (env DATABASE_URL); without it, the
 embedded database under --data-dir (stop 'caregrid serve' first).
@@ -95,6 +101,18 @@ func adminCmd(ctx context.Context, args []string) error {
 			}
 			_, err = reapplyErasures(ctx, db, list.ErasureRequests, audit.Recorder{Shards: shards}, store, os.Stdout)
 			return err
+		})
+	case args[0] == "notifications":
+		var status, retry string
+		var retryDead bool
+		shards, _ := strconv.Atoi(envOr("CAREGRID_AUDIT_SHARDS", strconv.Itoa(audit.DefaultShards)))
+		return withAdminDB(ctx, "admin notifications", args[1:], func(fs *flag.FlagSet) {
+			fs.StringVar(&status, "status", persistence.NotificationDead, "the state to list: pending, sending, sent, delivered, dead, skipped or all")
+			fs.StringVar(&retry, "retry", "", "send this dead notification again")
+			fs.BoolVar(&retryDead, "retry-dead", false, "send every dead notification again")
+			fs.IntVar(&shards, "audit-shards", shards, "the nodes' --audit-shards (where the retries' audit events go)")
+		}, func(db *persistence.DB) error {
+			return adminNotifications(ctx, db, status, retry, retryDead, audit.Recorder{Shards: shards}, os.Stdout)
 		})
 	case args[0] == "client" && len(args) > 1 && args[1] == "create":
 		var c clientFlags
@@ -414,3 +432,80 @@ func reapplyErasures(ctx context.Context, db *persistence.DB, list []erasedJSON,
 }
 
 func isUUID(s string) bool { return len(s) == 36 && uuid.Validate(s) == nil }
+
+// adminNotifications lists notifications in a state, or sends dead ones
+// again (each retry audited like the API's, chained by the members'
+// drain loop).
+func adminNotifications(ctx context.Context, db *persistence.DB, status, retry string, retryDead bool, rec audit.Recorder, out io.Writer) error {
+	states := []string{persistence.NotificationPending, persistence.NotificationSending, persistence.NotificationSent,
+		persistence.NotificationDelivered, persistence.NotificationDead, persistence.NotificationSkipped}
+	if status != "all" && !slices.Contains(states, status) {
+		return fmt.Errorf("admin notifications: --status %q: one of %s or all", status, strings.Join(states, ", "))
+	}
+	if status == "all" {
+		status = ""
+	}
+	by := &messages.Caller{Subject: "caregrid/admin-notifications", Role: messages.Role_ROLE_SERVICE}
+	again := func(id string) error {
+		ev := audit.Event(by, messages.AuditAction_AUDIT_ACTION_RETRY_NOTIFICATION, "notification", id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now())
+		_, err := db.RetryNotification(persistence.WithAudit(ctx, rec.Pending("notifications", ev)), id, time.Now())
+		if err == nil {
+			fmt.Fprintf(out, "%s: pending again\n", id)
+		}
+		return err
+	}
+	switch {
+	case retry != "":
+		if err := again(retry); err != nil {
+			return fmt.Errorf("admin notifications: %s: %w", retry, err)
+		}
+		return nil
+	case retryDead:
+		for {
+			dead, err := db.NotificationsByState(ctx, persistence.NotificationDead, time.Time{}, "", 500)
+			if err != nil || len(dead) == 0 {
+				return err
+			}
+			for _, n := range dead {
+				if err := again(n.ID); err != nil && !errors.Is(err, persistence.ErrWrongState) {
+					return err
+				}
+			}
+		}
+	}
+	list := struct {
+		Notifications []notificationLine `json:"notifications"`
+	}{Notifications: []notificationLine{}}
+	var after time.Time
+	afterID := ""
+	for {
+		page, err := db.NotificationsByState(ctx, status, after, afterID, 500)
+		if err != nil {
+			return err
+		}
+		for _, n := range page {
+			list.Notifications = append(list.Notifications, notificationLine{ID: n.ID, PatientID: n.PatientID, Event: n.Event,
+				Channel: n.Channel, State: n.State, Attempts: n.Attempts, CreatedAt: n.CreatedAt, SentAt: n.SentAt, LastError: n.LastError})
+		}
+		if len(page) < 500 {
+			break
+		}
+		after, afterID = page[len(page)-1].CreatedAt, page[len(page)-1].ID
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(list)
+}
+
+// notificationLine is one notification as 'caregrid admin notifications' prints it.
+type notificationLine struct {
+	ID        string     `json:"id"`
+	PatientID string     `json:"patient_id,omitempty"`
+	Event     string     `json:"event"`
+	Channel   string     `json:"channel"`
+	State     string     `json:"state"`
+	Attempts  int        `json:"attempts"`
+	CreatedAt time.Time  `json:"created_at"`
+	SentAt    *time.Time `json:"sent_at,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/notify"
 	"github.com/caregrid/caregrid/actors/notify/notifytest"
 	"github.com/caregrid/caregrid/internal/await"
@@ -316,4 +317,93 @@ func masterOf(t *testing.T, p *process) *seal.Key {
 	}
 	t.Fatal("the process has no --master-key-file")
 	return nil
+}
+
+// TestDeadNotificationsWaitForAnOperator: a message whose every try
+// failed is dead, listed for admins with its last error and counted in
+// /metrics; the API's retry and 'caregrid admin notifications
+// --retry-dead' send dead messages again. A push subscription its service
+// says is gone is dropped, and its message is dead at once.
+func TestDeadNotificationsWaitForAnOperator(t *testing.T) {
+	p := startProviders(t)
+	clock := &testClock{}
+	clock.Shift(time.Until(localDay(t, 1).Add(2 * time.Hour))) // midday: no quiet hours
+	s := startTestServerWithIdentity(t, nil, nil, func(c *nodeConfig) {
+		c.Notify = &notifyConfig{Email: notify.Email{Addr: p.smtp.Addr, From: "caregrid <no-reply@hospital.example>"},
+			Push: true, PushContact: "mailto:ops@hospital.example", Language: "en", Now: clock.Now, Idle: 20 * time.Millisecond,
+			Retry: notify.Retry{Attempts: 2, First: 50 * time.Millisecond, Max: 50 * time.Millisecond}, Trip: 1000}
+	})
+	p.push.VAPIDPublic = s.do("GET", "/v1/push/vapid-public-key", "", nil).json(t)["public_key"].(string)
+	desk, admin := s.token(messages.Role_ROLE_RECEPTIONIST, "desk-1"), s.token(messages.Role_ROLE_ADMIN, "admin-1")
+	doc := workingDoctor(t, s)
+	p.smtp.Fail(true)
+	var patients []string
+	for i := range 2 {
+		r := s.do("POST", "/v1/patients", desk, patientBody(nextIDNP()))
+		expect(t, "register", r, 201)
+		pid := r.json(t)["id"].(string)
+		patients = append(patients, pid)
+		if i == 0 { // a browser whose subscription will be gone
+			sub := p.push.Subscribe()
+			expect(t, "subscribe", s.do("POST", "/v1/me/push-subscriptions", s.token(messages.Role_ROLE_PATIENT, pid),
+				map[string]any{"endpoint": sub.Endpoint, "keys": map[string]string{"p256dh": sub.P256DH, "auth": sub.Auth}}), 201)
+			p.push.Unsubscribe(sub)
+		}
+		expect(t, "book", s.do("POST", "/v1/appointments", desk, map[string]any{"doctor_id": doc, "patient_id": pid,
+			"start": rfc(localDay(t, 3).Add(time.Duration(i) * 15 * time.Minute)), "duration_minutes": 15}), 201)
+	}
+	var list struct {
+		Notifications []map[string]any `json:"notifications"`
+	}
+	await.Until(t, "three dead notifications", 20*time.Second, func() bool {
+		r := s.do("GET", "/v1/notifications?status=dead", admin, nil)
+		return r.status == 200 && json.Unmarshal(r.body, &list) == nil && len(list.Notifications) == 3
+	})
+	dead := map[string]map[string]any{}
+	for _, n := range list.Notifications {
+		dead[n["channel"].(string)+"/"+n["patient_id"].(string)] = n
+	}
+	if n := dead["email/"+patients[0]]; n == nil || n["attempts"] != 2.0 || !strings.Contains(n["last_error"].(string), "451") {
+		t.Fatalf("the first patient's dead email: %v", n)
+	}
+	if n := dead["push/"+patients[0]]; n == nil || n["attempts"] != 1.0 || !strings.Contains(n["last_error"].(string), "gone") {
+		t.Fatalf("the gone subscription's message: %v (all: %v)", n, list.Notifications)
+	}
+	var subs int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM push_subscriptions`).Scan(&subs); err != nil || subs != 0 {
+		t.Fatalf("push subscriptions after a 410: %d (%v)", subs, err)
+	}
+	p.smtp.Fail(false)
+	retried := dead["email/"+patients[0]]["id"].(string)
+	expect(t, "a patient may not retry", s.do("POST", "/v1/notifications/"+retried+"/retry", s.token(messages.Role_ROLE_PATIENT, patients[0]), nil), 403)
+	r := s.do("POST", "/v1/notifications/"+retried+"/retry", admin, nil)
+	expect(t, "retry", r, 200)
+	if r.json(t)["state"] != "pending" {
+		t.Fatalf("retried: %s", r.body)
+	}
+	expect(t, "retry what is no longer dead", s.do("POST", "/v1/notifications/"+retried+"/retry", admin, nil), 409)
+	await.Until(t, "the retried mail", 10*time.Second, func() bool { return len(p.smtp.Mails()) == 1 })
+	var out strings.Builder
+	if err := adminNotifications(context.Background(), s.db, "dead", "", true, audit.Recorder{Shards: 2}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out.String(), "pending again") != 2 {
+		t.Fatalf("admin notifications --retry-dead: %s", out.String())
+	}
+	await.Until(t, "the other patient's mail after --retry-dead", 10*time.Second, func() bool { return len(p.smtp.Mails()) == 2 })
+	out.Reset()
+	if err := adminNotifications(context.Background(), s.db, "dead", "", false, audit.Recorder{Shards: 2}, &out); err != nil {
+		t.Fatal(err)
+	}
+	// The gone subscription's message is dead again: its subscription is gone.
+	await.Until(t, "the gone subscription's message dead again", 10*time.Second, func() bool {
+		out.Reset()
+		_ = adminNotifications(context.Background(), s.db, "dead", "", false, audit.Recorder{Shards: 2}, &out)
+		return strings.Count(out.String(), `"id"`) == 1 && strings.Contains(out.String(), `"channel": "push"`)
+	})
+	var audited int
+	await.Until(t, "the retries in the audit trail", 10*time.Second, func() bool {
+		_ = s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE action = 'retry-notification'`).Scan(&audited)
+		return audited == 3
+	})
 }
