@@ -515,38 +515,43 @@ func (db *DB) ClaimNotifications(ctx context.Context, now time.Time, lease time.
 	return out, classify(err)
 }
 
-// NotificationSent records that the provider accepted the message, and
-// forgets its content: the address and the text are needed no longer
-// (the row keeps what was sent when, over which channel).
-func (db *DB) NotificationSent(ctx context.Context, id, providerID string, at time.Time) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = 'sent', provider_id = $2, sent_at = $3, lease_until = NULL, last_error = '',
-		content_sealed = ''::BYTEA WHERE id = $1 AND state = 'sending'`, id, providerID, at.UTC())
-	return classify(err)
+// NotificationOutcome is what became of one try of a message.
+type NotificationOutcome struct {
+	ID string
+	// State: sent; pending (failed, tried again at Next; or put back
+	// untried with GiveBack, its attempt not counted); dead; skipped.
+	State      string
+	GiveBack   bool
+	ProviderID string
+	Error      string
+	At, Next   time.Time
 }
 
-// NotificationFailed records a failed try: pending again at next, or dead.
-func (db *DB) NotificationFailed(ctx context.Context, id, why string, next time.Time, dead bool) error {
-	state := NotificationPending
-	if dead {
-		state = NotificationDead
+// RecordNotificationOutcomes records a dispatcher pass's tries in one
+// statement, for the messages still leased (sending). A sent or skipped
+// message forgets its content: the address and the text are needed no
+// longer (the row keeps what was sent when, over which channel).
+func (db *DB) RecordNotificationOutcomes(ctx context.Context, outs []NotificationOutcome) error {
+	if len(outs) == 0 {
+		return nil
 	}
-	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = $2, last_error = $3, next_attempt_at = $4, lease_until = NULL
-		WHERE id = $1 AND state = 'sending'`, id, state, truncateText(why, 500), next.UTC())
-	return classify(err)
-}
-
-// NotificationDeferred puts a message back untried (its channel's breaker
-// is open, or quiet hours): the claim's attempt is given back.
-func (db *DB) NotificationDeferred(ctx context.Context, id string, next time.Time, why string) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = 'pending', attempts = greatest(attempts - 1, 0), next_attempt_at = $2,
-		lease_until = NULL, last_error = $3 WHERE id = $1 AND state = 'sending'`, id, next.UTC(), truncateText(why, 500))
-	return classify(err)
-}
-
-// NotificationSkipped records that a message is no longer wanted.
-func (db *DB) NotificationSkipped(ctx context.Context, id, why string) error {
-	_, err := db.Pool.Exec(ctx, `UPDATE notifications SET state = 'skipped', last_error = $2, lease_until = NULL, content_sealed = ''::BYTEA
-		WHERE id = $1 AND state = 'sending'`, id, truncateText(why, 500))
+	n := len(outs)
+	ids, states, providers, whys := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	giveBack, ats, nexts := make([]bool, n), make([]time.Time, n), make([]time.Time, n)
+	for i, o := range outs {
+		ids[i], states[i], providers[i], whys[i] = o.ID, o.State, o.ProviderID, truncateText(o.Error, 500)
+		giveBack[i], ats[i], nexts[i] = o.GiveBack, o.At.UTC(), o.Next.UTC()
+	}
+	_, err := db.Pool.Exec(ctx, `UPDATE notifications AS n SET state = u.state,
+			attempts = CASE WHEN u.give_back THEN greatest(n.attempts - 1, 0) ELSE n.attempts END,
+			provider_id = CASE WHEN u.state = 'sent' THEN u.provider ELSE n.provider_id END,
+			sent_at = CASE WHEN u.state = 'sent' THEN u.at ELSE n.sent_at END,
+			next_attempt_at = CASE WHEN u.state = 'pending' THEN u.next ELSE n.next_attempt_at END,
+			last_error = u.why, lease_until = NULL,
+			content_sealed = CASE WHEN u.state IN ('sent', 'skipped') THEN ''::BYTEA ELSE n.content_sealed END
+		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::BOOL[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[])
+			AS u (id, state, give_back, provider, why, at, next)
+		WHERE n.id = u.id AND n.state = 'sending'`, ids, states, giveBack, providers, whys, ats, nexts)
 	return classify(err)
 }
 

@@ -211,68 +211,80 @@ func (d *Dispatcher) Pass(ctx context.Context) (int, error) {
 		}
 	}
 	sem := make(chan struct{}, d.Workers)
-	var wg sync.WaitGroup
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		outs []persistence.NotificationOutcome
+	)
 	for _, n := range ns {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			d.send(ctx, n, booked)
+			if o, ok := d.send(ctx, n, booked); ok {
+				mu.Lock()
+				outs = append(outs, o)
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
+	// One write for the pass. Should it fail (or this member die first),
+	// the messages stay leased and are sent again when the lease ends.
+	if err := d.DB.RecordNotificationOutcomes(ctx, outs); err != nil && ctx.Err() == nil {
+		d.Logger.Warn("recording notifications' delivery failed; they are sent again when their lease ends", "messages", len(outs), "err", err)
+	}
 	return len(ns), nil
 }
 
-// send tries one message and records what became of it. A failure to
-// record leaves the message leased: it is tried again when the lease ends.
-func (d *Dispatcher) send(ctx context.Context, n persistence.Notification, booked map[string]time.Time) {
-	logger := d.Logger.With("notification", n.ID, "channel", n.Channel, "event", n.Event)
-	record := func(err error) {
-		if err != nil && ctx.Err() == nil {
-			logger.Warn("recording a notification's delivery state failed; it is tried again when its lease ends", "err", err)
-		}
-	}
+// send tries one message and says what became of it; ok false when
+// nothing is to be recorded (this member is stopping: the lease hands the
+// message on).
+func (d *Dispatcher) send(ctx context.Context, n persistence.Notification, booked map[string]time.Time) (persistence.NotificationOutcome, bool) {
+	now := d.Now()
+	out := persistence.NotificationOutcome{ID: n.ID, At: now}
 	m, err := d.Sealer.Open(n)
 	if err != nil {
-		record(d.DB.NotificationFailed(ctx, n.ID, "cannot be opened: "+err.Error(), d.Now(), true))
-		logger.Error("notification cannot be opened; dead", "err", err)
-		return
+		d.Logger.Error("notification cannot be opened; dead", "notification", n.ID, "err", err)
+		out.State, out.Error = persistence.NotificationDead, "cannot be opened: "+err.Error()
+		return out, true
 	}
 	if n.Event == AppointmentReminder {
 		if start, ok := booked[n.About]; !ok || !start.Equal(m.Start) {
-			record(d.DB.NotificationSkipped(ctx, n.ID, "the appointment was cancelled or moved"))
-			return
+			out.State, out.Error = persistence.NotificationSkipped, "the appointment was cancelled or moved"
+			return out, true
 		}
 	}
 	sender, ok := d.Senders[n.Channel]
 	stats := d.stats[n.Channel]
 	if !ok {
-		record(d.DB.NotificationDeferred(ctx, n.ID, d.Now().Add(d.Open), "no "+n.Channel+" provider on this member"))
-		return
+		out.State, out.GiveBack, out.Next, out.Error = persistence.NotificationPending, true, now.Add(d.Open), "no "+n.Channel+" provider on this member"
+		return out, true
 	}
 	providerID, err := d.breakers[n.Channel].Execute(func() (string, error) {
 		sctx, cancel := context.WithTimeout(ctx, d.Lease/2)
 		defer cancel()
 		return sender.Send(sctx, m)
 	})
-	now := d.Now()
+	out.At = d.Now()
 	switch {
 	case err == nil:
 		stats.Sent.Add(1)
-		record(d.DB.NotificationSent(ctx, n.ID, providerID, now))
+		out.State, out.ProviderID = persistence.NotificationSent, providerID
 	case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
 		// The provider is down: wait for the breaker, without a try spent.
 		stats.Deferred.Add(1)
-		record(d.DB.NotificationDeferred(ctx, n.ID, now.Add(d.Open), fmt.Sprintf("%s provider unavailable (breaker open)", n.Channel)))
+		out.State, out.GiveBack, out.Next = persistence.NotificationPending, true, out.At.Add(d.Open)
+		out.Error = fmt.Sprintf("%s provider unavailable (breaker open)", n.Channel)
 	case ctx.Err() != nil:
-		// This member is stopping: the lease hands the message on.
+		return out, false
 	default:
 		stats.Failed.Add(1)
-		dead := IsPermanent(err) || n.Attempts >= d.Retry.Attempts
-		if dead {
+		out.State, out.Error, out.Next = persistence.NotificationPending, err.Error(), out.At.Add(d.Retry.Backoff(n.Attempts))
+		if IsPermanent(err) || n.Attempts >= d.Retry.Attempts {
 			stats.Dead.Add(1)
-			logger.Warn("notification dead", "attempts", n.Attempts, "err", err)
+			out.State = persistence.NotificationDead
+			d.Logger.Warn("notification dead", "notification", n.ID, "channel", n.Channel, "attempts", n.Attempts, "err", err)
 		} else {
 			stats.Retried.Add(1)
 		}
@@ -280,6 +292,6 @@ func (d *Dispatcher) send(ctx context.Context, n persistence.Notification, booke
 		if errors.As(err, &gone) && d.OnGone != nil {
 			d.OnGone(ctx, gone.endpoint)
 		}
-		record(d.DB.NotificationFailed(ctx, n.ID, err.Error(), now.Add(d.Retry.Backoff(n.Attempts)), dead))
 	}
+	return out, true
 }
