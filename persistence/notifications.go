@@ -353,10 +353,6 @@ type DueReminder struct {
 // transaction; with more than limit due, the cursor stops at the last one
 // decided and the next call goes on. The first call starts at now.
 func (db *DB) DecideReminders(ctx context.Context, now time.Time, defaultMinutes []int32, limit int, decide Decider) (int, error) {
-	maxMinutes := int32(0)
-	for _, m := range defaultMinutes {
-		maxMinutes = max(maxMinutes, m)
-	}
 	var n int
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		n = 0
@@ -364,21 +360,24 @@ func (db *DB) DecideReminders(ctx context.Context, now time.Time, defaultMinutes
 		if err != nil || !from.Before(now) {
 			return err
 		}
-		var clinicMax int32
-		if err := tx.QueryRow(ctx, `SELECT coalesce(max(m), 0)::INT FROM clinic_reminders, unnest(minutes) AS m`).Scan(&clinicMax); err != nil {
+		// Every offset in use: the defaults and each clinic's own.
+		var offsets []int32
+		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT m), '{}') FROM (
+				SELECT unnest(minutes) AS m FROM clinic_reminders UNION SELECT unnest($1::INT[])) AS o`, defaultMinutes).Scan(&offsets); err != nil {
 			return err
 		}
-		window := time.Duration(max(maxMinutes, clinicMax)) * time.Minute
-		rows, err := tx.Query(ctx, `SELECT a.id::TEXT, a.patient_id::TEXT, a.doctor_id::TEXT, a.start_at, a.end_at, m.minutes,
-				a.start_at - m.minutes * INTERVAL '1 minute' AS due
-			FROM appointments a
+		// For each offset m, the appointments whose reminder fell due in
+		// (from, now] start in (from+m, now+m]: one narrow range of the
+		// booked-start index per offset, whatever the calendar holds.
+		rows, err := tx.Query(ctx, `SELECT a.id::TEXT, a.patient_id::TEXT, a.doctor_id::TEXT, a.start_at, a.end_at, o.m,
+				a.start_at - o.m * INTERVAL '1 minute' AS due
+			FROM unnest($3::INT[]) AS o (m)
+			JOIN appointments a ON a.status = 'booked'
+				AND a.start_at > $1::TIMESTAMPTZ + o.m * INTERVAL '1 minute' AND a.start_at <= $2::TIMESTAMPTZ + o.m * INTERVAL '1 minute'
 			JOIN doctors d ON d.id = a.doctor_id
-			LEFT JOIN clinic_reminders r ON r.clinic_id = d.clinic_id,
-			unnest(coalesce(r.minutes, $4::INT[])) AS m (minutes)
-			WHERE a.status = 'booked' AND a.start_at > $2 AND a.start_at <= $2 + $3::INT * INTERVAL '1 second'
-				AND a.start_at - m.minutes * INTERVAL '1 minute' > $1
-				AND a.start_at - m.minutes * INTERVAL '1 minute' <= $2
-			ORDER BY due, a.id, m.minutes LIMIT $5`, from, now, int(window.Seconds()), defaultMinutes, limit+1)
+			LEFT JOIN clinic_reminders r ON r.clinic_id = d.clinic_id
+			WHERE o.m = ANY(coalesce(r.minutes, $4::INT[])) AND a.start_at > $2
+			ORDER BY due, a.id, o.m LIMIT $5`, from, now, offsets, defaultMinutes, limit+1)
 		if err != nil {
 			return err
 		}
@@ -501,10 +500,12 @@ const notificationColumns = `id::TEXT, coalesce(patient_id::TEXT, ''), event, ch
 func (db *DB) ClaimNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Notification, error) {
 	var out []Notification
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		// = ANY(ARRAY(...)): the locking subquery runs once, first; as an
+		// IN it may be planned as a join that rescans the queue.
 		rows, err := tx.Query(ctx, `UPDATE notifications SET state = 'sending', attempts = attempts + 1, lease_until = $2
-			WHERE id IN (SELECT id FROM notifications
+			WHERE id = ANY(ARRAY(SELECT id FROM notifications
 				WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-				ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+				ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED))
 			RETURNING `+notificationColumns, now.UTC(), now.Add(lease).UTC(), limit)
 		if err != nil {
 			return err

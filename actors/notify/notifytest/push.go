@@ -173,7 +173,10 @@ func (p *PushService) serve(w http.ResponseWriter, r *http.Request) {
 	} else {
 		p.topics[key] = topic != ""
 		p.msgs = append(p.msgs, PushMessage{Subscription: sub.ID, Topic: topic, Payload: plain})
-		p.got <- struct{}{}
+		select {
+		case p.got <- struct{}{}:
+		default:
+		}
 	}
 	p.mu.Unlock()
 	w.Header().Set("Location", fmt.Sprintf("%s/message/%d", p.URL, time.Now().UnixNano()))
