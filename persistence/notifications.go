@@ -327,37 +327,57 @@ func queueNotificationEvents(q *pgx.Batch, evs []NotificationEvent) {
 		ON CONFLICT (id) DO NOTHING`, ids, events, patients, abouts, datas, ats)
 }
 
-// lockCursor reads (creating at start) a sweep's cursor and locks it for
-// the transaction: one member decides a window at a time.
-func lockCursor(ctx context.Context, tx pgx.Tx, name string, start time.Time) (time.Time, error) {
-	if _, err := tx.Exec(ctx, `INSERT INTO notification_cursors (name, at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, start.UTC()); err != nil {
-		return time.Time{}, err
+// sweepCursor is a position in a sweep's order (at, id, n).
+type sweepCursor struct {
+	At time.Time
+	ID string
+	N  int32
+}
+
+// lastOf is the position after everything at t: a sweep that decided all
+// due by t resumes after it.
+func lastOf(t time.Time) sweepCursor {
+	return sweepCursor{At: t.UTC(), ID: "ffffffff-ffff-ffff-ffff-ffffffffffff", N: 1 << 30}
+}
+
+// lockCursor reads (creating it at start) a sweep's cursor and locks it
+// for the transaction: one member decides a window at a time.
+func lockCursor(ctx context.Context, tx pgx.Tx, name string, start time.Time) (sweepCursor, error) {
+	first := lastOf(start)
+	if _, err := tx.Exec(ctx, `INSERT INTO notification_cursors (name, at, after_id, after_n) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`,
+		name, first.At, first.ID, first.N); err != nil {
+		return sweepCursor{}, err
 	}
-	var at time.Time
-	err := tx.QueryRow(ctx, `SELECT at FROM notification_cursors WHERE name = $1 FOR UPDATE`, name).Scan(&at)
-	return at, err
+	var c sweepCursor
+	err := tx.QueryRow(ctx, `SELECT at, after_id::TEXT, after_n FROM notification_cursors WHERE name = $1 FOR UPDATE`, name).Scan(&c.At, &c.ID, &c.N)
+	return c, err
+}
+
+func moveCursor(ctx context.Context, tx pgx.Tx, name string, c sweepCursor) error {
+	_, err := tx.Exec(ctx, `UPDATE notification_cursors SET at = $2, after_id = $3, after_n = $4 WHERE name = $1`, name, c.At.UTC(), c.ID, c.N)
+	return err
 }
 
 // DueReminder is an appointment whose reminder is due.
 type DueReminder struct {
 	AppointmentID, PatientID, DoctorID string
 	Start, End                         time.Time
-	Minutes                            int
+	Minutes                            int32
 	Due                                time.Time
 }
 
 // DecideReminders finds the reminders that fell due after the sweep's
 // cursor and by now: each booked appointment, for each of its clinic's
-// offsets (defaultMinutes when the clinic set none), once. It hands them to
-// decide as events, writes the messages and moves the cursor, in one
-// transaction; with more than limit due, the cursor stops at the last one
-// decided and the next call goes on. The first call starts at now.
+// offsets (defaultMinutes when the clinic set none), once. It hands up to
+// limit of them to decide as events, in (due, appointment, offset) order,
+// writes the messages and moves the cursor past the last, in one
+// transaction; the next call goes on from there. The first call starts at now.
 func (db *DB) DecideReminders(ctx context.Context, now time.Time, defaultMinutes []int32, limit int, decide Decider) (int, error) {
 	var n int
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		n = 0
 		from, err := lockCursor(ctx, tx, "reminders", now)
-		if err != nil || !from.Before(now) {
+		if err != nil || !from.At.Before(now) {
 			return err
 		}
 		// Every offset in use: the defaults and each clinic's own.
@@ -366,18 +386,20 @@ func (db *DB) DecideReminders(ctx context.Context, now time.Time, defaultMinutes
 				SELECT unnest(minutes) AS m FROM clinic_reminders UNION SELECT unnest($1::INT[])) AS o`, defaultMinutes).Scan(&offsets); err != nil {
 			return err
 		}
-		// For each offset m, the appointments whose reminder fell due in
-		// (from, now] start in (from+m, now+m]: one narrow range of the
+		// For each offset m, the appointments whose reminder falls due in
+		// [from, now] start in [from+m, now+m]: one narrow range of the
 		// booked-start index per offset, whatever the calendar holds.
 		rows, err := tx.Query(ctx, `SELECT a.id::TEXT, a.patient_id::TEXT, a.doctor_id::TEXT, a.start_at, a.end_at, o.m,
 				a.start_at - o.m * INTERVAL '1 minute' AS due
-			FROM unnest($3::INT[]) AS o (m)
-			JOIN appointments a ON a.status = 'booked'
-				AND a.start_at > $1::TIMESTAMPTZ + o.m * INTERVAL '1 minute' AND a.start_at <= $2::TIMESTAMPTZ + o.m * INTERVAL '1 minute'
+			FROM unnest($3::INT[]) AS o (m),
+			LATERAL (SELECT id, patient_id, doctor_id, start_at, end_at FROM appointments
+				WHERE status = 'booked' AND start_at > $2
+					AND start_at >= $1::TIMESTAMPTZ + o.m * INTERVAL '1 minute' AND start_at <= $2::TIMESTAMPTZ + o.m * INTERVAL '1 minute') AS a
 			JOIN doctors d ON d.id = a.doctor_id
 			LEFT JOIN clinic_reminders r ON r.clinic_id = d.clinic_id
-			WHERE o.m = ANY(coalesce(r.minutes, $4::INT[])) AND a.start_at > $2
-			ORDER BY due, a.id, o.m LIMIT $5`, from, now, offsets, defaultMinutes, limit+1)
+			WHERE o.m = ANY(coalesce(r.minutes, $4::INT[]))
+				AND (a.start_at - o.m * INTERVAL '1 minute', a.id, o.m) > ($1::TIMESTAMPTZ, $5::UUID, $6::INT)
+			ORDER BY due, a.id, o.m LIMIT $7`, from.At, now, offsets, defaultMinutes, from.ID, from.N, limit)
 		if err != nil {
 			return err
 		}
@@ -385,22 +407,10 @@ func (db *DB) DecideReminders(ctx context.Context, now time.Time, defaultMinutes
 		if err != nil {
 			return err
 		}
-		cursor := now
-		if len(due) > limit {
-			// Stop before the due time the limit cuts through, so that no
-			// reminder at that time is skipped (at least one is decided:
-			// a limit smaller than one instant's reminders grows to it).
-			last := due[limit-1].Due
-			cut := limit
-			for cut > 0 && due[cut-1].Due.Equal(last) {
-				cut--
-			}
-			if cut == 0 {
-				for cut < len(due) && due[cut].Due.Equal(last) {
-					cut++
-				}
-			}
-			due, cursor = due[:cut], due[cut-1].Due
+		cursor := lastOf(now)
+		if len(due) == limit { // more may wait: go on after the last decided
+			last := due[len(due)-1]
+			cursor = sweepCursor{At: last.Due, ID: last.AppointmentID, N: last.Minutes}
 		}
 		evs := make([]NotificationEvent, len(due))
 		for i, r := range due {
@@ -415,49 +425,52 @@ func (db *DB) DecideReminders(ctx context.Context, now time.Time, defaultMinutes
 			}
 		}
 		n = len(evs)
-		_, err = tx.Exec(ctx, `UPDATE notification_cursors SET at = $2 WHERE name = $1`, "reminders", cursor.UTC())
-		return err
+		return moveCursor(ctx, tx, "reminders", cursor)
 	})
 	return n, classify(err)
 }
 
 // DecidePrescriptionEnds finds the active prescriptions that will end
-// within before of now (prescription-ending) and those whose end passed
-// (prescription-ended) since the sweep's cursor, as DecideReminders does.
+// within before (prescription-ending) and those whose end passed
+// (prescription-ended) after the sweep's cursor and by now, as
+// DecideReminders does.
 func (db *DB) DecidePrescriptionEnds(ctx context.Context, now time.Time, before time.Duration, limit int, decide Decider) (int, error) {
 	var n int
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		n = 0
 		from, err := lockCursor(ctx, tx, "prescriptions", now)
-		if err != nil || !from.Before(now) {
+		if err != nil || !from.At.Before(now) {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT id::TEXT, patient_id::TEXT, expires_at, kind, at FROM (
-				SELECT id, patient_id, expires_at, 'prescription-ending' AS kind, expires_at - ($3::INT * INTERVAL '1 second') AS at FROM prescriptions
-				WHERE status = 'active' AND expires_at - ($3::INT * INTERVAL '1 second') > $1 AND expires_at - ($3::INT * INTERVAL '1 second') <= $2 AND expires_at > $2
+		rows, err := tx.Query(ctx, `SELECT id::TEXT, patient_id::TEXT, expires_at, k, at FROM (
+				SELECT id, patient_id, expires_at, 0 AS k, expires_at - $3::INT * INTERVAL '1 second' AS at FROM prescriptions
+				WHERE status = 'active' AND expires_at > $2
+					AND expires_at >= $1::TIMESTAMPTZ + $3::INT * INTERVAL '1 second' AND expires_at <= $2::TIMESTAMPTZ + $3::INT * INTERVAL '1 second'
 				UNION ALL
-				SELECT id, patient_id, expires_at, 'prescription-ended', expires_at FROM prescriptions
-				WHERE status IN ('active', 'expired') AND expires_at > $1 AND expires_at <= $2
-			) AS due ORDER BY at, id LIMIT $4`, from, now, int(before.Seconds()), limit)
+				SELECT id, patient_id, expires_at, 1, expires_at FROM prescriptions
+				WHERE status IN ('active', 'expired') AND expires_at >= $1 AND expires_at <= $2
+			) AS due WHERE (at, id, k) > ($1::TIMESTAMPTZ, $4::UUID, $5::INT) ORDER BY at, id, k LIMIT $6`,
+			from.At, now, int(before.Seconds()), from.ID, from.N, limit)
 		if err != nil {
 			return err
 		}
 		var evs []NotificationEvent
-		var id, patient, kind string
+		var id, patient string
+		var k int32
 		var expires, at time.Time
-		cursor := now
-		_, err = pgx.ForEachRow(rows, []any{&id, &patient, &expires, &kind, &at}, func() error {
+		cursor := lastOf(now)
+		_, err = pgx.ForEachRow(rows, []any{&id, &patient, &expires, &k, &at}, func() error {
+			kind := [2]string{"prescription-ending", "prescription-ended"}[k]
 			data, _ := json.Marshal(map[string]any{"prescription_id": id, "expires_at": expires})
 			evs = append(evs, NotificationEvent{Key: kind + ":" + id, Event: kind, PatientID: patient, About: id, Data: data, CreatedAt: at})
+			cursor = sweepCursor{At: at, ID: id, N: k}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if len(evs) == limit {
-			// More may be due at the last instant: come back from just
-			// before it (keys make the repeats harmless).
-			cursor = evs[len(evs)-1].CreatedAt.Add(-time.Microsecond)
+		if len(evs) < limit {
+			cursor = lastOf(now)
 		}
 		if len(evs) > 0 {
 			if err := decideIn(ctx, tx, evs, decide); err != nil {
@@ -465,8 +478,7 @@ func (db *DB) DecidePrescriptionEnds(ctx context.Context, now time.Time, before 
 			}
 		}
 		n = len(evs)
-		_, err = tx.Exec(ctx, `UPDATE notification_cursors SET at = $2 WHERE name = $1`, "prescriptions", cursor.UTC())
-		return err
+		return moveCursor(ctx, tx, "prescriptions", cursor)
 	})
 	return n, classify(err)
 }

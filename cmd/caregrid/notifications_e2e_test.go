@@ -413,3 +413,54 @@ func TestDeadNotificationsWaitForAnOperator(t *testing.T) {
 		return audited == 3
 	})
 }
+
+// TestPrescriptionEndsAndEmergencyAccessAreTold: a prescription about to
+// end and one ended are told when the clock reaches them; a patient who
+// chose SMS only and declined reminders still gets the emergency access
+// by email (a security message), and no reminder.
+func TestPrescriptionEndsAndEmergencyAccessAreTold(t *testing.T) {
+	p := startProviders(t)
+	clock := &testClock{}
+	s := notifyingServer(t, p, clock)
+	doctorID := workingDoctor(t, s)
+	doc := s.token(messages.Role_ROLE_DOCTOR, doctorID)
+	pid := treatedPatient(t, s, doctorID)
+	patient := s.token(messages.Role_ROLE_PATIENT, pid)
+	prefs := map[string]any{"language": "en", "channels": []string{"sms"}, "reminders": false,
+		"quiet_hours": map[string]string{"start": "00:00", "end": "00:00"}, "time_zone": "Europe/Chisinau"}
+	expect(t, "SMS only, no reminders", s.do("PUT", "/v1/patients/"+pid+"/notification-preferences", patient, prefs), 200)
+	// An appointment tomorrow: its reminders fall due as the clock moves on.
+	expect(t, "book", s.do("POST", "/v1/appointments", patient, map[string]any{"doctor_id": doctorID, "patient_id": pid,
+		"start": rfc(localDay(t, 1)), "duration_minutes": 15}), 201)
+	p.await(t, "the booking's SMS, and nothing else", [3]int{0, 1, 0})
+	before := p.counts()
+
+	body := prescriptionBody(pid, "N02BE01", "Paracetamol")
+	body["duration_days"] = 5
+	r := s.do("POST", "/v1/prescriptions", doc, body)
+	expect(t, "prescribe for five days", r, 201)
+	expires, err := time.Parse(time.RFC3339Nano, decodePrescription(t, r).ExpiresAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Shift(time.Until(expires.Add(-72*time.Hour)) + time.Minute)
+	p.await(t, "one SMS that the prescription ends soon", [3]int{before[0], before[1] + 1, 0})
+	if sms := p.smpp.Messages()[before[1]]; strings.Contains(sms.Text, "Paracetamol") || !strings.Contains(sms.Text, "new message") {
+		t.Fatalf("the ending prescription's SMS: %q", sms.Text)
+	}
+	clock.Shift(time.Until(expires) + time.Minute)
+	p.await(t, "one SMS that it ended", [3]int{before[0], before[1] + 2, 0})
+
+	other := s.token(messages.Role_ROLE_DOCTOR, workingDoctor(t, s))
+	expect(t, "break the glass", s.do("POST", "/v1/patients/"+pid+"/emergency-access", other,
+		map[string]any{"reason": "unconscious in the emergency room"}), 201)
+	p.await(t, "the emergency access by email and SMS", [3]int{before[0] + 1, before[1] + 3, 0})
+	mail := p.smtp.Mails()[before[0]]
+	if !strings.Contains(mail.Subject, "opened in an emergency") || strings.Contains(mail.Text, "unconscious") {
+		t.Fatalf("the emergency access mail: %+v", mail)
+	}
+	var reminders int
+	if err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM notifications WHERE patient_id = $1 AND event = 'appointment-reminder'`, pid).Scan(&reminders); err != nil || reminders != 0 {
+		t.Fatalf("%d reminders for a patient who declined them (%v)", reminders, err)
+	}
+}

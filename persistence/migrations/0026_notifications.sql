@@ -95,9 +95,14 @@ CREATE TABLE clinic_reminders (
 -- notification_cursors: how far a time-driven sweep (reminders, ending
 -- prescriptions) has decided; the sweep locks its row, so one member at a
 -- time decides a window.
+-- A cursor is a position in the sweep's order (at, id, n): what it has
+-- decided, ties at one instant included, so that a window larger than one
+-- batch is decided in several without a gap.
 CREATE TABLE notification_cursors (
-    name TEXT        PRIMARY KEY,
-    at   TIMESTAMPTZ NOT NULL
+    name     TEXT        PRIMARY KEY,
+    at       TIMESTAMPTZ NOT NULL,
+    after_id UUID        NOT NULL,
+    after_n  INT         NOT NULL
 );
 
 -- known_devices: the browsers an account has signed in from (a cookie's
