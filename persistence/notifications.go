@@ -290,13 +290,18 @@ func insertDrafts(ctx context.Context, tx pgx.Tx, drafts []NotificationDraft) er
 			states[i] = NotificationSkipped
 		}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO notifications (id, dedup_key, patient_id, event, channel, language, about, content_sealed, state,
-			attempts, next_attempt_at, last_error, provider_id, created_at)
-		SELECT u.id, u.key, u.patient, u.event, u.channel, u.lang, u.about, u.content, u.state, 0, u.due, '', '', $11
-		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::TEXT[]::UUID[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::BYTEA[],
-			$9::TEXT[], $10::TIMESTAMPTZ[]) AS u (id, key, patient, event, channel, lang, about, content, state, due)
-		WHERE u.patient IS NULL OR EXISTS (SELECT 1 FROM patients p WHERE p.id = u.patient)
-		ON CONFLICT (dedup_key) DO NOTHING`,
+	_, err := tx.Exec(ctx, `WITH written AS (
+			INSERT INTO notifications (id, dedup_key, patient_id, event, channel, language, about, state,
+				attempts, next_attempt_at, last_error, provider_id, created_at)
+			SELECT u.id, u.key, u.patient, u.event, u.channel, u.lang, u.about, u.state, 0, u.due, '', '', $11
+			FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::TEXT[]::UUID[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
+				$9::TEXT[], $10::TIMESTAMPTZ[]) AS u (id, key, patient, event, channel, lang, about, state, due)
+			WHERE u.patient IS NULL OR EXISTS (SELECT 1 FROM patients p WHERE p.id = u.patient)
+			ON CONFLICT (dedup_key) DO NOTHING
+			RETURNING id, state)
+		INSERT INTO notification_contents (id, content_sealed)
+		SELECT c.id, c.content FROM unnest($1::TEXT[]::UUID[], $8::BYTEA[]) AS c (id, content)
+		JOIN written w ON w.id = c.id AND w.state = 'pending'`,
 		ids, keys, patients, events, channels, langs, abouts, contents, states, due, now)
 	if err != nil {
 		return fmt.Errorf("notifications: %w", err)
@@ -491,7 +496,6 @@ type Notification struct {
 	Channel       string
 	Language      string
 	About         string
-	Content       []byte
 	State         string
 	Attempts      int
 	NextAttemptAt time.Time
@@ -500,9 +504,12 @@ type Notification struct {
 	CreatedAt     time.Time
 	SentAt        *time.Time
 	DeliveredAt   *time.Time
+	// Content is the sealed message: read by a claim only.
+	Content []byte
 }
 
-const notificationColumns = `id::TEXT, coalesce(patient_id::TEXT, ''), event, channel, language, about, content_sealed, state, attempts,
+// notificationColumns are a Notification's, but for its content.
+const notificationColumns = `id::TEXT, coalesce(patient_id::TEXT, ''), event, channel, language, about, state, attempts,
 	next_attempt_at, last_error, provider_id, created_at, sent_at, delivered_at`
 
 // ClaimNotifications takes up to limit messages due by now (pending, or
@@ -514,11 +521,13 @@ func (db *DB) ClaimNotifications(ctx context.Context, now time.Time, lease time.
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		// = ANY(ARRAY(...)): the locking subquery runs once, first; as an
 		// IN it may be planned as a join that rescans the queue.
-		rows, err := tx.Query(ctx, `UPDATE notifications SET state = 'sending', attempts = attempts + 1, lease_until = $2
-			WHERE id = ANY(ARRAY(SELECT id FROM notifications
-				WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-				ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED))
-			RETURNING `+notificationColumns, now.UTC(), now.Add(lease).UTC(), limit)
+		rows, err := tx.Query(ctx, `WITH claimed AS (UPDATE notifications SET state = 'sending', attempts = attempts + 1, lease_until = $2
+				WHERE id = ANY(ARRAY(SELECT id FROM notifications
+					WHERE state IN ('pending', 'sending') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+					ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED))
+				RETURNING `+notificationColumns+`)
+			SELECT claimed.*, coalesce(c.content_sealed, ''::BYTEA) FROM claimed LEFT JOIN notification_contents c ON c.id = claimed.id::UUID`,
+			now.UTC(), now.Add(lease).UTC(), limit)
 		if err != nil {
 			return err
 		}
@@ -555,16 +564,18 @@ func (db *DB) RecordNotificationOutcomes(ctx context.Context, outs []Notificatio
 		ids[i], states[i], providers[i], whys[i] = o.ID, o.State, o.ProviderID, truncateText(o.Error, 500)
 		giveBack[i], ats[i], nexts[i] = o.GiveBack, o.At.UTC(), o.Next.UTC()
 	}
-	_, err := db.Pool.Exec(ctx, `UPDATE notifications AS n SET state = u.state,
-			attempts = CASE WHEN u.give_back THEN greatest(n.attempts - 1, 0) ELSE n.attempts END,
-			provider_id = CASE WHEN u.state = 'sent' THEN u.provider ELSE n.provider_id END,
-			sent_at = CASE WHEN u.state = 'sent' THEN u.at ELSE n.sent_at END,
-			next_attempt_at = CASE WHEN u.state = 'pending' THEN u.next ELSE n.next_attempt_at END,
-			last_error = u.why, lease_until = NULL,
-			content_sealed = CASE WHEN u.state IN ('sent', 'skipped') THEN ''::BYTEA ELSE n.content_sealed END
-		FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::BOOL[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[])
-			AS u (id, state, give_back, provider, why, at, next)
-		WHERE n.id = u.id AND n.state = 'sending'`, ids, states, giveBack, providers, whys, ats, nexts)
+	_, err := db.Pool.Exec(ctx, `WITH recorded AS (UPDATE notifications AS n SET state = u.state,
+				attempts = CASE WHEN u.give_back THEN greatest(n.attempts - 1, 0) ELSE n.attempts END,
+				provider_id = CASE WHEN u.state = 'sent' THEN u.provider ELSE n.provider_id END,
+				sent_at = CASE WHEN u.state = 'sent' THEN u.at ELSE n.sent_at END,
+				next_attempt_at = CASE WHEN u.state = 'pending' THEN u.next ELSE n.next_attempt_at END,
+				last_error = u.why, lease_until = NULL
+			FROM unnest($1::TEXT[]::UUID[], $2::TEXT[], $3::BOOL[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[], $7::TIMESTAMPTZ[])
+				AS u (id, state, give_back, provider, why, at, next)
+			WHERE n.id = u.id AND n.state = 'sending'
+			RETURNING n.id, n.state)
+		DELETE FROM notification_contents WHERE id IN (SELECT id FROM recorded WHERE state IN ('sent', 'skipped'))`,
+		ids, states, giveBack, providers, whys, ats, nexts)
 	return classify(err)
 }
 
@@ -596,7 +607,7 @@ func (db *DB) PatientNotifications(ctx context.Context, patientID string, before
 	if before.IsZero() {
 		before, beforeID = time.Now().Add(24*365*time.Hour), "ffffffff-ffff-ffff-ffff-ffffffffffff"
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT `+notificationColumns+` FROM notifications
+	rows, err := db.Pool.Query(ctx, `SELECT `+notificationColumns+`, ''::BYTEA FROM notifications
 		WHERE patient_id = $1 AND (created_at, id) < ($2, $3::UUID) ORDER BY created_at DESC, id DESC LIMIT $4`,
 		patientID, before.UTC(), beforeID, limit)
 	if err != nil {
@@ -612,7 +623,7 @@ func (db *DB) NotificationsByState(ctx context.Context, state string, after time
 	if afterID == "" {
 		afterID = "00000000-0000-0000-0000-000000000000"
 	}
-	rows, err := db.Pool.Query(ctx, `SELECT `+notificationColumns+` FROM notifications
+	rows, err := db.Pool.Query(ctx, `SELECT `+notificationColumns+`, ''::BYTEA FROM notifications
 		WHERE ($1 = '' OR state = $1) AND (created_at, id) > ($2, $3::UUID) ORDER BY created_at, id LIMIT $4`, state, after.UTC(), afterID, limit)
 	if err != nil {
 		return nil, classify(err)
@@ -627,7 +638,7 @@ func (db *DB) NotificationsByState(ctx context.Context, state string, after time
 func (db *DB) RetryNotification(ctx context.Context, id string, now time.Time) (Notification, error) {
 	var n Notification
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+notificationColumns+` FROM notifications WHERE id = $1 FOR UPDATE`, id)
+		rows, err := tx.Query(ctx, `SELECT `+notificationColumns+`, ''::BYTEA FROM notifications WHERE id = $1 FOR UPDATE`, id)
 		if err != nil {
 			return err
 		}

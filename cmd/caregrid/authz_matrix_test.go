@@ -589,8 +589,8 @@ func pushSubscriptionBody(t *testing.T) map[string]any {
 func (f *matrixFixture) deadNotification() string {
 	f.t.Helper()
 	id := uuid.NewString()
-	if _, err := f.is.db.Pool.Exec(context.Background(), `INSERT INTO notifications (id, dedup_key, event, channel, language, about, content_sealed,
-		state, attempts, next_attempt_at, last_error, provider_id, created_at) VALUES ($1, $2, 'account-mail', 'email', '', '', '\x00', 'dead', 8, now(), 'relay refused', '', now())`, id, "matrix:"+id); err != nil {
+	if _, err := f.is.db.Pool.Exec(context.Background(), `INSERT INTO notifications (id, dedup_key, event, channel, language, about,
+		state, attempts, next_attempt_at, last_error, provider_id, created_at) VALUES ($1, $2, 'account-mail', 'email', '', '', 'dead', 8, now(), 'relay refused', '', now())`, id, "matrix:"+id); err != nil {
 		f.t.Fatal(err)
 	}
 	return id

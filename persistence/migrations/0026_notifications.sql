@@ -61,9 +61,6 @@ CREATE TABLE notifications (
     channel         TEXT        NOT NULL,
     language        TEXT        NOT NULL,
     about           TEXT        NOT NULL,
-    -- content_sealed: the address and the rendered message, sealed with a
-    -- key derived from the master key (reset links travel in account mail).
-    content_sealed  BYTEA       NOT NULL,
     state           TEXT        NOT NULL,
     attempts        INT         NOT NULL,
     next_attempt_at TIMESTAMPTZ NOT NULL,
@@ -83,6 +80,15 @@ CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE state IN
 CREATE INDEX notifications_patient ON notifications (patient_id, created_at DESC);
 CREATE INDEX notifications_dead ON notifications (created_at) WHERE state = 'dead';
 CREATE INDEX notifications_provider ON notifications (provider_id) WHERE provider_id <> '';
+
+-- notification_contents: a message's address and rendered text, sealed with
+-- a key derived from the master key (reset links travel in account mail);
+-- deleted once the message is sent or skipped. Apart from notifications so
+-- that the queue's rows stay narrow: a dispatcher's claim scans them.
+CREATE TABLE notification_contents (
+    id             UUID  PRIMARY KEY REFERENCES notifications (id) ON DELETE CASCADE,
+    content_sealed BYTEA NOT NULL
+);
 
 -- clinic_reminders: a clinic's reminder offsets before an appointment, in
 -- minutes. No row: the node's --reminders.
