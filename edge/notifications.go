@@ -208,12 +208,8 @@ func (s *Server) patientNotifications(c *fiber.Ctx) error {
 // default; pending, sending, sent, delivered, skipped, all): the operators'
 // view of delivery, oldest first (admins).
 func (s *Server) listNotifications(c *fiber.Ctx) error {
-	caller, err := s.caller(c)
-	if err != nil {
+	if _, err := s.deliveryManager(c); err != nil {
 		return err
-	}
-	if d := access.ManageNotificationDelivery(caller); !d.Allowed {
-		return forbidden(d.Reason)
 	}
 	q, err := reviewQuery(c, persistence.NotificationDead,
 		[]string{persistence.NotificationPending, persistence.NotificationSending, persistence.NotificationSent,
@@ -254,12 +250,9 @@ func (s *Server) retryNotification(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	caller, err := s.caller(c)
+	caller, err := s.deliveryManager(c)
 	if err != nil {
 		return err
-	}
-	if d := access.ManageNotificationDelivery(caller); !d.Allowed {
-		return forbidden(d.Reason)
 	}
 	if s.cfg.Notifications == nil || s.cfg.Audit == nil || s.cfg.Cluster == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no notifications")
@@ -378,12 +371,8 @@ func (s *Server) clinicReminders(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	caller, err := s.caller(c)
-	if err != nil {
+	if _, err := s.deliveryManager(c); err != nil {
 		return err
-	}
-	if d := access.ManageNotificationDelivery(caller); !d.Allowed {
-		return forbidden(d.Reason)
 	}
 	if s.cfg.Notifications == nil {
 		return problem(fiber.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "this node has no notifications")
@@ -405,12 +394,9 @@ func (s *Server) setClinicReminders(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	caller, err := s.caller(c)
+	caller, err := s.deliveryManager(c)
 	if err != nil {
 		return err
-	}
-	if d := access.ManageNotificationDelivery(caller); !d.Allowed {
-		return forbidden(d.Reason)
 	}
 	if err := requireJSON(c); err != nil {
 		return err
@@ -450,4 +436,17 @@ func (s *Server) setClinicReminders(c *fiber.Ctx) error {
 		out = remindersJSON{Minutes: s.cfg.DefaultReminders, Default: true}
 	}
 	return c.JSON(out)
+}
+
+// deliveryManager is the caller of an operators' route of notification
+// delivery: an admin, or an error.
+func (s *Server) deliveryManager(c *fiber.Ctx) (*messages.Caller, error) {
+	caller, err := s.caller(c)
+	if err != nil {
+		return nil, err
+	}
+	if d := access.ManageNotificationDelivery(caller); !d.Allowed {
+		return nil, forbidden(d.Reason)
+	}
+	return caller, nil
 }
