@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkRemindersDueInOneMinute: reminders for N appointments (100,000;
-// 2,000 under the race detector; CAREGRID_BENCH_REMINDERS sets it) whose
+// 500 under the race detector; CAREGRID_BENCH_REMINDERS sets it) whose
 // day-before reminders all fall due in the same minute are decided and
 // handed to the test providers (an SMTP server and an SMPP gateway on
 // loopback: one email and one SMS each), by one member's notifier and
@@ -23,7 +23,7 @@ import (
 func BenchmarkRemindersDueInOneMinute(b *testing.B) {
 	n := 100_000
 	if raceEnabled {
-		n = 2_000
+		n = 500
 	}
 	if v, err := strconv.Atoi(os.Getenv("CAREGRID_BENCH_REMINDERS")); err == nil && v > 0 {
 		n = v

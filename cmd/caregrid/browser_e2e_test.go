@@ -126,6 +126,9 @@ func TestBrowserSignInFlows(t *testing.T) {
 	b.Submit(map[string]string{"username": "desk-ana", "password": "ana-own-password-1"})
 	desk := app.finish(b, s)
 	expect(t, "the receptionist's token at the API", is.do("GET", "/v1/me", desk.AccessToken, nil), 200)
+	if m := mb.next(t); m.to != "ana@hospital.example" || m.subject != "New sign-in to your caregrid account" {
+		t.Fatalf("a sign-in from a second browser: mail %+v", m)
+	}
 
 	// A doctor's first sign-in: TOTP enrolment is required.
 	const doctorID = "3a4b5c6d-0000-4000-8000-0000000d0c70"
@@ -176,6 +179,9 @@ func TestBrowserSignInFlows(t *testing.T) {
 	s = app.start(b)
 	b.Submit(map[string]string{"username": "desk-ana", "password": "ana-newer-password-2"})
 	app.finish(b, s)
+	if m := mb.next(t); m.subject != "New sign-in to your caregrid account" {
+		t.Fatalf("a sign-in from a third browser: mail %+v", m)
+	}
 
 	// A patient creates her account: the record's email confirms it.
 	r := is.do("POST", "/v1/patients", is.token(messages.Role_ROLE_RECEPTIONIST, "desk-1"), patientBody("2005042129809")) // maria@example.md
