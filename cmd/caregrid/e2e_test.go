@@ -100,7 +100,7 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 		Documents: &edge.Documents{Store: blob.Dir{Root: blobs}, MaxBytes: 1 << 20},
 		// Web Push only, to no browser unless a test subscribes one: the
 		// notification routes answer, and nothing is sent anywhere.
-		Notify:      &notifyConfig{Push: true, PushContact: "mailto:ops@hospital.example", Language: "en"},
+		Notify:      &notifyConfig{Push: true, PushContact: "mailto:ops@hospital.example", Language: "en", Idle: time.Second},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ActorLogger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
