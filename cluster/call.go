@@ -45,14 +45,17 @@ const maxFencedRetries = 5
 // answered was fenced (it has stopped; the retry reaches the live one after
 // the cached PID is dropped). fn builds its options with CallOptions.
 func Call[T any](ctx context.Context, c *actorcluster.Cluster, kind, identity string, fn func() (T, error)) (T, error) {
+	started := time.Now()
 	for attempt := 0; ; attempt++ {
 		out, err := fn()
 		if err == nil || !messages.IsFenced(err) || attempt >= maxFencedRetries {
+			observeCall(c, kind, started, err)
 			return out, err
 		}
 		c.PidCache.Remove(identity, kind)
 		select {
 		case <-ctx.Done():
+			observeCall(c, kind, started, err)
 			return out, err
 		case <-time.After(Backoff(attempt)):
 		}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -74,6 +75,10 @@ type Node struct {
 	leaver interface{ leave() } // a provider with a goodbye (peers, Consul)
 	client bool                 // a cluster client: hosts no grains
 	stop   sync.Once
+	// stats are this member's own figures for its status (SetStats).
+	stats atomic.Pointer[func() map[string]float64]
+	// seen remembers members that left the topology (View).
+	seen departures
 }
 
 // Start builds the actor system, joins the cluster and waits until this

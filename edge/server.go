@@ -42,6 +42,8 @@ type Config struct {
 	Auth          Authenticator
 	// Ready reports whether the node can serve (database and cluster).
 	Ready func(context.Context) error
+	// AuditTrail serves the audit reports (nil: 503).
+	AuditTrail AuditTrail
 	// ClusterView is this node's view of the cluster (nil: not served).
 	ClusterView func() cluster.View
 	Logger      *slog.Logger
@@ -225,6 +227,9 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/notifications/:id/retry", admins, "Send a dead notification again from its first try", s.retryNotification},
 		{"GET", "/v1/clinics/:id/reminders", admins, "How long before an appointment the clinic's patients are reminded", s.clinicReminders},
 		{"PUT", "/v1/clinics/:id/reminders", admins, "Set the clinic's reminder times in minutes before the appointment (null: the default)", s.setClinicReminders},
+		{"GET", "/v1/audit-events", admins, "Search the whole audit trail by ?patient=, ?actor=, ?action=, ?outcome=, ?from=, ?to=, newest first; ?format=csv downloads it as CSV (at most 50,000 rows); the search is itself audited (admins)", s.searchAuditTrail},
+		{"GET", "/v1/audit-verifications", admins, "The latest checks of the audit trail's chains and signed checkpoints, newest first (admins)", s.auditVerifications},
+		{"POST", "/v1/audit-verifications", admins, "Check the whole audit trail now, as caregrid audit verify does; 202, the result shows in the list (admins)", s.checkAuditTrail},
 		{"GET", "/v1/ops/cluster", admins, "This node's view of the cluster: every member's id, address, roles, status and grain activations by kind", s.clusterView},
 	}
 }

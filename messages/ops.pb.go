@@ -72,7 +72,13 @@ type MemberStatus struct {
 	StartedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// connections are the remoting streams connected to the member, each
 	// named by its peer's certificate: member, edge or service:<client>.
-	Connections   []*RemotingConnection `protobuf:"bytes,6,rep,name=connections,proto3" json:"connections,omitempty"`
+	Connections []*RemotingConnection `protobuf:"bytes,6,rep,name=connections,proto3" json:"connections,omitempty"`
+	// stats are the member's own figures over its last minute, for the
+	// operators' dashboard: request_rate and error_rate (per second),
+	// p99_seconds, audit_pending and audit_pending_age_seconds, outbox_lag_seconds,
+	// notifications_waiting, db_pool_acquired and db_pool_max, among others
+	// (cmd/caregrid's memberStats names them).
+	Stats         map[string]float64 `protobuf:"bytes,7,rep,name=stats,proto3" json:"stats,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,6 +151,13 @@ func (x *MemberStatus) GetStartedAt() *timestamppb.Timestamp {
 func (x *MemberStatus) GetConnections() []*RemotingConnection {
 	if x != nil {
 		return x.Connections
+	}
+	return nil
+}
+
+func (x *MemberStatus) GetStats() map[string]float64 {
+	if x != nil {
+		return x.Stats
 	}
 	return nil
 }
@@ -261,7 +274,7 @@ var File_ops_proto protoreflect.FileDescriptor
 const file_ops_proto_rawDesc = "" +
 	"\n" +
 	"\tops.proto\x12\vcaregrid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n" +
-	"\x13MemberStatusRequest\"\xda\x02\n" +
+	"\x13MemberStatusRequest\"\xd0\x03\n" +
 	"\fMemberStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
@@ -269,10 +282,15 @@ const file_ops_proto_rawDesc = "" +
 	"\vactivations\x18\x04 \x03(\v2*.caregrid.v1.MemberStatus.ActivationsEntryR\vactivations\x129\n" +
 	"\n" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12A\n" +
-	"\vconnections\x18\x06 \x03(\v2\x1f.caregrid.v1.RemotingConnectionR\vconnections\x1a>\n" +
+	"\vconnections\x18\x06 \x03(\v2\x1f.caregrid.v1.RemotingConnectionR\vconnections\x12:\n" +
+	"\x05stats\x18\a \x03(\v2$.caregrid.v1.MemberStatus.StatsEntryR\x05stats\x1a>\n" +
 	"\x10ActivationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"StatsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x81\x01\n" +
 	"\x12RemotingConnection\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12=\n" +
@@ -292,25 +310,27 @@ func file_ops_proto_rawDescGZIP() []byte {
 	return file_ops_proto_rawDescData
 }
 
-var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_ops_proto_goTypes = []any{
 	(*MemberStatusRequest)(nil),   // 0: caregrid.v1.MemberStatusRequest
 	(*MemberStatus)(nil),          // 1: caregrid.v1.MemberStatus
 	(*RemotingConnection)(nil),    // 2: caregrid.v1.RemotingConnection
 	(*MemberLeaving)(nil),         // 3: caregrid.v1.MemberLeaving
 	nil,                           // 4: caregrid.v1.MemberStatus.ActivationsEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	nil,                           // 5: caregrid.v1.MemberStatus.StatsEntry
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_ops_proto_depIdxs = []int32{
 	4, // 0: caregrid.v1.MemberStatus.activations:type_name -> caregrid.v1.MemberStatus.ActivationsEntry
-	5, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
+	6, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
 	2, // 2: caregrid.v1.MemberStatus.connections:type_name -> caregrid.v1.RemotingConnection
-	5, // 3: caregrid.v1.RemotingConnection.connected_at:type_name -> google.protobuf.Timestamp
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 3: caregrid.v1.MemberStatus.stats:type_name -> caregrid.v1.MemberStatus.StatsEntry
+	6, // 4: caregrid.v1.RemotingConnection.connected_at:type_name -> google.protobuf.Timestamp
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_ops_proto_init() }
@@ -324,7 +344,7 @@ func file_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ops_proto_rawDesc), len(file_ops_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -326,6 +326,7 @@ func readCalendarResults(res pgx.BatchResults, f Fence, b *CalendarBatch) ([]str
 		return nil, fmt.Errorf("fence %s/%s: %w", f.Kind, f.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
+		countFenceConflict(f.Kind)
 		return nil, ErrFenced
 	}
 	if len(b.Unclaims) > 0 {

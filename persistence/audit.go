@@ -117,6 +117,7 @@ func execAppendAudit(ctx context.Context, q interface {
 		return fmt.Errorf("append audit: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
+		countFenceConflict(f.Kind)
 		return ErrFenced
 	}
 	if tag.RowsAffected() != int64(n) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,9 +74,29 @@ func checkFence(ctx context.Context, tx pgx.Tx, f Fence) error {
 		return fmt.Errorf("fence %s/%s: %w", f.Kind, f.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
+		countFenceConflict(f.Kind)
 		return ErrFenced
 	}
 	return nil
+}
+
+// fenceConflicts counts fenced writes refused, by grain kind, in this
+// process: each is a second activation of a grain caught writing.
+var fenceConflicts sync.Map // kind -> *atomic.Int64
+
+func countFenceConflict(kind string) {
+	n, _ := fenceConflicts.LoadOrStore(kind, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+}
+
+// FenceConflicts returns the fenced writes refused so far, by grain kind.
+func FenceConflicts() map[string]int64 {
+	out := map[string]int64{}
+	fenceConflicts.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
 }
 
 // loadClaimed is how a new activation loads an aggregate that lives in one

@@ -315,6 +315,15 @@ func ViewCluster(c *messages.Caller) Decision {
 	return deny("only admins see the cluster")
 }
 
+// ReadAuditTrail: the whole audit trail (its search, exports and checks)
+// is for admins; a patient reads their own access log instead.
+func ReadAuditTrail(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins search the audit trail")
+}
+
 // ChangeCareTeam: receptionists and admins record care relationships. Not
 // doctors: a doctor adding themself would grant their own access.
 func ChangeCareTeam(c *messages.Caller) Decision {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof"
 	"google.golang.org/protobuf/proto"
@@ -28,6 +30,42 @@ type Deps struct {
 	// WriteTimeout bounds one batch write; it must be shorter than the
 	// callers' request timeout so they hear the failure.
 	WriteTimeout time.Duration
+	// Metrics hears each batch write (nil: none).
+	Metrics *Metrics
+}
+
+// Metrics are the audit shards' batch sizes and write latency on a member.
+type Metrics struct {
+	BatchEvents  prometheus.Histogram
+	WriteSeconds *prometheus.HistogramVec // by outcome: ok, failed
+}
+
+// NewMetrics makes the audit metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BatchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "caregrid_audit_batch_events", Help: "Audit events per batch a shard on this member wrote (group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		WriteSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "caregrid_audit_write_seconds", Help: "Time to write one audit batch, by outcome (ok, failed).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.BatchEvents, m.WriteSeconds)
+	return m
+}
+
+func (m *Metrics) observe(events int, took time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed"
+	}
+	m.BatchEvents.Observe(float64(events))
+	m.WriteSeconds.WithLabelValues(outcome).Observe(took.Seconds())
 }
 
 // Kind registers the audit grain kind. proto.actor keeps the grain factory
@@ -189,14 +227,19 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 		}
 		return out, nil
 	}
+	metrics := g.deps.Metrics
 	go func() {
 		wctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		started := time.Now()
 		if !drain {
-			system.Root.Send(done.PID(), &flushDone{err: db.AppendAudit(wctx, fence, rows)})
+			err := db.AppendAudit(wctx, fence, rows)
+			metrics.observe(len(rows), time.Since(started), err)
+			system.Root.Send(done.PID(), &flushDone{err: err})
 			return
 		}
 		drained, err := db.AppendAuditDraining(wctx, fence, shard, rows, drainLimit, chain)
+		metrics.observe(len(rows)+len(drained), time.Since(started), err)
 		system.Root.Send(done.PID(), &flushDone{err: err, drained: drained})
 	}()
 	ctx.ReenterAfter(done, func(res interface{}, err error) {

@@ -135,10 +135,9 @@ func withAdminDB(ctx context.Context, name string, args []string, register func(
 		return err
 	}
 	if *url == "" {
-		pg, err := embedpg.Start(ctx, *dataDir)
-		if errors.Is(err, embedpg.ErrInUse) {
-			return fmt.Errorf("%s: %w: a 'caregrid serve' is running on %s; stop it first, or pass its database with --database-url", name, err, *dataDir)
-		}
+		// A running 'caregrid serve' shares its server; otherwise this
+		// command starts one for itself.
+		pg, err := embedpg.Open(ctx, *dataDir)
 		if err != nil {
 			return fmt.Errorf("%s: embedded database: %w", name, err)
 		}

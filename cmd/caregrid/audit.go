@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/audit"
@@ -25,7 +24,8 @@ func auditCmd(ctx context.Context, args []string) error {
 		return errors.New("usage: caregrid audit verify|rotate-key [--database-url URL]")
 	}
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	url := fs.String("database-url", envOr("DATABASE_URL", ""), "database (env DATABASE_URL)")
+	url := fs.String("database-url", envOr("DATABASE_URL", ""), "database (env DATABASE_URL); empty: the embedded one under --data-dir")
+	dataDir := fs.String("data-dir", envOr("CAREGRID_DATA_DIR", ".data"), "the embedded database's directory (env CAREGRID_DATA_DIR)")
 	export := fs.String("export", "", "check a patient export's access log offline (the ZIP), instead of the database")
 	keys := fs.String("keys", "", "with --export: the signing keys to trust, a copy of /.well-known/caregrid-audit-keys kept elsewhere (default: the keys in the export)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -40,80 +40,19 @@ func auditCmd(ctx context.Context, args []string) error {
 			rep.Entries, rep.Linked, rep.Checkpoints, rep.Matched)
 		return nil
 	}
-	if *url == "" {
-		return errors.New("audit verify: set DATABASE_URL or --database-url")
-	}
-	db, err := persistence.Open(ctx, *url, 2)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	n, err := verifyAudit(ctx, db, func(shard int32, rows int64) {
-		fmt.Printf("shard %d: %d events, chain intact\n", shard, rows)
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("audit trail intact: %d events\n", n)
-	return nil
-}
-
-// verifyAudit checks every shard's hash chain from its first row, and the
-// chain against its signed checkpoints: a checkpoint whose signature does
-// not verify, a checkpointed hash the chain no longer has (a rewrite), a
-// chain shorter than its last checkpoint (a cut tail).
-func verifyAudit(ctx context.Context, db *persistence.DB, report func(shard int32, rows int64)) (int64, error) {
-	shards, err := db.AuditShards(ctx)
-	if err != nil {
-		return 0, err
-	}
-	signedShards, err := db.CheckpointShards(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, s := range signedShards {
-		if !slices.Contains(shards, s) {
-			shards = append(shards, s) // every row of a signed shard deleted
-		}
-	}
-	keys := map[string][]byte{}
-	ks, err := db.AuditKeys(ctx)
-	if err != nil {
-		return 0, err
-	}
-	for _, k := range ks {
-		keys[k.ID] = k.Public
-	}
-	var total int64
-	for _, s := range shards {
-		cps, err := db.Checkpoints(ctx, s)
-		if err != nil {
-			return total, err
-		}
-		signed := map[int64]bool{}
-		for _, cp := range cps {
-			signed[cp.Seq] = true
-		}
-		hashes := map[int64][]byte{}
-		var head int64
-		v := &audit.Verifier{Shard: s}
-		err = db.ScanAuditChain(ctx, s, func(r persistence.AuditRow) error {
-			if signed[r.Seq] {
-				hashes[r.Seq] = r.Hash
-			}
-			head = r.Seq
-			return v.Next(r)
+	// Without a URL: the embedded database under --data-dir, the running
+	// node's when `make run` is up (withAdminDB).
+	rest := []string{"--database-url", *url, "--data-dir", *dataDir}
+	return withAdminDB(ctx, "audit verify", rest, nil, func(db *persistence.DB) error {
+		_, n, err := audit.VerifyTrail(ctx, db, func(shard int32, rows int64) {
+			fmt.Printf("shard %d: %d events, chain intact\n", shard, rows)
 		})
 		if err != nil {
-			return total, fmt.Errorf("audit trail broken: %w", err)
+			return err
 		}
-		if err := audit.CheckCheckpoints(s, cps, keys, hashes, head); err != nil {
-			return total, fmt.Errorf("audit trail broken: %w", err)
-		}
-		report(s, v.Rows)
-		total += v.Rows
-	}
-	return total, nil
+		fmt.Printf("audit trail intact: %d events\n", n)
+		return nil
+	})
 }
 
 // rotateAuditKey retires the active audit signing key for a new one,

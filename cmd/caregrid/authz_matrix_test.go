@@ -127,6 +127,9 @@ var matrix = map[string][5]cell{
 	"POST /v1/appointments/{id}/no-show":    {{401, 401}, {403, 403}, {409, 403}, {409, 409}, {409, 409}},
 
 	"GET /v1/ops/cluster":               {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"GET /v1/audit-events":              {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"GET /v1/audit-verifications":       {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/audit-verifications":      {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {202, 202}},
 	"GET /v1/me":                        {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
 	"GET /v1/me/sessions":               {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
 	"POST /v1/accounts":                 {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
@@ -303,6 +306,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 }
 
+// awaitNoTrailCheck waits until no check of the audit trail is running.
+func (f *matrixFixture) awaitNoTrailCheck() {
+	f.t.Helper()
+	await.Until(f.t, "the running check of the audit trail to end", 30*time.Second, func() bool {
+		var running bool
+		err := f.is.db.Pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM audit_verifications WHERE status = 'running')`).Scan(&running)
+		return err == nil && !running
+	})
+}
+
 func truncateBody(b []byte) string {
 	if len(b) > 160 {
 		return string(b[:160]) + "..."
@@ -385,6 +398,9 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 	}
 	if route == "POST /v1/patients/{id}/exports" {
 		f.awaitNoExportInMaking(id)
+	}
+	if route == "POST /v1/audit-verifications" {
+		f.awaitNoTrailCheck() // one check at a time: a second is 409
 	}
 	if strings.Contains(tmpl, "{document}") {
 		path = strings.ReplaceAll(path, "{document}", f.document(side))

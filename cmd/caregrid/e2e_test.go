@@ -787,3 +787,9 @@ func writeMasterKey(t *testing.T) string {
 	}
 	return path
 }
+
+// verifyAudit is `caregrid audit verify`'s check: the events it checked.
+func verifyAudit(ctx context.Context, db *persistence.DB, report func(int32, int64)) (int64, error) {
+	_, n, err := audit.VerifyTrail(ctx, db, report)
+	return n, err
+}

@@ -49,6 +49,9 @@ type nodeConfig struct {
 	// AuditCheckpointEvery is how often this member signs the audit chain
 	// heads (0: audit.DefaultCheckpointEvery).
 	AuditCheckpointEvery time.Duration
+	// AuditCheckEvery is how often the whole audit trail is checked
+	// (0: audit.DefaultTrailCheckEvery; negative: never on a schedule).
+	AuditCheckEvery time.Duration
 	// Retention is how long each kind of record is kept (zero:
 	// persistence.DefaultRetention); the sweeps' pauses (zero: their
 	// defaults) and how long an export's link works.
@@ -128,11 +131,11 @@ type node struct {
 }
 
 // kinds builds every grain kind a member hosts, registered once here.
-func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *proof.Checker) []*actorcluster.Kind {
+func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *proof.Checker, auditMetrics *audit.Metrics) []*actorcluster.Kind {
 	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
 	blobs := cfg.blobs()
 	return []*actorcluster.Kind{
-		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf}),
+		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf, Metrics: auditMetrics}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf,
 			CareWindow: cfg.CareWindow, Retention: cfg.Retention, ExportExpiry: cfg.ExportExpiry, Blobs: blobs, Now: cfg.Now,
 			NotifyLanguage: cfg.notifyLanguage()}, cfg.GrainIdle),
@@ -170,8 +173,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	var hosted []*actorcluster.Kind
 	calStats := &calendar.Stats{}
 	pf := proof.NewChecker(cfg.Logger)
+	reg := prometheus.NewRegistry()
 	if !cfg.EdgeOnly {
-		hosted = kinds(db, cfg, calStats, pf)
+		hosted = kinds(db, cfg, calStats, pf, audit.NewMetrics(reg))
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
@@ -180,7 +184,6 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "caregrid_cluster_members", Help: "Members this node sees in the cluster topology.",
@@ -188,6 +191,16 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "caregrid_db_pool_acquired_conns", Help: "Database connections in use.",
 	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "caregrid_db_pool_max_conns", Help: "Database connections the pool may open.",
+	}, func() float64 { return float64(db.Pool.Stat().MaxConns()) }))
+	reg.MustRegister(newMapCounter("caregrid_fence_conflicts_total",
+		"Fenced writes refused because another activation of the grain owns it (a second activation caught), by grain kind.",
+		[]string{"kind"}, persistence.FenceConflicts))
+	reg.MustRegister(auditCollector{db: db})
+	member.RegisterCallMetrics(reg)
+	stats := newMemberStats(reg)
+	member.SetStats(stats.stats)
 	registerCalendarMetrics(reg, calStats)
 	relay := &persistence.Relay{DB: db, Project: search.Projectors(calendar.Project, search.Project), Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
@@ -204,7 +217,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	var sweeper *identity.Provider
 	if cfg.Identity != nil {
 		ic := *cfg.Identity
-		ic.Events = identity.AuditEvents{Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}, Logger: cfg.Logger}
+		ic.Events = newCountedLogins(identity.AuditEvents{Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}, Logger: cfg.Logger}, reg)
 		if notifications != nil && notifications.mail {
 			// Account mail leaves the request path: the request writes it,
 			// the dispatchers send it with retries.
@@ -241,6 +254,8 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		k := cfg.Master.Derive("resource-ids")
 		idKey = k[:]
 	}
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	trail := audit.TrailChecker{DB: db, Member: member.Address(), Every: cfg.AuditCheckEvery, Logger: cfg.Logger}
 	srv := edge.New(edge.Config{
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
@@ -248,6 +263,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, Erasures: db, Exports: exportDesk{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView:   member.View,
+		AuditTrail:    trailDesk{DB: db, checker: trail, ctx: relayCtx},
 		Notifications: notifications.desk(db), VAPIDPublicKey: notifications.vapidPublic(), DefaultReminders: notifications.reminders(),
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
@@ -259,9 +275,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			return nil
 		},
 	})
-	relayCtx, stopRelay := context.WithCancel(context.Background())
 	blobs := cfg.blobs()
 	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{}), notifications: notifications}
+	go stats.run(relayCtx)
 	go func() {
 		defer close(n.relayDone)
 		if cfg.EdgeOnly {
@@ -271,6 +287,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			go sweeper.Sweep(relayCtx, time.Hour) // stops with the relay
 		}
 		go backfillSearch(relayCtx, db, cfg.Logger)
+		go trail.Run(relayCtx)
 		if notifications != nil {
 			notifications.run(relayCtx)
 		}
@@ -453,4 +470,21 @@ func (d exportDesk) ExportKey(e persistence.Export) ([]byte, error) {
 		return nil, errors.New("no key for the export")
 	}
 	return d.master.Open(e.KeySealed, patient.ExportKeyAAD(e.ID))
+}
+
+// trailDesk is the edge's view of the audit trail: its search, and the
+// checks of its chains, which run on this node in the background.
+type trailDesk struct {
+	*persistence.DB
+	checker audit.TrailChecker
+	ctx     context.Context // the node's: a check stops with it
+}
+
+func (d trailDesk) CheckTrail(ctx context.Context, by string) (persistence.AuditVerification, error) {
+	v, err := d.checker.Start(ctx, by)
+	if err != nil {
+		return v, err
+	}
+	go d.checker.Finish(d.ctx, v)
+	return v, nil
 }

@@ -55,6 +55,8 @@ type serveConfig struct {
 	CheckInOpens time.Duration
 	// AuditCheckpointEvery: how often the audit chain heads are signed.
 	AuditCheckpointEvery time.Duration
+	// AuditCheckEvery: how often the whole audit trail is checked.
+	AuditCheckEvery time.Duration
 	// Retention: how long each kind of record is kept (--retention).
 	Retention      string
 	RetentionSweep time.Duration
@@ -121,6 +123,8 @@ func serveFlags(args []string) (serveConfig, error) {
 		"... to this long after its start")
 	fs.DurationVar(&c.CareWindow.Emergency, "emergency-access-for", persistence.DefaultCareWindow.Emergency,
 		"how long a doctor's emergency access (break the glass) lets them read a record")
+	fs.DurationVar(&c.AuditCheckEvery, "audit-check-every", audit.DefaultTrailCheckEvery,
+		"how often a member checks the whole audit trail's chains and signed checkpoints, as `caregrid audit verify` does (the console shows the result; metric caregrid_audit_trail_intact)")
 	fs.DurationVar(&c.AuditCheckpointEvery, "audit-checkpoint-every", audit.DefaultCheckpointEvery,
 		"how often each member signs the audit chains' heads (see caregrid audit verify)")
 	fs.StringVar(&c.Retention, "retention", envOr("CAREGRID_RETENTION", ""),
@@ -346,7 +350,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
 		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
-		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery,
+		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery, AuditCheckEvery: cfg.AuditCheckEvery,
 		Retention: retention, RetentionSweep: cfg.RetentionSweep, ErasureSweep: cfg.ErasureSweep, ExportExpiry: cfg.ExportExpiry, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),

@@ -38,6 +38,8 @@ type Server struct {
 	bin     string
 	runAs   string
 	lock    *os.File // held while this process owns the server
+	// attached: another process owns the server (Open); Stop leaves it.
+	attached bool
 }
 
 // ErrInUse is returned by Start when another live process owns the data
@@ -129,6 +131,46 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	return s, nil
 }
 
+// Open reaches the embedded database under dir for a command that runs
+// beside the node: the server a running `caregrid serve` owns (found by
+// its postmaster.pid, which names its port), or else one this process
+// starts and owns. Stop then stops only a server this process started.
+func Open(ctx context.Context, dir string) (*Server, error) {
+	s, err := Start(ctx, dir)
+	if !errors.Is(err, ErrInUse) {
+		return s, err
+	}
+	abs, aerr := filepath.Abs(dir)
+	if aerr != nil {
+		return nil, aerr
+	}
+	port, perr := runningPort(filepath.Join(abs, "postgres"))
+	if perr != nil {
+		return nil, fmt.Errorf("%w, and its server's port is unknown: %v", err, perr)
+	}
+	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", port, Database)
+	conn, cerr := pgx.Connect(ctx, url)
+	if cerr != nil {
+		return nil, fmt.Errorf("%w, and its server on port %d does not answer: %v", err, port, cerr)
+	}
+	_ = conn.Close(ctx)
+	return &Server{URL: url, attached: true}, nil
+}
+
+// runningPort reads the port of the server running on dataDir from its
+// postmaster.pid (line 4, PostgreSQL's LOCK_FILE_LINE_PORT).
+func runningPort(dataDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 {
+		return 0, errors.New("postmaster.pid has no port line")
+	}
+	return strconv.Atoi(strings.TrimSpace(lines[3]))
+}
+
 // lockDir takes the directory's owner lock, or says who holds it.
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "embedded-postgres.lock"), os.O_RDWR|os.O_CREATE, 0o600)
@@ -206,6 +248,9 @@ func (s *Server) run(ctx context.Context, tool string, args ...string) ([]byte, 
 
 // Stop shuts the server down (fast: rolls back open transactions).
 func (s *Server) Stop() error {
+	if s.attached {
+		return nil
+	}
 	defer s.unlock() // after the server has stopped
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

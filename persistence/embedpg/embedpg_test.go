@@ -95,3 +95,31 @@ func TestASecondOwnerIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenAttachesToTheRunningServer: beside a running owner (a `caregrid
+// serve`), Open reaches the same server by its postmaster.pid, and its
+// Stop leaves that server serving.
+func TestOpenAttachesToTheRunningServer(t *testing.T) {
+	dir := dataDir(t)
+	ctx := context.Background()
+	s, err := Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Stop() }()
+	o, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("Open beside the owner: %v", err)
+	}
+	if o.URL != s.URL {
+		t.Fatalf("Open's URL %s, the owner's %s", o.URL, s.URL)
+	}
+	if err := o.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		t.Fatalf("the owner's server after the attached Stop: %v", err)
+	}
+	conn.Close(ctx)
+}
