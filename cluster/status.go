@@ -54,9 +54,9 @@ func (n *Node) status(started *timestamppb.Timestamp) *messages.MemberStatus {
 
 // MemberView is one member as this node sees it.
 type MemberView struct {
-	ID          string           `json:"id"`
-	Address     string           `json:"address"`
-	Roles       []string         `json:"roles"`
+	ID      string   `json:"id"`
+	Address string   `json:"address"`
+	Roles   []string `json:"roles"`
 	// Status: up; unreachable (in the topology, not answering its status
 	// request within statusTimeout); or down (gone from the topology, and
 	// no member on its address since: a member killed or stopped).

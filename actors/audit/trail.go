@@ -2,8 +2,8 @@ package audit
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -83,7 +83,6 @@ func VerifyTrail(ctx context.Context, db *persistence.DB, report func(shard int3
 	}
 	return len(shards), total, nil
 }
-
 
 // TrailChecker checks the whole trail (VerifyTrail) on a schedule and on
 // demand, and records each check in audit_verifications, where the

@@ -101,7 +101,7 @@ const statsWindow = time.Minute
 type statSample struct {
 	at       time.Time
 	requests float64
-	errors   float64            // 5xx answers
+	errors   float64             // 5xx answers
 	buckets  map[float64]float64 // request duration: upper bound -> cumulative count
 	grains   float64
 	grainErr float64 // grain requests unanswered
