@@ -50,6 +50,8 @@ type testServer struct {
 	// remoting and cluster are the in-process node's remoting address and
 	// cluster name (empty for a process's).
 	remoting, cluster string
+	// node is the in-process node (nil for a process's).
+	node *node
 }
 
 func startTestServer(t *testing.T) *testServer {
@@ -115,7 +117,7 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 	go func() { _ = n.edge.App().Listener(ln) }()
 	t.Cleanup(func() { _ = n.stop(false) })
 	return &testServer{t: t, db: db, base: base, tokens: map[string]string{}, blobs: blobs,
-		remoting: n.member.Address(), cluster: cfg.ClusterName}
+		remoting: n.member.Address(), cluster: cfg.ClusterName, node: n}
 }
 
 // subject is the account id a test's sub names: sub itself when it is a

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,4 +30,55 @@ func (m *mapCounter) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(n), values...)
 	}
+}
+
+// nodeRegistry is a node's metrics registry that remembers the name of
+// every metric registered through it, including those with no series yet
+// (a vector no event has touched): the monitoring rules and dashboard are
+// checked against these names.
+type nodeRegistry struct {
+	*prometheus.Registry
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func newNodeRegistry() *nodeRegistry {
+	return &nodeRegistry{Registry: prometheus.NewRegistry(), names: map[string]bool{}}
+}
+
+func (r *nodeRegistry) Register(c prometheus.Collector) error {
+	r.record(c)
+	return r.Registry.Register(c)
+}
+
+func (r *nodeRegistry) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		r.record(c)
+	}
+	r.Registry.MustRegister(cs...)
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (r *nodeRegistry) record(c prometheus.Collector) {
+	ch := make(chan *prometheus.Desc)
+	go func() { c.Describe(ch); close(ch) }()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			r.names[m[1]] = true
+		}
+	}
+}
+
+// Names are the names of the metrics registered through r.
+func (r *nodeRegistry) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.names))
+	for n := range r.names {
+		out = append(out, n)
+	}
+	return out
 }

@@ -128,6 +128,8 @@ type node struct {
 	relayDone chan struct{}
 	// notifications is nil without them.
 	notifications *notifications
+	// registry holds the node's metrics (/metrics).
+	registry *nodeRegistry
 }
 
 // kinds builds every grain kind a member hosts, registered once here.
@@ -173,7 +175,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	var hosted []*actorcluster.Kind
 	calStats := &calendar.Stats{}
 	pf := proof.NewChecker(cfg.Logger)
-	reg := prometheus.NewRegistry()
+	reg := newNodeRegistry()
 	if !cfg.EdgeOnly {
 		hosted = kinds(db, cfg, calStats, pf, audit.NewMetrics(reg))
 	}
@@ -199,7 +201,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		[]string{"kind"}, persistence.FenceConflicts))
 	reg.MustRegister(auditCollector{db: db})
 	member.RegisterCallMetrics(reg)
-	stats := newMemberStats(reg)
+	stats := newMemberStats(reg.Registry)
 	member.SetStats(stats.stats)
 	registerCalendarMetrics(reg, calStats)
 	relay := &persistence.Relay{DB: db, Project: search.Projectors(calendar.Project, search.Project), Logger: cfg.Logger}
@@ -259,7 +261,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	srv := edge.New(edge.Config{
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
-		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg, Directory: db, IDKey: idKey,
+		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg.Registry, Directory: db, IDKey: idKey,
 		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, Erasures: db, Exports: exportDesk{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView:   member.View,
@@ -276,7 +278,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		},
 	})
 	blobs := cfg.blobs()
-	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{}), notifications: notifications}
+	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{}), notifications: notifications, registry: reg}
 	go stats.run(relayCtx)
 	go func() {
 		defer close(n.relayDone)
@@ -343,7 +345,7 @@ func chain(auths ...edge.Authenticator) edge.Authenticator {
 	return edge.AnyOf(live...)
 }
 
-func registerCalendarMetrics(reg *prometheus.Registry, s *calendar.Stats) {
+func registerCalendarMetrics(reg prometheus.Registerer, s *calendar.Stats) {
 	for _, w := range []struct {
 		label string
 		n     *atomic.Int64
@@ -355,7 +357,7 @@ func registerCalendarMetrics(reg *prometheus.Registry, s *calendar.Stats) {
 	}
 }
 
-func registerTrustMetrics(reg *prometheus.Registry, member *cluster.Node, pf *proof.Checker) {
+func registerTrustMetrics(reg prometheus.Registerer, member *cluster.Node, pf *proof.Checker) {
 	reg.MustRegister(newMapCounter("caregrid_cluster_messages_dropped_total",
 		"Remoting messages dropped because their sender may not send them (lifecycle and gossip messages from edges and services), by sender kind and message type.",
 		[]string{"peer", "type"}, func() map[string]int64 { return member.Inbound.Dropped() }))
@@ -367,7 +369,7 @@ func registerTrustMetrics(reg *prometheus.Registry, member *cluster.Node, pf *pr
 	}, func() float64 { return float64(len(member.Inbound.Connections())) }))
 }
 
-func registerRelayMetrics(reg *prometheus.Registry, r *persistence.Relay) {
+func registerRelayMetrics(reg prometheus.Registerer, r *persistence.Relay) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "caregrid_outbox_relayed_total", Help: "Outbox events this node's relay delivered to the read models.",
 	}, func() float64 { return float64(r.Delivered()) }))

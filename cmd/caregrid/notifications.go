@@ -148,7 +148,7 @@ func (n *notifications) reminders() []int32 {
 // register exports the channels' figures: sent, failed, retried, dead,
 // deferred per channel on this member, each breaker's state, and the
 // queues (waiting, age of the oldest due, dead) from the database.
-func (n *notifications) register(reg *prometheus.Registry) {
+func (n *notifications) register(reg prometheus.Registerer) {
 	for _, ch := range notify.Channels {
 		labels := prometheus.Labels{"channel": ch}
 		st := n.dispatcher.Stats(ch)
