@@ -32,6 +32,74 @@ type Accounts interface {
 	SetProfile(ctx context.Context, c *messages.Caller, id string, p AccountProfile) (AccountInfo, error)
 	// Act applies an admin action: unlock, disable, enable, reset-totp or send-reset.
 	Act(ctx context.Context, c *messages.Caller, id, action string) (AccountInfo, error)
+	// Clients lists the provider's clients; CreateServiceClient registers
+	// a service client and the account it acts as, and returns its secret
+	// (the only time it is shown).
+	Clients(ctx context.Context, c *messages.Caller) ([]ClientInfo, error)
+	CreateServiceClient(ctx context.Context, c *messages.Caller, in ClientInput) (ClientInfo, string, error)
+}
+
+// ClientInput is the body of POST /v1/clients: a service client's name and
+// the role it acts in (service: a pharmacy's prescriptions only).
+type ClientInput struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// ClientInfo is a client as admins see it: never its secret.
+type ClientInfo struct {
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Kind         string   `json:"kind"`
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	AccountID    string   `json:"account_id,omitempty"`
+	Role         string   `json:"role,omitempty"`
+	// Secret is set once, in the answer to the client's creation.
+	Secret string `json:"secret,omitempty"`
+}
+
+// listClients answers GET /v1/clients (admins).
+func (s *Server) listClients(c *fiber.Ctx) error {
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	accounts, err := s.accountsOrUnavailable(caller)
+	if err != nil {
+		return err
+	}
+	out, err := accounts.Clients(c.UserContext(), caller)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"clients": out})
+}
+
+// createServiceClient answers POST /v1/clients (admins): 201 with the
+// secret, once.
+func (s *Server) createServiceClient(c *fiber.Ctx) error {
+	if err := requireJSON(c); err != nil {
+		return err
+	}
+	var in ClientInput
+	if err := decodeStrict(c.Body(), &in); err != nil {
+		return err
+	}
+	caller, err := s.caller(c)
+	if err != nil {
+		return err
+	}
+	accounts, err := s.accountsOrUnavailable(caller)
+	if err != nil {
+		return err
+	}
+	info, secret, err := accounts.CreateServiceClient(c.UserContext(), caller, in)
+	if err != nil {
+		return err
+	}
+	info.Secret = secret
+	c.Location("/v1/clients/" + info.ID)
+	return c.Status(fiber.StatusCreated).JSON(info)
 }
 
 // AccountInput is the body of POST /v1/accounts.

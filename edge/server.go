@@ -42,6 +42,8 @@ type Config struct {
 	Auth          Authenticator
 	// Ready reports whether the node can serve (database and cluster).
 	Ready func(context.Context) error
+	// Analytics serves the analytics routes (nil: 503).
+	Analytics Analytics
 	// AuditTrail serves the audit reports (nil: 503).
 	AuditTrail AuditTrail
 	// ClusterView is this node's view of the cluster (nil: not served).
@@ -217,6 +219,8 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/accounts/:id/enable", admins, "Enable a disabled account", s.accountAction("enable")},
 		{"POST", "/v1/accounts/:id/reset-totp", admins, "Remove the second factor; the next login enrols a new one", s.accountAction("reset-totp")},
 		{"POST", "/v1/accounts/:id/send-reset", admins, "Email the owner a new link to choose a password", s.accountAction("send-reset")},
+		{"GET", "/v1/clients", admins, "The OpenID clients: applications and service clients (no secrets)", s.listClients},
+		{"POST", "/v1/clients", admins, "Register a service client (a pharmacy or laboratory system) and the account it acts as; its secret is answered once", s.createServiceClient},
 		{"GET", "/v1/patients/:id/notification-preferences", grantReaders, "How the patient wants to be told: language, channels, reminders, quiet hours (the patient, receptionists, admins)", s.notificationPreferences},
 		{"PUT", "/v1/patients/:id/notification-preferences", grantReaders, "Set how the patient wants to be told; security messages are sent whatever is chosen (the patient, receptionists, admins)", s.setNotificationPreferences},
 		{"GET", "/v1/patients/:id/notifications", everyone, "What was sent to the patient, when, over which channel, and its delivery state, newest first; never the content (the patient, receptionists, admins, doctors who treat them)", s.patientNotifications},
@@ -230,6 +234,8 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/audit-events", admins, "Search the whole audit trail by ?patient=, ?actor=, ?action=, ?outcome=, ?from=, ?to=, newest first; ?format=csv downloads it as CSV (at most 50,000 rows); the search is itself audited (admins)", s.searchAuditTrail},
 		{"GET", "/v1/audit-verifications", admins, "The latest checks of the audit trail's chains and signed checkpoints, newest first (admins)", s.auditVerifications},
 		{"POST", "/v1/audit-verifications", admins, "Check the whole audit trail now, as caregrid audit verify does; 202, the result shows in the list (admins)", s.checkAuditTrail},
+		{"GET", "/v1/analytics/appointments", admins, "Appointments per day, week or month between ?from= and ?to= (dates), at ?clinic=, and per doctor: utilisation (booked of available minutes), cancellations, no-shows, median lead time; ?format=csv; no patient named (admins)", s.appointmentAnalytics},
+		{"GET", "/v1/analytics/diagnoses", admins, "The diagnosis codes recorded most often between ?from= and ?to=, at ?clinic=: counts only, each at least 3 (admins)", s.diagnosisAnalytics},
 		{"GET", "/v1/ops/cluster", admins, "This node's view of the cluster: every member's id, address, roles, status and grain activations by kind", s.clusterView},
 	}
 }

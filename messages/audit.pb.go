@@ -96,6 +96,7 @@ const (
 	AuditAction_AUDIT_ACTION_SET_CLINIC_REMINDERS          AuditAction = 64
 	AuditAction_AUDIT_ACTION_SEARCH_AUDIT_TRAIL            AuditAction = 65
 	AuditAction_AUDIT_ACTION_VERIFY_AUDIT_TRAIL            AuditAction = 66
+	AuditAction_AUDIT_ACTION_CLIENT_CREATE                 AuditAction = 67
 )
 
 // Enum value maps for AuditAction.
@@ -168,6 +169,7 @@ var (
 		64: "AUDIT_ACTION_SET_CLINIC_REMINDERS",
 		65: "AUDIT_ACTION_SEARCH_AUDIT_TRAIL",
 		66: "AUDIT_ACTION_VERIFY_AUDIT_TRAIL",
+		67: "AUDIT_ACTION_CLIENT_CREATE",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":                   0,
@@ -237,6 +239,7 @@ var (
 		"AUDIT_ACTION_SET_CLINIC_REMINDERS":          64,
 		"AUDIT_ACTION_SEARCH_AUDIT_TRAIL":            65,
 		"AUDIT_ACTION_VERIFY_AUDIT_TRAIL":            66,
+		"AUDIT_ACTION_CLIENT_CREATE":                 67,
 	}
 )
 
@@ -566,7 +569,7 @@ const file_audit_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x17.caregrid.v1.AuditEventR\x06events\x12\x14\n" +
 	"\x05drain\x18\x02 \x01(\bR\x05drain\"&\n" +
 	"\x10AppendAuditReply\x12\x12\n" +
-	"\x04seqs\x18\x01 \x03(\x03R\x04seqs*\xbb\x11\n" +
+	"\x04seqs\x18\x01 \x03(\x03R\x04seqs*\xdb\x11\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bAUDIT_ACTION_ACCOUNT_CREATE\x10\x01\x12 \n" +
@@ -635,7 +638,8 @@ const file_audit_proto_rawDesc = "" +
 	"\x1fAUDIT_ACTION_RETRY_NOTIFICATION\x10?\x12%\n" +
 	"!AUDIT_ACTION_SET_CLINIC_REMINDERS\x10@\x12#\n" +
 	"\x1fAUDIT_ACTION_SEARCH_AUDIT_TRAIL\x10A\x12#\n" +
-	"\x1fAUDIT_ACTION_VERIFY_AUDIT_TRAIL\x10B*|\n" +
+	"\x1fAUDIT_ACTION_VERIFY_AUDIT_TRAIL\x10B\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_CLIENT_CREATE\x10C*|\n" +
 	"\fAuditOutcome\x12\x1d\n" +
 	"\x19AUDIT_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15AUDIT_OUTCOME_SUCCESS\x10\x01\x12\x18\n" +

@@ -191,6 +191,19 @@ func (db *DB) CreateClient(ctx context.Context, c Client) error {
 	return classify(err)
 }
 
+// EnsurePublicClient registers a public client, or adds to an existing
+// one the redirect URIs it lacks (a cluster's nodes may each be reached at
+// their own URL), keeping those it has.
+func (db *DB) EnsurePublicClient(ctx context.Context, c Client) error {
+	_, err := db.Pool.Exec(ctx, `INSERT INTO oidc_clients (id, name, kind, secret_hash, redirect_uris, post_logout_redirect_uris)
+		VALUES ($1, $2, 'public', NULL, $3, $4)
+		ON CONFLICT (id) DO UPDATE SET
+			redirect_uris = ARRAY(SELECT DISTINCT u FROM unnest(oidc_clients.redirect_uris || EXCLUDED.redirect_uris) u ORDER BY u),
+			post_logout_redirect_uris = ARRAY(SELECT DISTINCT u FROM unnest(oidc_clients.post_logout_redirect_uris || EXCLUDED.post_logout_redirect_uris) u ORDER BY u)
+		WHERE oidc_clients.kind = 'public'`, c.ID, c.Name, nonNilStrings(c.RedirectURIs), nonNilStrings(c.PostLogoutRedirectURIs))
+	return classify(err)
+}
+
 // ClientByID finds a client.
 func (db *DB) ClientByID(ctx context.Context, id string) (Client, error) {
 	var (
@@ -206,6 +219,25 @@ func (db *DB) ClientByID(ctx context.Context, id string) (Client, error) {
 		c.AccountID = *account
 	}
 	return c, classify(err)
+}
+
+// ClientListing is a client as admins list it: no secret, and the role
+// of the account a service client acts as.
+type ClientListing struct {
+	ID, Name, Kind         string
+	RedirectURIs           []string
+	AccountID, AccountRole string
+}
+
+// Clients lists the provider's clients by id, at most limit.
+func (db *DB) Clients(ctx context.Context, limit int) ([]ClientListing, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT c.id, c.name, c.kind, c.redirect_uris, COALESCE(c.account_id::text, ''), COALESCE(a.role, '')
+		FROM oidc_clients c LEFT JOIN accounts a ON a.id = c.account_id ORDER BY c.id LIMIT $1`, limit)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ClientListing])
+	return out, classify(err)
 }
 
 // AuthRequest is an authorization request between /authorize and the

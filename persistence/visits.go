@@ -36,6 +36,10 @@ type StoredVisit struct {
 	CreatedBy                              string
 	Fingerprint                            []byte
 	Diagnoses                              []StoredDiagnosis
+	// Codes are the diagnoses' codes in the clear, for the analytics'
+	// counts (diagnosis_counts), which name no patient; never stored with
+	// the visit.
+	Codes []string
 }
 
 // StoredDiagnosis is a diagnosis row; Onset is YYYY-MM-DD or "". The code
@@ -70,6 +74,14 @@ func (db *DB) RecordVisit(ctx context.Context, f Fence, v StoredVisit, key strin
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO diagnoses (id, patient_id, visit_id, position, code, code_sealed, text_sealed, status, onset)
 				VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8)`, d.ID, v.PatientID, v.ID, i, d.CodeSealed, d.TextSealed, d.Status, onset); err != nil {
+				return err
+			}
+		}
+		if len(v.Codes) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO diagnosis_counts (day, doctor_id, code, visits)
+				SELECT ($1::timestamptz AT TIME ZONE 'UTC')::date, $2, c, 1 FROM (SELECT DISTINCT unnest($3::text[]) AS c) codes
+				ON CONFLICT (day, doctor_id, code) DO UPDATE SET visits = diagnosis_counts.visits + 1`,
+				v.OccurredAt, v.DoctorID, v.Codes); err != nil {
 				return err
 			}
 		}

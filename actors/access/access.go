@@ -324,6 +324,15 @@ func ReadAuditTrail(c *messages.Caller) Decision {
 	return deny("only admins search the audit trail")
 }
 
+// ReadAnalytics: the network's figures (appointments, utilisation,
+// diagnoses counted) are for admins.
+func ReadAnalytics(c *messages.Caller) Decision {
+	if c.GetRole() == messages.Role_ROLE_ADMIN {
+		return allow
+	}
+	return deny("only admins see the analytics")
+}
+
 // ChangeCareTeam: receptionists and admins record care relationships. Not
 // doctors: a doctor adding themself would grant their own access.
 func ChangeCareTeam(c *messages.Caller) Decision {

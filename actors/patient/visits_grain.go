@@ -39,6 +39,7 @@ func sealVisit(k *seal.Key, v *messages.Visit, createdBy string, fingerprint []b
 	for _, d := range v.Diagnoses {
 		out.Diagnoses = append(out.Diagnoses, persistence.StoredDiagnosis{ID: d.Id, Status: d.Status.Name(), Onset: d.Onset,
 			CodeSealed: persistence.SealDiagnosisCode(k, d.Id, d.Code), TextSealed: k.Seal([]byte(d.Text), visitAAD(v.Id, "diagnosis/"+d.Id))})
+		out.Codes = append(out.Codes, d.Code)
 	}
 	return out
 }

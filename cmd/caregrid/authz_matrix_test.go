@@ -130,6 +130,10 @@ var matrix = map[string][5]cell{
 	"GET /v1/audit-events":              {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"GET /v1/audit-verifications":       {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
 	"POST /v1/audit-verifications":      {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {202, 202}},
+	"GET /v1/analytics/appointments":    {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"GET /v1/analytics/diagnoses":       {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"GET /v1/clients":                   {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {200, 200}},
+	"POST /v1/clients":                  {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
 	"GET /v1/me":                        {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
 	"GET /v1/me/sessions":               {{401, 401}, {200, 200}, {200, 200}, {200, 200}, {200, 200}},
 	"POST /v1/accounts":                 {{401, 401}, {403, 403}, {403, 403}, {403, 403}, {201, 201}},
@@ -424,6 +428,10 @@ func (f *matrixFixture) request(route string, who int, own bool) (method, path s
 		path += "?specialty=cardiology&from=" + from + "&to=" + to
 	case "GET /v1/patients":
 		path += "?q=Ciobanu"
+	case "GET /v1/analytics/appointments", "GET /v1/analytics/diagnoses":
+		path += "?from=2026-01-01&to=2026-04-01"
+	case "POST /v1/clients":
+		body = map[string]any{"name": "Farmacia Matrix"}
 	case "POST /v1/appointments":
 		patient := f.patients[side]
 		body = map[string]any{"doctor_id": f.doctors[side], "patient_id": patient, "start": rfc(f.nextStart()), "duration_minutes": 15, "reason": "matrix"}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/caregrid/caregrid/actors/proof"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge"
+	"github.com/caregrid/caregrid/edge/console"
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/blob"
@@ -231,6 +233,16 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 			return nil, err
 		}
 		mounts = append(mounts, edge.Mount{Prefix: identity.PathPrefix, Handler: provider.Handler()})
+		// The console signs in as a public client of this provider, with
+		// this node's URL among its redirect URIs.
+		base := strings.TrimSuffix(ic.Issuer, identity.PathPrefix)
+		if err := db.EnsurePublicClient(ctx, persistence.Client{ID: console.ClientID, Name: "caregrid console",
+			RedirectURIs: []string{base + console.CallbackPath}, PostLogoutRedirectURIs: []string{base + console.SignedOutPath}}); err != nil {
+			member.Stop(false)
+			return nil, fmt.Errorf("the console's OpenID client: %w", err)
+		}
+		mounts = append(mounts, edge.Mount{Prefix: console.PathPrefix, Handler: console.Handler(console.Config{
+			Issuer: ic.Issuer, DefaultLocale: ic.DefaultLocale, Logger: cfg.Logger})})
 		sessions, accounts = provider.Sessions(), provider.Accounts()
 		sweeper = provider
 		auth = chain(auth, provider.Verifier())
@@ -266,6 +278,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView:   member.View,
 		AuditTrail:    trailDesk{DB: db, checker: trail, ctx: relayCtx},
+		Analytics:     db,
 		Notifications: notifications.desk(db), VAPIDPublicKey: notifications.vapidPublic(), DefaultReminders: notifications.reminders(),
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {

@@ -3,7 +3,9 @@ package identity
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -341,4 +343,58 @@ func (s Accounts) List(ctx context.Context, c *messages.Caller, q edge.AccountQu
 		out = append(out, info(r.Account, r.Reader))
 	}
 	return out, more, nil
+}
+
+// maxClientNameRunes bounds a client's name.
+const maxClientNameRunes = 200
+
+// Clients lists the provider's clients (admins).
+func (s Accounts) Clients(ctx context.Context, c *messages.Caller) ([]edge.ClientInfo, error) {
+	if d := access.ManageAccounts(c); !d.Allowed {
+		return nil, messages.ErrPermissionDenied("%s", d.Reason)
+	}
+	cs, err := s.p.cfg.DB.Clients(ctx, 1000)
+	if err != nil {
+		return nil, messages.ErrStoreUnavailable("account store unavailable")
+	}
+	out := make([]edge.ClientInfo, 0, len(cs))
+	for _, cl := range cs {
+		out = append(out, edge.ClientInfo{ID: cl.ID, Name: cl.Name, Kind: cl.Kind, RedirectURIs: cl.RedirectURIs, AccountID: cl.AccountID, Role: cl.AccountRole})
+	}
+	return out, nil
+}
+
+// CreateServiceClient registers a service client and the account it acts
+// as (admins; audited in the same transaction), with a fresh secret of
+// which only a hash is kept.
+func (s Accounts) CreateServiceClient(ctx context.Context, c *messages.Caller, in edge.ClientInput) (edge.ClientInfo, string, error) {
+	if d := access.ManageAccounts(c); !d.Allowed {
+		return edge.ClientInfo{}, "", s.refuse(ctx, c, messages.AuditAction_AUDIT_ACTION_CLIENT_CREATE, "", d.Reason)
+	}
+	in.Name = strings.TrimSpace(in.Name)
+	if in.Role == "" {
+		in.Role = messages.Role_ROLE_SERVICE.Name()
+	}
+	fields := map[string]string{}
+	if in.Name == "" || utf8.RuneCountInString(in.Name) > maxClientNameRunes || strings.ContainsFunc(in.Name, unicode.IsControl) {
+		fields["field:name"] = "must be 1 to 200 characters, without control characters"
+	}
+	role, ok := messages.ParseRole(in.Role)
+	if !ok || role == messages.Role_ROLE_PATIENT || role == messages.Role_ROLE_ADMIN {
+		fields["field:role"] = "must be service, doctor or receptionist"
+	}
+	if len(fields) > 0 {
+		return edge.ClientInfo{}, "", messages.ErrInvalidArgument("the client is not valid").WithMetadata(fields)
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	secret := base64.RawURLEncoding.EncodeToString(b)
+	cl := persistence.Client{ID: uuid.NewString(), Name: in.Name, Kind: "service", SecretHash: hashToken(secret)}
+	acct := persistence.Account{ID: uuid.NewString(), Username: "service:" + cl.ID, Role: role.Name()}
+	wctx := s.p.cfg.Events.AdminWrite(ctx, c, messages.AuditAction_AUDIT_ACTION_CLIENT_CREATE, acct.ID, "", in.Name)
+	if err := s.p.cfg.DB.CreateServiceClient(wctx, acct, cl); err != nil {
+		return edge.ClientInfo{}, "", messages.ErrStoreUnavailable("account store unavailable")
+	}
+	s.p.cfg.Events.AdminWritten(ctx, acct.ID, "")
+	return edge.ClientInfo{ID: cl.ID, Name: cl.Name, Kind: cl.Kind, AccountID: acct.ID, Role: acct.Role}, secret, nil
 }

@@ -71,7 +71,7 @@ func usedTexts(t *testing.T) []string {
 			return err
 		}
 		patterns := append(slices.Clone(apiTitles), grainTexts...)
-		if strings.HasPrefix(filepath.ToSlash(path), "../identity/") {
+		if strings.HasPrefix(filepath.ToSlash(path), "../identity/") || strings.HasPrefix(filepath.ToSlash(path), "../console/") {
 			patterns = append(slices.Clone(uses), grainTexts...)
 		}
 		for _, re := range patterns {

@@ -8,6 +8,8 @@ package browsertest
 
 import (
 	"context"
+	_ "embed"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 )
 
@@ -39,6 +42,11 @@ type Browser struct {
 	n      int // the test's first, second, ... browser
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// downloads is where the page's downloads go (Downloads); taken are
+	// those Downloaded has returned.
+	downloads string
+	taken     map[string]bool
 
 	mu       sync.Mutex
 	console  []string // console messages and browser log entries
@@ -259,11 +267,7 @@ func (b *Browser) Capture(name string) {
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 func (b *Browser) writeCaptures() {
-	dir := os.Getenv("CAREGRID_SCREENSHOTS")
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "caregrid-screenshots")
-	}
-	dir = filepath.Join(dir, unsafeName.ReplaceAllString(b.t.Name(), "_"), fmt.Sprintf("browser-%d", b.n))
+	dir := filepath.Join(screenshotDir(), unsafeName.ReplaceAllString(b.t.Name(), "_"), fmt.Sprintf("browser-%d", b.n))
 	_ = os.RemoveAll(dir) // an earlier run's
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.t.Logf("screenshots: %v", err)
@@ -281,4 +285,152 @@ func (b *Browser) writeCaptures() {
 	}
 	_ = os.WriteFile(filepath.Join(dir, "console.txt"), []byte(strings.Join(b.console, "\n")), 0o644)
 	b.t.Logf("the browser's pages, step by step: %s", dir)
+}
+
+// WaitFor waits until the page has an element matching sel (the page's
+// script fills it in), and fails the test after stepTimeout.
+func (b *Browser) WaitFor(sel string) {
+	b.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for !b.Has(sel) {
+		if time.Now().After(deadline) {
+			b.Capture("timed out: wait for " + sel)
+			b.t.Fatalf("no %s within %v (at %s; console: %s)", sel, stepTimeout, b.Location(), strings.Join(b.Console(), " | "))
+		}
+		time.Sleep(100 * time.Millisecond) // polling the page: its script fills it in its own time
+	}
+}
+
+// Press clicks sel where the page's script handles the click (no new
+// document follows).
+func (b *Browser) Press(sel string) {
+	b.t.Helper()
+	b.run("press "+sel, chromedp.Click(chromedp.CSS(sel)))
+}
+
+// Eval evaluates a JavaScript expression in the page (a promise is
+// awaited) and returns its value.
+func Eval[T any](b *Browser, js string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.Capture("failed: eval")
+		b.t.Fatalf("evaluate %.80s: %v (at %s)", js, err, b.Location())
+	}
+	return v
+}
+
+// Keep writes a screenshot of the page now as a test artefact, into
+// $CAREGRID_SCREENSHOTS (default: caregrid-screenshots in the temporary
+// directory), under the test's name.
+func (b *Browser) Keep(name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	dir := filepath.Join(screenshotDir(), unsafeName.ReplaceAllString(b.t.Name(), "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Logf("screenshots: %v", err)
+		return
+	}
+	path := filepath.Join(dir, unsafeName.ReplaceAllString(name, "_")+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
+func screenshotDir() string {
+	if dir := os.Getenv("CAREGRID_SCREENSHOTS"); dir != "" {
+		return dir
+	}
+	return filepath.Join(os.TempDir(), "caregrid-screenshots")
+}
+
+// axeSource is axe-core (Deque's accessibility engine, MPL-2.0), from the
+// npm registry at the version axe/package-lock.json pins.
+//
+//go:embed axe/axe.min.js
+var axeSource string
+
+// Violation is one accessibility rule a page breaks, with where.
+type Violation struct {
+	ID     string   `json:"id"`
+	Impact string   `json:"impact"`
+	Help   string   `json:"help"`
+	Nodes  []string `json:"nodes"`
+}
+
+// Accessible runs axe-core on the page as it is now (WCAG 2.x A and AA
+// rules and axe's best practices) and fails the test on every serious or
+// critical violation.
+func (b *Browser) Accessible(what string) {
+	b.t.Helper()
+	if !Eval[bool](b, `typeof window.axe === "object"`) {
+		Eval[bool](b, axeSource+";true")
+	}
+	raw := Eval[string](b, `axe.run(document, {resultTypes: ["violations"]}).then(r => JSON.stringify(r.violations.map(v => ({
+		id: v.id, impact: v.impact || "", help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))))`)
+	var vs []Violation
+	if err := json.Unmarshal([]byte(raw), &vs); err != nil {
+		b.t.Fatalf("axe on %s: %v", what, err)
+	}
+	for _, v := range vs {
+		if v.Impact == "serious" || v.Impact == "critical" {
+			b.Capture("inaccessible: " + what)
+			b.t.Errorf("%s: %s (%s): %s at %v", what, v.ID, v.Impact, v.Help, v.Nodes)
+		}
+	}
+}
+
+// Downloads lets the page download files into a fresh directory, which
+// Downloaded then reads.
+func (b *Browser) Downloads() {
+	b.t.Helper()
+	b.downloads = b.t.TempDir()
+	b.run("allow downloads", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+			Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: b.downloads,
+		})
+		return err
+	}))
+}
+
+// Downloaded waits for the next finished download (since Downloads, in
+// order) and returns its contents.
+func (b *Browser) Downloaded() []byte {
+	b.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for time.Now().Before(deadline) {
+		entries, _ := os.ReadDir(b.downloads)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".crdownload") || b.taken[e.Name()] {
+				continue
+			}
+			path := filepath.Join(b.downloads, e.Name())
+			before, _ := os.Stat(path)
+			time.Sleep(200 * time.Millisecond) // written whole: its size holds still
+			after, err := os.Stat(path)
+			if err != nil || before == nil || after.Size() != before.Size() {
+				continue
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			if b.taken == nil {
+				b.taken = map[string]bool{}
+			}
+			b.taken[e.Name()] = true
+			return data
+		}
+		time.Sleep(100 * time.Millisecond) // polling the directory: the browser writes in its own time
+	}
+	b.t.Fatalf("no download finished within %v (console: %s)", stepTimeout, strings.Join(b.Console(), " | "))
+	return nil
 }

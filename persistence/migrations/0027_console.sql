@@ -24,3 +24,22 @@ CREATE INDEX audit_verifications_started ON audit_verifications (started_at DESC
 -- Analytics read appointments by start (the booked index covers only
 -- booked ones).
 CREATE INDEX appointments_start ON appointments (start_at);
+
+-- diagnosis_counts is the analytics' read model of diagnoses: how many
+-- visits recorded each code, per day and doctor, counts only. Diagnosis
+-- codes are sealed per patient (0022); the patient grain adds to this
+-- table in the visit's own transaction, with the code it has in the clear,
+-- and nothing here names a patient, so an erasure leaves it.
+CREATE TABLE diagnosis_counts (
+    day       DATE   NOT NULL,
+    doctor_id UUID   NOT NULL,
+    code      TEXT   NOT NULL,
+    visits    BIGINT NOT NULL,
+    PRIMARY KEY (day, doctor_id, code)
+);
+-- Diagnoses written before codes were sealed still hold them plain.
+INSERT INTO diagnosis_counts (day, doctor_id, code, visits)
+SELECT (v.occurred_at AT TIME ZONE 'UTC')::date, v.doctor_id, d.code, count(DISTINCT v.id)
+FROM diagnoses d JOIN visits v ON v.id = d.visit_id
+WHERE d.code <> ''
+GROUP BY 1, 2, 3;
