@@ -12,6 +12,7 @@ import (
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/internal/browsertest"
+	"github.com/caregrid/caregrid/persistence"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/text/language"
 )
@@ -139,4 +140,50 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	}
 	d.Keep("a doctor is turned away")
 	d.NoCSPViolations()
+}
+
+// TestConsoleShowsAMemberDieAndReturn: an operator watches the cluster
+// page of a three-member cluster (real processes, static peers, mutual
+// TLS) in Chromium: three members up; one killed with SIGKILL turns red
+// (unreachable, then down once its peers drop it) while the page goes on
+// updating; restarted on its address, it shows up again under a new id.
+func TestConsoleShowsAMemberDieAndReturn(t *testing.T) {
+	pc := startPeerCluster(t, 3)
+	hash, err := identity.HashPassword("operator-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.db.CreateAccount(context.Background(), persistence.Account{ID: "6d2c1b0a-0000-4000-8000-0000000000e1",
+		Username: "ops-ion", Role: "admin", PasswordHash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := consoleSignIn(t, pc.nodes[0].base, "/console/cluster", "ops-ion", "operator-password-1", "")
+	b.WaitFor(`#members tbody tr:nth-child(3)[data-status=up]`)
+	if n := browsertest.Eval[int](b, `document.querySelectorAll("#members tr[data-status=up]").length`); n != 3 {
+		t.Fatalf("%d members up on the page, want 3", n)
+	}
+	b.Keep("three members up")
+
+	victim := pc.remoting[2]
+	row := `#members tr[data-address="` + victim + `"]`
+	oldID := browsertest.Eval[string](b, `document.querySelector('`+row+`').dataset.id`)
+	killed := time.Now()
+	pc.nodes[2].kill()
+	b.WaitFor(row + `:is(.member-unreachable, .member-down)`)
+	t.Logf("the killed member turned red on the page %v after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+	b.Keep("a member killed")
+	b.WaitFor(row + `.member-down`) // its peers dropped it; the page keeps it, down
+	t.Logf("shown down %v after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+	b.Accessible("cluster with a member down")
+	b.Keep("a member down")
+
+	restarted := time.Now()
+	pc.nodes[2].start()
+	b.WaitFor(row + `[data-status=up]`)
+	t.Logf("back up on the page %v after the restart began", time.Since(restarted).Round(100*time.Millisecond))
+	if id := browsertest.Eval[string](b, `document.querySelector('`+row+`').dataset.id`); id == oldID || id == "" {
+		t.Fatalf("the restarted member's id %q, the killed one's %q", id, oldID)
+	}
+	b.Keep("the member back")
+	b.NoCSPViolations()
 }
