@@ -127,7 +127,7 @@ func (s *Server) appointmentAnalytics(c *fiber.Ctx) error {
 	for _, f := range figures {
 		out.Doctors = append(out.Doctors, doctorFiguresJSON{DoctorID: f.DoctorID, DoctorName: f.DoctorName, ClinicID: f.ClinicID,
 			ClinicName: f.ClinicName, Appointments: f.Appointments, Completed: f.Completed, Cancelled: f.Cancelled, NoShows: f.NoShow,
-			BookedMinutes: f.BookedMinutes, AvailableMinutes: persistence.AvailableMinutes(f.Availability, f.TimeZone, q.From, q.To),
+			BookedMinutes: f.BookedMinutes, AvailableMinutes: persistence.AvailableMinutes(f.Availability, q.From, q.To),
 			MedianLeadSeconds: f.MedianLead})
 	}
 	if c.Query("format") != "csv" {

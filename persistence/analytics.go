@@ -129,14 +129,10 @@ func (db *DB) TopDiagnoses(ctx context.Context, q AnalyticsQuery, atLeast, limit
 	return out, classify(err)
 }
 
-// AvailableMinutes are the minutes a doctor's working hours offer from
-// from to to (whole days in the doctor's zone; a date's exception replaces
-// its weekday's hours).
-func AvailableMinutes(a *messages.Availability, zone string, from, to time.Time) float64 {
-	loc, err := time.LoadLocation(zone)
-	if err != nil {
-		loc = time.UTC
-	}
+// AvailableMinutes are the minutes a doctor's working hours offer on the
+// dates from from's to the day before to's (the query's days, taken as
+// the doctor's own dates; a date's exception replaces its weekday's hours).
+func AvailableMinutes(a *messages.Availability, from, to time.Time) float64 {
 	weekly := map[string]float64{}
 	for _, w := range a.GetWeekly() {
 		weekly[w.GetWeekday()] += rangeMinutes(w.GetRanges())
@@ -146,7 +142,8 @@ func AvailableMinutes(a *messages.Availability, zone string, from, to time.Time)
 		exceptions[x.GetDate()] = rangeMinutes(x.GetRanges())
 	}
 	var total float64
-	for d := time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, loc); d.Before(to); d = d.AddDate(0, 0, 1) {
+	last := time.Date(to.Year(), to.Month(), to.Day(), 0, 0, 0, 0, time.UTC)
+	for d := time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, time.UTC); d.Before(last); d = d.AddDate(0, 0, 1) {
 		if m, ok := exceptions[d.Format(time.DateOnly)]; ok {
 			total += m
 			continue
