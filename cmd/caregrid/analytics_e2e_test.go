@@ -90,7 +90,7 @@ func TestAnalyticsFromTheReadModels(t *testing.T) {
 	}
 	var appts struct {
 		Periods []struct {
-			Period                                       string
+			Period                                      string
 			Appointments, Completed, Cancelled, NoShows int64 `json:"-"`
 		}
 		Doctors []struct {
