@@ -20,6 +20,7 @@ import (
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/internal/tracing"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
@@ -42,6 +43,9 @@ type Config struct {
 	Auth          Authenticator
 	// Ready reports whether the node can serve (database and cluster).
 	Ready func(context.Context) error
+	// Tracing: each request is a span, continued in the grains it calls
+	// (internal/tracing; off: no span is made).
+	Tracing bool
 	// Analytics serves the analytics routes (nil: 503).
 	Analytics Analytics
 	// AuditTrail serves the audit reports (nil: 503).
@@ -302,7 +306,11 @@ func New(cfg Config) *Server {
 		IdleTimeout:                  120 * time.Second,
 	})
 	// A panicking handler becomes a 500 problem instead of ending the process.
-	s.app.Use(s.securityHeaders, s.requestID, s.observe, recover.New(), s.checkRequest, s.limitAddress)
+	s.app.Use(s.securityHeaders, s.requestID)
+	if cfg.Tracing {
+		s.app.Use(s.traceRequest)
+	}
+	s.app.Use(s.observe, recover.New(), s.checkRequest, s.limitAddress)
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.Roles != nil {
@@ -448,7 +456,7 @@ func (s *Server) caller(c *fiber.Ctx) (*messages.Caller, error) {
 	return &messages.Caller{
 		Subject: p.Subject, Role: p.Role, Client: p.Client, PurposeOfUse: access.PurposeOf(p.Role),
 		RequestId: c.GetRespHeader(fiber.HeaderXRequestID), ClientRequestId: clientRequestID(c), SourceAddress: c.IP(),
-		Token: token,
+		Token: token, Traceparent: tracing.Traceparent(c.UserContext()),
 	}, nil
 }
 

@@ -224,8 +224,12 @@ type Caller struct {
 	// (actors/proof). Never stored, never audited.
 	Token           string `protobuf:"bytes,8,opt,name=token,proto3" json:"token,omitempty"`
 	ClientRequestId string `protobuf:"bytes,9,opt,name=client_request_id,json=clientRequestId,proto3" json:"client_request_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// traceparent is the W3C trace context of the request's span, so the
+	// grain's span and its SQL join the edge's trace (internal/tracing);
+	// empty when tracing is off. It decides nothing.
+	Traceparent   string `protobuf:"bytes,10,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Caller) Reset() {
@@ -321,11 +325,18 @@ func (x *Caller) GetClientRequestId() string {
 	return ""
 }
 
+func (x *Caller) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
 var File_common_proto protoreflect.FileDescriptor
 
 const file_common_proto_rawDesc = "" +
 	"\n" +
-	"\fcommon.proto\x12\vcaregrid.v1\"\xbd\x02\n" +
+	"\fcommon.proto\x12\vcaregrid.v1\"\xdf\x02\n" +
 	"\x06Caller\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12%\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x11.caregrid.v1.RoleR\x04role\x12\x16\n" +
@@ -336,7 +347,9 @@ const file_common_proto_rawDesc = "" +
 	"\x0esource_address\x18\x06 \x01(\tR\rsourceAddress\x12,\n" +
 	"\x12break_glass_reason\x18\a \x01(\tR\x10breakGlassReason\x12\x14\n" +
 	"\x05token\x18\b \x01(\tR\x05token\x12*\n" +
-	"\x11client_request_id\x18\t \x01(\tR\x0fclientRequestId*x\n" +
+	"\x11client_request_id\x18\t \x01(\tR\x0fclientRequestId\x12 \n" +
+	"\vtraceparent\x18\n" +
+	" \x01(\tR\vtraceparent*x\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fROLE_PATIENT\x10\x01\x12\x0f\n" +

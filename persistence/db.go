@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/exaring/otelpgx"
 
 	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
@@ -29,6 +32,11 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
+	if Traced.Load() {
+		// Each statement a span under the request's (statements only: no
+		// values, no connection details).
+		cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTrimSQLInSpanName(), otelpgx.WithDisableConnectionDetailsInAttributes())
+	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
@@ -45,6 +53,10 @@ func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
 	}
 	return &DB{Pool: pool}, nil
 }
+
+// Traced makes the pools Open opens from then on trace their statements
+// (set when tracing is on: internal/tracing).
+var Traced atomic.Bool
 
 // Close stops the reservation writer and releases every connection.
 func (db *DB) Close() {

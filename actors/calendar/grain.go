@@ -3,6 +3,8 @@ package calendar
 import (
 	"bytes"
 
+	"github.com/caregrid/caregrid/internal/tracing"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof"
 
@@ -70,6 +72,8 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 // Grain is one doctor's calendar: their profile, working hours and
 // appointments, decided one request at a time (booking: booking_grain.go).
 type Grain struct {
+	// self names this activation for its request's trace (tracing.Background).
+	self   string
 	deps   Deps
 	id     string
 	owner  string
@@ -107,6 +111,7 @@ type Grain struct {
 const LoadSince = 24 * time.Hour
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
+	g.self = ctx.Self().String()
 	g.id = ctx.Identity()
 	g.owner = ctx.Cluster().ActorSystem.Address()
 	g.system = ctx.ActorSystem()
@@ -124,7 +129,7 @@ func (g *Grain) Terminate(actorcluster.GrainContext)      {}
 func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
 
 func (g *Grain) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), g.deps.StoreTimeout)
+	return context.WithTimeout(tracing.Background(g.self), g.deps.StoreTimeout)
 }
 
 func (g *Grain) load() error {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/tracing"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof"
 
@@ -97,6 +99,8 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 // change (record.go, pure), write it through the fence, change memory only
 // after the commit, record the access durably, reply.
 type Grain struct {
+	// self names this activation for its request's trace (tracing.Background).
+	self  string
 	deps  Deps
 	id    string
 	owner string
@@ -116,6 +120,7 @@ type Grain struct {
 }
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
+	g.self = ctx.Self().String()
 	g.id = ctx.Identity()
 	g.owner = ctx.Cluster().ActorSystem.Address()
 }
@@ -124,7 +129,7 @@ func (g *Grain) Terminate(actorcluster.GrainContext)      {}
 func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
 
 func (g *Grain) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), g.deps.StoreTimeout)
+	return context.WithTimeout(tracing.Background(g.self), g.deps.StoreTimeout)
 }
 
 // load reads the record once per activation, claiming the grain when the

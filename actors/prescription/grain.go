@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/tracing"
+
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof"
 
@@ -62,6 +64,8 @@ func Kind(deps Deps, idle time.Duration) *actorcluster.Kind {
 // sealed) and writes every change through its fence, changing memory only
 // after the commit.
 type Grain struct {
+	// self names this activation for its request's trace (tracing.Background).
+	self      string
 	deps      Deps
 	id, owner string
 
@@ -73,6 +77,7 @@ type Grain struct {
 }
 
 func (g *Grain) Init(ctx actorcluster.GrainContext) {
+	g.self = ctx.Self().String()
 	g.id, g.owner = ctx.Identity(), ctx.Cluster().ActorSystem.Address()
 }
 
@@ -80,7 +85,7 @@ func (g *Grain) Terminate(actorcluster.GrainContext)      {}
 func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
 
 func (g *Grain) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), g.deps.StoreTimeout)
+	return context.WithTimeout(tracing.Background(g.self), g.deps.StoreTimeout)
 }
 
 func (g *Grain) load() error {

@@ -32,6 +32,7 @@
 package proof
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,8 +44,10 @@ import (
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/access"
 	"github.com/caregrid/caregrid/cluster"
+	"github.com/caregrid/caregrid/internal/tracing"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -175,7 +178,8 @@ func (c *Checker) Middleware(p Policy) actor.ReceiverMiddleware {
 				next(ctx, env)
 				return
 			}
-			proven, reason, err := c.prove(methods, p.NodeOnly, cluster.PeerOf(env.Header), req)
+			var traceparent string
+			proven, reason, err := c.proveCaller(methods, p.NodeOnly, cluster.PeerOf(env.Header), req, &traceparent)
 			if err != nil {
 				if reason != "" {
 					c.refuse(reason)
@@ -188,6 +192,20 @@ func (c *Checker) Middleware(p Policy) actor.ReceiverMiddleware {
 			if proven != req {
 				env = &actor.MessageEnvelope{Header: env.Header, Message: proven, Sender: env.Sender}
 			}
+			if traceparent == "" {
+				next(ctx, env)
+				return
+			}
+			// The request's span, child of the caller's; the grain's store
+			// calls start from it (tracing.Background).
+			sctx, span := tracing.Tracer().Start(tracing.FromTraceparent(context.Background(), traceparent),
+				p.Service+"."+methods[req.MethodIndex].name, trace.WithSpanKind(trace.SpanKindServer))
+			self := ctx.Self().String()
+			tracing.Enter(self, sctx)
+			defer func() {
+				tracing.Leave(self)
+				span.End()
+			}()
 			next(ctx, env)
 		}
 	}
@@ -196,6 +214,13 @@ func (c *Checker) Middleware(p Policy) actor.ReceiverMiddleware {
 // prove returns the request to hand the grain (req itself when nothing
 // changes), or the reply that refuses it and the reason counted.
 func (c *Checker) prove(methods []method, nodeOnly bool, peer cluster.Peer, req *actorcluster.GrainRequest) (*actorcluster.GrainRequest, string, *actorcluster.GrainErrorResponse) {
+	var traceparent string
+	return c.proveCaller(methods, nodeOnly, peer, req, &traceparent)
+}
+
+// proveCaller proves the request's caller; traceparent receives the trace
+// context the proven request carries.
+func (c *Checker) proveCaller(methods []method, nodeOnly bool, peer cluster.Peer, req *actorcluster.GrainRequest, traceparent *string) (*actorcluster.GrainRequest, string, *actorcluster.GrainErrorResponse) {
 	if c == nil {
 		return nil, reasonNoVerifier, messages.ErrUnproven("this member cannot verify callers")
 	}
@@ -234,7 +259,8 @@ func (c *Checker) prove(methods []method, nodeOnly bool, peer cluster.Peer, req 
 		c.logger.Warn("proof: token verification failed", "error", err)
 		return nil, "", messages.ErrStoreUnavailable("the access token could not be checked; retry")
 	}
-	proven := &messages.Caller{Subject: pr.Subject, Role: pr.Role, Client: pr.Client, Token: claimed.GetToken()}
+	proven := &messages.Caller{Subject: pr.Subject, Role: pr.Role, Client: pr.Client, Token: claimed.GetToken(),
+		Traceparent: boundedID(claimed.GetTraceparent())}
 	if peer.Kind == cluster.PeerService {
 		// A service acts only as itself, and its own word about where the
 		// request came from is not taken.
@@ -262,6 +288,7 @@ func (c *Checker) prove(methods []method, nodeOnly bool, peer cluster.Peer, req 
 	if err != nil {
 		return nil, reasonMalformed, messages.ErrUnproven("malformed request")
 	}
+	*traceparent = proven.Traceparent
 	return &actorcluster.GrainRequest{MethodIndex: req.MethodIndex, MessageData: data, MessageTypeName: req.MessageTypeName}, "", nil
 }
 

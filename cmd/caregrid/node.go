@@ -54,6 +54,8 @@ type nodeConfig struct {
 	// AuditCheckEvery is how often the whole audit trail is checked
 	// (0: audit.DefaultTrailCheckEvery; negative: never on a schedule).
 	AuditCheckEvery time.Duration
+	// Tracing: requests are traced (internal/tracing is set up).
+	Tracing bool
 	// Retention is how long each kind of record is kept (zero:
 	// persistence.DefaultRetention); the sweeps' pauses (zero: their
 	// defaults) and how long an export's link works.
@@ -278,7 +280,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView:   member.View,
 		AuditTrail:    trailDesk{DB: db, checker: trail, ctx: relayCtx},
-		Analytics:     db,
+		Analytics:     db, Tracing: cfg.Tracing,
 		Notifications: notifications.desk(db), VAPIDPublicKey: notifications.vapidPublic(), DefaultReminders: notifications.reminders(),
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {

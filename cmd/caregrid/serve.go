@@ -27,6 +27,7 @@ import (
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/locale"
 	"github.com/caregrid/caregrid/edge/ratelimit"
+	"github.com/caregrid/caregrid/internal/tracing"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/blob"
 	"github.com/caregrid/caregrid/persistence/embedpg"
@@ -57,6 +58,10 @@ type serveConfig struct {
 	AuditCheckpointEvery time.Duration
 	// AuditCheckEvery: how often the whole audit trail is checked.
 	AuditCheckEvery time.Duration
+	// OTLPEndpoint turns tracing on (internal/tracing); TraceSample is
+	// the share of new traces recorded.
+	OTLPEndpoint string
+	TraceSample  float64
 	// Retention: how long each kind of record is kept (--retention).
 	Retention      string
 	RetentionSweep time.Duration
@@ -123,6 +128,9 @@ func serveFlags(args []string) (serveConfig, error) {
 		"... to this long after its start")
 	fs.DurationVar(&c.CareWindow.Emergency, "emergency-access-for", persistence.DefaultCareWindow.Emergency,
 		"how long a doctor's emergency access (break the glass) lets them read a record")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", envOr("CAREGRID_OTLP_ENDPOINT", ""),
+		"OpenTelemetry traces to this OTLP/HTTP collector, such as http://otel-collector:4318: a span per request, per grain call and per SQL statement (no values); empty: no tracing (env CAREGRID_OTLP_ENDPOINT)")
+	fs.Float64Var(&c.TraceSample, "trace-sample", 1, "with --otlp-endpoint: the share of requests traced (0 to 1), unless the caller's traceparent decided")
 	fs.DurationVar(&c.AuditCheckEvery, "audit-check-every", audit.DefaultTrailCheckEvery,
 		"how often a member checks the whole audit trail's chains and signed checkpoints, as `caregrid audit verify` does (the console shows the result; metric caregrid_audit_trail_intact)")
 	fs.DurationVar(&c.AuditCheckpointEvery, "audit-checkpoint-every", audit.DefaultCheckpointEvery,
@@ -254,6 +262,20 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 			return err
 		}
 	}
+	if cfg.OTLPEndpoint != "" {
+		host, _ := os.Hostname()
+		stopTracing, err := tracing.Setup(ctx, tracing.Config{Endpoint: cfg.OTLPEndpoint, Service: "caregrid", Instance: host + " " + cfg.HTTPAddr, Sample: cfg.TraceSample})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = stopTracing(sctx) // flushes the last spans
+		}()
+		persistence.Traced.Store(true)
+		logger.Info("tracing to an OTLP collector", "endpoint", cfg.OTLPEndpoint, "sample", cfg.TraceSample)
+	}
 	url := cfg.DatabaseURL
 	migrate := cfg.Migrate
 	if url == "" {
@@ -350,7 +372,7 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
 		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
 		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
-		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery, AuditCheckEvery: cfg.AuditCheckEvery,
+		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery, AuditCheckEvery: cfg.AuditCheckEvery, Tracing: cfg.OTLPEndpoint != "",
 		Retention: retention, RetentionSweep: cfg.RetentionSweep, ErasureSweep: cfg.ErasureSweep, ExportExpiry: cfg.ExportExpiry, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
 		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
 		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
