@@ -278,9 +278,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg.Registry, Directory: db, IDKey: idKey,
 		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, Erasures: db, Exports: exportDesk{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
-		ClusterView:   member.View,
-		AuditTrail:    trailDesk{DB: db, checker: trail, ctx: relayCtx},
-		Analytics:     db, Tracing: cfg.Tracing,
+		ClusterView: member.View,
+		AuditTrail:  trailDesk{DB: db, checker: trail, ctx: relayCtx},
+		Analytics:   db, Tracing: cfg.Tracing,
 		Notifications: notifications.desk(db), VAPIDPublicKey: notifications.vapidPublic(), DefaultReminders: notifications.reminders(),
 		Ready: func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
