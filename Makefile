@@ -8,6 +8,10 @@ GO ?= go
 # command fetches from the module proxy.
 export GOTOOLCHAIN := go1.27.3
 
+# The browser tests keep a screenshot of each console page here (test
+# artefacts; CI keeps the directory).
+export CAREGRID_SCREENSHOTS ?= $(CURDIR)/artefacts/screenshots
+
 .PHONY: run test fuzz lint vulncheck generate check-generated bench build cluster-up cluster-down consul
 
 # The production binary: no development tokens.

@@ -49,7 +49,8 @@ commands:
                   (audited, as the API's retry)
 
 Every command takes --database-url (env DATABASE_URL); without it, the
-embedded database under --data-dir (stop 'caregrid serve' first).
+embedded database under --data-dir (a running 'caregrid serve's, or one
+the command starts).
 `
 
 func adminCmd(ctx context.Context, args []string) error {
