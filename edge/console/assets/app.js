@@ -725,6 +725,13 @@ const pages = {
 };
 
 async function start() {
+  // The sign-in returns only to the node's public URL: a page opened under
+  // another name for the same node (localhost for 127.0.0.1) moves there.
+  const home = new URL(issuer).origin;
+  if (home !== location.origin) {
+    location.replace(home + location.pathname + location.search);
+    return;
+  }
   if (page === '/console/callback') {
     await finishSignIn();
     return;
