@@ -60,11 +60,7 @@ type ClientInfo struct {
 
 // listClients answers GET /v1/clients (admins).
 func (s *Server) listClients(c *fiber.Ctx) error {
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	accounts, err := s.accountsOrUnavailable(caller)
+	caller, accounts, err := s.accountService(c)
 	if err != nil {
 		return err
 	}
@@ -85,11 +81,7 @@ func (s *Server) createServiceClient(c *fiber.Ctx) error {
 	if err := decodeStrict(c.Body(), &in); err != nil {
 		return err
 	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	accounts, err := s.accountsOrUnavailable(caller)
+	caller, accounts, err := s.accountService(c)
 	if err != nil {
 		return err
 	}
@@ -147,6 +139,16 @@ type AccountInfo struct {
 	CreatedAt    time.Time  `json:"created_at"`
 }
 
+// accountService is the caller and the account service of a request.
+func (s *Server) accountService(c *fiber.Ctx) (*messages.Caller, Accounts, error) {
+	caller, err := s.caller(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	accounts, err := s.accountsOrUnavailable(caller)
+	return caller, accounts, err
+}
+
 // accountsOrUnavailable is the account service; without one a non-admin
 // still learns they may not call the route, not that it is down.
 func (s *Server) accountsOrUnavailable(c *messages.Caller) (Accounts, error) {
@@ -171,11 +173,7 @@ func (s *Server) createAccount(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	accounts, err := s.accountsOrUnavailable(caller)
+	caller, accounts, err := s.accountService(c)
 	if err != nil {
 		return err
 	}
@@ -220,11 +218,7 @@ const (
 // listAccounts answers GET /v1/accounts?role=&q=&status=&limit=&cursor=:
 // the accounts by username, for admins.
 func (s *Server) listAccounts(c *fiber.Ctx) error {
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	accounts, err := s.accountsOrUnavailable(caller)
+	caller, accounts, err := s.accountService(c)
 	if err != nil {
 		return err
 	}
@@ -316,11 +310,7 @@ func (s *Server) updateAccount(c *fiber.Ctx) error {
 // accountCall answers with the account call makes of the account service
 // for the proven caller.
 func (s *Server) accountCall(c *fiber.Ctx, call func(ctx context.Context, a Accounts, caller *messages.Caller) (AccountInfo, error)) error {
-	caller, err := s.caller(c)
-	if err != nil {
-		return err
-	}
-	accounts, err := s.accountsOrUnavailable(caller)
+	caller, accounts, err := s.accountService(c)
 	if err != nil {
 		return err
 	}
