@@ -53,7 +53,7 @@ type doctorFiguresJSON struct {
 	MedianLeadSeconds *float64 `json:"median_lead_seconds,omitempty"`
 }
 
-// analyticsQuery reads ?from=, ?to= (dates, to exclusive), ?clinic=,
+// analyticsQuery reads ?from=, ?to= (dates, to exclusive), ?clinic=, ?doctor=,
 // ?interval= (day, week, month) of an analytics route, for an admin.
 func (s *Server) analyticsQuery(c *fiber.Ctx) (persistence.AnalyticsQuery, error) {
 	caller, err := s.caller(c)
@@ -86,6 +86,12 @@ func (s *Server) analyticsQuery(c *fiber.Ctx) (persistence.AnalyticsQuery, error
 			bad = append(bad, FieldError{"clinic", "must be a clinic id (UUID)"})
 		}
 		q.ClinicID = normalUUID(cl)
+	}
+	if dr := c.Query("doctor"); dr != "" {
+		if !isUUID(dr) {
+			bad = append(bad, FieldError{"doctor", "must be a doctor id (UUID)"})
+		}
+		q.DoctorID = normalUUID(dr)
 	}
 	if f := c.Query("format", "json"); f != "json" && f != "csv" {
 		bad = append(bad, FieldError{"format", "must be json or csv"})

@@ -238,8 +238,8 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/audit-events", admins, "Search the whole audit trail by ?patient=, ?actor=, ?action=, ?outcome=, ?from=, ?to=, newest first; ?format=csv downloads it as CSV (at most 50,000 rows); the search is itself audited (admins)", s.searchAuditTrail},
 		{"GET", "/v1/audit-verifications", admins, "The latest checks of the audit trail's chains and signed checkpoints, newest first (admins)", s.auditVerifications},
 		{"POST", "/v1/audit-verifications", admins, "Check the whole audit trail now, as caregrid audit verify does; 202, the result shows in the list (admins)", s.checkAuditTrail},
-		{"GET", "/v1/analytics/appointments", admins, "Appointments per day, week or month between ?from= and ?to= (dates), at ?clinic=, and per doctor: utilisation (booked of available minutes), cancellations, no-shows, median lead time; ?format=csv; no patient named (admins)", s.appointmentAnalytics},
-		{"GET", "/v1/analytics/diagnoses", admins, "The diagnosis codes recorded most often between ?from= and ?to=, at ?clinic=: counts only, each at least 3 (admins)", s.diagnosisAnalytics},
+		{"GET", "/v1/analytics/appointments", admins, "Appointments per day, week or month between ?from= and ?to= (dates), at ?clinic=, of ?doctor=, and per doctor: utilisation (booked of available minutes), cancellations, no-shows, median lead time; ?format=csv; no patient named (admins)", s.appointmentAnalytics},
+		{"GET", "/v1/analytics/diagnoses", admins, "The diagnosis codes recorded most often between ?from= and ?to=, at ?clinic=, by ?doctor=: counts only, each at least 3 (admins)", s.diagnosisAnalytics},
 		{"GET", "/v1/ops/cluster", admins, "This node's view of the cluster: every member's id, address, roles, status and grain activations by kind", s.clusterView},
 	}
 }

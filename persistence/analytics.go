@@ -12,11 +12,12 @@ import (
 
 // AnalyticsQuery selects appointments by their start: From inclusive, To
 // exclusive (whole UTC days), at one clinic's doctors or every clinic's
-// (ClinicID ""), grouped by Interval: day, week or month.
+// (ClinicID ""), of one doctor or all (DoctorID ""), grouped by Interval:
+// day, week or month.
 type AnalyticsQuery struct {
-	From, To time.Time
-	ClinicID string
-	Interval string
+	From, To           time.Time
+	ClinicID, DoctorID string
+	Interval           string
 }
 
 // AppointmentPeriod is one period's appointments by outcome.
@@ -62,11 +63,12 @@ func (db *DB) AppointmentPeriods(ctx context.Context, q AnalyticsQuery) ([]Appoi
 	rows, err := db.Pool.Query(ctx, `WITH periods AS (
 			SELECT generate_series(date_trunc($3, $1::timestamptz AT TIME ZONE 'UTC'), ($2::timestamptz AT TIME ZONE 'UTC') - interval '1 microsecond', ('1 ' || $3)::interval) AS p),
 		a AS (SELECT date_trunc($3, a.start_at AT TIME ZONE 'UTC') AS p, a.status FROM appointments a JOIN doctors d ON d.id = a.doctor_id
-			WHERE a.start_at >= $1 AND a.start_at < $2 AND a.status = ANY($5) AND ($4 = '' OR d.clinic_id::text = $4))
+			WHERE a.start_at >= $1 AND a.start_at < $2 AND a.status = ANY($5) AND ($4 = '' OR d.clinic_id::text = $4)
+				AND ($9 = '' OR d.id::text = $9))
 		SELECT to_char(periods.p, 'YYYY-MM-DD'), count(a.status), count(a.status) FILTER (WHERE a.status = $6),
 			count(a.status) FILTER (WHERE a.status = $7), count(a.status) FILTER (WHERE a.status = $8)
 		FROM periods LEFT JOIN a ON a.p = periods.p GROUP BY periods.p ORDER BY periods.p`,
-		q.From, q.To, q.Interval, q.ClinicID, counted, completedStatus, cancelledStatus, noShowStatus)
+		q.From, q.To, q.Interval, q.ClinicID, counted, completedStatus, cancelledStatus, noShowStatus, q.DoctorID)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -83,9 +85,9 @@ func (db *DB) DoctorAppointmentFigures(ctx context.Context, q AnalyticsQuery, li
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM a.start_at - a.created_at)) FILTER (WHERE a.id IS NOT NULL)
 		FROM doctors d JOIN clinics c ON c.id = d.clinic_id
 		LEFT JOIN appointments a ON a.doctor_id = d.id AND a.start_at >= $1 AND a.start_at < $2 AND a.status = ANY($4)
-		WHERE ($3 = '' OR d.clinic_id::text = $3)
+		WHERE ($3 = '' OR d.clinic_id::text = $3) AND ($9 = '' OR d.id::text = $9)
 		GROUP BY d.id, c.name ORDER BY count(a.id) DESC, d.family_name, d.id LIMIT $8`,
-		q.From, q.To, q.ClinicID, counted, completedStatus, cancelledStatus, noShowStatus, limit)
+		q.From, q.To, q.ClinicID, counted, completedStatus, cancelledStatus, noShowStatus, limit, q.DoctorID)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -120,8 +122,8 @@ type DiagnosisCount struct {
 func (db *DB) TopDiagnoses(ctx context.Context, q AnalyticsQuery, atLeast, limit int) ([]DiagnosisCount, error) {
 	rows, err := db.Pool.Query(ctx, `SELECT dc.code, sum(dc.visits)::bigint FROM diagnosis_counts dc JOIN doctors d ON d.id = dc.doctor_id
 		WHERE dc.day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND dc.day < ($2::timestamptz AT TIME ZONE 'UTC')::date
-			AND ($3 = '' OR d.clinic_id::text = $3)
-		GROUP BY dc.code HAVING sum(dc.visits) >= $4 ORDER BY 2 DESC, 1 LIMIT $5`, q.From, q.To, q.ClinicID, atLeast, limit)
+			AND ($3 = '' OR d.clinic_id::text = $3) AND ($6 = '' OR dc.doctor_id::text = $6)
+		GROUP BY dc.code HAVING sum(dc.visits) >= $4 ORDER BY 2 DESC, 1 LIMIT $5`, q.From, q.To, q.ClinicID, atLeast, limit, q.DoctorID)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -173,11 +173,12 @@ func TestDiscoveryListsOnlyWhatWorks(t *testing.T) {
 	}
 }
 
-// TestAdminCommandsLeaveARunningNodesDatabaseAlone: `caregrid admin ...`
-// on the data directory a `caregrid serve` runs its embedded database from
-// is refused with a message that says so, and the node stays ready (the
-// command used to stop the node's PostgreSQL).
-func TestAdminCommandsLeaveARunningNodesDatabaseAlone(t *testing.T) {
+// TestAdminCommandsShareARunningNodesDatabase: `caregrid admin ...` and
+// `caregrid audit verify` without a URL, on the data directory a `caregrid
+// serve` runs its embedded database from, work on that database (found by
+// its postmaster.pid) and leave the node's server running (such a
+// command once stopped the node's PostgreSQL, and later was refused).
+func TestAdminCommandsShareARunningNodesDatabase(t *testing.T) {
 	// Not t.TempDir: its parent is closed to the postgres user, which runs
 	// the embedded server when the tests run as root.
 	dir, err := os.MkdirTemp("", "caregrid-admin-")
@@ -200,10 +201,19 @@ func TestAdminCommandsLeaveARunningNodesDatabaseAlone(t *testing.T) {
 		}
 	})
 	out, err := childCommand("admin", "bootstrap", "--database-url=", "--data-dir", dir).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "in use by another caregrid process") || !strings.Contains(string(out), "stop it first") {
+	if err != nil || !strings.Contains(string(out), "one-time password") {
 		t.Fatalf("admin bootstrap on a served directory: %v\n%s", err, out)
 	}
-	expect(t, "readyz after the refused command", (&testServer{t: t, base: node.base}).do("GET", "/readyz", "", nil), 200)
+	// The node's own database holds the admin now: a second bootstrap says so.
+	out, err = childCommand("admin", "bootstrap", "--database-url=", "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "an admin account exists already") {
+		t.Fatalf("a second admin bootstrap: %v\n%s", err, out)
+	}
+	out, err = childCommand("audit", "verify", "--database-url=", "--data-dir", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "audit trail intact") {
+		t.Fatalf("audit verify on a served directory: %v\n%s", err, out)
+	}
+	expect(t, "readyz after the commands", (&testServer{t: t, base: node.base}).do("GET", "/readyz", "", nil), 200)
 }
 
 // TestAnAccountForADoctorOrPatientNamesTheirRecord: the CLI, like the API,

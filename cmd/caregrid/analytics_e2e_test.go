@@ -132,6 +132,15 @@ func TestAnalyticsFromTheReadModels(t *testing.T) {
 		t.Fatalf("at the south clinic: %+v", appts.Doctors)
 	}
 
+	get("/v1/analytics/appointments?interval=month&doctor="+drB+"&from="+from+"&to="+to, &raw)
+	total = 0
+	for _, p := range raw.Periods {
+		total += p["appointments"].(float64)
+	}
+	if total != 1 {
+		t.Fatalf("Dr Botnaru's months: %v", raw.Periods)
+	}
+
 	var diags struct {
 		Diagnoses []struct {
 			Code   string

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caregrid/caregrid/edge/identity"
 	"github.com/caregrid/caregrid/edge/locale"
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/internal/browsertest"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/pquerna/otp/totp"
@@ -111,7 +112,34 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	b.Accessible("audit")
 	b.Keep("audit")
 
-	for _, p := range []string{"directory", "clients", "reviews", "analytics"} {
+	// A clinic and a doctor created, the doctor edited and given hours.
+	b.Go(is.base + "/console/directory")
+	b.WaitFor(`body[data-ready=true]`)
+	b.Fill(map[string]string{"name": "Clinica Nord", "address": "Bălți, str. Independenței 1"})
+	b.Press(`#clinic-form button[type=submit]`)
+	b.WaitFor(`#doctor-clinic option`)
+	b.Fill(map[string]string{"given_name": "Maria", "family_name": "Ceban", "specialty": "Cardiology"})
+	b.Press(`#doctor-form button[type=submit]`)
+	b.WaitFor(`#doctors tbody tr`)
+	b.Press(`#doctors tbody tr button:first-child`) // Edit
+	b.Fill(map[string]string{"specialty": "Neurology"})
+	b.Press(`#doctor-form button[type=submit]`)
+	await.Until(t, "the doctor's new specialty on the page", 30*time.Second, func() bool {
+		return strings.Contains(b.Text(`#doctors tbody tr`), "Neurology")
+	})
+	b.Press(`#doctors tbody tr button:last-child`) // Working hours
+	b.WaitFor(`#hours:not([hidden]) input[name=monday]`)
+	b.Fill(map[string]string{"monday": "08:00-12:00, 13:00-17:00"})
+	b.Press(`#hours-form button[type=submit]`)
+	await.Until(t, "the hours saved", 30*time.Second, func() bool {
+		var weekly string
+		err := is.db.Pool.QueryRow(context.Background(), `SELECT availability->>'weekly' FROM doctors WHERE family_name = 'Ceban'`).Scan(&weekly)
+		return err == nil && strings.Contains(weekly, "13:00")
+	})
+	b.Accessible("clinics and doctors")
+	b.Keep("clinics and doctors")
+
+	for _, p := range []string{"clients", "reviews", "analytics"} {
 		b.Go(is.base + "/console/" + p)
 		b.WaitFor(`body[data-ready=true]`)
 		b.Accessible(p)

@@ -39,7 +39,8 @@ func scriptTexts(tx locale.Texts) map[string]string {
 		"resetSent": tx.T("A password link is on its way to the account's email."),
 		// Clinics, doctors, clients.
 		"edit": tx.T("Edit"), "editClinic": tx.T("Edit the clinic"), "createClinic": tx.T("Create a clinic"),
-		"clinicSaved": tx.T("Clinic saved."), "doctorCreated": tx.T("Doctor created."),
+		"clinicSaved": tx.T("Clinic saved."), "doctorSaved": tx.T("Doctor saved."),
+		"editDoctor": tx.T("Edit the doctor"), "createDoctor": tx.T("Create a doctor"), "roles": tx.T("Roles"),
 		"workingHours": tx.T("Working hours"), "hoursSaved": tx.T("Working hours saved."),
 		"monday": tx.T("Monday"), "tuesday": tx.T("Tuesday"), "wednesday": tx.T("Wednesday"), "thursday": tx.T("Thursday"),
 		"friday": tx.T("Friday"), "saturday": tx.T("Saturday"), "sunday": tx.T("Sunday"),

@@ -310,6 +310,7 @@ function clusterPage() {
     $('#member-detail-title').textContent = `${m.address} · ${t(m.status)}`;
     const dl = $('#member-stats');
     dl.replaceChildren(el('dt', {}, t('memberId')), el('dd', {}, m.id),
+      el('dt', {}, t('roles')), el('dd', {}, (m.roles || []).join(', ')),
       el('dt', {}, t('startedAt')), el('dd', {}, fmtWhen(m.started_at)));
     for (const [key, label, fmt] of statLabels) {
       if (m.stats && m.stats[key] !== undefined) dl.append(el('dt', {}, t(label)), el('dd', {}, fmt(m.stats[key])));
@@ -419,7 +420,15 @@ function directoryPage() {
     const names = Object.fromEntries(clinics.map((c) => [c.id, c.name]));
     $('#doctors tbody').replaceChildren(...out.doctors.map((d) => el('tr', { dataset: { id: d.id } },
       el('th', { scope: 'row' }, `${d.family_name} ${d.given_name}`), el('td', {}, d.specialty), el('td', {}, names[d.clinic_id] || ''),
-      el('td', {}, el('button', { type: 'button', onclick: () => hours(d) }, t('workingHours'))))));
+      el('td', {}, el('button', { type: 'button', onclick: () => editDoctor(d) }, t('edit')),
+        el('button', { type: 'button', onclick: () => hours(d) }, t('workingHours'))))));
+  }
+
+  function editDoctor(d) {
+    const form = $('#doctor-form');
+    for (const k of ['id', 'version', 'given_name', 'family_name', 'specialty', 'clinic_id', 'time_zone']) form.elements[k].value = d[k];
+    $('#doctor-form-title').textContent = `${t('editDoctor')}: ${d.family_name} ${d.given_name}`;
+    form.elements.given_name.focus();
   }
 
   function editClinic(c) {
@@ -451,16 +460,23 @@ function directoryPage() {
     }, t('clinicSaved'));
   });
 
+  $('#doctor-form').addEventListener('reset', () => { $('#doctor-form-title').textContent = t('createDoctor'); });
   $('#doctor-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const form = e.target;
     const f = new FormData(form);
     const input = Object.fromEntries(['given_name', 'family_name', 'specialty', 'clinic_id', 'time_zone'].map((k) => [k, f.get(k).trim()]));
     act(async () => {
-      await api('/v1/doctors', { method: 'POST', json: input, headers: { 'Idempotency-Key': crypto.randomUUID() } });
+      if (f.get('id')) {
+        await api('/v1/doctors/' + f.get('id'), {
+          method: 'PATCH', json: input, headers: { 'If-Match': `"${f.get('version')}"`, 'Content-Type': 'application/merge-patch+json' },
+        });
+      } else {
+        await api('/v1/doctors', { method: 'POST', json: input, headers: { 'Idempotency-Key': crypto.randomUUID() } });
+      }
       form.reset();
       await loadDoctors();
-    }, t('doctorCreated'));
+    }, t('doctorSaved'));
   });
 
   async function hours(d) {
@@ -674,6 +690,7 @@ function analyticsPage() {
     const f = new FormData($('#analytics-filter'));
     const q = new URLSearchParams({ from: f.get('from'), to: f.get('to'), interval: f.get('interval') });
     if (f.get('clinic')) q.set('clinic', f.get('clinic'));
+    if (f.get('doctor')) q.set('doctor', f.get('doctor'));
     return q;
   }
 
@@ -707,8 +724,9 @@ function analyticsPage() {
     download(await r.blob(), 'caregrid-appointments.csv');
   }, t('downloaded')));
   act(async () => {
-    const out = await api('/v1/clinics');
-    $('#analytics-clinic').append(...out.clinics.map((c) => el('option', { value: c.id }, c.name)));
+    const [clinics, doctors] = await Promise.all([api('/v1/clinics'), api('/v1/doctors?limit=500')]);
+    $('#analytics-clinic').append(...clinics.clinics.map((c) => el('option', { value: c.id }, c.name)));
+    $('#analytics-doctor').append(...doctors.doctors.map((d) => el('option', { value: d.id }, `${d.family_name} ${d.given_name}`)));
   }).then(show);
 }
 
