@@ -206,7 +206,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	reg.MustRegister(auditCollector{db: db})
 	member.RegisterCallMetrics(reg)
 	stats := newMemberStats(reg.Registry)
-	member.SetStats(stats.stats)
+	member.SetStats(stats.current)
 	registerCalendarMetrics(reg, calStats)
 	relay := &persistence.Relay{DB: db, Project: search.Projectors(calendar.Project, search.Project), Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
@@ -294,7 +294,6 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	})
 	blobs := cfg.blobs()
 	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{}), notifications: notifications, registry: reg}
-	go stats.run(relayCtx)
 	go func() {
 		defer close(n.relayDone)
 		if cfg.EdgeOnly {

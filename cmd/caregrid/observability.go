@@ -82,10 +82,12 @@ func (a auditCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// memberStats samples this node's registry every few seconds and answers
-// the figures of its last minute for the cluster dashboard (the member's
-// status): rates come from counters' differences across the window, the
-// p99 from the histogram buckets' differences.
+// memberStats answers the figures of this node's last minute for the
+// cluster dashboard (the member's status): rates come from counters'
+// differences across the window, the p99 from the histogram buckets'
+// differences. It samples the registry when asked, at most every few
+// seconds: a node nobody watches pays nothing (the dashboard asks every
+// 2 s, and its first look has no rates yet).
 type memberStats struct {
 	reg   prometheus.Gatherer
 	every time.Duration
@@ -124,21 +126,19 @@ var gaugeStats = map[string]string{
 }
 
 func newMemberStats(reg prometheus.Gatherer) *memberStats {
-	return &memberStats{reg: reg, every: 2 * time.Second}
+	return &memberStats{reg: reg, every: time.Second}
 }
 
-// run samples until ctx ends.
-func (m *memberStats) run(ctx context.Context) {
-	t := time.NewTicker(m.every)
-	defer t.Stop()
-	for {
+// current samples when the last sample is older than every, then answers
+// the figures.
+func (m *memberStats) current() map[string]float64 {
+	m.mu.Lock()
+	stale := len(m.samples) == 0 || time.Since(m.samples[len(m.samples)-1].at) >= m.every
+	m.mu.Unlock()
+	if stale {
 		m.sample(time.Now())
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	return m.stats()
 }
 
 func (m *memberStats) sample(now time.Time) {

@@ -199,7 +199,10 @@ func (b *Browser) Fill(fields map[string]string) {
 	b.t.Helper()
 	for name, v := range fields {
 		sel := chromedp.CSS(fmt.Sprintf(`[name=%q]`, name))
-		b.run("fill "+name, chromedp.WaitVisible(sel), chromedp.Clear(sel), chromedp.SendKeys(sel, v))
+		// Clear misses a value the page's script set; the field's value
+		// is emptied first, as a person selecting it all would.
+		empty := chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`document.querySelector(%q).value = ""`, fmt.Sprintf(`[name=%q]`, name)))
+		b.run("fill "+name, chromedp.WaitVisible(sel), empty, chromedp.SendKeys(sel, v))
 	}
 }
 
