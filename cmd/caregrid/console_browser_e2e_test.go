@@ -5,6 +5,8 @@ import (
 	"encoding/csv"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -157,11 +159,26 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	b.Go(is.base + "/console/cluster?lang=ro")
 	b.WaitFor(`body[data-ready=true]`)
 	b.WaitFor(`#members tr[data-status=up]`)
-	if h1, badge := b.Text("h1"), b.Text(`#members .badge`); h1 != ro.T("Cluster") || badge != ro.T("up") || badge == "up" {
+	if h1, badge := b.Text("h1"), b.Text(`#members .badge`); h1 != ro.T("Cluster") || h1 == "Cluster" || badge != ro.T("up") || badge == "up" {
 		t.Fatalf("in Romanian: h1 %q, status %q", h1, badge)
 	}
 	b.Accessible("cluster in Romanian")
 	b.Keep("cluster in Romanian")
+
+	// Signing out ends the session at the provider: the console asks for a
+	// sign-in again, and the old refresh token no longer works.
+	refresh := browsertest.Eval[string](b, `JSON.parse(sessionStorage.getItem("caregrid-console-session")).refresh`)
+	b.Press(`#sign-out`)
+	b.WaitFor(`input[name=password]`)
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {"caregrid-console"}}
+	resp, err := http.PostForm(is.provider.Endpoint().TokenURL, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("the refresh token after signing out: %d, want 400", resp.StatusCode)
+	}
 	b.NoCSPViolations()
 
 	// A doctor signs in: nothing of the console is for them.

@@ -65,15 +65,19 @@ type page struct {
 }
 
 // pages are the console's pages, in the order the navigation lists them.
+// (The catalogue's test finds the titles by their field name, Title.)
 var pages = []page{
-	{"/cluster", "cluster", "Cluster"},
-	{"/accounts", "accounts", "Accounts"},
-	{"/directory", "directory", "Clinics and doctors"},
-	{"/clients", "clients", "Service clients"},
-	{"/reviews", "reviews", "Privacy reviews"},
-	{"/audit", "audit", "Audit trail"},
-	{"/analytics", "analytics", "Analytics"},
+	{Path: "/cluster", Template: "cluster", Title: "Cluster"},
+	{Path: "/accounts", Template: "accounts", Title: "Accounts"},
+	{Path: "/directory", Template: "directory", Title: "Clinics and doctors"},
+	{Path: "/clients", Template: "clients", Title: "Service clients"},
+	{Path: "/reviews", Template: "reviews", Title: "Privacy reviews"},
+	{Path: "/audit", Template: "audit", Title: "Audit trail"},
+	{Path: "/analytics", Template: "analytics", Title: "Analytics"},
 }
+
+// callbackPage finishes a sign-in.
+var callbackPage = page{Path: "/callback", Template: "callback", Title: "Signing in"}
 
 // auditActions are the names audit events record actions under, sorted.
 var auditActions = func() []string {
@@ -132,7 +136,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET "+PathPrefix, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathPrefix+"/cluster"+langQuery(r), http.StatusSeeOther)
 	})
-	for _, p := range append(pages, page{"/callback", "callback", "Signing in"}) {
+	for _, p := range append(pages, callbackPage) {
 		mux.HandleFunc("GET "+PathPrefix+p.Path, func(w http.ResponseWriter, r *http.Request) {
 			render(w, r, cfg, p)
 		})
