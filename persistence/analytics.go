@@ -28,7 +28,7 @@ type AppointmentPeriod struct {
 
 // DoctorFigures are one doctor's appointments over the query's span.
 type DoctorFigures struct {
-	DoctorID, DoctorName, ClinicID, ClinicName, TimeZone string
+	DoctorID, DoctorName, ClinicID, ClinicName string
 	Appointments, Completed, Cancelled, NoShow           int64
 	// BookedMinutes are the minutes of appointments that held their time
 	// (all but cancelled ones).
@@ -79,7 +79,7 @@ func (db *DB) AppointmentPeriods(ctx context.Context, q AnalyticsQuery) ([]Appoi
 // DoctorAppointmentFigures are each doctor's figures over the span, the
 // busiest first, at most limit doctors.
 func (db *DB) DoctorAppointmentFigures(ctx context.Context, q AnalyticsQuery, limit int) ([]DoctorFigures, error) {
-	rows, err := db.Pool.Query(ctx, `SELECT d.id::text, d.family_name || ' ' || d.given_name, d.clinic_id::text, c.name, d.time_zone, d.availability,
+	rows, err := db.Pool.Query(ctx, `SELECT d.id::text, d.family_name || ' ' || d.given_name, d.clinic_id::text, c.name, d.availability,
 			count(a.id), count(a.id) FILTER (WHERE a.status = $5), count(a.id) FILTER (WHERE a.status = $6), count(a.id) FILTER (WHERE a.status = $7),
 			COALESCE(sum(extract(epoch FROM a.end_at - a.start_at) / 60) FILTER (WHERE a.status <> $6), 0),
 			percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM a.start_at - a.created_at)) FILTER (WHERE a.id IS NOT NULL)
@@ -96,7 +96,7 @@ func (db *DB) DoctorAppointmentFigures(ctx context.Context, q AnalyticsQuery, li
 	for rows.Next() {
 		var f DoctorFigures
 		var avail []byte
-		if err := rows.Scan(&f.DoctorID, &f.DoctorName, &f.ClinicID, &f.ClinicName, &f.TimeZone, &avail,
+		if err := rows.Scan(&f.DoctorID, &f.DoctorName, &f.ClinicID, &f.ClinicName, &avail,
 			&f.Appointments, &f.Completed, &f.Cancelled, &f.NoShow, &f.BookedMinutes, &f.MedianLead); err != nil {
 			return nil, classify(err)
 		}

@@ -165,6 +165,24 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	b.Accessible("cluster in Romanian")
 	b.Keep("cluster in Romanian")
 
+	// Every page in Russian: the frame, the navigation and what the script
+	// fills in.
+	ru := locale.For("ru", "", language.English)
+	for _, p := range []struct{ path, title string }{{"cluster", "Cluster"}, {"accounts", "Accounts"}, {"directory", "Clinics and doctors"},
+		{"clients", "Service clients"}, {"reviews", "Privacy reviews"}, {"audit", "Audit trail"}, {"analytics", "Analytics"}} {
+		b.Go(is.base + "/console/" + p.path + "?lang=ru")
+		b.WaitFor(`body[data-ready=true]`)
+		if h1 := b.Text("h1"); h1 != ru.T(p.title) || h1 == p.title {
+			t.Fatalf("%s in Russian: h1 %q", p.path, h1)
+		}
+		if nav := b.Text(`header nav ul`); !strings.Contains(nav, ru.T("Audit trail")) || strings.Contains(nav, "Audit trail") {
+			t.Fatalf("%s in Russian: navigation %q", p.path, nav)
+		}
+		b.Accessible(p.path + " in Russian")
+	}
+	b.WaitFor(`#trend tbody tr`)
+	b.Keep("analytics in Russian")
+
 	// Signing out ends the session at the provider: the console asks for a
 	// sign-in again, and the old refresh token no longer works.
 	refresh := browsertest.Eval[string](b, `JSON.parse(sessionStorage.getItem("caregrid-console-session")).refresh`)
