@@ -29,7 +29,7 @@ type AppointmentPeriod struct {
 // DoctorFigures are one doctor's appointments over the query's span.
 type DoctorFigures struct {
 	DoctorID, DoctorName, ClinicID, ClinicName string
-	Appointments, Completed, Cancelled, NoShow           int64
+	Appointments, Completed, Cancelled, NoShow int64
 	// BookedMinutes are the minutes of appointments that held their time
 	// (all but cancelled ones).
 	BookedMinutes float64
