@@ -61,6 +61,11 @@ type Config struct {
 	// Logger receives proto.actor's own logs; nil: warnings and errors as
 	// JSON on stderr (its info logs are chatty).
 	Logger *slog.Logger
+	// OnDropped is called when this member finds its peers have dropped
+	// it (it was paused past their grace, or Consul's TTL): its id is
+	// blocked for good, and it must rejoin under a new one (see Consul's
+	// OnDropped, which takes precedence with Consul).
+	OnDropped func()
 }
 
 // Node is one started member.
@@ -220,9 +225,14 @@ func newProvider(cfg Config, logger *slog.Logger) (actorcluster.ClusterProvider,
 		return nil, nil, errors.New("cluster: static peers or Consul, not both")
 	case len(cfg.Peers) > 0:
 		peers := newPeersProvider(cfg.Peers, logger)
+		peers.onDropped = cfg.OnDropped
 		return peers, peers, nil
 	case cfg.Consul != nil:
-		cp, err := newConsulProvider(*cfg.Consul, cfg.Name, logger)
+		cc := *cfg.Consul
+		if cc.OnDropped == nil {
+			cc.OnDropped = cfg.OnDropped
+		}
+		cp, err := newConsulProvider(cc, cfg.Name, logger)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -10,7 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/caregrid/caregrid/messages"
 	consul "github.com/hashicorp/consul/api"
 )
 
@@ -59,9 +61,17 @@ type consulProvider struct {
 	wg      sync.WaitGroup
 	left    sync.Once
 
-	// Used by the watch goroutine only.
+	// Used by update only, under mu (the watch and a closed connection
+	// call it).
+	mu      sync.Mutex
 	known   map[string]*actorcluster.Member // member id -> member
 	missing map[string]time.Time            // member id -> since when Consul does not list it
+	heard   map[string]time.Time            // member id -> when it joined, or last answered a question
+	lost    map[string]bool                 // member ids whose connection was lost and that did not answer
+	last    []*consul.ServiceEntry          // the watch's last answer
+	// suspects are members whose connection closed (a killed process):
+	// out of the topology at once, not after the TTL and grace.
+	suspects *suspects
 }
 
 func newConsulProvider(cfg Consul, clusterName string, logger *slog.Logger) (*consulProvider, error) {
@@ -82,7 +92,7 @@ func newConsulProvider(cfg Consul, clusterName string, logger *slog.Logger) (*co
 	cc.HttpClient.Timeout = consulWait + 10*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	return &consulProvider{cfg: cfg, service: "caregrid-" + clusterName, client: client, logger: logger,
-		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}}, nil
+		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}, heard: map[string]time.Time{}, lost: map[string]bool{}}, nil
 }
 
 func (p *consulProvider) checkID() string { return "service:" + p.self.Id }
@@ -93,6 +103,7 @@ func (p *consulProvider) StartMember(c *actorcluster.Cluster) error {
 		return err
 	}
 	p.cluster = c
+	p.suspects = newSuspects(c.ActorSystem, p.reconsider)
 	p.self = &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
 	c.MemberList.UpdateClusterTopology(actorcluster.Members{p.self})
 	if err := p.register(); err != nil {
@@ -106,6 +117,7 @@ func (p *consulProvider) StartMember(c *actorcluster.Cluster) error {
 
 func (p *consulProvider) StartClient(c *actorcluster.Cluster) error {
 	p.cluster = c
+	p.suspects = newSuspects(c.ActorSystem, p.reconsider)
 	p.wg.Add(1)
 	go p.watch()
 	return nil
@@ -120,6 +132,7 @@ func (p *consulProvider) Shutdown(bool) error {
 
 func (p *consulProvider) leave() {
 	p.left.Do(func() {
+		p.suspects.stop()
 		p.cancel()
 		p.wg.Wait()
 		if p.self != nil {
@@ -228,8 +241,12 @@ func (p *consulProvider) watch() {
 // update publishes the members Consul lists as passing, plus those it has
 // stopped listing for less than consulGrace, plus this member.
 func (p *consulProvider) update(entries []*consul.ServiceEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = entries
 	now := time.Now()
 	listed := map[string]bool{}
+	byAddress := map[string]string{} // address -> the id Consul lists there
 	for _, e := range entries {
 		s := e.Service
 		var kinds []string
@@ -238,13 +255,19 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 		}
 		if p.known[s.ID] == nil {
 			p.logger.Warn("consul: member joined", "member", s.ID, "address", s.Address+":"+strconv.Itoa(s.Port))
+			p.heard[s.ID] = now
 		}
-		p.known[s.ID] = &actorcluster.Member{Id: s.ID, Host: s.Address, Port: int32(s.Port), Kinds: kinds}
+		m := &actorcluster.Member{Id: s.ID, Host: s.Address, Port: int32(s.Port), Kinds: kinds}
+		p.known[s.ID] = m
 		listed[s.ID] = true
+		if prev, ok := byAddress[m.Address()]; !ok || p.heard[s.ID].After(p.heard[prev]) {
+			byAddress[m.Address()] = s.ID // the one that joined last is the live one
+		}
 		delete(p.missing, s.ID)
 	}
 	if p.self != nil {
 		p.known[p.self.Id] = p.self // alive, whatever Consul says
+		byAddress[p.self.Address()] = p.self.Id
 	}
 	members := actorcluster.Members{}
 	for id, m := range p.known {
@@ -254,6 +277,21 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 			}
 		}
 		isSelf := p.self != nil && id == p.self.Id
+		if other, ok := byAddress[m.Address()]; !isSelf && ok && other != id {
+			// Restarted on the same address under a new id: the old one is
+			// gone, now, not after the grace.
+			p.logger.Warn("consul: member replaced by a restart on its address", "member", id, "by", other)
+			delete(p.known, id)
+			delete(p.missing, id)
+			continue
+		}
+		if !isSelf && p.lost[id] {
+			p.logger.Warn("consul: member lost: its connection was lost and it does not answer", "member", id, "address", m.Address())
+			delete(p.known, id)
+			delete(p.missing, id)
+			delete(p.lost, id)
+			continue
+		}
 		if !isSelf && !listed[id] && now.Sub(p.missing[id]) > consulGrace {
 			p.logger.Warn("consul: member left", "member", id, "address", m.Host+":"+strconv.Itoa(int(m.Port)))
 			delete(p.known, id)
@@ -269,6 +307,42 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 	}
 	p.cluster.MemberList.UpdateClusterTopology(members)
 }
+
+// reconsider publishes the topology again from the watch's last answer:
+// a member's connection closed.
+func (p *consulProvider) reconsider() {
+	if p.cluster == nil {
+		return
+	}
+	// Ask each suspect first: one that answers keeps its place.
+	type suspect struct{ id, address string }
+	var asked []suspect
+	p.mu.Lock()
+	for id, m := range p.known {
+		if (p.self == nil || id != p.self.Id) && p.suspects.suspected(m.Address(), p.heard[id]) {
+			asked = append(asked, suspect{id, m.Address()})
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range asked {
+		f := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(s.address, statusActor), &messages.MemberStatusRequest{}, suspectProbe)
+		_, err := f.Result()
+		p.mu.Lock()
+		if err == nil {
+			p.heard[s.id] = time.Now()
+		} else {
+			p.lost[s.id] = true
+		}
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	last := p.last
+	p.mu.Unlock()
+	p.update(last)
+}
+
+// suspectProbe bounds the question to a member whose connection was lost.
+const suspectProbe = 500 * time.Millisecond
 
 // providerBackoff is the wait of a provider (Consul, static peers) after n
 // failures in a row: 250 ms doubling up to consulBackoffMax, with jitter so

@@ -51,10 +51,17 @@ type peersProvider struct {
 	// by the membership actor): they leave the topology at the next poll,
 	// and are never taken back (a restart comes with a new id).
 	left sync.Map
-	wake chan struct{} // a poll now, not at the next tick
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	// suspects are peers whose connection closed (a killed process): out
+	// of the topology at once, not after peerGrace.
+	suspects *suspects
+	// onDropped is told when this member finds it was paused longer than
+	// its peers' grace: they have dropped (and blocked) its id.
+	onDropped func()
+	lastPoll  time.Time     // used by poll only
+	wake      chan struct{} // a poll now, not at the next tick
+	stop      chan struct{}
+	done      chan struct{}
+	once      sync.Once
 }
 
 func newPeersProvider(peers []string, logger *slog.Logger) *peersProvider {
@@ -113,6 +120,12 @@ func (p *peersProvider) StartClient(c *actorcluster.Cluster) error { return p.st
 
 func (p *peersProvider) start(c *actorcluster.Cluster) error {
 	p.cluster = c
+	p.suspects = newSuspects(c.ActorSystem, func() {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	})
 	p.poll() // a first topology before StartMember returns
 	go p.loop()
 	return nil
@@ -128,6 +141,7 @@ func (p *peersProvider) Shutdown(bool) error {
 
 func (p *peersProvider) loop() {
 	defer close(p.done)
+	defer p.suspects.stop()
 	t := time.NewTicker(peerPoll)
 	defer t.Stop()
 	for {
@@ -147,6 +161,14 @@ func (p *peersProvider) loop() {
 // peerGrace.
 func (p *peersProvider) poll() {
 	now := time.Now()
+	if p.self != nil && !p.lastPoll.IsZero() && now.Sub(p.lastPoll) > peerGrace && p.onDropped != nil {
+		// This process did not run for longer than the peers wait for an
+		// answer (it was paused): they have dropped this member's id.
+		p.logger.Error("cluster: this member was silent longer than its peers wait; they have dropped it, so it rejoins under a new id",
+			"member", p.self.Id, "silent_for", now.Sub(p.lastPoll).Round(time.Millisecond))
+		go p.onDropped()
+	}
+	p.lastPoll = now
 	type asked struct {
 		addr string
 		f    *actor.Future
@@ -160,8 +182,9 @@ func (p *peersProvider) poll() {
 		if _, ok := p.asked.LoadAndDelete(addr); ok {
 			delete(p.next, addr)
 		}
-		if addr == selfAddr || now.Before(p.next[addr]) {
-			continue
+		suspected := p.known[addr] != nil && p.suspects.suspected(addr, p.heard[addr])
+		if addr == selfAddr || (now.Before(p.next[addr]) && !suspected) {
+			continue // a suspect is asked now, whatever its backoff
 		}
 		futures = append(futures, asked{addr, p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, membershipActor), p.whoAmI(), peerPoll)})
 	}
@@ -190,6 +213,15 @@ func (p *peersProvider) poll() {
 	for addr, m := range p.known {
 		if _, gone := p.left.Load(m.Id); gone {
 			p.logger.Warn("cluster peer left", "address", addr, "member", m.Id)
+			delete(p.known, addr)
+			continue
+		}
+		if p.suspects.suspected(addr, p.heard[addr]) {
+			// Its connection was lost after its last answer, and it did
+			// not answer this poll: out of the topology now, not after
+			// peerGrace (its id is blocked then: only a restart, under a
+			// new id, comes back).
+			p.logger.Warn("cluster peer lost: its connection was lost and it does not answer", "address", addr, "member", m.Id)
 			delete(p.known, addr)
 			continue
 		}

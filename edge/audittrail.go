@@ -33,8 +33,6 @@ const (
 	// MaxAuditCSVRows bounds one CSV export of the audit trail: a longer
 	// span is exported in parts (narrow the time range).
 	MaxAuditCSVRows = 50_000
-	// auditTrailKey is the audit shard key of searches that name no patient.
-	auditTrailKey = "audit-trail"
 )
 
 // auditEventJSON is one event of the trail as the reports show it.
@@ -171,14 +169,14 @@ func (s *Server) searchAuditTrail(c *fiber.Ctx) error {
 		}
 		limit = n
 	}
-	key, resource := auditTrailKey, ""
+	resource := ""
 	if q.PatientID != "" {
-		key, resource = q.PatientID, q.PatientID
+		resource = q.PatientID
 	}
 	detail := fmt.Sprintf("format=%s actor=%q action=%q outcome=%q from=%s to=%s", format, q.Subject, q.Action, q.Outcome, stamp(q.From), stamp(q.To))
 	event := audit.Event(caller, messages.AuditAction_AUDIT_ACTION_SEARCH_AUDIT_TRAIL, "audit_trail", resource, q.PatientID,
 		messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, time.Now())
-	if err := s.cfg.Audit.Record(c.UserContext(), s.cfg.Cluster, key, event); err != nil {
+	if err := s.cfg.Audit.Record(c.UserContext(), event); err != nil {
 		s.cfg.Logger.Error("audit search not audited", "error", err)
 		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the search could not be audited; nothing is shown unaudited")
 		p.retryAfter = "1"
@@ -310,7 +308,7 @@ func (s *Server) checkAuditTrail(c *fiber.Ctx) error {
 	}
 	event := audit.Event(caller, messages.AuditAction_AUDIT_ACTION_VERIFY_AUDIT_TRAIL, "audit_trail", "", "",
 		messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now())
-	if err := s.cfg.Audit.Record(c.UserContext(), s.cfg.Cluster, auditTrailKey, event); err != nil {
+	if err := s.cfg.Audit.Record(c.UserContext(), event); err != nil {
 		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the request could not be audited; retry")
 		p.retryAfter = "1"
 		return p

@@ -229,7 +229,7 @@ func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
 	// row is written with it.
 	e, err := s.cfg.Reviews.ReviewEmergencyAccess(ctx, id, decision, caller.GetSubject(), note, time.Now().UTC(),
 		func(e persistence.EmergencyAccess) persistence.PendingAudit {
-			return s.cfg.Audit.Pending(e.PatientID, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS, "emergency-access",
+			return s.cfg.Audit.Pending(audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_EMERGENCY_ACCESS, "emergency-access",
 				e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now()))
 		})
 	switch {
@@ -240,7 +240,7 @@ func (s *Server) reviewEmergencyAccess(c *fiber.Ctx) error {
 	case err != nil:
 		return directoryUnavailable(s, err)
 	}
-	s.cfg.Audit.ChainKey(ctx, s.cfg.Cluster, e.PatientID, s.cfg.Logger)
+	s.cfg.Audit.Drain(s.cfg.Logger)
 	return c.JSON(s.reviewsJSON(ctx, []persistence.EmergencyAccess{e})[0])
 }
 

@@ -260,7 +260,7 @@ func (s *Server) retryNotification(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
 	defer cancel()
 	const key = "notifications"
-	wctx := s.cfg.Audit.InWrite(ctx, key, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_RETRY_NOTIFICATION, "notification", id, "",
+	wctx := s.cfg.Audit.InWrite(ctx, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_RETRY_NOTIFICATION, "notification", id, "",
 		messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now()))
 	n, err := s.cfg.Notifications.RetryNotification(wctx, id, time.Now())
 	switch {
@@ -271,7 +271,7 @@ func (s *Server) retryNotification(c *fiber.Ctx) error {
 	case err != nil:
 		return directoryUnavailable(s, err)
 	}
-	s.cfg.Audit.ChainKey(ctx, s.cfg.Cluster, key, s.cfg.Logger)
+	s.cfg.Audit.Drain(s.cfg.Logger)
 	return c.JSON(toNotificationJSON(n.PatientID, patient.NotificationOf(n)))
 }
 
@@ -422,7 +422,7 @@ func (s *Server) setClinicReminders(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
 	defer cancel()
-	wctx := s.cfg.Audit.InWrite(ctx, id, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_SET_CLINIC_REMINDERS, "clinic", id, "",
+	wctx := s.cfg.Audit.InWrite(ctx, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_SET_CLINIC_REMINDERS, "clinic", id, "",
 		messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now()))
 	switch err := s.cfg.Notifications.SetClinicReminders(wctx, id, in.Minutes, time.Now()); {
 	case errors.Is(err, persistence.ErrNotFound):
@@ -430,7 +430,7 @@ func (s *Server) setClinicReminders(c *fiber.Ctx) error {
 	case err != nil:
 		return directoryUnavailable(s, err)
 	}
-	s.cfg.Audit.ChainKey(ctx, s.cfg.Cluster, id, s.cfg.Logger)
+	s.cfg.Audit.Drain(s.cfg.Logger)
 	out := remindersJSON{Minutes: in.Minutes}
 	if in.Minutes == nil {
 		out = remindersJSON{Minutes: s.cfg.DefaultReminders, Default: true}

@@ -210,7 +210,7 @@ func (s *Server) reviewErasure(c *fiber.Ctx) error {
 	defer cancel()
 	e, err := s.cfg.Erasures.ReviewErasure(ctx, id, decision, caller.GetSubject(), note, time.Now().UTC(),
 		func(e persistence.Erasure) persistence.PendingAudit {
-			return s.cfg.Audit.Pending(e.PatientID, audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_ERASURE, "erasure",
+			return s.cfg.Audit.Pending(audit.Event(caller, messages.AuditAction_AUDIT_ACTION_REVIEW_ERASURE, "erasure",
 				e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, decision, time.Now()))
 		})
 	switch {
@@ -221,7 +221,7 @@ func (s *Server) reviewErasure(c *fiber.Ctx) error {
 	case err != nil:
 		return directoryUnavailable(s, err)
 	}
-	s.cfg.Audit.ChainKey(ctx, s.cfg.Cluster, e.PatientID, s.cfg.Logger)
+	s.cfg.Audit.Drain(s.cfg.Logger)
 	return c.JSON(erasureFromRow(e, ""))
 }
 
@@ -383,7 +383,7 @@ func (s *Server) downloadExport(c *fiber.Ctx) error {
 	by := &messages.Caller{Subject: e.RequestedBy, Client: "export-link", RequestId: c.GetRespHeader(fiber.HeaderXRequestID), SourceAddress: c.IP()}
 	ev := audit.Event(by, messages.AuditAction_AUDIT_ACTION_DOWNLOAD_EXPORT, "export", e.ID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now())
 	actx, acancel := context.WithTimeout(c.UserContext(), s.cfg.GrainTimeout)
-	err = s.cfg.Audit.Record(actx, s.cfg.Cluster, e.PatientID, ev)
+	err = s.cfg.Audit.Record(actx, ev)
 	acancel()
 	if err != nil {
 		s.cfg.Logger.Error("export download not audited: refused", "export", e.ID, "error", err)

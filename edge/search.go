@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/access"
@@ -127,36 +126,16 @@ func (s *Server) auditSearch(ctx context.Context, caller *messages.Caller, found
 	return s.auditListed(ctx, caller, messages.AuditAction_AUDIT_ACTION_SEARCH, "patient", items)
 }
 
-// auditListed records one access per entry of a page, grouped by audit
-// shard (each patient's events stay in their own shard's order), before
-// the page is answered: a page that cannot be audited is not served.
+// auditListed records one access per entry of a page, in one append,
+// before the page is answered: a page that cannot be audited is not served.
 func (s *Server) auditListed(ctx context.Context, caller *messages.Caller, action messages.AuditAction, resourceType string, items []listed) error {
 	now := time.Now()
-	byShard := map[int][]*messages.AuditEvent{}
-	keys := map[int]string{}
+	events := make([]*messages.AuditEvent, 0, len(items))
 	for _, it := range items {
-		shard := s.cfg.Audit.ShardOf(it.patientID)
-		byShard[shard] = append(byShard[shard], audit.Event(caller, action, resourceType, it.resourceID, it.patientID,
+		events = append(events, audit.Event(caller, action, resourceType, it.resourceID, it.patientID,
 			messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", now))
-		keys[shard] = it.patientID
 	}
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed error
-	)
-	for shard, events := range byShard {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.cfg.Audit.Record(ctx, s.cfg.Cluster, keys[shard], events...); err != nil {
-				mu.Lock()
-				failed = err
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	failed := s.cfg.Audit.Record(ctx, events...)
 	if failed != nil {
 		s.cfg.Logger.Error("list not audited", "action", action, "error", failed)
 		p := problem(fiber.StatusServiceUnavailable, "audit-unavailable", "Audit trail unavailable", "the list could not be audited; nothing is shown unaudited")

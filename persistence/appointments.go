@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caregrid/caregrid/messages"
@@ -111,13 +112,7 @@ func holdExpiry(a *messages.AppointmentRecord) pgtype.Timestamptz {
 // claimed nothing and published nothing. A claim on a taken cell fails the
 // whole batch with ErrClaimTaken.
 func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (taken []string, err error) {
-	payloads := make([][]byte, len(b.Events))
-	for i, e := range b.Events {
-		if payloads[i], err = proto.Marshal(e); err != nil {
-			return nil, err
-		}
-	}
-	inserts, err := newAppointmentArrays(b.Inserts)
+	w, err := prepareCalendarWrite(b)
 	if err != nil {
 		return nil, err
 	}
@@ -127,15 +122,10 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 		// with everything after it, rolls back.
 		var q pgx.Batch
 		q.Queue(checkFenceSQL, f.Kind, f.ID, f.Epoch)
-		queueUnclaims(&q, b.DoctorID, b.Unclaims)
-		queueDrops(&q, b.Drops)
-		queueUpdates(&q, b.Updates)
-		queueInserts(&q, b.DoctorID, inserts)
-		queueClaims(&q, b.DoctorID, b.Claims)
-		queueAppointmentEvents(&q, b.Events, payloads)
+		w.queue(&q)
 		res := tx.SendBatch(ctx, &q)
 		var err error
-		taken, err = readCalendarResults(res, f, b)
+		taken, err = readFenced(res, f, w)
 		if cerr := res.Close(); err == nil {
 			err = cerr
 		}
@@ -147,6 +137,210 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 	return taken, classify(err)
 }
 
+func readFenced(res pgx.BatchResults, f Fence, w *calendarWrite) ([]string, error) {
+	tag, err := res.Exec()
+	if err != nil {
+		return nil, fmt.Errorf("fence %s/%s: %w", f.Kind, f.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		countFenceConflict(f.Kind)
+		return nil, ErrFenced
+	}
+	return w.read(res)
+}
+
+// FencedCalendarBatch is one calendar activation's batch and its fence.
+type FencedCalendarBatch struct {
+	Fence Fence
+	Batch *CalendarBatch
+}
+
+// CalendarResult is what became of one batch of WriteCalendars: as
+// WriteCalendar returns it.
+type CalendarResult struct {
+	Taken []string
+	Err   error
+}
+
+// WriteCalendars writes many calendars' batches in one transaction (a
+// member groups what its calendar grains write at the same time: one
+// commit instead of one per doctor). Each batch still passes its own
+// fence: the fences are checked first, all in one statement that holds
+// their share locks, and a batch whose fence does not hold, or whose owner
+// row is locked by a claim in progress, is left out and written alone
+// (WriteCalendar: it waits for the claim, and a fenced one gets
+// ErrFenced), while the others commit. Should a live
+// batch fail (a claim taken, a stale version: what the grains' own
+// decisions rule out), the transaction is dropped and each batch is
+// written alone, so that only that batch hears its error.
+func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch) []CalendarResult {
+	out := make([]CalendarResult, len(batches))
+	if len(batches) == 1 {
+		b := batches[0]
+		out[0].Taken, out[0].Err = db.WriteCalendar(WithAudit(ctx, b.Batch.Audit...), b.Fence, b.Batch)
+		return out
+	}
+	audits := make([][]pendingAuditRow, len(batches))
+	kinds, ids, epochs := make([]string, len(batches)), make([]string, len(batches)), make([]int64, len(batches))
+	for i, b := range batches {
+		audits[i] = newPendingRows(b.Batch.Audit)
+		kinds[i], ids[i], epochs[i] = b.Fence.Kind, b.Fence.ID, b.Fence.Epoch
+	}
+	var (
+		live  []bool
+		taken []string
+	)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT u.n::INT FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS u (kind, id, epoch, n)
+			JOIN grain_owner g ON g.kind = u.kind AND g.id = u.id AND g.epoch = u.epoch FOR SHARE OF g SKIP LOCKED`, kinds, ids, epochs)
+		if err != nil {
+			return fmt.Errorf("fences: %w", err)
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return fmt.Errorf("fences: %w", err)
+		}
+		live = make([]bool, len(batches))
+		var group []*CalendarBatch
+		var pending []pendingAuditRow
+		for _, n := range found {
+			live[n-1] = true
+		}
+		for i, b := range batches {
+			if live[i] {
+				group = append(group, b.Batch)
+				pending = append(pending, audits[i]...)
+			}
+		}
+		// The live batches' rows go in the statements of one batch.
+		w, err := prepareCalendarWrite(group...)
+		if err != nil {
+			return err
+		}
+		var q pgx.Batch
+		w.queue(&q)
+		if len(pending) > 0 {
+			args, err := pendingAuditArgs(pending)
+			if err != nil {
+				return err
+			}
+			q.Queue(insertPendingAuditSQL, args...)
+		}
+		if q.Len() == 0 {
+			return nil
+		}
+		res := tx.SendBatch(ctx, &q)
+		taken, err = w.read(res)
+		if err == nil && len(pending) > 0 {
+			_, err = res.Exec()
+		}
+		if cerr := res.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+	if err != nil {
+		// Written alone, each batch hears its own outcome.
+		var wg sync.WaitGroup
+		for i, b := range batches {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out[i].Taken, out[i].Err = db.WriteCalendar(WithAudit(ctx, b.Batch.Audit...), b.Fence, b.Batch)
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	isTaken := make(map[string]bool, len(taken))
+	for _, id := range taken {
+		isTaken[id] = true
+	}
+	var wg sync.WaitGroup
+	for i, b := range batches {
+		if !live[i] {
+			// Fenced, or its owner row is locked (a new activation is
+			// claiming it): written alone, it waits for the lock and hears
+			// which, without holding up the group.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out[i].Taken, out[i].Err = db.WriteCalendar(WithAudit(ctx, b.Batch.Audit...), b.Fence, b.Batch)
+			}()
+			continue
+		}
+		for _, a := range b.Batch.Inserts {
+			if isTaken[a.Record.Id] {
+				out[i].Taken = append(out[i].Taken, a.Record.Id)
+			}
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// calendarWrite is the statements of one or more calendars' batches,
+// ready to queue: every row carries its doctor, so that many doctors'
+// batches cost the statements of one.
+type calendarWrite struct {
+	batches  []*CalendarBatch
+	unclaims claimArrays
+	claims   claimArrays
+	drops    []string
+	updates  []AppointmentUpdate
+	inserts  *insertArrays
+	events   []*messages.AppointmentChanged
+	payloads [][]byte
+}
+
+// claimArrays are slot claims as the columns of one statement.
+type claimArrays struct {
+	doctors, appts []string
+	cells          []time.Time
+}
+
+func (c *claimArrays) add(doctor string, cs []Claim) {
+	for _, cl := range cs {
+		c.doctors, c.cells, c.appts = append(c.doctors, doctor), append(c.cells, cl.Cell), append(c.appts, cl.AppointmentID)
+	}
+}
+
+func prepareCalendarWrite(bs ...*CalendarBatch) (*calendarWrite, error) {
+	w := &calendarWrite{batches: bs}
+	var inserts []NewAppointment
+	var insertDoctors []string
+	for _, b := range bs {
+		w.unclaims.add(b.DoctorID, b.Unclaims)
+		w.claims.add(b.DoctorID, b.Claims)
+		w.drops = append(w.drops, b.Drops...)
+		w.updates = append(w.updates, b.Updates...)
+		inserts = append(inserts, b.Inserts...)
+		for range b.Inserts {
+			insertDoctors = append(insertDoctors, b.DoctorID)
+		}
+		for _, e := range b.Events {
+			payload, err := proto.Marshal(e)
+			if err != nil {
+				return nil, err
+			}
+			w.events, w.payloads = append(w.events, e), append(w.payloads, payload)
+		}
+	}
+	var err error
+	w.inserts, err = newAppointmentArrays(inserts, insertDoctors)
+	return w, err
+}
+
+// queue queues the statements after the fence check.
+func (w *calendarWrite) queue(q *pgx.Batch) {
+	queueUnclaims(q, w.unclaims)
+	queueDrops(q, w.drops)
+	queueUpdates(q, w.updates)
+	queueInserts(q, w.inserts)
+	queueClaims(q, w.claims)
+	queueAppointmentEvents(q, w.events, w.payloads)
+}
+
 // The calendar batch's statements, queued in this order: the fence, then
 // claims lost, holds dropped, updates, new appointments (with their claims
 // and events) and claims gained, then the events. readCalendarResults reads them in the
@@ -156,23 +350,23 @@ func (db *DB) WriteCalendar(ctx context.Context, f Fence, b *CalendarBatch) (tak
 // generic plan otherwise may hash-join a sequential scan of the whole table
 // (seen: every confirm scanned all appointments, slower as the table grew).
 
-func queueUnclaims(q *pgx.Batch, doctor string, cs []Claim) {
-	if len(cs) == 0 {
+func queueUnclaims(q *pgx.Batch, c claimArrays) {
+	if len(c.cells) == 0 {
 		return
 	}
-	cells, appts := splitClaims(cs)
-	q.Queue(`DELETE FROM slot_claims s USING unnest($2::TIMESTAMPTZ[], $3::TEXT[]::UUID[]) AS u (cell, appt)
-		WHERE s.doctor_id = $1 AND s.cell_start = ANY($2::TIMESTAMPTZ[]) AND s.cell_start = u.cell AND s.appointment_id = u.appt`,
-		doctor, cells, appts)
+	q.Queue(`DELETE FROM slot_claims s USING unnest($1::TEXT[]::UUID[], $2::TIMESTAMPTZ[], $3::TEXT[]::UUID[]) AS u (doctor, cell, appt)
+		WHERE s.doctor_id = ANY($1::TEXT[]::UUID[]) AND s.cell_start = ANY($2::TIMESTAMPTZ[])
+			AND s.doctor_id = u.doctor AND s.cell_start = u.cell AND s.appointment_id = u.appt`,
+		c.doctors, c.cells, c.appts)
 }
 
-func queueClaims(q *pgx.Batch, doctor string, cs []Claim) {
-	if len(cs) == 0 {
+func queueClaims(q *pgx.Batch, c claimArrays) {
+	if len(c.cells) == 0 {
 		return
 	}
-	cells, appts := splitClaims(cs)
 	q.Queue(`INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
-		SELECT $1, u.cell, u.appt FROM unnest($2::TIMESTAMPTZ[], $3::TEXT[]::UUID[]) AS u (cell, appt)`, doctor, cells, appts)
+		SELECT u.doctor, u.cell, u.appt FROM unnest($1::TEXT[]::UUID[], $2::TIMESTAMPTZ[], $3::TEXT[]::UUID[]) AS u (doctor, cell, appt)`,
+		c.doctors, c.cells, c.appts)
 }
 
 func queueDrops(q *pgx.Batch, ids []string) {
@@ -181,14 +375,6 @@ func queueDrops(q *pgx.Batch, ids []string) {
 	}
 	q.Queue(`DELETE FROM appointments WHERE id = ANY($1::TEXT[]::UUID[]) AND status = $2`,
 		ids, messages.AppointmentStatus_APPOINTMENT_STATUS_HELD.Name())
-}
-
-func splitClaims(cs []Claim) ([]time.Time, []string) {
-	cells, appts := make([]time.Time, len(cs)), make([]string, len(cs))
-	for i, c := range cs {
-		cells[i], appts[i] = c.Cell, c.AppointmentID
-	}
-	return cells, appts
 }
 
 func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
@@ -222,6 +408,7 @@ func queueUpdates(q *pgx.Batch, us []AppointmentUpdate) {
 // insertArrays is a batch's new appointments, their claims and their
 // events as the column arrays of one statement.
 type insertArrays struct {
+	doctors, cellDoctors, eventDoctors         []string
 	ids, patients, statuses, reasons, bookedBy []string
 	checkedInBy                                []string
 	starts, ends, created, updated             []time.Time
@@ -236,12 +423,12 @@ type insertArrays struct {
 	eventPayloads                              [][]byte
 }
 
-func newAppointmentArrays(ns []NewAppointment) (*insertArrays, error) {
+func newAppointmentArrays(ns []NewAppointment, doctors []string) (*insertArrays, error) {
 	if len(ns) == 0 {
 		return nil, nil
 	}
 	n := len(ns)
-	r := &insertArrays{ids: make([]string, n), patients: make([]string, n), statuses: make([]string, n), reasons: make([]string, n),
+	r := &insertArrays{doctors: doctors, ids: make([]string, n), patients: make([]string, n), statuses: make([]string, n), reasons: make([]string, n),
 		bookedBy: make([]string, n), checkedInBy: make([]string, n), starts: make([]time.Time, n), ends: make([]time.Time, n), created: make([]time.Time, n),
 		updated: make([]time.Time, n), holds: make([]pgtype.Timestamptz, n), versions: make([]int64, n), fps: make([][]byte, n)}
 	for i, na := range ns {
@@ -251,7 +438,7 @@ func newAppointmentArrays(ns []NewAppointment) (*insertArrays, error) {
 		r.starts[i], r.ends[i], r.created[i], r.updated[i] = a.Start.AsTime(), a.End.AsTime(), a.CreatedAt.AsTime(), a.UpdatedAt.AsTime()
 		r.holds[i], r.versions[i], r.fps[i] = holdExpiry(a), a.Version, nonNil(na.Fingerprint)
 		for _, c := range na.Cells {
-			r.cells, r.cellAppts = append(r.cells, c), append(r.cellAppts, a.Id)
+			r.cells, r.cellAppts, r.cellDoctors = append(r.cells, c), append(r.cellAppts, a.Id), append(r.cellDoctors, doctors[i])
 		}
 		if na.Event != nil {
 			payload, err := proto.Marshal(na.Event)
@@ -259,6 +446,7 @@ func newAppointmentArrays(ns []NewAppointment) (*insertArrays, error) {
 				return nil, err
 			}
 			r.eventIDs, r.eventAppts = append(r.eventIDs, uuid.New()), append(r.eventAppts, a.Id)
+			r.eventDoctors = append(r.eventDoctors, doctors[i])
 			r.eventVersions, r.eventPayloads = append(r.eventVersions, na.Event.GetAppointment().GetVersion()), append(r.eventPayloads, payload)
 		}
 	}
@@ -267,36 +455,36 @@ func newAppointmentArrays(ns []NewAppointment) (*insertArrays, error) {
 
 // queueInserts inserts new appointments and, only for those whose id was
 // free, their claims and events; the statement returns the ids it inserted.
-func queueInserts(q *pgx.Batch, doctor string, r *insertArrays) {
+func queueInserts(q *pgx.Batch, r *insertArrays) {
 	if r == nil {
 		return
 	}
 	q.Queue(`WITH ins AS (
 			INSERT INTO appointments (id, doctor_id, patient_id, start_at, end_at, status, hold_expires_at,
 				reason, fingerprint, booked_by, version, created_at, updated_at, checked_in_by)
-			SELECT u.id, $1, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.updated, u.checked_in_by
+			SELECT u.id, u.doctor, u.patient, u.start_at, u.end_at, u.status, u.hold, u.reason, u.fp, u.booked_by, u.version, u.created, u.updated, u.checked_in_by
 			FROM unnest($2::TEXT[]::UUID[], $3::TEXT[]::UUID[], $4::TIMESTAMPTZ[], $5::TIMESTAMPTZ[], $6::TEXT[], $7::TIMESTAMPTZ[],
-				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[], $13::TIMESTAMPTZ[], $24::TEXT[])
-				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created, updated, checked_in_by)
+				$8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::BIGINT[], $12::TIMESTAMPTZ[], $13::TIMESTAMPTZ[], $24::TEXT[], $1::TEXT[]::UUID[])
+				AS u (id, patient, start_at, end_at, status, hold, reason, fp, booked_by, version, created, updated, checked_in_by, doctor)
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id
 		), claimed AS (
 			INSERT INTO slot_claims (doctor_id, cell_start, appointment_id)
-			SELECT $1, c.cell, c.appt FROM unnest($14::TIMESTAMPTZ[], $15::TEXT[]::UUID[]) AS c (cell, appt)
+			SELECT c.doctor, c.cell, c.appt FROM unnest($14::TIMESTAMPTZ[], $15::TEXT[]::UUID[], $25::TEXT[]::UUID[]) AS c (cell, appt, doctor)
 			WHERE c.appt IN (SELECT id FROM ins)
 			RETURNING 1
 		), published AS ( -- a nil array (no events) is NULL: unnest yields no rows
 			INSERT INTO outbox (id, aggregate_kind, aggregate_id, aggregate_version, event_type, payload, created_at)
-			SELECT e.id, $16, $17, e.version, $18, e.payload, $19
-			FROM unnest($20::UUID[], $21::TEXT[]::UUID[], $22::BIGINT[], $23::BYTEA[]) AS e (id, appt, version, payload)
+			SELECT e.id, $16, e.doctor, e.version, $18, e.payload, $19
+			FROM unnest($20::UUID[], $21::TEXT[]::UUID[], $22::BIGINT[], $23::BYTEA[], $17::TEXT[]) AS e (id, appt, version, payload, doctor)
 			WHERE e.appt IN (SELECT id FROM ins)
 			RETURNING 1
 		)
 		SELECT id::TEXT FROM ins`,
-		doctor, r.ids, r.patients, r.starts, r.ends, r.statuses, r.holds, r.reasons, r.fps, r.bookedBy, r.versions, r.created, r.updated,
+		r.doctors, r.ids, r.patients, r.starts, r.ends, r.statuses, r.holds, r.reasons, r.fps, r.bookedBy, r.versions, r.created, r.updated,
 		r.cells, r.cellAppts,
-		CalendarKind, doctor, appointmentChangedType, time.Now().UTC(), r.eventIDs, r.eventAppts, r.eventVersions, r.eventPayloads,
-		r.checkedInBy)
+		CalendarKind, r.eventDoctors, appointmentChangedType, time.Now().UTC(), r.eventIDs, r.eventAppts, r.eventVersions, r.eventPayloads,
+		r.checkedInBy, r.cellDoctors)
 }
 
 // appointmentChangedType is the outbox event_type of calendar events.
@@ -318,42 +506,34 @@ func queueAppointmentEvents(q *pgx.Batch, events []*messages.AppointmentChanged,
 		CalendarKind, time.Now().UTC(), ids, aggs, versions, types, payloads)
 }
 
-// readCalendarResults checks each queued statement's result in queue
-// order and returns the ids of holds that were not inserted.
-func readCalendarResults(res pgx.BatchResults, f Fence, b *CalendarBatch) ([]string, error) {
-	tag, err := res.Exec()
-	if err != nil {
-		return nil, fmt.Errorf("fence %s/%s: %w", f.Kind, f.ID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		countFenceConflict(f.Kind)
-		return nil, ErrFenced
-	}
-	if len(b.Unclaims) > 0 {
+// read checks each queued statement's result in queue order and returns
+// the ids of holds that were not inserted.
+func (w *calendarWrite) read(res pgx.BatchResults) ([]string, error) {
+	if len(w.unclaims.cells) > 0 {
 		if _, err := res.Exec(); err != nil {
 			return nil, fmt.Errorf("unclaim: %w", err)
 		}
 	}
-	if len(b.Drops) > 0 {
+	if len(w.drops) > 0 {
 		tag, err := res.Exec()
-		if err == nil && int(tag.RowsAffected()) != len(b.Drops) {
-			err = fmt.Errorf("%w (%d of %d deleted)", ErrStale, tag.RowsAffected(), len(b.Drops))
+		if err == nil && int(tag.RowsAffected()) != len(w.drops) {
+			err = fmt.Errorf("%w (%d of %d deleted)", ErrStale, tag.RowsAffected(), len(w.drops))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("drop holds: %w", err)
 		}
 	}
-	if len(b.Updates) > 0 {
+	if len(w.updates) > 0 {
 		tag, err := res.Exec()
-		if err == nil && int(tag.RowsAffected()) != len(b.Updates) {
-			err = fmt.Errorf("%w: %d of %d appointments at their expected version", ErrStale, tag.RowsAffected(), len(b.Updates))
+		if err == nil && int(tag.RowsAffected()) != len(w.updates) {
+			err = fmt.Errorf("%w: %d of %d appointments at their expected version", ErrStale, tag.RowsAffected(), len(w.updates))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("appointments: %w", err)
 		}
 	}
 	var taken []string
-	if len(b.Inserts) > 0 {
+	if w.inserts.len() > 0 {
 		rows, err := res.Query()
 		if err != nil {
 			return nil, fmt.Errorf("holds: %w", err)
@@ -362,29 +542,37 @@ func readCalendarResults(res pgx.BatchResults, f Fence, b *CalendarBatch) ([]str
 		if err != nil {
 			return nil, fmt.Errorf("holds: %w", err)
 		}
-		if len(inserted) != len(b.Inserts) {
+		if len(inserted) != w.inserts.len() {
 			got := make(map[string]bool, len(inserted))
 			for _, id := range inserted {
 				got[id] = true
 			}
-			for _, h := range b.Inserts {
-				if !got[h.Record.Id] {
-					taken = append(taken, h.Record.Id)
+			for _, id := range w.inserts.ids {
+				if !got[id] {
+					taken = append(taken, id)
 				}
 			}
 		}
 	}
-	if len(b.Claims) > 0 {
+	if len(w.claims.cells) > 0 {
 		if _, err := res.Exec(); err != nil {
 			return nil, fmt.Errorf("claim: %w", err)
 		}
 	}
-	if len(b.Events) > 0 {
+	if len(w.events) > 0 {
 		if _, err := res.Exec(); err != nil {
 			return nil, fmt.Errorf("outbox: %w", err)
 		}
 	}
 	return taken, nil
+}
+
+// len is how many appointments r inserts (nil: none).
+func (r *insertArrays) len() int {
+	if r == nil {
+		return 0
+	}
+	return len(r.ids)
 }
 
 // LiveStatuses are the statuses whose appointment occupies its time.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
@@ -304,5 +305,99 @@ func TestWhatLetsADoctorReadARecord(t *testing.T) {
 			grants[0].AppointmentID == a.Record.Id && grants[0].Until.Equal(until); shown != tt.grants || len(grants) > 1 {
 			t.Errorf("%s: access grants %+v, want the doctor listed: %v", tt.name, grants, tt.grants)
 		}
+	}
+}
+
+// Many calendars' batches go in one transaction, each through its own
+// fence: a fenced batch writes nothing and hears ErrFenced while the
+// others commit with their audit events; a batch the database refuses (a
+// claim taken) fails alone, the others of its group still commit.
+func TestCalendarBatchesOfManyDoctorsCommitTogether(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
+	var doctors []string
+	var batches []persistence.FencedCalendarBatch
+	for i := range 4 {
+		doctor, f := newDoctor(t, db)
+		doctors = append(doctors, doctor)
+		h := hold(doctor, start, 15)
+		batches = append(batches, persistence.FencedCalendarBatch{Fence: f, Batch: &persistence.CalendarBatch{DoctorID: doctor,
+			Inserts: []persistence.NewAppointment{h},
+			Audit: []persistence.PendingAudit{{Shard: 7, Event: &messages.AuditEvent{OccurredAt: timestamppb.Now(),
+				Action: messages.AuditAction_AUDIT_ACTION_CREATE.Name(), ResourceId: h.Record.Id, Outcome: messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS}}}}})
+		if i == 2 { // another activation of doctor 2 claimed it
+			if _, err := db.Claim(ctx, persistence.CalendarKind, doctor, "node-b"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	res := db.WriteCalendars(ctx, batches)
+	for i, r := range res {
+		want := error(nil)
+		if i == 2 {
+			want = persistence.ErrFenced
+		}
+		if !errors.Is(r.Err, want) || len(r.Taken) != 0 {
+			t.Fatalf("batch %d = %+v, want %v", i, r, want)
+		}
+		claims, _ := db.DoctorClaims(ctx, doctors[i])
+		if wantClaims := map[bool]int{true: 0, false: 3}[i == 2]; len(claims) != wantClaims {
+			t.Fatalf("doctor %d has %d claims, want %d", i, len(claims), wantClaims)
+		}
+	}
+	var audited int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_pending WHERE shard = 7`).Scan(&audited); err != nil || audited != 3 {
+		t.Fatalf("audit events written = %d, %v; want 3 (the fenced batch's not)", audited, err)
+	}
+
+	// Doctor 0's next batch claims a cell it already holds: it alone fails.
+	clash := persistence.FencedCalendarBatch{Fence: batches[0].Fence, Batch: &persistence.CalendarBatch{DoctorID: doctors[0],
+		Inserts: []persistence.NewAppointment{hold(doctors[0], start.Add(5*time.Minute), 15)}}}
+	fine := persistence.FencedCalendarBatch{Fence: batches[1].Fence, Batch: &persistence.CalendarBatch{DoctorID: doctors[1],
+		Inserts: []persistence.NewAppointment{hold(doctors[1], start.Add(time.Hour), 15)}}}
+	res = db.WriteCalendars(ctx, []persistence.FencedCalendarBatch{clash, fine})
+	if !errors.Is(res[0].Err, persistence.ErrClaimTaken) || res[1].Err != nil {
+		t.Fatalf("a clash beside a fine batch = %+v", res)
+	}
+	if claims, _ := db.DoctorClaims(ctx, doctors[1]); len(claims) != 6 {
+		t.Fatalf("doctor 1 has %d claims after its second batch, want 6", len(claims))
+	}
+	if claims, _ := db.DoctorClaims(ctx, doctors[0]); len(claims) != 3 {
+		t.Fatalf("doctor 0 has %d claims after its refused batch, want 3", len(claims))
+	}
+
+	// Doctor 3's owner row is locked (a new activation claiming it): the
+	// group commits without waiting for it, and doctor 3's batch is
+	// written once the lock goes.
+	lock, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM grain_owner WHERE kind = $1 AND id = $2 FOR UPDATE`, persistence.CalendarKind, doctors[3]); err != nil {
+		t.Fatal(err)
+	}
+	waiting := persistence.FencedCalendarBatch{Fence: batches[3].Fence, Batch: &persistence.CalendarBatch{DoctorID: doctors[3],
+		Inserts: []persistence.NewAppointment{hold(doctors[3], start.Add(2*time.Hour), 15)}}}
+	other := persistence.FencedCalendarBatch{Fence: batches[1].Fence, Batch: &persistence.CalendarBatch{DoctorID: doctors[1],
+		Inserts: []persistence.NewAppointment{hold(doctors[1], start.Add(2*time.Hour), 15)}}}
+	done := make(chan []persistence.CalendarResult, 1)
+	go func() { done <- db.WriteCalendars(ctx, []persistence.FencedCalendarBatch{waiting, other}) }()
+	await.Until(t, "doctor 1's batch, beside a locked one", 10*time.Second, func() bool {
+		claims, _ := db.DoctorClaims(ctx, doctors[1])
+		return len(claims) == 9
+	})
+	if claims, _ := db.DoctorClaims(ctx, doctors[3]); len(claims) != 3 {
+		t.Fatalf("doctor 3 has %d claims while its owner row is locked, want 3", len(claims))
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("after the lock: %+v", res)
+	}
+	if claims, _ := db.DoctorClaims(ctx, doctors[3]); len(claims) != 6 {
+		t.Fatalf("doctor 3 has %d claims after the lock went, want 6", len(claims))
 	}
 }

@@ -37,11 +37,7 @@ type pendingAuditRow struct {
 // writes them, so the write's own work may still fill them in (a detail).
 func WithAudit(ctx context.Context, events ...PendingAudit) context.Context {
 	rows, _ := ctx.Value(pendingAuditKey{}).([]pendingAuditRow)
-	rows = append([]pendingAuditRow(nil), rows...)
-	now := time.Now().UTC()
-	for _, e := range events {
-		rows = append(rows, pendingAuditRow{id: uuid.New(), shard: e.Shard, at: now, event: e.Event})
-	}
+	rows = append(rows[:len(rows):len(rows)], newPendingRows(events)...)
 	return context.WithValue(ctx, pendingAuditKey{}, rows)
 }
 
@@ -63,18 +59,40 @@ func withPendingAudit(ctx context.Context, fn func(pgx.Tx) error) func(pgx.Tx) e
 // insertPendingAudit writes rows in one statement: a calendar batch's
 // bookings add one round trip, not one each.
 func insertPendingAudit(ctx context.Context, tx pgx.Tx, rows ...pendingAuditRow) error {
+	args, err := pendingAuditArgs(rows)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, insertPendingAuditSQL, args...)
+	return err
+}
+
+const insertPendingAuditSQL = `INSERT INTO audit_pending (id, shard, created_at, event)
+	SELECT * FROM unnest($1::UUID[], $2::INT[], $3::TIMESTAMPTZ[], $4::BYTEA[]) ON CONFLICT (id) DO NOTHING`
+
+// pendingAuditArgs are insertPendingAuditSQL's arguments for rows.
+func pendingAuditArgs(rows []pendingAuditRow) ([]any, error) {
 	n := len(rows)
 	ids, shards, ats, payloads := make([]uuid.UUID, n), make([]int32, n), make([]time.Time, n), make([][]byte, n)
 	for i, r := range rows {
 		payload, err := proto.Marshal(r.event)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ids[i], shards[i], ats[i], payloads[i] = r.id, r.shard, r.at, payload
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO audit_pending (id, shard, created_at, event)
-		SELECT * FROM unnest($1::UUID[], $2::INT[], $3::TIMESTAMPTZ[], $4::BYTEA[]) ON CONFLICT (id) DO NOTHING`, ids, shards, ats, payloads)
-	return err
+	return []any{ids, shards, ats, payloads}, nil
+}
+
+// newPendingRows gives events the ids and time they are written under
+// (fixed before the transaction, so that a retry writes the same rows).
+func newPendingRows(events []PendingAudit) []pendingAuditRow {
+	now := time.Now().UTC()
+	rows := make([]pendingAuditRow, len(events))
+	for i, e := range events {
+		rows[i] = pendingAuditRow{id: uuid.New(), shard: e.Shard, at: now, event: e.Event}
+	}
+	return rows
 }
 
 // writeAudited runs a write whose audit event depends on what it wrote:
@@ -95,15 +113,24 @@ func (db *DB) writeAudited(ctx context.Context, write func(pgx.Tx) (*PendingAudi
 // turns into the rows that continue the chain after rows (it may be called
 // again if the transaction retries, so it must depend on its input only).
 // The pending events it chains are deleted there: each is chained once.
-// It returns the rows made from pending events.
-func (db *DB) AppendAuditDraining(ctx context.Context, f Fence, shard int32, rows []AuditRow, limit int, chain func(events [][]byte) ([]AuditRow, error)) ([]AuditRow, error) {
+// Events written for another chain before adoptBefore are taken too (a
+// chain adopts what a dead member's chain, or a command without one,
+// left; zero: none). It returns the rows made from pending events.
+func (db *DB) AppendAuditDraining(ctx context.Context, f Fence, shard int32, rows []AuditRow, limit int, adoptBefore time.Time, chain func(events [][]byte) ([]AuditRow, error)) ([]AuditRow, error) {
 	var drained []AuditRow
 	// Two statements: the pending events are taken (deleted, locked against
 	// other drains), then the rows inserted through the fence check of
 	// AppendAudit's statement; a refused insert rolls the taking back.
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		q, err := tx.Query(ctx, `DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending WHERE shard = $1
-			ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING created_at, id, event`, shard, limit)
+		// Only this chain's events: its index, (shard, created_at, id), and
+		// no scan of the whole table on the hot path.
+		take, args := `DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending WHERE shard = $1
+			ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING created_at, id, event`, []any{shard, limit}
+		if !adoptBefore.IsZero() {
+			take, args = `DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending WHERE shard = $1 OR created_at < $3
+			ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING created_at, id, event`, append(args, adoptBefore)
+		}
+		q, err := tx.Query(ctx, take, args...)
 		if err != nil {
 			return err
 		}

@@ -67,17 +67,17 @@ func TestPendingAuditIsWrittenWithItsWriteAndChainedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.AppendAuditDraining(ctx, stale, 0, nil, 10, chain(0)); !errors.Is(err, persistence.ErrFenced) {
+	if _, err := db.AppendAuditDraining(ctx, stale, 0, nil, 10, time.Time{}, chain(0)); !errors.Is(err, persistence.ErrFenced) {
 		t.Fatalf("a stale drain = %v, want ErrFenced", err)
 	}
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_pending`).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("after a stale drain %d pending events (%v), want both still waiting", n, err)
 	}
-	drained, err := db.AppendAuditDraining(ctx, live, 0, nil, 10, chain(0))
+	drained, err := db.AppendAuditDraining(ctx, live, 0, nil, 10, time.Time{}, chain(0))
 	if err != nil || len(drained) != 2 || drained[0].Action != "create" || drained[1].Action != "read" {
 		t.Fatalf("drain = %+v, %v; want create then read", drained, err)
 	}
-	again, err := db.AppendAuditDraining(ctx, live, 0, nil, 10, chain(2))
+	again, err := db.AppendAuditDraining(ctx, live, 0, nil, 10, time.Time{}, chain(2))
 	if err != nil || len(again) != 0 {
 		t.Fatalf("a second drain = %+v, %v; want nothing left", again, err)
 	}

@@ -23,20 +23,18 @@ import (
 //
 // The grain decides every booking in memory, one message at a time, and
 // never waits: writes go to a group-commit pipeline (one fenced transaction
-// per batch, while the next batch gathers), and the call to the patient's
-// grain runs off the actor; both come back through ReenterAfter. A booking
-// is a saga:
+// per batch, while the next batch gathers; a member's Committer groups the
+// batches of many doctors), and the call to the patient's grain runs off
+// the actor; both come back through ReenterAfter. A booking is a saga:
 //
-//	hold (memory; then, at the same time, durable with its cell claims
-//	      and the patient's grain reserves the time or refuses: PATIENT_OVERLAP)
-//	-> confirm (durable, once both are done) -> reply 201
-//	on refusal or failure: drop the hold and its claims -> reply the error
+//	hold (memory only) -> the patient's grain reserves the time or refuses
+//	(PATIENT_OVERLAP) -> the booking is written in one go: row, cell
+//	claims, BOOKED event, audit event -> reply 201
+//	on refusal or failure: drop the hold from memory -> reply the error
 //
-// When the patient's grain accepts while the hold still waits for its
-// batch (another write is in flight), the hold leaves as the booking
-// itself: row, claims and BOOKED event in one write, saving a write per
-// booking (about a fifth of bookings at 128 clients in booking-hot). Claims and confirmation
-// are then atomic, so "no confirm without durable claims" still holds.
+// One write per booking, and none for a refused one. A hold is made
+// durable only by older versions (and tests): such a stored hold is taken
+// up again by a replay of its request and confirmed by an update.
 //
 // Invariant (enforced in place and decide): an appointment in appts that
 // holds time is in busy, and no two live entries of busy overlap; every
@@ -97,12 +95,16 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 	b, dones := g.batch, g.dones
 	g.batch, g.dones, g.writing = nil, nil, true
 	var taken []string
-	db, fence, timeout := g.deps.DB, g.fence, g.deps.StoreTimeout
+	db, commits, fence, timeout := g.deps.DB, g.deps.Commits, g.fence, g.deps.StoreTimeout
 	g.async(ctx, timeout, func() error {
 		wctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var err error
-		taken, err = db.WriteCalendar(persistence.WithAudit(wctx, b.Audit...), fence, b)
+		if commits != nil {
+			taken, err = commits.Write(wctx, fence, b)
+		} else {
+			taken, err = db.WriteCalendar(persistence.WithAudit(wctx, b.Audit...), fence, b)
+		}
 		return err
 	}, func(err error) {
 		if err != nil {
@@ -126,12 +128,27 @@ func (g *Grain) flush(ctx actorcluster.GrainContext) {
 		answers, durable := g.answers, g.durable
 		g.answers, g.durable = nil, nil
 		g.deps.Audit.AnswerAllAfter(ctx, answers)
-		g.deps.Audit.ChainThenAnswerAll(ctx, durable, g.deps.Logger)
+		g.answerDurable(ctx, durable)
 		g.writing = false
 		if g.batch != nil {
 			g.flush(ctx)
 		}
 	})
+}
+
+// answerDurable sends replies whose audit events their batch wrote, once
+// those are chained: the committer chained them before it answered the
+// batch, or else the grain asks the chain to.
+func (g *Grain) answerDurable(ctx actorcluster.GrainContext, answers []audit.Answer) {
+	if !g.deps.Commits.Chains() {
+		g.deps.Audit.ChainThenAnswerAll(ctx, answers, g.deps.Logger)
+		return
+	}
+	for _, a := range answers {
+		if a.Sender != nil {
+			ctx.Send(a.Sender, a.Reply)
+		}
+	}
 }
 
 // expireLapsed turns holds whose time is up into drops in the next batch;
@@ -151,6 +168,10 @@ func (g *Grain) expireLapsed(now time.Time) {
 			delete(g.ops, a.Id)
 		}
 		g.forget(a.Id)
+		if g.unwritten[a.Id] {
+			delete(g.unwritten, a.Id) // nothing stored
+			continue
+		}
 		if g.batch == nil {
 			g.batch = &persistence.CalendarBatch{DoctorID: g.id}
 		}
@@ -196,10 +217,10 @@ func (g *Grain) event(c *messages.Caller, action messages.AuditAction, apptID, p
 func (g *Grain) answer(ctx actorcluster.GrainContext, sender *actor.PID, c *messages.Caller, action messages.AuditAction, apptID, patientID string, reply proto.Message) {
 	e := g.event(c, action, apptID, patientID, reply)
 	if g.collecting {
-		g.answers = append(g.answers, audit.Answer{Sender: sender, Reply: reply, Key: patientID, Events: []*messages.AuditEvent{e}})
+		g.answers = append(g.answers, audit.Answer{Sender: sender, Reply: reply, Events: []*messages.AuditEvent{e}})
 		return
 	}
-	g.deps.Audit.AnswerAfter(ctx, sender, reply, patientID, e)
+	g.deps.Audit.AnswerAfter(ctx, sender, reply, e)
 }
 
 // auditInBatch puts the success audit events of the op on id, for the
@@ -211,7 +232,7 @@ func (g *Grain) auditInBatch(b *persistence.CalendarBatch, id string, action mes
 	if o == nil {
 		return
 	}
-	shard := int32(g.deps.Audit.ShardOf(patientID))
+	shard := g.deps.Audit.Shard()
 	for _, w := range o.waiters[o.audited:] {
 		e := g.event(w.caller, action, id, patientID, &messages.AppointmentReply{Appointment: a, Replayed: w.replayed})
 		b.Audit = append(b.Audit, persistence.PendingAudit{Shard: shard, Event: e})
@@ -235,11 +256,11 @@ func (g *Grain) finish(ctx actorcluster.GrainContext, id string, action messages
 			reply = &messages.AppointmentReply{Appointment: a, Replayed: w.replayed}
 		}
 		if errReply == nil && i < o.audited {
-			answer := audit.Answer{Sender: w.sender, Reply: reply, Key: patientID}
+			answer := audit.Answer{Sender: w.sender, Reply: reply}
 			if g.collecting {
 				g.durable = append(g.durable, answer)
 			} else {
-				g.deps.Audit.ChainThenAnswerAll(ctx, []audit.Answer{answer}, g.deps.Logger)
+				g.answerDurable(ctx, []audit.Answer{answer})
 			}
 			continue
 		}
@@ -367,65 +388,57 @@ func (g *Grain) Book(req *messages.BookRequest, _ func(*messages.AppointmentRepl
 	a := NewHold(id, g.id, req.GetPatientId(), c.GetSubject(), req.GetReason(), iv, now, g.deps.HoldTTL)
 	g.place(a, fp)
 	g.ops[id] = &op{waiters: []waiter{{sender: sender, caller: c}}}
-	// The hold is decided; making it durable and asking the patient's grain
-	// run at the same time (one wait instead of two). The booking goes on
-	// only once both are done: no confirm without a durable hold.
-	var (
-		held, asked bool
-		reserveErr  error
-		unsent      *persistence.CalendarBatch  // the batch the hold waits in, until it leaves
-		slot        int                         // the hold's index in unsent.Inserts
-		direct      *messages.AppointmentRecord // the booking, when it left in place of the hold
-	)
-	g.enqueue(ctx, func(b *persistence.CalendarBatch) {
-		unsent, slot = b, len(b.Inserts)
-		b.Inserts = append(b.Inserts, persistence.NewAppointment{Record: a, Fingerprint: fp, Cells: Cells(iv)})
-	}, func(taken map[string]bool) {
-		if cur := g.appts[id]; cur != a && (direct == nil || cur != direct) {
-			return // expired meanwhile; already answered
-		}
-		if taken[id] {
-			// Another request's appointment has this id; it is answered from
-			// the store, and the reservation just asked for ends by itself
-			// (pending_until) unless that appointment is this booking.
-			g.forget(id)
-			g.replayStored(ctx, id, fp)
-			return
-		}
-		if direct != nil {
-			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_CREATE, direct, nil, a.PatientId)
-			return
-		}
-		if held = true; asked {
-			g.reserved(ctx, a, reserveErr)
-		}
-	})
+	g.unwritten[id] = true
+	// The hold is decided, in memory: no other booking can take its time
+	// while the patient's grain is asked. Once it accepts, the booking is
+	// written in one go (row, claims, BOOKED event and audit event); if it
+	// refuses, nothing was written. The database's claims keep the slot
+	// safe should another activation decide meanwhile (the fence refuses
+	// this one's write), and a patient's reservation whose booking was
+	// never written ends by itself (pending_until).
 	g.reserve(ctx, c, a, iv, func(err error) {
-		asked, reserveErr = true, err
-		switch {
-		case held:
-			g.reserved(ctx, a, err)
-		case err == nil && g.batch == unsent && g.appts[id] == a && g.ops[id] != nil:
-			direct = g.confirmUnsent(unsent, slot, a)
+		if g.appts[id] != a || g.ops[id] == nil {
+			return // the hold lapsed meanwhile and was answered
 		}
+		if err != nil {
+			g.release(ctx, a)
+			g.settle(ctx, &messages.AppointmentRecord{Id: a.Id, PatientId: a.PatientId})
+			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_CREATE, nil, patientRefusal(err), a.PatientId)
+			return
+		}
+		confirmed := g.book(a)
+		g.enqueue(ctx, func(b *persistence.CalendarBatch) {
+			b.Inserts = append(b.Inserts, persistence.NewAppointment{Record: confirmed, Fingerprint: fp, Cells: Cells(iv),
+				Event: &messages.AppointmentChanged{Caller: c, Change: messages.AppointmentChange_APPOINTMENT_CHANGE_BOOKED, Appointment: confirmed}})
+			g.auditInBatch(b, id, messages.AuditAction_AUDIT_ACTION_CREATE, confirmed, a.PatientId)
+		}, func(taken map[string]bool) {
+			if g.appts[id] != confirmed {
+				return // dropped meanwhile
+			}
+			if taken[id] {
+				// Another request's appointment has this id; it is answered
+				// from the store, and the reservation just asked for ends by
+				// itself (pending_until) unless that appointment is this one.
+				g.forget(id)
+				g.replayStored(ctx, id, fp)
+				return
+			}
+			g.finish(ctx, id, messages.AuditAction_AUDIT_ACTION_CREATE, confirmed, nil, a.PatientId)
+		})
 	})
 	return nil
 }
 
-// confirmUnsent turns hold a, still waiting in the unsent batch at index
-// slot, into its booking: the row is inserted booked, with its BOOKED event,
-// in the same statement as its claims. Memory takes the booking at once, as
-// reserved does.
-func (g *Grain) confirmUnsent(unsent *persistence.CalendarBatch, slot int, a *messages.AppointmentRecord) *messages.AppointmentRecord {
+// book turns hold a, which was never written, into its booking: memory
+// takes it at once, so the time stays held while the write is in flight
+// (if the write fails the activation drops its state).
+func (g *Grain) book(a *messages.AppointmentRecord) *messages.AppointmentRecord {
 	confirmed := Confirm(a, g.deps.Now())
+	delete(g.unwritten, a.Id)
 	g.place(confirmed, nil)
 	if s := g.deps.Stats; s != nil {
 		s.WrittenAtOnce.Add(1)
 	}
-	unsent.Inserts[slot].Record = confirmed
-	unsent.Inserts[slot].Event = &messages.AppointmentChanged{Caller: g.ops[a.Id].waiters[0].caller,
-		Change: messages.AppointmentChange_APPOINTMENT_CHANGE_BOOKED, Appointment: confirmed}
-	g.auditInBatch(unsent, a.Id, messages.AuditAction_AUDIT_ACTION_CREATE, confirmed, a.PatientId)
 	return confirmed
 }
 
@@ -461,6 +474,10 @@ func (g *Grain) reserved(ctx actorcluster.GrainContext, a *messages.AppointmentR
 // the next batch (until then the stored hold only blocks its own cells).
 func (g *Grain) release(ctx actorcluster.GrainContext, a *messages.AppointmentRecord) {
 	g.forget(a.Id)
+	if g.unwritten[a.Id] {
+		delete(g.unwritten, a.Id) // nothing stored
+		return
+	}
 	g.enqueue(ctx, func(b *persistence.CalendarBatch) {
 		b.Drops = append(b.Drops, a.Id)
 		b.Unclaims = append(b.Unclaims, claimsOf(a.Id, IntervalOf(a))...)
@@ -689,7 +706,7 @@ func (g *Grain) GetAppointment(req *messages.GetAppointmentRequest, ctx actorclu
 	if d := access.ReadAppointment(c, a.PatientId, a.DoctorId); !d.Allowed {
 		reply = messages.ErrPermissionDenied("%s", d.Reason)
 	}
-	if err := g.deps.Audit.Access(ctx, a.PatientId, g.event(c, messages.AuditAction_AUDIT_ACTION_READ, a.Id, a.PatientId, reply)); err != nil {
+	if err := g.deps.Audit.Access(g.event(c, messages.AuditAction_AUDIT_ACTION_READ, a.Id, a.PatientId, reply)); err != nil {
 		return nil, err
 	}
 	if ge, ok := reply.(*actorcluster.GrainErrorResponse); ok {
@@ -743,7 +760,7 @@ func (g *Grain) Agenda(req *messages.AgendaRequest, ctx actorcluster.GrainContex
 	}
 	actx, cancel := context.WithTimeout(context.Background(), cluster.DefaultTimeout)
 	defer cancel()
-	if err := g.deps.Audit.Record(actx, ctx.Cluster(), g.id, events...); err != nil {
+	if err := g.deps.Audit.Record(actx, events...); err != nil {
 		return nil, messages.ErrAuditUnavailable("the access could not be audited")
 	}
 	return reply, nil

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"sync"
 	"sync/atomic"
@@ -65,13 +66,15 @@ var checker = prooftest.Checker()
 func TestMain(m *testing.M) { prooftest.Main(m) }
 
 func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
-	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
+	rec := audit.Recorder{Chain: openChain(t, db, name), Timeout: 5 * time.Second}
+	// The members' calendars write through a committer, as on a node.
+	commits := calendar.NewCommitter(db, 0, func() { rec.Drain(nil) })
+	t.Cleanup(commits.Close)
 	return cluster.Config{
 		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
-			audit.Kind(audit.Deps{DB: db, Proof: checker}),
 			patient.Kind(patient.Deps{DB: db, Master: pgtest.MasterKey(t), Proof: checker, Audit: rec, Now: clock.Now}, time.Minute),
-			calendar.Kind(calendar.Deps{DB: db, Proof: checker, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now}, time.Minute),
+			calendar.Kind(calendar.Deps{DB: db, Proof: checker, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now, Commits: commits}, time.Minute),
 		},
 	}
 }
@@ -592,17 +595,18 @@ func TestStrandedHoldExpires(t *testing.T) {
 	}
 }
 
-// TestBookingWrittenAtOnceWhileAWriteIsInFlight: while the calendar's
-// write is held up (its fence row is locked), a second booking's hold waits
-// for the next batch; the patient accepts meanwhile, so the hold leaves as
-// the booking itself. Both bookings end booked with one BOOKED event each,
-// one by each path.
-func TestBookingWrittenAtOnceWhileAWriteIsInFlight(t *testing.T) {
+// TestBookingIsWrittenOnceThePatientAccepts: a booking's hold stays in
+// memory while the patient's grain is asked, and the booking is written in
+// one go after: while the calendar's writes are held up (its fence row is
+// locked), the patient has reserved and nothing of the booking is stored;
+// once the lock goes, it is booked with one BOOKED event. A booking the
+// patient refuses writes nothing at all.
+func TestBookingIsWrittenOnceThePatientAccepts(t *testing.T) {
 	db := pgtest.New(t)
 	nodes := startGroup(t, memberConfig(t, db, fmt.Sprintf("once-%d", time.Now().UnixNano()), nil))
 	c := nodes[0].Cluster
 	doctor := newDoctor(t, db, c)
-	ps := newPatients(t, c, 2)
+	ps := newPatients(t, c, 1)
 	slot := firstSlot()
 	ctx := context.Background()
 
@@ -614,42 +618,46 @@ func TestBookingWrittenAtOnceWhileAWriteIsInFlight(t *testing.T) {
 	if _, err := lock.Exec(ctx, `SELECT 1 FROM grain_owner WHERE kind = $1 AND id = $2 FOR UPDATE`, persistence.CalendarKind, doctor); err != nil {
 		t.Fatal(err)
 	}
-	once, twice := stats.WrittenAtOnce.Load(), stats.HeldThenConfirmed.Load()
+	once := stats.WrittenAtOnce.Load()
 	type outcome struct {
 		reply *messages.AppointmentReply
 		err   error
 	}
-	first, second := make(chan outcome, 1), make(chan outcome, 1)
+	first := make(chan outcome, 1)
 	go func() {
 		r, err := book(c, desk, doctor, uuid.NewString(), ps[0], slot, 15)
 		first <- outcome{r, err}
 	}()
-	// The first booking's batch is in flight (blocked on the fence) once its
-	// patient has reserved: its hold left before the answer came.
-	await.Until(t, "the first patient's reservation", 30*time.Second, func() bool { return reservations(t, db, ps[0]) == 1 })
-	go func() {
-		r, err := book(c, desk, doctor, uuid.NewString(), ps[1], slot.Add(time.Hour), 15)
-		second <- outcome{r, err}
-	}()
-	await.Until(t, "the second booking to be written at once", 30*time.Second, func() bool { return stats.WrittenAtOnce.Load() == once+1 })
+	await.Until(t, "the patient's reservation", 30*time.Second, func() bool { return reservations(t, db, ps[0]) == 1 })
+	await.Until(t, "the booking's write", 30*time.Second, func() bool { return stats.WrittenAtOnce.Load() == once+1 })
+	if appts := checkClaims(t, db, doctor); len(appts) != 0 {
+		t.Fatalf("%d appointments stored before the write went through, want none (no durable hold)", len(appts))
+	}
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, ch := range []chan outcome{first, second} {
-		o := <-ch
-		if o.err != nil || o.reply.Appointment.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED || o.reply.Appointment.Version != 2 {
-			t.Fatalf("booking = %v, %v; want booked at version 2", o.reply, o.err)
-		}
-		booked := bookedEvents(t, db, doctor)
-		if booked[o.reply.Appointment.Id] != 1 {
-			t.Fatalf("booking %s has %d BOOKED events, want 1", o.reply.Appointment.Id, booked[o.reply.Appointment.Id])
-		}
+	o := <-first
+	if o.err != nil || o.reply.Appointment.Status != messages.AppointmentStatus_APPOINTMENT_STATUS_BOOKED || o.reply.Appointment.Version != 2 {
+		t.Fatalf("booking = %v, %v; want booked at version 2", o.reply, o.err)
 	}
-	if got := stats.HeldThenConfirmed.Load() - twice; got != 1 {
-		t.Fatalf("%d bookings held then confirmed, want the first only", got)
+	if booked := bookedEvents(t, db, doctor); booked[o.reply.Appointment.Id] != 1 {
+		t.Fatalf("booking %s has %d BOOKED events, want 1", o.reply.Appointment.Id, booked[o.reply.Appointment.Id])
 	}
-	if appts := checkClaims(t, db, doctor); len(appts) != 2 {
-		t.Fatalf("%d appointments stored, want 2", len(appts))
+
+	// The same patient at the same time with this doctor again: the
+	// patient's grain refuses, and nothing is written.
+	if _, err := book(c, desk, doctor, uuid.NewString(), ps[0], slot.Add(0), 15); reason(err) != messages.ErrorReason_SLOT_TAKEN.String() {
+		t.Fatalf("the same slot again = %v, want SLOT_TAKEN", err)
+	}
+	other := newDoctor(t, db, c)
+	if _, err := book(c, desk, other, uuid.NewString(), ps[0], slot, 15); reason(err) != messages.ErrorReason_PATIENT_OVERLAP.String() {
+		t.Fatalf("the patient at the same time with another doctor = %v, want PATIENT_OVERLAP", err)
+	}
+	if appts := checkClaims(t, db, other); len(appts) != 0 {
+		t.Fatalf("the refused booking stored %d appointments, want none", len(appts))
+	}
+	if appts := checkClaims(t, db, doctor); len(appts) != 1 {
+		t.Fatalf("%d appointments stored, want 1", len(appts))
 	}
 }
 
@@ -727,4 +735,18 @@ func TestRescheduleRaces(t *testing.T) {
 	if len(appts) != len(ids) || ok.Load() == 0 {
 		t.Fatalf("after concurrent moves: %d appointments, %d moves succeeded", len(appts), ok.Load())
 	}
+}
+
+// openChain opens an audit chain on an actor system of its own: the grain
+// kinds' dependencies are process-wide, so every member of this process
+// records to the chain of the last member configured.
+func openChain(t testing.TB, db *persistence.DB, member string) *audit.Chain {
+	t.Helper()
+	chain := audit.NewChain(audit.Deps{DB: db})
+	system := actor.NewActorSystem()
+	if err := chain.Open(context.Background(), system, member, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(system.Shutdown)
+	return chain
 }

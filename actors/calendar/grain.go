@@ -43,6 +43,9 @@ type Deps struct {
 	CheckInOpens time.Duration
 	// Stats counts how bookings were written (optional).
 	Stats *Stats
+	// Commits groups the grains' batches across doctors (nil: each grain
+	// writes its own).
+	Commits *Committer
 }
 
 // Stats counts the bookings the grains of a process confirmed, by how they
@@ -90,6 +93,9 @@ type Grain struct {
 	fps   map[string][]byte                      // their request fingerprints
 	busy  Schedule
 	ops   map[string]*op // by appointment id
+	// unwritten are the holds of bookings whose patient has not answered
+	// yet: in memory only, so ending one writes nothing.
+	unwritten map[string]bool
 
 	batch   *persistence.CalendarBatch // the next group commit
 	dones   []func(taken map[string]bool)
@@ -121,6 +127,7 @@ func (g *Grain) Init(ctx actorcluster.GrainContext) {
 func (g *Grain) reset() {
 	g.loaded, g.doc, g.hoursMsg, g.hours, g.fence = false, nil, nil, nil, persistence.Fence{}
 	g.appts, g.fps, g.busy, g.ops = map[string]*messages.AppointmentRecord{}, map[string][]byte{}, Schedule{}, map[string]*op{}
+	g.unwritten = map[string]bool{}
 	g.batch, g.dones, g.writing = nil, nil, false
 	g.gen++
 }
@@ -199,13 +206,13 @@ func (g *Grain) storeError(ctx actorcluster.GrainContext, op string, err error) 
 // written returns ctx for a write of the doctor's data whose audit event
 // (on resource) is written in the write's own transaction.
 func (g *Grain) written(ctx context.Context, c *messages.Caller, action messages.AuditAction, resource string) context.Context {
-	return g.deps.Audit.InWrite(ctx, g.id, audit.Event(c, action, resource, g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", g.deps.Now()))
+	return g.deps.Audit.InWrite(ctx, audit.Event(c, action, resource, g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", g.deps.Now()))
 }
 
 // record audits a change to the doctor's data (staff data: resource doctor).
 func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, resource string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, resource, g.id, "", outcome, detail, g.deps.Now())
-	return g.deps.Audit.Access(ctx, g.id, e)
+	return g.deps.Audit.Access(e)
 }
 
 func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, resource string, reply *actorcluster.GrainErrorResponse) error {
@@ -265,7 +272,7 @@ func (g *Grain) CreateDoctor(req *messages.CreateDoctorRequest, ctx actorcluster
 		return nil, g.storeError(ctx, "create", err)
 	}
 	g.fence = f
-	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
+	g.deps.Audit.Drain(g.deps.Logger)
 	return &messages.DoctorReply{Doctor: doc}, nil
 }
 
@@ -307,7 +314,7 @@ func (g *Grain) save(ctx actorcluster.GrainContext, c *messages.Caller, resource
 	if err := g.set(doc, hours, g.fingerprint); err != nil {
 		return g.storeError(ctx, "update", err)
 	}
-	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
+	g.deps.Audit.Drain(g.deps.Logger)
 	return nil
 }
 

@@ -120,11 +120,11 @@ func (g *Grain) load(ctx actorcluster.GrainContext) error {
 // written returns ctx for a write of this clinic whose audit event is
 // written in the write's own transaction (audit.Recorder.InWrite).
 func (g *Grain) written(ctx context.Context, c *messages.Caller, action messages.AuditAction, detail string) context.Context {
-	return g.deps.Audit.InWrite(ctx, g.id, audit.Event(c, action, "clinic", g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, g.deps.Now()))
+	return g.deps.Audit.InWrite(ctx, audit.Event(c, action, "clinic", g.id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, g.deps.Now()))
 }
 
 func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, outcome messages.AuditOutcome, detail string) error {
-	return g.deps.Audit.Access(ctx, g.id, audit.Event(c, action, "clinic", g.id, "", outcome, detail, g.deps.Now()))
+	return g.deps.Audit.Access(audit.Event(c, action, "clinic", g.id, "", outcome, detail, g.deps.Now()))
 }
 
 func (g *Grain) refuse(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, reply *actorcluster.GrainErrorResponse) error {
@@ -174,7 +174,7 @@ func (g *Grain) Create(req *messages.CreateClinicRequest, ctx actorcluster.Grain
 		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
 	}
 	g.rec, g.fingerprint, g.fence = rec, fp, f
-	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
+	g.deps.Audit.Drain(g.deps.Logger)
 	return &messages.ClinicReply{Clinic: rec}, nil
 }
 
@@ -246,7 +246,7 @@ func (g *Grain) Update(req *messages.UpdateClinicRequest, ctx actorcluster.Grain
 		return nil, messages.ErrStoreUnavailable("clinic store unavailable")
 	}
 	g.rec = next
-	g.deps.Audit.Chain(ctx, g.id, g.deps.Logger)
+	g.deps.Audit.Drain(g.deps.Logger)
 	return &messages.ClinicReply{Clinic: next}, nil
 }
 

@@ -9,6 +9,7 @@ package patient_test
 import (
 	"context"
 	"fmt"
+	"github.com/asynkron/protoactor-go/actor"
 	"sync"
 	"testing"
 	"time"
@@ -38,11 +39,10 @@ func TestMain(m *testing.M) { prooftest.Main(m) }
 // memberConfig is one real member (real remoting on loopback) hosting the
 // patient and audit kinds. Members sharing an agent form one cluster.
 func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
-	rec := audit.Recorder{Shards: 2, Timeout: 5 * time.Second}
+	rec := audit.Recorder{Chain: openChain(t, db, name), Timeout: 5 * time.Second}
 	return cluster.Config{
 		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
-			audit.Kind(audit.Deps{DB: db, Proof: checker}),
 			patient.Kind(patient.Deps{DB: db, Master: pgtest.MasterKey(t), Proof: checker, Audit: rec}, time.Minute),
 		},
 	}
@@ -206,4 +206,18 @@ func TestFencedActivationStopsAndCallerRetries(t *testing.T) {
 			t.Fatalf("outbox event %d has version %d", i, e.AggregateVersion)
 		}
 	}
+}
+
+// openChain opens an audit chain on an actor system of its own: the grain
+// kinds' dependencies are process-wide, so every member of this process
+// records to the chain of the last member configured.
+func openChain(t testing.TB, db *persistence.DB, member string) *audit.Chain {
+	t.Helper()
+	chain := audit.NewChain(audit.Deps{DB: db})
+	system := actor.NewActorSystem()
+	if err := chain.Open(context.Background(), system, member, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(system.Shutdown)
+	return chain
 }

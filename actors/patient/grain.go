@@ -245,7 +245,7 @@ func reply(rec *messages.PatientRecord, view access.PatientView, replayed bool) 
 // the access fails: nothing is served unaudited.
 func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, patientID string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, "patient", g.id, patientID, outcome, detail, g.deps.Now())
-	if err := g.deps.Audit.Access(ctx, patientID, e); err != nil {
+	if err := g.deps.Audit.Access(e); err != nil {
 		g.deps.Logger.Error("audit failed: access refused", "patient", g.id, "action", action)
 		return err
 	}
@@ -258,11 +258,11 @@ func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action
 // has committed, chained asks the shard to chain the event; the write is
 // answered whatever the audit grain does.
 func (g *Grain) written(ctx context.Context, c *messages.Caller, action messages.AuditAction, detail string) context.Context {
-	return g.deps.Audit.InWrite(ctx, g.id, audit.Event(c, action, "patient", g.id, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, g.deps.Now()))
+	return g.deps.Audit.InWrite(ctx, audit.Event(c, action, "patient", g.id, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, g.deps.Now()))
 }
 
 // chained: see written.
-func (g *Grain) chained(ctx actorcluster.GrainContext) { g.deps.Audit.Chain(ctx, g.id, g.deps.Logger) }
+func (g *Grain) chained(ctx actorcluster.GrainContext) { g.deps.Audit.Drain(g.deps.Logger) }
 
 // refuse audits a refused or failed access and returns reply, unless the
 // audit itself fails.

@@ -45,7 +45,7 @@ func (g *Grain) AdmitPrescription(req *messages.AdmitPrescriptionRequest, ctx ac
 	// was overridden is clinical (it stays sealed with the prescription):
 	// the trail counts it.
 	created := audit.Event(c, action, "patient", g.id, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", g.deps.Now())
-	wctx := g.deps.Audit.InWrite(sctx, g.id, created)
+	wctx := g.deps.Audit.InWrite(sctx, created)
 	admitted, err := g.deps.DB.AdmitPrescription(wctx, g.fence, g.deps.Now(), func(active []persistence.ActiveDrug) (*persistence.StoredPrescription, error) {
 		others := make([]prescription.Active, len(active))
 		for i, a := range active {

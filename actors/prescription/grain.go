@@ -138,7 +138,7 @@ func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action
 // is stored, the patient the request names).
 func (g *Grain) recordFor(ctx actorcluster.GrainContext, c *messages.Caller, action messages.AuditAction, patient string, outcome messages.AuditOutcome, detail string) error {
 	e := audit.Event(c, action, "prescription", g.id, patient, outcome, detail, g.deps.Now())
-	if err := g.deps.Audit.Access(ctx, patient, e); err != nil {
+	if err := g.deps.Audit.Access(e); err != nil {
 		g.deps.Logger.Error("audit failed: access refused", "prescription", g.id, "action", action)
 		return err
 	}
@@ -251,13 +251,13 @@ func (g *Grain) update(ctx actorcluster.GrainContext, op string, sp persistence.
 	wctx := sctx
 	if by != nil {
 		e := audit.Event(by, action, "prescription", g.id, g.patientID(), messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", g.deps.Now())
-		wctx = g.deps.Audit.InWrite(sctx, g.patientID(), e)
+		wctx = g.deps.Audit.InWrite(sctx, e)
 	}
 	if err := g.deps.DB.UpdatePrescription(wctx, g.fence, sp, g.stored.Record.Version, d, key); err != nil {
 		return g.storeError(ctx, op, err)
 	}
 	if by != nil {
-		g.deps.Audit.Chain(ctx, g.patientID(), g.deps.Logger)
+		g.deps.Audit.Drain(g.deps.Logger)
 	}
 	if key != "" {
 		keys := map[string]int32{key: d.Number}

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,12 +36,12 @@ commands:
                   on stderr); safe while nodes run: the relay's newer versions are never overwritten
   erasures        print the erasures carried out (JSON, as GET /v1/erasure-requests?status=erased
                   pages it): keep it beside the backups
-  reapply-erasures --file F [--blob-dir D] [--audit-shards N]
+  reapply-erasures --file F [--blob-dir D]
                   after restoring a backup, erase again every patient in F (the output of
                   'erasures', or of the API, taken before the restore) that the backup brought back;
                   run it before the nodes start on the restored database (a running grain fenced
                   out by it writes nothing more, but serves what it holds until it passivates)
-  notifications [--status S] [--retry ID] [--retry-dead] [--audit-shards N]
+  notifications [--status S] [--retry ID] [--retry-dead]
                   list notifications in a state (dead by default; pending, sending, sent,
                   delivered, skipped, all), oldest first, as GET /v1/notifications does; --retry
                   sends a dead one again from its first try, --retry-dead every dead one
@@ -82,11 +81,9 @@ func adminCmd(ctx context.Context, args []string) error {
 		})
 	case args[0] == "reapply-erasures":
 		var file, blobDir string
-		shards, _ := strconv.Atoi(envOr("CAREGRID_AUDIT_SHARDS", strconv.Itoa(audit.DefaultShards)))
 		return withAdminDB(ctx, "admin reapply-erasures", args[1:], func(fs *flag.FlagSet) {
 			fs.StringVar(&file, "file", "", "the erasures to apply again (JSON: the output of 'caregrid admin erasures')")
 			fs.StringVar(&blobDir, "blob-dir", envOr("CAREGRID_BLOB_DIR", ""), "the document store's directory, to delete the erased patients' blobs (empty: leave them; they are unreadable)")
-			fs.IntVar(&shards, "audit-shards", shards, "the nodes' --audit-shards (where the erasures' audit events go)")
 		}, func(db *persistence.DB) error {
 			b, err := os.ReadFile(file)
 			if err != nil {
@@ -100,20 +97,18 @@ func adminCmd(ctx context.Context, args []string) error {
 			if blobDir != "" {
 				store = blob.Dir{Root: blobDir}
 			}
-			_, err = reapplyErasures(ctx, db, list.ErasureRequests, audit.Recorder{Shards: shards}, store, os.Stdout)
+			_, err = reapplyErasures(ctx, db, list.ErasureRequests, audit.Recorder{}, store, os.Stdout)
 			return err
 		})
 	case args[0] == "notifications":
 		var status, retry string
 		var retryDead bool
-		shards, _ := strconv.Atoi(envOr("CAREGRID_AUDIT_SHARDS", strconv.Itoa(audit.DefaultShards)))
 		return withAdminDB(ctx, "admin notifications", args[1:], func(fs *flag.FlagSet) {
 			fs.StringVar(&status, "status", persistence.NotificationDead, "the state to list: pending, sending, sent, delivered, dead, skipped or all")
 			fs.StringVar(&retry, "retry", "", "send this dead notification again")
 			fs.BoolVar(&retryDead, "retry-dead", false, "send every dead notification again")
-			fs.IntVar(&shards, "audit-shards", shards, "the nodes' --audit-shards (where the retries' audit events go)")
 		}, func(db *persistence.DB) error {
-			return adminNotifications(ctx, db, status, retry, retryDead, audit.Recorder{Shards: shards}, os.Stdout)
+			return adminNotifications(ctx, db, status, retry, retryDead, audit.Recorder{}, os.Stdout)
 		})
 	case args[0] == "client" && len(args) > 1 && args[1] == "create":
 		var c clientFlags
@@ -405,7 +400,7 @@ func reapplyErasures(ctx context.Context, db *persistence.DB, list []erasedJSON,
 		e := persistence.Erasure{ID: j.ID, PatientID: j.PatientID, RequestedBy: j.RequestedBy, RequestedAt: j.RequestedAt, ReviewedBy: j.ReviewedBy}
 		ev := audit.Event(by, messages.AuditAction_AUDIT_ACTION_ERASE, "patient", e.PatientID, e.PatientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS,
 			e.ID+" applied again after a restore", time.Now())
-		proof, keys, erased, err := db.ReapplyErasure(ctx, "caregrid-admin", e, time.Now().UTC(), rec.Pending(e.PatientID, ev))
+		proof, keys, erased, err := db.ReapplyErasure(ctx, "caregrid-admin", e, time.Now().UTC(), rec.Pending(ev))
 		if err != nil {
 			return n, fmt.Errorf("patient %s: %w", e.PatientID, err)
 		}
@@ -448,7 +443,7 @@ func adminNotifications(ctx context.Context, db *persistence.DB, status, retry s
 	by := &messages.Caller{Subject: "caregrid/admin-notifications", Role: messages.Role_ROLE_SERVICE}
 	again := func(id string) error {
 		ev := audit.Event(by, messages.AuditAction_AUDIT_ACTION_RETRY_NOTIFICATION, "notification", id, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, "", time.Now())
-		_, err := db.RetryNotification(persistence.WithAudit(ctx, rec.Pending("notifications", ev)), id, time.Now())
+		_, err := db.RetryNotification(persistence.WithAudit(ctx, rec.Pending(ev)), id, time.Now())
 		if err == nil {
 			fmt.Fprintf(out, "%s: pending again\n", id)
 		}

@@ -51,13 +51,16 @@ func parseBookingFlags(name string, args []string, doctors int) (bookingFlags, e
 	f := bookingFlags{}
 	fs.IntVar(&f.conc, "concurrency", 32, "concurrent clients")
 	fs.IntVar(&f.doctors, "doctors", doctors, "doctors to spread bookings over")
-	fs.IntVar(&f.patients, "patients", 100, "patients the bookings are for")
+	fs.IntVar(&f.patients, "patients", 0, "patients the bookings are for (default: 100, or --doctors if more: fewer patients than doctors would book one patient twice at the same time)")
 	fs.DurationVar(&f.dur, "duration", 10*time.Second, "how long to measure")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "load before measuring")
 	fs.StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "booking-sql-baseline: the database to book in directly")
 	creds := benchCredentialFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return f, err
+	}
+	if f.patients == 0 {
+		f.patients = max(100, f.doctors)
 	}
 	if f.conc < 1 || f.dur <= 0 || f.doctors < 1 || f.patients < 1 {
 		return f, errors.New("bench: --concurrency, --duration, --doctors and --patients must be positive")

@@ -26,7 +26,11 @@ import (
 
 // clusterMembers reads the caregrid_cluster_members gauge of a node (-1:
 // the node does not answer).
-func clusterMembers(base string) int {
+func clusterMembers(base string) int { return int(nodeMetric(base, "caregrid_cluster_members")) }
+
+// nodeMetric reads one unlabelled sample from a node's /metrics; -1 when
+// the node does not answer or has no such sample.
+func nodeMetric(base, name string) float64 {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		return -1
@@ -34,9 +38,12 @@ func clusterMembers(base string) int {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "caregrid_cluster_members "); ok {
-			n, _ := strconv.ParseFloat(v, 64)
-			return int(n)
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return -1
+			}
+			return n
 		}
 	}
 	return -1

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/actors/proof/prooftest"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/cluster/devcerts"
@@ -173,11 +172,6 @@ func TestGrainsRefuseCallersTheyCannotProve(t *testing.T) {
 		{"Patient.Reserve (a saga step)", func(node *cluster.Node) (any, error) {
 			return messages.GetPatientGrainClient(node.Cluster, patientID).Reserve(&messages.ReserveRequest{Caller: asDoctor(doctor),
 				AppointmentId: uuid.NewString(), DoctorId: doctorID, Start: timestamppb.Now(), End: timestamppb.New(time.Now().Add(time.Hour))}, opts...)
-		}},
-		{"Audit.Append", func(node *cluster.Node) (any, error) {
-			ev := &messages.AuditEvent{OccurredAt: timestamppb.New(time.Now().AddDate(-1, 0, 0)), Caller: claimed(""),
-				Action: "read", ResourceType: "Patient", ResourceId: patientID, PatientId: patientID, Outcome: messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS}
-			return messages.GetAuditGrainClient(node.Cluster, audit.ShardIdentity(0)).Append(&messages.AppendAuditRequest{Events: []*messages.AuditEvent{ev}}, opts...)
 		}},
 	}
 	refused := func(who string, c *cluster.Node, tries []attempt, want func(error) bool, wantName string) {

@@ -88,9 +88,9 @@ func startTestServerWithIdentity(t *testing.T, auth edge.Authenticator, ic *iden
 	ic.DB, ic.Issuer = db, base+identity.PathPrefix
 	blobs := t.TempDir()
 	cfg := nodeConfig{
-		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()), AuditShards: 2,
-		ClusterTLS: prooftest.TLS(t),
-		GrainIdle:  time.Minute, GrainTimeout: 5 * time.Second,
+		ClusterName: fmt.Sprintf("e2e-%d", time.Now().UnixNano()),
+		ClusterTLS:  prooftest.TLS(t),
+		GrainIdle:   time.Minute, GrainTimeout: 5 * time.Second,
 		// The tests book days ahead and check in at once; the window itself
 		// is tested in calendar.TestTransitionRules and TestCheckInOpensAnHourBefore.
 		CheckInOpens: 30 * 24 * time.Hour,

@@ -36,12 +36,14 @@ type nodeConfig struct {
 	ClusterName  string
 	ClusterHost  string
 	ClusterPort  int
-	ClusterTLS   *cluster.TLS    // nil: plaintext remoting, loopback only
-	ClusterPeers []string        // every member's remoting address (nil: single node)
+	ClusterTLS   *cluster.TLS // nil: plaintext remoting, loopback only
+	ClusterPeers []string     // every member's remoting address (nil: single node)
+	// OnDropped is told when the cluster has dropped this member (see
+	// cluster.Config): serve then rejoins under a new member id.
+	OnDropped    func()
 	Consul       *cluster.Consul // nil: not Consul
 	EdgeOnly     bool            // a cluster client: the HTTP edge, no grains, no background work
 	Agent        *cluster.Agent  // nil: single node
-	AuditShards  int
 	GrainIdle    time.Duration
 	GrainTimeout time.Duration
 	// CareWindow: how long around an appointment its doctor may read the
@@ -122,6 +124,9 @@ type notifyConfig struct {
 	// Now is the notifications' clock (nil: time.Now): tests move it to
 	// make reminders fall due.
 	Now func() time.Time
+	// OnDropped is told when the cluster has dropped this member (see
+	// cluster.Config): serve then rejoins under a new member id.
+	OnDropped func()
 }
 
 // node is a started member with its edge and its outbox relay.
@@ -134,21 +139,21 @@ type node struct {
 	notifications *notifications
 	// registry holds the node's metrics (/metrics).
 	registry *nodeRegistry
+	// commits groups the calendar grains' writes (nil on an edge-only node).
+	commits *calendar.Committer
 }
 
 // kinds builds every grain kind a member hosts, registered once here.
-func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *proof.Checker, auditMetrics *audit.Metrics) []*actorcluster.Kind {
-	rec := audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}
+func kinds(db *persistence.DB, cfg nodeConfig, calStats *calendar.Stats, pf *proof.Checker, rec audit.Recorder, commits *calendar.Committer) []*actorcluster.Kind {
 	blobs := cfg.blobs()
 	return []*actorcluster.Kind{
-		audit.Kind(audit.Deps{DB: db, Logger: cfg.Logger, Proof: pf, Metrics: auditMetrics}),
 		patient.Kind(patient.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master, Proof: pf,
 			CareWindow: cfg.CareWindow, Retention: cfg.Retention, ExportExpiry: cfg.ExportExpiry, Blobs: blobs, Now: cfg.Now,
 			NotifyLanguage: cfg.notifyLanguage()}, cfg.GrainIdle),
 		prescription.Kind(prescription.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Master: cfg.Master,
 			GrainTimeout: cfg.GrainTimeout, Proof: pf, CareWindow: cfg.CareWindow}, cfg.GrainIdle),
 		calendar.Kind(calendar.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Stats: calStats, Proof: pf,
-			CheckInOpens: cfg.CheckInOpens}, cfg.GrainIdle),
+			CheckInOpens: cfg.CheckInOpens, Commits: commits}, cfg.GrainIdle),
 		clinic.Kind(clinic.Deps{DB: db, Audit: rec, Logger: cfg.Logger, Proof: pf}, cfg.GrainIdle),
 	}
 }
@@ -180,20 +185,35 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	calStats := &calendar.Stats{}
 	pf := proof.NewChecker(cfg.Logger)
 	reg := newNodeRegistry()
+	// Every node, an edge-only one too, records what it serves in an audit
+	// chain of its own (actors/audit.Chain), opened once it has joined.
+	auditChain := audit.NewChain(audit.Deps{DB: db, Logger: cfg.Logger, Metrics: audit.NewMetrics(reg)})
+	rec := audit.Recorder{Chain: auditChain, Timeout: cfg.GrainTimeout}
+	var commits *calendar.Committer
 	if !cfg.EdgeOnly {
-		hosted = kinds(db, cfg, calStats, pf, audit.NewMetrics(reg))
+		commits = calendar.NewCommitter(db, 0, func() { rec.Drain(cfg.Logger) })
+		hosted = kinds(db, cfg, calStats, pf, rec, commits)
 	}
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
 		Agent: cfg.Agent, Peers: cfg.ClusterPeers, Consul: cfg.Consul, Kinds: hosted, Client: cfg.EdgeOnly, Logger: cfg.ActorLogger,
+		OnDropped: cfg.OnDropped,
 	})
 	if err != nil {
+		commits.Close()
+		return nil, err
+	}
+	if err := auditChain.Open(ctx, member.System, member.System.ID, member.Address()); err != nil {
+		member.Stop(false)
 		return nil, err
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "caregrid_cluster_members", Help: "Members this node sees in the cluster topology.",
 	}, func() float64 { return float64(member.Members()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "caregrid_cluster_rejoins_total", Help: "Times this process rejoined its cluster under a new member id after its peers dropped it.",
+	}, func() float64 { return float64(rejoins.Load()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "caregrid_db_pool_acquired_conns", Help: "Database connections in use.",
 	}, func() float64 { return float64(db.Pool.Stat().AcquiredConns()) }))
@@ -223,7 +243,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	var sweeper *identity.Provider
 	if cfg.Identity != nil {
 		ic := *cfg.Identity
-		ic.Events = newCountedLogins(identity.AuditEvents{Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout}, Logger: cfg.Logger}, reg)
+		ic.Events = newCountedLogins(identity.AuditEvents{Recorder: rec, Logger: cfg.Logger}, reg)
 		if notifications != nil && notifications.mail {
 			// Account mail leaves the request path: the request writes it,
 			// the dispatchers send it with retries.
@@ -276,7 +296,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		DefaultLocale: defaultLocale,
 		HTTPS:         cfg.HTTPS,
 		Cluster:       member.Cluster, Auth: auth, Logger: cfg.Logger, GrainTimeout: cfg.GrainTimeout, Metrics: reg.Registry, Directory: db, IDKey: idKey,
-		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, Erasures: db, Exports: exportDesk{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+		Search: db, Lists: db, Names: db, Reviews: reviewQueue{DB: db, master: cfg.Master}, Erasures: db, Exports: exportDesk{DB: db, master: cfg.Master}, AuditKeys: db, Audit: &rec,
 		Slots: &calendar.Finder{Store: db}, Mounts: mounts, Sessions: sessions, Accounts: accounts, RateLimits: cfg.RateLimits, Documents: cfg.Documents,
 		ClusterView: member.View,
 		AuditTrail:  trailDesk{DB: db, checker: trail, ctx: relayCtx},
@@ -293,7 +313,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		},
 	})
 	blobs := cfg.blobs()
-	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{}), notifications: notifications, registry: reg}
+	n := &node{member: member, edge: srv, stopRelay: stopRelay, relayDone: make(chan struct{}), notifications: notifications, registry: reg, commits: commits}
 	go func() {
 		defer close(n.relayDone)
 		if cfg.EdgeOnly {
@@ -307,7 +327,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		if notifications != nil {
 			notifications.run(relayCtx)
 		}
-		go audit.Drainer{DB: db, Cluster: member.Cluster, Recorder: audit.Recorder{Shards: cfg.AuditShards, Timeout: cfg.GrainTimeout},
+		go audit.Drainer{DB: db, Recorder: rec,
 			Logger: cfg.Logger}.Run(relayCtx)
 		if cfg.Master != nil && blobs != nil {
 			go patient.Exporter{DB: db, Master: cfg.Master, Blobs: blobs, Owner: member.Address(), Index: edge.ExportIndex,
@@ -406,6 +426,7 @@ func (n *node) stop(graceful bool) error {
 		n.notifications.close()
 	}
 	n.member.Stop(graceful)
+	n.commits.Close()
 	if err != nil {
 		return fmt.Errorf("http shutdown: %w", err)
 	}

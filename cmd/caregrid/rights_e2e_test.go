@@ -445,7 +445,7 @@ func TestReapplyErasuresAfterARestore(t *testing.T) {
 	list := []erasedJSON{{ID: uuid.NewString(), PatientID: rec.patient, State: persistence.ErasureErased, RequestedBy: rec.patient,
 		RequestedAt: time.Now().UTC().Add(-time.Hour), ReviewedBy: "privacy-officer"}}
 	var out bytes.Buffer
-	n, err := reapplyErasures(ctx, s.db, list, audit.Recorder{Shards: 2}, blob.Dir{Root: s.blobs}, &out)
+	n, err := reapplyErasures(ctx, s.db, list, audit.Recorder{}, blob.Dir{Root: s.blobs}, &out)
 	if err != nil || n != 1 {
 		t.Fatalf("reapply = %d, %v (%s); want the patient erased again", n, err, out.String())
 	}
@@ -466,7 +466,7 @@ func TestReapplyErasuresAfterARestore(t *testing.T) {
 		var n int
 		return s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE patient_id = $1 AND action = 'erase'`, rec.patient).Scan(&n) == nil && n == 1
 	})
-	if n, err := reapplyErasures(ctx, s.db, list, audit.Recorder{Shards: 2}, nil, &out); err != nil || n != 0 {
+	if n, err := reapplyErasures(ctx, s.db, list, audit.Recorder{}, nil, &out); err != nil || n != 0 {
 		t.Fatalf("reapply again = %d, %v; want nothing left to do", n, err)
 	}
 	out.Reset()

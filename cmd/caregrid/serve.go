@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caregrid/caregrid/actors/audit"
@@ -50,7 +50,6 @@ type serveConfig struct {
 	ConsulAddr   string
 	ConsulTTL    time.Duration
 	Role         string
-	AuditShards  int
 	GrainIdle    time.Duration
 	CareWindow   persistence.CareWindow
 	CheckInOpens time.Duration
@@ -102,7 +101,6 @@ func serveFlags(args []string) (serveConfig, error) {
 	var c serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	port, _ := strconv.Atoi(envOr("CAREGRID_CLUSTER_PORT", "0"))
-	shards, _ := strconv.Atoi(envOr("CAREGRID_AUDIT_SHARDS", strconv.Itoa(audit.DefaultShards)))
 	fs.StringVar(&c.HTTPAddr, "http-addr", envOr("CAREGRID_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env CAREGRID_HTTP_ADDR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", envOr("DATABASE_URL", ""), "PostgreSQL or CockroachDB URL; empty runs an embedded PostgreSQL under --data-dir (env DATABASE_URL)")
 	fs.StringVar(&c.DataDir, "data-dir", envOr("CAREGRID_DATA_DIR", ".data"), "local state: the embedded database and the dev-auth key (env CAREGRID_DATA_DIR)")
@@ -120,7 +118,6 @@ func serveFlags(args []string) (serveConfig, error) {
 	fs.DurationVar(&c.ConsulTTL, "consul-ttl", 3*time.Second, "a member silent this long turns critical in Consul; its peers drop it 3 s later")
 	fs.StringVar(&c.ClusterPeers, "cluster-peers", envOr("CAREGRID_CLUSTER_PEERS", ""), "remoting addresses (host:port, comma-separated) of every member, this one included: a cluster of static peers; empty: a single node (env CAREGRID_CLUSTER_PEERS)")
 	fs.IntVar(&c.ClusterPort, "cluster-port", port, "remoting port; 0 picks a free one (env CAREGRID_CLUSTER_PORT)")
-	fs.IntVar(&c.AuditShards, "audit-shards", shards, "audit shards; every node must use the same number (env CAREGRID_AUDIT_SHARDS)")
 	fs.DurationVar(&c.GrainIdle, "grain-idle", 10*time.Minute, "passivate a patient grain idle this long")
 	fs.DurationVar(&c.CareWindow.Before, "care-window-before", persistence.DefaultCareWindow.Before,
 		"an appointment lets its doctor read the patient's record from this long before its start (see README: Who may read a record)")
@@ -230,9 +227,6 @@ func serveFlags(args []string) (serveConfig, error) {
 	}
 	if c.MasterKey == "" {
 		c.MasterKey = filepath.Join(c.DataDir, "master.key")
-	}
-	if c.AuditShards < 1 || c.AuditShards > 1024 {
-		return c, errors.New("serve: --audit-shards must be 1 to 1024")
 	}
 	if c.DevAuthKey == "" {
 		c.DevAuthKey = filepath.Join(c.DataDir, "dev-auth.key")
@@ -351,13 +345,19 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		}
 		logger.Warn("development tokens accepted (--dev-auth): not for production", "key_file", cfg.DevAuthKey)
 	}
-	// Dropped by Consul while alive, this member's id is blocked by its
-	// peers: it stops, and its supervisor starts it again under a new id.
-	dropped := make(chan struct{})
-	var dropOnce sync.Once
+	// Dropped by its peers while alive (paused past their grace or
+	// Consul's TTL), this member's id is blocked for good: it drops its
+	// activations and rejoins under a new id, in this process.
+	dropped := make(chan struct{}, 1)
+	onDropped := func() {
+		select {
+		case dropped <- struct{}{}:
+		default:
+		}
+	}
 	var consulCfg *cluster.Consul
 	if cfg.Provider == "consul" {
-		consulCfg = &cluster.Consul{Address: cfg.ConsulAddr, TTL: cfg.ConsulTTL, OnDropped: func() { dropOnce.Do(func() { close(dropped) }) }}
+		consulCfg = &cluster.Consul{Address: cfg.ConsulAddr, TTL: cfg.ConsulTTL}
 	}
 	remotingTLS := cfg.clusterTLS()
 	if remotingTLS == nil { // a single node: its own throwaway CA, so its remoting is never plaintext
@@ -368,18 +368,22 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		}
 		remotingTLS = &cluster.TLS{CAFile: ca, CertFile: m.Cert, KeyFile: m.Key}
 	}
-	n, err := startNode(ctx, db, nodeConfig{
-		ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
-		ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
-		AuditShards: cfg.AuditShards, GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
-		CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery, AuditCheckEvery: cfg.AuditCheckEvery, Tracing: cfg.OTLPEndpoint != "",
-		Retention: retention, RetentionSweep: cfg.RetentionSweep, ErasureSweep: cfg.ErasureSweep, ExportExpiry: cfg.ExportExpiry, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
-		RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
-		Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
-			StoreTimeout: cfg.StoreTimeout},
-		Identity: identityConfig(cfg, db, master, base, limiter, logger),
-		Notify:   notifyConfigOf(cfg, base, logger),
-	})
+	newNode := func() (*node, error) {
+		return startNode(ctx, db, nodeConfig{
+			ClusterName: cfg.ClusterName, ClusterHost: cfg.ClusterHost, ClusterPort: cfg.ClusterPort, ClusterTLS: remotingTLS,
+			ClusterPeers: peerList(cfg.ClusterPeers), Consul: consulCfg, EdgeOnly: cfg.Role == "edge",
+			GrainIdle: cfg.GrainIdle, GrainTimeout: cfg.GrainTimeout,
+			CareWindow: cfg.CareWindow, CheckInOpens: cfg.CheckInOpens, AuditCheckpointEvery: cfg.AuditCheckpointEvery, AuditCheckEvery: cfg.AuditCheckEvery, Tracing: cfg.OTLPEndpoint != "",
+			Retention: retention, RetentionSweep: cfg.RetentionSweep, ErasureSweep: cfg.ErasureSweep, ExportExpiry: cfg.ExportExpiry, Auth: auth, Logger: logger, ActorLogger: actorLogger, HTTPS: strings.HasPrefix(base, "https://"),
+			RateLimits: rateLimits(cfg, limiter), ExternalIssuers: external, Master: master, ExpirySweep: cfg.ExpirySweep,
+			Documents: &edge.Documents{Store: store, MaxBytes: cfg.DocumentMax, Types: strings.Split(cfg.DocumentType, ","),
+				StoreTimeout: cfg.StoreTimeout},
+			Identity:  identityConfig(cfg, db, master, base, limiter, logger),
+			Notify:    notifyConfigOf(cfg, base, logger),
+			OnDropped: onDropped,
+		})
+	}
+	n, err := newNode()
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -389,21 +393,46 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 	if cfg.DevAuth {
 		fmt.Fprintf(os.Stderr, "\ncaregrid is serving on %s\n  OpenAPI: %s/openapi.json\n  token:   ./bin/caregrid dev-token --role receptionist --sub desk-1\n\n", base, base)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- n.edge.App().Listener(ln) }()
-	select {
-	case err := <-errc:
+	for {
+		errc := make(chan error, 1)
+		go func() { errc <- n.edge.App().Listener(ln) }()
+		select {
+		case err := <-errc:
+			_ = n.stop(false)
+			return err
+		case <-ctx.Done():
+			logger.Info("stopping: draining HTTP, leaving the cluster")
+			return n.stop(true)
+		case <-dropped:
+		}
+		// Its peers dropped this member: every activation it holds may
+		// have a successor elsewhere (their fences refuse its writes), so
+		// all of them go, with the member id; the node starts afresh on
+		// the same addresses under a new id. The HTTP listener closes
+		// meanwhile (clients retry on another edge).
+		old, addr := n.member.System.ID, ln.Addr().String()
+		logger.Warn("rejoining the cluster under a new member id: this member's activations are dropped", "member", old)
 		_ = n.stop(false)
-		return err
-	case <-ctx.Done():
-		logger.Info("stopping: draining HTTP, leaving the cluster")
-		return n.stop(true)
-	case <-dropped:
-		logger.Error("stopping: Consul dropped this member; start it again to rejoin under a new member id")
-		_ = n.stop(true) // deregisters the old id too
-		return errors.New("dropped from the cluster by Consul: restart to rejoin")
+		<-errc
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("rejoin: listen %s: %w", addr, err)
+		}
+		select {
+		case <-dropped: // what the old member said as it went
+		default:
+		}
+		if n, err = newNode(); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("rejoin: %w", err)
+		}
+		rejoins.Add(1)
+		logger.Warn("rejoined the cluster", "member", n.member.System.ID, "was", old)
 	}
 }
+
+// rejoins counts the times this process rejoined its cluster under a new
+// member id (caregrid_cluster_rejoins_total).
+var rejoins atomic.Int64
 
 func migrateCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)

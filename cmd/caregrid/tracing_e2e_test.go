@@ -75,6 +75,9 @@ func TestTracesFromTheEdgeThroughGrainsToSQL(t *testing.T) {
 	r := s.do("POST", "/v1/patients", desk, patientBody("2005042129809"), "traceparent", "00-"+traceID+"-"+parentID+"-01")
 	expect(t, "register", r, 201)
 	patientID := r.json(t)["id"].(string)
+	// The grain's span ends as its handler returns, just after it replied:
+	// a second request to the same grain is handled only after that.
+	expect(t, "read", s.do("GET", "/v1/patients/"+patientID, desk, nil), 200)
 	if err := shutdown(ctx); err != nil { // flushes every span
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/edge"
 	"github.com/caregrid/caregrid/messages"
@@ -17,7 +16,6 @@ import (
 // access log the patient reads. A login whose event cannot be recorded
 // fails (the trail fails closed, as for every other access).
 type AuditEvents struct {
-	Cluster  *actorcluster.Cluster
 	Recorder audit.Recorder
 	Logger   *slog.Logger
 }
@@ -29,76 +27,56 @@ var loginOutcomes = map[string]messages.AuditOutcome{
 }
 
 func (a AuditEvents) Login(ctx context.Context, e LoginEvent) error {
-	key, ev := loginEvent(e)
-	return a.Recorder.Record(ctx, a.Cluster, key, ev)
+	return a.Recorder.Record(ctx, loginEvent(e))
 }
 
 func (a AuditEvents) LoginPending(e LoginEvent) persistence.PendingAudit {
-	key, ev := loginEvent(e)
-	return a.Recorder.Pending(key, ev)
+	return a.Recorder.Pending(loginEvent(e))
 }
 
-func (a AuditEvents) LoginWritten(ctx context.Context, e LoginEvent) {
-	key, _ := loginEvent(e)
-	a.Recorder.ChainKey(ctx, a.Cluster, key, a.Logger)
+func (a AuditEvents) LoginWritten(context.Context, LoginEvent) {
+	a.Recorder.Drain(a.Logger)
 }
 
-// loginEvent is a login page's event and the key of its shard.
-func loginEvent(e LoginEvent) (string, *messages.AuditEvent) {
+// loginEvent is a login page's event: a patient's is filed under their
+// record.
+func loginEvent(e LoginEvent) *messages.AuditEvent {
 	role, _ := messages.ParseRole(e.Role)
 	caller := &messages.Caller{Subject: e.AccountID, Role: role, Client: e.Client, SourceAddress: e.SourceAddress}
 	if e.Attempt != "" {
 		// Someone typed this name or IDNP; nothing proves it was its owner.
 		caller = &messages.Caller{Subject: "attempt:" + e.Attempt, Client: e.Client, SourceAddress: e.SourceAddress}
 	}
-	patient, key, action := e.PatientID, e.AccountID, e.Action
+	patient, action := e.PatientID, e.Action
 	if role == messages.Role_ROLE_PATIENT && patient == "" {
 		patient = e.AccountID
-	}
-	if patient != "" {
-		key = patient // a patient's events go to the shard of their record
-	}
-	if key == "" {
-		key = "login:" + e.SourceAddress
 	}
 	if action == messages.AuditAction_AUDIT_ACTION_UNSPECIFIED {
 		action = messages.AuditAction_AUDIT_ACTION_LOGIN
 	}
-	return key, audit.Event(caller, action, "account", e.AccountID, patient, loginOutcomes[e.Outcome], e.Detail, time.Now())
+	return audit.Event(caller, action, "account", e.AccountID, patient, loginOutcomes[e.Outcome], e.Detail, time.Now())
 }
 
 func (a AuditEvents) SessionEnded(ctx context.Context, sessionID, accountID, reason string) {
 	ev := audit.Event(&messages.Caller{Subject: accountID}, messages.AuditAction_AUDIT_ACTION_LOGOUT, "session", sessionID, "", messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, reason, time.Now())
-	if err := a.Recorder.Record(ctx, a.Cluster, accountID, ev); err != nil && a.Logger != nil {
+	if err := a.Recorder.Record(ctx, ev); err != nil && a.Logger != nil {
 		// The session is already ended; a missing record of it is logged, not undone.
 		a.Logger.Error("audit session end", "session", sessionID, "error", err)
 	}
 }
 
 func (a AuditEvents) AdminWrite(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, detail string) context.Context {
-	key := patientID
-	if key == "" {
-		key = accountID
-	}
 	ev := audit.Event(c, action, "account", accountID, patientID, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, time.Now())
-	return a.Recorder.InWrite(ctx, key, ev)
+	return a.Recorder.InWrite(ctx, ev)
 }
 
-func (a AuditEvents) AdminWritten(ctx context.Context, accountID, patientID string) {
-	key := patientID
-	if key == "" {
-		key = accountID
-	}
-	a.Recorder.ChainKey(ctx, a.Cluster, key, a.Logger)
+func (a AuditEvents) AdminWritten(context.Context, string, string) {
+	a.Recorder.Drain(a.Logger)
 }
 
 func (a AuditEvents) Admin(ctx context.Context, c *messages.Caller, action messages.AuditAction, accountID, patientID, outcome, detail string) error {
-	key := patientID
-	if key == "" {
-		key = accountID
-	}
 	ev := audit.Event(c, action, "account", accountID, patientID, loginOutcomes[outcome], detail, time.Now())
-	return a.Recorder.Record(ctx, a.Cluster, key, ev)
+	return a.Recorder.Record(ctx, ev)
 }
 
 // forgetting tells the node's verifier at once about sessions ended here.

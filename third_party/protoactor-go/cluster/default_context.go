@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -81,14 +82,14 @@ selectloop:
 			}
 
 			// TODO: why is err != nil when res != nil?
-			resp, err = _context.RequestFuture(pid, message, ttl).Result()
+			resp, err = dcc.await(_context.RequestFuture(pid, message, ttl), pid) // caregrid patch: see await
 			if resp != nil {
 				break selectloop
 			}
 			if err != nil {
 				dcc.cluster.Logger().Error("cluster.RequestFuture failed", slog.Any("error", err), slog.Any("pid", pid))
 				switch err {
-				case actor.ErrTimeout, remote.ErrTimeout, actor.ErrDeadLetter, remote.ErrDeadLetter:
+				case actor.ErrTimeout, remote.ErrTimeout, actor.ErrDeadLetter, remote.ErrDeadLetter, errMemberLeft: // caregrid patch: errMemberLeft
 					counter = callConfig.RetryAction(counter)
 					dcc.cluster.PidCache.Remove(identity, kind)
 					continue
@@ -149,6 +150,55 @@ func (dcc *DefaultContext) RequestFuture(identity string, kind string, message i
 
 			f := _context.RequestFuture(pid, message, ttl)
 			return f, nil
+		}
+	}
+}
+
+// caregrid patch: errMemberLeft ends the wait for a reply from a member
+// that left the topology: the request is retried at once (on the
+// identity's new owner) instead of waiting out its timeout, which the
+// library does even when the member's connection closed milliseconds after
+// the request went.
+var errMemberLeft = errors.New("the member the request went to left the cluster topology")
+
+// ErrMemberLeft is what AwaitMember returns when address left the topology.
+var ErrMemberLeft = errMemberLeft
+
+// memberLeftPoll is how often a request waiting on another member looks
+// whether that member is still in the topology.
+const memberLeftPoll = 50 * time.Millisecond
+
+// await is f.Result(), cut short once pid's member left the topology.
+func (dcc *DefaultContext) await(f *actor.Future, pid *actor.PID) (interface{}, error) {
+	return dcc.cluster.AwaitMember(f, pid.Address)
+}
+
+// AwaitMember is f.Result(), cut short with ErrMemberLeft once no member of
+// the topology listens on address (caregrid patch: requests to a member
+// that left are retried at once, not after their timeout).
+func (c *Cluster) AwaitMember(f *actor.Future, address string) (interface{}, error) {
+	if address == c.ActorSystem.Address() || address == "nonhost" {
+		return f.Result()
+	}
+	type result struct {
+		resp interface{}
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := f.Result()
+		done <- result{resp, err}
+	}()
+	t := time.NewTicker(memberLeftPoll)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.resp, r.err
+		case <-t.C:
+			if !c.MemberList.ContainsAddress(address) {
+				return nil, errMemberLeft
+			}
 		}
 	}
 }

@@ -237,6 +237,18 @@ func (ml *MemberList) BroadcastEvent(message interface{}, includeSelf bool) {
 	}
 }
 
+// ContainsAddress reports whether a member of the topology listens on
+// address (caregrid patch: a request waiting on a member that left is
+// retried at once, see DefaultContext.await).
+func (ml *MemberList) ContainsAddress(address string) bool {
+	for _, m := range ml.Members().Members() {
+		if m.Address() == address {
+			return true
+		}
+	}
+	return false
+}
+
 func (ml *MemberList) ContainsMemberID(memberID string) bool {
 	return ml.members.Load().ContainsID(memberID)
 }

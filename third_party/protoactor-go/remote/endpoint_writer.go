@@ -2,6 +2,8 @@ package remote
 
 import (
 	"errors"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"log/slog"
 	"time"
@@ -136,6 +138,7 @@ func (state *endpointWriter) initializeInternal() error {
 				state.remote.Logger().Error("EndpointWriter lost connection", slog.String("address", state.address), slog.Any("error", err))
 				terminated := &EndpointTerminatedEvent{
 					Address: state.address,
+					Lost:    status.Code(err) != codes.Canceled, // caregrid patch
 				}
 				state.remote.actorSystem.EventStream.Publish(terminated)
 				return

@@ -4,6 +4,10 @@ import "github.com/asynkron/protoactor-go/actor"
 
 type EndpointTerminatedEvent struct {
 	Address string
+	// Lost is set when the connection failed from the other side (reset,
+	// refused), not when this side closed it (caregrid patch: a member
+	// whose connection was lost is suspected dead at once).
+	Lost bool
 }
 
 type EndpointConnectedEvent struct {

@@ -85,7 +85,7 @@ func (pm *Manager) Get(identity *clustering.ClusterIdentity) *actor.PID {
 		RequestId:       "",
 	}
 	future := pm.cluster.ActorSystem.Root.RequestFuture(identityOwnerPid, request, 5*time.Second)
-	res, err := future.Result()
+	res, err := pm.cluster.AwaitMember(future, ownerAddress) // caregrid patch: not 5 s on a member that left
 	if err != nil {
 		return nil
 	}
