@@ -301,6 +301,12 @@ func (n *Node) Stop(graceful bool) {
 			n.leaver.leave() // before the actor system stops, while remoting still works
 		}
 		n.Cluster.Shutdown(graceful)
+		if !graceful && n.leaver != nil {
+			// proto.actor stops its provider on a graceful shutdown only:
+			// a member that rejoins in the same process must not leave the
+			// old one polling, or heartbeating its old id to Consul.
+			_ = n.Cluster.Config.ClusterProvider.Shutdown(false)
+		}
 	})
 }
 

@@ -68,7 +68,11 @@ type consulProvider struct {
 	missing map[string]time.Time            // member id -> since when Consul does not list it
 	heard   map[string]time.Time            // member id -> when it joined, or last answered a question
 	lost    map[string]bool                 // member ids whose connection was lost and that did not answer
-	last    []*consul.ServiceEntry          // the watch's last answer
+	// gone are the ids taken out of the topology (replaced, lost, left):
+	// the topology blocks them for good, so they are not taken back
+	// whatever Consul lists.
+	gone map[string]bool
+	last []*consul.ServiceEntry // the watch's last answer
 	// suspects are members whose connection closed (a killed process):
 	// out of the topology at once, not after the TTL and grace.
 	suspects *suspects
@@ -92,7 +96,7 @@ func newConsulProvider(cfg Consul, clusterName string, logger *slog.Logger) (*co
 	cc.HttpClient.Timeout = consulWait + 10*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	return &consulProvider{cfg: cfg, service: "caregrid-" + clusterName, client: client, logger: logger,
-		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}, heard: map[string]time.Time{}, lost: map[string]bool{}}, nil
+		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}, heard: map[string]time.Time{}, lost: map[string]bool{}, gone: map[string]bool{}}, nil
 }
 
 func (p *consulProvider) checkID() string { return "service:" + p.self.Id }
@@ -249,6 +253,9 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 	byAddress := map[string]string{} // address -> the id Consul lists there
 	for _, e := range entries {
 		s := e.Service
+		if p.gone[s.ID] {
+			continue
+		}
 		var kinds []string
 		if k := s.Meta["kinds"]; k != "" {
 			kinds = strings.Split(k, ",")
@@ -282,12 +289,14 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 			// gone, now, not after the grace.
 			p.logger.Warn("consul: member replaced by a restart on its address", "member", id, "by", other)
 			delete(p.known, id)
+			p.gone[id] = true
 			delete(p.missing, id)
 			continue
 		}
 		if !isSelf && p.lost[id] {
 			p.logger.Warn("consul: member lost: its connection was lost and it does not answer", "member", id, "address", m.Address())
 			delete(p.known, id)
+			p.gone[id] = true
 			delete(p.missing, id)
 			delete(p.lost, id)
 			continue
@@ -295,6 +304,7 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 		if !isSelf && !listed[id] && now.Sub(p.missing[id]) > consulGrace {
 			p.logger.Warn("consul: member left", "member", id, "address", m.Host+":"+strconv.Itoa(int(m.Port)))
 			delete(p.known, id)
+			p.gone[id] = true
 			delete(p.missing, id)
 			continue
 		}

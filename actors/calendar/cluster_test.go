@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/asynkron/protoactor-go/actor"
-	"github.com/caregrid/caregrid/actors/proof/prooftest"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/caregrid/caregrid/actors/proof/prooftest"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/audit"
@@ -66,6 +68,11 @@ var checker = prooftest.Checker()
 func TestMain(m *testing.M) { prooftest.Main(m) }
 
 func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
+	return memberConfigIdle(t, db, name, agent, time.Minute)
+}
+
+// memberConfigIdle is memberConfig whose grains passivate after idle.
+func memberConfigIdle(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent, idle time.Duration) cluster.Config {
 	rec := audit.Recorder{Chain: openChain(t, db, name), Timeout: 5 * time.Second}
 	// The members' calendars write through a committer, as on a node.
 	commits := calendar.NewCommitter(db, 0, func() { rec.Drain(nil) })
@@ -73,8 +80,8 @@ func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.
 	return cluster.Config{
 		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
-			patient.Kind(patient.Deps{DB: db, Master: pgtest.MasterKey(t), Proof: checker, Audit: rec, Now: clock.Now}, time.Minute),
-			calendar.Kind(calendar.Deps{DB: db, Proof: checker, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now, Commits: commits}, time.Minute),
+			patient.Kind(patient.Deps{DB: db, Master: pgtest.MasterKey(t), Proof: checker, Audit: rec, Now: clock.Now}, idle),
+			calendar.Kind(calendar.Deps{DB: db, Proof: checker, Audit: rec, HoldTTL: holdTTL, Stats: stats, Now: clock.Now, Commits: commits}, idle),
 		},
 	}
 }
@@ -88,7 +95,7 @@ func stopAll(nodes []*cluster.Node) {
 	wg.Wait()
 }
 
-func startGroup(t *testing.T, cfgs ...cluster.Config) []*cluster.Node {
+func startGroup(t testing.TB, cfgs ...cluster.Config) []*cluster.Node {
 	t.Helper()
 	nodes, err := cluster.StartGroup(context.Background(), cfgs...)
 	if err != nil {
@@ -107,7 +114,7 @@ func waitMembers(t *testing.T, nodes []*cluster.Node, want int) {
 
 // newDoctor stores a clinic and creates a doctor who works around the clock
 // in 15-minute slots, so that tests can book any future time.
-func newDoctor(t *testing.T, db *persistence.DB, c *actorcluster.Cluster) string {
+func newDoctor(t testing.TB, db *persistence.DB, c *actorcluster.Cluster) string {
 	t.Helper()
 	ctx := context.Background()
 	now := timestamppb.Now()
@@ -749,4 +756,44 @@ func openChain(t testing.TB, db *persistence.DB, member string) *audit.Chain {
 	}
 	t.Cleanup(system.Shutdown)
 	return chain
+}
+
+// BenchmarkMemoryPerActiveCalendar creates b.N doctors through one member
+// (each with round-the-clock hours) and keeps their calendars active, then
+// reports the heap they hold per calendar (no appointments: a doctor's
+// appointments add to it). It runs once in make test (-benchtime 1x); the
+// README's figure comes from a larger -benchtime.
+func BenchmarkMemoryPerActiveCalendar(b *testing.B) {
+	db := pgtest.New(b)
+	nodes := startGroup(b, memberConfigIdle(b, db, fmt.Sprintf("mem-%d", time.Now().UnixNano()), nil, time.Hour))
+	c := nodes[0].Cluster
+	newDoctor(b, db, c) // warm
+	before := heapAfterGC()
+	b.ResetTimer()
+	work := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for range work {
+				newDoctor(b, db, c)
+			}
+		})
+	}
+	for range b.N {
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(heapAfterGC()-before)/float64(b.N), "heap-B/calendar")
+	runtime.KeepAlive(nodes)
+}
+
+// heapAfterGC is the live heap after a full collection.
+func heapAfterGC() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

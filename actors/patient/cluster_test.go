@@ -9,11 +9,12 @@ package patient_test
 import (
 	"context"
 	"fmt"
-	"github.com/asynkron/protoactor-go/actor"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof/prooftest"
 
 	"github.com/caregrid/caregrid/actors/audit"
@@ -39,18 +40,23 @@ func TestMain(m *testing.M) { prooftest.Main(m) }
 // memberConfig is one real member (real remoting on loopback) hosting the
 // patient and audit kinds. Members sharing an agent form one cluster.
 func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent) cluster.Config {
+	return memberConfigIdle(t, db, name, agent, time.Minute)
+}
+
+// memberConfigIdle is memberConfig whose patients passivate after idle.
+func memberConfigIdle(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent, idle time.Duration) cluster.Config {
 	rec := audit.Recorder{Chain: openChain(t, db, name), Timeout: 5 * time.Second}
 	return cluster.Config{
 		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
-			patient.Kind(patient.Deps{DB: db, Master: pgtest.MasterKey(t), Proof: checker, Audit: rec}, time.Minute),
+			patient.Kind(patient.Deps{DB: db, Master: pgtest.MasterKey(t), Proof: checker, Audit: rec}, idle),
 		},
 	}
 }
 
 // startGroup starts members together (see cluster.StartGroup) and stops
 // them gracefully, so no gRPC connection outlives the test.
-func startGroup(t *testing.T, cfgs ...cluster.Config) []*cluster.Node {
+func startGroup(t testing.TB, cfgs ...cluster.Config) []*cluster.Node {
 	t.Helper()
 	nodes, err := cluster.StartGroup(context.Background(), cfgs...)
 	if err != nil {
@@ -220,4 +226,59 @@ func openChain(t testing.TB, db *persistence.DB, member string) *audit.Chain {
 	}
 	t.Cleanup(system.Shutdown)
 	return chain
+}
+
+// BenchmarkMemoryPerActivePatient registers b.N patients through one
+// member and keeps them active (registration activates the grain; they do
+// not passivate during the run), then reports the heap they hold per
+// patient. It runs once in make test (-benchtime 1x); the figure in the
+// README comes from -benchtime 100000x.
+func BenchmarkMemoryPerActivePatient(b *testing.B) {
+	db := pgtest.New(b)
+	nodes := startGroup(b, memberConfigIdle(b, db, fmt.Sprintf("mem-%d", time.Now().UnixNano()), nil, time.Hour))
+	c := nodes[0].Cluster
+	// Warm: the first grain's code paths, pools and caches.
+	if _, err := register(c, "00000000-0000-4000-8000-999999999999", idnp(999_999_999)); err != nil {
+		b.Fatal(err)
+	}
+	before := heapAfterGC()
+	b.ResetTimer()
+	ids := make(chan int)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	for range 64 {
+		wg.Go(func() {
+			for i := range ids {
+				if _, err := register(c, fmt.Sprintf("00000000-0000-4000-8000-%012d", i), idnp(i)); err != nil {
+					select {
+					case errs <- fmt.Errorf("register %d: %w", i, err):
+					default:
+					}
+				}
+			}
+		})
+	}
+	for i := range b.N {
+		ids <- i
+	}
+	close(ids)
+	wg.Wait()
+	b.StopTimer()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+	after := heapAfterGC()
+	b.ReportMetric(float64(after-before)/float64(b.N), "heap-B/patient")
+	runtime.KeepAlive(nodes)
+}
+
+// heapAfterGC is the live heap after a full collection.
+func heapAfterGC() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
@@ -73,23 +74,47 @@ type TokenVerifier func(token string) (Principal, error)
 // Checker proves the callers of one process's grains.
 type Checker struct {
 	verifier atomic.Pointer[TokenVerifier]
-	logger   *slog.Logger
+	// installed is closed by the first SetVerifier.
+	installed chan struct{}
+	once      sync.Once
+	logger    *slog.Logger
 
 	refused sync.Map // reason -> *atomic.Int64
 }
 
-// NewChecker returns a checker without a verifier: until SetVerifier, every
-// request that needs a token is refused as unavailable (a node's token
-// verifier is built after its grain kinds are registered).
+// NewChecker returns a checker without a verifier: a node's token verifier
+// is built after its grain kinds are registered, and after it has joined
+// the cluster, so requests may reach its grains first. Until SetVerifier,
+// a request that needs a token waits for it (verifierWait at most), then
+// is refused as unavailable (retryable).
 func NewChecker(logger *slog.Logger) *Checker {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Checker{logger: logger}
+	return &Checker{logger: logger, installed: make(chan struct{})}
 }
 
+// verifierWait bounds how long a request waits for a starting node's token
+// verifier (a few hundred milliseconds after the join, measured).
+const verifierWait = 3 * time.Second
+
 // SetVerifier installs the token verifier.
-func (c *Checker) SetVerifier(v TokenVerifier) { c.verifier.Store(&v) }
+func (c *Checker) SetVerifier(v TokenVerifier) {
+	c.verifier.Store(&v)
+	c.once.Do(func() { close(c.installed) })
+}
+
+// awaitVerifier is the verifier, waited for while the node starts.
+func (c *Checker) awaitVerifier() *TokenVerifier {
+	if vp := c.verifier.Load(); vp != nil || c.installed == nil {
+		return vp
+	}
+	select {
+	case <-c.installed:
+	case <-time.After(verifierWait):
+	}
+	return c.verifier.Load()
+}
 
 // Refused counts the requests refused so far, by reason.
 func (c *Checker) Refused() map[string]int64 {
@@ -247,7 +272,7 @@ func (c *Checker) proveCaller(methods []method, nodeOnly bool, peer cluster.Peer
 	if claimed.GetToken() == "" {
 		return nil, reasonNoToken, messages.ErrUnproven("the request carries no access token for its caller")
 	}
-	vp := c.verifier.Load()
+	vp := c.awaitVerifier()
 	if vp == nil {
 		return nil, reasonNoVerifier, messages.ErrStoreUnavailable("this member cannot verify tokens yet")
 	}
