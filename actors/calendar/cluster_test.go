@@ -14,15 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof/prooftest"
 
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/audit/audittest"
 	"github.com/caregrid/caregrid/actors/calendar"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/internal/await"
+	"github.com/caregrid/caregrid/internal/memstat"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
@@ -73,7 +74,7 @@ func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.
 
 // memberConfigIdle is memberConfig whose grains passivate after idle.
 func memberConfigIdle(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent, idle time.Duration) cluster.Config {
-	rec := audit.Recorder{Chain: openChain(t, db, name), Timeout: 5 * time.Second}
+	rec := audit.Recorder{Chain: audittest.OpenChain(t, db, name), Timeout: 5 * time.Second}
 	// The members' calendars write through a committer, as on a node.
 	commits := calendar.NewCommitter(db, 0, func() { rec.Drain(nil) })
 	t.Cleanup(commits.Close)
@@ -744,20 +745,6 @@ func TestRescheduleRaces(t *testing.T) {
 	}
 }
 
-// openChain opens an audit chain on an actor system of its own: the grain
-// kinds' dependencies are process-wide, so every member of this process
-// records to the chain of the last member configured.
-func openChain(t testing.TB, db *persistence.DB, member string) *audit.Chain {
-	t.Helper()
-	chain := audit.NewChain(audit.Deps{DB: db})
-	system := actor.NewActorSystem()
-	if err := chain.Open(context.Background(), system, member, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(system.Shutdown)
-	return chain
-}
-
 // BenchmarkMemoryPerActiveCalendar creates b.N doctors through one member
 // (each with round-the-clock hours) and keeps their calendars active, then
 // reports the heap they hold per calendar (no appointments: a doctor's
@@ -768,7 +755,7 @@ func BenchmarkMemoryPerActiveCalendar(b *testing.B) {
 	nodes := startGroup(b, memberConfigIdle(b, db, fmt.Sprintf("mem-%d", time.Now().UnixNano()), nil, time.Hour))
 	c := nodes[0].Cluster
 	newDoctor(b, db, c) // warm
-	before := heapAfterGC()
+	before := memstat.LiveHeap()
 	b.ResetTimer()
 	work := make(chan struct{})
 	var wg sync.WaitGroup
@@ -785,15 +772,6 @@ func BenchmarkMemoryPerActiveCalendar(b *testing.B) {
 	close(work)
 	wg.Wait()
 	b.StopTimer()
-	b.ReportMetric(float64(heapAfterGC()-before)/float64(b.N), "heap-B/calendar")
+	b.ReportMetric(float64(memstat.LiveHeap()-before)/float64(b.N), "heap-B/calendar")
 	runtime.KeepAlive(nodes)
-}
-
-// heapAfterGC is the live heap after a full collection.
-func heapAfterGC() int64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }

@@ -14,13 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/caregrid/caregrid/actors/proof/prooftest"
 
 	"github.com/caregrid/caregrid/actors/audit"
+	"github.com/caregrid/caregrid/actors/audit/audittest"
 	"github.com/caregrid/caregrid/actors/patient"
 	"github.com/caregrid/caregrid/cluster"
 	"github.com/caregrid/caregrid/internal/await"
+	"github.com/caregrid/caregrid/internal/memstat"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/pgtest"
@@ -45,7 +46,7 @@ func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.
 
 // memberConfigIdle is memberConfig whose patients passivate after idle.
 func memberConfigIdle(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent, idle time.Duration) cluster.Config {
-	rec := audit.Recorder{Chain: openChain(t, db, name), Timeout: 5 * time.Second}
+	rec := audit.Recorder{Chain: audittest.OpenChain(t, db, name), Timeout: 5 * time.Second}
 	return cluster.Config{
 		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
@@ -214,20 +215,6 @@ func TestFencedActivationStopsAndCallerRetries(t *testing.T) {
 	}
 }
 
-// openChain opens an audit chain on an actor system of its own: the grain
-// kinds' dependencies are process-wide, so every member of this process
-// records to the chain of the last member configured.
-func openChain(t testing.TB, db *persistence.DB, member string) *audit.Chain {
-	t.Helper()
-	chain := audit.NewChain(audit.Deps{DB: db})
-	system := actor.NewActorSystem()
-	if err := chain.Open(context.Background(), system, member, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(system.Shutdown)
-	return chain
-}
-
 // BenchmarkMemoryPerActivePatient registers b.N patients through one
 // member and keeps them active (registration activates the grain; they do
 // not passivate during the run), then reports the heap they hold per
@@ -241,7 +228,7 @@ func BenchmarkMemoryPerActivePatient(b *testing.B) {
 	if _, err := register(c, "00000000-0000-4000-8000-999999999999", idnp(999_999_999)); err != nil {
 		b.Fatal(err)
 	}
-	before := heapAfterGC()
+	before := memstat.LiveHeap()
 	b.ResetTimer()
 	ids := make(chan int)
 	var wg sync.WaitGroup
@@ -269,16 +256,7 @@ func BenchmarkMemoryPerActivePatient(b *testing.B) {
 		b.Fatal(err)
 	default:
 	}
-	after := heapAfterGC()
+	after := memstat.LiveHeap()
 	b.ReportMetric(float64(after-before)/float64(b.N), "heap-B/patient")
 	runtime.KeepAlive(nodes)
-}
-
-// heapAfterGC is the live heap after a full collection.
-func heapAfterGC() int64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
