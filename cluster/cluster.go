@@ -61,6 +61,12 @@ type Config struct {
 	// Logger receives proto.actor's own logs; nil: warnings and errors as
 	// JSON on stderr (its info logs are chatty).
 	Logger *slog.Logger
+	// Admit, when set, holds this member out of the others' topology (it
+	// does not register with Consul nor answer the static peers' poll)
+	// until it is closed: a node closes it once it can serve, so that a
+	// member that starts (or restarts) gets no grain request it would
+	// refuse. Nil: admitted at once.
+	Admit <-chan struct{}
 	// OnDropped is called when this member finds its peers have dropped
 	// it (it was paused past their grace, or Consul's TTL): its id is
 	// blocked for good, and it must rejoin under a new one (see Consul's
@@ -225,7 +231,7 @@ func newProvider(cfg Config, logger *slog.Logger) (actorcluster.ClusterProvider,
 		return nil, nil, errors.New("cluster: static peers or Consul, not both")
 	case len(cfg.Peers) > 0:
 		peers := newPeersProvider(cfg.Peers, logger)
-		peers.onDropped = cfg.OnDropped
+		peers.onDropped, peers.admit = cfg.OnDropped, cfg.Admit
 		return peers, peers, nil
 	case cfg.Consul != nil:
 		cc := *cfg.Consul
@@ -236,6 +242,7 @@ func newProvider(cfg Config, logger *slog.Logger) (actorcluster.ClusterProvider,
 		if err != nil {
 			return nil, nil, err
 		}
+		cp.admit = cfg.Admit
 		return cp, cp, nil
 	}
 	agent := cfg.Agent

@@ -68,6 +68,9 @@ type consulProvider struct {
 	missing map[string]time.Time            // member id -> since when Consul does not list it
 	heard   map[string]time.Time            // member id -> when it joined, or last answered a question
 	lost    map[string]bool                 // member ids whose connection was lost and that did not answer
+	// admit, when set, is closed once this member may register (see
+	// Config.Admit).
+	admit <-chan struct{}
 	// gone are the ids taken out of the topology (replaced, lost, left):
 	// the topology blocks them for good, so they are not taken back
 	// whatever Consul lists.
@@ -110,11 +113,21 @@ func (p *consulProvider) StartMember(c *actorcluster.Cluster) error {
 	p.suspects = newSuspects(c.ActorSystem, p.reconsider)
 	p.self = &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
 	c.MemberList.UpdateClusterTopology(actorcluster.Members{p.self})
-	if err := p.register(); err != nil {
-		p.logger.Warn("consul: registration failed; retrying", "error", err)
-	}
 	p.wg.Add(2)
-	go p.heartbeat()
+	go func() {
+		if p.admit != nil {
+			select {
+			case <-p.admit:
+			case <-p.ctx.Done():
+				p.wg.Done()
+				return
+			}
+		}
+		if err := p.register(); err != nil {
+			p.logger.Warn("consul: registration failed; retrying", "error", err)
+		}
+		p.heartbeat()
+	}()
 	go p.watch()
 	return nil
 }

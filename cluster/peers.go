@@ -57,11 +57,14 @@ type peersProvider struct {
 	// onDropped is told when this member finds it was paused longer than
 	// its peers' grace: they have dropped (and blocked) its id.
 	onDropped func()
-	lastPoll  time.Time     // used by poll only
-	wake      chan struct{} // a poll now, not at the next tick
-	stop      chan struct{}
-	done      chan struct{}
-	once      sync.Once
+	// admit, when set, is closed once this member may be asked (see
+	// Config.Admit): until then it does not answer the peers' poll.
+	admit    <-chan struct{}
+	lastPoll time.Time     // used by poll only
+	wake     chan struct{} // a poll now, not at the next tick
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
 }
 
 func newPeersProvider(peers []string, logger *slog.Logger) *peersProvider {
@@ -82,7 +85,9 @@ func (p *peersProvider) StartMember(c *actorcluster.Cluster) error {
 			if msg.Host != "" {
 				p.asked.Store(net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port))), struct{}{})
 			}
-			ctx.Respond(self)
+			if admitted(p.admit) {
+				ctx.Respond(self)
+			}
 		case *messages.MemberLeaving:
 			p.left.Store(msg.GetId(), struct{}{})
 			select {
@@ -96,6 +101,19 @@ func (p *peersProvider) StartMember(c *actorcluster.Cluster) error {
 		return err
 	}
 	return p.start(c)
+}
+
+// admitted reports whether admit (nil: admitted) is closed.
+func admitted(admit <-chan struct{}) bool {
+	if admit == nil {
+		return true
+	}
+	select {
+	case <-admit:
+		return true
+	default:
+		return false
+	}
 }
 
 // answerMembership makes a member that does not find its peers through

@@ -194,10 +194,13 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		commits = calendar.NewCommitter(db, 0, func() { rec.Drain(cfg.Logger) })
 		hosted = kinds(db, cfg, calStats, pf, rec, commits)
 	}
+	// The member joins the others' topology once it can serve (closed at
+	// the end of startNode).
+	admit := make(chan struct{})
 	member, err := cluster.Start(ctx, cluster.Config{
 		Name: cfg.ClusterName, Host: cfg.ClusterHost, Port: cfg.ClusterPort, TLS: cfg.ClusterTLS,
 		Agent: cfg.Agent, Peers: cfg.ClusterPeers, Consul: cfg.Consul, Kinds: hosted, Client: cfg.EdgeOnly, Logger: cfg.ActorLogger,
-		OnDropped: cfg.OnDropped,
+		OnDropped: cfg.OnDropped, Admit: admit,
 	})
 	if err != nil {
 		commits.Close()
@@ -359,6 +362,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 		defer func() { <-swept; <-swept }()
 		relay.Run(relayCtx)
 	}()
+	close(admit) // its grains can prove callers and audit: others may call it
 	return n, nil
 }
 
