@@ -31,7 +31,7 @@ type foundPatientJSON struct {
 // searchPatients answers GET /v1/patients?q=&birth_date=&sex=&limit=&cursor=
 // from the search read model: demographics only, best match first. Every
 // patient listed gets an entry in their own access log before the page is
-// answered (one append per audit shard the page touches); a page that
+// answered (one append to the audit chain); a page that
 // cannot be audited is not served.
 func (s *Server) searchPatients(c *fiber.Ctx) error {
 	caller, err := s.caller(c)

@@ -13,8 +13,8 @@ import (
 
 // A write's audit events are written in the write's own transaction, into
 // audit_pending: a committed change then has its audit row whatever becomes
-// of the audit grain, and never answers 503 for want of it. The shard's
-// audit grain chains them later (AppendAuditDraining).
+// of the audit chain, and never answers 503 for want of it. The member's
+// audit chain chains them later (AppendAuditDraining).
 
 // PendingAudit is one audit event of a write, for its shard.
 type PendingAudit struct {

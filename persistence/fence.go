@@ -46,7 +46,7 @@ func claim(ctx context.Context, tx pgx.Tx, kind, id, owner string) (Fence, error
 }
 
 // Claim takes ownership of (kind, id) in its own transaction. Grains whose
-// state is loaded separately (the audit shard) use it before loading.
+// state is loaded separately (an audit chain) use it before loading.
 func (db *DB) Claim(ctx context.Context, kind, id, owner string) (Fence, error) {
 	var f Fence
 	err := db.inTx(ctx, func(tx pgx.Tx) error {

@@ -1,8 +1,9 @@
-// Package audit is the audit trail: audit grains, one per shard, append
-// access events to their shard's hash chain in group-committed batches, and
-// Recorder is how other grains hand them events and wait until they are
-// durable. A patient's events always go to the same shard, so their order
-// in the chain is the order they happened in.
+// Package audit is the audit trail: each member appends access events to
+// a hash chain of its own (Chain, a new shard per member incarnation) in
+// group-committed batches, and Recorder is how its grains and edge hand
+// them events and wait until they are durable. A patient's events may lie
+// in several chains; each event keeps the instant it happened, by which
+// the access log orders them.
 package audit
 
 import (

@@ -11,8 +11,8 @@ import (
 
 // A write's audit events go in the write's own transaction (InWrite): the
 // change and its audit row commit together, and the write is answered
-// whatever becomes of the audit grain. The shard chains them when asked
-// (Chain, right after the write; Drainer, for what is left).
+// whatever becomes of the audit chain. The chain takes them when asked
+// (Drain, right after the write; Drainer, for what is left).
 
 // InWrite returns ctx carrying events to be written in the transaction of
 // the one write ctx is handed to (persistence.WithAudit), for this

@@ -226,7 +226,7 @@ func (g *Grain) answer(ctx actorcluster.GrainContext, sender *actor.PID, c *mess
 // auditInBatch puts the success audit events of the op on id, for the
 // waiters it has now, in batch b: the change and its audit rows commit
 // together, so a committed change is answered whatever becomes of the
-// audit grain (finish). a is the appointment the change makes.
+// audit chain (finish). a is the appointment the change makes.
 func (g *Grain) auditInBatch(b *persistence.CalendarBatch, id string, action messages.AuditAction, a *messages.AppointmentRecord, patientID string) {
 	o := g.ops[id]
 	if o == nil {

@@ -256,7 +256,7 @@ func (g *Grain) record(ctx actorcluster.GrainContext, c *messages.Caller, action
 // by c, a success) is written in the write's own transaction
 // (audit.Recorder.InWrite): hand it to that one write only. Once the write
 // has committed, chained asks the shard to chain the event; the write is
-// answered whatever the audit grain does.
+// answered whatever the audit chain does.
 func (g *Grain) written(ctx context.Context, c *messages.Caller, action messages.AuditAction, detail string) context.Context {
 	return g.deps.Audit.InWrite(ctx, audit.Event(c, action, "patient", g.id, g.id, messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS, detail, g.deps.Now()))
 }

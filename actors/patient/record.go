@@ -1,6 +1,6 @@
 // Package patient is the patient grain: one per patient, owning the record
 // (registration, profile, blood type, allergies), deciding access through
-// package access and recording every access through the audit grains.
+// package access and recording every access in the member's audit chain.
 package patient
 
 import (

@@ -125,6 +125,15 @@ func (f *Future) Result() (interface{}, error) {
 	return f.result, f.err
 }
 
+// Done returns a channel closed when the future resolves (caregrid patch:
+// a waiter can select on it with other events, without a goroutine
+// blocked in Result).
+func (f *Future) Done() <-chan struct{} {
+	ch := make(chan struct{})
+	f.continueWith(func(interface{}, error) { close(ch) })
+	return ch
+}
+
 func (f *Future) Wait() error {
 	f.wait()
 

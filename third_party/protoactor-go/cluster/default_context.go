@@ -180,21 +180,13 @@ func (c *Cluster) AwaitMember(f *actor.Future, address string) (interface{}, err
 	if address == c.ActorSystem.Address() || address == "nonhost" {
 		return f.Result()
 	}
-	type result struct {
-		resp interface{}
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := f.Result()
-		done <- result{resp, err}
-	}()
+	done := f.Done()
 	t := time.NewTicker(memberLeftPoll)
 	defer t.Stop()
 	for {
 		select {
-		case r := <-done:
-			return r.resp, r.err
+		case <-done:
+			return f.Result()
 		case <-t.C:
 			if !c.MemberList.ContainsAddress(address) {
 				return nil, errMemberLeft
