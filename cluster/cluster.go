@@ -68,9 +68,10 @@ type Config struct {
 	// refuse. Nil: admitted at once.
 	Admit <-chan struct{}
 	// OnDropped is called when this member finds its peers have dropped
-	// it (it was paused past their grace, or Consul's TTL): its id is
-	// blocked for good, and it must rejoin under a new one (see Consul's
-	// OnDropped, which takes precedence with Consul).
+	// it (a peer answered MemberDropped, it was paused longer than they
+	// wait, or past Consul's TTL): its id is blocked for good, and it must
+	// rejoin under a new one (see Consul's OnDropped, which takes
+	// precedence with Consul).
 	OnDropped func()
 }
 

@@ -10,9 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	actorcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/caregrid/caregrid/messages"
 	consul "github.com/hashicorp/consul/api"
 )
 
@@ -76,9 +74,15 @@ type consulProvider struct {
 	// whatever Consul lists.
 	gone map[string]bool
 	last []*consul.ServiceEntry // the watch's last answer
-	// suspects are members whose connection closed (a killed process):
-	// out of the topology at once, not after the TTL and grace.
+	// suspects are members whose connection closed (a killed process) or
+	// to which a request stalled: asked at once, and out unless they
+	// answer. The heartbeat loop finds the silent ones (suspect.go).
 	suspects *suspects
+	// membership answers the others' heartbeats; it tells a member this
+	// one dropped that it was dropped.
+	membership  *membership
+	toldDropped sync.Once
+	wake        chan struct{} // a heartbeat now, not at the next tick
 }
 
 func newConsulProvider(cfg Consul, clusterName string, logger *slog.Logger) (*consulProvider, error) {
@@ -99,7 +103,7 @@ func newConsulProvider(cfg Consul, clusterName string, logger *slog.Logger) (*co
 	cc.HttpClient.Timeout = consulWait + 10*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	return &consulProvider{cfg: cfg, service: "caregrid-" + clusterName, client: client, logger: logger,
-		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}, heard: map[string]time.Time{}, lost: map[string]bool{}, gone: map[string]bool{}}, nil
+		ctx: ctx, cancel: cancel, known: map[string]*actorcluster.Member{}, missing: map[string]time.Time{}, heard: map[string]time.Time{}, lost: map[string]bool{}, gone: map[string]bool{}, wake: make(chan struct{}, 1)}, nil
 }
 
 func (p *consulProvider) checkID() string { return "service:" + p.self.Id }
@@ -110,10 +114,15 @@ func (p *consulProvider) StartMember(c *actorcluster.Cluster) error {
 		return err
 	}
 	p.cluster = c
-	p.suspects = newSuspects(c.ActorSystem, p.reconsider)
+	p.suspects = newSuspects(c.ActorSystem, p.askNow)
 	p.self = &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
+	p.membership = &membership{self: p.self, admit: p.admit}
+	if err := p.membership.spawn(c.ActorSystem); err != nil {
+		return err
+	}
 	c.MemberList.UpdateClusterTopology(actorcluster.Members{p.self})
-	p.wg.Add(2)
+	p.wg.Add(3)
+	go p.beat()
 	go func() {
 		if p.admit != nil {
 			select {
@@ -134,8 +143,9 @@ func (p *consulProvider) StartMember(c *actorcluster.Cluster) error {
 
 func (p *consulProvider) StartClient(c *actorcluster.Cluster) error {
 	p.cluster = c
-	p.suspects = newSuspects(c.ActorSystem, p.reconsider)
-	p.wg.Add(1)
+	p.suspects = newSuspects(c.ActorSystem, p.askNow)
+	p.wg.Add(2)
+	go p.beat()
 	go p.watch()
 	return nil
 }
@@ -195,7 +205,7 @@ func (p *consulProvider) heartbeat() {
 		}
 		err := p.client.Agent().UpdateTTL(p.checkID(), "", consul.HealthPassing)
 		if err == nil && time.Since(lastOK) > p.cfg.TTL+consulGrace {
-			p.dropped(time.Since(lastOK))
+			p.dropped("this member was dropped from the cluster (its check went critical)", time.Since(lastOK))
 		}
 		if err != nil {
 			err = p.register()
@@ -213,12 +223,16 @@ func (p *consulProvider) heartbeat() {
 	}
 }
 
-func (p *consulProvider) dropped(silent time.Duration) {
-	p.logger.Error("consul: this member was dropped from the cluster; it must rejoin under a new id",
-		"member", p.self.Id, "silent_for", silent.Round(time.Millisecond))
-	if p.cfg.OnDropped != nil {
-		p.cfg.OnDropped()
-	}
+// dropped tells OnDropped, once: this member's id is out of its peers'
+// topology.
+func (p *consulProvider) dropped(why string, silent time.Duration) {
+	p.toldDropped.Do(func() {
+		p.logger.Error("consul: "+why+"; it must rejoin under a new id",
+			"member", p.self.Id, "silent_for", silent.Round(time.Millisecond))
+		if p.cfg.OnDropped != nil {
+			go p.cfg.OnDropped()
+		}
+	})
 }
 
 // watch follows the passing instances with blocking queries, retrying a
@@ -307,9 +321,10 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 			continue
 		}
 		if !isSelf && p.lost[id] {
-			p.logger.Warn("consul: member lost: its connection was lost and it does not answer", "member", id, "address", m.Address())
+			p.logger.Warn("consul: member lost: suspected or silent, and it does not answer", "member", id, "address", m.Address())
 			delete(p.known, id)
 			p.gone[id] = true
+			p.membership.drop(id)
 			delete(p.missing, id)
 			delete(p.lost, id)
 			continue
@@ -326,46 +341,102 @@ func (p *consulProvider) update(entries []*consul.ServiceEntry) {
 	if p.self != nil && !listed[p.self.Id] && len(entries) > 0 && now.Sub(p.missing[p.self.Id]) > consulGrace {
 		// Consul lists others but not this member, for longer than the
 		// grace its peers give: they have dropped and blocked its id.
-		p.dropped(now.Sub(p.missing[p.self.Id]))
+		p.dropped("Consul lists the others but not this member", now.Sub(p.missing[p.self.Id]))
 	}
 	p.cluster.MemberList.UpdateClusterTopology(members)
 }
 
-// reconsider publishes the topology again from the watch's last answer:
-// a member's connection closed.
-func (p *consulProvider) reconsider() {
-	if p.cluster == nil {
-		return
+// askNow wakes the heartbeat loop: a member became suspect.
+func (p *consulProvider) askNow() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
-	// Ask each suspect first: one that answers keeps its place.
-	type suspect struct{ id, address string }
-	var asked []suspect
-	p.mu.Lock()
-	for id, m := range p.known {
-		if (p.self == nil || id != p.self.Id) && p.suspects.suspected(m.Address(), p.heard[id]) {
-			asked = append(asked, suspect{id, m.Address()})
-		}
-	}
-	p.mu.Unlock()
-	for _, s := range asked {
-		f := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(s.address, statusActor), &messages.MemberStatusRequest{}, suspectProbe)
-		_, err := f.Result()
-		p.mu.Lock()
-		if err == nil {
-			p.heard[s.id] = time.Now()
-		} else {
-			p.lost[s.id] = true
-		}
-		p.mu.Unlock()
-	}
-	p.mu.Lock()
-	last := p.last
-	p.mu.Unlock()
-	p.update(last)
 }
 
-// suspectProbe bounds the question to a member whose connection was lost.
-const suspectProbe = 500 * time.Millisecond
+// beat is the failure detector (suspect.go): every heartbeat it asks each
+// member of the topology who it is, marks lost those the detector gives
+// up on, and publishes the topology again when it did. Consul's TTL and
+// grace still drop a member whose process is gone from Consul's view, but
+// later.
+func (p *consulProvider) beat() {
+	defer p.wg.Done()
+	var gap loopGap
+	t := time.NewTicker(heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		case <-p.wake:
+		}
+		now := time.Now()
+		if silent, paused := gap.paused(now); paused {
+			p.mu.Lock()
+			for id := range p.heard {
+				p.heard[id] = now // its silence was this process's
+			}
+			p.mu.Unlock()
+			if p.self != nil {
+				p.dropped("this member was silent longer than its peers wait", silent)
+			}
+			continue
+		}
+		p.heartbeatOnce(now)
+	}
+}
+
+func (p *consulProvider) heartbeatOnce(now time.Time) {
+	p.mu.Lock()
+	byAddress := map[string]string{}
+	var ask []string
+	for id, m := range p.known {
+		if p.self == nil || id != p.self.Id {
+			byAddress[m.Address()] = id
+			ask = append(ask, m.Address())
+		}
+	}
+	p.mu.Unlock()
+	who := p.self
+	if who == nil {
+		who = &actorcluster.Member{}
+	}
+	answers := askMembers(p.cluster.ActorSystem, who, ask, heartbeat)
+	p.mu.Lock()
+	changed := false
+	// An answer proves the member ran when the question went (sent); its
+	// silence is judged as of when the answers were awaited.
+	sent := now
+	now = time.Now()
+	for _, addr := range ask {
+		id := byAddress[addr]
+		a := answers[addr]
+		switch {
+		case a.dropped != nil && p.self != nil && a.dropped.GetId() == p.self.Id:
+			p.mu.Unlock()
+			p.dropped("a peer has dropped this member", 0)
+			p.mu.Lock()
+		case a.member != nil && a.member.Id == id:
+			p.heard[id] = sent
+			p.suspects.clear(addr)
+			continue
+		}
+		if p.known[id] == nil || p.lost[id] {
+			continue
+		}
+		switch v := p.suspects.judge(addr, p.heard[id], now); v {
+		case drop, dropUnlessAnswers:
+			p.lost[id] = true
+			changed = true
+		}
+	}
+	last := p.last
+	p.mu.Unlock()
+	if changed {
+		p.update(last)
+	}
+}
 
 // providerBackoff is the wait of a provider (Consul, static peers) after n
 // failures in a row: 250 ms doubling up to consulBackoffMax, with jitter so

@@ -49,6 +49,7 @@ func TestOnlyMembersSendLifecycleMessages(t *testing.T) {
 		{&actor.Terminated{}, true, false, false},
 		{&actorcluster.GossipRequest{}, true, false, false},
 		{&messages.MemberLeaving{}, true, false, false},
+		{&messages.MemberDropped{}, true, false, false},
 	} {
 		for kind, want := range map[PeerKind]bool{PeerMember: tc.member, PeerEdge: tc.edge, PeerService: tc.service} {
 			if got := allowedFrom(kind, tc.m); got != want {

@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"log/slog"
-	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -13,16 +11,9 @@ import (
 	"github.com/caregrid/caregrid/messages"
 )
 
-// membershipActor is the name under which every member answers "who are
-// you": its member id, address and kinds.
-const membershipActor = "caregrid-membership"
-
-// Peer-list timing. A member is in the topology while it answered within
-// peerGrace: one lost poll does not drop it, since a dropped member is
-// blocked for good and can only come back under a new id (a restart).
+// Peer-list timing: peers are polled every heartbeat, and one that
+// answered none for silentFor is out of the topology (suspect.go).
 const (
-	peerPoll  = 500 * time.Millisecond
-	peerGrace = 3 * time.Second
 	// A peer that stopped answering is asked less and less often, up to
 	// this: each failed dial costs proto.actor two error lines.
 	peerBackoffMax = 5 * time.Second
@@ -51,20 +42,25 @@ type peersProvider struct {
 	// by the membership actor): they leave the topology at the next poll,
 	// and are never taken back (a restart comes with a new id).
 	left sync.Map
-	// suspects are peers whose connection closed (a killed process): out
-	// of the topology at once, not after peerGrace.
+	// membership answers the peers' polls; it tells a member this one
+	// dropped that it was dropped.
+	membership *membership
+	// suspects are peers whose connection closed (a killed process) or to
+	// which a request stalled: asked at once, and out unless they answer.
 	suspects *suspects
-	// onDropped is told when this member finds it was paused longer than
-	// its peers' grace: they have dropped (and blocked) its id.
-	onDropped func()
+	// onDropped is told when this member finds its peers dropped it: a
+	// peer answered MemberDropped, or this process was paused longer than
+	// they wait.
+	onDropped   func()
+	toldDropped sync.Once
 	// admit, when set, is closed once this member may be asked (see
 	// Config.Admit): until then it does not answer the peers' poll.
-	admit    <-chan struct{}
-	lastPoll time.Time     // used by poll only
-	wake     chan struct{} // a poll now, not at the next tick
-	stop     chan struct{}
-	done     chan struct{}
-	once     sync.Once
+	admit <-chan struct{}
+	gap   loopGap       // used by poll only
+	wake  chan struct{} // a poll now, not at the next tick
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
 }
 
 func newPeersProvider(peers []string, logger *slog.Logger) *peersProvider {
@@ -78,59 +74,19 @@ func (p *peersProvider) StartMember(c *actorcluster.Cluster) error {
 		return err
 	}
 	p.self = &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
-	self := p.self
-	props := actor.PropsFromFunc(func(ctx actor.Context) {
-		switch msg := ctx.Message().(type) {
-		case *actorcluster.Member:
-			if msg.Host != "" {
-				p.asked.Store(net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port))), struct{}{})
-			}
-			if admitted(p.admit) {
-				ctx.Respond(self)
-			}
-		case *messages.MemberLeaving:
-			p.left.Store(msg.GetId(), struct{}{})
+	p.membership = &membership{self: p.self, admit: p.admit,
+		asked: func(addr string) { p.asked.Store(addr, struct{}{}) },
+		leaving: func(id string) {
+			p.left.Store(id, struct{}{})
 			select {
 			case p.wake <- struct{}{}:
 			default:
 			}
-			ctx.Respond(msg)
-		}
-	})
-	if _, err := c.ActorSystem.Root.SpawnNamed(props, membershipActor); err != nil {
+		}}
+	if err := p.membership.spawn(c.ActorSystem); err != nil {
 		return err
 	}
 	return p.start(c)
-}
-
-// admitted reports whether admit (nil: admitted) is closed.
-func admitted(admit <-chan struct{}) bool {
-	if admit == nil {
-		return true
-	}
-	select {
-	case <-admit:
-		return true
-	default:
-		return false
-	}
-}
-
-// answerMembership makes a member that does not find its peers through
-// this provider (a single node) answer "who are you" all the same, so that
-// an internal service given its remoting address joins it as a client.
-func answerMembership(c *actorcluster.Cluster) error {
-	host, port, err := c.ActorSystem.GetHostPort()
-	if err != nil {
-		return err
-	}
-	self := &actorcluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}
-	_, err = c.ActorSystem.Root.SpawnNamed(actor.PropsFromFunc(func(ctx actor.Context) {
-		if _, ok := ctx.Message().(*actorcluster.Member); ok {
-			ctx.Respond(self)
-		}
-	}), membershipActor)
-	return err
 }
 
 // StartClient follows the members without being one (an edge-only node).
@@ -160,7 +116,7 @@ func (p *peersProvider) Shutdown(bool) error {
 func (p *peersProvider) loop() {
 	defer close(p.done)
 	defer p.suspects.stop()
-	t := time.NewTicker(peerPoll)
+	t := time.NewTicker(heartbeat)
 	defer t.Stop()
 	for {
 		select {
@@ -174,59 +130,70 @@ func (p *peersProvider) loop() {
 	}
 }
 
-// poll asks every other peer at once, waits for the answers (bounded by
-// peerPoll), and publishes this member plus the peers heard from within
-// peerGrace.
+// poll asks every other peer at once, waits for the answers (bounded by a
+// heartbeat), and publishes this member plus the peers the failure
+// detector keeps (suspect.go).
 func (p *peersProvider) poll() {
 	now := time.Now()
-	if p.self != nil && !p.lastPoll.IsZero() && now.Sub(p.lastPoll) > peerGrace && p.onDropped != nil {
+	if gap, paused := p.gap.paused(now); paused {
 		// This process did not run for longer than the peers wait for an
-		// answer (it was paused): they have dropped this member's id.
-		p.logger.Error("cluster: this member was silent longer than its peers wait; they have dropped it, so it rejoins under a new id",
-			"member", p.self.Id, "silent_for", now.Sub(p.lastPoll).Round(time.Millisecond))
-		go p.onDropped()
+		// answer: they have dropped this member's id. Its own silence says
+		// nothing of theirs: they get a fresh start.
+		for addr := range p.heard {
+			p.heard[addr] = now
+		}
+		if p.self != nil {
+			p.dropped("this member was silent longer than its peers wait", gap)
+		}
 	}
-	p.lastPoll = now
-	type asked struct {
-		addr string
-		f    *actor.Future
-	}
-	var futures []asked
 	selfAddr := ""
 	if p.self != nil {
 		selfAddr = p.cluster.ActorSystem.Address()
 	}
+	var ask []string
 	for _, addr := range p.peers {
 		if _, ok := p.asked.LoadAndDelete(addr); ok {
 			delete(p.next, addr)
 		}
-		suspected := p.known[addr] != nil && p.suspects.suspected(addr, p.heard[addr])
+		suspected := p.known[addr] != nil && p.suspects.judge(addr, p.heard[addr], now) != alive
 		if addr == selfAddr || (now.Before(p.next[addr]) && !suspected) {
 			continue // a suspect is asked now, whatever its backoff
 		}
-		futures = append(futures, asked{addr, p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, membershipActor), p.whoAmI(), peerPoll)})
+		ask = append(ask, addr)
 	}
+	answers := askMembers(p.cluster.ActorSystem, p.whoAmI(), ask, heartbeat)
+	// An answer proves the peer ran when the question went (now); its
+	// silence is judged as of when the answers were awaited.
+	judged := time.Now()
 	members := actorcluster.Members{}
 	if p.self != nil {
 		members = append(members, p.self)
 	}
-	for _, a := range futures {
-		res, err := a.f.Result()
-		if m, ok := res.(*actorcluster.Member); ok && err == nil {
+	for _, addr := range ask {
+		a, ok := answers[addr]
+		switch {
+		case ok && a.dropped != nil:
+			if p.self != nil && a.dropped.GetId() == p.self.Id {
+				p.dropped("a peer has dropped this member", 0)
+			}
+			continue
+		case ok && a.member != nil:
+			m := a.member
 			if _, gone := p.left.Load(m.Id); gone {
 				continue // stopping: it answers until it has stopped
 			}
 			if p.self != nil && m.Id == p.self.Id {
 				continue // this member, listed under a name rather than its bound address
 			}
-			if old := p.known[a.addr]; old == nil || old.Id != m.Id {
-				p.logger.Warn("cluster peer joined", "address", a.addr, "member", m.Id)
+			if old := p.known[addr]; old == nil || old.Id != m.Id {
+				p.logger.Warn("cluster peer joined", "address", addr, "member", m.Id)
 			}
-			p.known[a.addr], p.heard[a.addr], p.miss[a.addr] = m, now, 0
+			p.known[addr], p.heard[addr], p.miss[addr] = m, now, 0
+			p.suspects.clear(addr)
 			continue
 		}
-		p.miss[a.addr]++
-		p.next[a.addr] = now.Add(min(providerBackoff(p.miss[a.addr]), peerBackoffMax))
+		p.miss[addr]++
+		p.next[addr] = now.Add(min(providerBackoff(p.miss[addr]), peerBackoffMax))
 	}
 	for addr, m := range p.known {
 		if _, gone := p.left.Load(m.Id); gone {
@@ -234,23 +201,37 @@ func (p *peersProvider) poll() {
 			delete(p.known, addr)
 			continue
 		}
-		if p.suspects.suspected(addr, p.heard[addr]) {
-			// Its connection was lost after its last answer, and it did
-			// not answer this poll: out of the topology now, not after
-			// peerGrace (its id is blocked then: only a restart, under a
-			// new id, comes back).
-			p.logger.Warn("cluster peer lost: its connection was lost and it does not answer", "address", addr, "member", m.Id)
-			delete(p.known, addr)
-			continue
-		}
-		if now.Sub(p.heard[addr]) < peerGrace {
+		switch p.suspects.judge(addr, p.heard[addr], judged) {
+		case drop:
+			p.logger.Warn("cluster peer lost: no answer", "address", addr, "member", m.Id, "for", judged.Sub(p.heard[addr]).Round(time.Millisecond))
+		case dropUnlessAnswers:
+			// Its connection was lost, or a request to it stalled, and it
+			// did not answer the question asked now.
+			p.logger.Warn("cluster peer lost: suspected, and it does not answer", "address", addr, "member", m.Id)
+		default:
 			members = append(members, m)
 			continue
 		}
-		p.logger.Warn("cluster peer lost: no answer", "address", addr, "member", m.Id, "for", now.Sub(p.heard[addr]).Round(time.Millisecond))
+		// Out of the topology, which blocks its id: only a restart, under
+		// a new id, comes back; if it runs on, it hears so and rejoins.
 		delete(p.known, addr)
+		if p.membership != nil {
+			p.membership.drop(m.Id)
+		}
 	}
 	p.cluster.MemberList.UpdateClusterTopology(members)
+}
+
+// dropped tells onDropped, once: this member's id is out of its peers'
+// topology.
+func (p *peersProvider) dropped(why string, silent time.Duration) {
+	if p.onDropped == nil {
+		return
+	}
+	p.toldDropped.Do(func() {
+		p.logger.Error("cluster: "+why+"; it rejoins under a new id", "member", p.self.Id, "silent_for", silent.Round(time.Millisecond))
+		go p.onDropped()
+	})
 }
 
 // whoAmI is what this member sends when it asks: itself, or an empty
@@ -272,7 +253,7 @@ func (p *peersProvider) leave() {
 	for _, addr := range p.peers {
 		if addr != p.cluster.ActorSystem.Address() {
 			futures = append(futures, p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, membershipActor),
-				&messages.MemberLeaving{Id: p.self.Id}, peerPoll))
+				&messages.MemberLeaving{Id: p.self.Id}, heartbeat))
 		}
 	}
 	for _, f := range futures {
@@ -280,5 +261,5 @@ func (p *peersProvider) leave() {
 	}
 	// The acknowledgement comes before the peer's poll has published its
 	// topology without this member: give that poll its time.
-	time.Sleep(peerPoll / 2)
+	time.Sleep(heartbeat / 2)
 }

@@ -269,6 +269,53 @@ func (x *MemberLeaving) GetId() string {
 	return ""
 }
 
+// MemberDropped is a member's answer to a peer whose id it has dropped from
+// its topology (the peer stopped answering its heartbeats, or was paused):
+// that id is blocked for good, so the peer must rejoin under a new id.
+type MemberDropped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberDropped) Reset() {
+	*x = MemberDropped{}
+	mi := &file_ops_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberDropped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberDropped) ProtoMessage() {}
+
+func (x *MemberDropped) ProtoReflect() protoreflect.Message {
+	mi := &file_ops_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberDropped.ProtoReflect.Descriptor instead.
+func (*MemberDropped) Descriptor() ([]byte, []int) {
+	return file_ops_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MemberDropped) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_ops_proto protoreflect.FileDescriptor
 
 const file_ops_proto_rawDesc = "" +
@@ -296,6 +343,8 @@ const file_ops_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12=\n" +
 	"\fconnected_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\"\x1f\n" +
 	"\rMemberLeaving\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1f\n" +
+	"\rMemberDropped\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02idB'Z%github.com/caregrid/caregrid/messagesb\x06proto3"
 
 var (
@@ -310,22 +359,23 @@ func file_ops_proto_rawDescGZIP() []byte {
 	return file_ops_proto_rawDescData
 }
 
-var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_ops_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_ops_proto_goTypes = []any{
 	(*MemberStatusRequest)(nil),   // 0: caregrid.v1.MemberStatusRequest
 	(*MemberStatus)(nil),          // 1: caregrid.v1.MemberStatus
 	(*RemotingConnection)(nil),    // 2: caregrid.v1.RemotingConnection
 	(*MemberLeaving)(nil),         // 3: caregrid.v1.MemberLeaving
-	nil,                           // 4: caregrid.v1.MemberStatus.ActivationsEntry
-	nil,                           // 5: caregrid.v1.MemberStatus.StatsEntry
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*MemberDropped)(nil),         // 4: caregrid.v1.MemberDropped
+	nil,                           // 5: caregrid.v1.MemberStatus.ActivationsEntry
+	nil,                           // 6: caregrid.v1.MemberStatus.StatsEntry
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_ops_proto_depIdxs = []int32{
-	4, // 0: caregrid.v1.MemberStatus.activations:type_name -> caregrid.v1.MemberStatus.ActivationsEntry
-	6, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
+	5, // 0: caregrid.v1.MemberStatus.activations:type_name -> caregrid.v1.MemberStatus.ActivationsEntry
+	7, // 1: caregrid.v1.MemberStatus.started_at:type_name -> google.protobuf.Timestamp
 	2, // 2: caregrid.v1.MemberStatus.connections:type_name -> caregrid.v1.RemotingConnection
-	5, // 3: caregrid.v1.MemberStatus.stats:type_name -> caregrid.v1.MemberStatus.StatsEntry
-	6, // 4: caregrid.v1.RemotingConnection.connected_at:type_name -> google.protobuf.Timestamp
+	6, // 3: caregrid.v1.MemberStatus.stats:type_name -> caregrid.v1.MemberStatus.StatsEntry
+	7, // 4: caregrid.v1.RemotingConnection.connected_at:type_name -> google.protobuf.Timestamp
 	5, // [5:5] is the sub-list for method output_type
 	5, // [5:5] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
@@ -344,7 +394,7 @@ func file_ops_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ops_proto_rawDesc), len(file_ops_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

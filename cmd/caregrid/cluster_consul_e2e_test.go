@@ -112,7 +112,8 @@ func memberIDs(t *testing.T, s *testServer, token string) []string {
 }
 
 // Two members find each other through a real Consul: a member killed with
-// SIGKILL is dropped (its TTL lapses) and its grains served by the other;
+// SIGKILL is dropped (its connection is lost and it does not answer) and
+// its grains served by the other;
 // restarted, it rejoins; Consul itself restarted (a dev agent forgets every
 // registration), the members register again with the same ids and nobody
 // is dropped; a member stopped with SIGTERM deregisters at once.
@@ -158,12 +159,15 @@ func TestConsulMembersSurviveAKillAndAConsulRestart(t *testing.T) {
 		expect(t, "read through a after Consul's restart", a.do("GET", "/v1/patients/"+id, desk, nil), 200)
 	}
 
-	// a is paused past its TTL and its peers' grace: b drops it and blocks
-	// its id. Resumed, a notices, drops its activations and rejoins under
-	// a new member id by itself, without exiting.
+	// a is paused: b stops hearing its heartbeats, drops it (before
+	// Consul's TTL would) and blocks its id. Resumed, a notices (its own
+	// heartbeat ran late, and b answers it MemberDropped), drops its
+	// activations and rejoins under a new member id by itself, without
+	// exiting.
 	oldIDs := memberIDs(t, a, ops)
 	_ = pc.nodes[0].cmd.Process.Signal(syscall.SIGSTOP)
-	await.Until(t, "b drops the paused member", membershipLimit, func() bool { return clusterMembers(b.base) == 1 })
+	paused := await.Until(t, "b drops the paused member", membershipLimit, func() bool { return clusterMembers(b.base) == 1 })
+	t.Logf("SIGSTOP: dropped from b's topology after %v (TTL 2 s)", paused.Round(time.Millisecond))
 	_ = pc.nodes[0].cmd.Process.Signal(syscall.SIGCONT)
 	await.Until(t, "a rejoins by itself", membershipLimit, func() bool { return nodeMetric(a.base, "caregrid_cluster_rejoins_total") == 1 })
 	select {

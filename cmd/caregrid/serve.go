@@ -345,8 +345,8 @@ func serve(ctx context.Context, cfg serveConfig, logger, actorLogger *slog.Logge
 		}
 		logger.Warn("development tokens accepted (--dev-auth): not for production", "key_file", cfg.DevAuthKey)
 	}
-	// Dropped by its peers while alive (paused past their grace or
-	// Consul's TTL), this member's id is blocked for good: it drops its
+	// Dropped by its peers while alive (silent past their heartbeat
+	// detector, or Consul's TTL), this member's id is blocked for good: it drops its
 	// activations and rejoins under a new id, in this process.
 	dropped := make(chan struct{}, 1)
 	onDropped := func() {

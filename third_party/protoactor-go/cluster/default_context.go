@@ -173,9 +173,20 @@ func (dcc *DefaultContext) await(f *actor.Future, pid *actor.PID) (interface{}, 
 	return dcc.cluster.AwaitMember(f, pid.Address)
 }
 
+// MemberStalled is published on the actor system's event stream, once per
+// request, when a request has waited StallAfter for a reply from the member
+// on Address (caregrid patch): the membership provider asks that member at
+// once instead of at its next heartbeat, and drops it if it is silent.
+type MemberStalled struct{ Address string }
+
+// StallAfter is how long a request waits on another member before it
+// reports the member as stalled (MemberStalled).
+const StallAfter = time.Second
+
 // AwaitMember is f.Result(), cut short with ErrMemberLeft once no member of
 // the topology listens on address (caregrid patch: requests to a member
-// that left are retried at once, not after their timeout).
+// that left are retried at once, not after their timeout). A request still
+// waiting after StallAfter publishes MemberStalled.
 func (c *Cluster) AwaitMember(f *actor.Future, address string) (interface{}, error) {
 	if address == c.ActorSystem.Address() || address == "nonhost" {
 		return f.Result()
@@ -183,13 +194,18 @@ func (c *Cluster) AwaitMember(f *actor.Future, address string) (interface{}, err
 	done := f.Done()
 	t := time.NewTicker(memberLeftPoll)
 	defer t.Stop()
+	stallAt := time.Now().Add(StallAfter)
 	for {
 		select {
 		case <-done:
 			return f.Result()
-		case <-t.C:
+		case now := <-t.C:
 			if !c.MemberList.ContainsAddress(address) {
 				return nil, errMemberLeft
+			}
+			if !stallAt.IsZero() && now.After(stallAt) {
+				stallAt = time.Time{}
+				c.ActorSystem.EventStream.Publish(&MemberStalled{Address: address})
 			}
 		}
 	}
