@@ -11,6 +11,7 @@ import (
 	"github.com/caregrid/caregrid/messages"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -160,6 +161,34 @@ type FencedCalendarBatch struct {
 type CalendarResult struct {
 	Taken []string
 	Err   error
+	// Pending: the batch was written alone, its audit events left in
+	// audit_pending for the member's chain to chain (with ChainedAudit,
+	// the others' are chained already).
+	Pending bool
+}
+
+// ChainedAudit makes a group transaction of WriteCalendarsChained chain its
+// batches' audit events itself, onto a chain of the caller's that no other
+// process appends to, instead of leaving them in audit_pending for the
+// member's chain: one statement and no second transaction per group.
+type ChainedAudit struct {
+	// Fence is the chain's fence, checked by the append statement.
+	Fence Fence
+	// Rows turns events into the rows that continue the chain's head. It
+	// may be called again if the transaction retries, so it must depend
+	// on its input only.
+	Rows func(events []PendingAudit) ([]AuditRow, error)
+}
+
+// CalendarGroup is what WriteCalendarsChained did.
+type CalendarGroup struct {
+	Results []CalendarResult
+	// Chained are the audit rows the group's transaction appended to the
+	// ChainedAudit's chain; ChainHeld is false if the chain's head may
+	// not be what the caller holds (the transaction failed, or it did
+	// not run): the caller must read the head again.
+	Chained   []AuditRow
+	ChainHeld bool
 }
 
 // WriteCalendars writes many calendars' batches in one transaction (a
@@ -174,11 +203,23 @@ type CalendarResult struct {
 // decisions rule out), the transaction is dropped and each batch is
 // written alone, so that only that batch hears its error.
 func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch) []CalendarResult {
+	return db.WriteCalendarsChained(ctx, batches, nil).Results
+}
+
+// WriteCalendarsChained is WriteCalendars whose group transaction chains
+// its audit events onto chained's chain (nil: leaves them pending, as
+// WriteCalendars). Batches written alone leave theirs pending
+// (CalendarResult.Pending).
+func (db *DB) WriteCalendarsChained(ctx context.Context, batches []FencedCalendarBatch, chained *ChainedAudit) CalendarGroup {
 	out := make([]CalendarResult, len(batches))
-	if len(batches) == 1 {
-		b := batches[0]
-		out[0].Taken, out[0].Err = db.WriteCalendar(WithAudit(ctx, b.Batch.Audit...), b.Fence, b.Batch)
-		return out
+	alone := func(i int) {
+		b := batches[i]
+		out[i].Taken, out[i].Err = db.WriteCalendar(WithAudit(ctx, b.Batch.Audit...), b.Fence, b.Batch)
+		out[i].Pending = true
+	}
+	if len(batches) == 1 && chained == nil {
+		alone(0)
+		return CalendarGroup{Results: out, ChainHeld: true}
 	}
 	audits := make([][]pendingAuditRow, len(batches))
 	kinds, ids, epochs := make([]string, len(batches)), make([]string, len(batches)), make([]int64, len(batches))
@@ -187,10 +228,12 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 		kinds[i], ids[i], epochs[i] = b.Fence.Kind, b.Fence.ID, b.Fence.Epoch
 	}
 	var (
-		live  []bool
-		taken []string
+		live    []bool
+		taken   []string
+		chainOf []AuditRow
 	)
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		chainOf = nil
 		rows, err := tx.Query(ctx, `SELECT u.n::INT FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS u (kind, id, epoch, n)
 			JOIN grain_owner g ON g.kind = u.kind AND g.id = u.id AND g.epoch = u.epoch FOR SHARE OF g SKIP LOCKED`, kinds, ids, epochs)
 		if err != nil {
@@ -203,6 +246,7 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 		live = make([]bool, len(batches))
 		var group []*CalendarBatch
 		var pending []pendingAuditRow
+		var events []PendingAudit
 		for _, n := range found {
 			live[n-1] = true
 		}
@@ -210,6 +254,7 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 			if live[i] {
 				group = append(group, b.Batch)
 				pending = append(pending, audits[i]...)
+				events = append(events, b.Batch.Audit...)
 			}
 		}
 		// The live batches' rows go in the statements of one batch.
@@ -219,7 +264,13 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 		}
 		var q pgx.Batch
 		w.queue(&q)
-		if len(pending) > 0 {
+		switch {
+		case chained != nil && len(events) > 0:
+			if chainOf, err = chained.Rows(events); err != nil {
+				return err
+			}
+			q.Queue(appendAuditSQL, appendAuditArgs(chained.Fence, chainOf)...)
+		case len(pending) > 0:
 			args, err := pendingAuditArgs(pending)
 			if err != nil {
 				return err
@@ -231,7 +282,14 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 		}
 		res := tx.SendBatch(ctx, &q)
 		taken, err = w.read(res)
-		if err == nil && len(pending) > 0 {
+		switch {
+		case err != nil:
+		case len(chainOf) > 0:
+			var tag pgconn.CommandTag
+			if tag, err = res.Exec(); err == nil {
+				err = appendAuditWrote(chained.Fence, tag, len(chainOf))
+			}
+		case len(pending) > 0:
 			_, err = res.Exec()
 		}
 		if cerr := res.Close(); err == nil {
@@ -242,15 +300,15 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 	if err != nil {
 		// Written alone, each batch hears its own outcome.
 		var wg sync.WaitGroup
-		for i, b := range batches {
+		for i := range batches {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out[i].Taken, out[i].Err = db.WriteCalendar(WithAudit(ctx, b.Batch.Audit...), b.Fence, b.Batch)
+				alone(i)
 			}()
 		}
 		wg.Wait()
-		return out
+		return CalendarGroup{Results: out, ChainHeld: chained == nil}
 	}
 	isTaken := make(map[string]bool, len(taken))
 	for _, id := range taken {
@@ -265,10 +323,11 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out[i].Taken, out[i].Err = db.WriteCalendar(WithAudit(ctx, b.Batch.Audit...), b.Fence, b.Batch)
+				alone(i)
 			}()
 			continue
 		}
+		out[i].Pending = chained == nil
 		for _, a := range b.Batch.Inserts {
 			if isTaken[a.Record.Id] {
 				out[i].Taken = append(out[i].Taken, a.Record.Id)
@@ -276,7 +335,7 @@ func (db *DB) WriteCalendars(ctx context.Context, batches []FencedCalendarBatch)
 		}
 	}
 	wg.Wait()
-	return out
+	return CalendarGroup{Results: out, Chained: chainOf, ChainHeld: true}
 }
 
 // calendarWrite is the statements of one or more calendars' batches,

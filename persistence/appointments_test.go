@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/internal/await"
 	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
@@ -399,5 +400,101 @@ func TestCalendarBatchesOfManyDoctorsCommitTogether(t *testing.T) {
 	}
 	if claims, _ := db.DoctorClaims(ctx, doctors[3]); len(claims) != 6 {
 		t.Fatalf("doctor 3 has %d claims after the lock went, want 6", len(claims))
+	}
+}
+
+// A group that chains its own audit events (the calendar committer's
+// chain, audit.Writer) writes them as chained rows in its transaction,
+// none pending; a chain claimed away from the writer fails the group,
+// whose batches are then written alone with their events pending, and the
+// writer reads its head again before it goes on: the chain stays whole.
+func TestACalendarGroupChainsItsAuditEventsInItsTransaction(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	w, err := audit.OpenWriter(ctx, db, "node-a", "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
+	var doctors []string
+	var fences []persistence.Fence
+	for range 3 {
+		d, f := newDoctor(t, db)
+		doctors, fences = append(doctors, d), append(fences, f)
+	}
+	batches := func(at time.Time) []persistence.FencedCalendarBatch {
+		var out []persistence.FencedCalendarBatch
+		for i, d := range doctors {
+			h := hold(d, at, 15)
+			out = append(out, persistence.FencedCalendarBatch{Fence: fences[i], Batch: &persistence.CalendarBatch{DoctorID: d,
+				Inserts: []persistence.NewAppointment{h},
+				Audit: []persistence.PendingAudit{{Shard: w.Shard(), Event: &messages.AuditEvent{OccurredAt: timestamppb.Now(),
+					Action: messages.AuditAction_AUDIT_ACTION_CREATE.Name(), ResourceId: h.Record.Id, Outcome: messages.AuditOutcome_AUDIT_OUTCOME_SUCCESS}}}}})
+		}
+		return out
+	}
+	write := func(at time.Time) persistence.CalendarGroup {
+		chained, err := w.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := db.WriteCalendarsChained(ctx, batches(at), chained)
+		w.Done(g.Chained, g.ChainHeld)
+		return g
+	}
+	count := func(sql string) int {
+		var n int
+		if err := db.Pool.QueryRow(ctx, sql, w.Shard()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	g := write(start)
+	for i, r := range g.Results {
+		if r.Err != nil || r.Pending {
+			t.Fatalf("batch %d = %+v, want written with its events chained", i, r)
+		}
+	}
+	if len(g.Chained) != 3 || !g.ChainHeld {
+		t.Fatalf("chained %d rows (held %v), want 3", len(g.Chained), g.ChainHeld)
+	}
+	if n := count(`SELECT count(*) FROM audit_events WHERE shard = $1`); n != 3 {
+		t.Fatalf("%d chained rows stored, want 3", n)
+	}
+	if n := count(`SELECT count(*) FROM audit_pending WHERE shard = $1`); n != 0 {
+		t.Fatalf("%d events left pending, want none", n)
+	}
+	g = write(start.Add(time.Hour)) // continues the head it holds
+	if len(g.Chained) != 3 || g.Chained[0].Seq != 4 {
+		t.Fatalf("the second group chained %+v, want seqs 4-6", g.Chained)
+	}
+
+	// Another process claims the chain: the group's append is fenced, the
+	// whole transaction with it; each batch is written alone, its event
+	// pending for a member's chain.
+	if _, err := db.ClaimAuditChain(ctx, w.Shard(), "node-b"); err != nil {
+		t.Fatal(err)
+	}
+	g = write(start.Add(2 * time.Hour))
+	for i, r := range g.Results {
+		if r.Err != nil || !r.Pending {
+			t.Fatalf("batch %d after the chain was claimed away = %+v, want written alone, pending", i, r)
+		}
+	}
+	if g.ChainHeld {
+		t.Fatal("the writer kept its head after a failed group")
+	}
+	if n := count(`SELECT count(*) FROM audit_pending WHERE shard = $1`); n != 3 {
+		t.Fatalf("%d events pending, want 3", n)
+	}
+	// The writer claims the chain back and reads its head: the next group
+	// continues it.
+	g = write(start.Add(3 * time.Hour))
+	if len(g.Chained) != 3 || g.Chained[0].Seq != 7 {
+		t.Fatalf("after the claim the group chained %+v, want seqs 7-9", g.Chained)
+	}
+	if _, _, err := audit.VerifyTrail(ctx, db, func(int32, int64) {}); err != nil {
+		t.Fatalf("the trail does not verify: %v", err)
 	}
 }

@@ -95,6 +95,28 @@ func (db *DB) AppendAudit(ctx context.Context, f Fence, rows []AuditRow) error {
 func execAppendAudit(ctx context.Context, q interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }, f Fence, rows []AuditRow) error {
+	tag, err := q.Exec(ctx, appendAuditSQL, appendAuditArgs(f, rows)...)
+	if err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	return appendAuditWrote(f, tag, len(rows))
+}
+
+// appendAuditWrote checks what appendAuditSQL wrote of n rows: none means
+// the fence did not hold.
+func appendAuditWrote(f Fence, tag pgconn.CommandTag, n int) error {
+	if tag.RowsAffected() == 0 {
+		countFenceConflict(f.Kind)
+		return ErrFenced
+	}
+	if tag.RowsAffected() != int64(n) {
+		return fmt.Errorf("append audit: %d of %d rows written", tag.RowsAffected(), n)
+	}
+	return nil
+}
+
+// appendAuditArgs are appendAuditSQL's arguments for rows.
+func appendAuditArgs(f Fence, rows []AuditRow) []any {
 	n := len(rows)
 	var (
 		shards                                                 = make([]int32, n)
@@ -111,19 +133,8 @@ func execAppendAudit(ctx context.Context, q interface {
 		pid[i], outcome[i], detail[i], prev[i], hash[i] = r.PatientID, r.Outcome, r.Detail, r.PrevHash, r.Hash
 		clientReqID[i] = r.ClientRequestID
 	}
-	tag, err := q.Exec(ctx, appendAuditSQL, f.Kind, f.ID, f.Epoch, shards, seqs, times,
-		subj, role, client, purpose, glass, reqID, src, action, rtype, rid, pid, outcome, detail, prev, hash, clientReqID)
-	if err != nil {
-		return fmt.Errorf("append audit: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		countFenceConflict(f.Kind)
-		return ErrFenced
-	}
-	if tag.RowsAffected() != int64(n) {
-		return fmt.Errorf("append audit: %d of %d rows written", tag.RowsAffected(), n)
-	}
-	return nil
+	return []any{f.Kind, f.ID, f.Epoch, shards, seqs, times,
+		subj, role, client, purpose, glass, reqID, src, action, rtype, rid, pid, outcome, detail, prev, hash, clientReqID}
 }
 
 func col(n int) []string { return make([]string, n) }

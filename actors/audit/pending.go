@@ -28,13 +28,15 @@ func (r Recorder) InWrite(ctx context.Context, events ...*messages.AuditEvent) c
 // Drain asks this member's chain to chain the events its writes left
 // pending, and waits for it, so that the access log shows a write as soon
 // as it is answered. The events are durable already: a failure is only
-// logged, and the Drainer chains them later.
-func (r Recorder) Drain(logger *slog.Logger) {
+// logged (and returned), and the Drainer chains them later.
+func (r Recorder) Drain(logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
 	defer cancel()
-	if _, err := r.Chain.append(ctx, &appendRequest{drain: true}, r.timeout()); err != nil && logger != nil {
+	_, err := r.Chain.append(ctx, &appendRequest{drain: true}, r.timeout())
+	if err != nil && logger != nil {
 		logger.Warn("audit events of a write wait to be chained", "shard", r.Shard(), "error", err)
 	}
+	return err
 }
 
 // Pending is an audit event as a write's transaction writes it

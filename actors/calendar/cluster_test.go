@@ -75,9 +75,15 @@ func memberConfig(t testing.TB, db *persistence.DB, name string, agent *cluster.
 // memberConfigIdle is memberConfig whose grains passivate after idle.
 func memberConfigIdle(t testing.TB, db *persistence.DB, name string, agent *cluster.Agent, idle time.Duration) cluster.Config {
 	rec := audit.Recorder{Chain: audittest.OpenChain(t, db, name), Timeout: 5 * time.Second}
-	// The members' calendars write through a committer, as on a node.
-	commits := calendar.NewCommitter(db, 0, func() { rec.Drain(nil) })
+	// The members' calendars write through a committer that chains their
+	// audit events itself, as on a node.
+	commits := calendar.NewCommitter(db, 0, func() error { return rec.Drain(nil) })
 	t.Cleanup(commits.Close)
+	w, err := audit.OpenWriter(context.Background(), db, name, "calendar-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits.UseChain(w)
 	return cluster.Config{
 		Name: name, Agent: agent, TLS: prooftest.TLS(t),
 		Kinds: []*actorcluster.Kind{
@@ -666,6 +672,14 @@ func TestBookingIsWrittenOnceThePatientAccepts(t *testing.T) {
 	}
 	if appts := checkClaims(t, db, doctor); len(appts) != 1 {
 		t.Fatalf("%d appointments stored, want 1", len(appts))
+	}
+	// The booking's audit event was chained in the booking's own
+	// transaction (the committer's chain): nothing of it waits in
+	// audit_pending.
+	var chained, pending int
+	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM audit_events WHERE resource_id = $1 AND action = 'create'),
+		(SELECT count(*) FROM audit_pending)`, o.reply.Appointment.Id).Scan(&chained, &pending); err != nil || chained != 1 || pending != 0 {
+		t.Fatalf("the booking's audit: %d chained, %d pending, %v; want 1 chained, none pending", chained, pending, err)
 	}
 }
 

@@ -3,8 +3,10 @@ package calendar
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/caregrid/caregrid/actors/audit"
 	"github.com/caregrid/caregrid/persistence"
 )
 
@@ -16,12 +18,20 @@ import (
 // outcome. A batch that finds no other waiting is written alone, as
 // before, with no added wait: groups form only from what queues while
 // earlier groups are being written.
+//
+// Once it has a chain of its own (UseChain), a group's transaction also
+// chains the group's audit events onto it, so its grains are answered at
+// commit: no pending rows, and no second transaction per group to chain
+// them. What a group cannot chain so (a batch written alone, or the chain
+// could not be read) is left pending, and chain takes it before those
+// grains are answered.
 type Committer struct {
 	db *persistence.DB
-	// chain, when set, makes the audit events a committed group wrote
-	// part of the audit chain before its grains hear of it: one request to
-	// the chain per group, instead of one per grain's batch.
-	chain    func()
+	// chain, when set, makes the audit events a committed group left
+	// pending part of the member's audit chain before its grains hear of
+	// it: one request to the chain per group, instead of one per grain's
+	// batch.
+	chain    func() error
 	maxGroup int
 	queue    chan *commitRequest
 	stop     chan struct{}
@@ -29,14 +39,22 @@ type Committer struct {
 	wg       sync.WaitGroup
 	// answering counts the groups whose events are being chained.
 	answering sync.WaitGroup
+	// leftPending: a group's events were left pending and chain could not
+	// take them; the next group asks chain again (the Drainer would, later).
+	leftPending atomic.Bool
+	// ownChain, once set (UseChain), is the committer's own audit chain: a
+	// group's transaction chains its audit events itself, and only
+	// batches written alone leave theirs for chain.
+	ownChain atomic.Pointer[audit.Writer]
 }
 
 // Committer defaults: how many group transactions run at once, and how
 // many batches one holds at most. One writer makes the largest groups: on
 // the 2-core reference machine spread booking did a third better with one
-// than with two, and four lost more. A group never waits on a claim in
-// progress (WriteCalendars leaves such a batch out), and its chaining runs
-// beside the next group.
+// than with two, and four lost more (with UseChain, writers take turns on
+// the one chain: a group holds it for its transaction). A group never
+// waits on a claim in progress (WriteCalendars leaves such a batch out),
+// and what it leaves pending is chained beside the next group.
 const (
 	DefaultCommitWriters = 1
 	DefaultCommitGroup   = 64
@@ -51,7 +69,7 @@ type commitRequest struct {
 // NewCommitter starts writers group writers (0: DefaultCommitWriters).
 // chain (may be nil) chains the audit events a group wrote, and runs
 // before the group's grains are answered.
-func NewCommitter(db *persistence.DB, writers int, chain func()) *Committer {
+func NewCommitter(db *persistence.DB, writers int, chain func() error) *Committer {
 	if writers <= 0 {
 		writers = DefaultCommitWriters
 	}
@@ -62,6 +80,11 @@ func NewCommitter(db *persistence.DB, writers int, chain func()) *Committer {
 	}
 	return c
 }
+
+// UseChain makes the groups chain their audit events in their own
+// transaction, onto w (opened once the member has joined: its id names
+// the chain).
+func (c *Committer) UseChain(w *audit.Writer) { c.ownChain.Store(w) }
 
 // Close stops the writers once the groups being written are done; a
 // Write after it fails. A nil Committer has nothing to close.
@@ -139,23 +162,47 @@ func (c *Committer) write(group []*commitRequest) {
 	if len(group) == 1 {
 		ctx = group[0].ctx // one batch: its own context (its trace) as before
 	}
-	results := c.db.WriteCalendars(ctx, batches)
+	results := c.writeGroup(ctx, batches)
 	answer := func() {
 		for i, res := range results {
 			group[i].done <- res
 		}
 	}
-	if c.chain == nil {
+	pending := c.leftPending.Load()
+	for _, r := range results {
+		pending = pending || (r.Pending && r.Err == nil)
+	}
+	if c.chain == nil || !pending {
 		answer()
 		return
 	}
 	// The next group is written while this one's events are chained.
+	c.leftPending.Store(false)
 	c.answering.Add(1)
 	go func() {
 		defer c.answering.Done()
-		c.chain()
+		if err := c.chain(); err != nil {
+			c.leftPending.Store(true)
+		}
 		answer()
 	}()
+}
+
+// writeGroup writes batches in one transaction that chains their audit
+// events onto the committer's own chain, or, without one (or while it
+// cannot be read), leaves them pending for the member's chain.
+func (c *Committer) writeGroup(ctx context.Context, batches []persistence.FencedCalendarBatch) []persistence.CalendarResult {
+	w := c.ownChain.Load()
+	if w == nil {
+		return c.db.WriteCalendars(ctx, batches)
+	}
+	chained, err := w.Begin()
+	if err != nil {
+		return c.db.WriteCalendars(ctx, batches)
+	}
+	g := c.db.WriteCalendarsChained(ctx, batches, chained)
+	w.Done(g.Chained, g.ChainHeld)
+	return g.Results
 }
 
 // Chains reports whether the committer chains the audit events of what

@@ -191,7 +191,7 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	rec := audit.Recorder{Chain: auditChain, Timeout: cfg.GrainTimeout}
 	var commits *calendar.Committer
 	if !cfg.EdgeOnly {
-		commits = calendar.NewCommitter(db, 0, func() { rec.Drain(cfg.Logger) })
+		commits = calendar.NewCommitter(db, 0, func() error { return rec.Drain(cfg.Logger) })
 		hosted = kinds(db, cfg, calStats, pf, rec, commits)
 	}
 	// The member joins the others' topology once it can serve (closed at
@@ -208,7 +208,19 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	}
 	if err := auditChain.Open(ctx, member.System, member.System.ID, member.Address()); err != nil {
 		member.Stop(false)
+		commits.Close()
 		return nil, err
+	}
+	if commits != nil {
+		// The calendar committer chains the audit events of the groups it
+		// writes in their own transactions, onto a chain of its own.
+		w, err := audit.OpenWriter(ctx, db, member.System.ID, member.Address())
+		if err != nil {
+			member.Stop(false)
+			commits.Close()
+			return nil, err
+		}
+		commits.UseChain(w)
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
