@@ -90,50 +90,74 @@ func (g *Grain) enqueue(ctx actorcluster.GrainContext, add func(*persistence.Cal
 	}
 }
 
+// batchWritten is the committer's outcome of a grain's batch, which the
+// grain sends itself (a Go value: it cannot come over the remoting).
+type batchWritten struct {
+	gen    int
+	dones  []func(taken map[string]bool)
+	result persistence.CalendarResult
+}
+
+func (g *Grain) ReceiveDefault(ctx actorcluster.GrainContext) {
+	if m, ok := ctx.Message().(*batchWritten); ok && m.gen == g.gen {
+		g.batchDone(ctx, m.dones, m.result.Taken, m.result.Err)
+	}
+}
+
 func (g *Grain) flush(ctx actorcluster.GrainContext) {
 	g.expireLapsed(g.deps.Now())
 	b, dones := g.batch, g.dones
 	g.batch, g.dones, g.writing = nil, nil, true
-	var taken []string
 	db, commits, fence, timeout := g.deps.DB, g.deps.Commits, g.fence, g.deps.StoreTimeout
+	if commits != nil {
+		self, system, gen := ctx.Self(), ctx.ActorSystem(), g.gen
+		err := commits.Submit(time.Now().Add(timeout), fence, b, func(r persistence.CalendarResult) {
+			system.Root.Send(self, &batchWritten{gen: gen, dones: dones, result: r})
+		})
+		if err != nil {
+			g.batchDone(ctx, dones, nil, err)
+		}
+		return
+	}
+	var taken []string
 	g.async(ctx, timeout, func() error {
 		wctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var err error
-		if commits != nil {
-			taken, err = commits.Write(wctx, fence, b)
-		} else {
-			taken, err = db.WriteCalendar(persistence.WithAudit(wctx, b.Audit...), fence, b)
-		}
+		taken, err = db.WriteCalendar(persistence.WithAudit(wctx, b.Audit...), fence, b)
 		return err
-	}, func(err error) {
-		if err != nil {
-			g.writing = false
-			_ = g.storeError(ctx, "write", err)
-			return
-		}
-		set := make(map[string]bool, len(taken))
-		for _, id := range taken {
-			set[id] = true
-		}
-		// writing stays set while the continuations run, so that what they
-		// enqueue (the confirms of the holds just written) gathers into one
-		// next batch instead of the first of them leaving alone; their
-		// replies gather likewise, to be audited in one append.
-		g.collecting = true
-		for _, d := range dones {
-			d(set)
-		}
-		g.collecting = false
-		answers, durable := g.answers, g.durable
-		g.answers, g.durable = nil, nil
-		g.deps.Audit.AnswerAllAfter(ctx, answers)
-		g.answerDurable(ctx, durable)
+	}, func(err error) { g.batchDone(ctx, dones, taken, err) })
+}
+
+// batchDone continues in the actor once a batch's write is done: its
+// continuations run, or the activation drops its state.
+func (g *Grain) batchDone(ctx actorcluster.GrainContext, dones []func(taken map[string]bool), taken []string, err error) {
+	if err != nil {
 		g.writing = false
-		if g.batch != nil {
-			g.flush(ctx)
-		}
-	})
+		_ = g.storeError(ctx, "write", err)
+		return
+	}
+	set := make(map[string]bool, len(taken))
+	for _, id := range taken {
+		set[id] = true
+	}
+	// writing stays set while the continuations run, so that what they
+	// enqueue (the confirms of the holds just written) gathers into one
+	// next batch instead of the first of them leaving alone; their
+	// replies gather likewise, to be audited in one append.
+	g.collecting = true
+	for _, d := range dones {
+		d(set)
+	}
+	g.collecting = false
+	answers, durable := g.answers, g.durable
+	g.answers, g.durable = nil, nil
+	g.deps.Audit.AnswerAllAfter(ctx, answers)
+	g.answerDurable(ctx, durable)
+	g.writing = false
+	if g.batch != nil {
+		g.flush(ctx)
+	}
 }
 
 // answerDurable sends replies whose audit events their batch wrote, once

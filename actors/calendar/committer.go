@@ -61,9 +61,11 @@ const (
 )
 
 type commitRequest struct {
-	ctx   context.Context
-	batch persistence.FencedCalendarBatch
-	done  chan persistence.CalendarResult
+	ctx      context.Context // nil for Submit
+	deadline time.Time       // Submit's
+	batch    persistence.FencedCalendarBatch
+	// deliver hears the outcome, once, from the committer's goroutine.
+	deliver func(persistence.CalendarResult)
 }
 
 // NewCommitter starts writers group writers (0: DefaultCommitWriters).
@@ -95,6 +97,15 @@ func (c *Committer) Close() {
 	c.stopped.Do(func() { close(c.stop) })
 	c.wg.Wait()
 	c.answering.Wait()
+	// What was submitted and not written hears that the member stops.
+	for {
+		select {
+		case req := <-c.queue:
+			req.deliver(persistence.CalendarResult{Err: errCommitterClosed})
+		default:
+			return
+		}
+	}
 }
 
 // errCommitterClosed is a write refused because the member is stopping.
@@ -103,7 +114,9 @@ var errCommitterClosed = persistence.ErrUnavailable
 // Write writes one grain's batch through its fence, grouped with whatever
 // other grains write meanwhile, and returns as WriteCalendar does.
 func (c *Committer) Write(ctx context.Context, f persistence.Fence, b *persistence.CalendarBatch) ([]string, error) {
-	req := &commitRequest{ctx: ctx, batch: persistence.FencedCalendarBatch{Fence: f, Batch: b}, done: make(chan persistence.CalendarResult, 1)}
+	done := make(chan persistence.CalendarResult, 1)
+	req := &commitRequest{ctx: ctx, batch: persistence.FencedCalendarBatch{Fence: f, Batch: b},
+		deliver: func(r persistence.CalendarResult) { done <- r }}
 	select {
 	case c.queue <- req:
 	case <-c.stop:
@@ -112,12 +125,27 @@ func (c *Committer) Write(ctx context.Context, f persistence.Fence, b *persisten
 		return nil, ctx.Err()
 	}
 	select {
-	case r := <-req.done:
+	case r := <-done:
 		return r.Taken, r.Err
 	case <-ctx.Done():
 		// The group may still commit it: the grain treats this as any
 		// failed write (it drops its state and reloads).
 		return nil, ctx.Err()
+	}
+}
+
+// Submit queues one grain's batch, to be written by deadline, and returns
+// at once; deliver hears the outcome (as Write returns it) once, from the
+// committer's goroutine, and must not block: a grain sends it to itself
+// as a message, which costs no goroutine and no future per batch. An
+// error means the batch was not queued (the committer is closed).
+func (c *Committer) Submit(deadline time.Time, f persistence.Fence, b *persistence.CalendarBatch, deliver func(persistence.CalendarResult)) error {
+	req := &commitRequest{deadline: deadline, batch: persistence.FencedCalendarBatch{Fence: f, Batch: b}, deliver: deliver}
+	select {
+	case c.queue <- req:
+		return nil
+	case <-c.stop:
+		return errCommitterClosed
 	}
 }
 
@@ -150,7 +178,11 @@ func (c *Committer) write(group []*commitRequest) {
 	deadline := time.Time{}
 	for _, r := range group {
 		batches = append(batches, r.batch)
-		if d, ok := r.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		d, ok := r.deadline, !r.deadline.IsZero()
+		if r.ctx != nil {
+			d, ok = r.ctx.Deadline()
+		}
+		if ok && (deadline.IsZero() || d.Before(deadline)) {
 			deadline = d
 		}
 	}
@@ -159,13 +191,13 @@ func (c *Committer) write(group []*commitRequest) {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 	}
 	defer cancel()
-	if len(group) == 1 {
+	if len(group) == 1 && group[0].ctx != nil {
 		ctx = group[0].ctx // one batch: its own context (its trace) as before
 	}
 	results := c.writeGroup(ctx, batches)
 	answer := func() {
 		for i, res := range results {
-			group[i].done <- res
+			group[i].deliver(res)
 		}
 	}
 	pending := c.leftPending.Load()

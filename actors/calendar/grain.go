@@ -132,8 +132,7 @@ func (g *Grain) reset() {
 	g.gen++
 }
 
-func (g *Grain) Terminate(actorcluster.GrainContext)      {}
-func (g *Grain) ReceiveDefault(actorcluster.GrainContext) {}
+func (g *Grain) Terminate(actorcluster.GrainContext) {}
 
 func (g *Grain) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(tracing.Background(g.self), g.deps.StoreTimeout)
