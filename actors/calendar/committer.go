@@ -42,6 +42,8 @@ type Committer struct {
 	// leftPending: a group's events were left pending and chain could not
 	// take them; the next group asks chain again (the Drainer would, later).
 	leftPending atomic.Bool
+	// Counts of what was written, for the operators' metrics.
+	groups, batches, alone atomic.Int64
 	// ownChain, once set (UseChain), is the committer's own audit chain: a
 	// group's transaction chains its audit events itself, and only
 	// batches written alone leave theirs for chain.
@@ -201,9 +203,16 @@ func (c *Committer) write(group []*commitRequest) {
 		}
 	}
 	pending := c.leftPending.Load()
+	alone := int64(0)
 	for _, r := range results {
 		pending = pending || (r.Pending && r.Err == nil)
+		if r.Pending {
+			alone++
+		}
 	}
+	c.groups.Add(1)
+	c.batches.Add(int64(len(results)))
+	c.alone.Add(alone)
 	if c.chain == nil || !pending {
 		answer()
 		return
@@ -235,6 +244,13 @@ func (c *Committer) writeGroup(ctx context.Context, batches []persistence.Fenced
 	g := c.db.WriteCalendarsChained(ctx, batches, chained)
 	w.Done(g.Chained, g.ChainHeld)
 	return g.Results
+}
+
+// Counts returns the groups written, the batches in them, and the batches
+// whose audit events were left pending (written alone, or without a chain
+// of the committer's).
+func (c *Committer) Counts() (groups, batches, alone int64) {
+	return c.groups.Load(), c.batches.Load(), c.alone.Load()
 }
 
 // Chains reports whether the committer chains the audit events of what

@@ -243,6 +243,9 @@ func startNode(ctx context.Context, db *persistence.DB, cfg nodeConfig) (*node, 
 	stats := newMemberStats(reg.Registry)
 	member.SetStats(stats.current)
 	registerCalendarMetrics(reg, calStats)
+	if commits != nil {
+		registerCommitMetrics(reg, commits)
+	}
 	relay := &persistence.Relay{DB: db, Project: search.Projectors(calendar.Project, search.Project), Logger: cfg.Logger}
 	registerRelayMetrics(reg, relay)
 	notifications, err := newNotifications(db, cfg)
@@ -404,6 +407,23 @@ func registerCalendarMetrics(reg prometheus.Registerer, s *calendar.Stats) {
 			Name: "caregrid_calendar_bookings_confirmed_total", ConstLabels: prometheus.Labels{"write": w.label},
 			Help: "Bookings this node's calendar grains confirmed, by write: at_once (the patient accepted before the hold was written) or hold_then_confirm.",
 		}, func() float64 { return float64(w.n.Load()) }))
+	}
+}
+
+// registerCommitMetrics exports what the calendar committer wrote: the
+// batches per group show how much bookings spread over doctors are grouped,
+// and batches written alone (a fence failed, a claim was in progress, a
+// group failed) are the ones whose audit waited for the member's chain.
+func registerCommitMetrics(reg prometheus.Registerer, c *calendar.Committer) {
+	for _, m := range []struct {
+		name, help string
+		of         func() int64
+	}{
+		{"caregrid_calendar_commit_groups_total", "Group transactions this member's calendar committer wrote.", func() int64 { g, _, _ := c.Counts(); return g }},
+		{"caregrid_calendar_commit_batches_total", "Calendar batches (one grain's changes) in those groups.", func() int64 { _, b, _ := c.Counts(); return b }},
+		{"caregrid_calendar_commit_alone_total", "Calendar batches written alone (fenced, a claim in progress, or after a failed group): their audit events wait for the member's chain.", func() int64 { _, _, a := c.Counts(); return a }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.name, Help: m.help}, func() float64 { return float64(m.of()) }))
 	}
 }
 
