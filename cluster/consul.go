@@ -373,15 +373,17 @@ func (p *consulProvider) beat() {
 		}
 		now := time.Now()
 		if silent, paused := gap.paused(now); paused {
+			// The others have dropped this member: it rejoins at once
+			// rather than serve on under its old id until one says so.
+			// Their silence meanwhile was this process's own.
 			p.mu.Lock()
 			for id := range p.heard {
-				p.heard[id] = now // its silence was this process's
+				p.heard[id] = now
 			}
 			p.mu.Unlock()
 			if p.self != nil {
-				p.dropped("this member was silent longer than its peers wait", silent)
+				p.dropped("this member did not run for longer than its peers wait", silent)
 			}
-			continue
 		}
 		p.heartbeatOnce(now)
 	}

@@ -49,8 +49,8 @@ type peersProvider struct {
 	// which a request stalled: asked at once, and out unless they answer.
 	suspects *suspects
 	// onDropped is told when this member finds its peers dropped it: a
-	// peer answered MemberDropped, or this process was paused longer than
-	// they wait.
+	// peer answered MemberDropped, or this process did not run for longer
+	// than they wait.
 	onDropped   func()
 	toldDropped sync.Once
 	// admit, when set, is closed once this member may be asked (see
@@ -137,13 +137,14 @@ func (p *peersProvider) poll() {
 	now := time.Now()
 	if gap, paused := p.gap.paused(now); paused {
 		// This process did not run for longer than the peers wait for an
-		// answer: they have dropped this member's id. Its own silence says
-		// nothing of theirs: they get a fresh start.
+		// answer: they have dropped this member, and it rejoins at once
+		// rather than serve on under its old id until a peer says so. Its
+		// own silence says nothing of theirs: they get a fresh start.
 		for addr := range p.heard {
 			p.heard[addr] = now
 		}
 		if p.self != nil {
-			p.dropped("this member was silent longer than its peers wait", gap)
+			p.dropped("this member did not run for longer than its peers wait", gap)
 		}
 	}
 	selfAddr := ""

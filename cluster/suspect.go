@@ -26,7 +26,9 @@ import (
 // A dropped member hears it: its next heartbeat to a peer that dropped it
 // is answered with MemberDropped, and it rejoins under a new id (OnDropped).
 // A member that finds its own heartbeat loop ran late by more than
-// silentFor (it was paused) does not wait to be told.
+// silentFor (it was paused) rejoins without waiting to be told: until it
+// does it would serve under an id its peers dropped, its activations
+// fenced by theirs and theirs by its own.
 const (
 	heartbeat      = 500 * time.Millisecond
 	silentFor      = 2 * time.Second

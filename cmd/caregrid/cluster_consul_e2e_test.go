@@ -160,8 +160,8 @@ func TestConsulMembersSurviveAKillAndAConsulRestart(t *testing.T) {
 	}
 
 	// a is paused: b stops hearing its heartbeats, drops it (before
-	// Consul's TTL would) and blocks its id. Resumed, a notices (its own
-	// heartbeat ran late, and b answers it MemberDropped), drops its
+	// Consul's TTL would) and blocks its id. Resumed, a notices (its
+	// heartbeat loop ran late; b would answer it MemberDropped), drops its
 	// activations and rejoins under a new member id by itself, without
 	// exiting.
 	oldIDs := memberIDs(t, a, ops)
