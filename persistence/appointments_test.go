@@ -16,24 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// newDoctor stores a clinic and a doctor and returns the doctor's fence.
-func newDoctor(t *testing.T, db *persistence.DB) (string, persistence.Fence) {
-	t.Helper()
-	ctx := context.Background()
-	now := timestamppb.Now()
-	c := &messages.ClinicRecord{Id: uuid.NewString(), Name: "Clinic", TimeZone: "Europe/Chisinau", Version: 1, CreatedAt: now, UpdatedAt: now}
-	if _, err := db.CreateClinic(ctx, "node-a", c, nil, &messages.ClinicCreated{Clinic: c}); err != nil {
-		t.Fatal(err)
-	}
-	d := &messages.DoctorRecord{Id: uuid.NewString(), GivenName: "Ana", FamilyName: "Rusu", Specialty: "cardiology",
-		ClinicId: c.Id, TimeZone: "Europe/Chisinau", SlotMinutes: 15, Version: 1, CreatedAt: now, UpdatedAt: now}
-	f, err := db.CreateDoctor(ctx, "node-a", d, &messages.Availability{SlotMinutes: 15}, nil, &messages.DoctorChanged{Doctor: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.Id, f
-}
-
 func hold(doctor string, start time.Time, minutes int) persistence.NewAppointment {
 	end := start.Add(time.Duration(minutes) * time.Minute)
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -51,7 +33,7 @@ func hold(doctor string, start time.Time, minutes int) persistence.NewAppointmen
 func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	doctor, f := newDoctor(t, db)
+	doctor, f := pgtest.Doctor(t, db)
 	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
 
 	a, b := hold(doctor, start, 30), hold(doctor, start.Add(time.Hour), 15)
@@ -126,7 +108,7 @@ func TestCalendarBatchHoldsConfirmsAndClaims(t *testing.T) {
 func TestCalendarBatchInsertsBookingsWithTheirEvents(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	doctor, f := newDoctor(t, db)
+	doctor, f := pgtest.Doctor(t, db)
 	start := time.Now().UTC().Add(24 * time.Hour).Truncate(time.Hour)
 	booking := func(at time.Time) persistence.NewAppointment {
 		n := hold(doctor, at, 15)
@@ -204,7 +186,7 @@ func TestCalendarBatchInsertsBookingsWithTheirEvents(t *testing.T) {
 func TestPatientReservationsJoinTheirAppointments(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	doctor, df := newDoctor(t, db)
+	doctor, df := pgtest.Doctor(t, db)
 	p := newPatient()
 	pf, _, err := db.RegisterPatient(ctx, "node-a", testMaster(t), p, nil, &messages.PatientRegistered{Patient: p})
 	if err != nil {
@@ -251,7 +233,7 @@ func TestPatientReservationsJoinTheirAppointments(t *testing.T) {
 func TestWhatLetsADoctorReadARecord(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
-	doctor, f := newDoctor(t, db)
+	doctor, f := pgtest.Doctor(t, db)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	w := persistence.CareWindow{Before: 7 * 24 * time.Hour, After: 90 * 24 * time.Hour}
 	status := func(s messages.AppointmentStatus) func(*messages.AppointmentRecord) {
@@ -320,7 +302,7 @@ func TestCalendarBatchesOfManyDoctorsCommitTogether(t *testing.T) {
 	var doctors []string
 	var batches []persistence.FencedCalendarBatch
 	for i := range 4 {
-		doctor, f := newDoctor(t, db)
+		doctor, f := pgtest.Doctor(t, db)
 		doctors = append(doctors, doctor)
 		h := hold(doctor, start, 15)
 		batches = append(batches, persistence.FencedCalendarBatch{Fence: f, Batch: &persistence.CalendarBatch{DoctorID: doctor,
@@ -419,7 +401,7 @@ func TestACalendarGroupChainsItsAuditEventsInItsTransaction(t *testing.T) {
 	var doctors []string
 	var fences []persistence.Fence
 	for range 3 {
-		d, f := newDoctor(t, db)
+		d, f := pgtest.Doctor(t, db)
 		doctors, fences = append(doctors, d), append(fences, f)
 	}
 	batches := func(at time.Time) []persistence.FencedCalendarBatch {

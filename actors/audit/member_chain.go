@@ -223,21 +223,31 @@ func (a *chainActor) Receive(ctx actor.Context) {
 // persistence.Fence): after a failed write the head in memory may not be
 // the head in the database.
 func (a *chainActor) reload() error {
-	ctx, cancel := context.WithTimeout(context.Background(), a.deps.WriteTimeout)
-	defer cancel()
-	f, err := a.deps.DB.ClaimAuditChain(ctx, a.shard, a.member)
+	f, seq, hash, err := claimHead(a.deps.DB, a.shard, a.member, a.deps.WriteTimeout)
 	if err != nil {
 		return err
 	}
-	seq, hash, err := a.deps.DB.AuditHead(ctx, a.shard)
+	a.fence, a.seq, a.hash, a.ready = f, seq, hash, true
+	return nil
+}
+
+// claimHead claims chain shard for member and then reads its head, in
+// that order (see persistence.Fence), within timeout.
+func claimHead(db *persistence.DB, shard int32, member string, timeout time.Duration) (persistence.Fence, int64, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	f, err := db.ClaimAuditChain(ctx, shard, member)
 	if err != nil {
-		return err
+		return persistence.Fence{}, 0, nil, err
+	}
+	seq, hash, err := db.AuditHead(ctx, shard)
+	if err != nil {
+		return persistence.Fence{}, 0, nil, err
 	}
 	if hash == nil {
 		hash = []byte{}
 	}
-	a.fence, a.seq, a.hash, a.ready = f, seq, hash, true
-	return nil
+	return f, seq, hash, nil
 }
 
 // flush writes everything pending as one batch, off the actor's goroutine,

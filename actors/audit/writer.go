@@ -92,18 +92,9 @@ func (w *Writer) Done(rows []persistence.AuditRow, held bool) {
 }
 
 func (w *Writer) reload() error {
-	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-	defer cancel()
-	f, err := w.db.ClaimAuditChain(ctx, w.shard, w.member)
+	f, seq, hash, err := claimHead(w.db, w.shard, w.member, w.timeout)
 	if err != nil {
 		return err
-	}
-	seq, hash, err := w.db.AuditHead(ctx, w.shard)
-	if err != nil {
-		return err
-	}
-	if hash == nil {
-		hash = []byte{}
 	}
 	w.fence, w.seq, w.hash, w.ready = f, seq, hash, true
 	return nil

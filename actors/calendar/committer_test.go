@@ -16,25 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// storedDoctor stores a clinic and a doctor and returns the doctor's
-// fence, as an activation holds it.
-func storedDoctor(t *testing.T, db *persistence.DB) (string, persistence.Fence) {
-	t.Helper()
-	ctx := context.Background()
-	now := timestamppb.Now()
-	c := &messages.ClinicRecord{Id: uuid.NewString(), Name: "Clinic", TimeZone: "Europe/Chisinau", Version: 1, CreatedAt: now, UpdatedAt: now}
-	if _, err := db.CreateClinic(ctx, "node-a", c, nil, &messages.ClinicCreated{Clinic: c}); err != nil {
-		t.Fatal(err)
-	}
-	d := &messages.DoctorRecord{Id: uuid.NewString(), GivenName: "Ana", FamilyName: "Rusu", Specialty: "cardiology",
-		ClinicId: c.Id, TimeZone: "Europe/Chisinau", SlotMinutes: 15, Version: 1, CreatedAt: now, UpdatedAt: now}
-	f, err := db.CreateDoctor(ctx, "node-a", d, &messages.Availability{SlotMinutes: 15}, nil, &messages.DoctorChanged{Doctor: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.Id, f
-}
-
 // A booking's batch for doctor at start, with its audit event.
 func bookingBatch(doctor string, start time.Time, shard int32) *persistence.CalendarBatch {
 	end := start.Add(15 * time.Minute)
@@ -86,7 +67,7 @@ func TestTheCommitterChainsWhatItWritesAndCountsWhatItWroteAlone(t *testing.T) {
 	var doctors []string
 	var fences []persistence.Fence
 	for range 5 {
-		d, f := storedDoctor(t, db)
+		d, f := pgtest.Doctor(t, db)
 		doctors, fences = append(doctors, d), append(fences, f)
 	}
 	for i, r := range submit(doctors, fences, start) {

@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caregrid/caregrid/messages"
 	"github.com/caregrid/caregrid/persistence"
 	"github.com/caregrid/caregrid/persistence/seal"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // DefaultURL is used when DATABASE_URL is unset.
@@ -101,4 +104,23 @@ func MasterKey(t testing.TB) *seal.Key {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// Doctor stores a clinic and a doctor in it (15-minute slots, no hours)
+// and returns the doctor's id and the fence its creating activation holds.
+func Doctor(t testing.TB, db *persistence.DB) (string, persistence.Fence) {
+	t.Helper()
+	ctx := context.Background()
+	now := timestamppb.Now()
+	c := &messages.ClinicRecord{Id: uuid.NewString(), Name: "Clinic", TimeZone: "Europe/Chisinau", Version: 1, CreatedAt: now, UpdatedAt: now}
+	if _, err := db.CreateClinic(ctx, "node-a", c, nil, &messages.ClinicCreated{Clinic: c}); err != nil {
+		t.Fatal(err)
+	}
+	d := &messages.DoctorRecord{Id: uuid.NewString(), GivenName: "Ana", FamilyName: "Rusu", Specialty: "cardiology",
+		ClinicId: c.Id, TimeZone: "Europe/Chisinau", SlotMinutes: 15, Version: 1, CreatedAt: now, UpdatedAt: now}
+	f, err := db.CreateDoctor(ctx, "node-a", d, &messages.Availability{SlotMinutes: 15}, nil, &messages.DoctorChanged{Doctor: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Id, f
 }
