@@ -416,9 +416,7 @@ func (p *consulProvider) heartbeatOnce(now time.Time) {
 		a := answers[addr]
 		switch {
 		case a.dropped != nil && p.self != nil && a.dropped.GetId() == p.self.Id:
-			p.mu.Unlock()
-			p.dropped("a peer has dropped this member", 0)
-			p.mu.Lock()
+			p.dropped("a peer has dropped this member", 0) // does not block: OnDropped runs apart
 		case a.member != nil && a.member.Id == id:
 			p.heard[id] = sent
 			p.suspects.clear(addr)
@@ -427,7 +425,7 @@ func (p *consulProvider) heartbeatOnce(now time.Time) {
 		if p.known[id] == nil || p.lost[id] {
 			continue
 		}
-		switch v := p.suspects.judge(addr, p.heard[id], now); v {
+		switch p.suspects.judge(addr, p.heard[id], now) {
 		case drop, dropUnlessAnswers:
 			p.lost[id] = true
 			changed = true
