@@ -134,6 +134,12 @@ func TestConsoleInTheBrowser(t *testing.T) {
 		err := is.db.Pool.QueryRow(context.Background(), `SELECT specialty FROM doctors WHERE family_name = 'Ceban'`).Scan(&specialty)
 		return err == nil && strings.EqualFold(specialty, "Neurology")
 	})
+	// The save re-renders the table: press the new row's button, not the
+	// one the save replaced (a press on the old node fails, "could not
+	// find node").
+	await.Until(t, "the table showing the new specialty", 30*time.Second, func() bool {
+		return strings.Contains(strings.ToLower(browsertest.Eval[string](b, `document.querySelector("#doctors tbody tr")?.textContent ?? ""`)), "neurology")
+	})
 	b.Press(`#doctors tbody tr button:last-child`) // Working hours
 	b.WaitFor(`#hours:not([hidden]) input[name=monday]`)
 	b.Fill(map[string]string{"monday": "08:00-12:00, 13:00-17:00"})
