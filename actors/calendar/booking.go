@@ -148,7 +148,9 @@ func (s *Schedule) Conflict(iv Interval, now time.Time, ignoreID string) (Busy, 
 		if !b.Start.Before(iv.End) {
 			break
 		}
-		if b.ID != ignoreID && b.Live(now) && b.Overlaps(iv) {
+		// The window starts MaxBookingMinute early, so most entries end
+		// before iv: the time test goes first, the id compare last.
+		if b.Overlaps(iv) && b.Live(now) && b.ID != ignoreID {
 			return b, true
 		}
 	}

@@ -129,7 +129,7 @@ func serveFlags(args []string) (serveConfig, error) {
 		"OpenTelemetry traces to this OTLP/HTTP collector, such as http://otel-collector:4318: a span per request, per grain call and per SQL statement (no values); empty: no tracing (env CAREGRID_OTLP_ENDPOINT)")
 	fs.Float64Var(&c.TraceSample, "trace-sample", 1, "with --otlp-endpoint: the share of requests traced (0 to 1), unless the caller's traceparent decided")
 	fs.DurationVar(&c.AuditCheckEvery, "audit-check-every", audit.DefaultTrailCheckEvery,
-		"how often a member checks the whole audit trail's chains and signed checkpoints, as `caregrid audit verify` does (the console shows the result; metric caregrid_audit_trail_intact)")
+		"how often a member checks the whole audit trail's chains and signed checkpoints, as `caregrid audit verify` does (the console shows the result; metric caregrid_audit_trail_intact); negative: never")
 	fs.DurationVar(&c.AuditCheckpointEvery, "audit-checkpoint-every", audit.DefaultCheckpointEvery,
 		"how often each member signs the audit chains' heads (see caregrid audit verify)")
 	fs.StringVar(&c.Retention, "retention", envOr("CAREGRID_RETENTION", ""),
